@@ -1,0 +1,41 @@
+//! Sluice's ISP simulator: real SMTP servers on loopback addresses that play
+//! Gmail, Yahoo, Outlook and small domains, enforce per-source-IP limits with
+//! those providers' deferral replies, and record every message they accept
+//! and every limit a client broke.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), sluice_sim::SimError> {
+//! let scenario = sluice_sim::Scenario::load("loadtest/scenarios/five-providers.toml".as_ref())?;
+//! let sim = sluice_sim::Simulator::start(scenario).await?;
+//! println!("gmail listens on {:?}", sim.addr("gmail"));
+//! // ... send mail ...
+//! let report = sim.shutdown().await;
+//! assert_eq!(report.total_violations(), 0);
+//! # Ok(()) }
+//! ```
+
+mod command;
+mod conn;
+mod error;
+mod ledger;
+mod limits;
+mod lines;
+mod message;
+mod provider;
+mod reply;
+mod report;
+mod rng;
+mod scenario;
+mod server;
+mod session;
+mod sim;
+mod tls;
+
+pub use conn::{Shutdown, serve_connection};
+pub use error::SimError;
+pub use provider::Provider;
+pub use reply::{LimitKind, Reply};
+pub use report::{AcceptedMessage, Duplicate, ProviderReport, Report, SourceReport};
+pub use scenario::{Limits, ProviderConfig, Scenario, Style};
+pub use server::run;
+pub use sim::{SimHandle, Simulator};

@@ -1,0 +1,95 @@
+//! Starting a whole scenario in-process, and stopping it.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+use crate::error::SimError;
+use crate::ledger::Ledger;
+use crate::provider::{Provider, lock};
+use crate::report::{ProviderInfo, Report};
+use crate::scenario::Scenario;
+use crate::server::run;
+use crate::tls::self_signed_acceptor;
+
+/// Starts simulators. See [`Simulator::start`].
+pub struct Simulator;
+
+/// A running scenario: its addresses, its findings so far, and its stop.
+pub struct SimHandle {
+    providers: Vec<ProviderInfo>,
+    ledger: Arc<Mutex<Ledger>>,
+    stop: watch::Sender<bool>,
+    servers: JoinSet<()>,
+}
+
+impl Simulator {
+    /// Binds every provider's listener and starts serving. Must be called
+    /// inside a Tokio runtime. Fails if a listener cannot be bound or the
+    /// TLS certificate cannot be made.
+    pub async fn start(scenario: Scenario) -> Result<SimHandle, SimError> {
+        scenario.validate()?;
+        let tls = tls_for(&scenario)?;
+        let ledger = Arc::new(Mutex::new(Ledger::default()));
+        let (stop, _) = watch::channel(false);
+        let mut servers = JoinSet::new();
+        let mut providers = Vec::new();
+        for (index, config) in scenario.providers.into_iter().enumerate() {
+            let listener = TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| SimError::Bind { addr: config.listen, source })?;
+            let addr = listener.local_addr().map_err(|source| SimError::Bind { addr: config.listen, source })?;
+            providers.push(ProviderInfo {
+                name: config.name.clone(),
+                addr,
+                limits: config.limits.clone(),
+            });
+            let seed = scenario.seed.wrapping_add(index as u64);
+            let provider = Provider::new(config, addr, seed, Arc::clone(&ledger), tls.clone());
+            let mut stopped = stop.subscribe();
+            let shutdown = async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            };
+            servers.spawn(run(listener, Arc::new(provider), shutdown));
+        }
+        Ok(SimHandle { providers, ledger, stop, servers })
+    }
+}
+
+fn tls_for(scenario: &Scenario) -> Result<Option<TlsAcceptor>, SimError> {
+    if !scenario.providers.iter().any(|p| p.starttls) {
+        return Ok(None);
+    }
+    let mut hosts: Vec<String> = scenario.providers.iter().map(|p| p.host()).collect();
+    hosts.push("localhost".to_string());
+    self_signed_acceptor(hosts).map(Some)
+}
+
+impl SimHandle {
+    /// The bound address of the provider called `name`.
+    pub fn addr(&self, name: &str) -> Option<SocketAddr> {
+        self.providers.iter().find(|p| p.name == name).map(|p| p.addr)
+    }
+
+    /// Every provider's name and bound address, in scenario order.
+    pub fn addrs(&self) -> Vec<(String, SocketAddr)> {
+        self.providers.iter().map(|p| (p.name.clone(), p.addr)).collect()
+    }
+
+    /// The report so far: accepted messages, counters and violations.
+    pub fn snapshot(&self) -> Report {
+        Report::build(&self.providers, &lock(&self.ledger))
+    }
+
+    /// Stops accepting, closes every open session with `421 4.3.2`, waits
+    /// for them to end, and returns the final report.
+    pub async fn shutdown(mut self) -> Report {
+        let _ = self.stop.send(true);
+        while self.servers.join_next().await.is_some() {}
+        self.snapshot()
+    }
+}

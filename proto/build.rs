@@ -1,0 +1,28 @@
+//! Generates the Rust wire types from `sluice/v1/*.proto` with a vendored
+//! `protoc`, so a build needs nothing the machine lacks.
+
+use std::path::PathBuf;
+
+const PROTOS: &[&str] = &[
+    "sluice/v1/envelope.proto",
+    "sluice/v1/event.proto",
+    "sluice/v1/ingest.proto",
+    "sluice/v1/control.proto",
+    "sluice/v1/query.proto",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut config = prost_build::Config::new();
+    config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let include = protoc_bin_vendored::include_path()?;
+    let protos: Vec<PathBuf> = PROTOS.iter().map(|p| root.join(p)).collect();
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_with_config(config, &protos, &[root, include])?;
+    for proto in PROTOS {
+        println!("cargo:rerun-if-changed={proto}");
+    }
+    Ok(())
+}

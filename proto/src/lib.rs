@@ -1,0 +1,56 @@
+//! Sluice wire types, generated from `proto/sluice/v1/*.proto`.
+//!
+//! Every service depends on this crate and on nothing else for its wire
+//! format: the Kafka payloads ([`v1::Envelope`], [`v1::Event`]) and the gRPC
+//! services (`Ingest`, `Control`, `Query`) with their clients and servers.
+
+/// Version 1 of the Sluice protocol (`package sluice.v1`).
+pub mod v1 {
+    #![allow(clippy::large_enum_variant, clippy::doc_lazy_continuation)]
+    tonic::include_proto!("sluice.v1");
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::v1::{Envelope, Event, EventKind, SmtpReply};
+
+    #[test]
+    fn envelope_round_trips_through_protobuf() {
+        let envelope = Envelope {
+            message_id: "01JDQ3Z5".into(),
+            tenant: "acme".into(),
+            pool: "shared".into(),
+            recipient: "bob@example.com".into(),
+            content: b"Subject: hi\r\n\r\nbody\r\n".to_vec(),
+            attempt: 2,
+            tags: [("campaign".to_owned(), "spring".to_owned())].into(),
+            ..Default::default()
+        };
+        let bytes = envelope.encode_to_vec();
+        assert_eq!(Envelope::decode(bytes.as_slice()).unwrap(), envelope);
+    }
+
+    #[test]
+    fn event_carries_the_smtp_reply() {
+        let event = Event {
+            kind: EventKind::Deferred.into(),
+            reply: Some(SmtpReply {
+                code: 421,
+                enhanced_code: "4.7.28".into(),
+                text: "rate limited".into(),
+                synthetic: false,
+            }),
+            ..Default::default()
+        };
+        let decoded = Event::decode(event.encode_to_vec().as_slice()).unwrap();
+        assert_eq!(decoded.kind(), EventKind::Deferred);
+        assert_eq!(decoded.reply.unwrap().enhanced_code, "4.7.28");
+    }
+
+    #[test]
+    fn malformed_bytes_are_an_error_not_a_panic() {
+        assert!(Envelope::decode(&[0xff, 0xff, 0xff][..]).is_err());
+    }
+}

@@ -1,0 +1,100 @@
+use rdkafka::ClientConfig;
+
+/// Where the Kafka cluster is and how Sluice's clients talk to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, comma separated `host:port` pairs.
+    pub brokers: String,
+    /// Client id reported to the brokers, shows up in their logs and metrics.
+    pub client_id: String,
+}
+
+impl KafkaConfig {
+    /// Environment variable that overrides the bootstrap servers.
+    pub const BROKERS_ENV: &'static str = "SLUICE_KAFKA_BROKERS";
+    /// Bootstrap servers used when nothing else is configured.
+    pub const DEFAULT_BROKERS: &'static str = "127.0.0.1:9092";
+
+    /// Brokers from `SLUICE_KAFKA_BROKERS`, or the local default.
+    pub fn from_env(client_id: &str) -> Self {
+        let brokers = std::env::var(Self::BROKERS_ENV)
+            .ok()
+            .filter(|b| !b.trim().is_empty())
+            .unwrap_or_else(|| Self::DEFAULT_BROKERS.to_owned());
+        Self {
+            brokers,
+            client_id: client_id.to_owned(),
+        }
+    }
+
+    fn base(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.brokers)
+            .set("client.id", &self.client_id);
+        config
+    }
+
+    /// Producer settings under which an acknowledged record is durable and
+    /// written exactly once per send call: idempotence, `acks=all`, bounded
+    /// in-flight requests, zstd compression.
+    pub fn producer(&self) -> ClientConfig {
+        let mut config = self.base();
+        config
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("max.in.flight.requests.per.connection", "5")
+            .set("compression.type", "zstd")
+            .set("linger.ms", "5")
+            .set("message.timeout.ms", "30000");
+        config
+    }
+
+    /// Consumer settings for a group whose offsets the caller commits itself,
+    /// only after the records below the offset have a durable fate.
+    pub fn consumer(&self, group: &str) -> ClientConfig {
+        let mut config = self.base();
+        config
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("isolation.level", "read_committed")
+            .set("session.timeout.ms", "10000");
+        config
+    }
+
+    /// Settings for admin and metadata clients.
+    pub fn admin(&self) -> ClientConfig {
+        self.base()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> KafkaConfig {
+        KafkaConfig {
+            brokers: "b1:9092,b2:9092".into(),
+            client_id: "t".into(),
+        }
+    }
+
+    #[test]
+    fn producer_is_idempotent_and_waits_for_all_replicas() {
+        let p = cfg().producer();
+        assert_eq!(p.get("enable.idempotence"), Some("true"));
+        assert_eq!(p.get("acks"), Some("all"));
+        assert_eq!(p.get("compression.type"), Some("zstd"));
+        assert_eq!(p.get("bootstrap.servers"), Some("b1:9092,b2:9092"));
+    }
+
+    #[test]
+    fn consumer_never_commits_on_its_own() {
+        let c = cfg().consumer("g");
+        assert_eq!(c.get("enable.auto.commit"), Some("false"));
+        assert_eq!(c.get("enable.auto.offset.store"), Some("false"));
+        assert_eq!(c.get("group.id"), Some("g"));
+    }
+}

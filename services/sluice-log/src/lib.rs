@@ -1,0 +1,15 @@
+//! The Kafka back end of the Sluice message log.
+//!
+//! This crate owns how Sluice talks to Kafka: the producer settings that make
+//! an acknowledged write durable (idempotent producer, `acks=all`, zstd), the
+//! consumer settings that leave offset commits to the caller, topic
+//! administration, and a reachability probe whose error tells the operator
+//! which server is missing and how to start it.
+
+mod admin;
+mod config;
+mod error;
+
+pub use admin::{create_topic, probe};
+pub use config::KafkaConfig;
+pub use error::LogError;

@@ -1,0 +1,1 @@
+//! Shaping engine (being written).

@@ -1,0 +1,46 @@
+//! `sluice doctor`: checks that the distributed back ends answer.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use sluice_ledger::LedgerConfig;
+use sluice_log::KafkaConfig;
+
+use crate::cli::DoctorArgs;
+
+pub async fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
+    let timeout = Duration::from_secs(args.timeout);
+    let kafka = KafkaConfig {
+        brokers: args.kafka.clone(),
+        client_id: "sluice-doctor".into(),
+    };
+    let kafka_ok = match sluice_log::probe(&kafka, timeout).await {
+        Ok(brokers) => {
+            println!("kafka      ok    {} ({brokers} broker(s))", args.kafka);
+            true
+        }
+        Err(err) => {
+            println!("kafka      FAIL  {err}");
+            false
+        }
+    };
+    let ledger = LedgerConfig {
+        contact_points: args.cassandra.clone(),
+        connect_timeout: timeout,
+    };
+    let ledger_ok = match sluice_ledger::connect(&ledger).await {
+        Ok(_) => {
+            println!("cassandra  ok    {}", args.cassandra);
+            true
+        }
+        Err(err) => {
+            println!("cassandra  FAIL  {err}");
+            false
+        }
+    };
+    Ok(if kafka_ok && ledger_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
