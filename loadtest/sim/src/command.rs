@@ -133,6 +133,9 @@ mod tests {
         assert!(matches!(parse("DATA now"), Command::Syntax(_)));
         assert_eq!(parse("FROB x"), Command::Unknown);
         assert_eq!(parse("quit"), Command::Quit);
-        assert_eq!(parse("ehlo client.test"), Command::Ehlo("client.test".into()));
+        assert_eq!(
+            parse("ehlo client.test"),
+            Command::Ehlo("client.test".into())
+        );
     }
 }

@@ -53,7 +53,7 @@ pub async fn serve_connection<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let _slot = match provider.open_connection(peer) {
+    let slot = match provider.open_connection(peer) {
         Ok(slot) => slot,
         Err(refusal) => {
             stream.write_all(&refusal.to_wire()).await?;
@@ -65,7 +65,7 @@ where
         _ = sleep(banner_delay) => {}
         _ = stopped(&mut shutdown) => return Ok(()),
     }
-    let mut session = Session::new(Arc::clone(&provider), peer);
+    let mut session = Session::new(Arc::clone(&provider), peer, slot);
     let idle = Duration::from_secs(provider.config().idle_timeout_secs);
     let mut plain = Driver::new(stream, &mut shutdown, idle);
     plain.out.extend_from_slice(&session.banner().to_wire());
@@ -107,8 +107,8 @@ where
             if self.io.buffer().is_empty() {
                 self.flush().await?;
             }
-            let line = match self.next_line(session).await? {
-                Input::Stop(reply) => return self.finish(reply).await,
+            let line = match self.next_line().await? {
+                Input::Stop(reply) => return self.finish(session, reply).await,
                 Input::Got(Line::Eof) => return Ok(End::Closed),
                 Input::Got(Line::TooLong) => {
                     self.push(&session.line_too_long());
@@ -126,12 +126,12 @@ where
 
     async fn step(&mut self, session: &mut Session, step: Step) -> io::Result<Option<End>> {
         match step {
-            Step::Reply(reply) if reply.closes() => self.finish(reply).await.map(Some),
+            Step::Reply(reply) if reply.closes() => self.finish(session, reply).await.map(Some),
             Step::Reply(reply) => {
                 self.push(&reply);
                 Ok(None)
             }
-            Step::Close(reply) => self.finish(reply).await.map(Some),
+            Step::Close(reply) => self.finish(session, reply).await.map(Some),
             Step::StartTls(reply) => {
                 self.push(&reply);
                 self.flush().await?;
@@ -151,29 +151,29 @@ where
         let delay = Duration::from_millis(config.data_reply_delay_ms);
         let body = tokio::select! {
             read = read_body(&mut self.io, max) => read?,
-            _ = stopped(self.shutdown) => return self.finish(session.shutting_down()).await.map(Some),
-            _ = sleep(self.idle) => return self.finish(session.timed_out()).await.map(Some),
+            _ = stopped(self.shutdown) => return self.finish(session, shutting_down()).await.map(Some),
+            _ = sleep(self.idle) => return self.finish(session, timed_out()).await.map(Some),
         };
         let Read::Done(body) = body else {
             return Ok(Some(End::Closed));
         };
         tokio::select! {
             _ = sleep(delay) => {}
-            _ = stopped(self.shutdown) => return self.finish(session.shutting_down()).await.map(Some),
+            _ = stopped(self.shutdown) => return self.finish(session, shutting_down()).await.map(Some),
         }
         let reply = session.message(body);
         if reply.closes() {
-            return self.finish(reply).await.map(Some);
+            return self.finish(session, reply).await.map(Some);
         }
         self.push(&reply);
         Ok(None)
     }
 
-    async fn next_line(&mut self, session: &Session) -> io::Result<Input<Line>> {
+    async fn next_line(&mut self) -> io::Result<Input<Line>> {
         tokio::select! {
             line = read_line(&mut self.io, MAX_COMMAND_LINE) => Ok(Input::Got(line?)),
-            _ = stopped(self.shutdown) => Ok(Input::Stop(session.shutting_down())),
-            _ = sleep(self.idle) => Ok(Input::Stop(session.timed_out())),
+            _ = stopped(self.shutdown) => Ok(Input::Stop(shutting_down())),
+            _ = sleep(self.idle) => Ok(Input::Stop(timed_out())),
         }
     }
 
@@ -189,7 +189,11 @@ where
         self.io.flush().await
     }
 
-    async fn finish(&mut self, reply: Reply) -> io::Result<End> {
+    /// Sends the last reply. The connection slot is given back first, so a
+    /// client that reconnects as soon as it reads the reply is not counted
+    /// over the concurrency limit.
+    async fn finish(&mut self, session: &mut Session, reply: Reply) -> io::Result<End> {
+        session.release_slot();
         self.push(&reply);
         self.flush().await?;
         Ok(End::Closed)
@@ -201,4 +205,15 @@ where
         let _ = self.io.shutdown().await;
         Ok(())
     }
+}
+
+fn shutting_down() -> Reply {
+    Reply::new(
+        421,
+        "4.3.2 Service shutting down, closing transmission channel",
+    )
+}
+
+fn timed_out() -> Reply {
+    Reply::new(421, "4.4.2 Idle timeout exceeded, closing connection")
 }

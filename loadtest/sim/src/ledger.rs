@@ -47,7 +47,11 @@ impl Ledger {
 
     /// The client went past a limit.
     pub fn violation(&mut self, provider: &str, ip: IpAddr, kind: LimitKind) {
-        *self.counts(provider, ip).violations.entry(kind).or_default() += 1;
+        *self
+            .counts(provider, ip)
+            .violations
+            .entry(kind)
+            .or_default() += 1;
     }
 
     /// The per-minute window of `ip` now holds `count` messages.

@@ -28,14 +28,13 @@ mod rng;
 mod scenario;
 mod server;
 mod session;
+#[cfg(test)]
+mod session_tests;
 mod sim;
 mod tls;
 
-pub use conn::{Shutdown, serve_connection};
 pub use error::SimError;
-pub use provider::Provider;
 pub use reply::{LimitKind, Reply};
 pub use report::{AcceptedMessage, Duplicate, ProviderReport, Report, SourceReport};
 pub use scenario::{Limits, ProviderConfig, Scenario, Style};
-pub use server::run;
 pub use sim::{SimHandle, Simulator};

@@ -55,7 +55,8 @@ where
 impl Body {
     /// The Message-ID header's value, or `fnv64:<hex>` of the bytes.
     pub fn message_id(&self) -> String {
-        header(&self.bytes, "message-id").unwrap_or_else(|| format!("fnv64:{:016x}", fnv64(&self.bytes)))
+        header(&self.bytes, "message-id")
+            .unwrap_or_else(|| format!("fnv64:{:016x}", fnv64(&self.bytes)))
     }
 }
 
@@ -81,7 +82,9 @@ fn header(message: &[u8], name: &str) -> Option<String> {
 
 fn value_of(line: &str, name: &str) -> Option<String> {
     let (key, value) = line.split_once(':')?;
-    key.trim().eq_ignore_ascii_case(name).then(|| value.trim().to_string())
+    key.trim()
+        .eq_ignore_ascii_case(name)
+        .then(|| value.trim().to_string())
 }
 
 fn fnv64(bytes: &[u8]) -> u64 {
@@ -126,7 +129,8 @@ mod tests {
     #[test]
     fn message_id_is_read_unfolded_or_hashed() {
         let with = Body {
-            bytes: b"From: a\r\nMessage-Id:\r\n  <abc@x>\r\nSubject: s\r\n\r\nMessage-ID: no\r\n".to_vec(),
+            bytes: b"From: a\r\nMessage-Id:\r\n  <abc@x>\r\nSubject: s\r\n\r\nMessage-ID: no\r\n"
+                .to_vec(),
             ..Body::default()
         };
         assert_eq!(with.message_id(), "<abc@x>");

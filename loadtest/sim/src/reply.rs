@@ -165,7 +165,10 @@ fn generic(kind: LimitKind, ip: IpAddr) -> Reply {
         LimitKind::MessagesPerConnection => {
             Reply::new(421, "4.7.0 Too many messages on this connection")
         }
-        _ => Reply::new(421, format!("4.7.0 Rate limit exceeded for {ip}, try again later")),
+        _ => Reply::new(
+            421,
+            format!("4.7.0 Rate limit exceeded for {ip}, try again later"),
+        ),
     }
 }
 
@@ -195,13 +198,20 @@ mod tests {
         let gmail = deferral(Style::Gmail, LimitKind::MessagesPerMinute, ip);
         assert!(gmail.to_string().starts_with("421 4.7.28 [127.0.0.9]"));
         let yahoo = deferral(Style::Yahoo, LimitKind::MessagesPerMinute, ip);
-        assert!(yahoo.to_string().contains("[TSS04] Messages from 127.0.0.9"));
+        assert!(
+            yahoo
+                .to_string()
+                .contains("[TSS04] Messages from 127.0.0.9")
+        );
         let ms = deferral(Style::Outlook, LimitKind::MessagesPerMinute, ip);
         assert!(ms.to_string().starts_with("451 4.7.500 Server busy"));
         let rp = deferral(Style::Outlook, LimitKind::MessagesPerConnection, ip);
         assert!(rp.to_string().contains("RP-001"));
         let conn = deferral(Style::Generic, LimitKind::Connections, ip);
-        assert!(conn.to_string().starts_with("421 4.7.0 Too many connections"));
+        assert!(
+            conn.to_string()
+                .starts_with("421 4.7.0 Too many connections")
+        );
         assert!(conn.closes() && !ms.closes());
     }
 }

@@ -207,7 +207,9 @@ impl ProviderConfig {
             l.recipients_per_message,
         ];
         if limits.contains(&Some(0)) {
-            return invalid(&format!("provider {who}: a limit of 0 would refuse all mail"));
+            return invalid(&format!(
+                "provider {who}: a limit of 0 would refuse all mail"
+            ));
         }
         Ok(())
     }
@@ -249,16 +251,34 @@ mod tests {
     #[test]
     fn duplicate_names_and_bad_rates_are_refused() {
         let twice = format!("{MINIMAL}{MINIMAL}");
-        assert!(Scenario::parse(&twice).unwrap_err().to_string().contains("twice"));
+        assert!(
+            Scenario::parse(&twice)
+                .unwrap_err()
+                .to_string()
+                .contains("twice")
+        );
         let rate = MINIMAL.replace("domains", "temp_failure_rate = 1.5\ndomains");
-        assert!(Scenario::parse(&rate).unwrap_err().to_string().contains("0.0..=1.0"));
+        assert!(
+            Scenario::parse(&rate)
+                .unwrap_err()
+                .to_string()
+                .contains("0.0..=1.0")
+        );
         let zero = format!("{MINIMAL}\n[provider.limits]\nmessages_per_minute = 0\n");
-        assert!(Scenario::parse(&zero).unwrap_err().to_string().contains("limit of 0"));
+        assert!(
+            Scenario::parse(&zero)
+                .unwrap_err()
+                .to_string()
+                .contains("limit of 0")
+        );
     }
 
     #[test]
     fn shipped_example_parses() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios/five-providers.toml");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../scenarios/five-providers.toml"
+        );
         let s = Scenario::load(Path::new(path)).unwrap();
         assert_eq!(s.providers.len(), 5);
     }

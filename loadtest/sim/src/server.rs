@@ -13,7 +13,11 @@ use crate::provider::Provider;
 /// Accepts connections on `listener` for `provider` until `shutdown`
 /// completes, then tells every open session to close (`421 4.3.2`) and
 /// waits until they have.
-pub async fn run(listener: TcpListener, provider: Arc<Provider>, shutdown: impl Future<Output = ()>) {
+pub async fn run(
+    listener: TcpListener,
+    provider: Arc<Provider>,
+    shutdown: impl Future<Output = ()>,
+) {
     let (stop, stopped) = watch::channel(false);
     let mut sessions = JoinSet::new();
     tokio::pin!(shutdown);

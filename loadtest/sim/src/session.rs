@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use crate::command::{Command, Path, parse};
 use crate::limits::Ticket;
 use crate::message::Body;
-use crate::provider::Provider;
+use crate::provider::{ConnectionSlot, Provider};
 use crate::reply::{LimitKind, Reply};
 use crate::report::AcceptedMessage;
 
@@ -37,6 +37,7 @@ struct Transaction {
 pub struct Session {
     provider: Arc<Provider>,
     peer: IpAddr,
+    slot: Option<ConnectionSlot>,
     greeted: bool,
     tls: bool,
     messages: u32,
@@ -49,10 +50,11 @@ fn reply(code: u16, text: &str) -> Step {
 
 impl Session {
     /// A session for a client at `peer` that has its connection slot.
-    pub fn new(provider: Arc<Provider>, peer: IpAddr) -> Self {
+    pub fn new(provider: Arc<Provider>, peer: IpAddr, slot: ConnectionSlot) -> Self {
         Session {
             provider,
             peer,
+            slot: Some(slot),
             greeted: false,
             tls: false,
             messages: 0,
@@ -65,19 +67,17 @@ impl Session {
         &self.provider
     }
 
+    /// Gives the connection slot back; called just before the last reply.
+    pub fn release_slot(&mut self) {
+        self.slot = None;
+    }
+
     /// The `220` greeting.
     pub fn banner(&self) -> Reply {
-        Reply::new(220, format!("{} ESMTP sluice-sim ready", self.provider.host()))
-    }
-
-    /// The reply sent when the simulator shuts down under a client.
-    pub fn shutting_down(&self) -> Reply {
-        Reply::new(421, "4.3.2 Service shutting down, closing transmission channel")
-    }
-
-    /// The reply sent when the client stayed silent too long.
-    pub fn timed_out(&self) -> Reply {
-        Reply::new(421, "4.4.2 Idle timeout exceeded, closing connection")
+        Reply::new(
+            220,
+            format!("{} ESMTP sluice-sim ready", self.provider.host()),
+        )
     }
 
     /// The reply to a command line longer than the limit.
@@ -315,6 +315,8 @@ impl Step {
 }
 
 fn unix_ms() -> u64 {
-    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     since.as_millis() as u64
 }

@@ -32,17 +32,41 @@ impl Simulator {
     /// inside a Tokio runtime. Fails if a listener cannot be bound or the
     /// TLS certificate cannot be made.
     pub async fn start(scenario: Scenario) -> Result<SimHandle, SimError> {
+        let mut listeners = Vec::new();
+        for config in &scenario.providers {
+            let addr = config.listen;
+            let bound = TcpListener::bind(addr).await;
+            listeners.push(bound.map_err(|source| SimError::Bind { addr, source })?);
+        }
+        Self::start_with_listeners(scenario, listeners)
+    }
+
+    /// Like [`Simulator::start`], on listeners the caller bound already, one
+    /// per provider in scenario order (their `listen` fields are ignored).
+    pub fn start_with_listeners(
+        scenario: Scenario,
+        listeners: Vec<TcpListener>,
+    ) -> Result<SimHandle, SimError> {
         scenario.validate()?;
+        if listeners.len() != scenario.providers.len() {
+            let msg = format!(
+                "{} listeners for {} providers",
+                listeners.len(),
+                scenario.providers.len()
+            );
+            return Err(SimError::Invalid(msg));
+        }
         let tls = tls_for(&scenario)?;
         let ledger = Arc::new(Mutex::new(Ledger::default()));
         let (stop, _) = watch::channel(false);
         let mut servers = JoinSet::new();
         let mut providers = Vec::new();
-        for (index, config) in scenario.providers.into_iter().enumerate() {
-            let listener = TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| SimError::Bind { addr: config.listen, source })?;
-            let addr = listener.local_addr().map_err(|source| SimError::Bind { addr: config.listen, source })?;
+        let configs = scenario.providers.into_iter().zip(listeners);
+        for (index, (config, listener)) in configs.enumerate() {
+            let addr = listener.local_addr().map_err(|source| SimError::Bind {
+                addr: config.listen,
+                source,
+            })?;
             providers.push(ProviderInfo {
                 name: config.name.clone(),
                 addr,
@@ -56,7 +80,12 @@ impl Simulator {
             };
             servers.spawn(run(listener, Arc::new(provider), shutdown));
         }
-        Ok(SimHandle { providers, ledger, stop, servers })
+        Ok(SimHandle {
+            providers,
+            ledger,
+            stop,
+            servers,
+        })
     }
 }
 
@@ -72,12 +101,18 @@ fn tls_for(scenario: &Scenario) -> Result<Option<TlsAcceptor>, SimError> {
 impl SimHandle {
     /// The bound address of the provider called `name`.
     pub fn addr(&self, name: &str) -> Option<SocketAddr> {
-        self.providers.iter().find(|p| p.name == name).map(|p| p.addr)
+        self.providers
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.addr)
     }
 
     /// Every provider's name and bound address, in scenario order.
     pub fn addrs(&self) -> Vec<(String, SocketAddr)> {
-        self.providers.iter().map(|p| (p.name.clone(), p.addr)).collect()
+        self.providers
+            .iter()
+            .map(|p| (p.name.clone(), p.addr))
+            .collect()
     }
 
     /// The report so far: accepted messages, counters and violations.

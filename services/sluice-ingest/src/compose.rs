@@ -1,0 +1,204 @@
+//! Builds each recipient's RFC 5322 message: renders templates with
+//! minijinja, or prepares a raw message, and adds the headers ingest owns.
+
+use std::collections::BTreeMap;
+
+use mail_builder::MessageBuilder;
+use mail_builder::headers::raw::Raw;
+use minijinja::{Environment, UndefinedBehavior, Value};
+
+use crate::IngestError;
+use crate::model::RecipientInput;
+
+/// Headers added to one recipient's copy (name, value).
+pub type ExtraHeaders = Vec<(&'static str, String)>;
+
+/// What identifies one recipient's copy.
+pub struct Copy<'a> {
+    pub index: usize,
+    pub recipient: &'a RecipientInput,
+    pub message_id: &'a str,
+    pub from_domain: &'a str,
+    pub now_unix: i64,
+    pub extra: ExtraHeaders,
+}
+
+/// A compiled template (subject, text and HTML parts).
+pub struct Templates {
+    env: Environment<'static>,
+    has_text: bool,
+    has_html: bool,
+}
+
+const SUBJECT: &str = "subject.txt";
+const TEXT: &str = "text.txt";
+const HTML: &str = "html.html";
+
+impl Templates {
+    /// Compiles the parts; a syntax error names the part.
+    pub fn compile(subject: &str, text: &str, html: &str) -> Result<Self, IngestError> {
+        if text.is_empty() && html.is_empty() {
+            return Err(IngestError::invalid("template", "needs a text or an html part"));
+        }
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        for (name, field, source) in [
+            (SUBJECT, "template.subject", subject),
+            (TEXT, "template.text", text),
+            (HTML, "template.html", html),
+        ] {
+            env.add_template_owned(name, source.to_owned())
+                .map_err(|err| IngestError::invalid(field, err.to_string()))?;
+        }
+        Ok(Self {
+            env,
+            has_text: !text.is_empty(),
+            has_html: !html.is_empty(),
+        })
+    }
+
+    fn render(&self, name: &str, index: usize, ctx: &Value) -> Result<String, IngestError> {
+        let template = self
+            .env
+            .get_template(name)
+            .map_err(|err| IngestError::Internal(err.to_string()))?;
+        template.render(ctx).map_err(|err| {
+            let part = name.split('.').next().unwrap_or(name);
+            IngestError::invalid(
+                format!("recipients[{index}].substitutions"),
+                format!("template.{part}: {err}"),
+            )
+        })
+    }
+
+    /// Renders the message of one recipient.
+    pub fn message(
+        &self,
+        from: &str,
+        headers: &BTreeMap<String, String>,
+        copy: Copy<'_>,
+    ) -> Result<Vec<u8>, IngestError> {
+        let ctx = context(copy.recipient);
+        let subject = self.render(SUBJECT, copy.index, &ctx)?;
+        crate::validate::no_line_breaks("template.subject (rendered)", &subject)
+            .map_err(|_| {
+                IngestError::invalid(
+                    format!("recipients[{}].substitutions", copy.index),
+                    "rendered subject contains CR or LF (header injection)",
+                )
+            })?;
+        let (name, address) = split_from(from);
+        let to_name = copy.recipient.name.clone();
+        let mut builder = MessageBuilder::new()
+            .from((name.to_owned(), address.to_owned()))
+            .to((to_name, copy.recipient.address.clone()))
+            .subject(subject)
+            .date(copy.now_unix)
+            .message_id(format!("{}@{}", copy.message_id, copy.from_domain));
+        if self.has_text {
+            builder = builder.text_body(self.render(TEXT, copy.index, &ctx)?);
+        }
+        if self.has_html {
+            builder = builder.html_body(self.render(HTML, copy.index, &ctx)?);
+        }
+        for (name, value) in headers {
+            builder = builder.header(name.clone(), Raw::new(value.clone()));
+        }
+        for (name, value) in copy.extra {
+            builder = builder.header(name, Raw::new(value));
+        }
+        builder
+            .write_to_vec()
+            .map_err(|err| IngestError::Internal(format!("building message: {err}")))
+    }
+}
+
+fn context(recipient: &RecipientInput) -> Value {
+    let mut vars: BTreeMap<String, Value> = BTreeMap::new();
+    let mut who = BTreeMap::new();
+    who.insert("address", recipient.address.clone());
+    who.insert("name", recipient.name.clone());
+    vars.insert("recipient".into(), Value::from_serialize(&who));
+    for (key, value) in &recipient.substitutions {
+        vars.insert(key.clone(), Value::from(value.clone()));
+    }
+    Value::from_serialize(&vars)
+}
+
+/// `Name <a@b>` → (`Name`, `a@b`); a bare address has an empty name.
+fn split_from(from: &str) -> (&str, &str) {
+    let address = crate::validate::mailbox_of(from);
+    let name = match from.rfind('<') {
+        Some(open) => from[..open].trim().trim_matches('"'),
+        None => "",
+    };
+    (name, address)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recipient(vars: &[(&str, &str)]) -> RecipientInput {
+        RecipientInput {
+            address: "bob@example.com".into(),
+            name: "Bob".into(),
+            substitutions: vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        }
+    }
+
+    fn copy(r: &RecipientInput) -> Copy<'_> {
+        Copy {
+            index: 3,
+            recipient: r,
+            message_id: "01ID",
+            from_domain: "acme.example",
+            now_unix: 1_700_000_000,
+            extra: vec![("Feedback-ID", "a:b:c:sluice".into())],
+        }
+    }
+
+    #[test]
+    fn renders_per_recipient_and_escapes_html() {
+        let t = Templates::compile("Hi {{ first }}", "Hello {{ first }}", "<p>{{ first }}</p>")
+            .expect("compiles");
+        let r = recipient(&[("first", "<Bob>")]);
+        let msg = t
+            .message("Acme <news@acme.example>", &BTreeMap::new(), copy(&r))
+            .expect("renders");
+        let text = String::from_utf8(msg).expect("utf8");
+        assert!(text.contains("Subject: Hi <Bob>"), "{text}");
+        assert!(text.contains("&lt;Bob&gt;"), "{text}");
+        assert!(text.contains("Message-ID: <01ID@acme.example>"), "{text}");
+        assert!(text.contains("Feedback-ID: a:b:c:sluice"), "{text}");
+        assert!(text.contains("Date: "), "{text}");
+    }
+
+    #[test]
+    fn missing_variable_names_the_recipient_and_part() {
+        let t = Templates::compile("Hi", "Hello {{ first }}", "").expect("compiles");
+        let r = recipient(&[]);
+        let err = t
+            .message("news@acme.example", &BTreeMap::new(), copy(&r))
+            .expect_err("undefined");
+        let text = err.to_string();
+        assert!(text.contains("recipients[3].substitutions"), "{text}");
+        assert!(text.contains("template.text"), "{text}");
+    }
+
+    #[test]
+    fn syntax_errors_name_the_part() {
+        let err = Templates::compile("{{ oops", "x", "").err().expect("syntax error");
+        assert!(err.to_string().contains("template.subject"), "{err}");
+    }
+
+    #[test]
+    fn substitutions_cannot_inject_headers_through_the_subject() {
+        let t = Templates::compile("Hi {{ first }}", "x", "").expect("compiles");
+        let r = recipient(&[("first", "x\r\nBcc: eve@evil.example")]);
+        let err = t
+            .message("news@acme.example", &BTreeMap::new(), copy(&r))
+            .expect_err("injection");
+        assert!(err.to_string().contains("header injection"), "{err}");
+    }
+}

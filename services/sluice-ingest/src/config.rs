@@ -1,0 +1,350 @@
+//! Ingest node configuration: one TOML file, every value overridable by an
+//! environment variable `SLUICE_INGEST_<SECTION>__<FIELD>` (double underscore
+//! between levels). The doc comments below are the reference; docs/ingest.md
+//! reproduces them.
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::Deserialize;
+
+use crate::IngestError;
+
+/// Environment prefix of every override, e.g. `SLUICE_INGEST_KAFKA__BROKERS`.
+pub const ENV_PREFIX: &str = "SLUICE_INGEST_";
+
+/// The whole ingest node configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Addresses the `sluice ingest` command binds (library callers pass bound listeners).
+    #[serde(default)]
+    pub listen: ListenConfig,
+    /// Where records go in Kafka and how long a publish may take.
+    #[serde(default)]
+    pub kafka: KafkaSection,
+    /// Size, recipient and concurrency limits.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// SMTP submission settings (ports 587 and 465).
+    #[serde(default)]
+    pub smtp: SmtpConfig,
+    /// One-click unsubscribe links (RFC 8058).
+    pub unsubscribe: UnsubscribeConfig,
+    /// Replay window of idempotency keys.
+    #[serde(default)]
+    pub idempotency: IdempotencyConfig,
+    /// Names of the sending pools this node accepts mail for.
+    #[serde(default = "default_pools")]
+    pub pools: Vec<String>,
+    /// Tenants allowed to submit mail.
+    #[serde(default)]
+    pub tenants: Vec<TenantConfig>,
+}
+
+/// Listen addresses of the four front doors.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenConfig {
+    /// gRPC `sluice.v1.Ingest`. Default `127.0.0.1:7070`.
+    pub grpc: String,
+    /// HTTP JSON API. Default `127.0.0.1:7080`.
+    pub http: String,
+    /// SMTP submission with STARTTLS (port 587 in production). Default `127.0.0.1:2587`.
+    pub smtp_submission: String,
+    /// SMTP submission over implicit TLS (port 465 in production). Default `127.0.0.1:2465`.
+    pub smtp_implicit_tls: String,
+}
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        Self {
+            grpc: "127.0.0.1:7070".into(),
+            http: "127.0.0.1:7080".into(),
+            smtp_submission: "127.0.0.1:2587".into(),
+            smtp_implicit_tls: "127.0.0.1:2465".into(),
+        }
+    }
+}
+
+/// Kafka settings of the ingest producer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaSection {
+    /// Bootstrap servers; empty means `SLUICE_KAFKA_BROKERS` or `127.0.0.1:9092`.
+    pub brokers: String,
+    /// Outbound topic of a pool is this prefix followed by the pool name.
+    pub outbound_topic_prefix: String,
+    /// Topic of `Event` records (accepted, suppressed).
+    pub events_topic: String,
+    /// Milliseconds Kafka may take to acknowledge a record before the
+    /// submission fails as unavailable (`message.timeout.ms`).
+    pub publish_timeout_ms: u64,
+    /// Records the producer may hold unacknowledged before new submissions are
+    /// refused as backpressure (`queue.buffering.max.messages`).
+    pub max_queued_records: u32,
+}
+
+impl Default for KafkaSection {
+    fn default() -> Self {
+        Self {
+            brokers: String::new(),
+            outbound_topic_prefix: "sluice.outbound.".into(),
+            events_topic: "sluice.events".into(),
+            publish_timeout_ms: 30_000,
+            max_queued_records: 100_000,
+        }
+    }
+}
+
+/// Limits that protect the node and the cluster.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest message accepted, in bytes, after rendering. Default 25 MB (26214400).
+    pub max_message_bytes: usize,
+    /// Most recipients in one message. Default 1000.
+    pub max_recipients: usize,
+    /// Bytes of rendered messages (size × recipients) held in memory across all
+    /// submissions in flight; beyond it submissions are refused as backpressure.
+    /// Default 1 GiB.
+    pub max_in_flight_bytes: usize,
+    /// Threads that sign DKIM concurrently (0 = one per CPU).
+    pub signing_threads: usize,
+    /// Days after `not_before` when undelivered mail expires. Default 5.
+    pub message_lifetime_days: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 25 * 1024 * 1024,
+            max_recipients: 1000,
+            max_in_flight_bytes: 1 << 30,
+            signing_threads: 0,
+            message_lifetime_days: 5,
+        }
+    }
+}
+
+/// SMTP submission settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpConfig {
+    /// Name in the greeting and EHLO reply, and of the generated certificate.
+    pub hostname: String,
+    /// PEM certificate chain; empty means a self-signed certificate generated at start.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`.
+    pub key_file: Option<PathBuf>,
+    /// Seconds a client may stay idle between commands.
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        Self {
+            hostname: "localhost".into(),
+            cert_file: None,
+            key_file: None,
+            idle_timeout_secs: 300,
+        }
+    }
+}
+
+/// One-click unsubscribe (RFC 8058) settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnsubscribeConfig {
+    /// Base URL of the unsubscribe endpoint; the signed token is appended as a path segment.
+    pub base_url: String,
+    /// HMAC-SHA256 key that signs tokens (at least 32 characters). Same on every node.
+    pub secret: String,
+}
+
+/// Idempotency-key replay settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdempotencyConfig {
+    /// Seconds a key is remembered. Default 86400 (24 hours).
+    pub ttl_secs: u64,
+    /// Keys remembered at most (oldest forgotten first). Default 100000.
+    pub max_entries: usize,
+}
+
+impl Default for IdempotencyConfig {
+    fn default() -> Self {
+        Self {
+            ttl_secs: 86_400,
+            max_entries: 100_000,
+        }
+    }
+}
+
+/// One tenant.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// Tenant name, copied into every envelope and event.
+    pub name: String,
+    /// Hashed API keys (`sha256$<salt hex>$<digest hex>`, see docs/ingest.md).
+    #[serde(default)]
+    pub api_keys: Vec<String>,
+    /// SMTP submission credentials.
+    #[serde(default)]
+    pub smtp_users: Vec<SmtpUserConfig>,
+    /// Domains the tenant may send from, with their DKIM keys.
+    #[serde(default)]
+    pub domains: Vec<DomainConfig>,
+    /// Pool used when a submission names none.
+    pub default_pool: String,
+    /// Recipients per second the tenant may submit (burst of one second); 0 = unlimited.
+    #[serde(default)]
+    pub rate_quota: u32,
+    /// Domain of VERP return paths; empty means the From domain.
+    #[serde(default)]
+    pub bounce_domain: String,
+    /// Suppressed recipient addresses (case-insensitive).
+    #[serde(default)]
+    pub suppressed: Vec<String>,
+}
+
+/// SMTP AUTH credentials of a tenant.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpUserConfig {
+    /// Login name.
+    pub username: String,
+    /// Hashed password (`sha256$<salt hex>$<digest hex>`).
+    pub password_hash: String,
+}
+
+/// A sending domain of a tenant.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainConfig {
+    /// Domain name, e.g. `mail.example.com`.
+    pub name: String,
+    /// DKIM selector; empty means mail from this domain is not signed.
+    #[serde(default)]
+    pub dkim_selector: String,
+    /// `rsa-sha256` (default) or `ed25519-sha256`.
+    #[serde(default = "default_dkim_algorithm")]
+    pub dkim_algorithm: String,
+    /// PEM private key (PKCS#8, or PKCS#1 for RSA) of the selector.
+    #[serde(default)]
+    pub dkim_private_key_file: Option<PathBuf>,
+}
+
+fn default_pools() -> Vec<String> {
+    vec!["shared".into()]
+}
+
+fn default_dkim_algorithm() -> String {
+    "rsa-sha256".into()
+}
+
+impl IngestConfig {
+    /// Loads `file` (if any), then applies `SLUICE_INGEST_*` overrides.
+    pub fn load(file: Option<&Path>) -> Result<Self, IngestError> {
+        let mut figment = Figment::new();
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(IngestError::Config(format!(
+                    "configuration file {} does not exist",
+                    file.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        let figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
+        let config: Self = figment
+            .extract()
+            .map_err(|err| IngestError::Config(err.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses a TOML string (tests and tools); no environment overrides.
+    pub fn from_toml(text: &str) -> Result<Self, IngestError> {
+        let config: Self = Figment::from(Toml::string(text))
+            .extract()
+            .map_err(|err| IngestError::Config(err.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), IngestError> {
+        let bad = |what: String| Err(IngestError::Config(what));
+        if self.unsubscribe.secret.len() < 32 {
+            return bad("unsubscribe.secret: must be at least 32 characters".into());
+        }
+        for tenant in &self.tenants {
+            if !self.pools.contains(&tenant.default_pool) {
+                return bad(format!(
+                    "tenants.{}.default_pool: pool {:?} is not in `pools`",
+                    tenant.name, tenant.default_pool
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Kafka client settings: the configured brokers or the environment's.
+    pub fn kafka_client(&self) -> sluice_log::KafkaConfig {
+        let mut kafka = sluice_log::KafkaConfig::from_env("sluice-ingest");
+        if !self.kafka.brokers.trim().is_empty() {
+            kafka.brokers = self.kafka.brokers.clone();
+        }
+        kafka
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [unsubscribe]
+        base_url = "https://u.example/u"
+        secret = "0123456789abcdef0123456789abcdef"
+    "#;
+
+    #[test]
+    fn minimal_config_gets_documented_defaults() {
+        let config = IngestConfig::from_toml(MINIMAL).expect("parses");
+        assert_eq!(config.limits.max_message_bytes, 26_214_400);
+        assert_eq!(config.kafka.events_topic, "sluice.events");
+        assert_eq!(config.kafka.outbound_topic_prefix, "sluice.outbound.");
+        assert_eq!(config.idempotency.ttl_secs, 86_400);
+        assert_eq!(config.pools, vec!["shared".to_owned()]);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_name() {
+        let text = format!("{MINIMAL}\n[limits]\nmax_mesage_bytes = 3\n");
+        let err = IngestConfig::from_toml(&text).expect_err("typo rejected");
+        assert!(err.to_string().contains("max_mesage_bytes"), "{err}");
+    }
+
+    #[test]
+    fn tenant_default_pool_must_exist() {
+        let text = format!("{MINIMAL}\n[[tenants]]\nname = \"a\"\ndefault_pool = \"nope\"\n");
+        let err = IngestConfig::from_toml(&text).expect_err("unknown pool");
+        assert!(err.to_string().contains("default_pool"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ingest.toml");
+        std::fs::write(&path, MINIMAL).expect("write");
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("SLUICE_INGEST_KAFKA__EVENTS_TOPIC", "custom.events");
+            let config = IngestConfig::load(Some(&path)).expect("loads");
+            assert_eq!(config.kafka.events_topic, "custom.events");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,169 @@
+//! The one error type of ingest and how each front door reports it.
+
+/// Everything that can go wrong in ingest. Every variant names the field or
+/// the server involved and tells the client what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// No or wrong credentials.
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    /// The input is malformed; nothing was published.
+    #[error("invalid {field}: {reason}")]
+    Invalid { field: String, reason: String },
+    /// The caller may not do this (e.g. send from another tenant's domain).
+    #[error("forbidden {field}: {reason}")]
+    Forbidden { field: String, reason: String },
+    /// The input exceeds a configured size.
+    #[error("{field} too large: {actual} bytes, the limit is {limit} bytes")]
+    TooLarge {
+        field: String,
+        limit: usize,
+        actual: usize,
+    },
+    /// The tenant's rate quota is used up; retry later.
+    #[error("rate quota of tenant {tenant} exceeded ({quota} recipients/s); retry later")]
+    RateLimited { tenant: String, quota: u32 },
+    /// The node has too much work in flight; retry later with backoff.
+    #[error("ingest is overloaded: {0}; retry later with backoff")]
+    Backpressure(String),
+    /// Kafka did not acknowledge in time. `durable` lists the message ids
+    /// whose records Kafka did acknowledge; the others were not accepted.
+    #[error(
+        "Kafka did not acknowledge the submission ({reason}); durable message ids: [{}]; \
+         the other recipients were not accepted, retry them (same idempotency key reuses the ids)",
+        durable.join(", ")
+    )]
+    Unavailable {
+        reason: String,
+        durable: Vec<String>,
+    },
+    /// The same idempotency key is being processed right now.
+    #[error("idempotency_key {0:?} is being processed by another request; retry shortly")]
+    InFlight(String),
+    /// Bad node configuration (startup only).
+    #[error("configuration: {0}")]
+    Config(String),
+    /// A listener or socket failed.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// A bug or an unexpected library failure.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl IngestError {
+    /// Shorthand for [`IngestError::Invalid`].
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Shorthand for [`IngestError::Forbidden`].
+    pub fn forbidden(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Forbidden {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Message ids that are durable despite this error (partial publish).
+    pub fn durable_ids(&self) -> &[String] {
+        match self {
+            Self::Unavailable { durable, .. } => durable,
+            _ => &[],
+        }
+    }
+
+    /// The gRPC status code of this error.
+    pub fn grpc_code(&self) -> tonic::Code {
+        use tonic::Code;
+        match self {
+            Self::Unauthenticated(_) => Code::Unauthenticated,
+            Self::Invalid { .. } => Code::InvalidArgument,
+            Self::Forbidden { .. } => Code::PermissionDenied,
+            Self::TooLarge { .. } => Code::InvalidArgument,
+            Self::RateLimited { .. } | Self::Backpressure(_) => Code::ResourceExhausted,
+            Self::Unavailable { .. } => Code::Unavailable,
+            Self::InFlight(_) => Code::Aborted,
+            Self::Config(_) | Self::Io(_) | Self::Internal(_) => Code::Internal,
+        }
+    }
+
+    /// The HTTP status of this error.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Self::Unauthenticated(_) => 401,
+            Self::Invalid { .. } => 400,
+            Self::Forbidden { .. } => 403,
+            Self::TooLarge { .. } => 413,
+            Self::RateLimited { .. } | Self::Backpressure(_) => 429,
+            Self::Unavailable { .. } => 503,
+            Self::InFlight(_) => 409,
+            Self::Config(_) | Self::Io(_) | Self::Internal(_) => 500,
+        }
+    }
+
+    /// The SMTP reply code and enhanced status code of this error.
+    pub fn smtp_reply(&self) -> (u16, &'static str) {
+        match self {
+            Self::Unauthenticated(_) => (535, "5.7.8"),
+            Self::Invalid { .. } => (554, "5.6.0"),
+            Self::Forbidden { .. } => (550, "5.7.1"),
+            Self::TooLarge { .. } => (552, "5.3.4"),
+            Self::RateLimited { .. } => (451, "4.7.1"),
+            Self::Backpressure(_) => (452, "4.3.1"),
+            Self::Unavailable { .. } | Self::InFlight(_) => (451, "4.3.0"),
+            Self::Config(_) | Self::Io(_) | Self::Internal(_) => (451, "4.3.0"),
+        }
+    }
+}
+
+/// Metadata key that carries durable message ids of a partial failure.
+pub const DURABLE_IDS_METADATA: &str = "sluice-durable-ids";
+
+impl From<IngestError> for tonic::Status {
+    fn from(err: IngestError) -> Self {
+        let mut status = tonic::Status::new(err.grpc_code(), err.to_string());
+        if !err.durable_ids().is_empty() {
+            if let Ok(value) = err.durable_ids().join(",").parse() {
+                status.metadata_mut().insert(DURABLE_IDS_METADATA, value);
+            }
+        }
+        status
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backpressure_maps_to_retryable_codes_everywhere() {
+        let err = IngestError::Backpressure("queue full".into());
+        assert_eq!(err.grpc_code(), tonic::Code::ResourceExhausted);
+        assert_eq!(err.http_status(), 429);
+        assert_eq!(err.smtp_reply().0, 452);
+        let err = IngestError::Unavailable {
+            reason: "timeout".into(),
+            durable: vec!["A".into()],
+        };
+        assert_eq!(err.grpc_code(), tonic::Code::Unavailable);
+        assert_eq!(err.http_status(), 503);
+        assert_eq!(err.smtp_reply().0, 451);
+        let status = tonic::Status::from(err);
+        assert_eq!(
+            status.metadata().get(DURABLE_IDS_METADATA).map(|v| v.to_str().ok()),
+            Some(Some("A"))
+        );
+    }
+
+    #[test]
+    fn invalid_input_names_the_field() {
+        let err = IngestError::invalid("recipients[2].address", "missing @");
+        assert_eq!(err.to_string(), "invalid recipients[2].address: missing @");
+        assert_eq!(err.http_status(), 400);
+        assert_eq!(err.smtp_reply(), (554, "5.6.0"));
+    }
+}

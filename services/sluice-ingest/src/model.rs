@@ -1,0 +1,59 @@
+//! The submission every front door converts its input into.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+/// One message for one or more recipients, independent of the front door.
+#[derive(Debug, Clone, Default)]
+pub struct Submission {
+    /// RFC 5322 From; for raw messages may be empty (the From header is used).
+    pub from: String,
+    /// Recipients, each with its own template variables.
+    pub recipients: Vec<RecipientInput>,
+    /// What to send.
+    pub content: Content,
+    /// Pool; empty means the tenant's default.
+    pub pool: String,
+    /// Campaign id for stats, may be empty.
+    pub campaign: String,
+    /// Labels copied into every envelope and event.
+    pub tags: BTreeMap<String, String>,
+    /// Scheduled send time.
+    pub send_at: Option<SystemTime>,
+    /// Idempotency key, may be empty.
+    pub idempotency_key: String,
+    /// `sluice.v1.Priority` as its number.
+    pub priority: i32,
+    /// Extra headers of templated messages.
+    pub headers: BTreeMap<String, String>,
+}
+
+/// One recipient.
+#[derive(Debug, Clone, Default)]
+pub struct RecipientInput {
+    /// RFC 5321 address.
+    pub address: String,
+    /// Display name for the To header of templated messages.
+    pub name: String,
+    /// Template variables of this recipient.
+    pub substitutions: BTreeMap<String, String>,
+}
+
+/// The body of a submission.
+#[derive(Debug, Clone)]
+pub enum Content {
+    /// Rendered per recipient with minijinja.
+    Template {
+        subject: String,
+        text: String,
+        html: String,
+    },
+    /// A complete RFC 5322 message.
+    Raw(Vec<u8>),
+}
+
+impl Default for Content {
+    fn default() -> Self {
+        Self::Raw(Vec::new())
+    }
+}

@@ -1,0 +1,96 @@
+//! The recorder's one error type, and how it maps to gRPC status codes.
+
+/// Everything that can go wrong in the recorder, its Query service and its
+/// client commands.
+#[derive(Debug, thiserror::Error)]
+pub enum RecorderError {
+    /// The configuration is invalid; the message names the field.
+    #[error("recorder configuration: {0}")]
+    Config(String),
+    /// A request argument is invalid; names the field and the reason.
+    #[error("invalid {field}: {reason}")]
+    InvalidArgument { field: &'static str, reason: String },
+    /// The thing asked for does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// Cassandra/ScyllaDB could not be reached at start.
+    #[error(transparent)]
+    Ledger(#[from] sluice_ledger::LedgerError),
+    /// Kafka could not be reached or refused an operation.
+    #[error(transparent)]
+    Log(#[from] sluice_log::LogError),
+    /// A Kafka client call failed.
+    #[error("Kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// A CQL statement failed (after the retries the caller allows).
+    #[error("Cassandra/ScyllaDB {context}: {reason}")]
+    Cql { context: String, reason: String },
+    /// A schema migration failed.
+    #[error("migration {version} ({name}): {reason}")]
+    Migration {
+        version: u32,
+        name: &'static str,
+        reason: String,
+    },
+    /// A stored row could not be decoded.
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+    /// The Query server's listener or transport failed.
+    #[error("gRPC transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// A call to the Query service failed (client side).
+    #[error("Query service answered {}: {}", .0.code(), .0.message())]
+    Remote(#[from] tonic::Status),
+    /// The work was stopped by shutdown before it finished.
+    #[error("shut down before the work finished")]
+    ShuttingDown,
+}
+
+impl RecorderError {
+    /// A CQL failure with what was being done.
+    pub(crate) fn cql(context: impl Into<String>, err: impl std::fmt::Display) -> Self {
+        Self::Cql {
+            context: context.into(),
+            reason: err.to_string(),
+        }
+    }
+}
+
+impl From<RecorderError> for tonic::Status {
+    fn from(err: RecorderError) -> Self {
+        use tonic::Code;
+        let code = match &err {
+            RecorderError::InvalidArgument { .. } => Code::InvalidArgument,
+            RecorderError::NotFound(_) => Code::NotFound,
+            RecorderError::Config(_) => Code::FailedPrecondition,
+            RecorderError::Ledger(_) | RecorderError::Cql { .. } | RecorderError::Log(_) => {
+                Code::Unavailable
+            }
+            RecorderError::Kafka(_) | RecorderError::Transport(_) => Code::Unavailable,
+            RecorderError::ShuttingDown => Code::Unavailable,
+            RecorderError::Remote(status) => status.code(),
+            RecorderError::Migration { .. } | RecorderError::Corrupt(_) => Code::Internal,
+        };
+        tonic::Status::new(code, err.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_map_to_grpc_codes() {
+        let invalid = RecorderError::InvalidArgument {
+            field: "from_day",
+            reason: "not a date".into(),
+        };
+        let status = tonic::Status::from(invalid);
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(status.message().contains("from_day"));
+        let missing = tonic::Status::from(RecorderError::NotFound("message m1".into()));
+        assert_eq!(missing.code(), tonic::Code::NotFound);
+        let down = tonic::Status::from(RecorderError::cql("select", "connection refused"));
+        assert_eq!(down.code(), tonic::Code::Unavailable);
+    }
+}

@@ -1,0 +1,222 @@
+//! What one event writes, as plain data: counter deltas and their keys,
+//! buckets, the de-duplication key, the suppression it causes. Pure.
+
+use sluice_proto::v1::{BounceClass, Event, EventKind};
+
+use crate::time::{day_of, hour_of};
+
+/// Counter columns of `daily_counters` and `hourly_counters`, in order.
+pub const COLUMNS: [&str; 8] = [
+    "accepted",
+    "delivered",
+    "deferred",
+    "bounced",
+    "hard_bounced",
+    "expired",
+    "suppressed",
+    "complained",
+];
+
+/// Amounts to add to each column of [`COLUMNS`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Deltas(pub [i64; 8]);
+
+impl Deltas {
+    /// Adds `other` column by column.
+    pub fn add(&mut self, other: &Deltas) {
+        for (a, b) in self.0.iter_mut().zip(other.0) {
+            *a += b;
+        }
+    }
+
+    /// Reads a column by name.
+    pub fn get(&self, column: &str) -> i64 {
+        COLUMNS
+            .iter()
+            .position(|c| *c == column)
+            .map_or(0, |i| self.0[i])
+    }
+}
+
+/// Which counter table a key addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Granularity {
+    Daily,
+    Hourly,
+}
+
+/// One row of a counter table: partition `(scope, key, day)`, then `hour`
+/// (hourly only, empty for daily) and `detail`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CounterKey {
+    pub granularity: Granularity,
+    pub scope: &'static str,
+    pub key: String,
+    pub day: String,
+    pub hour: String,
+    pub detail: String,
+}
+
+/// True for bounces that mean the address will never work: suppress it and
+/// count it as a hard bounce.
+pub fn is_hard_bounce(event: &Event) -> bool {
+    event.kind() == EventKind::Bounced
+        && matches!(
+            event.bounce_class(),
+            BounceClass::BadMailbox | BounceClass::BadDomain
+        )
+}
+
+/// Counter deltas of one event; all zero for kinds that are not counted
+/// (opened, clicked, unsubscribed, unspecified).
+pub fn deltas(event: &Event) -> Deltas {
+    let mut d = [0_i64; 8];
+    let column = match event.kind() {
+        EventKind::Accepted => Some(0),
+        EventKind::Delivered => Some(1),
+        EventKind::Deferred => Some(2),
+        EventKind::Bounced => Some(3),
+        EventKind::Expired => Some(5),
+        EventKind::Suppressed => Some(6),
+        EventKind::Complained => Some(7),
+        _ => None,
+    };
+    if let Some(i) = column {
+        d[i] = 1;
+    }
+    if is_hard_bounce(event) {
+        d[4] = 1;
+    }
+    Deltas(d)
+}
+
+/// Event time in Unix seconds; `fallback` when the event carries none.
+pub fn event_secs(event: &Event, fallback: i64) -> i64 {
+    event.at.as_ref().map_or(fallback, |t| t.seconds)
+}
+
+/// Event time in Unix milliseconds; `fallback` seconds when absent.
+pub fn event_millis(event: &Event, fallback: i64) -> i64 {
+    event.at.as_ref().map_or(fallback * 1000, |t| {
+        t.seconds * 1000 + i64::from(t.nanos / 1_000_000)
+    })
+}
+
+/// Every counter row an event adds to.
+pub fn counter_keys(event: &Event, fallback_secs: i64) -> Vec<CounterKey> {
+    let secs = event_secs(event, fallback_secs);
+    let (day, hour) = (day_of(secs), hour_of(secs));
+    let key = |granularity, scope, key: &str, detail: &str| CounterKey {
+        granularity,
+        scope,
+        key: key.to_owned(),
+        day: day.clone(),
+        hour: match granularity {
+            Granularity::Daily => String::new(),
+            Granularity::Hourly => hour.clone(),
+        },
+        detail: detail.to_owned(),
+    };
+    let (ip, site) = (event.source_ip.as_str(), event.site.as_str());
+    let mut keys = Vec::with_capacity(6);
+    if !ip.is_empty() && !site.is_empty() {
+        keys.push(key(Granularity::Daily, "ip", ip, site));
+        keys.push(key(Granularity::Daily, "site", site, ip));
+        keys.push(key(Granularity::Hourly, "ip", ip, site));
+    }
+    if !event.tenant.is_empty() {
+        keys.push(key(Granularity::Daily, "tenant", &event.tenant, ""));
+        keys.push(key(Granularity::Hourly, "tenant", &event.tenant, ""));
+    }
+    if !event.campaign.is_empty() {
+        keys.push(key(Granularity::Daily, "campaign", &event.campaign, ""));
+    }
+    keys
+}
+
+/// The recorder's de-duplication key: (message id, attempt, kind).
+pub fn dedup_key(event: &Event) -> (String, u32, i32) {
+    (event.message_id.clone(), event.attempt, event.kind)
+}
+
+/// The suppression an event causes, as `(tenant, address, reason)`.
+pub fn suppression(event: &Event) -> Option<(&str, &str, &'static str)> {
+    let reason = match event.kind() {
+        _ if is_hard_bounce(event) => "hard_bounce",
+        EventKind::Complained => "complaint",
+        EventKind::Unsubscribed => "unsubscribe",
+        _ => return None,
+    };
+    if event.tenant.is_empty() || event.recipient.is_empty() {
+        return None;
+    }
+    Some((&event.tenant, &event.recipient, reason))
+}
+
+#[cfg(test)]
+mod tests {
+    use prost_types::Timestamp;
+
+    use super::*;
+
+    fn event(kind: EventKind, class: BounceClass) -> Event {
+        Event {
+            kind: kind.into(),
+            bounce_class: class.into(),
+            message_id: "m1".into(),
+            tenant: "acme".into(),
+            campaign: "spring".into(),
+            recipient: "bob@example.com".into(),
+            source_ip: "192.0.2.1".into(),
+            site: "google".into(),
+            at: Some(Timestamp {
+                seconds: 1_709_211_900,
+                nanos: 0,
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn hard_bounce_counts_twice_and_suppresses() {
+        let e = event(EventKind::Bounced, BounceClass::BadMailbox);
+        let d = deltas(&e);
+        assert_eq!((d.get("bounced"), d.get("hard_bounced")), (1, 1));
+        assert_eq!(suppression(&e), Some(("acme", "bob@example.com", "hard_bounce")));
+    }
+
+    #[test]
+    fn soft_bounce_is_counted_but_not_suppressed() {
+        let e = event(EventKind::Bounced, BounceClass::MailboxFull);
+        let d = deltas(&e);
+        assert_eq!((d.get("bounced"), d.get("hard_bounced")), (1, 0));
+        assert_eq!(suppression(&e), None);
+    }
+
+    #[test]
+    fn complaint_suppresses_and_opens_are_not_counted() {
+        let c = event(EventKind::Complained, BounceClass::Unspecified);
+        assert_eq!(suppression(&c).map(|s| s.2), Some("complaint"));
+        assert_eq!(deltas(&event(EventKind::Opened, BounceClass::Unspecified)), Deltas::default());
+    }
+
+    #[test]
+    fn keys_cover_path_site_tenant_and_campaign_in_the_event_hour() {
+        let keys = counter_keys(&event(EventKind::Delivered, BounceClass::Unspecified), 0);
+        let scopes: Vec<_> = keys.iter().map(|k| (k.granularity, k.scope)).collect();
+        assert_eq!(keys.len(), 6, "{scopes:?}");
+        assert!(keys.iter().all(|k| k.day == "2024-02-29"));
+        let hourly = keys.iter().find(|k| k.granularity == Granularity::Hourly).expect("hourly");
+        assert_eq!((hourly.key.as_str(), hourly.detail.as_str()), ("192.0.2.1", "google"));
+        assert_eq!(hourly.hour, "2024-02-29T13");
+    }
+
+    #[test]
+    fn accepted_events_without_a_path_count_for_tenant_and_campaign_only() {
+        let mut e = event(EventKind::Accepted, BounceClass::Unspecified);
+        e.source_ip.clear();
+        e.site.clear();
+        let scopes: Vec<_> = counter_keys(&e, 0).iter().map(|k| k.scope).collect();
+        assert_eq!(scopes, ["tenant", "tenant", "campaign"]);
+    }
+}

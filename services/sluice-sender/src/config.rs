@@ -1,0 +1,270 @@
+//! Configuration of a sender node: one TOML file, every value overridable by
+//! an environment variable `SLUICE_SENDER_<SECTION>__<FIELD>` (e.g.
+//! `SLUICE_SENDER_KAFKA__BROKERS=10.0.0.5:9092`). Unknown keys are rejected.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::Deserialize;
+use sluice_shaping::{EngineConfig, Span};
+
+/// A sender node.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SenderConfig {
+    /// Name of this node, used in logs and as the Kafka client id.
+    pub node: String,
+    /// The pool whose mail this node delivers. Its source IPs are the
+    /// `shaping.ips` entries of this pool.
+    pub pool: String,
+    /// Kafka connection and topic names.
+    #[serde(default)]
+    pub kafka: KafkaSection,
+    /// SMTP client behaviour.
+    #[serde(default)]
+    pub smtp: SmtpSection,
+    /// Memory bounds.
+    #[serde(default)]
+    pub queues: QueueSection,
+    /// Static routes: recipient domain (or `"*"` for all) → list of
+    /// `host:port`. Checked before DNS; use for smart hosts and tests.
+    #[serde(default)]
+    pub routes: BTreeMap<String, Vec<SocketAddr>>,
+    /// Use DNS (MX, then A/AAAA) for domains without a static route.
+    #[serde(default = "yes")]
+    pub dns: bool,
+    /// The shaping engine: source IPs, sites, limits, backoff, warm-up, retries.
+    /// See docs/shaping.md for every field.
+    #[serde(default)]
+    pub shaping: EngineConfig,
+}
+
+/// Kafka settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaSection {
+    /// Bootstrap servers, comma separated.
+    pub brokers: String,
+    /// Outbound topic; default `sluice.outbound.<pool>`. Delay tiers are
+    /// `<outbound_topic>.delay-<tier>`.
+    pub outbound_topic: Option<String>,
+    /// Events topic.
+    pub events_topic: String,
+    /// Consumer group; default `sluice-sender-<pool>`.
+    pub group: Option<String>,
+    /// How often consumed offsets are committed.
+    pub commit_interval: Span,
+}
+
+impl Default for KafkaSection {
+    fn default() -> Self {
+        Self {
+            brokers: "127.0.0.1:9092".into(),
+            outbound_topic: None,
+            events_topic: "sluice.events".into(),
+            group: None,
+            commit_interval: Span::secs(1),
+        }
+    }
+}
+
+/// SMTP client settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpSection {
+    /// Name announced in EHLO when an IP has none of its own below.
+    pub ehlo_name: String,
+    /// EHLO name per source IP (should match the IP's PTR record).
+    pub ehlo_names: BTreeMap<IpAddr, String>,
+    /// Port for hosts found through DNS.
+    pub port: u16,
+    /// TCP connect timeout.
+    pub connect_timeout: Span,
+    /// Time allowed for each reply (banner, commands).
+    pub command_timeout: Span,
+    /// Time allowed for the reply after the message content.
+    pub data_timeout: Span,
+    /// An idle connection is closed after this long.
+    pub idle_timeout: Span,
+    /// Use STARTTLS when the server offers it.
+    pub opportunistic_tls: bool,
+    /// Sites (by name) to which mail must only go over TLS.
+    pub require_tls_sites: Vec<String>,
+}
+
+impl Default for SmtpSection {
+    fn default() -> Self {
+        Self {
+            ehlo_name: "localhost".into(),
+            ehlo_names: BTreeMap::new(),
+            port: 25,
+            connect_timeout: Span::secs(30),
+            command_timeout: Span::secs(60),
+            data_timeout: Span::mins(5),
+            idle_timeout: Span::secs(5),
+            opportunistic_tls: true,
+            require_tls_sites: Vec::new(),
+        }
+    }
+}
+
+/// Memory bounds: whatever the traffic, a node holds at most this much.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueSection {
+    /// Records read from Kafka whose fate is not yet durable. The consumer
+    /// stops reading at this bound.
+    pub max_in_flight: usize,
+    /// Messages waiting in one site's ready queue; beyond it, new messages for
+    /// the site go to the first delay tier (overflow).
+    pub max_per_site: usize,
+    /// How long overflowed messages wait before they are read again.
+    pub overflow_delay: Span,
+}
+
+impl Default for QueueSection {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 20_000,
+            max_per_site: 2_000,
+            overflow_delay: Span::mins(1),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("sender configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("sender configuration: {field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+impl SenderConfig {
+    /// Loads `file` (if given), then `SLUICE_SENDER_*` environment overrides,
+    /// then validates.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::new();
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment = figment.merge(Env::prefixed("SLUICE_SENDER_").split("__"));
+        let config: Self = figment.extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses a TOML document (no environment), then validates.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: Self = Figment::from(Toml::string(text))
+            .extract()
+            .map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.pool.trim().is_empty() {
+            return Err(invalid("pool", "must not be empty"));
+        }
+        if !self.shaping.ips.iter().any(|ip| ip.pool == self.pool) {
+            return Err(invalid(
+                "shaping.ips",
+                format!("no source IP belongs to pool `{}`; add one with pool = \"{}\"", self.pool, self.pool),
+            ));
+        }
+        if self.queues.max_in_flight == 0 || self.queues.max_per_site == 0 {
+            return Err(invalid("queues", "max_in_flight and max_per_site must be at least 1"));
+        }
+        if !self.dns && self.routes.is_empty() {
+            return Err(invalid("routes", "DNS is off and no static route is set: no mail could go anywhere"));
+        }
+        Ok(())
+    }
+
+    pub fn outbound_topic(&self) -> String {
+        self.kafka
+            .outbound_topic
+            .clone()
+            .unwrap_or_else(|| format!("sluice.outbound.{}", self.pool))
+    }
+
+    pub fn delay_topic(&self, tier: &str) -> String {
+        format!("{}.delay-{tier}", self.outbound_topic())
+    }
+
+    pub fn group(&self) -> String {
+        self.kafka
+            .group
+            .clone()
+            .unwrap_or_else(|| format!("sluice-sender-{}", self.pool))
+    }
+
+    /// This node's source IPs (those of its pool).
+    pub fn source_ips(&self) -> Vec<IpAddr> {
+        self.shaping
+            .ips
+            .iter()
+            .filter(|ip| ip.pool == self.pool)
+            .map(|ip| ip.address)
+            .collect()
+    }
+
+    pub fn ehlo_name(&self, ip: IpAddr) -> &str {
+        self.smtp.ehlo_names.get(&ip).unwrap_or(&self.smtp.ehlo_name)
+    }
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        reason: reason.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        node = "s1"
+        pool = "shared"
+        dns = false
+        [routes]
+        "*" = ["127.0.0.2:2525"]
+        [[shaping.ips]]
+        address = "127.0.0.10"
+        pool = "shared"
+    "#;
+
+    #[test]
+    fn minimal_config_has_derived_topic_and_group() {
+        let c = SenderConfig::from_toml(MINIMAL).unwrap();
+        assert_eq!(c.outbound_topic(), "sluice.outbound.shared");
+        assert_eq!(c.delay_topic("1m"), "sluice.outbound.shared.delay-1m");
+        assert_eq!(c.group(), "sluice-sender-shared");
+        assert_eq!(c.source_ips(), vec!["127.0.0.10".parse::<IpAddr>().unwrap()]);
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_by_name() {
+        let text = MINIMAL.replace("dns = false", "dns = false\nspeed = 11");
+        let err = SenderConfig::from_toml(&text).unwrap_err().to_string();
+        assert!(err.contains("speed"), "{err}");
+    }
+
+    #[test]
+    fn a_pool_without_ips_is_refused_with_the_field_name() {
+        let text = MINIMAL.replace("pool = \"shared\"\n        dns", "pool = \"other\"\n        dns");
+        let err = SenderConfig::from_toml(&text).unwrap_err().to_string();
+        assert!(err.contains("shaping.ips"), "{err}");
+    }
+}

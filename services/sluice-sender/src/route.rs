@@ -1,0 +1,240 @@
+//! Where a recipient domain's mail goes: a static route table first (smart
+//! hosts, tests), then DNS MX records through hickory-resolver, whose cache
+//! honours record TTLs.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+
+use hickory_resolver::TokioResolver;
+use hickory_resolver::net::{DnsError, NetError};
+use hickory_resolver::proto::rr::RData;
+
+/// One host to try, with its addresses, best first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MxHost {
+    pub name: String,
+    pub preference: u16,
+    pub addrs: Vec<SocketAddr>,
+}
+
+/// The result of routing a domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// Hosts in preference order.
+    Hosts(Vec<MxHost>),
+    /// The domain publishes a null MX (RFC 7505): it accepts no mail.
+    NullMx,
+    /// The domain does not exist (NXDOMAIN).
+    NoSuchDomain,
+    /// Neither MX nor address records exist.
+    NoMailHosts,
+}
+
+/// Why routing failed temporarily.
+#[derive(Debug, thiserror::Error)]
+#[error("DNS lookup for {domain} failed: {reason}")]
+pub struct RouteError {
+    pub domain: String,
+    pub reason: String,
+}
+
+/// Static routes: domain (or `*` for every domain) → `host:port` list.
+#[derive(Debug, Clone, Default)]
+pub struct StaticRoutes {
+    routes: BTreeMap<String, Vec<SocketAddr>>,
+}
+
+impl StaticRoutes {
+    pub fn new(routes: BTreeMap<String, Vec<SocketAddr>>) -> Self {
+        let routes = routes
+            .into_iter()
+            .map(|(d, a)| (d.to_ascii_lowercase(), a))
+            .collect();
+        Self { routes }
+    }
+
+    /// The route for `domain`, by exact name, then `*`.
+    pub fn lookup(&self, domain: &str) -> Option<Route> {
+        let addrs = self
+            .routes
+            .get(&domain.to_ascii_lowercase())
+            .or_else(|| self.routes.get("*"))?;
+        let hosts = addrs
+            .iter()
+            .map(|a| MxHost {
+                name: a.ip().to_string(),
+                preference: 0,
+                addrs: vec![*a],
+            })
+            .collect();
+        Some(Route::Hosts(hosts))
+    }
+}
+
+/// Routes domains through the static table, then DNS.
+pub struct Router {
+    statics: StaticRoutes,
+    dns: Option<TokioResolver>,
+    smtp_port: u16,
+}
+
+impl Router {
+    /// A router with the system's DNS configuration (`/etc/resolv.conf`).
+    pub fn with_system_dns(statics: StaticRoutes, smtp_port: u16) -> Result<Self, RouteError> {
+        let dns = TokioResolver::builder_tokio()
+            .map_err(|e| RouteError {
+                domain: "-".into(),
+                reason: format!("cannot read the system DNS configuration: {e}"),
+            })?
+            .build()
+            .map_err(|e| RouteError {
+                domain: "-".into(),
+                reason: format!("cannot build the DNS resolver: {e}"),
+            })?;
+        Ok(Self {
+            statics,
+            dns: Some(dns),
+            smtp_port,
+        })
+    }
+
+    /// A router with a resolver the caller built (e.g. pointed at a test name server).
+    pub fn with_resolver(statics: StaticRoutes, dns: TokioResolver, smtp_port: u16) -> Self {
+        Self {
+            statics,
+            dns: Some(dns),
+            smtp_port,
+        }
+    }
+
+    /// A router that knows only its static table; other domains fail.
+    pub fn static_only(statics: StaticRoutes) -> Self {
+        Self {
+            statics,
+            dns: None,
+            smtp_port: 25,
+        }
+    }
+
+    pub async fn route(&self, domain: &str) -> Result<Route, RouteError> {
+        if let Some(route) = self.statics.lookup(domain) {
+            return Ok(route);
+        }
+        let Some(dns) = &self.dns else {
+            return Err(RouteError {
+                domain: domain.into(),
+                reason: "no static route and DNS is disabled".into(),
+            });
+        };
+        self.route_dns(dns, domain).await
+    }
+
+    async fn route_dns(&self, dns: &TokioResolver, domain: &str) -> Result<Route, RouteError> {
+        let fqdn = format!("{}.", domain.trim_end_matches('.'));
+        let mut mx = match dns.mx_lookup(fqdn.as_str()).await {
+            Ok(lookup) => mx_records(lookup.answers()),
+            Err(e) if is_nxdomain(&e) => return Ok(Route::NoSuchDomain),
+            Err(e) if is_no_records(&e) => Vec::new(),
+            Err(e) => return Err(temp_error(domain, e)),
+        };
+        if mx.len() == 1 && mx[0].1.is_empty() {
+            return Ok(Route::NullMx);
+        }
+        if mx.is_empty() {
+            // RFC 5321 §5.1: no MX means the domain itself is the implicit MX.
+            mx.push((0, fqdn.trim_end_matches('.').to_owned()));
+        }
+        mx.sort();
+        let mut hosts = Vec::new();
+        for (preference, name) in mx.into_iter().filter(|(_, n)| !n.is_empty()) {
+            let addrs = self.addresses(dns, &name).await?;
+            if !addrs.is_empty() {
+                hosts.push(MxHost {
+                    name,
+                    preference,
+                    addrs,
+                });
+            }
+        }
+        Ok(if hosts.is_empty() {
+            Route::NoMailHosts
+        } else {
+            Route::Hosts(hosts)
+        })
+    }
+
+    async fn addresses(&self, dns: &TokioResolver, host: &str) -> Result<Vec<SocketAddr>, RouteError> {
+        match dns.lookup_ip(format!("{host}.").as_str()).await {
+            Ok(ips) => Ok(ips
+                .iter()
+                .map(|ip: IpAddr| SocketAddr::new(ip, self.smtp_port))
+                .collect()),
+            Err(e) if is_nxdomain(&e) || is_no_records(&e) => Ok(Vec::new()),
+            Err(e) => Err(temp_error(host, e)),
+        }
+    }
+}
+
+/// (preference, exchange without the trailing dot); a null MX has an empty name.
+fn mx_records(answers: &[hickory_resolver::proto::rr::Record]) -> Vec<(u16, String)> {
+    answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::MX(mx) => {
+                let name = mx.exchange.to_ascii();
+                Some((mx.preference, name.trim_end_matches('.').to_ascii_lowercase()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn is_nxdomain(e: &NetError) -> bool {
+    matches!(e, NetError::Dns(DnsError::NoRecordsFound(nr)) if nr.response_code == hickory_resolver::proto::op::ResponseCode::NXDomain)
+}
+
+fn is_no_records(e: &NetError) -> bool {
+    matches!(e, NetError::Dns(DnsError::NoRecordsFound(_)))
+}
+
+fn temp_error(domain: &str, e: NetError) -> RouteError {
+    RouteError {
+        domain: domain.into(),
+        reason: e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> StaticRoutes {
+        let mut m = BTreeMap::new();
+        m.insert("Example.COM".to_owned(), vec!["127.0.0.2:2525".parse().unwrap()]);
+        m.insert("*".to_owned(), vec!["127.0.0.9:25".parse().unwrap()]);
+        StaticRoutes::new(m)
+    }
+
+    #[test]
+    fn exact_route_wins_and_is_case_insensitive() {
+        let Some(Route::Hosts(h)) = table().lookup("example.com") else {
+            panic!("no route")
+        };
+        assert_eq!(h[0].addrs, vec!["127.0.0.2:2525".parse().unwrap()]);
+    }
+
+    #[test]
+    fn wildcard_is_the_smart_host() {
+        let Some(Route::Hosts(h)) = table().lookup("other.org") else {
+            panic!("no route")
+        };
+        assert_eq!(h[0].addrs, vec!["127.0.0.9:25".parse().unwrap()]);
+    }
+
+    #[tokio::test]
+    async fn static_only_router_refuses_unknown_domains_clearly() {
+        let router = Router::static_only(StaticRoutes::default());
+        let err = router.route("nowhere.test").await.unwrap_err();
+        assert!(err.to_string().contains("no static route"), "{err}");
+    }
+}

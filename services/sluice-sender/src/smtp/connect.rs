@@ -1,0 +1,189 @@
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use super::{Session, SmtpError, TxOutcome};
+
+/// A connection, in clear or after STARTTLS.
+pub enum Transport {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Transport {
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Transport::Tls(_))
+    }
+}
+
+/// How to open a session.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// Source address the connection is bound to.
+    pub source_ip: IpAddr,
+    /// Name announced in EHLO.
+    pub ehlo_name: String,
+    pub connect_timeout: Duration,
+    pub command_timeout: Duration,
+    /// Fail instead of sending in clear when STARTTLS is not offered or fails.
+    pub require_tls: bool,
+    /// Use STARTTLS when offered.
+    pub opportunistic_tls: bool,
+}
+
+/// Connects from `opts.source_ip` to `mx`, reads the banner, says EHLO and,
+/// when offered, upgrades to TLS. Opportunistic TLS does not verify the
+/// certificate (RFC 7435): it protects against passive observers only.
+pub async fn connect(
+    mx: SocketAddr,
+    tls_name: &str,
+    opts: &ConnectOptions,
+) -> Result<Result<Session<Transport>, TxOutcome>, SmtpError> {
+    let tcp = tokio::time::timeout(opts.connect_timeout, dial(opts.source_ip, mx))
+        .await
+        .map_err(|_| SmtpError::Timeout(opts.connect_timeout, "connect"))??;
+    tcp.set_nodelay(true)?;
+    let session = match Session::open(Transport::Plain(tcp), &opts.ehlo_name, opts.command_timeout).await? {
+        Ok(s) => s,
+        Err(refused) => return Ok(Err(refused)),
+    };
+    if !session.caps.starttls || !(opts.opportunistic_tls || opts.require_tls) {
+        if opts.require_tls {
+            return Err(SmtpError::TlsRequired);
+        }
+        return Ok(Ok(session));
+    }
+    upgrade(session, tls_name, opts).await
+}
+
+async fn dial(source: IpAddr, mx: SocketAddr) -> io::Result<TcpStream> {
+    let socket = match mx {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.bind(SocketAddr::new(source, 0))?;
+    socket.connect(mx).await
+}
+
+async fn upgrade(
+    session: Session<Transport>,
+    tls_name: &str,
+    opts: &ConnectOptions,
+) -> Result<Result<Session<Transport>, TxOutcome>, SmtpError> {
+    let command_timeout = session.command_timeout;
+    let stream = match session.starttls().await? {
+        Ok(Transport::Plain(tcp)) => tcp,
+        Ok(Transport::Tls(_)) => return Err(SmtpError::Tls("STARTTLS inside TLS".into())),
+        Err(refused) => return Ok(Err(refused)),
+    };
+    let name = ServerName::try_from(tls_name.to_owned())
+        .unwrap_or_else(|_| ServerName::try_from("localhost").expect("static name"));
+    let tls = connector()
+        .connect(name, stream)
+        .await
+        .map_err(|e| SmtpError::Tls(e.to_string()))?;
+    let mut session = Session::resume(Transport::Tls(Box::new(tls)), command_timeout);
+    match session.ehlo(&opts.ehlo_name).await? {
+        Ok(()) => Ok(Ok(session)),
+        Err(refused) => Ok(Err(refused)),
+    }
+}
+
+fn connector() -> TlsConnector {
+    static CONFIG: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
+    let config = CONFIG.get_or_init(|| {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default TLS versions")
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate))
+            .with_no_client_auth();
+        Arc::new(config)
+    });
+    TlsConnector::from(config.clone())
+}
+
+/// Accepts any certificate: opportunistic TLS for SMTP between MTAs.
+#[derive(Debug)]
+struct AnyCertificate;
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+impl AsyncRead for Transport {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Transport {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_flush(cx),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
