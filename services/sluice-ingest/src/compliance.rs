@@ -131,7 +131,10 @@ mod tests {
 
     #[test]
     fn feedback_id_and_verp_have_the_expected_shape() {
-        assert_eq!(feedback_id("spring:24", "acme", "shared"), "spring_24:acme:shared:sluice");
+        assert_eq!(
+            feedback_id("spring:24", "acme", "shared"),
+            "spring_24:acme:shared:sluice"
+        );
         assert_eq!(feedback_id("", "acme", "shared"), "-:acme:shared:sluice");
         assert_eq!(verp_return_path("01X", "b.example"), "bounce+01X@b.example");
     }

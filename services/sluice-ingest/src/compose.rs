@@ -38,7 +38,10 @@ impl Templates {
     /// Compiles the parts; a syntax error names the part.
     pub fn compile(subject: &str, text: &str, html: &str) -> Result<Self, IngestError> {
         if text.is_empty() && html.is_empty() {
-            return Err(IngestError::invalid("template", "needs a text or an html part"));
+            return Err(IngestError::invalid(
+                "template",
+                "needs a text or an html part",
+            ));
         }
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
@@ -80,13 +83,12 @@ impl Templates {
     ) -> Result<Vec<u8>, IngestError> {
         let ctx = context(copy.recipient);
         let subject = self.render(SUBJECT, copy.index, &ctx)?;
-        crate::validate::no_line_breaks("template.subject (rendered)", &subject)
-            .map_err(|_| {
-                IngestError::invalid(
-                    format!("recipients[{}].substitutions", copy.index),
-                    "rendered subject contains CR or LF (header injection)",
-                )
-            })?;
+        crate::validate::no_line_breaks("template.subject (rendered)", &subject).map_err(|_| {
+            IngestError::invalid(
+                format!("recipients[{}].substitutions", copy.index),
+                "rendered subject contains CR or LF (header injection)",
+            )
+        })?;
         let (name, address) = split_from(from);
         let to_name = copy.recipient.name.clone();
         let mut builder = MessageBuilder::new()
@@ -143,7 +145,10 @@ mod tests {
         RecipientInput {
             address: "bob@example.com".into(),
             name: "Bob".into(),
-            substitutions: vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            substitutions: vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         }
     }
 
@@ -188,7 +193,9 @@ mod tests {
 
     #[test]
     fn syntax_errors_name_the_part() {
-        let err = Templates::compile("{{ oops", "x", "").err().expect("syntax error");
+        let err = Templates::compile("{{ oops", "x", "")
+            .err()
+            .expect("syntax error");
         assert!(err.to_string().contains("template.subject"), "{err}");
     }
 

@@ -154,7 +154,10 @@ mod tests {
         assert_eq!(err.smtp_reply().0, 451);
         let status = tonic::Status::from(err);
         assert_eq!(
-            status.metadata().get(DURABLE_IDS_METADATA).map(|v| v.to_str().ok()),
+            status
+                .metadata()
+                .get(DURABLE_IDS_METADATA)
+                .map(|v| v.to_str().ok()),
             Some(Some("A"))
         );
     }

@@ -50,7 +50,11 @@ pub fn hash_secret(secret: &str) -> String {
     if SystemRandom::new().fill(&mut salt).is_err() {
         salt = [7; 16];
     }
-    format!("sha256${}${}", to_hex(&salt), to_hex(&salted(&salt, secret)))
+    format!(
+        "sha256${}${}",
+        to_hex(&salt),
+        to_hex(&salted(&salt, secret))
+    )
 }
 
 fn salted(salt: &[u8], secret: &str) -> Vec<u8> {

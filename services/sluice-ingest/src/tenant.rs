@@ -125,7 +125,11 @@ impl Tenants {
     }
 
     /// The tenant of SMTP user `username` if `password` matches.
-    pub fn by_smtp_login(&self, username: &str, password: &str) -> Result<Arc<Tenant>, IngestError> {
+    pub fn by_smtp_login(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<Arc<Tenant>, IngestError> {
         match self.smtp_users.get(username) {
             Some((hash, tenant)) if hash.verify(password) => Ok(tenant.clone()),
             _ => Err(IngestError::Unauthenticated(
@@ -136,8 +140,8 @@ impl Tenants {
 }
 
 fn build_tenant(config: &TenantConfig) -> Tenant {
-    let limiter = NonZeroU32::new(config.rate_quota)
-        .map(|rate| RateLimiter::direct(Quota::per_second(rate)));
+    let limiter =
+        NonZeroU32::new(config.rate_quota).map(|rate| RateLimiter::direct(Quota::per_second(rate)));
     Tenant {
         name: config.name.clone(),
         domains: config
@@ -193,7 +197,9 @@ mod tests {
     fn domains_and_suppressions_are_case_insensitive() {
         let tenant = build_tenant(&config(0));
         assert!(tenant.check_domain("from", "acme.example").is_ok());
-        let err = tenant.check_domain("from", "other.example").expect_err("foreign");
+        let err = tenant
+            .check_domain("from", "other.example")
+            .expect_err("foreign");
         assert!(err.to_string().contains("other.example"), "{err}");
         assert!(tenant.is_suppressed("gone@example.com"));
     }
@@ -204,6 +210,9 @@ mod tests {
         assert!(tenant.take_quota(10).is_ok());
         let err = tenant.take_quota(5).expect_err("burst used up");
         assert_eq!(err.http_status(), 429);
-        assert!(tenant.take_quota(11).is_err(), "more than the burst never fits");
+        assert!(
+            tenant.take_quota(11).is_err(),
+            "more than the burst never fits"
+        );
     }
 }

@@ -11,7 +11,12 @@ const MAX_LABEL: usize = 63;
 /// Checks an RFC 5321 mailbox (`local@domain`); UTF-8 local parts and domains
 /// (SMTPUTF8) are accepted. Returns the domain.
 pub fn address<'a>(field: &str, address: &'a str) -> Result<&'a str, IngestError> {
-    let bad = |reason: &str| Err(IngestError::invalid(field, format!("{address:?}: {reason}")));
+    let bad = |reason: &str| {
+        Err(IngestError::invalid(
+            field,
+            format!("{address:?}: {reason}"),
+        ))
+    };
     no_line_breaks(field, address)?;
     if address.is_empty() {
         return bad("address is empty");
@@ -36,9 +41,13 @@ pub fn address<'a>(field: &str, address: &'a str) -> Result<&'a str, IngestError
 
 fn local_part_ok(local: &str) -> bool {
     let atext = |c: char| {
-        c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || (!c.is_ascii() && !c.is_control())
+        c.is_ascii_alphanumeric()
+            || "!#$%&'*+-/=?^_`{|}~".contains(c)
+            || (!c.is_ascii() && !c.is_control())
     };
-    local.split('.').all(|atom| !atom.is_empty() && atom.chars().all(atext))
+    local
+        .split('.')
+        .all(|atom| !atom.is_empty() && atom.chars().all(atext))
 }
 
 fn domain_ok(domain: &str) -> Result<(), String> {
@@ -55,7 +64,9 @@ fn domain_ok(domain: &str) -> Result<(), String> {
         if label.starts_with('-') || label.ends_with('-') {
             return Err("domain labels may not start or end with '-'".into());
         }
-        let ok = |c: char| c.is_ascii_alphanumeric() || c == '-' || (!c.is_ascii() && c.is_alphanumeric());
+        let ok = |c: char| {
+            c.is_ascii_alphanumeric() || c == '-' || (!c.is_ascii() && c.is_alphanumeric())
+        };
         if !label.chars().all(ok) {
             return Err("domain has characters other than letters, digits and '-'".into());
         }

@@ -46,7 +46,10 @@ async fn fresh_keyspace(session: &Session) -> String {
             .await
             .expect("create table");
     }
-    session.await_schema_agreement().await.expect("schema agreement");
+    session
+        .await_schema_agreement()
+        .await
+        .expect("schema agreement");
     ks
 }
 
@@ -73,7 +76,9 @@ async fn driver_covers_every_statement_kind_sluice_uses() {
 
 async fn prepared_insert_and_select(session: &Session, ks: &str) {
     let insert = session
-        .prepare(format!("INSERT INTO {ks}.messages (id, recipient, attempt) VALUES (?, ?, ?)"))
+        .prepare(format!(
+            "INSERT INTO {ks}.messages (id, recipient, attempt) VALUES (?, ?, ?)"
+        ))
         .await
         .expect("prepare insert");
     session
@@ -81,7 +86,9 @@ async fn prepared_insert_and_select(session: &Session, ks: &str) {
         .await
         .expect("insert");
     let select = session
-        .prepare(format!("SELECT recipient, attempt FROM {ks}.messages WHERE id = ?"))
+        .prepare(format!(
+            "SELECT recipient, attempt FROM {ks}.messages WHERE id = ?"
+        ))
         .await
         .expect("prepare select");
     let rows = session
@@ -96,7 +103,9 @@ async fn prepared_insert_and_select(session: &Session, ks: &str) {
 
 async fn logged_batch(session: &Session, ks: &str) {
     let insert = session
-        .prepare(format!("INSERT INTO {ks}.messages (id, recipient, attempt) VALUES (?, ?, ?)"))
+        .prepare(format!(
+            "INSERT INTO {ks}.messages (id, recipient, attempt) VALUES (?, ?, ?)"
+        ))
         .await
         .expect("prepare");
     let mut batch = Batch::default();
@@ -151,7 +160,9 @@ async fn counter_update(session: &Session, ks: &str) {
 
 async fn lightweight_transaction(session: &Session, ks: &str) {
     let claim = session
-        .prepare(format!("INSERT INTO {ks}.ip_leases (ip, owner) VALUES (?, ?) IF NOT EXISTS"))
+        .prepare(format!(
+            "INSERT INTO {ks}.ip_leases (ip, owner) VALUES (?, ?) IF NOT EXISTS"
+        ))
         .await
         .expect("prepare lwt");
     let applied = |owner: &'static str| {
@@ -180,7 +191,10 @@ async fn lightweight_transaction(session: &Session, ks: &str) {
     assert!(applied("node-a").await, "first claim wins");
     assert!(!applied("node-b").await, "second claim is refused");
     let rows = session
-        .query_unpaged(format!("SELECT owner FROM {ks}.ip_leases WHERE ip = '127.0.0.20'"), &[])
+        .query_unpaged(
+            format!("SELECT owner FROM {ks}.ip_leases WHERE ip = '127.0.0.20'"),
+            &[],
+        )
         .await
         .expect("select lease")
         .into_rows_result()
@@ -215,7 +229,11 @@ async fn paged_read(session: &Session, ks: &str) {
     .expect("paged read in time")
     .expect("pages");
     let got: Vec<i32> = seqs.into_iter().map(|(s,)| s).collect();
-    assert_eq!(got, (0..250).collect::<Vec<_>>(), "all rows, in clustering order, over 7 pages");
+    assert_eq!(
+        got,
+        (0..250).collect::<Vec<_>>(),
+        "all rows, in clustering order, over 7 pages"
+    );
 }
 
 #[tokio::test]
@@ -224,7 +242,9 @@ async fn unreachable_node_names_the_server_and_how_to_start_it() {
         contact_points: "127.0.0.1:1".into(),
         connect_timeout: Duration::from_secs(2),
     };
-    let err = connect(&config).await.expect_err("nothing listens on port 1");
+    let err = connect(&config)
+        .await
+        .expect_err("nothing listens on port 1");
     let text = err.to_string();
     assert!(text.contains("not reachable at 127.0.0.1:1"), "{text}");
     assert!(text.contains("deploy/servers/cassandra.sh start"), "{text}");

@@ -13,13 +13,14 @@ pub async fn probe(config: &KafkaConfig, timeout: Duration) -> Result<usize, Log
     let config = config.clone();
     tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer = config.admin().create()?;
-        let metadata = consumer
-            .fetch_metadata(None, timeout)
-            .map_err(|source| LogError::Unreachable {
-                brokers: config.brokers.clone(),
-                timeout,
-                source,
-            })?;
+        let metadata =
+            consumer
+                .fetch_metadata(None, timeout)
+                .map_err(|source| LogError::Unreachable {
+                    brokers: config.brokers.clone(),
+                    timeout,
+                    source,
+                })?;
         Ok(metadata.brokers().len())
     })
     .await

@@ -73,10 +73,14 @@ async fn consume(
             .expect("store offset");
         read += 1;
         if read % 500 == 0 {
-            consumer.commit_consumer_state(CommitMode::Sync).expect("commit");
+            consumer
+                .commit_consumer_state(CommitMode::Sync)
+                .expect("commit");
         }
     }
-    consumer.commit_consumer_state(CommitMode::Sync).expect("final commit");
+    consumer
+        .commit_consumer_state(CommitMode::Sync)
+        .expect("final commit");
     read
 }
 
@@ -86,7 +90,9 @@ async fn ten_thousand_records_round_trip_without_loss_or_duplicates() {
     let suffix = uuid::Uuid::new_v4().simple().to_string();
     let topic = format!("sluice.test.roundtrip.{suffix}");
     let group = format!("sluice-test-{suffix}");
-    create_topic(&config, &topic, PARTITIONS).await.expect("create topic");
+    create_topic(&config, &topic, PARTITIONS)
+        .await
+        .expect("create topic");
 
     produce_all(&config, &topic).await;
 
@@ -100,7 +106,12 @@ async fn ten_thousand_records_round_trip_without_loss_or_duplicates() {
         .map(|i| format!("msg-{i:05}"))
         .filter(|k| !seen.contains_key(k))
         .collect();
-    assert!(missing.is_empty(), "lost {} records, e.g. {:?}", missing.len(), &missing[..missing.len().min(5)]);
+    assert!(
+        missing.is_empty(),
+        "lost {} records, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
     let duplicated: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
     assert!(duplicated.is_empty(), "duplicated records: {duplicated:?}");
 }
@@ -115,6 +126,9 @@ async fn unreachable_broker_names_the_server_and_how_to_start_it() {
         .await
         .expect_err("nothing listens on port 1");
     let text = err.to_string();
-    assert!(text.contains("Kafka is not reachable at 127.0.0.1:1"), "{text}");
+    assert!(
+        text.contains("Kafka is not reachable at 127.0.0.1:1"),
+        "{text}"
+    );
     assert!(text.contains("deploy/servers/kafka.sh start"), "{text}");
 }

@@ -128,12 +128,20 @@ impl RecorderConfig {
         let ks_ok = !ks.is_empty()
             && ks.len() <= 48
             && ks.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-            && ks.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            && ks
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
         if !ks_ok {
-            return bad("keyspace", "use 1-48 lowercase letters, digits or `_`, not starting with a digit");
+            return bad(
+                "keyspace",
+                "use 1-48 lowercase letters, digits or `_`, not starting with a digit",
+            );
         }
         if !self.replication.trim_start().starts_with('{') {
-            return bad("replication", "must be a CQL map such as {'class': 'SimpleStrategy', 'replication_factor': 1}");
+            return bad(
+                "replication",
+                "must be a CQL map such as {'class': 'SimpleStrategy', 'replication_factor': 1}",
+            );
         }
         if self.batch_max_events == 0 || self.write_concurrency == 0 {
             return bad("batch_max_events/write_concurrency", "must be at least 1");
@@ -147,7 +155,10 @@ impl RecorderConfig {
         if self.reputation.interval_secs == 0 {
             return bad("reputation.interval_secs", "must be at least 1");
         }
-        self.reputation.thresholds.validate().map_err(RecorderError::Config)
+        self.reputation
+            .thresholds
+            .validate()
+            .map_err(RecorderError::Config)
     }
 
     pub(crate) fn batch_max_wait(&self) -> Duration {
@@ -177,13 +188,19 @@ mod tests {
 
     #[test]
     fn defaults_are_valid() {
-        RecorderConfig::default().validate().expect("defaults validate");
+        RecorderConfig::default()
+            .validate()
+            .expect("defaults validate");
     }
 
     #[test]
     fn file_values_override_defaults_and_unknown_keys_are_rejected() {
         let mut file = tempfile::NamedTempFile::new().expect("temp file");
-        writeln!(file, "keyspace = \"ks_one\"\n[reputation]\nwindow_hours = 6").expect("write");
+        writeln!(
+            file,
+            "keyspace = \"ks_one\"\n[reputation]\nwindow_hours = 6"
+        )
+        .expect("write");
         let config = RecorderConfig::load(Some(file.path())).expect("loads");
         assert_eq!(config.keyspace, "ks_one");
         assert_eq!(config.reputation.window_hours, 6);

@@ -15,10 +15,10 @@ pub enum RecorderError {
     NotFound(String),
     /// Cassandra/ScyllaDB could not be reached at start.
     #[error(transparent)]
-    Ledger(#[from] sluice_ledger::LedgerError),
+    Ledger(Box<sluice_ledger::LedgerError>),
     /// Kafka could not be reached or refused an operation.
     #[error(transparent)]
-    Log(#[from] sluice_log::LogError),
+    Log(Box<sluice_log::LogError>),
     /// A Kafka client call failed.
     #[error("Kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
@@ -53,6 +53,18 @@ impl RecorderError {
             context: context.into(),
             reason: err.to_string(),
         }
+    }
+}
+
+impl From<sluice_ledger::LedgerError> for RecorderError {
+    fn from(err: sluice_ledger::LedgerError) -> Self {
+        Self::Ledger(Box::new(err))
+    }
+}
+
+impl From<sluice_log::LogError> for RecorderError {
+    fn from(err: sluice_log::LogError) -> Self {
+        Self::Log(Box::new(err))
     }
 }
 

@@ -182,7 +182,10 @@ mod tests {
         let e = event(EventKind::Bounced, BounceClass::BadMailbox);
         let d = deltas(&e);
         assert_eq!((d.get("bounced"), d.get("hard_bounced")), (1, 1));
-        assert_eq!(suppression(&e), Some(("acme", "bob@example.com", "hard_bounce")));
+        assert_eq!(
+            suppression(&e),
+            Some(("acme", "bob@example.com", "hard_bounce"))
+        );
     }
 
     #[test]
@@ -197,7 +200,10 @@ mod tests {
     fn complaint_suppresses_and_opens_are_not_counted() {
         let c = event(EventKind::Complained, BounceClass::Unspecified);
         assert_eq!(suppression(&c).map(|s| s.2), Some("complaint"));
-        assert_eq!(deltas(&event(EventKind::Opened, BounceClass::Unspecified)), Deltas::default());
+        assert_eq!(
+            deltas(&event(EventKind::Opened, BounceClass::Unspecified)),
+            Deltas::default()
+        );
     }
 
     #[test]
@@ -206,8 +212,14 @@ mod tests {
         let scopes: Vec<_> = keys.iter().map(|k| (k.granularity, k.scope)).collect();
         assert_eq!(keys.len(), 6, "{scopes:?}");
         assert!(keys.iter().all(|k| k.day == "2024-02-29"));
-        let hourly = keys.iter().find(|k| k.granularity == Granularity::Hourly).expect("hourly");
-        assert_eq!((hourly.key.as_str(), hourly.detail.as_str()), ("192.0.2.1", "google"));
+        let hourly = keys
+            .iter()
+            .find(|k| k.granularity == Granularity::Hourly)
+            .expect("hourly");
+        assert_eq!(
+            (hourly.key.as_str(), hourly.detail.as_str()),
+            ("192.0.2.1", "google")
+        );
         assert_eq!(hourly.hour, "2024-02-29T13");
     }
 

@@ -119,13 +119,32 @@ impl Thresholds {
     /// Every rate within 0..=1 and each ladder non-decreasing.
     pub fn validate(&self) -> Result<(), String> {
         let ladders = [
-            ("hard_bounce", [self.hold_hard_bounce, self.slow_hard_bounce, self.pause_hard_bounce]),
-            ("complaint", [self.hold_complaint, self.slow_complaint, self.pause_complaint]),
-            ("deferral", [self.hold_deferral, self.slow_deferral, self.slow_deferral]),
+            (
+                "hard_bounce",
+                [
+                    self.hold_hard_bounce,
+                    self.slow_hard_bounce,
+                    self.pause_hard_bounce,
+                ],
+            ),
+            (
+                "complaint",
+                [
+                    self.hold_complaint,
+                    self.slow_complaint,
+                    self.pause_complaint,
+                ],
+            ),
+            (
+                "deferral",
+                [self.hold_deferral, self.slow_deferral, self.slow_deferral],
+            ),
         ];
         for (name, [hold, slow, pause]) in ladders {
             if [hold, slow, pause].iter().any(|r| !(0.0..=1.0).contains(r)) {
-                return Err(format!("reputation.thresholds.*_{name}: rates must be within 0.0..=1.0"));
+                return Err(format!(
+                    "reputation.thresholds.*_{name}: rates must be within 0.0..=1.0"
+                ));
             }
             if !(hold <= slow && slow <= pause) {
                 return Err(format!(
@@ -150,7 +169,11 @@ pub fn rates(c: &Counts) -> Rates {
     let sent = c.delivered.saturating_add(c.bounced);
     Rates {
         sent,
-        delivery_rate: if sent == 0 { 0.0 } else { ratio(c.delivered, sent) },
+        delivery_rate: if sent == 0 {
+            0.0
+        } else {
+            ratio(c.delivered, sent)
+        },
         deferral_rate: ratio(c.deferred, c.delivered.saturating_add(c.deferred)),
         hard_bounce_rate: ratio(c.hard_bounced.min(c.bounced), sent),
         complaint_rate: ratio(c.complained, c.delivered),
@@ -215,9 +238,21 @@ mod tests {
         assert_eq!(judge(&counts(970, 30, 30, 0, 0), &t), Level::Hold);
         assert_eq!(judge(&counts(950, 50, 50, 0, 0), &t), Level::Slow);
         assert_eq!(judge(&counts(900, 100, 100, 0, 0), &t), Level::Pause);
-        assert_eq!(judge(&counts(1000, 0, 0, 1, 0), &t), Level::Slow, "0.1 % complaints");
-        assert_eq!(judge(&counts(1000, 0, 0, 5, 0), &t), Level::Pause, "0.5 % complaints");
-        assert_eq!(judge(&counts(1000, 0, 0, 0, 700), &t), Level::Slow, "heavy deferral");
+        assert_eq!(
+            judge(&counts(1000, 0, 0, 1, 0), &t),
+            Level::Slow,
+            "0.1 % complaints"
+        );
+        assert_eq!(
+            judge(&counts(1000, 0, 0, 5, 0), &t),
+            Level::Pause,
+            "0.5 % complaints"
+        );
+        assert_eq!(
+            judge(&counts(1000, 0, 0, 0, 700), &t),
+            Level::Slow,
+            "heavy deferral"
+        );
         // Soft bounces (mailbox full, policy) are sent but not hard.
         assert_eq!(judge(&counts(800, 200, 0, 0, 0), &t), Level::Ok);
     }
@@ -248,11 +283,16 @@ mod tests {
     }
 
     fn any_counts() -> impl Strategy<Value = Counts> {
-        (0..5000_u64, 0..2000_u64, 0..2000_u64, 0..50_u64, 0..5000_u64).prop_map(
-            |(delivered, bounced, hard, complained, deferred)| {
-                counts(delivered, bounced, hard.min(bounced), complained, deferred)
-            },
+        (
+            0..5000_u64,
+            0..2000_u64,
+            0..2000_u64,
+            0..50_u64,
+            0..5000_u64,
         )
+            .prop_map(|(delivered, bounced, hard, complained, deferred)| {
+                counts(delivered, bounced, hard.min(bounced), complained, deferred)
+            })
     }
 
     proptest! {

@@ -1,8 +1,6 @@
 //! The recorder's CQL: prepared statements and one method per write.
 //! Reads live in `store_read.rs`.
 
-use std::time::Duration;
-
 use prost::Message;
 use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
@@ -119,7 +117,9 @@ impl Store {
                 self.status_ttl,
             ),
         );
-        history.await.map_err(|e| RecorderError::cql("writing message_events", e))?;
+        history
+            .await
+            .map_err(|e| RecorderError::cql("writing message_events", e))?;
         if !event.campaign.is_empty() {
             let hour = crate::time::hour_of(record::event_secs(event, now_secs));
             let values = (
@@ -156,7 +156,13 @@ impl Store {
     /// unknown outcome: then a claim already holding this event's id is ours.
     pub async fn claim(&self, event: &Event, retrying: bool) -> Result<Claim, RecorderError> {
         let attempt = i32::try_from(event.attempt).unwrap_or(i32::MAX);
-        let values = (&event.message_id, attempt, event.kind, &event.event_id, self.dedup_ttl);
+        let values = (
+            &event.message_id,
+            attempt,
+            event.kind,
+            &event.event_id,
+            self.dedup_ttl,
+        );
         let rows = self
             .session
             .execute_unpaged(&self.claim, values)
@@ -192,21 +198,28 @@ impl Store {
                 self.session.execute_unpaged(&self.bump_daily, values).await
             }
             Granularity::Hourly => {
-                let values = (a, b, c, d, e, f, g, h, scope, k, day, &key.hour, &key.detail);
-                self.session.execute_unpaged(&self.bump_hourly, values).await
+                let values = (
+                    a,
+                    b,
+                    c,
+                    d,
+                    e,
+                    f,
+                    g,
+                    h,
+                    scope,
+                    k,
+                    day,
+                    &key.hour,
+                    &key.detail,
+                );
+                self.session
+                    .execute_unpaged(&self.bump_hourly, values)
+                    .await
             }
         };
         result
             .map(drop)
             .map_err(|e| RecorderError::cql("updating counters", e))
     }
-}
-
-/// Opens a session to `contact_points` within `timeout`.
-pub async fn connect(contact_points: &str, timeout: Duration) -> Result<Session, RecorderError> {
-    let config = sluice_ledger::LedgerConfig {
-        contact_points: contact_points.to_owned(),
-        connect_timeout: timeout,
-    };
-    Ok(sluice_ledger::connect(&config).await?)
 }

@@ -90,7 +90,10 @@ mod tests {
     #[test]
     fn days_parse_and_round_trip() {
         let d = parse_day("2026-11-23").expect("valid day");
-        assert_eq!(days_between(d, d + 2), ["2026-11-23", "2026-11-24", "2026-11-25"]);
+        assert_eq!(
+            days_between(d, d + 2),
+            ["2026-11-23", "2026-11-24", "2026-11-25"]
+        );
         assert_eq!(parse_day("2026-02-30"), None);
         assert_eq!(parse_day("2026-1-01"), None);
         assert_eq!(parse_day("yesterday"), None);

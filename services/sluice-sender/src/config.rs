@@ -178,14 +178,23 @@ impl SenderConfig {
         if !self.shaping.ips.iter().any(|ip| ip.pool == self.pool) {
             return Err(invalid(
                 "shaping.ips",
-                format!("no source IP belongs to pool `{}`; add one with pool = \"{}\"", self.pool, self.pool),
+                format!(
+                    "no source IP belongs to pool `{}`; add one with pool = \"{}\"",
+                    self.pool, self.pool
+                ),
             ));
         }
         if self.queues.max_in_flight == 0 || self.queues.max_per_site == 0 {
-            return Err(invalid("queues", "max_in_flight and max_per_site must be at least 1"));
+            return Err(invalid(
+                "queues",
+                "max_in_flight and max_per_site must be at least 1",
+            ));
         }
         if !self.dns && self.routes.is_empty() {
-            return Err(invalid("routes", "DNS is off and no static route is set: no mail could go anywhere"));
+            return Err(invalid(
+                "routes",
+                "DNS is off and no static route is set: no mail could go anywhere",
+            ));
         }
         Ok(())
     }
@@ -219,7 +228,10 @@ impl SenderConfig {
     }
 
     pub fn ehlo_name(&self, ip: IpAddr) -> &str {
-        self.smtp.ehlo_names.get(&ip).unwrap_or(&self.smtp.ehlo_name)
+        self.smtp
+            .ehlo_names
+            .get(&ip)
+            .unwrap_or(&self.smtp.ehlo_name)
     }
 }
 
@@ -251,7 +263,10 @@ mod tests {
         assert_eq!(c.outbound_topic(), "sluice.outbound.shared");
         assert_eq!(c.delay_topic("1m"), "sluice.outbound.shared.delay-1m");
         assert_eq!(c.group(), "sluice-sender-shared");
-        assert_eq!(c.source_ips(), vec!["127.0.0.10".parse::<IpAddr>().unwrap()]);
+        assert_eq!(
+            c.source_ips(),
+            vec!["127.0.0.10".parse::<IpAddr>().unwrap()]
+        );
     }
 
     #[test]
@@ -263,7 +278,10 @@ mod tests {
 
     #[test]
     fn a_pool_without_ips_is_refused_with_the_field_name() {
-        let text = MINIMAL.replace("pool = \"shared\"\n        dns", "pool = \"other\"\n        dns");
+        let text = MINIMAL.replace(
+            "pool = \"shared\"\n        dns",
+            "pool = \"other\"\n        dns",
+        );
         let err = SenderConfig::from_toml(&text).unwrap_err().to_string();
         assert!(err.contains("shaping.ips"), "{err}");
     }

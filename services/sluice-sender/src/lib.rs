@@ -1,6 +1,134 @@
-//! The Sluice sender node: consumes a pool's outbound topics and delivers over
-//! SMTP from its own source IPs within every limit the shaping engine sets.
+//! The Sluice sender node: consumes a pool's outbound topic and its delay
+//! tiers and delivers over SMTP from its own source IPs, within every limit
+//! the shaping engine sets.
+//!
+//! ```text
+//! Kafka ──▶ consume (route: static table / DNS; site rollup) ──▶ dispatch (engine,
+//!   ready queue per site, idle connections) ──▶ deliver tasks (SMTP) ──▶ dispatch
+//!   ──▶ publish fate (event, delay tier) ──▶ offset released ──▶ commit
+//! ```
 
+pub mod config;
+mod consume;
+mod deliver;
+mod dispatch;
+mod error;
+pub mod fate;
 pub mod offsets;
+pub mod publish;
 pub mod route;
 pub mod smtp;
+
+use std::sync::{Arc, Mutex};
+
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::producer::FutureProducer;
+use sluice_log::KafkaConfig;
+use sluice_shaping::{Engine, SiteResolver};
+
+pub use config::SenderConfig;
+pub use dispatch::Stats;
+pub use error::SenderError;
+
+use crate::consume::Consume;
+use crate::dispatch::Dispatcher;
+use crate::offsets::OffsetTracker;
+use crate::publish::Publisher;
+use crate::route::{Router, StaticRoutes};
+
+/// A configured sender node, ready to run.
+pub struct Sender {
+    cfg: Arc<SenderConfig>,
+    stats: Arc<Mutex<Stats>>,
+}
+
+impl Sender {
+    pub fn new(cfg: SenderConfig) -> Self {
+        Self {
+            cfg: Arc::new(cfg),
+            stats: Arc::default(),
+        }
+    }
+
+    /// Live counters (delivered, deferred, ... and queue sizes).
+    pub fn stats(&self) -> Arc<Mutex<Stats>> {
+        self.stats.clone()
+    }
+
+    /// Runs until `shutdown` resolves, then drains: deliveries in progress
+    /// finish, their fates are published, and offsets are committed.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<Stats, SenderError> {
+        let cfg = self.cfg.clone();
+        let engine = Engine::new(cfg.shaping.clone()).map_err(SenderError::Shaping)?;
+        let sites = SiteResolver::new(&cfg.shaping.sites).map_err(SenderError::Shaping)?;
+        let kafka = KafkaConfig {
+            brokers: cfg.kafka.brokers.clone(),
+            client_id: cfg.node.clone(),
+        };
+        sluice_log::probe(&kafka, std::time::Duration::from_secs(10)).await?;
+        let topics = self.topics(&engine);
+        for topic in &topics {
+            sluice_log::create_topic(&kafka, topic, 4).await?;
+        }
+        let producer: FutureProducer = kafka
+            .producer()
+            .create()
+            .map_err(sluice_log::LogError::from)?;
+        let consumer: StreamConsumer = kafka
+            .consumer(&cfg.group())
+            .set("max.partition.fetch.bytes", "33554432")
+            .create()
+            .map_err(sluice_log::LogError::from)?;
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&names)
+            .map_err(sluice_log::LogError::from)?;
+        let router = self.router()?;
+
+        let tracker = Arc::new(Mutex::new(OffsetTracker::default()));
+        let publisher = Publisher::new(producer, cfg.kafka.events_topic.clone());
+        let dispatcher = Dispatcher::new(
+            cfg.clone(),
+            engine,
+            publisher,
+            tracker.clone(),
+            self.stats.clone(),
+        )
+        .ok_or_else(|| SenderError::NoIps(cfg.pool.clone()))?;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let dispatching = tokio::spawn(dispatcher.run(rx));
+        tracing::info!(node = %cfg.node, pool = %cfg.pool, ips = ?cfg.source_ips(), ?topics, "sender running");
+
+        Consume::new(cfg.clone(), router, sites, tracker.clone(), tx)
+            .run(&consumer, shutdown)
+            .await;
+        dispatching
+            .await
+            .map_err(|e| SenderError::Internal(e.to_string()))?;
+        consume::commit(&consumer, &tracker, CommitMode::Sync);
+        let stats = self.stats.lock().expect("stats lock").clone();
+        tracing::info!(?stats, "sender stopped");
+        Ok(stats)
+    }
+
+    fn topics(&self, engine: &Engine) -> Vec<String> {
+        let mut topics = vec![self.cfg.outbound_topic()];
+        topics.extend(
+            engine
+                .retry()
+                .tiers()
+                .iter()
+                .map(|t| self.cfg.delay_topic(&t.name)),
+        );
+        topics
+    }
+
+    fn router(&self) -> Result<Router, SenderError> {
+        let statics = StaticRoutes::new(self.cfg.routes.clone());
+        if self.cfg.dns {
+            Ok(Router::with_system_dns(statics, self.cfg.smtp.port)?)
+        } else {
+            Ok(Router::static_only(statics))
+        }
+    }
+}

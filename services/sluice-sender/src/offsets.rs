@@ -72,7 +72,10 @@ impl OffsetTracker {
 
     /// Records of all partitions still without a durable fate.
     pub fn in_flight(&self) -> usize {
-        self.partitions.values().map(PartitionOffsets::in_flight).sum()
+        self.partitions
+            .values()
+            .map(PartitionOffsets::in_flight)
+            .sum()
     }
 
     /// Offsets that moved since the last call: (topic, partition, offset to commit).

@@ -163,7 +163,11 @@ impl Router {
         })
     }
 
-    async fn addresses(&self, dns: &TokioResolver, host: &str) -> Result<Vec<SocketAddr>, RouteError> {
+    async fn addresses(
+        &self,
+        dns: &TokioResolver,
+        host: &str,
+    ) -> Result<Vec<SocketAddr>, RouteError> {
         match dns.lookup_ip(format!("{host}.").as_str()).await {
             Ok(ips) => Ok(ips
                 .iter()
@@ -182,7 +186,10 @@ fn mx_records(answers: &[hickory_resolver::proto::rr::Record]) -> Vec<(u16, Stri
         .filter_map(|r| match &r.data {
             RData::MX(mx) => {
                 let name = mx.exchange.to_ascii();
-                Some((mx.preference, name.trim_end_matches('.').to_ascii_lowercase()))
+                Some((
+                    mx.preference,
+                    name.trim_end_matches('.').to_ascii_lowercase(),
+                ))
             }
             _ => None,
         })
@@ -210,7 +217,10 @@ mod tests {
 
     fn table() -> StaticRoutes {
         let mut m = BTreeMap::new();
-        m.insert("Example.COM".to_owned(), vec!["127.0.0.2:2525".parse().unwrap()]);
+        m.insert(
+            "Example.COM".to_owned(),
+            vec!["127.0.0.2:2525".parse().unwrap()],
+        );
         m.insert("*".to_owned(), vec!["127.0.0.9:25".parse().unwrap()]);
         StaticRoutes::new(m)
     }

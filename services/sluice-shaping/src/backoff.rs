@@ -41,10 +41,16 @@ impl BackoffConfig {
     /// Checks ranges.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !(1..=99).contains(&self.decrease_percent) {
-            return Err(ConfigError::new("backoff.decrease_percent", "must be 1..=99"));
+            return Err(ConfigError::new(
+                "backoff.decrease_percent",
+                "must be 1..=99",
+            ));
         }
         if !(1..=100).contains(&self.increase_percent) {
-            return Err(ConfigError::new("backoff.increase_percent", "must be 1..=100"));
+            return Err(ConfigError::new(
+                "backoff.increase_percent",
+                "must be 1..=100",
+            ));
         }
         if !(1..=100).contains(&self.min_percent) {
             return Err(ConfigError::new("backoff.min_percent", "must be 1..=100"));
@@ -63,7 +69,11 @@ pub struct Aimd {
 
 impl Default for Aimd {
     fn default() -> Aimd {
-        Aimd { permille: 1000, streak: 0, changed_at: Millis(0) }
+        Aimd {
+            permille: 1000,
+            streak: 0,
+            changed_at: Millis(0),
+        }
     }
 }
 

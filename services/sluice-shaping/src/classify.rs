@@ -38,7 +38,10 @@ pub enum BounceClass {
 impl BounceClass {
     /// A hard bounce: the address itself is bad, retrying or resending will not help.
     pub fn is_hard(self) -> bool {
-        matches!(self, BounceClass::BadMailbox | BounceClass::BadDomain | BounceClass::OtherPermanent)
+        matches!(
+            self,
+            BounceClass::BadMailbox | BounceClass::BadDomain | BounceClass::OtherPermanent
+        )
     }
 
     /// A permanent failure of this class puts the address on the suppression list.
@@ -90,15 +93,42 @@ fn by_specific_code(e: EnhancedCode) -> Option<BounceClass> {
 
 /// Text patterns, checked in order; the first match decides.
 const TEXT_PATTERNS: &[(&str, BounceClass)] = &[
-    (r"(?i)\b(spf|dkim|dmarc)\b|unauthenticated|not authenticated", BounceClass::Authentication),
-    (r"(?i)starttls|tls (is )?required|encryption required|secure connection", BounceClass::TlsRequired),
-    (r"(?i)reputation|block ?list|black ?list|spamhaus|barracuda|\b(rbl|dnsbl)\b|\bTSS?0[1-4]\b|banned", BounceClass::Reputation),
-    (r"(?i)rate limit|too many|throttl|exceeded .*limit|slow down|\bRP-00[1-3]\b", BounceClass::RateLimit),
-    (r"(?i)mailbox (is )?full|over ?quota|quota exceeded|insufficient (system )?storage", BounceClass::MailboxFull),
-    (r"(?i)user unknown|unknown (user|recipient)|no such (user|mailbox|recipient)|does ?n[o']t exist|invalid (recipient|mailbox)|mailbox not found|account (is |has been )?disabled", BounceClass::BadMailbox),
-    (r"(?i)domain (not found|does ?n[o']t exist)|no such domain|host not found|unrouteable|no mx", BounceClass::BadDomain),
-    (r"(?i)virus|malware|attachment|message (is )?too (big|large)|content", BounceClass::Content),
-    (r"(?i)spam|policy|blocked|denied|prohibited|not allowed", BounceClass::PolicyBlock),
+    (
+        r"(?i)\b(spf|dkim|dmarc)\b|unauthenticated|not authenticated",
+        BounceClass::Authentication,
+    ),
+    (
+        r"(?i)starttls|tls (is )?required|encryption required|secure connection",
+        BounceClass::TlsRequired,
+    ),
+    (
+        r"(?i)reputation|block ?list|black ?list|spamhaus|barracuda|\b(rbl|dnsbl)\b|\bTSS?0[1-4]\b|banned",
+        BounceClass::Reputation,
+    ),
+    (
+        r"(?i)rate limit|too many|throttl|exceeded .*limit|slow down|\bRP-00[1-3]\b",
+        BounceClass::RateLimit,
+    ),
+    (
+        r"(?i)mailbox (is )?full|over ?quota|quota exceeded|insufficient (system )?storage",
+        BounceClass::MailboxFull,
+    ),
+    (
+        r"(?i)user unknown|unknown (user|recipient)|no such (user|mailbox|recipient)|does ?n[o']t exist|invalid (recipient|mailbox)|mailbox not found|account (is |has been )?disabled",
+        BounceClass::BadMailbox,
+    ),
+    (
+        r"(?i)domain (not found|does ?n[o']t exist)|no such domain|host not found|unrouteable|no mx",
+        BounceClass::BadDomain,
+    ),
+    (
+        r"(?i)virus|malware|attachment|message (is )?too (big|large)|content",
+        BounceClass::Content,
+    ),
+    (
+        r"(?i)spam|policy|blocked|denied|prohibited|not allowed",
+        BounceClass::PolicyBlock,
+    ),
 ];
 
 /// Generic fallback by enhanced subject.
@@ -120,7 +150,8 @@ pub struct Classifier {
 
 impl Default for Classifier {
     fn default() -> Classifier {
-        let text = RegexSet::new(TEXT_PATTERNS.iter().map(|(p, _)| *p)).expect("built-in patterns compile");
+        let text = RegexSet::new(TEXT_PATTERNS.iter().map(|(p, _)| *p))
+            .expect("built-in patterns compile");
         Classifier { text }
     }
 }
@@ -134,18 +165,30 @@ impl Classifier {
             .and_then(by_specific_code)
             .or_else(|| self.by_text(&reply.text))
             .or_else(|| reply.enhanced.and_then(by_subject))
-            .unwrap_or(if permanent { BounceClass::OtherPermanent } else { BounceClass::OtherTemporary });
+            .unwrap_or(if permanent {
+                BounceClass::OtherPermanent
+            } else {
+                BounceClass::OtherTemporary
+            });
         Classification::new(class, permanent)
     }
 
     /// Classifies a DSN: its `Status:` code and `Diagnostic-Code:` text.
     pub fn classify_dsn(&self, status: EnhancedCode, diagnostic: &str) -> Classification {
         let code = if status.class == 5 { 550 } else { 450 };
-        self.classify(&Reply { code, enhanced: Some(status), text: diagnostic.to_owned() })
+        self.classify(&Reply {
+            code,
+            enhanced: Some(status),
+            text: diagnostic.to_owned(),
+        })
     }
 
     fn by_text(&self, text: &str) -> Option<BounceClass> {
-        self.text.matches(text).iter().next().map(|i| TEXT_PATTERNS[i].1)
+        self.text
+            .matches(text)
+            .iter()
+            .next()
+            .map(|i| TEXT_PATTERNS[i].1)
     }
 }
 
@@ -167,21 +210,57 @@ mod tests {
     #[test]
     fn classes_from_codes_and_text() {
         let cases = [
-            ("550 5.1.1 The email account that you tried to reach does not exist", BadMailbox, true),
+            (
+                "550 5.1.1 The email account that you tried to reach does not exist",
+                BadMailbox,
+                true,
+            ),
             ("550 5.7.1 user unknown", BadMailbox, true),
             ("550 No such user here", BadMailbox, true),
             ("550 5.1.2 bad destination system", BadDomain, true),
             ("554 5.1.10 Recipient domain has null MX", BadDomain, true),
             ("552 5.2.2 Mailbox full", MailboxFull, true),
-            ("452 4.2.2 The email account that you tried to reach is over quota", MailboxFull, false),
-            ("550 5.7.26 Unauthenticated email is not accepted from this domain", Authentication, true),
-            ("550 5.7.515 Access denied, sending domain does not meet the required authentication level", Authentication, true),
-            ("550 5.7.1 Message rejected: DMARC policy", Authentication, true),
-            ("530 5.7.0 Must issue a STARTTLS command first", TlsRequired, true),
+            (
+                "452 4.2.2 The email account that you tried to reach is over quota",
+                MailboxFull,
+                false,
+            ),
+            (
+                "550 5.7.26 Unauthenticated email is not accepted from this domain",
+                Authentication,
+                true,
+            ),
+            (
+                "550 5.7.515 Access denied, sending domain does not meet the required authentication level",
+                Authentication,
+                true,
+            ),
+            (
+                "550 5.7.1 Message rejected: DMARC policy",
+                Authentication,
+                true,
+            ),
+            (
+                "530 5.7.0 Must issue a STARTTLS command first",
+                TlsRequired,
+                true,
+            ),
             ("550 5.7.10 Encryption needed", TlsRequired, true),
-            ("421 4.7.28 unusual rate of unsolicited mail", Reputation, false),
-            ("554 5.7.1 Service unavailable; Client host blocked using Spamhaus", Reputation, true),
-            ("421 4.7.0 [TSS04] Messages temporarily deferred", Reputation, false),
+            (
+                "421 4.7.28 unusual rate of unsolicited mail",
+                Reputation,
+                false,
+            ),
+            (
+                "554 5.7.1 Service unavailable; Client host blocked using Spamhaus",
+                Reputation,
+                true,
+            ),
+            (
+                "421 4.7.0 [TSS04] Messages temporarily deferred",
+                Reputation,
+                false,
+            ),
             ("452 4.5.3 Too many recipients", RateLimit, false),
             ("421 Too many connections", RateLimit, false),
             ("552 5.3.4 Message size exceeds fixed limit", Content, true),

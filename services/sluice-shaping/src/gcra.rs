@@ -3,6 +3,12 @@
 //! A GCRA keeps one number, the theoretical arrival time (TAT). A send at `now`
 //! conforms when `now >= TAT - tolerance`; it then moves TAT to `max(TAT, now) + interval`.
 //! State is a plain integer in microseconds, so it serializes and never reads a clock.
+//!
+//! Window bound. With base interval `T` = ceil(W / (N − B + 1)) and tolerance `τ = (B − 1)·T`,
+//! take n conforming sends at t1 ≤ … ≤ tn inside a window of length W. Every send moves
+//! TAT forward by at least `T` (slowing only makes the step larger), so before send n,
+//! TAT ≥ t1 + (n − 1)·T, and conformance gives tn ≥ TAT − τ ≥ t1 + (n − B)·T. As
+//! tn − t1 < W ≤ (N − B + 1)·T, we get n − B < N − B + 1, so n ≤ N.
 
 use serde::{Deserialize, Serialize};
 
@@ -121,7 +127,10 @@ mod tests {
             }
         }
         for (i, &t) in times.iter().enumerate() {
-            let in_window = times[i..].iter().take_while(|&&u| u < t + 1_000_000).count();
+            let in_window = times[i..]
+                .iter()
+                .take_while(|&&u| u < t + 1_000_000)
+                .count();
             assert!(in_window <= 10, "{in_window} in window at {t}");
         }
     }

@@ -29,13 +29,13 @@ pub use backoff::{Aimd, BackoffConfig};
 pub use classify::{BounceClass, Classification, Classifier};
 pub use config::{EngineConfig, IpConfig};
 pub use engine::{
-    Action, Blocked, Connection, Counters, Decision, Engine, Grant, IpRecord, IpState, PathEffect, PathId,
-    PathRecord, PathState, PathView, PoolKey, ProviderRecord, SiteKey, Snapshot, Verdict,
+    Action, Blocked, Connection, Counters, Decision, Engine, Grant, IpRecord, IpState, PathEffect,
+    PathId, PathRecord, PathState, PathView, PoolKey, ProviderRecord, SiteKey, Snapshot, Verdict,
 };
 pub use error::ConfigError;
 pub use gcra::{Gcra, GcraParams, WindowCount};
 pub use limits::{IpLimits, Limits, LimitsConfig};
-pub use reply::{EnhancedCode, Reply, ReplyRule, RepliesConfig, RuleAction};
+pub use reply::{EnhancedCode, RepliesConfig, Reply, ReplyRule, RuleAction};
 pub use retry::{RetryConfig, RetryDecision, RetrySchedule, Tier};
 pub use site::{Site, SiteResolver, SiteRule, SitesConfig};
 pub use time::{DAY, HOUR, MINUTE, Millis, SECOND, Span};

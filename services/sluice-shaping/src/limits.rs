@@ -61,7 +61,9 @@ impl Limits {
             new_connections_per_minute: self
                 .new_connections_per_minute
                 .or(base.new_connections_per_minute),
-            messages_per_connection: self.messages_per_connection.or(base.messages_per_connection),
+            messages_per_connection: self
+                .messages_per_connection
+                .or(base.messages_per_connection),
             recipients_per_transaction: self
                 .recipients_per_transaction
                 .or(base.recipients_per_transaction),
@@ -72,8 +74,10 @@ impl Limits {
     pub(crate) fn rate_params(&self) -> [Option<GcraParams>; 2] {
         let burst = self.burst.unwrap_or(1);
         [
-            self.messages_per_second.map(|n| GcraParams::new(n, SECOND, burst)),
-            self.messages_per_minute.map(|n| GcraParams::new(n, MINUTE, burst)),
+            self.messages_per_second
+                .map(|n| GcraParams::new(n, SECOND, burst)),
+            self.messages_per_minute
+                .map(|n| GcraParams::new(n, MINUTE, burst)),
         ]
     }
 
@@ -152,11 +156,21 @@ mod tests {
         cfg.default.messages_per_minute = Some(100);
         cfg.sites.insert(
             "google".into(),
-            Limits { messages_per_minute: Some(200), max_connections: Some(3), ..Limits::default() },
+            Limits {
+                messages_per_minute: Some(200),
+                max_connections: Some(3),
+                ..Limits::default()
+            },
         );
         let mut over = IpLimits::default();
         over.default.max_connections = Some(2);
-        over.sites.insert("google".into(), Limits { messages_per_minute: Some(50), ..Limits::default() });
+        over.sites.insert(
+            "google".into(),
+            Limits {
+                messages_per_minute: Some(50),
+                ..Limits::default()
+            },
+        );
         cfg.ips.insert(ip, over);
 
         let g = cfg.for_path(ip, "google");

@@ -31,7 +31,12 @@ impl Default for RetryConfig {
             max_delay: Span::hours(4),
             max_age: Span::days(5),
             jitter_percent: 10,
-            tiers: vec![Span::mins(1), Span::mins(10), Span::hours(1), Span::hours(6)],
+            tiers: vec![
+                Span::mins(1),
+                Span::mins(10),
+                Span::hours(1),
+                Span::hours(6),
+            ],
         }
     }
 }
@@ -70,27 +75,51 @@ impl RetrySchedule {
     /// Validates and compiles.
     pub fn new(cfg: &RetryConfig) -> Result<RetrySchedule, ConfigError> {
         if !(cfg.multiplier >= 1.0 && cfg.multiplier <= 100.0) {
-            return Err(ConfigError::new("retry.multiplier", "must be between 1.0 and 100.0"));
+            return Err(ConfigError::new(
+                "retry.multiplier",
+                "must be between 1.0 and 100.0",
+            ));
         }
         if cfg.first_delay.0 == 0 || cfg.max_delay < cfg.first_delay {
-            return Err(ConfigError::new("retry.max_delay", "must be at least first_delay, which must be > 0"));
+            return Err(ConfigError::new(
+                "retry.max_delay",
+                "must be at least first_delay, which must be > 0",
+            ));
         }
         if cfg.jitter_percent > 50 {
-            return Err(ConfigError::new("retry.jitter_percent", "must be at most 50"));
+            return Err(ConfigError::new(
+                "retry.jitter_percent",
+                "must be at most 50",
+            ));
         }
         let mut spans = cfg.tiers.clone();
         spans.sort();
         spans.dedup();
         if spans.is_empty() || spans[0].0 == 0 {
-            return Err(ConfigError::new("retry.tiers", "needs at least one tier, all > 0"));
+            return Err(ConfigError::new(
+                "retry.tiers",
+                "needs at least one tier, all > 0",
+            ));
         }
-        let tiers = spans.into_iter().map(|d| Tier { name: d.to_string(), delay: d }).collect();
-        Ok(RetrySchedule { cfg: cfg.clone(), tiers })
+        let tiers = spans
+            .into_iter()
+            .map(|d| Tier {
+                name: d.to_string(),
+                delay: d,
+            })
+            .collect();
+        Ok(RetrySchedule {
+            cfg: cfg.clone(),
+            tiers,
+        })
     }
 
     /// Base delay before retry number `attempt` (1 = first retry), without jitter.
     pub fn base_delay(&self, attempt: u32) -> Span {
-        let exp = self.cfg.multiplier.powi(attempt.saturating_sub(1).min(64) as i32);
+        let exp = self
+            .cfg
+            .multiplier
+            .powi(attempt.saturating_sub(1).min(64) as i32);
         let ms = (self.cfg.first_delay.0 as f64 * exp).min(self.cfg.max_delay.0 as f64);
         Span(ms as u64)
     }
@@ -106,14 +135,24 @@ impl RetrySchedule {
     /// The decision after `attempt` failed attempts (1 after the first failure) of a message
     /// first tried at `first_attempt`. `at_least` is a minimum delay (e.g. greylisting).
     /// The last retry is placed at the expiry time; after it, the message expires.
-    pub fn next(&self, now: Millis, first_attempt: Millis, attempt: u32, random: u64, at_least: Span) -> RetryDecision {
+    pub fn next(
+        &self,
+        now: Millis,
+        first_attempt: Millis,
+        attempt: u32,
+        random: u64,
+        at_least: Span,
+    ) -> RetryDecision {
         let expires = first_attempt.after(self.cfg.max_age);
         if now >= expires {
             return RetryDecision::Expire;
         }
         let delay = self.delay(attempt, random).max(at_least);
         let at = now.after(delay).min(expires);
-        RetryDecision::RetryAt { at, tier: self.tier_for(at.since(now)).clone() }
+        RetryDecision::RetryAt {
+            at,
+            tier: self.tier_for(at.since(now)).clone(),
+        }
     }
 
     /// The longest tier not longer than `delay` (the shortest tier for shorter delays). A
@@ -167,15 +206,12 @@ mod tests {
         let first = Millis(0);
         let mut now = first;
         let mut attempt = 1;
-        loop {
-            match s.next(now, first, attempt, attempt as u64 * 77, Span(0)) {
-                RetryDecision::RetryAt { at, .. } => {
-                    assert!(at > now && at.0 <= 5 * DAY);
-                    now = at;
-                    attempt += 1;
-                }
-                RetryDecision::Expire => break,
-            }
+        while let RetryDecision::RetryAt { at, .. } =
+            s.next(now, first, attempt, attempt as u64 * 77, Span(0))
+        {
+            assert!(at > now && at.0 <= 5 * DAY);
+            now = at;
+            attempt += 1;
         }
         assert_eq!(now, Millis(5 * DAY));
         assert!((20..60).contains(&attempt), "{attempt} attempts");
@@ -184,7 +220,8 @@ mod tests {
     #[test]
     fn minimum_delay_is_honoured() {
         let s = sched();
-        let RetryDecision::RetryAt { at, .. } = s.next(Millis(0), Millis(0), 1, 0, Span::mins(30)) else {
+        let RetryDecision::RetryAt { at, .. } = s.next(Millis(0), Millis(0), 1, 0, Span::mins(30))
+        else {
             panic!("expired")
         };
         assert_eq!(at, Millis(30 * MINUTE));
@@ -202,9 +239,18 @@ mod tests {
 
     #[test]
     fn rejects_bad_config() {
-        let cfg = RetryConfig { multiplier: 0.5, ..RetryConfig::default() };
-        assert_eq!(RetrySchedule::new(&cfg).unwrap_err().field, "retry.multiplier");
-        let cfg = RetryConfig { tiers: vec![], ..RetryConfig::default() };
+        let cfg = RetryConfig {
+            multiplier: 0.5,
+            ..RetryConfig::default()
+        };
+        assert_eq!(
+            RetrySchedule::new(&cfg).unwrap_err().field,
+            "retry.multiplier"
+        );
+        let cfg = RetryConfig {
+            tiers: vec![],
+            ..RetryConfig::default()
+        };
         assert_eq!(RetrySchedule::new(&cfg).unwrap_err().field, "retry.tiers");
     }
 }

@@ -24,7 +24,11 @@ pub struct PlanDay {
 impl PlanDay {
     /// A day with a daily cap only.
     pub fn daily(daily: u32) -> PlanDay {
-        PlanDay { daily, hourly: None, sites: BTreeMap::new() }
+        PlanDay {
+            daily,
+            hourly: None,
+            sites: BTreeMap::new(),
+        }
     }
 }
 
@@ -49,7 +53,10 @@ impl WarmupPlan {
     pub fn standard() -> WarmupPlan {
         let days = STANDARD_DAILY
             .iter()
-            .map(|&d| PlanDay { hourly: Some(d.div_ceil(10).max(5)), ..PlanDay::daily(d) })
+            .map(|&d| PlanDay {
+                hourly: Some(d.div_ceil(10).max(5)),
+                ..PlanDay::daily(d)
+            })
             .collect();
         WarmupPlan { days }
     }
@@ -102,7 +109,9 @@ impl WarmupConfig {
     /// Configured plans plus the built-in `standard` plan unless overridden.
     pub fn all_plans(&self) -> BTreeMap<String, WarmupPlan> {
         let mut plans = self.plans.clone();
-        plans.entry("standard".to_owned()).or_insert_with(WarmupPlan::standard);
+        plans
+            .entry("standard".to_owned())
+            .or_insert_with(WarmupPlan::standard);
         plans
     }
 }
@@ -147,7 +156,9 @@ impl WarmupState {
     /// already sent; on a new sending day one more (unless held, and never beyond
     /// `plan_len + 1`); after more than `idle_days` idle days, halved per full period instead.
     pub fn day_on(&self, today: u32, plan_len: u32, idle_days: u32, hold: bool) -> u32 {
-        let Some(last) = self.last_sent_day else { return 1 };
+        let Some(last) = self.last_sent_day else {
+            return 1;
+        };
         let day = self.day.max(1);
         if last >= today {
             return day;
@@ -157,7 +168,11 @@ impl WarmupState {
             let halvings = (idle / idle_days).min(31);
             return (day >> halvings).max(1);
         }
-        if hold { day } else { (day + 1).min(plan_len + 1) }
+        if hold {
+            day
+        } else {
+            (day + 1).min(plan_len + 1)
+        }
     }
 
     /// Messages sent on calendar day `today`.

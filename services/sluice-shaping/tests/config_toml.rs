@@ -61,7 +61,10 @@ fn example_config_parses_and_builds() {
     assert_eq!(cfg.limits.sites["google"].messages_per_second, Some(20));
     assert_eq!(cfg.backoff.decrease_percent, 60);
     assert_eq!(cfg.backoff.increase_interval, Span::mins(2));
-    assert_eq!(cfg.backoff.success_streak, 20, "unset fields keep their defaults");
+    assert_eq!(
+        cfg.backoff.success_streak, 20,
+        "unset fields keep their defaults"
+    );
     assert_eq!(cfg.replies.rules[0].action, RuleAction::Slow);
     assert_eq!(cfg.warmup.plans["short"].days[1].sites["google"], 300);
     assert_eq!(cfg.retry.max_age, Span::days(4));
@@ -77,7 +80,8 @@ fn empty_config_is_valid() {
 
 #[test]
 fn unknown_key_is_rejected_by_name() {
-    let err = toml::from_str::<EngineConfig>("[limits.default]\nmessages_per_fortnight = 3\n").unwrap_err();
+    let err = toml::from_str::<EngineConfig>("[limits.default]\nmessages_per_fortnight = 3\n")
+        .unwrap_err();
     assert!(err.to_string().contains("messages_per_fortnight"), "{err}");
     let err = toml::from_str::<EngineConfig>("[warmup]\nidle_dayz = 3\n").unwrap_err();
     assert!(err.to_string().contains("idle_dayz"), "{err}");
@@ -85,11 +89,15 @@ fn unknown_key_is_rejected_by_name() {
 
 #[test]
 fn semantic_errors_name_the_field() {
-    let cfg: EngineConfig = toml::from_str("[[ips]]\naddress = \"192.0.2.1\"\npool = \"p\"\nwarmup_plan = \"nope\"\n").unwrap();
+    let cfg: EngineConfig =
+        toml::from_str("[[ips]]\naddress = \"192.0.2.1\"\npool = \"p\"\nwarmup_plan = \"nope\"\n")
+            .unwrap();
     assert_eq!(Engine::new(cfg).unwrap_err().field, "ips[0].warmup_plan");
     let cfg: EngineConfig =
-        toml::from_str("[[replies.rules]]\nname = \"x\"\ntext = \"(\"\naction = \"retry\"\n").unwrap();
+        toml::from_str("[[replies.rules]]\nname = \"x\"\ntext = \"(\"\naction = \"retry\"\n")
+            .unwrap();
     assert_eq!(Engine::new(cfg).unwrap_err().field, "replies.rules[0].text");
-    let err = toml::from_str::<EngineConfig>("[retry]\nfirst_delay = \"5 fortnights\"\n").unwrap_err();
+    let err =
+        toml::from_str::<EngineConfig>("[retry]\nfirst_delay = \"5 fortnights\"\n").unwrap_err();
     assert!(err.to_string().contains("fortnights"), "{err}");
 }

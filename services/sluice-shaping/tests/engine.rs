@@ -9,12 +9,23 @@ fn ip(last: u8) -> IpAddr {
 }
 
 fn ipc(last: u8, plan: Option<&str>) -> IpConfig {
-    IpConfig { address: ip(last), pool: "p".into(), warmup_plan: plan.map(str::to_owned) }
+    IpConfig {
+        address: ip(last),
+        pool: "p".into(),
+        warmup_plan: plan.map(str::to_owned),
+    }
 }
 
 /// An engine whose built-in limits are lifted except the ones a test sets.
-fn engine_with(ips: Vec<IpConfig>, limits: Limits, tweak: impl FnOnce(&mut EngineConfig)) -> Engine {
-    let mut cfg = EngineConfig { ips, ..EngineConfig::default() };
+fn engine_with(
+    ips: Vec<IpConfig>,
+    limits: Limits,
+    tweak: impl FnOnce(&mut EngineConfig),
+) -> Engine {
+    let mut cfg = EngineConfig {
+        ips,
+        ..EngineConfig::default()
+    };
     let open = Limits {
         messages_per_minute: Some(1_000_000),
         burst: Some(1_000_000),
@@ -35,31 +46,72 @@ const T0: Millis = Millis(1_700_000_000_000);
 
 #[test]
 fn per_second_limit_blocks_and_says_until_when() {
-    let mut e = engine_with(vec![ipc(1, None)], Limits { messages_per_second: Some(2), burst: Some(1), ..Limits::default() }, |_| {});
+    let mut e = engine_with(
+        vec![ipc(1, None)],
+        Limits {
+            messages_per_second: Some(2),
+            burst: Some(1),
+            ..Limits::default()
+        },
+        |_| {},
+    );
     let (pool, s) = (e.pool_key("p").unwrap(), e.site_key(&site("x", None)));
     assert!(e.decide(T0, pool, s, 0).is_ok());
-    assert!(e.decide(T0, pool, s, 0).is_err(), "burst 1: second message must wait");
-    let Err(Blocked::Until(t)) = e.decide(T0, pool, s, 0) else { panic!() };
+    assert!(
+        e.decide(T0, pool, s, 0).is_err(),
+        "burst 1: second message must wait"
+    );
+    let Err(Blocked::Until(t)) = e.decide(T0, pool, s, 0) else {
+        panic!()
+    };
     assert_eq!(t, Millis(T0.0 + 500));
     assert!(e.decide(t, pool, s, 0).is_ok());
 }
 
 #[test]
 fn daily_limit_resets_at_utc_midnight() {
-    let mut e = engine_with(vec![ipc(1, None)], Limits { messages_per_day: Some(3), ..Limits::default() }, |_| {});
+    let mut e = engine_with(
+        vec![ipc(1, None)],
+        Limits {
+            messages_per_day: Some(3),
+            ..Limits::default()
+        },
+        |_| {},
+    );
     let (pool, s) = (e.pool_key("p").unwrap(), e.site_key(&site("x", None)));
     for _ in 0..3 {
         e.decide(T0, pool, s, 0).unwrap();
     }
-    assert_eq!(e.decide(T0, pool, s, 0), Err(Blocked::Until(T0.next_day_start())));
+    assert_eq!(
+        e.decide(T0, pool, s, 0),
+        Err(Blocked::Until(T0.next_day_start()))
+    );
     assert!(e.decide(T0.next_day_start(), pool, s, 0).is_ok());
 }
 
 #[test]
 fn choice_is_weighted_by_remaining_allowance_and_deterministic() {
     let mut e = engine_with(vec![ipc(1, None), ipc(2, None)], Limits::default(), |c| {
-        c.limits.ips.insert(ip(1), IpLimits { default: Limits { messages_per_day: Some(100), ..Limits::default() }, ..IpLimits::default() });
-        c.limits.ips.insert(ip(2), IpLimits { default: Limits { messages_per_day: Some(300), ..Limits::default() }, ..IpLimits::default() });
+        c.limits.ips.insert(
+            ip(1),
+            IpLimits {
+                default: Limits {
+                    messages_per_day: Some(100),
+                    ..Limits::default()
+                },
+                ..IpLimits::default()
+            },
+        );
+        c.limits.ips.insert(
+            ip(2),
+            IpLimits {
+                default: Limits {
+                    messages_per_day: Some(300),
+                    ..Limits::default()
+                },
+                ..IpLimits::default()
+            },
+        );
     });
     let (pool, s) = (e.pool_key("p").unwrap(), e.site_key(&site("x", None)));
     // Weights 100 and 300: random values 0..100 pick the first IP, 100..400 the second.
@@ -67,7 +119,9 @@ fn choice_is_weighted_by_remaining_allowance_and_deterministic() {
     assert_eq!(e.decide(T0, pool, s, 100).unwrap().ip, ip(2));
     let mut count = [0u32; 2];
     for r in 0..200u64 {
-        let g = e.decide(T0, pool, s, r.wrapping_mul(0x9E37_79B9_7F4A_7C15)).unwrap();
+        let g = e
+            .decide(T0, pool, s, r.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+            .unwrap();
         count[usize::from(g.ip == ip(2))] += 1;
     }
     assert!(count[1] > count[0] * 2, "{count:?}");
@@ -75,37 +129,60 @@ fn choice_is_weighted_by_remaining_allowance_and_deterministic() {
 
 #[test]
 fn warming_ip_fills_its_cap_then_spills_to_warmed_ip() {
-    let mut e = engine_with(vec![ipc(1, Some("tiny")), ipc(2, None)], Limits::default(), |c| {
-        c.warmup.plans.insert("tiny".into(), WarmupPlan { days: vec![PlanDay::daily(5), PlanDay::daily(10)] });
-        c.warmup.max_site_share_percent = 100;
-    });
+    let mut e = engine_with(
+        vec![ipc(1, Some("tiny")), ipc(2, None)],
+        Limits::default(),
+        |c| {
+            c.warmup.plans.insert(
+                "tiny".into(),
+                WarmupPlan {
+                    days: vec![PlanDay::daily(5), PlanDay::daily(10)],
+                },
+            );
+            c.warmup.max_site_share_percent = 100;
+        },
+    );
     let (pool, s) = (e.pool_key("p").unwrap(), e.site_key(&site("x", None)));
-    let ips: Vec<IpAddr> = (0..8).map(|r| e.decide(T0, pool, s, r).unwrap().ip).collect();
+    let ips: Vec<IpAddr> = (0..8)
+        .map(|r| e.decide(T0, pool, s, r).unwrap().ip)
+        .collect();
     assert_eq!(&ips[..5], &[ip(1); 5]);
     assert_eq!(&ips[5..], &[ip(2); 3]);
     assert_eq!(e.ip_state(ip(1)).unwrap().warmup.day(), 1);
     // Next calendar day: day 2, cap 10.
     let d2 = T0.next_day_start();
-    let n = (0..20).filter(|&r| e.decide(d2, pool, s, r).unwrap().ip == ip(1)).count();
+    let n = (0..20)
+        .filter(|&r| e.decide(d2, pool, s, r).unwrap().ip == ip(1))
+        .count();
     assert_eq!(n, 10);
     assert_eq!(e.ip_state(ip(1)).unwrap().warmup.day(), 2);
 }
 
 #[test]
 fn warming_ip_alone_waits_for_next_day() {
-    let mut e = engine_with(vec![ipc(1, Some("standard"))], Limits::default(), |c| c.warmup.max_site_share_percent = 100);
+    let mut e = engine_with(vec![ipc(1, Some("standard"))], Limits::default(), |c| {
+        c.warmup.max_site_share_percent = 100
+    });
     let (pool, s) = (e.pool_key("p").unwrap(), e.site_key(&site("x", None)));
     // Standard plan day 1: 50 per day, 5 per hour.
     for _ in 0..5 {
         e.decide(T0, pool, s, 0).unwrap();
     }
-    assert_eq!(e.decide(T0, pool, s, 0), Err(Blocked::Until(T0.next_hour_start())));
+    assert_eq!(
+        e.decide(T0, pool, s, 0),
+        Err(Blocked::Until(T0.next_hour_start()))
+    );
 }
 
 #[test]
 fn site_share_keeps_room_for_other_sites() {
     let mut e = engine_with(vec![ipc(1, Some("tiny"))], Limits::default(), |c| {
-        c.warmup.plans.insert("tiny".into(), WarmupPlan { days: vec![PlanDay::daily(10)] });
+        c.warmup.plans.insert(
+            "tiny".into(),
+            WarmupPlan {
+                days: vec![PlanDay::daily(10)],
+            },
+        );
     });
     let pool = e.pool_key("p").unwrap();
     let (a, b) = (e.site_key(&site("a", None)), e.site_key(&site("b", None)));
@@ -120,11 +197,16 @@ fn per_site_warmup_cap() {
     let mut e = engine_with(vec![ipc(1, Some("p1"))], Limits::default(), |c| {
         let mut day = PlanDay::daily(100);
         day.sites.insert("google".into(), 3);
-        c.warmup.plans.insert("p1".into(), WarmupPlan { days: vec![day] });
+        c.warmup
+            .plans
+            .insert("p1".into(), WarmupPlan { days: vec![day] });
     });
     let pool = e.pool_key("p").unwrap();
     let g = e.site_key(&site("google", Some("google")));
-    assert_eq!((0..10).filter(|_| e.decide(T0, pool, g, 0).is_ok()).count(), 3);
+    assert_eq!(
+        (0..10).filter(|_| e.decide(T0, pool, g, 0).is_ok()).count(),
+        3
+    );
 }
 
 #[test]
@@ -137,7 +219,10 @@ fn signals_hold_and_pause() {
     e.decide(d2, pool, s, 0).unwrap();
     assert_eq!(e.ip_state(ip(1)).unwrap().warmup.day(), 1, "held on day 1");
     e.set_signal(ip(1), Signal::Pause);
-    assert_eq!(e.decide(d2.after(Span::hours(2)), pool, s, 0), Err(Blocked::Held));
+    assert_eq!(
+        e.decide(d2.after(Span::hours(2)), pool, s, 0),
+        Err(Blocked::Held)
+    );
     e.set_signal(ip(1), Signal::Ok);
     let d3 = d2.next_day_start();
     e.decide(d3, pool, s, 0).unwrap();
@@ -146,19 +231,44 @@ fn signals_hold_and_pause() {
 
 #[test]
 fn slow_signal_halves_the_rate() {
-    let mut e = engine_with(vec![ipc(1, None)], Limits { messages_per_second: Some(10), burst: Some(1), ..Limits::default() }, |_| {});
+    let mut e = engine_with(
+        vec![ipc(1, None)],
+        Limits {
+            messages_per_second: Some(10),
+            burst: Some(1),
+            ..Limits::default()
+        },
+        |_| {},
+    );
     let (pool, s) = (e.pool_key("p").unwrap(), e.site_key(&site("x", None)));
     e.set_signal(ip(1), Signal::Slow);
     e.decide(T0, pool, s, 0).unwrap();
-    assert_eq!(e.decide(T0, pool, s, 0), Err(Blocked::Until(Millis(T0.0 + 200))));
+    assert_eq!(
+        e.decide(T0, pool, s, 0),
+        Err(Blocked::Until(Millis(T0.0 + 200)))
+    );
 }
 
 #[test]
 fn gmail_421_4_7_28_slows_and_success_recovers() {
-    let mut e = engine_with(vec![ipc(1, None)], Limits { messages_per_second: Some(10), ..Limits::default() }, |_| {});
-    let (pool, s) = (e.pool_key("p").unwrap(), e.site_key(&site("google", Some("google"))));
+    let mut e = engine_with(
+        vec![ipc(1, None)],
+        Limits {
+            messages_per_second: Some(10),
+            ..Limits::default()
+        },
+        |_| {},
+    );
+    let (pool, s) = (
+        e.pool_key("p").unwrap(),
+        e.site_key(&site("google", Some("google"))),
+    );
     let g = e.decide(T0, pool, s, 0).unwrap();
-    let a = e.on_reply(T0, g.path, &Reply::parse("421 4.7.28 unusual rate").unwrap());
+    let a = e.on_reply(
+        T0,
+        g.path,
+        &Reply::parse("421 4.7.28 unusual rate").unwrap(),
+    );
     assert_eq!(a.effect, PathEffect::Slowed(500));
     assert_eq!(a.rule.as_deref(), Some("gmail-4.7.28"));
     assert!(matches!(a.verdict, Verdict::Retry { .. }));
@@ -176,9 +286,16 @@ fn gmail_421_4_7_28_slows_and_success_recovers() {
 fn suspend_path_and_ip() {
     let mut e = engine_with(vec![ipc(1, None)], Limits::default(), |_| {});
     let pool = e.pool_key("p").unwrap();
-    let (y, o) = (e.site_key(&site("yahoo", Some("yahoo"))), e.site_key(&site("other", None)));
+    let (y, o) = (
+        e.site_key(&site("yahoo", Some("yahoo"))),
+        e.site_key(&site("other", None)),
+    );
     let g = e.decide(T0, pool, y, 0).unwrap();
-    let a = e.on_reply(T0, g.path, &Reply::parse("421 4.7.0 [TSS04] Messages temporarily deferred").unwrap());
+    let a = e.on_reply(
+        T0,
+        g.path,
+        &Reply::parse("421 4.7.0 [TSS04] Messages temporarily deferred").unwrap(),
+    );
     let until = T0.after(Span::hours(1));
     assert_eq!(a.effect, PathEffect::PathSuspended(until));
     assert_eq!(e.decide(T0, pool, y, 0), Err(Blocked::Until(until)));
@@ -198,7 +315,10 @@ fn suspend_path_and_ip() {
         class: None,
     });
     let mut e = Engine::new(cfg).unwrap();
-    let (y, o) = (e.site_key(&site("yahoo", Some("yahoo"))), e.site_key(&site("other", None)));
+    let (y, o) = (
+        e.site_key(&site("yahoo", Some("yahoo"))),
+        e.site_key(&site("other", None)),
+    );
     let g = e.decide(T0, pool, o, 0).unwrap();
     let a = e.on_reply(T0, g.path, &Reply::parse("554 IP blocked").unwrap());
     assert_eq!(a.effect, PathEffect::IpSuspended(T0.after(Span::hours(2))));
@@ -215,12 +335,21 @@ fn unmatched_replies_retry_or_bounce_by_code() {
     assert!(a.classification.unwrap().suppress);
     assert_eq!(a.effect, PathEffect::None);
     let a = e.on_reply(T0, g.path, &Reply::parse("450 4.2.0 greylisted").unwrap());
-    assert_eq!(a.verdict, Verdict::Retry { at_least: Span::mins(6) });
+    assert_eq!(
+        a.verdict,
+        Verdict::Retry {
+            at_least: Span::mins(6)
+        }
+    );
 }
 
 #[test]
 fn connections_are_limited_and_released() {
-    let limits = Limits { max_connections: Some(2), messages_per_connection: Some(2), ..Limits::default() };
+    let limits = Limits {
+        max_connections: Some(2),
+        messages_per_connection: Some(2),
+        ..Limits::default()
+    };
     let mut e = engine_with(vec![ipc(1, None)], limits, |_| {});
     let s = e.site_key(&site("x", None));
     let path = e.path_for(ip(1), s).unwrap();
@@ -234,19 +363,32 @@ fn connections_are_limited_and_released() {
 
 #[test]
 fn new_connection_rate_is_limited() {
-    let limits = Limits { new_connections_per_minute: Some(2), burst: Some(1), ..Limits::default() };
+    let limits = Limits {
+        new_connections_per_minute: Some(2),
+        burst: Some(1),
+        ..Limits::default()
+    };
     let mut e = engine_with(vec![ipc(1, None)], limits, |_| {});
     let s = e.site_key(&site("x", None));
     let path = e.path_for(ip(1), s).unwrap();
     let c = e.open_connection(T0, path).unwrap();
     e.on_connection_close(T0, c);
-    assert_eq!(e.open_connection(T0, path), Err(Blocked::Until(T0.after(Span::secs(30)))));
+    assert_eq!(
+        e.open_connection(T0, path),
+        Err(Blocked::Until(T0.after(Span::secs(30))))
+    );
 }
 
 #[test]
 fn provider_limit_counts_across_sites() {
     let mut e = engine_with(vec![ipc(1, None)], Limits::default(), |c| {
-        c.limits.providers.insert("microsoft".into(), Limits { messages_per_hour: Some(3), ..Limits::default() });
+        c.limits.providers.insert(
+            "microsoft".into(),
+            Limits {
+                messages_per_hour: Some(3),
+                ..Limits::default()
+            },
+        );
     });
     let pool = e.pool_key("p").unwrap();
     let a = e.site_key(&site("outlook", Some("microsoft")));
@@ -260,8 +402,18 @@ fn provider_limit_counts_across_sites() {
 
 #[test]
 fn snapshot_survives_restart_through_json() {
-    let mut e = engine_with(vec![ipc(1, Some("standard"))], Limits { messages_per_day: Some(2), ..Limits::default() }, |_| {});
-    let (pool, s) = (e.pool_key("p").unwrap(), e.site_key(&site("google", Some("google"))));
+    let mut e = engine_with(
+        vec![ipc(1, Some("standard"))],
+        Limits {
+            messages_per_day: Some(2),
+            ..Limits::default()
+        },
+        |_| {},
+    );
+    let (pool, s) = (
+        e.pool_key("p").unwrap(),
+        e.site_key(&site("google", Some("google"))),
+    );
     let g = e.decide(T0, pool, s, 0).unwrap();
     e.on_reply(T0, g.path, &Reply::parse("421 4.7.28 x").unwrap());
     e.decide(T0, pool, s, 0).unwrap();
@@ -275,7 +427,11 @@ fn snapshot_survives_restart_through_json() {
     assert_eq!(r.path(path).rate_permille, 500);
     assert_eq!(r.path(path).open_connections, 0);
     r.on_connection_close(T0, conn);
-    assert_eq!(r.path(path).open_connections, 0, "pre-restore connection ignored");
+    assert_eq!(
+        r.path(path).open_connections,
+        0,
+        "pre-restore connection ignored"
+    );
     assert_eq!(r.ip_state(ip(1)).unwrap().warmup.day(), 1);
     assert_eq!(r.snapshot().paths, snap.paths);
 }
@@ -292,7 +448,35 @@ fn empty_pool_or_unknown_is_held() {
 #[test]
 fn resolver_and_retry_are_reachable_from_engine() {
     let e = engine_with(vec![], Limits::default(), |_| {});
-    assert_eq!(e.sites().resolve("gmail.com", &["gmail-smtp-in.l.google.com"]).name, "google");
+    assert_eq!(
+        e.sites()
+            .resolve("gmail.com", &["gmail-smtp-in.l.google.com"])
+            .name,
+        "google"
+    );
     let d = e.retry().next(T0, T0, 1, 0, Span(0));
     assert!(matches!(d, RetryDecision::RetryAt { .. }));
+}
+
+#[test]
+fn decide_via_reuses_idle_or_opens_within_limits() {
+    let limits = Limits {
+        max_connections: Some(1),
+        ..Limits::default()
+    };
+    let mut e = engine_with(vec![ipc(1, None), ipc(2, None)], limits, |_| {});
+    let (pool, s) = (e.pool_key("p").unwrap(), e.site_key(&site("x", None)));
+    // No idle connections: each IP opens its one allowed connection, then all are busy.
+    let (g1, c1) = e.decide_via(T0, pool, s, 0, |_| false).unwrap();
+    let (g2, c2) = e.decide_via(T0, pool, s, 0, |_| false).unwrap();
+    assert!(c1.is_some() && c2.is_some());
+    assert_ne!(g1.ip, g2.ip);
+    assert_eq!(e.decide_via(T0, pool, s, 0, |_| false), Err(Blocked::Busy));
+    // An idle connection on the first path qualifies it without opening another.
+    let (g3, c3) = e.decide_via(T0, pool, s, 0, |p| p == g1.path).unwrap();
+    assert_eq!((g3.path, c3), (g1.path, None));
+    e.on_connection_close(T0, c2.unwrap());
+    let (g4, c4) = e.decide_via(T0, pool, s, 0, |_| false).unwrap();
+    assert_eq!(g4.path, g2.path);
+    assert!(c4.is_some());
 }

@@ -57,9 +57,9 @@ pub enum Command {
     /// Show a message's status and history by id.
     Status(MessageArgs),
     /// Show delivery stats by campaign, tenant, IP, site and day.
-    Stats(ServiceArgs),
+    Stats(StatsArgs),
     /// Show the reputation table per (source IP, site).
-    Reputation(ServiceArgs),
+    Reputation(ReputationArgs),
 }
 
 #[derive(Debug, Args)]
@@ -73,6 +73,53 @@ pub struct DemoArgs {
 pub struct MessageArgs {
     /// Message id as returned by ingest.
     pub message_id: String,
+    #[command(flatten)]
+    pub query: QueryArgs,
+}
+
+/// Where the recorder's Query service is and how to print its answer.
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// Address of the Query gRPC service (a recorder's `query_listen`).
+    #[arg(
+        long,
+        env = "SLUICE_QUERY_ADDR",
+        default_value = "http://127.0.0.1:7402"
+    )]
+    pub query_addr: String,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// What to group by.
+    #[arg(long, value_parser = ["campaign", "tenant", "ip", "site"])]
+    pub by: String,
+    /// Campaign id, tenant name, source IP or site.
+    #[arg(long)]
+    pub key: String,
+    /// First UTC day, YYYY-MM-DD (default today).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Last UTC day, YYYY-MM-DD, inclusive (default: --from).
+    #[arg(long)]
+    pub to: Option<String>,
+    #[command(flatten)]
+    pub query: QueryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ReputationArgs {
+    /// Only this source IP.
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// Only this site.
+    #[arg(long)]
+    pub site: Option<String>,
+    #[command(flatten)]
+    pub query: QueryArgs,
 }
 
 #[derive(Debug, Args)]

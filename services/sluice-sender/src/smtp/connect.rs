@@ -54,10 +54,11 @@ pub async fn connect(
         .await
         .map_err(|_| SmtpError::Timeout(opts.connect_timeout, "connect"))??;
     tcp.set_nodelay(true)?;
-    let session = match Session::open(Transport::Plain(tcp), &opts.ehlo_name, opts.command_timeout).await? {
-        Ok(s) => s,
-        Err(refused) => return Ok(Err(refused)),
-    };
+    let session =
+        match Session::open(Transport::Plain(tcp), &opts.ehlo_name, opts.command_timeout).await? {
+            Ok(s) => s,
+            Err(refused) => return Ok(Err(refused)),
+        };
     if !session.caps.starttls || !(opts.opportunistic_tls || opts.require_tls) {
         if opts.require_tls {
             return Err(SmtpError::TlsRequired);
@@ -157,7 +158,11 @@ impl ServerCertVerifier for AnyCertificate {
 }
 
 impl AsyncRead for Transport {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Transport::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
@@ -166,7 +171,11 @@ impl AsyncRead for Transport {
 }
 
 impl AsyncWrite for Transport {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Transport::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),

@@ -20,7 +20,10 @@ pub enum SmtpError {
     #[error("server closed the connection")]
     Closed,
     #[error("protocol error: {reason}: {quoted:?}")]
-    Protocol { reason: &'static str, quoted: String },
+    Protocol {
+        reason: &'static str,
+        quoted: String,
+    },
     #[error("TLS failed: {0}")]
     Tls(String),
     #[error("TLS required but the server does not offer STARTTLS")]

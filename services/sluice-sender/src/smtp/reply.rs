@@ -53,13 +53,19 @@ pub async fn read_reply<R: AsyncBufRead + Unpin>(reader: &mut R) -> Result<Reply
             return Err(SmtpError::Closed);
         }
         if !buf.ends_with(b"\n") {
-            return Err(SmtpError::protocol("reply line too long or unterminated", &buf));
+            return Err(SmtpError::protocol(
+                "reply line too long or unterminated",
+                &buf,
+            ));
         }
         let line = String::from_utf8_lossy(&buf);
         let line = line.trim_end_matches(['\r', '\n']);
         let (this_code, last, text) = split_line(line)?;
         if code.is_some_and(|c| c != this_code) {
-            return Err(SmtpError::protocol("reply lines disagree on the code", line.as_bytes()));
+            return Err(SmtpError::protocol(
+                "reply lines disagree on the code",
+                line.as_bytes(),
+            ));
         }
         code = Some(this_code);
         lines.push(text.to_owned());
@@ -67,7 +73,10 @@ pub async fn read_reply<R: AsyncBufRead + Unpin>(reader: &mut R) -> Result<Reply
             break;
         }
         if lines.len() >= MAX_LINES {
-            return Err(SmtpError::protocol("reply has too many lines", line.as_bytes()));
+            return Err(SmtpError::protocol(
+                "reply has too many lines",
+                line.as_bytes(),
+            ));
         }
     }
     let code = code.unwrap_or_default();
@@ -120,7 +129,11 @@ fn split_enhanced<'a>(text: &'a str, class: &str) -> (Option<&'a str>, &'a str) 
         && parts[1..]
             .iter()
             .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()));
-    if valid { (Some(first), rest) } else { (None, text) }
+    if valid {
+        (Some(first), rest)
+    } else {
+        (None, text)
+    }
 }
 
 /// What the server offered in its EHLO reply.
@@ -166,7 +179,9 @@ mod tests {
 
     #[tokio::test]
     async fn single_line_with_enhanced_code() {
-        let r = parse("421 4.7.28 Our system has detected an unusual rate\r\n").await.unwrap();
+        let r = parse("421 4.7.28 Our system has detected an unusual rate\r\n")
+            .await
+            .unwrap();
         assert_eq!(r.code, 421);
         assert_eq!(r.enhanced.as_deref(), Some("4.7.28"));
         assert_eq!(r.text, "Our system has detected an unusual rate");
@@ -175,7 +190,9 @@ mod tests {
 
     #[tokio::test]
     async fn multi_line_reply_joins_text() {
-        let r = parse("250-mx.example Hello\r\n250-PIPELINING\r\n250 SIZE 1000\r\n").await.unwrap();
+        let r = parse("250-mx.example Hello\r\n250-PIPELINING\r\n250 SIZE 1000\r\n")
+            .await
+            .unwrap();
         assert_eq!(r.code, 250);
         let caps = Capabilities::from_ehlo(&r);
         assert!(caps.pipelining);
@@ -200,7 +217,10 @@ mod tests {
 
     #[tokio::test]
     async fn eof_mid_reply_is_closed() {
-        assert!(matches!(parse("250-first\r\n").await, Err(SmtpError::Closed)));
+        assert!(matches!(
+            parse("250-first\r\n").await,
+            Err(SmtpError::Closed)
+        ));
     }
 
     #[tokio::test]

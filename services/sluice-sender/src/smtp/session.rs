@@ -56,7 +56,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         let banner = session.reply("banner").await?;
         if banner.code != 220 {
-            return Ok(Err(TxOutcome { reply: banner, stage: Stage::Banner }));
+            return Ok(Err(TxOutcome {
+                reply: banner,
+                stage: Stage::Banner,
+            }));
         }
         match session.ehlo(ehlo_name).await? {
             Ok(()) => Ok(Ok(session)),
@@ -79,7 +82,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.write(format!("EHLO {name}\r\n").as_bytes()).await?;
         let reply = self.reply("EHLO").await?;
         if reply.code != 250 {
-            return Ok(Err(TxOutcome { reply, stage: Stage::Ehlo }));
+            return Ok(Err(TxOutcome {
+                reply,
+                stage: Stage::Ehlo,
+            }));
         }
         self.caps = Capabilities::from_ehlo(&reply);
         Ok(Ok(()))
@@ -90,7 +96,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.write(b"STARTTLS\r\n").await?;
         let reply = self.reply("STARTTLS").await?;
         if reply.code != 220 {
-            return Ok(Err(TxOutcome { reply, stage: Stage::Ehlo }));
+            return Ok(Err(TxOutcome {
+                reply,
+                stage: Stage::Ehlo,
+            }));
         }
         Ok(Ok(self.io.into_inner()))
     }
@@ -119,11 +128,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return Ok(outcome);
         }
         if data_r.code != 354 {
-            return Ok(TxOutcome { reply: data_r, stage: Stage::Data });
+            return Ok(TxOutcome {
+                reply: data_r,
+                stage: Stage::Data,
+            });
         }
         self.write_content(content).await?;
         let reply = self.reply_within(self.data_timeout, "end of data").await?;
-        Ok(TxOutcome { reply, stage: Stage::Content })
+        Ok(TxOutcome {
+            reply,
+            stage: Stage::Content,
+        })
     }
 
     /// Ends the session politely; errors are irrelevant at this point.
@@ -155,7 +170,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     async fn pipelined(&mut self, mail: &str, rcpt: &str) -> Result<[Reply; 3], SmtpError> {
-        self.write(format!("{mail}{rcpt}DATA\r\n").as_bytes()).await?;
+        self.write(format!("{mail}{rcpt}DATA\r\n").as_bytes())
+            .await?;
         let mail_r = self.reply("MAIL FROM").await?;
         let rcpt_r = self.reply("RCPT TO").await?;
         let data_r = self.reply("DATA").await?;
@@ -171,13 +187,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let mail_r = self.reply("MAIL FROM").await?;
         if !mail_r.is_positive() {
             self.rset().await?;
-            return Ok(Err(TxOutcome { reply: mail_r, stage: Stage::MailFrom }));
+            return Ok(Err(TxOutcome {
+                reply: mail_r,
+                stage: Stage::MailFrom,
+            }));
         }
         self.write(rcpt.as_bytes()).await?;
         let rcpt_r = self.reply("RCPT TO").await?;
         if !rcpt_r.is_positive() {
             self.rset().await?;
-            return Ok(Err(TxOutcome { reply: rcpt_r, stage: Stage::RcptTo }));
+            return Ok(Err(TxOutcome {
+                reply: rcpt_r,
+                stage: Stage::RcptTo,
+            }));
         }
         self.write(b"DATA\r\n").await?;
         let data_r = self.reply("DATA").await?;
@@ -193,9 +215,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         data_r: &Reply,
     ) -> Result<Option<TxOutcome>, SmtpError> {
         let refused = if !mail_r.is_positive() {
-            Some(TxOutcome { reply: mail_r, stage: Stage::MailFrom })
+            Some(TxOutcome {
+                reply: mail_r,
+                stage: Stage::MailFrom,
+            })
         } else if !rcpt_r.is_positive() {
-            Some(TxOutcome { reply: rcpt_r, stage: Stage::RcptTo })
+            Some(TxOutcome {
+                reply: rcpt_r,
+                stage: Stage::RcptTo,
+            })
         } else {
             None
         };
@@ -236,7 +264,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.reply_within(self.command_timeout, what).await
     }
 
-    async fn reply_within(&mut self, limit: Duration, what: &'static str) -> Result<Reply, SmtpError> {
+    async fn reply_within(
+        &mut self,
+        limit: Duration,
+        what: &'static str,
+    ) -> Result<Reply, SmtpError> {
         tokio::time::timeout(limit, read_reply(&mut self.io))
             .await
             .map_err(|_| SmtpError::Timeout(limit, what))?

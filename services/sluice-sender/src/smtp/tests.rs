@@ -9,7 +9,11 @@ use crate::smtp::SmtpError;
 
 /// Runs a scripted server: for each expected client line prefix, the reply to
 /// send. Returns everything the client wrote.
-async fn scripted(server: DuplexStream, banner: &str, script: Vec<(&'static str, &'static str)>) -> String {
+async fn scripted(
+    server: DuplexStream,
+    banner: &str,
+    script: Vec<(&'static str, &'static str)>,
+) -> String {
     let (r, mut w) = tokio::io::split(server);
     let mut r = BufReader::new(r);
     w.write_all(banner.as_bytes()).await.unwrap();
@@ -18,7 +22,10 @@ async fn scripted(server: DuplexStream, banner: &str, script: Vec<(&'static str,
         let mut line = String::new();
         r.read_line(&mut line).await.unwrap();
         seen.push_str(&line);
-        assert!(line.starts_with(expect), "expected {expect:?}, client sent {line:?}");
+        assert!(
+            line.starts_with(expect),
+            "expected {expect:?}, client sent {line:?}"
+        );
         if expect == "DATA-BODY" {
             unreachable!()
         }
@@ -55,10 +62,17 @@ async fn pipelined_delivery_dot_stuffs_the_body() {
             ("QUIT", "221 bye\r\n"),
         ],
     ));
-    let mut s = Session::open(client, "relay.test", T).await.unwrap().unwrap();
+    let mut s = Session::open(client, "relay.test", T)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(s.caps.pipelining);
     let out = s
-        .send("b@x.test", "u@y.test", b"Subject: t\r\n\r\n.leading dot\r\n")
+        .send(
+            "b@x.test",
+            "u@y.test",
+            b"Subject: t\r\n\r\n.leading dot\r\n",
+        )
         .await
         .unwrap();
     assert!(out.delivered(), "{out:?}");
@@ -81,7 +95,10 @@ async fn refused_recipient_without_pipelining_resets() {
             ("RSET", "250 ok\r\n"),
         ],
     ));
-    let mut s = Session::open(client, "relay.test", T).await.unwrap().unwrap();
+    let mut s = Session::open(client, "relay.test", T)
+        .await
+        .unwrap()
+        .unwrap();
     let out = s.send("b@x.test", "nobody@y.test", b"x\r\n").await.unwrap();
     assert_eq!(out.stage, Stage::RcptTo);
     assert_eq!(out.reply.code, 550);
@@ -105,7 +122,10 @@ async fn pipelined_refusal_with_accepted_data_sends_empty_body_then_rset() {
             ("RSET", "250 ok\r\n"),
         ],
     ));
-    let mut s = Session::open(client, "relay.test", T).await.unwrap().unwrap();
+    let mut s = Session::open(client, "relay.test", T)
+        .await
+        .unwrap()
+        .unwrap();
     let out = s.send("b@x.test", "full@y.test", b"x\r\n").await.unwrap();
     assert_eq!(out.stage, Stage::RcptTo);
     assert_eq!(out.reply.code, 452);

@@ -20,7 +20,11 @@ pub(crate) struct Budget {
 
 impl Budget {
     pub fn new() -> Budget {
-        Budget { until: None, busy: false, remaining: WEIGHT_CAP }
+        Budget {
+            until: None,
+            busy: false,
+            remaining: WEIGHT_CAP,
+        }
     }
 
     pub fn block(&mut self, until: Millis) {
@@ -76,7 +80,11 @@ fn scaled(p: Option<GcraParams>, permille: u16) -> Option<GcraParams> {
 
 impl Shape {
     pub fn new(limits: Limits) -> Shape {
-        Shape { limits, rates: limits.rate_params(), connect: limits.connect_params() }
+        Shape {
+            limits,
+            rates: limits.rate_params(),
+            connect: limits.connect_params(),
+        }
     }
 
     /// Checks one message at `now` with the rate scaled to `permille`.
@@ -87,7 +95,10 @@ impl Shape {
             }
         }
         if let Some(n) = self.limits.messages_per_hour {
-            b.cap(n.saturating_sub(c.hour.get(now.hour())), now.next_hour_start());
+            b.cap(
+                n.saturating_sub(c.hour.get(now.hour())),
+                now.next_hour_start(),
+            );
         }
         if let Some(n) = self.limits.messages_per_day {
             b.cap(n.saturating_sub(c.day.get(now.day())), now.next_day_start());
@@ -113,8 +124,18 @@ impl Shape {
     }
 
     /// Checks opening one connection while `open` are open.
-    pub fn check_connect(&self, c: &Counters, open: u32, now: Millis, permille: u16, b: &mut Budget) {
-        if self.max_connections(permille).is_some_and(|max| open >= max) {
+    pub fn check_connect(
+        &self,
+        c: &Counters,
+        open: u32,
+        now: Millis,
+        permille: u16,
+        b: &mut Budget,
+    ) {
+        if self
+            .max_connections(permille)
+            .is_some_and(|max| open >= max)
+        {
             b.busy = true;
         }
         if let Some(p) = self.connect {

@@ -1,6 +1,7 @@
 //! Opening and closing SMTP connections on a path.
 
 use super::budget::Budget;
+use super::decide::Gate;
 use super::{Blocked, Engine, PathId};
 use crate::time::Millis;
 use crate::warmup::Signal;
@@ -62,19 +63,40 @@ impl Engine {
                 b.block(until);
             }
         }
-        let permille = self.permille(p);
-        p.shape.check_connect(&p.state.counters, p.open, now, permille, &mut b);
-        if let Some(v) = p.provider {
-            let v = &self.providers[v as usize];
-            v.shape.check_connect(&v.counters, v.open, now, 1000, &mut b);
-        }
+        self.connect_budget(now, path.0, &mut b);
         if !b.is_ready() {
-            return Err(if b.busy { Blocked::Busy } else { Blocked::Until(b.until.unwrap_or(now)) });
+            return Err(if b.busy {
+                Blocked::Busy
+            } else {
+                Blocked::Until(b.until.unwrap_or(now))
+            });
         }
         Ok(self.commit_connect(now, path))
     }
 
-    fn commit_connect(&mut self, now: Millis, path: PathId) -> Connection {
+    /// Connection limits of the path and its provider.
+    fn connect_budget(&self, now: Millis, path: u32, b: &mut Budget) {
+        let p = &self.paths[path as usize];
+        p.shape
+            .check_connect(&p.state.counters, p.open, now, self.permille(p), b);
+        if let Some(v) = p.provider {
+            let v = &self.providers[v as usize];
+            v.shape.check_connect(&v.counters, v.open, now, 1000, b);
+        }
+    }
+
+    /// Whether a new connection may open on `path` now (suspension is checked elsewhere).
+    pub(super) fn connect_gate(&self, now: Millis, path: u32) -> Gate {
+        let mut b = Budget::new();
+        self.connect_budget(now, path, &mut b);
+        match (b.busy, b.until) {
+            (true, _) => Gate::Busy,
+            (false, Some(t)) => Gate::Until(t),
+            (false, None) => Gate::Pass(true),
+        }
+    }
+
+    pub(super) fn commit_connect(&mut self, now: Millis, path: PathId) -> Connection {
         let p = &mut self.paths[path.0 as usize];
         p.open += 1;
         p.shape.commit_connect(&mut p.state.counters, now);

@@ -1,6 +1,7 @@
 //! Choosing a source IP for one message.
 
 use super::budget::Budget;
+use super::connection::Connection;
 use super::slots::{IpSlot, PathSlot};
 use super::{Blocked, Decision, Engine, Grant, PathId, PoolKey, SiteKey};
 use crate::time::Millis;
@@ -14,6 +15,18 @@ pub(crate) struct Candidate {
     warming: bool,
     /// Warm-up day to record, when the IP follows a plan.
     day: Option<u32>,
+    /// The send needs a new connection.
+    open: bool,
+}
+
+/// Whether a ready path also has a connection for the message.
+pub(super) enum Gate {
+    /// Yes; `true` when a new connection must be opened.
+    Pass(bool),
+    /// Every allowed connection is in use.
+    Busy,
+    /// A new connection may open at this time.
+    Until(Millis),
 }
 
 /// What one IP can do for the message.
@@ -29,28 +42,77 @@ impl Engine {
     /// `random` is any caller-supplied random value; the choice is a function of it.
     /// When no IP can send now, returns the earliest time one could.
     pub fn decide(&mut self, now: Millis, pool: PoolKey, site: SiteKey, random: u64) -> Decision {
+        self.choose(now, pool, site, random, |_, _, _| Gate::Pass(false))
+            .map(|c| self.grant(now, c))
+    }
+
+    /// Like [`Engine::decide`], but only paths that also have a connection qualify: one the
+    /// caller holds idle (`idle(path)` is true) or a new one the connection limits allow.
+    /// Returns the new connection when one was opened (`None`: use an idle one), and
+    /// [`Blocked::Busy`] when limits allow a send but every allowed connection is in use.
+    pub fn decide_via(
+        &mut self,
+        now: Millis,
+        pool: PoolKey,
+        site: SiteKey,
+        random: u64,
+        idle: impl Fn(PathId) -> bool,
+    ) -> Result<(Grant, Option<Connection>), Blocked> {
+        let gate = |e: &Engine, now: Millis, path: u32| {
+            if idle(PathId(path)) {
+                Gate::Pass(false)
+            } else {
+                e.connect_gate(now, path)
+            }
+        };
+        let c = self.choose(now, pool, site, random, gate)?;
+        let grant = self.grant(now, c);
+        let conn = c.open.then(|| self.commit_connect(now, grant.path));
+        Ok((grant, conn))
+    }
+
+    fn grant(&mut self, now: Millis, c: Candidate) -> Grant {
+        self.commit(now, c);
+        let ip = self.ips[self.paths[c.path as usize].ip as usize].addr;
+        Grant {
+            path: PathId(c.path),
+            ip,
+        }
+    }
+
+    fn choose(
+        &mut self,
+        now: Millis,
+        pool: PoolKey,
+        site: SiteKey,
+        random: u64,
+        mut gate: impl FnMut(&Engine, Millis, u32) -> Gate,
+    ) -> Result<Candidate, Blocked> {
         let mut cands = std::mem::take(&mut self.scratch);
         cands.clear();
         let mut earliest: Option<Millis> = None;
+        let mut busy = false;
         for i in 0..self.pools[pool.0 as usize].len() {
             let ip = self.pools[pool.0 as usize][i];
             let path = self.path_index(ip, site.0);
+            let mut until = |t: Millis| earliest = Some(earliest.map_or(t, |e: Millis| e.min(t)));
             match self.assess(now, path) {
-                Assessed::Ready(c) => cands.push(c),
-                Assessed::Until(t) => earliest = Some(earliest.map_or(t, |e| e.min(t))),
+                Assessed::Ready(c) => match gate(self, now, path) {
+                    Gate::Pass(open) => cands.push(Candidate { open, ..c }),
+                    Gate::Busy => busy = true,
+                    Gate::Until(t) => until(t),
+                },
+                Assessed::Until(t) => until(t),
                 Assessed::Held => {}
             }
         }
         let picked = self.pick(&cands, random);
         self.scratch = cands;
-        match picked {
-            Some(c) => {
-                self.commit(now, c);
-                let ip = self.ips[self.paths[c.path as usize].ip as usize].addr;
-                Ok(Grant { path: PathId(c.path), ip })
-            }
-            None => Err(earliest.map_or(Blocked::Held, Blocked::Until)),
-        }
+        picked.ok_or(match (busy, earliest) {
+            (true, _) => Blocked::Busy,
+            (false, Some(t)) => Blocked::Until(t),
+            (false, None) => Blocked::Held,
+        })
     }
 
     fn pick(&self, cands: &[Candidate], random: u64) -> Option<Candidate> {
@@ -79,7 +141,8 @@ impl Engine {
         let mut b = Budget::new();
         b_suspended(&mut b, ip.state.suspended_until, now);
         b_suspended(&mut b, p.state.suspended_until, now);
-        p.shape.check_send(&p.state.counters, now, self.permille(p), &mut b);
+        p.shape
+            .check_send(&p.state.counters, now, self.permille(p), &mut b);
         if let Some(v) = p.provider {
             let v = &self.providers[v as usize];
             v.shape.check_send(&v.counters, now, 1000, &mut b);
@@ -87,7 +150,13 @@ impl Engine {
         let (day, warming) = self.check_warmup(ip, p, now, &mut b);
         match b.until {
             Some(t) => Assessed::Until(t),
-            None => Assessed::Ready(Candidate { path, weight: b.remaining.max(1), warming, day }),
+            None => Assessed::Ready(Candidate {
+                path,
+                weight: b.remaining.max(1),
+                warming,
+                day,
+                open: false,
+            }),
         }
     }
 
@@ -102,7 +171,13 @@ impl Engine {
 
     /// Applies the IP's warm-up caps; returns the warm-up day a send would count on and
     /// whether the IP is still warming.
-    fn check_warmup(&self, ip: &IpSlot, p: &PathSlot, now: Millis, b: &mut Budget) -> (Option<u32>, bool) {
+    fn check_warmup(
+        &self,
+        ip: &IpSlot,
+        p: &PathSlot,
+        now: Millis,
+        b: &mut Budget,
+    ) -> (Option<u32>, bool) {
         let Some(plan) = ip.plan.map(|i| &self.plans[i as usize]) else {
             return (None, false);
         };
@@ -115,7 +190,10 @@ impl Engine {
         let next_day = now.next_day_start();
         b.cap(caps.daily.saturating_sub(w.sent_on(now.day())), next_day);
         if let Some(h) = caps.hourly {
-            b.cap(h.saturating_sub(w.sent_in_hour(now.hour())), now.next_hour_start());
+            b.cap(
+                h.saturating_sub(w.sent_in_hour(now.hour())),
+                now.next_hour_start(),
+            );
         }
         let site_sent = p.state.counters.sent_on_day(now.day());
         if !caps.sites.is_empty()

@@ -26,8 +26,8 @@ use crate::warmup::{Signal, WarmupPlan, WarmupState};
 pub use budget::Counters;
 pub use connection::Connection;
 pub use outcome::{Action, PathEffect, Verdict};
-pub use snapshot::{IpRecord, PathRecord, ProviderRecord, Snapshot};
 use slots::{IpSlot, PathSlot, ProviderSlot};
+pub use snapshot::{IpRecord, PathRecord, ProviderRecord, Snapshot};
 
 /// A pool, interned by [`Engine::pool_key`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -164,11 +164,17 @@ impl Engine {
             let plan = match &ip.warmup_plan {
                 None => None,
                 Some(name) => Some(plan_names.iter().position(|n| *n == name).ok_or_else(|| {
-                    ConfigError::new(format!("ips[{i}].warmup_plan"), format!("no warm-up plan named `{name}`"))
+                    ConfigError::new(
+                        format!("ips[{i}].warmup_plan"),
+                        format!("no warm-up plan named `{name}`"),
+                    )
                 })? as u32),
             };
             if engine.ips.iter().any(|s| s.addr == ip.address) {
-                return Err(ConfigError::new(format!("ips[{i}].address"), format!("{} is listed twice", ip.address)));
+                return Err(ConfigError::new(
+                    format!("ips[{i}].address"),
+                    format!("{} is listed twice", ip.address),
+                ));
             }
             engine.add_ip(ip.address, &ip.pool, plan);
         }

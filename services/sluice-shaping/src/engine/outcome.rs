@@ -62,13 +62,24 @@ impl Engine {
             None if classified.permanent => RuleAction::Bounce,
             None => RuleAction::Retry,
         };
-        let duration = rule.as_ref().and_then(|r| r.duration).unwrap_or(self.cfg.backoff.default_suspension);
+        let duration = rule
+            .as_ref()
+            .and_then(|r| r.duration)
+            .unwrap_or(self.cfg.backoff.default_suspension);
         let effect = self.apply(now, path, kind, duration);
         let verdict = match kind {
             RuleAction::Bounce => Verdict::Bounce,
-            _ => Verdict::Retry { at_least: rule.as_ref().and_then(|r| r.retry_after).unwrap_or_default() },
+            _ => Verdict::Retry {
+                at_least: rule
+                    .as_ref()
+                    .and_then(|r| r.retry_after)
+                    .unwrap_or_default(),
+            },
         };
-        let class = rule.as_ref().and_then(|r| r.class).unwrap_or(classified.class);
+        let class = rule
+            .as_ref()
+            .and_then(|r| r.class)
+            .unwrap_or(classified.class);
         Action {
             verdict,
             classification: Some(Classification::new(class, classified.permanent)),
@@ -84,7 +95,12 @@ impl Engine {
         } else {
             PathEffect::None
         };
-        Action { verdict: Verdict::Delivered, classification: None, effect, rule: None }
+        Action {
+            verdict: Verdict::Delivered,
+            classification: None,
+            effect,
+            rule: None,
+        }
     }
 
     fn apply(&mut self, now: Millis, path: PathId, kind: RuleAction, duration: Span) -> PathEffect {
@@ -102,7 +118,9 @@ impl Engine {
         p.state.aimd.decrease(now, &self.cfg.backoff);
         match kind {
             RuleAction::SuspendPath => PathEffect::PathSuspended(p.state.suspended_until),
-            RuleAction::SuspendIp => PathEffect::IpSuspended(self.ips[p.ip as usize].state.suspended_until),
+            RuleAction::SuspendIp => {
+                PathEffect::IpSuspended(self.ips[p.ip as usize].state.suspended_until)
+            }
             _ => PathEffect::Slowed(p.state.aimd.permille()),
         }
     }

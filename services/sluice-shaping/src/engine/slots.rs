@@ -44,7 +44,12 @@ impl Engine {
         };
         let index = self.ips.len() as u32;
         self.pools[pool as usize].push(index);
-        self.ips.push(IpSlot { addr, pool, plan, state: IpState::default() });
+        self.ips.push(IpSlot {
+            addr,
+            pool,
+            plan,
+            state: IpState::default(),
+        });
         for row in &mut self.site_paths {
             row.push(NO_PATH);
         }
@@ -59,7 +64,10 @@ impl Engine {
         let addr = self.ips[ip as usize].addr;
         let site_ref = &self.sites[site as usize];
         let limits = self.cfg.limits.for_path(addr, &site_ref.name);
-        let provider = site_ref.provider.clone().and_then(|p| self.provider_slot(ip, p));
+        let provider = site_ref
+            .provider
+            .clone()
+            .and_then(|p| self.provider_slot(ip, p));
         let index = self.paths.len() as u32;
         self.paths.push(PathSlot {
             ip,
@@ -79,7 +87,11 @@ impl Engine {
         let next = self.providers.len() as u32;
         let index = *self.provider_index.entry((ip, provider)).or_insert(next);
         if index == next {
-            self.providers.push(ProviderSlot { shape: Shape::new(limits), open: 0, counters: Counters::default() });
+            self.providers.push(ProviderSlot {
+                shape: Shape::new(limits),
+                open: 0,
+                counters: Counters::default(),
+            });
         }
         Some(index)
     }

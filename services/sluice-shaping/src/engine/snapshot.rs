@@ -58,7 +58,14 @@ pub struct Snapshot {
 impl Engine {
     /// The persistent state, keyed by IP address, site and provider names.
     pub fn snapshot(&self) -> Snapshot {
-        let ips = self.ips.iter().map(|s| IpRecord { address: s.addr, state: s.state }).collect();
+        let ips = self
+            .ips
+            .iter()
+            .map(|s| IpRecord {
+                address: s.addr,
+                state: s.state,
+            })
+            .collect();
         let paths = self
             .paths
             .iter()
@@ -77,7 +84,12 @@ impl Engine {
                 counters: self.providers[i as usize].counters,
             })
             .collect();
-        Snapshot { generation: self.generation, ips, paths, providers }
+        Snapshot {
+            generation: self.generation,
+            ips,
+            paths,
+            providers,
+        }
     }
 
     /// An engine for `cfg` carrying over the state in `snap`. State of IPs no longer in the
@@ -97,7 +109,9 @@ impl Engine {
             }
         }
         for r in &snap.providers {
-            let Some(ip) = engine.ips.iter().position(|s| s.addr == r.ip) else { continue };
+            let Some(ip) = engine.ips.iter().position(|s| s.addr == r.ip) else {
+                continue;
+            };
             if let Some(i) = engine.provider_slot(ip as u32, r.provider.clone()) {
                 engine.providers[i as usize].counters = r.counters;
             }

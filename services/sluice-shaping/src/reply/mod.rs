@@ -9,7 +9,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 pub use builtin::builtin_reply_rules;
-pub use rules::{ReplyRule, RepliesConfig, ReplyRules, RuleAction};
+pub use rules::{RepliesConfig, ReplyRule, ReplyRules, RuleAction};
 
 /// An RFC 3463 enhanced status code `class.subject.detail`, e.g. `4.7.28`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -26,7 +26,11 @@ pub struct EnhancedCode {
 impl EnhancedCode {
     /// `class.subject.detail`.
     pub const fn new(class: u8, subject: u16, detail: u16) -> EnhancedCode {
-        EnhancedCode { class, subject, detail }
+        EnhancedCode {
+            class,
+            subject,
+            detail,
+        }
     }
 }
 
@@ -40,7 +44,9 @@ impl FromStr for EnhancedCode {
             _ => return Err(format!("`{s}` is not an enhanced status code")),
         };
         match class {
-            2 | 4 | 5 if subject < 1000 && detail < 1000 => Ok(EnhancedCode::new(class as u8, subject, detail)),
+            2 | 4 | 5 if subject < 1000 && detail < 1000 => {
+                Ok(EnhancedCode::new(class as u8, subject, detail))
+            }
             _ => Err(format!("`{s}` is not an enhanced status code")),
         }
     }
@@ -74,8 +80,16 @@ impl Reply {
         let rest = line[3..].trim_start_matches(['-', ' ']);
         let (first, tail) = rest.split_once(' ').unwrap_or((rest, ""));
         match first.parse::<EnhancedCode>() {
-            Ok(e) => Some(Reply { code, enhanced: Some(e), text: tail.trim().to_owned() }),
-            Err(_) => Some(Reply { code, enhanced: None, text: rest.trim().to_owned() }),
+            Ok(e) => Some(Reply {
+                code,
+                enhanced: Some(e),
+                text: tail.trim().to_owned(),
+            }),
+            Err(_) => Some(Reply {
+                code,
+                enhanced: None,
+                text: rest.trim().to_owned(),
+            }),
         }
     }
 

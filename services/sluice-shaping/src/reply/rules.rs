@@ -74,7 +74,10 @@ fn yes() -> bool {
 
 impl Default for RepliesConfig {
     fn default() -> RepliesConfig {
-        RepliesConfig { builtin_rules: true, rules: Vec::new() }
+        RepliesConfig {
+            builtin_rules: true,
+            rules: Vec::new(),
+        }
     }
 }
 
@@ -100,16 +103,27 @@ impl CompiledRule {
         let enhanced = compile("enhanced", &rule.enhanced)?;
         let text = compile("text", &rule.text)?;
         if code.is_none() && enhanced.is_none() && text.is_none() {
-            return Err(ConfigError::new(field, "a rule needs at least one of code, enhanced, text"));
+            return Err(ConfigError::new(
+                field,
+                "a rule needs at least one of code, enhanced, text",
+            ));
         }
-        Ok(CompiledRule { rule, code, enhanced, text })
+        Ok(CompiledRule {
+            rule,
+            code,
+            enhanced,
+            text,
+        })
     }
 
     fn matches(&self, provider: Option<&str>, reply: &Reply, enhanced: &str) -> bool {
         if self.rule.provider.is_some() && self.rule.provider.as_deref() != provider {
             return false;
         }
-        let code_ok = self.code.as_ref().is_none_or(|r| r.is_match(&reply.code.to_string()));
+        let code_ok = self
+            .code
+            .as_ref()
+            .is_none_or(|r| r.is_match(&reply.code.to_string()));
         let enh_ok = self.enhanced.as_ref().is_none_or(|r| r.is_match(enhanced));
         let text_ok = self.text.as_ref().is_none_or(|r| r.is_match(&reply.text));
         code_ok && enh_ok && text_ok
@@ -127,7 +141,10 @@ impl ReplyRules {
     pub fn new(cfg: &RepliesConfig) -> Result<ReplyRules, ConfigError> {
         let mut rules = Vec::new();
         for (i, r) in cfg.rules.iter().enumerate() {
-            rules.push(CompiledRule::new(r.clone(), &format!("replies.rules[{i}]"))?);
+            rules.push(CompiledRule::new(
+                r.clone(),
+                &format!("replies.rules[{i}]"),
+            )?);
         }
         if cfg.builtin_rules {
             for r in super::builtin_reply_rules() {

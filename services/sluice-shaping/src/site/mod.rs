@@ -87,17 +87,33 @@ impl CompiledRule {
         let p = normalize(pattern);
         let (suffix, wildcard) = match p.strip_prefix('*') {
             Some(rest) if rest.starts_with('.') && rest.len() > 1 => (rest.to_owned(), true),
-            Some(_) => return Err(ConfigError::new("sites.rules.pattern", format!("`{pattern}` must be `*.suffix` or a host name"))),
+            Some(_) => {
+                return Err(ConfigError::new(
+                    "sites.rules.pattern",
+                    format!("`{pattern}` must be `*.suffix` or a host name"),
+                ));
+            }
             None => (p, false),
         };
         if suffix.contains('*') || suffix.is_empty() {
-            return Err(ConfigError::new("sites.rules.pattern", format!("`{pattern}` has a `*` that is not a leading `*.`")));
+            return Err(ConfigError::new(
+                "sites.rules.pattern",
+                format!("`{pattern}` has a `*` that is not a leading `*.`"),
+            ));
         }
-        Ok(CompiledRule { suffix, wildcard, site: Site::new(site, provider) })
+        Ok(CompiledRule {
+            suffix,
+            wildcard,
+            site: Site::new(site, provider),
+        })
     }
 
     fn matches(&self, host: &str) -> bool {
-        if self.wildcard { host.ends_with(&self.suffix) } else { host == self.suffix }
+        if self.wildcard {
+            host.ends_with(&self.suffix)
+        } else {
+            host == self.suffix
+        }
     }
 }
 
@@ -113,12 +129,19 @@ impl SiteResolver {
     pub fn new(cfg: &SitesConfig) -> Result<SiteResolver, ConfigError> {
         let mut rules = Vec::new();
         for r in &cfg.rules {
-            rules.push(CompiledRule::new(&r.pattern, &r.site, r.provider.as_deref())?);
+            rules.push(CompiledRule::new(
+                &r.pattern,
+                &r.site,
+                r.provider.as_deref(),
+            )?);
         }
         if cfg.builtin_rules {
             for &(pattern, site, provider) in BUILTIN_SITE_RULES {
                 let rule = CompiledRule::new(pattern, site, Some(provider))?;
-                if !rules.iter().any(|r: &CompiledRule| r.suffix == rule.suffix && r.wildcard == rule.wildcard) {
+                if !rules
+                    .iter()
+                    .any(|r: &CompiledRule| r.suffix == rule.suffix && r.wildcard == rule.wildcard)
+                {
                     rules.push(rule);
                 }
             }
@@ -132,7 +155,11 @@ impl SiteResolver {
     /// domains with the same MX set share a site named `mx:` + the sorted, comma-joined
     /// hosts; a domain without MX hosts is its own site.
     pub fn resolve(&self, domain: &str, mx_hosts: &[&str]) -> Site {
-        let hosts: Vec<String> = mx_hosts.iter().map(|h| normalize(h)).filter(|h| !h.is_empty()).collect();
+        let hosts: Vec<String> = mx_hosts
+            .iter()
+            .map(|h| normalize(h))
+            .filter(|h| !h.is_empty())
+            .collect();
         for host in &hosts {
             if let Some(rule) = self.rules.iter().find(|r| r.matches(host)) {
                 return rule.site.clone();

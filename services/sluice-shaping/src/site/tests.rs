@@ -85,15 +85,31 @@ fn config_overrides_and_extends() {
     let cfg = SitesConfig {
         builtin_rules: true,
         rules: vec![
-            SiteRule { pattern: "*.google.com".into(), site: "gsuite".into(), provider: Some("google".into()) },
-            SiteRule { pattern: "*.mx.example.net".into(), site: "example".into(), provider: None },
+            SiteRule {
+                pattern: "*.google.com".into(),
+                site: "gsuite".into(),
+                provider: Some("google".into()),
+            },
+            SiteRule {
+                pattern: "*.mx.example.net".into(),
+                site: "example".into(),
+                provider: None,
+            },
         ],
     };
     let r = SiteResolver::new(&cfg).unwrap();
     assert_eq!(site_of(&r, &["aspmx.l.google.com"]).name, "gsuite");
     assert_eq!(site_of(&r, &["a.mx.example.net"]).name, "example");
-    let none = SiteResolver::new(&SitesConfig { builtin_rules: false, rules: vec![] }).unwrap();
-    assert!(site_of(&none, &["aspmx.l.google.com"]).name.starts_with("mx:"));
+    let none = SiteResolver::new(&SitesConfig {
+        builtin_rules: false,
+        rules: vec![],
+    })
+    .unwrap();
+    assert!(
+        site_of(&none, &["aspmx.l.google.com"])
+            .name
+            .starts_with("mx:")
+    );
 }
 
 #[test]
@@ -101,7 +117,11 @@ fn bad_patterns_are_rejected() {
     for p in ["*google.com", "a.*.com", "*."] {
         let cfg = SitesConfig {
             builtin_rules: false,
-            rules: vec![SiteRule { pattern: p.into(), site: "s".into(), provider: None }],
+            rules: vec![SiteRule {
+                pattern: p.into(),
+                site: "s".into(),
+                provider: None,
+            }],
         };
         let err = SiteResolver::new(&cfg).unwrap_err();
         assert!(err.to_string().contains("sites.rules.pattern"), "{err}");

@@ -1,0 +1,190 @@
+//! gRPC front door: `sluice.v1.Ingest`.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
+use sluice_proto::v1::ingest_server::{Ingest, IngestServer};
+use sluice_proto::v1::{SendBatchResponse, SendRequest, SendResponse, send_request};
+use tokio::net::TcpListener;
+use tonic::metadata::MetadataMap;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::model::{Content, RecipientInput, Submission};
+use crate::pipeline::Ingestor;
+use crate::tenant::Tenant;
+use crate::{IngestError, error::DURABLE_IDS_METADATA};
+
+/// Messages of one `SendBatch` stream processed concurrently.
+const BATCH_CONCURRENCY: usize = 16;
+
+/// Serves `sluice.v1.Ingest` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    ingestor: Arc<Ingestor>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), IngestError> {
+    let max = ingestor.limits().max_message_bytes * 2 + 1024 * 1024;
+    let service = IngestServer::new(IngestService { ingestor })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+    Server::builder()
+        .add_service(service)
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
+        .await
+        .map_err(|err| IngestError::Internal(format!("gRPC server: {err}")))
+}
+
+struct IngestService {
+    ingestor: Arc<Ingestor>,
+}
+
+#[tonic::async_trait]
+impl Ingest for IngestService {
+    async fn send(&self, request: Request<SendRequest>) -> Result<Response<SendResponse>, Status> {
+        let tenant = self.authenticate(request.metadata())?;
+        let submission = submission(request.into_inner())?;
+        let response = self.ingestor.submit(&tenant, submission).await?;
+        Ok(Response::new(response))
+    }
+
+    async fn send_batch(
+        &self,
+        request: Request<Streaming<SendRequest>>,
+    ) -> Result<Response<SendBatchResponse>, Status> {
+        let tenant = self.authenticate(request.metadata())?;
+        let mut stream = request.into_inner();
+        let mut pending = FuturesOrdered::new();
+        let mut results = Vec::new();
+        let mut read_error = None;
+        loop {
+            if pending.len() < BATCH_CONCURRENCY {
+                match stream.message().await {
+                    Ok(Some(message)) => {
+                        pending.push_back(self.submit_one(&tenant, message));
+                        continue;
+                    }
+                    Ok(None) => break,
+                    Err(status) => {
+                        read_error = Some(status);
+                        break;
+                    }
+                }
+            }
+            if let Some(result) = pending.next().await {
+                results.push(result);
+            }
+        }
+        results.extend(pending.collect::<Vec<_>>().await);
+        batch_answer(results, read_error)
+    }
+}
+
+impl IngestService {
+    fn authenticate(&self, metadata: &MetadataMap) -> Result<Arc<Tenant>, Status> {
+        let header = metadata
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| {
+                IngestError::Unauthenticated(
+                    "missing `authorization: Bearer <api key>` metadata".into(),
+                )
+            })?;
+        let key = header.strip_prefix("Bearer ").ok_or_else(|| {
+            IngestError::Unauthenticated("authorization must be `Bearer <api key>`".into())
+        })?;
+        Ok(self.ingestor.tenants().by_api_key(key.trim())?)
+    }
+
+    async fn submit_one(
+        &self,
+        tenant: &Tenant,
+        message: SendRequest,
+    ) -> Result<SendResponse, IngestError> {
+        self.ingestor.submit(tenant, submission(message)?).await
+    }
+}
+
+/// Every response, or the first failure with the ids that are durable anyway.
+fn batch_answer(
+    results: Vec<Result<SendResponse, IngestError>>,
+    read_error: Option<Status>,
+) -> Result<Response<SendBatchResponse>, Status> {
+    let mut durable: Vec<String> = Vec::new();
+    let mut first_error = None;
+    let mut responses = Vec::new();
+    for (index, result) in results.into_iter().enumerate() {
+        match result {
+            Ok(response) => {
+                durable.extend(response.recipients.iter().map(|r| r.message_id.clone()));
+                responses.push(response);
+            }
+            Err(err) => {
+                durable.extend(err.durable_ids().iter().cloned());
+                first_error.get_or_insert((index, err));
+            }
+        }
+    }
+    if let Some((index, err)) = first_error {
+        let mut status = Status::new(
+            err.grpc_code(),
+            format!(
+                "requests[{index}]: {err}; the other requests' ids in metadata {DURABLE_IDS_METADATA} are durable"
+            ),
+        );
+        if let Ok(value) = durable.join(",").parse() {
+            status.metadata_mut().insert(DURABLE_IDS_METADATA, value);
+        }
+        return Err(status);
+    }
+    if let Some(status) = read_error {
+        return Err(status);
+    }
+    Ok(Response::new(SendBatchResponse { responses }))
+}
+
+/// Converts the wire request into a submission.
+pub fn submission(request: SendRequest) -> Result<Submission, IngestError> {
+    let content = match request.content {
+        Some(send_request::Content::Template(t)) => Content::Template {
+            subject: t.subject,
+            text: t.text,
+            html: t.html,
+        },
+        Some(send_request::Content::Raw(raw)) => Content::Raw(raw),
+        None => {
+            return Err(IngestError::invalid(
+                "content",
+                "needs a template or a raw message",
+            ));
+        }
+    };
+    let send_at = request
+        .send_at
+        .map(std::time::SystemTime::try_from)
+        .transpose()
+        .map_err(|err| IngestError::invalid("send_at", err.to_string()))?;
+    Ok(Submission {
+        from: request.from,
+        recipients: request
+            .recipients
+            .into_iter()
+            .map(|r| RecipientInput {
+                address: r.address,
+                name: r.name,
+                substitutions: r.substitutions.into_iter().collect(),
+            })
+            .collect(),
+        content,
+        pool: request.pool,
+        campaign: request.campaign,
+        tags: request.tags.into_iter().collect(),
+        send_at,
+        idempotency_key: request.idempotency_key,
+        priority: request.priority,
+        headers: request.headers.into_iter().collect(),
+    })
+}

@@ -1,0 +1,360 @@
+//! HTTP JSON front door, same semantics as gRPC, described by the OpenAPI
+//! document served at `/openapi.json`.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use sluice_proto::v1::SendResponse;
+use tokio::net::TcpListener;
+
+use crate::IngestError;
+use crate::model::{Content, RecipientInput, Submission};
+use crate::pipeline::Ingestor;
+use crate::tenant::Tenant;
+
+/// The OpenAPI 3.1 document of this API.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Every route: (method, path). A test checks each is in [`OPENAPI`].
+pub const ROUTES: &[(&str, &str)] = &[
+    ("post", "/v1/messages"),
+    ("post", "/v1/messages/batch"),
+    ("get", "/openapi.json"),
+];
+
+const BATCH_CONCURRENCY: usize = 16;
+
+/// Serves the API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    ingestor: Arc<Ingestor>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), IngestError> {
+    axum::serve(listener, router(ingestor))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(IngestError::Io)
+}
+
+/// The API's routes.
+pub fn router(ingestor: Arc<Ingestor>) -> Router {
+    // Base64 raw messages are 4/3 of their size, plus JSON overhead.
+    let body_limit = ingestor.limits().max_message_bytes * 2 + 1024 * 1024;
+    Router::new()
+        .route("/v1/messages", post(send))
+        .route("/v1/messages/batch", post(send_batch))
+        .route("/openapi.json", get(openapi))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(ingestor)
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+async fn send(State(ingestor): State<Arc<Ingestor>>, headers: HeaderMap, body: Bytes) -> Response {
+    let result = async {
+        let tenant = authenticate(&ingestor, &headers)?;
+        let mut request: JsonSendRequest = parse(&body)?;
+        if request.idempotency_key.is_empty() {
+            if let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
+                request.idempotency_key = key.to_owned();
+            }
+        }
+        ingestor.submit(&tenant, request.into_submission()?).await
+    }
+    .await;
+    match result {
+        Ok(response) => {
+            (StatusCode::OK, axum::Json(JsonSendResponse::from(response))).into_response()
+        }
+        Err(err) => error_response(&err, None),
+    }
+}
+
+async fn send_batch(
+    State(ingestor): State<Arc<Ingestor>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let batch =
+        match authenticate(&ingestor, &headers).and_then(|t| Ok((t, parse::<JsonBatch>(&body)?))) {
+            Ok(batch) => batch,
+            Err(err) => return error_response(&err, None),
+        };
+    let (tenant, batch) = batch;
+    let results: Vec<_> = futures::stream::iter(batch.messages)
+        .map(|message| submit_json(&ingestor, &tenant, message))
+        .buffered(BATCH_CONCURRENCY)
+        .collect()
+        .await;
+    let mut responses = Vec::new();
+    let mut durable = Vec::new();
+    let mut failure = None;
+    for (index, result) in results.into_iter().enumerate() {
+        match result {
+            Ok(response) => {
+                durable.extend(response.recipients.iter().map(|r| r.message_id.clone()));
+                responses.push(JsonSendResponse::from(response));
+            }
+            Err(err) => {
+                durable.extend(err.durable_ids().iter().cloned());
+                failure.get_or_insert((index, err));
+            }
+        }
+    }
+    match failure {
+        None => (StatusCode::OK, axum::Json(JsonBatchResponse { responses })).into_response(),
+        Some((index, err)) => error_response(&err, Some((index, durable))),
+    }
+}
+
+async fn submit_json(
+    ingestor: &Ingestor,
+    tenant: &Tenant,
+    message: JsonSendRequest,
+) -> Result<SendResponse, IngestError> {
+    ingestor.submit(tenant, message.into_submission()?).await
+}
+
+fn authenticate(ingestor: &Ingestor, headers: &HeaderMap) -> Result<Arc<Tenant>, IngestError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            IngestError::Unauthenticated("missing `Authorization: Bearer <api key>` header".into())
+        })?;
+    let key = value.strip_prefix("Bearer ").ok_or_else(|| {
+        IngestError::Unauthenticated("Authorization must be `Bearer <api key>`".into())
+    })?;
+    ingestor.tenants().by_api_key(key.trim())
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, IngestError> {
+    serde_json::from_slice(body).map_err(|err| IngestError::invalid("body", err.to_string()))
+}
+
+fn error_response(err: &IngestError, batch: Option<(usize, Vec<String>)>) -> Response {
+    let status =
+        StatusCode::from_u16(err.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let (index, durable) = match batch {
+        Some((index, durable)) => (Some(index), durable),
+        None => (None, err.durable_ids().to_vec()),
+    };
+    let body = JsonError {
+        error: JsonErrorBody {
+            code: format!("{:?}", err.grpc_code()),
+            message: err.to_string(),
+            request_index: index,
+            durable_message_ids: durable,
+        },
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+/// `POST /v1/messages` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonSendRequest {
+    #[serde(default)]
+    from: String,
+    recipients: Vec<JsonRecipient>,
+    template: Option<JsonTemplate>,
+    raw: Option<String>,
+    raw_base64: Option<String>,
+    #[serde(default)]
+    pool: String,
+    #[serde(default)]
+    campaign: String,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+    send_at: Option<String>,
+    #[serde(default)]
+    idempotency_key: String,
+    priority: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonRecipient {
+    address: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    substitutions: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonTemplate {
+    #[serde(default)]
+    subject: String,
+    #[serde(default)]
+    text: String,
+    #[serde(default)]
+    html: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonBatch {
+    messages: Vec<JsonSendRequest>,
+}
+
+impl JsonSendRequest {
+    fn into_submission(self) -> Result<Submission, IngestError> {
+        let content = match (self.template, self.raw, self.raw_base64) {
+            (Some(t), None, None) => Content::Template {
+                subject: t.subject,
+                text: t.text,
+                html: t.html,
+            },
+            (None, Some(raw), None) => Content::Raw(raw.into_bytes()),
+            (None, None, Some(b64)) => Content::Raw(
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64.trim())
+                    .map_err(|err| IngestError::invalid("raw_base64", err.to_string()))?,
+            ),
+            _ => {
+                return Err(IngestError::invalid(
+                    "template",
+                    "give exactly one of `template`, `raw` and `raw_base64`",
+                ));
+            }
+        };
+        Ok(Submission {
+            from: self.from,
+            recipients: self
+                .recipients
+                .into_iter()
+                .map(|r| RecipientInput {
+                    address: r.address,
+                    name: r.name,
+                    substitutions: r.substitutions,
+                })
+                .collect(),
+            content,
+            pool: self.pool,
+            campaign: self.campaign,
+            tags: self.tags,
+            send_at: self.send_at.as_deref().map(parse_time).transpose()?,
+            idempotency_key: self.idempotency_key,
+            priority: priority(self.priority.as_deref())?,
+            headers: self.headers,
+        })
+    }
+}
+
+fn parse_time(text: &str) -> Result<std::time::SystemTime, IngestError> {
+    let timestamp: prost_types::Timestamp = text.parse().map_err(|_| {
+        IngestError::invalid("send_at", "must be RFC 3339, e.g. 2030-01-31T09:00:00Z")
+    })?;
+    std::time::SystemTime::try_from(timestamp)
+        .map_err(|err| IngestError::invalid("send_at", err.to_string()))
+}
+
+fn priority(text: Option<&str>) -> Result<i32, IngestError> {
+    Ok(match text {
+        None | Some("") => 0,
+        Some("bulk") => 1,
+        Some("normal") => 2,
+        Some("transactional") => 3,
+        Some(other) => {
+            return Err(IngestError::invalid(
+                "priority",
+                format!("{other:?} is not bulk, normal or transactional"),
+            ));
+        }
+    })
+}
+
+#[derive(Debug, Serialize)]
+struct JsonSendResponse {
+    recipients: Vec<JsonAccepted>,
+    replayed: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct JsonAccepted {
+    address: String,
+    message_id: String,
+    suppressed: bool,
+}
+
+impl From<SendResponse> for JsonSendResponse {
+    fn from(response: SendResponse) -> Self {
+        Self {
+            recipients: response
+                .recipients
+                .into_iter()
+                .map(|r| JsonAccepted {
+                    address: r.address,
+                    message_id: r.message_id,
+                    suppressed: r.suppressed,
+                })
+                .collect(),
+            replayed: response.replayed,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct JsonBatchResponse {
+    responses: Vec<JsonSendResponse>,
+}
+
+#[derive(Debug, Serialize)]
+struct JsonError {
+    error: JsonErrorBody,
+}
+
+#[derive(Debug, Serialize)]
+struct JsonErrorBody {
+    code: String,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_index: Option<usize>,
+    durable_message_ids: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_in_the_openapi_document() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("valid JSON");
+        for (method, path) in ROUTES {
+            assert!(
+                doc["paths"][path][method].is_object(),
+                "{method} {path} missing from openapi.json"
+            );
+        }
+        let documented = doc["paths"].as_object().expect("paths").len();
+        assert_eq!(
+            documented, 3,
+            "openapi.json documents a route the router lacks"
+        );
+    }
+
+    #[test]
+    fn json_priorities_and_times_are_checked() {
+        assert_eq!(priority(Some("transactional")).expect("ok"), 3);
+        assert!(priority(Some("urgent")).is_err());
+        assert!(parse_time("2030-01-31T09:00:00Z").is_ok());
+        let err = parse_time("tomorrow").expect_err("not rfc3339");
+        assert!(err.to_string().contains("send_at"), "{err}");
+    }
+}

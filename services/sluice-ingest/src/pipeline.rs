@@ -1,0 +1,282 @@
+//! The submission pipeline every front door shares: idempotency, checks,
+//! quota, suppression, rendering, DKIM, and the durable publish.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use sluice_proto::v1::{AcceptedRecipient, EventKind, SendResponse};
+use tokio::sync::Semaphore;
+
+use crate::check::{self, Body, Checked};
+use crate::compliance::{self, Unsubscribe, UnsubscribeTarget};
+use crate::compose::Copy;
+use crate::config::{IngestConfig, LimitsConfig};
+use crate::dkim::DkimSigners;
+use crate::idempotency::{Begin, IdempotencyStore};
+use crate::model::Submission;
+use crate::publish::{OutRecord, Publisher};
+use crate::records::Common;
+use crate::tenant::{Tenant, Tenants};
+use crate::{IngestError, validate};
+
+/// In-flight budget unit: permits count KiB.
+const KIB: usize = 1024;
+
+/// Shared state of an ingest node.
+pub struct Ingestor {
+    tenants: Tenants,
+    pools: HashSet<String>,
+    limits: LimitsConfig,
+    unsubscribe: Unsubscribe,
+    signers: DkimSigners,
+    publisher: Publisher,
+    idempotency: IdempotencyStore,
+    in_flight: Arc<Semaphore>,
+    budget_kib: usize,
+}
+
+impl std::fmt::Debug for Ingestor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ingestor")
+            .field("pools", &self.pools)
+            .finish()
+    }
+}
+
+impl Ingestor {
+    /// Builds the node's state from its configuration.
+    pub fn new(config: &IngestConfig) -> Result<Self, IngestError> {
+        let budget_kib = (config.limits.max_in_flight_bytes / KIB).max(1);
+        Ok(Self {
+            tenants: Tenants::from_config(&config.tenants)?,
+            pools: config.pools.iter().cloned().collect(),
+            limits: config.limits.clone(),
+            unsubscribe: Unsubscribe::new(&config.unsubscribe.base_url, &config.unsubscribe.secret),
+            signers: DkimSigners::from_config(&config.tenants, config.limits.signing_threads)?,
+            publisher: Publisher::new(config)?,
+            idempotency: IdempotencyStore::new(
+                Duration::from_secs(config.idempotency.ttl_secs),
+                config.idempotency.max_entries,
+            ),
+            in_flight: Arc::new(Semaphore::new(budget_kib)),
+            budget_kib,
+        })
+    }
+
+    /// The tenants, for authentication at the front doors.
+    pub fn tenants(&self) -> &Tenants {
+        &self.tenants
+    }
+
+    /// The configured limits.
+    pub fn limits(&self) -> &LimitsConfig {
+        &self.limits
+    }
+
+    /// Signs and verifies one-click unsubscribe tokens.
+    pub fn unsubscribe(&self) -> &Unsubscribe {
+        &self.unsubscribe
+    }
+
+    /// Waits for queued records at shutdown.
+    pub fn flush(&self, timeout: Duration) {
+        self.publisher.flush(timeout);
+    }
+
+    /// Accepts one submission; answers once every record is durable.
+    pub async fn submit(
+        &self,
+        tenant: &Tenant,
+        sub: Submission,
+    ) -> Result<SendResponse, IngestError> {
+        let key = sub.idempotency_key.clone();
+        if key.is_empty() {
+            return self.process(tenant, &sub, None).await;
+        }
+        validate::no_line_breaks("idempotency_key", &key)?;
+        let reuse = match self.idempotency.begin(tenant.name(), &key, Instant::now()) {
+            Begin::Replay(mut response) => {
+                response.replayed = true;
+                return Ok(response);
+            }
+            Begin::Busy => return Err(IngestError::InFlight(key)),
+            Begin::Start(reuse) => reuse.filter(|ids| ids.len() == sub.recipients.len()),
+        };
+        let ids = reuse.unwrap_or_else(|| new_ids(sub.recipients.len()));
+        let result = self.process(tenant, &sub, Some(ids.clone())).await;
+        match &result {
+            Ok(response) => self
+                .idempotency
+                .succeed(tenant.name(), &key, response.clone()),
+            Err(IngestError::Unavailable { .. }) => self.idempotency.fail(tenant.name(), &key, ids),
+            Err(_) => self.idempotency.fail(tenant.name(), &key, Vec::new()),
+        }
+        result
+    }
+
+    async fn process(
+        &self,
+        tenant: &Tenant,
+        sub: &Submission,
+        ids: Option<Vec<String>>,
+    ) -> Result<SendResponse, IngestError> {
+        let checked = check::submission(sub, tenant, &self.pools, &self.limits)?;
+        tenant.take_quota(sub.recipients.len())?;
+        let _budget = self.reserve(checked.size_hint, sub.recipients.len())?;
+        let ids = ids.unwrap_or_else(|| new_ids(sub.recipients.len()));
+        let now = SystemTime::now();
+        let common = Common {
+            tenant: tenant.name(),
+            pool: &checked.pool,
+            submission: sub,
+            now,
+            lifetime: Duration::from_secs(u64::from(self.limits.message_lifetime_days) * 86_400),
+        };
+        let (sendable, messages) = self.render(tenant, sub, &checked, &ids, now)?;
+        let signed = self
+            .signers
+            .sign_all(&checked.from_domain, messages)
+            .await?;
+        let records = self.records(tenant, sub, &checked, &ids, &common, sendable, signed);
+        self.publisher.publish(records).await?;
+        Ok(response(sub, &ids, tenant))
+    }
+
+    fn reserve(
+        &self,
+        size_hint: usize,
+        recipients: usize,
+    ) -> Result<tokio::sync::SemaphorePermit<'_>, IngestError> {
+        let kib = (size_hint.saturating_mul(recipients) / KIB).max(1);
+        if kib > self.budget_kib {
+            return Err(IngestError::TooLarge {
+                field: "recipients (message size × recipients)".into(),
+                limit: self.budget_kib * KIB,
+                actual: size_hint.saturating_mul(recipients),
+            });
+        }
+        let kib = u32::try_from(kib).map_err(|_| IngestError::Backpressure("budget".into()))?;
+        self.in_flight.try_acquire_many(kib).map_err(|_| {
+            IngestError::Backpressure("too many bytes of mail in flight on this node".into())
+        })
+    }
+
+    /// Renders the copies of every recipient that is not suppressed; any
+    /// error aborts the whole submission before anything is published.
+    fn render(
+        &self,
+        tenant: &Tenant,
+        sub: &Submission,
+        checked: &Checked,
+        ids: &[String],
+        now: SystemTime,
+    ) -> Result<(Vec<usize>, Vec<Vec<u8>>), IngestError> {
+        let now_unix = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let mut sendable = Vec::new();
+        let mut messages = Vec::new();
+        for (index, recipient) in sub.recipients.iter().enumerate() {
+            if tenant.is_suppressed(&recipient.address) {
+                continue;
+            }
+            let target = UnsubscribeTarget {
+                tenant: tenant.name().to_owned(),
+                recipient: recipient.address.clone(),
+                message_id: ids[index].clone(),
+            };
+            let mut extra: Vec<(&'static str, String)> = self.unsubscribe.headers(&target).into();
+            extra.push((
+                "Feedback-ID",
+                compliance::feedback_id(&sub.campaign, tenant.name(), &checked.pool),
+            ));
+            let copy = Copy {
+                index,
+                recipient,
+                message_id: &ids[index],
+                from_domain: &checked.from_domain,
+                now_unix,
+                extra,
+            };
+            let message = match &checked.body {
+                Body::Template { from, templates } => {
+                    templates.message(from, &sub.headers, copy)?
+                }
+                Body::Raw(raw) => raw.copy(copy),
+            };
+            check::rendered_size(index, message.len(), self.limits.max_message_bytes)?;
+            sendable.push(index);
+            messages.push(message);
+        }
+        Ok((sendable, messages))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn records(
+        &self,
+        tenant: &Tenant,
+        sub: &Submission,
+        checked: &Checked,
+        ids: &[String],
+        common: &Common<'_>,
+        sendable: Vec<usize>,
+        signed: Vec<Vec<u8>>,
+    ) -> Vec<OutRecord> {
+        let events = self.publisher.events_topic();
+        let outbound = self.publisher.outbound_topic(&checked.pool);
+        let bounce_domain = tenant.bounce_domain(&checked.from_domain);
+        let mut records = Vec::with_capacity(sub.recipients.len() * 2);
+        for (index, content) in sendable.into_iter().zip(signed) {
+            let address = &sub.recipients[index].address;
+            let return_path = compliance::verp_return_path(&ids[index], bounce_domain);
+            records.push(common.envelope(
+                outbound.clone(),
+                &ids[index],
+                address,
+                return_path,
+                content,
+            ));
+            records.push(common.event(events, EventKind::Accepted, &ids[index], address));
+        }
+        for (index, recipient) in sub.recipients.iter().enumerate() {
+            if tenant.is_suppressed(&recipient.address) {
+                records.push(common.event(
+                    events,
+                    EventKind::Suppressed,
+                    &ids[index],
+                    &recipient.address,
+                ));
+            }
+        }
+        records
+    }
+}
+
+fn new_ids(n: usize) -> Vec<String> {
+    let mut generator = ulid::Generator::new();
+    (0..n)
+        .map(|_| {
+            generator
+                .generate()
+                .unwrap_or_else(|_| ulid::Ulid::new())
+                .to_string()
+        })
+        .collect()
+}
+
+fn response(sub: &Submission, ids: &[String], tenant: &Tenant) -> SendResponse {
+    SendResponse {
+        recipients: sub
+            .recipients
+            .iter()
+            .zip(ids)
+            .map(|(r, id)| AcceptedRecipient {
+                address: r.address.clone(),
+                message_id: id.clone(),
+                suppressed: tenant.is_suppressed(&r.address),
+            })
+            .collect(),
+        replayed: false,
+    }
+}

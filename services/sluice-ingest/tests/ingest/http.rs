@@ -1,0 +1,226 @@
+//! HTTP JSON front door with hyper's client.
+
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+
+use crate::common::{self, ACME_KEY, GLOBEX_KEY, Options, header};
+
+type Body = Full<axum::body::Bytes>;
+
+async fn call(
+    node: &common::Node,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let client: Client<_, Body> = Client::builder(TokioExecutor::new()).build_http();
+    let mut request = axum::http::Request::builder()
+        .method(method)
+        .uri(format!("http://{}{path}", node.http))
+        .header("content-type", "application/json");
+    if let Some(key) = key {
+        request = request.header("authorization", format!("Bearer {key}"));
+    }
+    let bytes = body.map(|b| b.to_string()).unwrap_or_default();
+    let request = request.body(Full::from(bytes)).expect("request");
+    let response = client.request(request).await.expect("HTTP call");
+    let status = response.status().as_u16();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| json!({ "text": String::from_utf8_lossy(&bytes) }));
+    (status, value)
+}
+
+fn message() -> Value {
+    json!({
+        "from": "Acme <news@acme.example>",
+        "recipients": [
+            { "address": "ann@example.org", "name": "Ann", "substitutions": { "first": "Ann" } },
+            { "address": "bob@example.org", "substitutions": { "first": "Bob" } }
+        ],
+        "template": { "subject": "Hi {{ first }}", "text": "Hello {{ first }}" },
+        "campaign": "summer",
+        "tags": { "k": "v" },
+        "send_at": "2030-01-31T09:00:00Z",
+        "priority": "bulk"
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_send_and_batch_publish_durably_and_openapi_lists_every_route() {
+    let node = common::start(Options::default()).await;
+    let (status, body) = call(
+        &node,
+        "POST",
+        "/v1/messages",
+        Some(ACME_KEY),
+        Some(message()),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let ids: Vec<String> = body["recipients"]
+        .as_array()
+        .expect("recipients")
+        .iter()
+        .map(|r| r["message_id"].as_str().expect("id").to_owned())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    let raw = json!({
+        "recipients": [{ "address": "carl@example.org" }],
+        "raw": "From: news@acme.example\nSubject: raw\n\nline one\n",
+        "idempotency_key": "http-1"
+    });
+    let batch = json!({ "messages": [raw] });
+    let (status, body) = call(
+        &node,
+        "POST",
+        "/v1/messages/batch",
+        Some(ACME_KEY),
+        Some(batch),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let raw_id = body["responses"][0]["recipients"][0]["message_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+
+    let envelopes = node.envelopes("shared", 3).await;
+    assert_eq!(envelopes[0].message_id, ids[0]);
+    assert_eq!(envelopes[1].message_id, ids[1]);
+    assert_eq!(envelopes[2].message_id, raw_id);
+    assert_eq!(envelopes[0].campaign, "summer");
+    assert_eq!(envelopes[0].priority, 1);
+    assert_eq!(
+        envelopes[0].not_before.expect("not_before").seconds,
+        1_896_080_400
+    );
+    assert_eq!(
+        header(&envelopes[0].content, "Subject").as_deref(),
+        Some("Hi Ann")
+    );
+    let crlf_body = b"\r\n\r\nline one\r\n";
+    assert!(
+        envelopes[2]
+            .content
+            .windows(crlf_body.len())
+            .any(|w| w == crlf_body),
+        "bare LF normalized to CRLF"
+    );
+
+    let (status, doc) = call(&node, "GET", "/openapi.json", None, None).await;
+    assert_eq!(status, 200);
+    for (method, path) in sluice_ingest::http::ROUTES {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} not documented"
+        );
+    }
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_errors_have_the_right_status_and_name_the_field() {
+    let node = common::start(Options::default()).await;
+    let (status, body) = call(&node, "POST", "/v1/messages", None, Some(message())).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, _) = call(&node, "POST", "/v1/messages", Some("nope"), Some(message())).await;
+    assert_eq!(status, 401);
+
+    let mut typo = message();
+    typo["frm"] = json!("x");
+    let (status, body) = call(&node, "POST", "/v1/messages", Some(ACME_KEY), Some(typo)).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("frm"),
+        "{body}"
+    );
+
+    let mut bad = message();
+    bad["recipients"][1]["address"] = json!("bob@@example.org");
+    let (status, body) = call(&node, "POST", "/v1/messages", Some(ACME_KEY), Some(bad)).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("recipients[1].address"),
+        "{body}"
+    );
+
+    let mut injected = message();
+    injected["headers"] = json!({ "X-A": "1\r\nBcc: eve@evil.example" });
+    let (status, body) = call(
+        &node,
+        "POST",
+        "/v1/messages",
+        Some(ACME_KEY),
+        Some(injected),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("header injection"),
+        "{body}"
+    );
+
+    let (status, body) = call(
+        &node,
+        "POST",
+        "/v1/messages",
+        Some(GLOBEX_KEY),
+        Some(message()),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+
+    let mut big = message();
+    big["template"]["text"] = json!("x".repeat(300 * 1024));
+    let (status, body) = call(&node, "POST", "/v1/messages", Some(ACME_KEY), Some(big)).await;
+    assert_eq!(status, 413, "{body}");
+
+    let mut pool = message();
+    pool["pool"] = json!("nope");
+    let (status, body) = call(&node, "POST", "/v1/messages", Some(ACME_KEY), Some(pool)).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("pool"),
+        "{body}"
+    );
+    node.stop().await;
+
+    let down = common::start(Options {
+        brokers: Some("127.0.0.1:1".into()),
+        publish_timeout_ms: 1500,
+        ..Options::default()
+    })
+    .await;
+    let (status, body) = call(
+        &down,
+        "POST",
+        "/v1/messages",
+        Some(ACME_KEY),
+        Some(message()),
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["durable_message_ids"], json!([]), "{body}");
+    down.stop().await;
+}

@@ -1,0 +1,216 @@
+//! The `sluice.v1.Query` gRPC service: message status, stats, reputation.
+
+use std::sync::Arc;
+
+use sluice_proto::v1::query_server::Query;
+use sluice_proto::v1::{
+    GetMessageRequest, GetReputationRequest, GetReputationResponse, GetStatsRequest,
+    GetStatsResponse, MessageStatus, StatsDimension, StatsRow,
+};
+use tonic::{Request, Response, Status};
+
+use crate::RecorderError;
+use crate::record::Deltas;
+use crate::store::Store;
+use crate::time::{days_between, parse_day};
+
+/// Longest day range one stats call may cover.
+const MAX_STATS_DAYS: i64 = 366;
+
+/// Query service over the recorder's tables.
+pub struct QueryService {
+    store: Arc<Store>,
+}
+
+impl QueryService {
+    pub fn new(store: Arc<Store>) -> Self {
+        Self { store }
+    }
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> RecorderError {
+    RecorderError::InvalidArgument {
+        field,
+        reason: reason.into(),
+    }
+}
+
+fn scope(dimension: StatsDimension) -> Result<&'static str, RecorderError> {
+    match dimension {
+        StatsDimension::Campaign => Ok("campaign"),
+        StatsDimension::Tenant => Ok("tenant"),
+        StatsDimension::SourceIp => Ok("ip"),
+        StatsDimension::Site => Ok("site"),
+        StatsDimension::Unspecified => Err(invalid(
+            "dimension",
+            "choose campaign, tenant, source IP or site",
+        )),
+    }
+}
+
+/// Checks a stats request and returns its scope and days.
+fn stats_plan(req: &GetStatsRequest) -> Result<(&'static str, Vec<String>), RecorderError> {
+    let scope = scope(req.dimension())?;
+    if req.key.is_empty() {
+        return Err(invalid("key", "must not be empty"));
+    }
+    let from =
+        parse_day(&req.from_day).ok_or_else(|| invalid("from_day", "expected YYYY-MM-DD"))?;
+    let to = parse_day(&req.to_day).ok_or_else(|| invalid("to_day", "expected YYYY-MM-DD"))?;
+    if to < from {
+        return Err(invalid("to_day", "is before from_day"));
+    }
+    if to - from >= MAX_STATS_DAYS {
+        return Err(invalid(
+            "to_day",
+            format!("range is longer than {MAX_STATS_DAYS} days"),
+        ));
+    }
+    Ok((scope, days_between(from, to)))
+}
+
+fn stats_row(day: String, key: &str, d: &Deltas) -> StatsRow {
+    let get = |c| u64::try_from(d.get(c)).unwrap_or(0);
+    StatsRow {
+        day,
+        key: key.to_owned(),
+        accepted: get("accepted"),
+        delivered: get("delivered"),
+        deferred: get("deferred"),
+        bounced: get("bounced"),
+        expired: get("expired"),
+        suppressed: get("suppressed"),
+        complained: get("complained"),
+    }
+}
+
+#[tonic::async_trait]
+impl Query for QueryService {
+    async fn get_message(
+        &self,
+        request: Request<GetMessageRequest>,
+    ) -> Result<Response<MessageStatus>, Status> {
+        let id = request.into_inner().message_id;
+        if id.is_empty() {
+            return Err(invalid("message_id", "must not be empty").into());
+        }
+        let history = self.store.history(&id).await?;
+        let last = history
+            .last()
+            .ok_or_else(|| RecorderError::NotFound(format!("message {id}")))?;
+        Ok(Response::new(MessageStatus {
+            message_id: id.clone(),
+            state: last.kind,
+            history,
+        }))
+    }
+
+    async fn get_stats(
+        &self,
+        request: Request<GetStatsRequest>,
+    ) -> Result<Response<GetStatsResponse>, Status> {
+        let req = request.into_inner();
+        let (scope, days) = stats_plan(&req)?;
+        let mut rows = Vec::new();
+        for day in days {
+            let parts = self.store.daily(scope, &req.key, &day).await?;
+            if parts.is_empty() {
+                continue;
+            }
+            let total = parts.iter().fold(Deltas::default(), |mut a, (_, d)| {
+                a.add(d);
+                a
+            });
+            rows.push(stats_row(day, &req.key, &total));
+        }
+        Ok(Response::new(GetStatsResponse { rows }))
+    }
+
+    async fn get_reputation(
+        &self,
+        request: Request<GetReputationRequest>,
+    ) -> Result<Response<GetReputationResponse>, Status> {
+        let req = request.into_inner();
+        let rows = self
+            .store
+            .path_reputation(&req.source_ip, &req.site)
+            .await?;
+        let tenants = if req.source_ip.is_empty() && req.site.is_empty() || !req.tenant.is_empty() {
+            self.store.tenant_reputation(&req.tenant).await?
+        } else {
+            Vec::new()
+        };
+        Ok(Response::new(GetReputationResponse { rows, tenants }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(dimension: StatsDimension, key: &str, from: &str, to: &str) -> GetStatsRequest {
+        GetStatsRequest {
+            dimension: dimension.into(),
+            key: key.into(),
+            from_day: from.into(),
+            to_day: to.into(),
+        }
+    }
+
+    #[test]
+    fn stats_requests_are_checked_field_by_field() {
+        let (scope, days) = stats_plan(&req(
+            StatsDimension::SourceIp,
+            "192.0.2.1",
+            "2026-01-30",
+            "2026-02-01",
+        ))
+        .expect("valid");
+        assert_eq!(scope, "ip");
+        assert_eq!(days, ["2026-01-30", "2026-01-31", "2026-02-01"]);
+        let field = |r: &GetStatsRequest| match stats_plan(r) {
+            Err(RecorderError::InvalidArgument { field, .. }) => field,
+            other => panic!("expected invalid argument, got {other:?}"),
+        };
+        assert_eq!(
+            field(&req(
+                StatsDimension::Unspecified,
+                "k",
+                "2026-01-01",
+                "2026-01-01"
+            )),
+            "dimension"
+        );
+        assert_eq!(
+            field(&req(StatsDimension::Tenant, "", "2026-01-01", "2026-01-01")),
+            "key"
+        );
+        assert_eq!(
+            field(&req(
+                StatsDimension::Tenant,
+                "k",
+                "01/01/2026",
+                "2026-01-01"
+            )),
+            "from_day"
+        );
+        assert_eq!(
+            field(&req(
+                StatsDimension::Tenant,
+                "k",
+                "2026-01-02",
+                "2026-01-01"
+            )),
+            "to_day"
+        );
+        assert_eq!(
+            field(&req(
+                StatsDimension::Tenant,
+                "k",
+                "2024-01-01",
+                "2026-01-01"
+            )),
+            "to_day"
+        );
+    }
+}

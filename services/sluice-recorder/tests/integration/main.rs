@@ -1,0 +1,10 @@
+//! Recorder tests against real Kafka and a real Cassandra (standing in for
+//! ScyllaDB). Every test uses its own keyspace, topic and consumer group, so
+//! they run in parallel. Start the servers with `deploy/servers/kafka.sh
+//! start` and `deploy/servers/cassandra.sh start`.
+
+mod common;
+mod dedup;
+mod migrations;
+mod outage;
+mod recording;

@@ -1,0 +1,275 @@
+//! The consumer: reads the pool's outbound topic and its delay tiers, routes
+//! each message (static table, then DNS) and hands it to the dispatcher.
+//!
+//! Memory is bounded: the consumer stops reading while `queues.max_in_flight`
+//! records have no durable fate. A delay-tier record that is not due yet
+//! pauses its partition until it is (the tier's records are in due order),
+//! so waiting mail occupies Kafka, not memory.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prost::Message as _;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use sluice_proto::v1::{BounceClass, Envelope, EventKind, SmtpReply};
+use sluice_shaping::{Millis, SiteResolver};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::config::SenderConfig;
+use crate::dispatch::{Intake, RecordRef};
+use crate::fate::{self, synthetic};
+use crate::offsets::OffsetTracker;
+use crate::route::{Route, Router};
+
+/// Longest a DNS lookup may hold the partition before the message is deferred.
+const ROUTE_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct Consume {
+    pub cfg: Arc<SenderConfig>,
+    pub router: Router,
+    pub sites: SiteResolver,
+    pub tracker: Arc<Mutex<OffsetTracker>>,
+    pub intake: UnboundedSender<Intake>,
+    parked: HashMap<(String, i32), VecDeque<(RecordRef, Envelope, Millis)>>,
+}
+
+impl Consume {
+    pub fn new(
+        cfg: Arc<SenderConfig>,
+        router: Router,
+        sites: SiteResolver,
+        tracker: Arc<Mutex<OffsetTracker>>,
+        intake: UnboundedSender<Intake>,
+    ) -> Self {
+        Self {
+            cfg,
+            router,
+            sites,
+            tracker,
+            intake,
+            parked: HashMap::new(),
+        }
+    }
+
+    /// Consumes until `shutdown` resolves. Parked records are dropped
+    /// uncommitted: they are read again by the partition's next owner.
+    pub async fn run(mut self, consumer: &StreamConsumer, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let interval = Duration::from_millis(self.cfg.kafka.commit_interval.0.max(50));
+        let mut commit_tick = tokio::time::interval(interval);
+        loop {
+            self.release_due(consumer).await;
+            let full = self.in_flight() >= self.cfg.queues.max_in_flight;
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = commit_tick.tick() => commit(consumer, &self.tracker, CommitMode::Async),
+                msg = consumer.recv(), if !full => match msg {
+                    Ok(msg) => self.handle(consumer, &msg).await,
+                    Err(err) => {
+                        tracing::warn!(%err, "Kafka consumer error; retrying (check that the brokers are reachable)");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                },
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+        }
+    }
+
+    fn in_flight(&self) -> usize {
+        self.tracker
+            .lock()
+            .expect("offset tracker lock")
+            .in_flight()
+    }
+
+    async fn handle(&mut self, consumer: &StreamConsumer, msg: &BorrowedMessage<'_>) {
+        let rec = RecordRef {
+            topic: msg.topic().to_owned(),
+            partition: msg.partition(),
+            offset: msg.offset(),
+        };
+        self.tracker.lock().expect("offset tracker lock").start(
+            &rec.topic,
+            rec.partition,
+            rec.offset,
+        );
+        let envelope = match Envelope::decode(msg.payload().unwrap_or_default()) {
+            Ok(envelope) => envelope,
+            Err(err) => return self.malformed(rec, &err.to_string()),
+        };
+        if envelope.pool != self.cfg.pool {
+            let reply = synthetic(
+                554,
+                "5.3.5",
+                format!(
+                    "envelope names pool `{}` but this sender serves pool `{}`",
+                    envelope.pool, self.cfg.pool
+                ),
+            );
+            tracing::warn!(message_id = %envelope.message_id, topic = %rec.topic, offset = rec.offset, "{}", reply.text);
+            return self.final_(rec, envelope, reply, BounceClass::OtherPermanent);
+        }
+        let due = fate::millis(&envelope.not_before).unwrap_or(Millis(0));
+        let key = (rec.topic.clone(), rec.partition);
+        let already_parked = self.parked.get(&key).is_some_and(|q| !q.is_empty());
+        if already_parked || due > fate::now() {
+            if !already_parked {
+                pause(consumer, &rec, true);
+            }
+            self.parked
+                .entry(key)
+                .or_default()
+                .push_back((rec, envelope, due));
+            return;
+        }
+        self.route(rec, envelope).await;
+    }
+
+    /// Hands over parked records that are due, in order; resumes a partition
+    /// whose parked records are all gone.
+    async fn release_due(&mut self, consumer: &StreamConsumer) {
+        let now = fate::now();
+        let keys: Vec<_> = self.parked.keys().cloned().collect();
+        for key in keys {
+            loop {
+                let queue = self.parked.get_mut(&key).expect("key from the map");
+                match queue.front() {
+                    Some((_, _, due)) if *due <= now => {
+                        let (rec, envelope, _) = queue.pop_front().expect("front exists");
+                        self.route(rec, envelope).await;
+                    }
+                    Some(_) => break,
+                    None => {
+                        self.parked.remove(&key);
+                        let rec = RecordRef {
+                            topic: key.0.clone(),
+                            partition: key.1,
+                            offset: 0,
+                        };
+                        pause(consumer, &rec, false);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn route(&mut self, rec: RecordRef, envelope: Envelope) {
+        let Some(domain) = fate::recipient_domain(&envelope.recipient) else {
+            let reply = synthetic(
+                553,
+                "5.1.3",
+                format!("recipient `{}` is not a valid address", envelope.recipient),
+            );
+            return self.final_(rec, envelope, reply, BounceClass::BadMailbox);
+        };
+        let routed = tokio::time::timeout(ROUTE_TIMEOUT, self.router.route(&domain)).await;
+        match routed {
+            Ok(Ok(Route::Hosts(hosts))) => {
+                let names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
+                let site = self.sites.resolve(&domain, &names);
+                self.send(Intake::Deliver {
+                    rec,
+                    envelope,
+                    site,
+                    hosts,
+                });
+            }
+            Ok(Ok(Route::NullMx)) => {
+                let reply = synthetic(
+                    556,
+                    "5.1.10",
+                    format!("{domain} publishes a null MX (RFC 7505): it accepts no mail"),
+                );
+                self.final_(rec, envelope, reply, BounceClass::BadDomain);
+            }
+            Ok(Ok(Route::NoSuchDomain)) => {
+                let reply = synthetic(550, "5.1.2", format!("{domain} does not exist (NXDOMAIN)"));
+                self.final_(rec, envelope, reply, BounceClass::BadDomain);
+            }
+            Ok(Ok(Route::NoMailHosts)) => {
+                let reply = synthetic(
+                    550,
+                    "5.1.2",
+                    format!("{domain} has no MX and no address records"),
+                );
+                self.final_(rec, envelope, reply, BounceClass::BadDomain);
+            }
+            Ok(Err(err)) => self.defer(rec, envelope, synthetic(451, "4.4.3", err.to_string())),
+            Err(_) => {
+                let text = format!("DNS lookup for {domain} took longer than {ROUTE_TIMEOUT:?}");
+                self.defer(rec, envelope, synthetic(451, "4.4.3", text));
+            }
+        }
+    }
+
+    fn malformed(&self, rec: RecordRef, error: &str) {
+        let message_id = format!("kafka:{}/{}/{}", rec.topic, rec.partition, rec.offset);
+        tracing::warn!(%message_id, %error, "malformed envelope: bounced without delivery; fix the producer of this topic");
+        let envelope = Envelope {
+            message_id,
+            pool: self.cfg.pool.clone(),
+            ..Default::default()
+        };
+        let reply = synthetic(554, "5.6.0", format!("malformed envelope: {error}"));
+        self.final_(rec, envelope, reply, BounceClass::OtherPermanent);
+    }
+
+    fn final_(&self, rec: RecordRef, envelope: Envelope, reply: SmtpReply, class: BounceClass) {
+        self.send(Intake::Final {
+            rec,
+            envelope,
+            kind: EventKind::Bounced,
+            reply,
+            class,
+        });
+    }
+
+    fn defer(&self, rec: RecordRef, envelope: Envelope, reply: SmtpReply) {
+        tracing::info!(message_id = %envelope.message_id, reply = %reply.text, "deferred before delivery");
+        self.send(Intake::Defer {
+            rec,
+            envelope,
+            reply,
+        });
+    }
+
+    fn send(&self, intake: Intake) {
+        if self.intake.send(intake).is_err() {
+            tracing::error!("the dispatcher stopped; the record stays uncommitted");
+        }
+    }
+}
+
+fn pause(consumer: &StreamConsumer, rec: &RecordRef, pause: bool) {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(&rec.topic, rec.partition);
+    let result = if pause {
+        consumer.pause(&tpl)
+    } else {
+        consumer.resume(&tpl)
+    };
+    if let Err(err) = result {
+        tracing::warn!(topic = %rec.topic, partition = rec.partition, %err, pause, "could not pause/resume a partition");
+    }
+}
+
+/// Commits every partition's offset that moved.
+pub fn commit(consumer: &StreamConsumer, tracker: &Mutex<OffsetTracker>, mode: CommitMode) {
+    let moves = tracker.lock().expect("offset tracker lock").take_commits();
+    if moves.is_empty() {
+        return;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (topic, partition, offset) in &moves {
+        if let Err(err) = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset)) {
+            tracing::warn!(%topic, partition, %err, "bad offset to commit");
+        }
+    }
+    if let Err(err) = consumer.commit(&tpl, mode) {
+        tracing::warn!(%err, "offset commit failed; the next commit after more progress covers it (until then a restart re-reads these records)");
+    }
+}

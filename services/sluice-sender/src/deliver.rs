@@ -1,0 +1,174 @@
+//! One delivery attempt on one connection, run as its own task.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use sluice_proto::v1::Envelope;
+use sluice_shaping::{Connection, Grant};
+
+use crate::route::MxHost;
+use crate::smtp::{self, ConnectOptions, Reply, Session, SmtpError, Transport};
+
+/// An open session and the host it talks to.
+pub struct Live {
+    pub session: Session<Transport>,
+    pub host: String,
+    pub addr: SocketAddr,
+}
+
+/// What the dispatcher needs back to settle the message.
+pub struct Ticket {
+    pub rec: crate::dispatch::RecordRef,
+    pub site: String,
+    /// Time spent in the ready queue.
+    pub queued: Duration,
+}
+
+/// A message on its way out.
+pub struct Job {
+    pub ticket: Ticket,
+    pub envelope: Envelope,
+    pub grant: Grant,
+    pub conn: Connection,
+    /// An idle session to reuse, or `None` to connect to `hosts`.
+    pub live: Option<Live>,
+    pub hosts: Vec<MxHost>,
+    pub opts: ConnectOptions,
+    pub data_timeout: Duration,
+}
+
+/// How the attempt ended.
+pub enum Attempt {
+    /// The server answered (any stage, success or refusal).
+    Replied { reply: Reply },
+    /// No usable reply: connection, TLS or protocol failure.
+    Failed { error: SmtpError },
+}
+
+/// The job handed back with its result; `live` is set when the session can
+/// carry another message.
+pub struct Done {
+    pub ticket: Ticket,
+    pub envelope: Envelope,
+    pub grant: Grant,
+    pub conn: Connection,
+    pub live: Option<Live>,
+    pub attempt: Attempt,
+    pub mx_host: String,
+    pub mx_addr: String,
+    pub connect_time: Duration,
+    pub transaction_time: Duration,
+}
+
+pub async fn run(job: Job) -> Done {
+    let Job {
+        ticket,
+        envelope,
+        grant,
+        conn,
+        live,
+        hosts,
+        opts,
+        data_timeout,
+    } = job;
+    let started = Instant::now();
+    let live = match live {
+        Some(live) => Ok(live),
+        None => open(&hosts, &opts).await,
+    };
+    let connect_time = started.elapsed();
+    let mut live = match live {
+        Ok(live) => live,
+        Err((attempt, host, addr)) => {
+            return Done {
+                ticket,
+                envelope,
+                grant,
+                conn,
+                live: None,
+                attempt,
+                mx_host: host,
+                mx_addr: addr,
+                connect_time,
+                transaction_time: Duration::ZERO,
+            };
+        }
+    };
+    live.session.data_timeout = data_timeout;
+    let tx_start = Instant::now();
+    let result = live
+        .session
+        .send(
+            &envelope.return_path,
+            &envelope.recipient,
+            &envelope.content,
+        )
+        .await;
+    let transaction_time = tx_start.elapsed();
+    let (mx_host, mx_addr) = (live.host.clone(), live.addr.to_string());
+    let (attempt, live) = match result {
+        Ok(outcome) => (
+            Attempt::Replied {
+                reply: outcome.reply,
+            },
+            Some(live),
+        ),
+        Err(error) => (Attempt::Failed { error }, None),
+    };
+    Done {
+        ticket,
+        envelope,
+        grant,
+        conn,
+        live,
+        attempt,
+        mx_host,
+        mx_addr,
+        connect_time,
+        transaction_time,
+    }
+}
+
+/// Tries the hosts in order until one greets us. A host that refuses in its
+/// banner or EHLO ends the attempt with that reply (it spoke for the domain).
+async fn open(hosts: &[MxHost], opts: &ConnectOptions) -> Result<Live, (Attempt, String, String)> {
+    let mut last = None;
+    for host in hosts {
+        for addr in &host.addrs {
+            match smtp::connect(*addr, &host.name, opts).await {
+                Ok(Ok(session)) => {
+                    return Ok(Live {
+                        session,
+                        host: host.name.clone(),
+                        addr: *addr,
+                    });
+                }
+                Ok(Err(refused)) => {
+                    let reply = refused.reply;
+                    return Err((
+                        Attempt::Replied { reply },
+                        host.name.clone(),
+                        addr.to_string(),
+                    ));
+                }
+                Err(error) => {
+                    tracing::debug!(host = %host.name, %addr, %error, "connection attempt failed; trying the next address");
+                    last = Some((
+                        Attempt::Failed { error },
+                        host.name.clone(),
+                        addr.to_string(),
+                    ));
+                }
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        (
+            Attempt::Failed {
+                error: SmtpError::Io(std::io::Error::other("no address to connect to")),
+            },
+            String::new(),
+            String::new(),
+        )
+    }))
+}

@@ -1,0 +1,315 @@
+//! The dispatcher: owns the shaping engine, the ready queue of every site and
+//! the idle connections, and starts deliveries the moment limits allow.
+//!
+//! It is one task, so the engine needs no lock. Inputs arrive on channels:
+//! routed messages from the consumer, finished attempts from delivery tasks.
+//! Every message that leaves the dispatcher leaves with a [`Fate`] that a
+//! publish task makes durable before the record's offset is released.
+
+mod fates;
+mod pump;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use sluice_proto::v1::{BounceClass, Envelope, EventKind, SmtpReply};
+use sluice_shaping::{Engine, Millis, PathId, PoolKey, Site, SiteKey};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::config::SenderConfig;
+use crate::deliver::{Done, Live};
+use crate::fate::Fate;
+use crate::offsets::OffsetTracker;
+use crate::publish::Publisher;
+use crate::route::MxHost;
+
+/// Where a record came from, to release its offset once its fate is durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordRef {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// What the consumer hands over.
+pub enum Intake {
+    /// A routed message, ready to be scheduled.
+    Deliver {
+        rec: RecordRef,
+        envelope: Envelope,
+        site: Site,
+        hosts: Vec<MxHost>,
+    },
+    /// A message whose outcome is already known (bad domain, malformed, ...).
+    Final {
+        rec: RecordRef,
+        envelope: Envelope,
+        kind: EventKind,
+        reply: SmtpReply,
+        class: BounceClass,
+    },
+    /// A message that cannot be routed now (DNS trouble): retry later.
+    Defer {
+        rec: RecordRef,
+        envelope: Envelope,
+        reply: SmtpReply,
+    },
+}
+
+/// A message waiting in a site's ready queue.
+pub(crate) struct Queued {
+    rec: RecordRef,
+    envelope: Envelope,
+    hosts: Vec<MxHost>,
+    arrived: Instant,
+}
+
+pub(crate) struct SiteQueue {
+    key: SiteKey,
+    name: String,
+    require_tls: bool,
+    queue: VecDeque<Queued>,
+    /// Do not ask the engine again before this time.
+    wake_at: Option<Millis>,
+}
+
+pub(crate) struct Idle {
+    conn: sluice_shaping::Connection,
+    live: Live,
+    since: Instant,
+}
+
+/// Shared counters, for logs, metrics and tests.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub delivered: u64,
+    pub deferred: u64,
+    pub bounced: u64,
+    pub expired: u64,
+    pub overflowed: u64,
+    pub in_delivery: usize,
+    pub queued: usize,
+}
+
+pub struct Dispatcher {
+    cfg: Arc<SenderConfig>,
+    engine: Engine,
+    pool: PoolKey,
+    sites: Vec<SiteQueue>,
+    site_index: HashMap<SiteKey, usize>,
+    idle: HashMap<PathId, Vec<Idle>>,
+    deliveries: JoinSet<Done>,
+    publishes: JoinSet<()>,
+    /// Connections saying QUIT; the engine counts them open until the server
+    /// has answered, so a new connection never overlaps a closing one.
+    closing: JoinSet<sluice_shaping::Connection>,
+    publisher: Publisher,
+    tracker: Arc<Mutex<OffsetTracker>>,
+    stats: Arc<Mutex<Stats>>,
+    rng: u64,
+    queued: usize,
+}
+
+impl Dispatcher {
+    pub fn new(
+        cfg: Arc<SenderConfig>,
+        engine: Engine,
+        publisher: Publisher,
+        tracker: Arc<Mutex<OffsetTracker>>,
+        stats: Arc<Mutex<Stats>>,
+    ) -> Option<Self> {
+        let pool = engine.pool_key(&cfg.pool)?;
+        Some(Self {
+            cfg,
+            engine,
+            pool,
+            sites: Vec::new(),
+            site_index: HashMap::new(),
+            idle: HashMap::new(),
+            deliveries: JoinSet::new(),
+            publishes: JoinSet::new(),
+            closing: JoinSet::new(),
+            publisher,
+            tracker,
+            stats,
+            rng: seed(),
+            queued: 0,
+        })
+    }
+
+    /// Runs until `intake` closes (the consumer stopped), then drains:
+    /// deliveries in progress finish and their fates are published; messages
+    /// still queued are left uncommitted for the partition's next owner.
+    pub async fn run(mut self, mut intake: mpsc::UnboundedReceiver<Intake>) {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+        loop {
+            let wake = self.next_wake();
+            tokio::select! {
+                msg = intake.recv() => match msg {
+                    Some(msg) => self.accept(msg),
+                    None => break,
+                },
+                Some(done) = self.deliveries.join_next(), if !self.deliveries.is_empty() => {
+                    match done {
+                        Ok(done) => self.finish(done),
+                        Err(err) => tracing::error!(%err, "a delivery task failed; its record stays uncommitted and will be retried by the partition's next owner"),
+                    }
+                }
+                Some(_) = self.publishes.join_next(), if !self.publishes.is_empty() => {}
+                Some(closed) = self.closing.join_next(), if !self.closing.is_empty() => {
+                    if let Ok(conn) = closed {
+                        self.engine.on_connection_close(fate_now(), conn);
+                    }
+                }
+                _ = tokio::time::sleep_until(wake) => {}
+                _ = tick.tick() => self.close_stale_idle(),
+            }
+            self.pump_all();
+            self.publish_stats();
+        }
+        self.drain().await;
+    }
+
+    async fn drain(&mut self) {
+        tracing::info!(
+            deliveries = self.deliveries.len(),
+            queued = self.queued,
+            "draining: waiting for deliveries in progress; queued messages stay uncommitted"
+        );
+        while let Some(done) = self.deliveries.join_next().await {
+            if let Ok(done) = done {
+                self.finish(done);
+            }
+        }
+        while self.publishes.join_next().await.is_some() {}
+        let idle: Vec<Idle> = self.idle.drain().flat_map(|(_, v)| v).collect();
+        for i in idle {
+            self.close(i.conn, i.live);
+        }
+        while self.closing.join_next().await.is_some() {}
+        self.publish_stats();
+    }
+
+    fn accept(&mut self, msg: Intake) {
+        match msg {
+            Intake::Deliver {
+                rec,
+                envelope,
+                site,
+                hosts,
+            } => self.enqueue(rec, envelope, site, hosts),
+            Intake::Final {
+                rec,
+                envelope,
+                kind,
+                reply,
+                class,
+            } => {
+                let fate =
+                    fates::final_fate(&envelope, kind, Some(reply), class, &Default::default());
+                self.count_fate(&fate);
+                self.spawn_publish(rec, fate);
+            }
+            Intake::Defer {
+                rec,
+                envelope,
+                reply,
+            } => {
+                let fate = self.retry_fate(
+                    &envelope,
+                    reply,
+                    Default::default(),
+                    sluice_shaping::Span(0),
+                );
+                self.count_fate(&fate);
+                self.spawn_publish(rec, fate);
+            }
+        }
+    }
+
+    fn enqueue(&mut self, rec: RecordRef, envelope: Envelope, site: Site, hosts: Vec<MxHost>) {
+        let key = self.engine.site_key(&site);
+        let idx = match self.site_index.get(&key) {
+            Some(&i) => i,
+            None => {
+                let require_tls = self.cfg.smtp.require_tls_sites.contains(&site.name);
+                self.sites.push(SiteQueue {
+                    key,
+                    name: site.name.clone(),
+                    require_tls,
+                    queue: VecDeque::new(),
+                    wake_at: None,
+                });
+                self.site_index.insert(key, self.sites.len() - 1);
+                self.sites.len() - 1
+            }
+        };
+        if self.sites[idx].queue.len() >= self.cfg.queues.max_per_site {
+            let fate = fates::overflow(&self.cfg, self.engine.retry(), &envelope, fate_now());
+            self.stats.lock().expect("stats lock").overflowed += 1;
+            self.spawn_publish(rec, fate);
+            return;
+        }
+        self.sites[idx].queue.push_back(Queued {
+            rec,
+            envelope,
+            hosts,
+            arrived: Instant::now(),
+        });
+        self.sites[idx].wake_at = None;
+        self.queued += 1;
+    }
+
+    /// Publishes `fate` in its own task and releases the record's offset after.
+    fn spawn_publish(&mut self, rec: RecordRef, fate: Fate) {
+        let publisher = self.publisher.clone();
+        let tracker = self.tracker.clone();
+        self.publishes.spawn(async move {
+            publisher.publish(&fate).await;
+            tracker.lock().expect("offset tracker lock").finish(
+                &rec.topic,
+                rec.partition,
+                rec.offset,
+            );
+        });
+    }
+
+    fn next_wake(&self) -> tokio::time::Instant {
+        let now_ms = fate_now();
+        let soonest = self
+            .sites
+            .iter()
+            .filter(|s| !s.queue.is_empty())
+            .filter_map(|s| s.wake_at)
+            .min();
+        let wait = soonest.map_or(std::time::Duration::from_secs(1), |t| {
+            std::time::Duration::from_millis(t.0.saturating_sub(now_ms.0))
+        });
+        tokio::time::Instant::now() + wait.min(std::time::Duration::from_secs(1))
+    }
+
+    fn publish_stats(&self) {
+        let mut stats = self.stats.lock().expect("stats lock");
+        stats.in_delivery = self.deliveries.len();
+        stats.queued = self.queued;
+    }
+
+    fn next_random(&mut self) -> u64 {
+        // xorshift64*: fast, and good enough to spread messages over IPs.
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+fn fate_now() -> Millis {
+    crate::fate::now()
+}
+
+fn seed() -> u64 {
+    let t = crate::fate::now().0;
+    (t ^ 0x9E37_79B9_7F4A_7C15) | 1
+}

@@ -1,0 +1,187 @@
+//! Starting deliveries when limits allow, and settling finished ones.
+
+use std::time::{Duration, Instant};
+
+use sluice_shaping::{Blocked, Connection, Grant, Millis, Verdict};
+
+use super::{Dispatcher, Idle, Queued, fate_now, fates};
+use crate::deliver::{self, Attempt, Done, Job, Live, Ticket};
+use crate::fate::AttemptInfo;
+use crate::smtp::ConnectOptions;
+
+impl Dispatcher {
+    pub(super) fn pump_all(&mut self) {
+        let now = fate_now();
+        for idx in 0..self.sites.len() {
+            let site = &self.sites[idx];
+            if site.queue.is_empty() || site.wake_at.is_some_and(|t| t > now) {
+                continue;
+            }
+            self.pump(idx, now);
+        }
+    }
+
+    /// Starts as many of the site's queued messages as the engine allows now.
+    fn pump(&mut self, idx: usize, now: Millis) {
+        loop {
+            let Some(front) = self.sites[idx].queue.front() else {
+                return;
+            };
+            if fates::is_expired(&front.envelope, now) {
+                let q = self.pop(idx);
+                let fate = fates::expired(&q.envelope, now);
+                self.count_fate(&fate);
+                self.spawn_publish(q.rec, fate);
+                continue;
+            }
+            let random = self.next_random();
+            let key = self.sites[idx].key;
+            let idle = &self.idle;
+            let decision = self.engine.decide_via(now, self.pool, key, random, |path| {
+                idle.get(&path).is_some_and(|v| !v.is_empty())
+            });
+            match decision {
+                Ok((grant, new_conn)) => {
+                    let q = self.pop(idx);
+                    self.start(idx, q, grant, new_conn);
+                }
+                Err(Blocked::Until(t)) => {
+                    self.sites[idx].wake_at = Some(t);
+                    return;
+                }
+                Err(Blocked::Busy) => {
+                    // A finished delivery wakes the site again.
+                    self.sites[idx].wake_at = None;
+                    return;
+                }
+                Err(Blocked::Held) => {
+                    self.sites[idx].wake_at = Some(now.after(sluice_shaping::Span::secs(1)));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn pop(&mut self, idx: usize) -> Queued {
+        self.queued -= 1;
+        self.sites[idx]
+            .queue
+            .pop_front()
+            .expect("pop follows a successful front()")
+    }
+
+    fn start(&mut self, idx: usize, q: Queued, grant: Grant, new_conn: Option<Connection>) {
+        let (conn, live) = match new_conn {
+            Some(mut conn) => {
+                conn.take_message();
+                (conn, None)
+            }
+            None => {
+                let idle = self
+                    .idle
+                    .get_mut(&grant.path)
+                    .and_then(Vec::pop)
+                    .expect("the engine granted an idle connection");
+                (idle.conn, Some(idle.live))
+            }
+        };
+        let site = &self.sites[idx];
+        let smtp = &self.cfg.smtp;
+        let opts = ConnectOptions {
+            source_ip: grant.ip,
+            ehlo_name: self.cfg.ehlo_name(grant.ip).to_owned(),
+            connect_timeout: Duration::from_millis(smtp.connect_timeout.0),
+            command_timeout: Duration::from_millis(smtp.command_timeout.0),
+            require_tls: site.require_tls,
+            opportunistic_tls: smtp.opportunistic_tls,
+        };
+        let job = Job {
+            ticket: Ticket {
+                rec: q.rec,
+                site: site.name.clone(),
+                queued: q.arrived.elapsed(),
+            },
+            envelope: q.envelope,
+            grant,
+            conn,
+            live,
+            hosts: q.hosts,
+            opts,
+            data_timeout: Duration::from_millis(smtp.data_timeout.0),
+        };
+        self.deliveries.spawn(deliver::run(job));
+    }
+
+    /// Settles a finished attempt: tells the engine, decides the fate, and
+    /// keeps or closes the connection.
+    pub(super) fn finish(&mut self, done: Done) {
+        let now = fate_now();
+        let (reply, wire_reply) = fates::replies(&done.attempt);
+        let action = self.engine.on_reply(now, done.grant.path, &reply);
+        let info = AttemptInfo {
+            source_ip: done.grant.ip.to_string(),
+            site: done.ticket.site.clone(),
+            mx_host: done.mx_host.clone(),
+            mx_address: done.mx_addr.clone(),
+            queued: done.ticket.queued,
+            connect: done.connect_time,
+            transaction: done.transaction_time,
+        };
+        let fate = match action.verdict {
+            Verdict::Delivered => fates::delivered(&done.envelope, wire_reply, &info, now),
+            Verdict::Bounce => {
+                let class = action
+                    .classification
+                    .map(|c| crate::fate::wire_class(c.class));
+                fates::bounced(&done.envelope, wire_reply, class, &info, now)
+            }
+            Verdict::Retry { at_least } => {
+                let mut envelope = done.envelope.clone();
+                envelope.site = done.ticket.site.clone();
+                self.retry_fate(&envelope, wire_reply, info, at_least)
+            }
+        };
+        self.count_fate(&fate);
+        let keep = matches!(&done.attempt, Attempt::Replied { reply } if reply.code != 421);
+        self.settle_connection(now, done.conn, done.live.filter(|_| keep));
+        self.spawn_publish(done.ticket.rec, fate);
+    }
+
+    fn settle_connection(&mut self, now: Millis, mut conn: Connection, live: Option<Live>) {
+        match live {
+            Some(live) if conn.take_message() => {
+                let path = conn.path();
+                self.idle.entry(path).or_default().push(Idle {
+                    conn,
+                    live,
+                    since: Instant::now(),
+                });
+            }
+            Some(live) => self.close(conn, live),
+            None => self.engine.on_connection_close(now, conn),
+        }
+    }
+
+    /// Says QUIT in the background; the engine learns of the close after it.
+    pub(super) fn close(&mut self, conn: Connection, live: Live) {
+        self.closing.spawn(async move {
+            live.session.quit().await;
+            conn
+        });
+    }
+
+    /// Closes connections idle for longer than `smtp.idle_timeout`.
+    pub(super) fn close_stale_idle(&mut self) {
+        let limit = Duration::from_millis(self.cfg.smtp.idle_timeout.0);
+        let mut stale = Vec::new();
+        for list in self.idle.values_mut() {
+            let (old, fresh): (Vec<Idle>, Vec<Idle>) =
+                list.drain(..).partition(|i| i.since.elapsed() >= limit);
+            *list = fresh;
+            stale.extend(old);
+        }
+        for idle in stale {
+            self.close(idle.conn, idle.live);
+        }
+    }
+}

@@ -1,0 +1,16 @@
+/// Why a sender node could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SenderError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("shaping configuration: {0}")]
+    Shaping(sluice_shaping::ConfigError),
+    #[error("no source IP of this node belongs to pool `{0}` (set shaping.ips)")]
+    NoIps(String),
+    #[error(transparent)]
+    Kafka(#[from] sluice_log::LogError),
+    #[error(transparent)]
+    Route(#[from] crate::route::RouteError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}

@@ -1,0 +1,253 @@
+//! Harness for the sender's end-to-end tests: a simulated ISP farm on
+//! 127.0.0.2–6, a real Kafka (SLUICE_KAFKA_BROKERS), envelopes in, events out.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use futures::future::try_join_all;
+use prost::Message as _;
+use rdkafka::Message;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use sluice_log::KafkaConfig;
+use sluice_proto::v1::{Envelope, Event, EventKind};
+use sluice_sim::{Scenario, SimHandle, Simulator};
+
+/// Source IPs of the sender under test.
+pub const IPS: [&str; 8] = [
+    "127.0.0.10",
+    "127.0.0.11",
+    "127.0.0.12",
+    "127.0.0.13",
+    "127.0.0.14",
+    "127.0.0.15",
+    "127.0.0.16",
+    "127.0.0.17",
+];
+
+pub async fn kafka() -> KafkaConfig {
+    let config = KafkaConfig::from_env("sluice-sender-test");
+    if let Err(err) = sluice_log::probe(&config, Duration::from_secs(10)).await {
+        panic!("this test needs a running Kafka broker. {err}");
+    }
+    config
+}
+
+/// Unique names so tests never see each other's records.
+pub struct Names {
+    pub pool: String,
+    pub outbound: String,
+    pub events: String,
+    pub group: String,
+}
+
+impl Names {
+    pub fn new() -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let pool = format!("p{}", &id[..8]);
+        Self {
+            outbound: format!("sluice.test.outbound.{id}"),
+            events: format!("sluice.test.events.{id}"),
+            group: format!("sluice-test-sender-{id}"),
+            pool,
+        }
+    }
+}
+
+pub async fn start_sim(text: &str) -> SimHandle {
+    let scenario = Scenario::parse(text).expect("scenario parses");
+    Simulator::start(scenario).await.expect("simulator starts")
+}
+
+/// `[routes]` TOML lines: every domain of every provider to its address.
+pub fn routes_toml(sim: &SimHandle, domains: &[(&str, &[&str])]) -> String {
+    let mut out = String::from("[routes]\n");
+    for (provider, ds) in domains {
+        let addr = sim.addr(provider).expect("provider is bound");
+        for d in *ds {
+            out.push_str(&format!("\"{d}\" = [\"{addr}\"]\n"));
+        }
+    }
+    out
+}
+
+/// `[[shaping.sites.rules]]` naming each provider's site after the provider.
+pub fn site_rules_toml(sim: &SimHandle) -> String {
+    let mut out = String::new();
+    for (name, addr) in sim.addrs() {
+        out.push_str(&format!(
+            "[[shaping.sites.rules]]\npattern = \"{}\"\nsite = \"{name}\"\nprovider = \"{name}\"\n",
+            addr.ip()
+        ));
+    }
+    out
+}
+
+pub fn ips_toml(pool: &str, n: usize) -> String {
+    IPS[..n]
+        .iter()
+        .map(|ip| format!("[[shaping.ips]]\naddress = \"{ip}\"\npool = \"{pool}\"\n"))
+        .collect()
+}
+
+/// The common part of a sender config; callers append limits.
+pub fn base_config(names: &Names, brokers: &str) -> String {
+    format!(
+        r#"
+node = "test-sender"
+pool = "{pool}"
+dns = false
+
+[kafka]
+brokers = "{brokers}"
+outbound_topic = "{outbound}"
+events_topic = "{events}"
+group = "{group}"
+commit_interval = "200ms"
+
+[smtp]
+ehlo_name = "sender.sluice.test"
+connect_timeout = "5s"
+command_timeout = "10s"
+data_timeout = "10s"
+idle_timeout = "2s"
+
+[queues]
+max_in_flight = 4000
+max_per_site = 800
+overflow_delay = "1s"
+
+[shaping.retry]
+first_delay = "1s"
+multiplier = 2.0
+max_delay = "4s"
+max_age = "3m"
+jitter_percent = 10
+tiers = ["1s", "5s"]
+"#,
+        pool = names.pool,
+        outbound = names.outbound,
+        events = names.events,
+        group = names.group,
+    )
+}
+
+pub fn envelope(pool: &str, n: usize, recipient: &str, size: usize) -> Envelope {
+    let id = format!(
+        "m{n:06}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let filler = "x".repeat(size.saturating_sub(200).max(1));
+    let content = format!(
+        "Message-ID: <{id}@sluice.test>\r\nFrom: sender@origin.test\r\nTo: {recipient}\r\nSubject: test {n}\r\n\r\n{filler}\r\n"
+    );
+    Envelope {
+        message_id: id,
+        tenant: "acme".into(),
+        pool: pool.into(),
+        campaign: "e2e".into(),
+        return_path: "bounces@origin.test".into(),
+        recipient: recipient.into(),
+        content: content.into_bytes(),
+        accepted_at: Some(sluice_sender::fate::timestamp(sluice_sender::fate::now())),
+        ..Default::default()
+    }
+}
+
+pub async fn produce(kafka: &KafkaConfig, topic: &str, envelopes: &[Envelope]) {
+    sluice_log::create_topic(kafka, topic, 4)
+        .await
+        .expect("create topic");
+    let producer: FutureProducer = kafka.producer().create().expect("producer");
+    for chunk in envelopes.chunks(2000) {
+        let sends = chunk.iter().map(|e| {
+            let producer = &producer;
+            let payload = e.encode_to_vec();
+            async move {
+                producer
+                    .send(
+                        FutureRecord::to(topic).key(&e.message_id).payload(&payload),
+                        Duration::from_secs(30),
+                    )
+                    .await
+                    .map_err(|(err, _)| err)
+            }
+        });
+        try_join_all(sends).await.expect("produce envelopes");
+    }
+}
+
+/// Reads the events topic until every id in `expected` has a final event
+/// (delivered, bounced or expired) or `timeout` passes. Returns all events
+/// per message id.
+pub async fn collect_fates(
+    kafka: &KafkaConfig,
+    topic: &str,
+    expected: &HashSet<String>,
+    timeout: Duration,
+) -> HashMap<String, Vec<Event>> {
+    sluice_log::create_topic(kafka, topic, 4)
+        .await
+        .expect("create events topic");
+    let group = format!("sluice-test-events-{}", uuid::Uuid::new_v4().simple());
+    let consumer: StreamConsumer = kafka.consumer(&group).create().expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let deadline = Instant::now() + timeout;
+    let mut events: HashMap<String, Vec<Event>> = HashMap::new();
+    let mut finals = HashSet::new();
+    while finals.len() < expected.len() && Instant::now() < deadline {
+        let Ok(msg) = tokio::time::timeout(Duration::from_secs(1), consumer.recv()).await else {
+            continue;
+        };
+        let msg = msg.expect("consume events");
+        let event = Event::decode(msg.payload().unwrap_or_default()).expect("events decode");
+        if is_final(event.kind()) && expected.contains(&event.message_id) {
+            finals.insert(event.message_id.clone());
+        }
+        events
+            .entry(event.message_id.clone())
+            .or_default()
+            .push(event);
+    }
+    events
+}
+
+pub fn is_final(kind: EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Delivered | EventKind::Bounced | EventKind::Expired
+    )
+}
+
+/// The final event of each message (the last one, if several).
+pub fn finals(events: &HashMap<String, Vec<Event>>) -> BTreeMap<String, Event> {
+    events
+        .iter()
+        .filter_map(|(id, evs)| {
+            evs.iter()
+                .rev()
+                .find(|e| is_final(e.kind()))
+                .map(|e| (id.clone(), e.clone()))
+        })
+        .collect()
+}
+
+/// Message ids the simulator accepted, from its `Message-ID` header.
+pub fn accepted_ids(report: &sluice_sim::Report) -> Vec<String> {
+    report
+        .messages
+        .iter()
+        .map(|m| {
+            m.message_id
+                .trim_matches(['<', '>'])
+                .trim_end_matches("@sluice.test")
+                .to_owned()
+        })
+        .collect()
+}
+
+pub fn addr_of(sim: &SimHandle, provider: &str) -> SocketAddr {
+    sim.addr(provider).expect("provider bound")
+}

@@ -1,0 +1,209 @@
+//! End to end on real Kafka and the ISP simulator: 20,000 messages to five
+//! simulated providers with tight per-IP limits, from eight source IPs.
+//! Every message must end delivered or bounced exactly as the simulator's
+//! rules imply, and the simulator must count zero limit violations.
+
+mod common;
+
+use std::collections::{BTreeSet, HashSet};
+use std::time::{Duration, Instant};
+
+use common::*;
+use sluice_proto::v1::EventKind;
+use sluice_sender::{Sender, SenderConfig};
+
+const SCENARIO: &str = r#"
+seed = 7
+
+[[provider]]
+name = "gmail"
+style = "gmail"
+listen = "127.0.0.2:0"
+domains = ["gmail.test"]
+unknown_users = ["nobody"]
+temp_failure_rate = 0.01
+[provider.limits]
+connections_per_ip = 3
+messages_per_connection = 50
+messages_per_minute = 1200
+
+[[provider]]
+name = "yahoo"
+style = "yahoo"
+listen = "127.0.0.3:0"
+domains = ["yahoo.test"]
+mailbox_full_permanent = ["abandoned"]
+temp_failure_rate = 0.01
+[provider.limits]
+connections_per_ip = 2
+messages_per_connection = 20
+messages_per_minute = 900
+
+[[provider]]
+name = "outlook"
+style = "outlook"
+listen = "127.0.0.4:0"
+domains = ["outlook.test"]
+temp_failure_rate = 0.01
+[provider.limits]
+connections_per_ip = 2
+messages_per_connection = 10
+messages_per_minute = 900
+
+[[provider]]
+name = "small-a"
+listen = "127.0.0.5:0"
+domains = ["small-a.test"]
+greylist_secs = 2
+[provider.limits]
+connections_per_ip = 1
+messages_per_minute = 600
+
+[[provider]]
+name = "small-b"
+listen = "127.0.0.6:0"
+domains = ["small-b.test"]
+starttls = false
+[provider.limits]
+connections_per_ip = 1
+messages_per_connection = 5
+messages_per_minute = 600
+"#;
+
+/// Per provider: (name, domain, messages, bouncing local part, sim limits
+/// (connections, messages per connection, messages per minute)).
+const PLAN: [(&str, &str, usize, &str, (u32, u32, u32)); 5] = [
+    ("gmail", "gmail.test", 6000, "nobody", (3, 50, 1200)),
+    ("yahoo", "yahoo.test", 5000, "abandoned", (2, 20, 900)),
+    ("outlook", "outlook.test", 5000, "", (2, 10, 900)),
+    ("small-a", "small-a.test", 2000, "", (1, 1000, 600)),
+    ("small-b", "small-b.test", 2000, "", (1, 5, 600)),
+];
+
+/// Sender limits a little inside the simulator's: rate at 90 % minus the burst.
+fn limits_toml() -> String {
+    let mut out = String::new();
+    for (name, _, _, _, (conns, per_conn, per_min)) in PLAN {
+        let burst = 5;
+        let rate = per_min * 9 / 10 - burst;
+        out.push_str(&format!(
+            "[shaping.limits.sites.\"{name}\"]\nmessages_per_minute = {rate}\nburst = {burst}\nmax_connections = {conns}\nmessages_per_connection = {per_conn}\nnew_connections_per_minute = 600\n"
+        ));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_thousand_messages_within_every_limit_and_none_lost() {
+    let kafka = kafka().await;
+    let names = Names::new();
+    let sim = start_sim(SCENARIO).await;
+    let domains: Vec<(&str, &[&str])> = vec![
+        ("gmail", &["gmail.test"]),
+        ("yahoo", &["yahoo.test"]),
+        ("outlook", &["outlook.test"]),
+        ("small-a", &["small-a.test"]),
+        ("small-b", &["small-b.test"]),
+    ];
+    let config = format!(
+        "{}\n{}\n{}\n{}\n{}",
+        base_config(&names, &kafka.brokers),
+        routes_toml(&sim, &domains),
+        site_rules_toml(&sim),
+        ips_toml(&names.pool, 8),
+        limits_toml(),
+    );
+    let config = SenderConfig::from_toml(&config).expect("sender config");
+
+    let mut envelopes = Vec::new();
+    let mut must_bounce = BTreeSet::new();
+    for (_, domain, count, bouncer, _) in PLAN {
+        for i in 0..count {
+            let local = if !bouncer.is_empty() && i % 100 == 7 {
+                format!("{bouncer}+{i}")
+            } else {
+                format!("user{i}")
+            };
+            let e = envelope(
+                &names.pool,
+                envelopes.len(),
+                &format!("{local}@{domain}"),
+                1024,
+            );
+            if local.starts_with(bouncer) && !bouncer.is_empty() {
+                must_bounce.insert(e.message_id.clone());
+            }
+            envelopes.push(e);
+        }
+    }
+    produce(&kafka, &names.outbound, &envelopes).await;
+    let expected: HashSet<String> = envelopes.iter().map(|e| e.message_id.clone()).collect();
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let started = Instant::now();
+    let sender = tokio::spawn(Sender::new(config).run(async {
+        let _ = stop_rx.await;
+    }));
+    let events = collect_fates(&kafka, &names.events, &expected, Duration::from_secs(300)).await;
+    let elapsed = started.elapsed();
+    stop_tx.send(()).expect("sender still running");
+    let stats = sender.await.expect("sender task").expect("sender ran");
+    let report = sim.shutdown().await;
+
+    let finals = finals(&events);
+    let missing: Vec<_> = expected
+        .iter()
+        .filter(|id| !finals.contains_key(*id))
+        .take(5)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} messages have no final event, e.g. {missing:?} (stats {stats:?})",
+        expected.len() - finals.len()
+    );
+    let bounced: BTreeSet<String> = finals
+        .iter()
+        .filter(|(_, e)| e.kind() == EventKind::Bounced)
+        .map(|(id, _)| id.clone())
+        .collect();
+    assert_eq!(
+        bounced, must_bounce,
+        "exactly the unknown and abandoned mailboxes bounce"
+    );
+    let delivered: HashSet<String> = finals
+        .iter()
+        .filter(|(_, e)| e.kind() == EventKind::Delivered)
+        .map(|(id, _)| id.clone())
+        .collect();
+    assert_eq!(
+        delivered.len() + bounced.len(),
+        expected.len(),
+        "nothing expired"
+    );
+    let accepted: HashSet<String> = accepted_ids(&report).into_iter().collect();
+    assert_eq!(
+        accepted, delivered,
+        "the simulator holds exactly the delivered messages"
+    );
+    let duplicates = report.duplicates();
+    assert_eq!(report.total_violations(), 0, "limit violations:\n{report}");
+    let deferred = events
+        .values()
+        .flatten()
+        .filter(|e| e.kind() == EventKind::Deferred)
+        .count();
+    println!(
+        "20,000 messages in {elapsed:.1?}: delivered {}, bounced {}, deferred attempts {deferred}, duplicates {}, violations 0",
+        delivered.len(),
+        bounced.len(),
+        duplicates.len()
+    );
+    assert!(
+        duplicates.is_empty(),
+        "no crash, so no duplicates: {duplicates:?}"
+    );
+    assert!(
+        deferred > 0,
+        "greylisting and random 4xx must have caused retries"
+    );
+}
