@@ -80,7 +80,7 @@ pub fn submission(
             }
             size_limit("raw", bytes.len(), limits.max_message_bytes)?;
             let raw = RawMessage::parse(bytes)?;
-            let header_domain = sender(tenant, "raw (From header)", raw.from_header())?;
+            let header_domain = sender(tenant, "raw (From header)", raw.sender_value())?;
             let size = raw.size() + 2048;
             (Body::Raw(raw), header_domain, size)
         }

@@ -126,10 +126,10 @@ pub const DURABLE_IDS_METADATA: &str = "sluice-durable-ids";
 impl From<IngestError> for tonic::Status {
     fn from(err: IngestError) -> Self {
         let mut status = tonic::Status::new(err.grpc_code(), err.to_string());
-        if !err.durable_ids().is_empty() {
-            if let Ok(value) = err.durable_ids().join(",").parse() {
-                status.metadata_mut().insert(DURABLE_IDS_METADATA, value);
-            }
+        if !err.durable_ids().is_empty()
+            && let Ok(value) = err.durable_ids().join(",").parse()
+        {
+            status.metadata_mut().insert(DURABLE_IDS_METADATA, value);
         }
         status
     }

@@ -66,10 +66,10 @@ async fn send(State(ingestor): State<Arc<Ingestor>>, headers: HeaderMap, body: B
     let result = async {
         let tenant = authenticate(&ingestor, &headers)?;
         let mut request: JsonSendRequest = parse(&body)?;
-        if request.idempotency_key.is_empty() {
-            if let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
-                request.idempotency_key = key.to_owned();
-            }
+        if request.idempotency_key.is_empty()
+            && let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok())
+        {
+            request.idempotency_key = key.to_owned();
         }
         ingestor.submit(&tenant, request.into_submission()?).await
     }

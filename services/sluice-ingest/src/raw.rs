@@ -64,7 +64,7 @@ impl RawMessage {
     }
 
     /// The From header's value (unfolded).
-    pub fn from_header(&self) -> &str {
+    pub fn sender_value(&self) -> &str {
         &self.from
     }
 
@@ -183,7 +183,7 @@ mod tests {
     #[test]
     fn adds_date_and_message_id_when_missing() {
         let m = RawMessage::parse(b"From: a@acme.example\nSubject: hi\n\nbody\n").expect("ok");
-        assert_eq!(m.from_header(), "a@acme.example");
+        assert_eq!(m.sender_value(), "a@acme.example");
         let text = copy_of(&m);
         assert!(text.starts_with("Date: "), "{text}");
         assert!(

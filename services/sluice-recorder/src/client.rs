@@ -21,12 +21,14 @@ async fn connect(addr: &str) -> Result<QueryClient<Channel>, RecorderError> {
             field: "--query-addr",
             reason: format!("{addr}: {e}"),
         })?;
-    endpoint.connect().await.map(QueryClient::new).map_err(|e| {
-        RecorderError::Config(format!(
-            "cannot reach the Query service at {addr} ({e}); start it with `sluice recorder` \
-             or point --query-addr / SLUICE_QUERY_ADDR at a running recorder"
-        ))
-    })
+    endpoint
+        .connect()
+        .await
+        .map(QueryClient::new)
+        .map_err(|e| RecorderError::QueryUnreachable {
+            addr: addr.to_owned(),
+            reason: e.to_string(),
+        })
 }
 
 fn kind_name(kind: i32) -> String {

@@ -39,8 +39,14 @@ pub enum RecorderError {
     #[error("gRPC transport: {0}")]
     Transport(#[from] tonic::transport::Error),
     /// A call to the Query service failed (client side).
-    #[error("Query service answered {}: {}", .0.code(), .0.message())]
+    #[error("Query service: {} ({:?})", .0.message(), .0.code())]
     Remote(#[from] tonic::Status),
+    /// The Query service could not be reached (client side).
+    #[error(
+        "cannot reach the Query service at {addr} ({reason}); start it with `sluice recorder` \
+         or point --query-addr / SLUICE_QUERY_ADDR at a running recorder"
+    )]
+    QueryUnreachable { addr: String, reason: String },
     /// The work was stopped by shutdown before it finished.
     #[error("shut down before the work finished")]
     ShuttingDown,
@@ -79,7 +85,9 @@ impl From<RecorderError> for tonic::Status {
                 Code::Unavailable
             }
             RecorderError::Kafka(_) | RecorderError::Transport(_) => Code::Unavailable,
-            RecorderError::ShuttingDown => Code::Unavailable,
+            RecorderError::ShuttingDown | RecorderError::QueryUnreachable { .. } => {
+                Code::Unavailable
+            }
             RecorderError::Remote(status) => status.code(),
             RecorderError::Migration { .. } | RecorderError::Corrupt(_) => Code::Internal,
         };

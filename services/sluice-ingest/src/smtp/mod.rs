@@ -104,3 +104,111 @@ async fn connection(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::OnceLock;
+
+    use proptest::prelude::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::IngestConfig;
+
+    /// A context whose Kafka is never reached: no input here gets past AUTH.
+    fn context() -> SmtpContext {
+        static CONTEXT: OnceLock<SmtpContext> = OnceLock::new();
+        CONTEXT
+            .get_or_init(|| {
+                let config = IngestConfig::from_toml(
+                    r#"
+                    [kafka]
+                    brokers = "127.0.0.1:1"
+                    [unsubscribe]
+                    base_url = "https://u.example/u"
+                    secret = "0123456789abcdef0123456789abcdef"
+                    "#,
+                )
+                .expect("config");
+                let ingestor = Arc::new(Ingestor::new(&config).expect("ingestor"));
+                SmtpContext::new(ingestor, &config.smtp).expect("context")
+            })
+            .clone()
+    }
+
+    /// Feeds `input` to a session and returns everything it answered.
+    fn converse(input: &[u8], tls: bool) -> String {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let (mut client, server) = tokio::io::duplex(1 << 16);
+            let (_stop, stopped) = watch::channel(false);
+            let session = Session::new(server, context(), tls, stopped);
+            let talk = async {
+                client.write_all(input).await.expect("write");
+                client.shutdown().await.expect("shutdown");
+                let mut out = Vec::new();
+                client.read_to_end(&mut out).await.expect("read");
+                out
+            };
+            // The session's stream is dropped when it ends, which ends `talk`.
+            let serve = async {
+                let _ = session.run(true).await;
+            };
+            let ((), out) = tokio::join!(serve, talk);
+            String::from_utf8(out).expect("replies are UTF-8")
+        })
+    }
+
+    fn well_formed(replies: &str) -> bool {
+        replies.starts_with("220 ")
+            && replies.split("\r\n").filter(|l| !l.is_empty()).all(|line| {
+                line.len() >= 4
+                    && line.as_bytes()[..3].iter().all(u8::is_ascii_digit)
+                    && matches!(line.as_bytes()[3], b' ' | b'-')
+            })
+    }
+
+    #[test]
+    fn mail_before_auth_and_auth_before_tls_are_refused() {
+        let replies = converse(
+            b"EHLO x\r\nAUTH PLAIN AGEAYg==\r\nMAIL FROM:<a@b.example>\r\nQUIT\r\n",
+            false,
+        );
+        assert!(replies.contains("250 STARTTLS"), "{replies}");
+        assert!(replies.contains("\r\n538 5.7.11"), "{replies}");
+        assert!(replies.contains("\r\n530 5.7.0"), "{replies}");
+        assert!(replies.ends_with("221 2.0.0 Bye\r\n"), "{replies}");
+        let replies = converse(b"EHLO x\r\nAUTH PLAIN AGEAYg==\r\n", true);
+        assert!(replies.contains("250 AUTH PLAIN LOGIN"), "{replies}");
+        assert!(replies.contains("\r\n535 5.7.8"), "{replies}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn arbitrary_input_never_panics_and_every_reply_is_well_formed(
+            input in proptest::collection::vec(any::<u8>(), 0..2048),
+            tls in any::<bool>(),
+        ) {
+            let replies = converse(&input, tls);
+            prop_assert!(well_formed(&replies), "{replies:?}");
+        }
+
+        #[test]
+        fn arbitrary_command_sequences_never_panic(
+            lines in proptest::collection::vec(
+                "(EHLO x|HELO x|MAIL FROM:<a@b.example>|RCPT TO:<c@d.example>|DATA|RSET|NOOP|AUTH LOGIN|AUTH PLAIN|STARTTLS|\\.|[ -~]{0,40})",
+                0..30,
+            ),
+            tls in any::<bool>(),
+        ) {
+            let input = lines.join("\r\n") + "\r\n";
+            let replies = converse(input.as_bytes(), tls);
+            prop_assert!(well_formed(&replies), "{replies:?}");
+        }
+    }
+}

@@ -80,7 +80,7 @@ async fn send_publishes_one_signed_envelope_per_recipient_and_events() {
         ids.iter().all(|id| ulid::Ulid::from_string(id).is_ok()),
         "{ids:?}"
     );
-    assert_eq!(response.recipients[2].suppressed, true);
+    assert!(response.recipients[2].suppressed);
 
     let envelopes = node.envelopes("shared", 2).await;
     for (envelope, (name, id)) in envelopes.iter().zip([("Ann", &ids[0]), ("Bob", &ids[1])]) {

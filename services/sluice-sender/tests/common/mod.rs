@@ -123,7 +123,7 @@ overflow_delay = "1s"
 first_delay = "1s"
 multiplier = 2.0
 max_delay = "4s"
-max_age = "3m"
+max_age = "10m"
 jitter_percent = 10
 tiers = ["1s", "5s"]
 "#,
