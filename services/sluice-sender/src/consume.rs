@@ -33,8 +33,11 @@ pub struct Consume {
     pub sites: SiteResolver,
     pub tracker: Arc<Mutex<OffsetTracker>>,
     pub intake: UnboundedSender<Intake>,
-    parked: HashMap<(String, i32), VecDeque<(RecordRef, Envelope, Millis)>>,
+    parked: HashMap<(String, i32), VecDeque<Parked>>,
 }
+
+/// A delay-tier record waiting for its `not_before`, with its due time.
+type Parked = (RecordRef, Envelope, Millis);
 
 impl Consume {
     pub fn new(

@@ -115,8 +115,8 @@ data_timeout = "10s"
 idle_timeout = "2s"
 
 [queues]
-max_in_flight = 4000
-max_per_site = 800
+max_in_flight = 6000
+max_per_site = 1500
 overflow_delay = "1s"
 
 [shaping.retry]
@@ -126,6 +126,14 @@ max_delay = "4s"
 max_age = "10m"
 jitter_percent = 10
 tiers = ["1s", "5s"]
+
+# The simulator greylists for seconds, not the minutes of the built-in rule.
+[[shaping.replies.rules]]
+name = "sim-greylisting"
+code = "^4"
+text = "(?i)greylist"
+action = "retry"
+retry_after = "2s"
 "#,
         pool = names.pool,
         outbound = names.outbound,
