@@ -94,6 +94,7 @@ impl Consume {
             partition: msg.partition(),
             offset: msg.offset(),
         };
+        tracing::trace!(topic = %rec.topic, partition = rec.partition, offset = rec.offset, "record");
         self.tracker.lock().expect("offset tracker lock").start(
             &rec.topic,
             rec.partition,

@@ -3,6 +3,7 @@
 mod cli;
 mod doctor;
 mod placeholder;
+mod run;
 
 use std::process::ExitCode;
 
@@ -32,9 +33,10 @@ fn main() -> ExitCode {
 async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Doctor(args) => doctor::run(args).await,
-        Command::Migrate(args) => migrate(args).await,
-        Command::Recorder(args) => recorder(args).await,
-        Command::Ingest(args) => ingest(args).await,
+        Command::Migrate(args) => run::migrate(args).await,
+        Command::Recorder(args) => run::recorder(args).await,
+        Command::Ingest(args) => run::ingest(args).await,
+        Command::Sender(args) => run::sender(args).await,
         Command::Status(args) => {
             let q = &args.query;
             printed(sluice_recorder::client::status(&q.query_addr, &args.message_id, q.json).await)
@@ -54,47 +56,6 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         other => Ok(placeholder::refuse(&other)),
     }
-}
-
-/// `sluice migrate`: applies the recorder's versioned schema.
-async fn migrate(args: cli::ServiceArgs) -> anyhow::Result<ExitCode> {
-    let config = sluice_recorder::RecorderConfig::load(args.config.as_deref())?;
-    let applied = sluice_recorder::migrate_configured(&config).await?;
-    if applied.is_empty() {
-        println!("keyspace {}: schema already current", config.keyspace);
-    } else {
-        println!(
-            "keyspace {}: applied schema versions {applied:?}",
-            config.keyspace
-        );
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `sluice recorder`: runs the recorder and its Query service until Ctrl-C.
-async fn recorder(args: cli::ServiceArgs) -> anyhow::Result<ExitCode> {
-    let config = sluice_recorder::RecorderConfig::load(args.config.as_deref())?;
-    let listener = tokio::net::TcpListener::bind(&config.query_listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("query_listen {}: cannot bind: {e}", config.query_listen))?;
-    tracing::info!(addr = %config.query_listen, "Query service listening");
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    sluice_recorder::run(listener, config, shutdown).await?;
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `sluice ingest`: runs the ingest node until Ctrl-C, then drains.
-async fn ingest(args: cli::ServiceArgs) -> anyhow::Result<ExitCode> {
-    let config = sluice_ingest::IngestConfig::load(args.config.as_deref())?;
-    let listeners = sluice_ingest::IngestListeners::bind(&config.listen).await?;
-    tracing::info!(listen = ?config.listen, "ingest listening");
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    sluice_ingest::run(listeners, config, shutdown).await?;
-    Ok(ExitCode::SUCCESS)
 }
 
 /// Prints a Query answer (table or JSON).

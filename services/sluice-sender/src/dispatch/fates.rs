@@ -193,6 +193,13 @@ impl Dispatcher {
         let Some(event) = &fate.event else {
             return;
         };
+        tracing::debug!(
+            message_id = %event.message_id,
+            kind = ?event.kind(),
+            reply = ?event.reply.as_ref().map(|r| (r.code, r.enhanced_code.as_str(), r.text.as_str())),
+            source_ip = %event.source_ip,
+            "outcome"
+        );
         let mut stats = self.stats.lock().expect("stats lock");
         match event.kind() {
             EventKind::Delivered => stats.delivered += 1,

@@ -147,9 +147,11 @@ pub fn envelope(pool: &str, n: usize, recipient: &str, size: usize) -> Envelope 
         "m{n:06}-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
-    let filler = "x".repeat(size.saturating_sub(200).max(1));
+    // Body lines of 76 characters: RFC 5322 caps a line at 998.
+    let line = format!("{}\r\n", "x".repeat(76));
+    let filler = line.repeat(size.saturating_sub(200).max(78) / 78);
     let content = format!(
-        "Message-ID: <{id}@sluice.test>\r\nFrom: sender@origin.test\r\nTo: {recipient}\r\nSubject: test {n}\r\n\r\n{filler}\r\n"
+        "Message-ID: <{id}@sluice.test>\r\nFrom: sender@origin.test\r\nTo: {recipient}\r\nSubject: test {n}\r\n\r\n{filler}"
     );
     Envelope {
         message_id: id,
