@@ -36,6 +36,10 @@ pub struct SenderConfig {
     /// Use DNS (MX, then A/AAAA) for domains without a static route.
     #[serde(default = "yes")]
     pub dns: bool,
+    /// Name servers to ask instead of the system's (`/etc/resolv.conf`),
+    /// e.g. `["10.0.0.2:53"]`. Empty: the system's.
+    #[serde(default)]
+    pub dns_servers: Vec<SocketAddr>,
     /// The shaping engine: source IPs, sites, limits, backoff, warm-up, retries.
     /// See docs/shaping.md for every field.
     #[serde(default)]

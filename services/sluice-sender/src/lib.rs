@@ -125,7 +125,13 @@ impl Sender {
 
     fn router(&self) -> Result<Router, SenderError> {
         let statics = StaticRoutes::new(self.cfg.routes.clone());
-        if self.cfg.dns {
+        if self.cfg.dns && !self.cfg.dns_servers.is_empty() {
+            Ok(Router::with_servers(
+                statics,
+                &self.cfg.dns_servers,
+                self.cfg.smtp.port,
+            )?)
+        } else if self.cfg.dns {
             Ok(Router::with_system_dns(statics, self.cfg.smtp.port)?)
         } else {
             Ok(Router::static_only(statics))

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
 use hickory_resolver::TokioResolver;
+use hickory_resolver::config::{NameServerConfig, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::rr::RData;
 
@@ -98,13 +100,31 @@ impl Router {
         })
     }
 
-    /// A router with a resolver the caller built (e.g. pointed at a test name server).
-    pub fn with_resolver(statics: StaticRoutes, dns: TokioResolver, smtp_port: u16) -> Self {
-        Self {
+    /// A router that asks the given name servers (UDP, then TCP on truncation).
+    pub fn with_servers(
+        statics: StaticRoutes,
+        servers: &[SocketAddr],
+        smtp_port: u16,
+    ) -> Result<Self, RouteError> {
+        let mut config = ResolverConfig::default();
+        for server in servers {
+            let mut ns = NameServerConfig::udp_and_tcp(server.ip());
+            for connection in &mut ns.connections {
+                connection.port = server.port();
+            }
+            config.add_name_server(ns);
+        }
+        let dns = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
+            .build()
+            .map_err(|e| RouteError {
+                domain: "-".into(),
+                reason: format!("cannot build the DNS resolver for dns_servers: {e}"),
+            })?;
+        Ok(Self {
             statics,
             dns: Some(dns),
             smtp_port,
-        }
+        })
     }
 
     /// A router that knows only its static table; other domains fail.

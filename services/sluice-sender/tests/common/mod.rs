@@ -198,6 +198,24 @@ pub async fn collect_fates(
     expected: &HashSet<String>,
     timeout: Duration,
 ) -> HashMap<String, Vec<Event>> {
+    collect_events(kafka, topic, timeout, |events| {
+        expected.iter().all(|id| {
+            events
+                .get(id)
+                .is_some_and(|evs| evs.iter().any(|e| is_final(e.kind())))
+        })
+    })
+    .await
+}
+
+/// Reads the events topic from the start until `done` holds or `timeout`
+/// passes; returns all events per message id.
+pub async fn collect_events(
+    kafka: &KafkaConfig,
+    topic: &str,
+    timeout: Duration,
+    done: impl Fn(&HashMap<String, Vec<Event>>) -> bool,
+) -> HashMap<String, Vec<Event>> {
     sluice_log::create_topic(kafka, topic, 4)
         .await
         .expect("create events topic");
@@ -206,16 +224,20 @@ pub async fn collect_fates(
     consumer.subscribe(&[topic]).expect("subscribe");
     let deadline = Instant::now() + timeout;
     let mut events: HashMap<String, Vec<Event>> = HashMap::new();
-    let mut finals = HashSet::new();
-    while finals.len() < expected.len() && Instant::now() < deadline {
-        let Ok(msg) = tokio::time::timeout(Duration::from_secs(1), consumer.recv()).await else {
+    let mut checked = Instant::now();
+    while Instant::now() < deadline {
+        if checked.elapsed() >= Duration::from_millis(500) {
+            if done(&events) {
+                break;
+            }
+            checked = Instant::now();
+        }
+        let Ok(msg) = tokio::time::timeout(Duration::from_millis(500), consumer.recv()).await
+        else {
             continue;
         };
         let msg = msg.expect("consume events");
         let event = Event::decode(msg.payload().unwrap_or_default()).expect("events decode");
-        if is_final(event.kind()) && expected.contains(&event.message_id) {
-            finals.insert(event.message_id.clone());
-        }
         events
             .entry(event.message_id.clone())
             .or_default()
