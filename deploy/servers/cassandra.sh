@@ -63,18 +63,8 @@ CONF
 }
 
 start() {
-  if pid="$(our_pid "$RUN")"; then
-    say "already running (pid $pid, started by this script)"
-    return 0
-  fi
-  if port_open 127.0.0.1 "$PORT"; then
-    say "something already listens on 127.0.0.1:$PORT; using it as is (this script will not stop it)"
-    return 0
-  fi
-  require_java17
-  fetch_jars "$SERVERS_DIR/cassandra" "$LIB"
-  rm -rf "$RUN"
-  mkdir -p "$RUN/data" "$RUN/logs"
+  already_up "$RUN" "$PORT" && return 0
+  prepare_run "$SERVERS_DIR/cassandra" "$LIB" "$RUN"
   write_config
   local jamm
   jamm="$(ls "$LIB"/jamm-*.jar | head -n 1)"
@@ -99,7 +89,6 @@ start() {
 case "${1:-}" in
   start) start ;;
   stop) stop_ours "$RUN" ;;
-  status)
-    if port_open 127.0.0.1 "$PORT"; then say "listening on 127.0.0.1:$PORT"; else say "not listening on 127.0.0.1:$PORT"; exit 1; fi ;;
+  status) status "$PORT" ;;
   *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
 esac

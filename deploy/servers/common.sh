@@ -95,3 +95,36 @@ wait_ready() {
   tail -n 60 "$log" >&2 || true
   exit 1
 }
+
+# already_up RUN_DIR PORT: true (and says why) when our server or another
+# process already serves PORT.
+already_up() {
+  local pid
+  if pid="$(our_pid "$1")"; then
+    say "already running (pid $pid, started by this script)"
+    return 0
+  fi
+  if port_open 127.0.0.1 "$2"; then
+    say "something already listens on 127.0.0.1:$2; using it as is (this script will not stop it)"
+    return 0
+  fi
+  return 1
+}
+
+# prepare_run POM_DIR LIB_DIR RUN_DIR: Java check, jars, and a fresh run directory.
+prepare_run() {
+  require_java17
+  fetch_jars "$1" "$2"
+  rm -rf "$3"
+  mkdir -p "$3/data" "$3/logs"
+}
+
+# status PORT: exit 0 when something listens on PORT.
+status() {
+  if port_open 127.0.0.1 "$1"; then
+    say "listening on 127.0.0.1:$1"
+  else
+    say "not listening on 127.0.0.1:$1"
+    exit 1
+  fi
+}

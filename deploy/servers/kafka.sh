@@ -53,18 +53,8 @@ CONF
 }
 
 start() {
-  if pid="$(our_pid "$RUN")"; then
-    say "already running (pid $pid, started by this script)"
-    return 0
-  fi
-  if port_open 127.0.0.1 "$PORT"; then
-    say "something already listens on 127.0.0.1:$PORT; using it as is (this script will not stop it)"
-    return 0
-  fi
-  require_java17
-  fetch_jars "$SERVERS_DIR/kafka" "$LIB"
-  rm -rf "$RUN"
-  mkdir -p "$RUN/data" "$RUN/logs"
+  already_up "$RUN" "$PORT" && return 0
+  prepare_run "$SERVERS_DIR/kafka" "$LIB" "$RUN"
   write_config
   local cluster_id
   cluster_id="$(java -cp "$LIB/*" kafka.tools.StorageTool random-uuid)"
@@ -86,7 +76,6 @@ start() {
 case "${1:-}" in
   start) start ;;
   stop) stop_ours "$RUN" ;;
-  status)
-    if port_open 127.0.0.1 "$PORT"; then say "listening on 127.0.0.1:$PORT"; else say "not listening on 127.0.0.1:$PORT"; exit 1; fi ;;
+  status) status "$PORT" ;;
   *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
 esac

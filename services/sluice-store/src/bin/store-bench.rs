@@ -9,7 +9,7 @@
 //! `DIR` (default: the system temp dir) must be on the disk being measured, not
 //! a tmpfs. `N` (default 2000) is the number of single-record appends per size;
 //! batched runs write 10×N. Figures are recorded in `docs/embedded-store.md`.
-//! Without `--features bench-all` only redb (the chosen engine) is measured.
+//! Without `--features bench-all` only fjall (the chosen engine) is measured.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -25,9 +25,12 @@ trait Engine {
     fn read_all(&mut self) -> Res<u64>;
 }
 
+#[cfg(feature = "bench-redb")]
 struct Redb(redb::Database);
+#[cfg(feature = "bench-redb")]
 const REDB_LOG: redb::TableDefinition<(u32, u64), &[u8]> = redb::TableDefinition::new("log");
 
+#[cfg(feature = "bench-redb")]
 impl Engine for Redb {
     fn name(&self) -> &'static str {
         "redb 4.6"
@@ -55,10 +58,8 @@ impl Engine for Redb {
     }
 }
 
-#[cfg(feature = "bench-fjall")]
 struct Fjall(fjall::Database, fjall::Keyspace);
 
-#[cfg(feature = "bench-fjall")]
 impl Engine for Fjall {
     fn name(&self) -> &'static str {
         "fjall 3.1"
@@ -119,15 +120,12 @@ impl Engine for Sqlite {
 }
 
 fn engines(dir: &Path) -> Res<Vec<Box<dyn Engine>>> {
-    let mut out: Vec<Box<dyn Engine>> = vec![Box::new(Redb(redb::Database::create(
-        dir.join("redb"),
-    )?))];
-    #[cfg(feature = "bench-fjall")]
-    {
-        let db = fjall::Database::builder(dir.join("fjall")).open()?;
-        let ks = db.keyspace("log", fjall::KeyspaceCreateOptions::default)?;
-        out.push(Box::new(Fjall(db, ks)));
-    }
+    let db = fjall::Database::builder(dir.join("fjall")).open()?;
+    let ks = db.keyspace("log", fjall::KeyspaceCreateOptions::default)?;
+    #[allow(unused_mut)]
+    let mut out: Vec<Box<dyn Engine>> = vec![Box::new(Fjall(db, ks))];
+    #[cfg(feature = "bench-redb")]
+    out.push(Box::new(Redb(redb::Database::create(dir.join("redb"))?)));
     #[cfg(feature = "bench-sqlite")]
     {
         let conn = rusqlite::Connection::open(dir.join("sqlite.db"))?;
