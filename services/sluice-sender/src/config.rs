@@ -29,6 +29,9 @@ pub struct SenderConfig {
     /// Memory bounds.
     #[serde(default)]
     pub queues: QueueSection,
+    /// Where the shaping engine's counters are kept across restarts.
+    #[serde(default)]
+    pub state: StateSection,
     /// Static routes: recipient domain (or `"*"` for all) → list of
     /// `host:port`. Checked before DNS; use for smart hosts and tests.
     #[serde(default)]
@@ -135,6 +138,29 @@ impl Default for QueueSection {
             max_in_flight: 20_000,
             max_per_site: 2_000,
             overflow_delay: Span::mins(1),
+        }
+    }
+}
+
+/// Persistence of the shaping engine's state (rate and daily counters,
+/// warm-up progress, backoff) so that limits hold across restarts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateSection {
+    /// JSON file the state is saved to and restored from; unset: state starts
+    /// fresh at every start (only for tests and throwaway nodes).
+    pub file: Option<std::path::PathBuf>,
+    /// How often the state is saved while running (it is also saved when the
+    /// node drains). A node killed with -9 loses the counting of at most this
+    /// long.
+    pub interval: Span,
+}
+
+impl Default for StateSection {
+    fn default() -> Self {
+        Self {
+            file: None,
+            interval: Span::secs(1),
         }
     }
 }

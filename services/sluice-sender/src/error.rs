@@ -11,6 +11,8 @@ pub enum SenderError {
     Kafka(#[from] sluice_log::LogError),
     #[error(transparent)]
     Route(#[from] crate::route::RouteError),
+    #[error("shaping state file {file}: {reason}")]
+    State { file: String, reason: String },
     #[error("internal error: {0}")]
     Internal(String),
 }

@@ -18,6 +18,7 @@ pub mod offsets;
 pub mod publish;
 pub mod route;
 pub mod smtp;
+mod state;
 
 use std::sync::{Arc, Mutex};
 
@@ -59,7 +60,7 @@ impl Sender {
     /// finish, their fates are published, and offsets are committed.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<Stats, SenderError> {
         let cfg = self.cfg.clone();
-        let engine = Engine::new(cfg.shaping.clone()).map_err(SenderError::Shaping)?;
+        let engine = state::load(cfg.state.file.as_deref(), cfg.shaping.clone())?;
         let sites = SiteResolver::new(&cfg.shaping.sites).map_err(SenderError::Shaping)?;
         let kafka = KafkaConfig {
             brokers: cfg.kafka.brokers.clone(),

@@ -116,7 +116,8 @@ pub trait MessageLog: Send + Sync + 'static {
 
     /// Registers `group` as a reader of `topic`: from now on retention keeps
     /// every record the group has not committed. Call it before the first read.
-    fn join(&self, group: &str, topic: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn join(&self, group: &str, topic: &str)
+    -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The group's committed offset (the next offset it reads), `None` if it
     /// never committed or joined.
@@ -147,7 +148,10 @@ mod tests {
     fn partition_is_stable_and_in_range() {
         // Pinned values: changing the hash would move keys between partitions
         // of existing data directories.
-        assert_eq!(partition_for(b"", 8), (0xcbf2_9ce4_8422_2325_u64 % 8) as i32);
+        assert_eq!(
+            partition_for(b"", 8),
+            (0xcbf2_9ce4_8422_2325_u64 % 8) as i32
+        );
         assert_eq!(partition_for(b"msg-1", 1), 0);
         for i in 0..1000 {
             let p = partition_for(format!("m{i}").as_bytes(), 12);

@@ -110,6 +110,7 @@ pub struct Dispatcher {
     stats: Arc<Mutex<Stats>>,
     rng: u64,
     queued: usize,
+    saved_at: Instant,
 }
 
 impl Dispatcher {
@@ -136,6 +137,7 @@ impl Dispatcher {
             stats,
             rng: seed(),
             queued: 0,
+            saved_at: Instant::now(),
         })
     }
 
@@ -164,7 +166,10 @@ impl Dispatcher {
                     }
                 }
                 _ = tokio::time::sleep_until(wake) => {}
-                _ = tick.tick() => self.close_stale_idle(),
+                _ = tick.tick() => {
+                    self.close_stale_idle();
+                    self.save_state_if_due().await;
+                }
             }
             self.pump_all();
             self.publish_stats();
@@ -189,7 +194,33 @@ impl Dispatcher {
             self.close(i.conn, i.live);
         }
         while self.closing.join_next().await.is_some() {}
+        self.save_state().await;
         self.publish_stats();
+    }
+
+    async fn save_state_if_due(&mut self) {
+        let interval = std::time::Duration::from_millis(self.cfg.state.interval.0);
+        if self.saved_at.elapsed() >= interval {
+            self.save_state().await;
+        }
+    }
+
+    /// Saves the engine's state (off the async workers); a failure is logged
+    /// and retried at the next interval.
+    async fn save_state(&mut self) {
+        let Some(file) = self.cfg.state.file.clone() else {
+            return;
+        };
+        self.saved_at = Instant::now();
+        let snapshot = self.engine.snapshot();
+        let saved = tokio::task::spawn_blocking(move || crate::state::save(&file, &snapshot)).await;
+        match saved {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                tracing::error!(%err, "saving the shaping state failed; limits would not survive a restart until it succeeds (check the disk)")
+            }
+            Err(err) => tracing::error!(%err, "the state saving task failed"),
+        }
     }
 
     fn accept(&mut self, msg: Intake) {

@@ -65,10 +65,7 @@ impl Engine for Fjall {
         "fjall 3.1"
     }
     fn append(&mut self, records: &[(u32, u64, &[u8])]) -> Res<()> {
-        let mut batch = self
-            .0
-            .batch()
-            .durability(Some(fjall::PersistMode::SyncAll));
+        let mut batch = self.0.batch().durability(Some(fjall::PersistMode::SyncAll));
         for (p, o, v) in records {
             let mut key = p.to_be_bytes().to_vec();
             key.extend_from_slice(&o.to_be_bytes());
@@ -167,7 +164,10 @@ fn append_run(e: &mut dyn Engine, size: usize, count: u64, per_txn: u64, base: u
 fn row(engine: &str, size: usize, what: &str, count: u64, secs: f64) {
     let rate = count as f64 / secs;
     let mbs = rate * size as f64 / 1e6;
-    println!("| {engine} | {} KB | {what} | {count} | {secs:.2} s | {rate:.0} rec/s | {mbs:.1} MB/s |", size / 1000);
+    println!(
+        "| {engine} | {} KB | {what} | {count} | {secs:.2} s | {rate:.0} rec/s | {mbs:.1} MB/s |",
+        size / 1000
+    );
 }
 
 fn machine() -> String {
@@ -191,7 +191,9 @@ fn main() -> Res<()> {
     let dir = parent.join(format!("store-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     println!("machine: {}; data dir: {}", machine(), dir.display());
-    println!("method: durable appends to 8 partitions (each txn fsync'd), then one sequential read of all records; payloads incompressible");
+    println!(
+        "method: durable appends to 8 partitions (each txn fsync'd), then one sequential read of all records; payloads incompressible"
+    );
     println!("| engine | record | operation | records | time | rate | throughput |");
     println!("| --- | --- | --- | --- | --- | --- | --- |");
     for mut e in engines(&dir)? {
@@ -213,7 +215,11 @@ fn main() -> Res<()> {
         let bytes = e.read_all()?;
         let secs = start.elapsed().as_secs_f64();
         assert_eq!(bytes, total, "{name}: read back a different amount");
-        println!("| {name} | mixed | read all | {base} | {secs:.2} s | {:.0} rec/s | {:.1} MB/s |", base as f64 / secs, bytes as f64 / secs / 1e6);
+        println!(
+            "| {name} | mixed | read all | {base} | {secs:.2} s | {:.0} rec/s | {:.1} MB/s |",
+            base as f64 / secs,
+            bytes as f64 / secs / 1e6
+        );
     }
     std::fs::remove_dir_all(&dir)?;
     Ok(())

@@ -1,0 +1,106 @@
+//! [`MessageLog`] for [`EmbeddedLog`]: each call runs its blocking form on
+//! tokio's blocking pool (fsync must not stall a runtime worker); reads wait
+//! for appends through a [`tokio::sync::Notify`].
+
+use std::time::Duration;
+
+use super::EmbeddedLog;
+use crate::{MessageLog, NewRecord, Position, ReadLimit, Record, StoreError};
+
+impl EmbeddedLog {
+    async fn blocking<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&EmbeddedLog) -> Result<T, StoreError> + Send + 'static,
+    {
+        let log = self.clone();
+        tokio::task::spawn_blocking(move || f(&log))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+}
+
+impl MessageLog for EmbeddedLog {
+    async fn create_topic(&self, topic: &str, partitions: i32) -> Result<(), StoreError> {
+        let topic = topic.to_owned();
+        self.blocking(move |log| log.create_topic_blocking(&topic, partitions))
+            .await
+    }
+
+    async fn partitions(&self, topic: &str) -> Result<i32, StoreError> {
+        self.partitions_blocking(topic)
+    }
+
+    async fn append(
+        &self,
+        topic: &str,
+        key: &[u8],
+        payload: &[u8],
+    ) -> Result<Position, StoreError> {
+        let (topic, key, payload) = (topic.to_owned(), key.to_vec(), payload.to_vec());
+        self.blocking(move |log| log.append_blocking(&topic, &key, &payload))
+            .await
+    }
+
+    async fn append_batch(&self, records: Vec<NewRecord>) -> Result<Vec<Position>, StoreError> {
+        self.blocking(move |log| log.append_batch_blocking(&records))
+            .await
+    }
+
+    async fn read(
+        &self,
+        topic: &str,
+        partition: i32,
+        from: i64,
+        limit: ReadLimit,
+        wait: Duration,
+    ) -> Result<Vec<Record>, StoreError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Registered before reading, so an append between the read and
+            // the wait still wakes us.
+            let appended = self.inner.appended.notified();
+            tokio::pin!(appended);
+            appended.as_mut().enable();
+            let topic_owned = topic.to_owned();
+            let records = self
+                .blocking(move |log| log.read_blocking(&topic_owned, partition, from, limit))
+                .await?;
+            if !records.is_empty() || tokio::time::Instant::now() >= deadline {
+                return Ok(records);
+            }
+            if tokio::time::timeout_at(deadline, appended).await.is_err() {
+                return Ok(Vec::new());
+            }
+        }
+    }
+
+    async fn join(&self, group: &str, topic: &str) -> Result<(), StoreError> {
+        let (group, topic) = (group.to_owned(), topic.to_owned());
+        self.blocking(move |log| log.join_blocking(&group, &topic))
+            .await
+    }
+
+    async fn committed(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Option<i64>, StoreError> {
+        let (group, topic) = (group.to_owned(), topic.to_owned());
+        self.blocking(move |log| log.committed_blocking(&group, &topic, partition))
+            .await
+    }
+
+    async fn commit(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: i32,
+        next_offset: i64,
+    ) -> Result<(), StoreError> {
+        let (group, topic) = (group.to_owned(), topic.to_owned());
+        self.blocking(move |log| log.commit_blocking(&group, &topic, partition, next_offset))
+            .await
+    }
+}
