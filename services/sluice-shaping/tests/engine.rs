@@ -480,3 +480,39 @@ fn decide_via_reuses_idle_or_opens_within_limits() {
     assert_eq!(g4.path, g2.path);
     assert!(c4.is_some());
 }
+
+#[test]
+fn a_site_signal_pauses_one_site_of_an_ip_and_spares_the_others() {
+    let mut e = engine_with(vec![ipc(1, None), ipc(2, None)], Limits::default(), |_| {});
+    let pool = e.pool_key("p").unwrap();
+    // Set before the site is first seen: applied when its paths are created.
+    assert!(e.set_site_signal(ip(1), "bad", Signal::Pause));
+    let (bad, good) = (
+        e.site_key(&site("bad", None)),
+        e.site_key(&site("good", None)),
+    );
+    for r in 0..50 {
+        let grant = e.decide(T0, pool, bad, r).expect("ip 2 still sends to bad");
+        assert_eq!(grant.ip, ip(2), "ip 1 is paused toward `bad`");
+    }
+    let ips: std::collections::HashSet<IpAddr> = (0..50)
+        .map(|r| e.decide(T0, pool, good, r).expect("good flows").ip)
+        .collect();
+    assert!(ips.contains(&ip(1)), "ip 1 still sends to `good`");
+    e.set_site_signal(ip(2), "bad", Signal::Pause);
+    assert_eq!(
+        e.decide(T0, pool, bad, 0),
+        Err(Blocked::Held),
+        "every IP paused toward `bad`"
+    );
+    e.set_site_signal(ip(1), "bad", Signal::Ok);
+    assert_eq!(
+        e.decide(T0, pool, bad, 0).map(|g| g.ip),
+        Ok(ip(1)),
+        "cleared"
+    );
+    assert!(
+        !e.set_site_signal(ip(9), "bad", Signal::Pause),
+        "unknown IP"
+    );
+}

@@ -54,7 +54,7 @@ impl Engine {
     pub fn open_connection(&mut self, now: Millis, path: PathId) -> Result<Connection, Blocked> {
         let p = &self.paths[path.0 as usize];
         let ip = &self.ips[p.ip as usize];
-        if ip.state.signal == Signal::Pause {
+        if ip.state.signal == Signal::Pause || p.signal == Signal::Pause {
             return Err(Blocked::Held);
         }
         let mut b = Budget::new();

@@ -135,7 +135,7 @@ impl Engine {
     fn assess(&self, now: Millis, path: u32) -> Assessed {
         let p = &self.paths[path as usize];
         let ip = &self.ips[p.ip as usize];
-        if ip.state.signal == Signal::Pause {
+        if ip.state.signal == Signal::Pause || p.signal == Signal::Pause {
             return Assessed::Held;
         }
         let mut b = Budget::new();
@@ -163,9 +163,10 @@ impl Engine {
     /// Effective rate of a path in permille: its AIMD share, halved while the IP is `Slow`.
     pub(super) fn permille(&self, p: &PathSlot) -> u16 {
         let base = p.state.aimd.permille();
-        match self.ips[p.ip as usize].state.signal {
-            Signal::Slow => (base / 2).max(1),
-            _ => base,
+        if self.ips[p.ip as usize].state.signal == Signal::Slow || p.signal == Signal::Slow {
+            (base / 2).max(1)
+        } else {
+            base
         }
     }
 

@@ -129,6 +129,9 @@ pub struct Engine {
     generation: u64,
     next_connection: u64,
     scratch: Vec<decide::Candidate>,
+    /// Reputation signals per (source IP, site name), applied to paths as they
+    /// are created and kept for paths created later.
+    site_signals: HashMap<(IpAddr, String), Signal>,
 }
 
 const NO_PATH: u32 = u32::MAX;
@@ -158,6 +161,7 @@ impl Engine {
             generation: 0,
             next_connection: 0,
             scratch: Vec::new(),
+            site_signals: HashMap::new(),
             cfg: cfg.clone(),
         };
         for (i, ip) in cfg.ips.iter().enumerate() {
@@ -227,6 +231,28 @@ impl Engine {
             }
             None => false,
         }
+    }
+
+    /// Sets the reputation signal of one source IP toward one site (by site
+    /// name): `Pause` stops the path, `Slow` halves its rate, `Ok` clears it.
+    /// `HoldDay` concerns the IP's warm-up and is only meaningful through
+    /// [`Engine::set_signal`]; here it is stored but has no effect. False if
+    /// the IP is not configured.
+    pub fn set_site_signal(&mut self, ip: IpAddr, site: &str, signal: Signal) -> bool {
+        let Some(i) = self.ips.iter().position(|s| s.addr == ip) else {
+            return false;
+        };
+        if signal == Signal::Ok {
+            self.site_signals.remove(&(ip, site.to_owned()));
+        } else {
+            self.site_signals.insert((ip, site.to_owned()), signal);
+        }
+        for p in self.paths.iter_mut().filter(|p| p.ip as usize == i) {
+            if self.sites[p.site as usize].name == site {
+                p.signal = signal;
+            }
+        }
+        true
     }
 
     /// State of a source IP.

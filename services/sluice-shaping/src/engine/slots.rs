@@ -4,6 +4,7 @@ use std::net::IpAddr;
 
 use super::budget::{Counters, Shape};
 use super::{Engine, IpState, NO_PATH, PathState};
+use crate::warmup::Signal;
 
 #[derive(Clone, Debug)]
 pub(crate) struct IpSlot {
@@ -21,6 +22,8 @@ pub(crate) struct PathSlot {
     pub shape: Shape,
     pub open: u32,
     pub state: PathState,
+    /// Reputation signal toward this site only (see [`Engine::set_site_signal`]).
+    pub signal: Signal,
 }
 
 #[derive(Clone, Debug)]
@@ -69,6 +72,7 @@ impl Engine {
             .clone()
             .and_then(|p| self.provider_slot(ip, p));
         let index = self.paths.len() as u32;
+        let signal = self.site_signal(addr, site);
         self.paths.push(PathSlot {
             ip,
             site,
@@ -76,9 +80,19 @@ impl Engine {
             shape: Shape::new(limits),
             open: 0,
             state: PathState::default(),
+            signal,
         });
         self.site_paths[site as usize][ip as usize] = index;
         index
+    }
+
+    /// The reputation signal set for (IP, site), `Ok` when none.
+    fn site_signal(&self, addr: IpAddr, site: u32) -> Signal {
+        let name = self.sites[site as usize].name.clone();
+        self.site_signals
+            .get(&(addr, name))
+            .copied()
+            .unwrap_or_default()
     }
 
     /// Index of the provider-wide slot of (ip, provider), if the provider has limits.
