@@ -32,6 +32,9 @@ pub struct SenderConfig {
     /// Where the shaping engine's counters are kept across restarts.
     #[serde(default)]
     pub state: StateSection,
+    /// Reputation signals from the recorder's Query service.
+    #[serde(default)]
+    pub reputation: ReputationSection,
     /// Static routes: recipient domain (or `"*"` for all) → list of
     /// `host:port`. Checked before DNS; use for smart hosts and tests.
     #[serde(default)]
@@ -161,6 +164,27 @@ impl Default for StateSection {
         Self {
             file: None,
             interval: Span::secs(1),
+        }
+    }
+}
+
+/// Following the recorder's reputation table: per (source IP, site) signals
+/// pause or slow a path; a `hold` holds the IP's warm-up day.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReputationSection {
+    /// Address of the Query service, e.g. `http://127.0.0.1:7402`. Unset: the
+    /// node ignores reputation (it still reacts to replies).
+    pub query_addr: Option<String>,
+    /// How often the table is read.
+    pub interval: Span,
+}
+
+impl Default for ReputationSection {
+    fn default() -> Self {
+        Self {
+            query_addr: None,
+            interval: Span::secs(30),
         }
     }
 }

@@ -16,6 +16,7 @@ mod error;
 pub mod fate;
 pub mod offsets;
 pub mod publish;
+pub mod reputation;
 pub mod route;
 pub mod smtp;
 mod state;
@@ -97,7 +98,18 @@ impl Sender {
         )
         .ok_or_else(|| SenderError::NoIps(cfg.pool.clone()))?;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let dispatching = tokio::spawn(dispatcher.run(rx));
+        let (signal_tx, signal_rx) = tokio::sync::mpsc::unbounded_channel();
+        let following = cfg.reputation.query_addr.clone().map(|addr| {
+            let every = std::time::Duration::from_millis(cfg.reputation.interval.0.max(100));
+            tokio::spawn(reputation::follow(
+                addr,
+                every,
+                cfg.source_ips(),
+                signal_tx.clone(),
+            ))
+        });
+        drop(signal_tx);
+        let dispatching = tokio::spawn(dispatcher.run(rx, signal_rx));
         tracing::info!(node = %cfg.node, pool = %cfg.pool, ips = ?cfg.source_ips(), ?topics, "sender running");
 
         Consume::new(cfg.clone(), router, sites, tracker.clone(), tx)
@@ -106,6 +118,9 @@ impl Sender {
         dispatching
             .await
             .map_err(|e| SenderError::Internal(e.to_string()))?;
+        if let Some(following) = following {
+            following.abort();
+        }
         consume::commit(&consumer, &tracker, CommitMode::Sync);
         let stats = self.stats.lock().expect("stats lock").clone();
         tracing::info!(?stats, "sender stopped");

@@ -91,6 +91,8 @@ pub struct Stats {
     pub overflowed: u64,
     pub in_delivery: usize,
     pub queued: usize,
+    /// (IP, site) paths currently paused or slowed by reputation.
+    pub signaled_paths: usize,
 }
 
 pub struct Dispatcher {
@@ -111,6 +113,8 @@ pub struct Dispatcher {
     rng: u64,
     queued: usize,
     saved_at: Instant,
+    /// (IP, site) pairs that currently carry a reputation signal.
+    signaled: Vec<(std::net::IpAddr, String)>,
 }
 
 impl Dispatcher {
@@ -138,13 +142,18 @@ impl Dispatcher {
             rng: seed(),
             queued: 0,
             saved_at: Instant::now(),
+            signaled: Vec::new(),
         })
     }
 
     /// Runs until `intake` closes (the consumer stopped), then drains:
     /// deliveries in progress finish and their fates are published; messages
     /// still queued are left uncommitted for the partition's next owner.
-    pub async fn run(mut self, mut intake: mpsc::UnboundedReceiver<Intake>) {
+    pub async fn run(
+        mut self,
+        mut intake: mpsc::UnboundedReceiver<Intake>,
+        mut signals: mpsc::UnboundedReceiver<crate::reputation::Signals>,
+    ) {
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
         loop {
             let wake = self.next_wake();
@@ -160,6 +169,7 @@ impl Dispatcher {
                     }
                 }
                 Some(_) = self.publishes.join_next(), if !self.publishes.is_empty() => {}
+                Some(s) = signals.recv() => self.apply_signals(s),
                 Some(closed) = self.closing.join_next(), if !self.closing.is_empty() => {
                     if let Ok(conn) = closed {
                         self.engine.on_connection_close(fate_now(), conn);
@@ -196,6 +206,26 @@ impl Dispatcher {
         while self.closing.join_next().await.is_some() {}
         self.save_state().await;
         self.publish_stats();
+    }
+
+    /// Applies a reading of the reputation table: paths named in it get their
+    /// signal, paths no longer named are cleared.
+    fn apply_signals(&mut self, s: crate::reputation::Signals) {
+        for (ip, site) in std::mem::take(&mut self.signaled) {
+            if !s.sites.contains_key(&(ip, site.clone())) {
+                self.engine
+                    .set_site_signal(ip, &site, sluice_shaping::Signal::Ok);
+            }
+        }
+        for ((ip, site), signal) in &s.sites {
+            tracing::info!(%ip, %site, ?signal, "reputation signal applied");
+            self.engine.set_site_signal(*ip, site, *signal);
+        }
+        for (ip, signal) in &s.ips {
+            self.engine.set_signal(*ip, *signal);
+        }
+        self.signaled = s.sites.keys().cloned().collect();
+        self.stats.lock().expect("stats lock").signaled_paths = self.signaled.len();
     }
 
     async fn save_state_if_due(&mut self) {

@@ -1,0 +1,118 @@
+//! Following the recorder's reputation table (`sluice.v1.Query/GetReputation`)
+//! and turning its rows into engine signals.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use sluice_proto::v1::query_client::QueryClient;
+use sluice_proto::v1::{GetReputationRequest, ReputationRow};
+use sluice_shaping::Signal;
+use tokio::sync::mpsc::UnboundedSender;
+
+/// The signals of one reading of the table, for this node's IPs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Signals {
+    /// Per (IP, site): `Pause` or `Slow` (absent means `Ok`).
+    pub sites: BTreeMap<(IpAddr, String), Signal>,
+    /// Per IP: `HoldDay` when any of its sites says `hold`.
+    pub ips: BTreeMap<IpAddr, Signal>,
+}
+
+/// Maps the recorder's rows (`ok`, `hold`, `slow`, `pause`) to signals for
+/// `ips`; rows of other IPs and unknown signal names are ignored.
+pub fn signals(rows: &[ReputationRow], ips: &[IpAddr]) -> Signals {
+    let mut out = Signals::default();
+    for ip in ips {
+        out.ips.insert(*ip, Signal::Ok);
+    }
+    for row in rows {
+        let Ok(ip) = row.source_ip.parse::<IpAddr>() else {
+            continue;
+        };
+        if !ips.contains(&ip) {
+            continue;
+        }
+        match row.signal.as_str() {
+            "pause" => {
+                out.sites.insert((ip, row.site.clone()), Signal::Pause);
+            }
+            "slow" => {
+                out.sites.insert((ip, row.site.clone()), Signal::Slow);
+            }
+            "hold" => {
+                out.ips.insert(ip, Signal::HoldDay);
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Reads the table every `interval` and sends the signals; runs until the
+/// receiver is gone. A failed read is logged and keeps the last signals.
+pub async fn follow(
+    addr: String,
+    interval: Duration,
+    ips: Vec<IpAddr>,
+    tx: UnboundedSender<Signals>,
+) {
+    let mut tick = tokio::time::interval(interval);
+    loop {
+        tick.tick().await;
+        match read(&addr).await {
+            Ok(rows) => {
+                if tx.send(signals(&rows, &ips)).is_err() {
+                    return;
+                }
+            }
+            Err(err) => tracing::warn!(
+                %addr, %err,
+                "cannot read reputation from the recorder's Query service; keeping the last signals (check reputation.query_addr)"
+            ),
+        }
+    }
+}
+
+async fn read(addr: &str) -> Result<Vec<ReputationRow>, Box<dyn std::error::Error + Send + Sync>> {
+    let mut client = QueryClient::connect(addr.to_owned()).await?;
+    let rows = client
+        .get_reputation(GetReputationRequest::default())
+        .await?
+        .into_inner()
+        .rows;
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(ip: &str, site: &str, signal: &str) -> ReputationRow {
+        ReputationRow {
+            source_ip: ip.into(),
+            site: site.into(),
+            signal: signal.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn rows_become_path_and_ip_signals_for_this_nodes_ips_only() {
+        let mine: Vec<IpAddr> = vec!["10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap()];
+        let rows = [
+            row("10.0.0.1", "gmail", "pause"),
+            row("10.0.0.1", "yahoo", "slow"),
+            row("10.0.0.2", "gmail", "hold"),
+            row("10.0.0.2", "yahoo", "ok"),
+            row("10.0.0.9", "gmail", "pause"),
+            row("not an ip", "gmail", "pause"),
+        ];
+        let s = signals(&rows, &mine);
+        assert_eq!(s.sites.len(), 2);
+        assert_eq!(s.sites[&(mine[0], "gmail".into())], Signal::Pause);
+        assert_eq!(s.sites[&(mine[0], "yahoo".into())], Signal::Slow);
+        assert_eq!(s.ips[&mine[0]], Signal::Ok);
+        assert_eq!(s.ips[&mine[1]], Signal::HoldDay);
+    }
+}

@@ -1,0 +1,156 @@
+//! The reputation loop end to end, on real Kafka and Cassandra: the sender's
+//! bounces reach the recorder, the recorder pauses the (IP, site) path, the
+//! sender reads the signal over gRPC and stops sending to that site from that
+//! IP, while other sites keep flowing.
+
+#[path = "../../sluice-sender/tests/common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use sluice_ledger::LedgerConfig;
+use sluice_recorder::{RecorderConfig, ReputationConfig};
+use sluice_sender::{Sender, SenderConfig};
+
+const SCENARIO: &str = r#"
+[[provider]]
+name = "bad"
+listen = "127.0.0.2:0"
+domains = ["bad.test"]
+unknown_users = ["nobody"]
+
+[[provider]]
+name = "good"
+listen = "127.0.0.3:0"
+domains = ["good.test"]
+"#;
+
+async fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn accepted_at(sim: &sluice_sim::SimHandle, provider: &str) -> usize {
+    sim.snapshot()
+        .messages
+        .iter()
+        .filter(|m| m.provider == provider)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hard_bounces_pause_the_path_and_only_that_path() {
+    let kafka = kafka().await;
+    let names = Names::new();
+    let session = match sluice_ledger::connect(&LedgerConfig::from_env()).await {
+        Ok(s) => s,
+        Err(err) => panic!("this test needs a running Cassandra node. {err}"),
+    };
+    let mut thresholds = sluice_recorder::reputation::Thresholds::default();
+    thresholds.min_volume = 20;
+    let recorder_cfg = RecorderConfig {
+        brokers: kafka.brokers.clone(),
+        cassandra: LedgerConfig::from_env().contact_points,
+        keyspace: format!("rep_{}", &uuid::Uuid::new_v4().simple().to_string()[..20]),
+        topic: names.events.clone(),
+        group: format!("{}-recorder", names.group),
+        batch_max_wait_ms: 50,
+        reputation: ReputationConfig {
+            interval_secs: 1,
+            thresholds,
+            ..Default::default()
+        },
+        ..RecorderConfig::default()
+    };
+    sluice_recorder::migrate(&session, &recorder_cfg.keyspace, &recorder_cfg.replication)
+        .await
+        .expect("migrate");
+    sluice_log::create_topic(&kafka, &names.events, 3)
+        .await
+        .expect("events topic");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let query = format!("http://{}", listener.local_addr().expect("addr"));
+    let (stop_rec, rec_stopped) = tokio::sync::oneshot::channel::<()>();
+    let recorder = tokio::spawn(sluice_recorder::run(
+        listener,
+        recorder_cfg.clone(),
+        async {
+            let _ = rec_stopped.await;
+        },
+    ));
+
+    let sim = start_sim(SCENARIO).await;
+    let config = format!(
+        "{}\n{}\n{}\n{}\n[reputation]\nquery_addr = \"{query}\"\ninterval = \"1s\"\n",
+        base_config(&names, &kafka.brokers),
+        routes_toml(&sim, &[("bad", &["bad.test"]), ("good", &["good.test"])]),
+        site_rules_toml(&sim),
+        ips_toml(&names.pool, 1),
+    );
+    let sender = Sender::new(SenderConfig::from_toml(&config).expect("config"));
+    let stats = sender.stats();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let sending = tokio::spawn(sender.run(async {
+        let _ = stop_rx.await;
+    }));
+
+    // Phase 1: every message to `bad` hard-bounces.
+    let bounces: Vec<_> = (0..60)
+        .map(|i| envelope(&names.pool, i, "nobody@bad.test", 512))
+        .collect();
+    produce(&kafka, &names.outbound, &bounces).await;
+    wait_for(
+        "the sender to apply a pause from the recorder",
+        Duration::from_secs(90),
+        || stats.lock().expect("stats").signaled_paths == 1,
+    )
+    .await;
+
+    // Phase 2: good mail to both sites; only `good` may receive any.
+    let mut more: Vec<_> = (0..40)
+        .map(|i| envelope(&names.pool, 100 + i, &format!("u{i}@bad.test"), 512))
+        .collect();
+    more.extend((0..40).map(|i| envelope(&names.pool, 200 + i, &format!("u{i}@good.test"), 512)));
+    produce(&kafka, &names.outbound, &more).await;
+    wait_for(
+        "the good site's 40 messages",
+        Duration::from_secs(60),
+        || accepted_at(&sim, "good") == 40,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let to_bad = accepted_at(&sim, "bad");
+
+    stop_tx.send(()).expect("sender running");
+    sending.await.expect("sender task").expect("sender ran");
+    let _ = stop_rec.send(());
+    recorder
+        .await
+        .expect("recorder task")
+        .expect("recorder ran");
+    sim.shutdown().await;
+    session
+        .query_unpaged(
+            format!("DROP KEYSPACE IF EXISTS {}", recorder_cfg.keyspace),
+            (),
+        )
+        .await
+        .expect("drop keyspace");
+
+    assert_eq!(
+        to_bad, 0,
+        "the paused path sent nothing to `bad` after the signal"
+    );
+    println!(
+        "60 hard bounces → recorder paused (127.0.0.10, bad) → sender applied it; then 40 to good delivered, 0 to bad"
+    );
+}
