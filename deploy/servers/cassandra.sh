@@ -6,6 +6,7 @@
 #   deploy/servers/cassandra.sh start    fetch jars if needed, start, wait until a CQL
 #                                        query answers
 #   deploy/servers/cassandra.sh stop     stop the node this script started (only that one)
+#   deploy/servers/cassandra.sh restart  stop it (drained, SIGTERM) and start it on the same data
 #   deploy/servers/cassandra.sh status   say whether a node answers on the port
 #
 # Settings (environment):
@@ -62,9 +63,14 @@ storage_compatibility_mode: NONE
 CONF
 }
 
+# start [keep]: a fresh node, or with "keep" the same data directory again.
 start() {
   already_up "$RUN" "$PORT" && return 0
-  prepare_run "$SERVERS_DIR/cassandra" "$LIB" "$RUN"
+  if [ "${1:-}" = keep ] && [ -d "$RUN/data" ]; then
+    require_java17
+  else
+    prepare_run "$SERVERS_DIR/cassandra" "$LIB" "$RUN"
+  fi
   write_config
   local jamm
   jamm="$(ls "$LIB"/jamm-*.jar | head -n 1)"
@@ -89,6 +95,7 @@ start() {
 case "${1:-}" in
   start) start ;;
   stop) stop_ours "$RUN" ;;
+  restart) stop_ours "$RUN"; start keep ;;
   status) status "$PORT" ;;
-  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|restart|status" >&2; exit 2 ;;
 esac

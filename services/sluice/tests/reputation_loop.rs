@@ -53,8 +53,10 @@ async fn hard_bounces_pause_the_path_and_only_that_path() {
         Ok(s) => s,
         Err(err) => panic!("this test needs a running Cassandra node. {err}"),
     };
-    let mut thresholds = sluice_recorder::reputation::Thresholds::default();
-    thresholds.min_volume = 20;
+    let thresholds = sluice_recorder::reputation::Thresholds {
+        min_volume: 20,
+        ..Default::default()
+    };
     let recorder_cfg = RecorderConfig {
         brokers: kafka.brokers.clone(),
         cassandra: LedgerConfig::from_env().contact_points,

@@ -8,3 +8,4 @@ mod dedup;
 mod migrations;
 mod outage;
 mod recording;
+mod restart;
