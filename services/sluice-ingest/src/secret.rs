@@ -46,10 +46,10 @@ impl SecretHash {
 /// Hashes `secret` with a fresh random salt into the stored form.
 pub fn hash_secret(secret: &str) -> String {
     let mut salt = [0u8; 16];
-    // SystemRandom only fails when the OS has no randomness at all.
-    if SystemRandom::new().fill(&mut salt).is_err() {
-        salt = [7; 16];
-    }
+    // A predictable salt would be worse than no answer: refuse instead.
+    SystemRandom::new()
+        .fill(&mut salt)
+        .expect("the operating system's random source failed; cannot make a salt");
     format!(
         "sha256${}${}",
         to_hex(&salt),
