@@ -35,6 +35,9 @@ pub struct SenderConfig {
     /// Reputation signals from the recorder's Query service.
     #[serde(default)]
     pub reputation: ReputationSection,
+    /// The metrics endpoint.
+    #[serde(default)]
+    pub metrics: MetricsSection,
     /// Static routes: recipient domain (or `"*"` for all) → list of
     /// `host:port`. Checked before DNS; use for smart hosts and tests.
     #[serde(default)]
@@ -187,6 +190,14 @@ impl Default for ReputationSection {
             interval: Span::secs(30),
         }
     }
+}
+
+/// Where `GET /metrics` is served (docs/metrics.md lists every metric).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// Address to listen on, e.g. `127.0.0.1:9464`; unset: no endpoint.
+    pub listen: Option<SocketAddr>,
 }
 
 fn yes() -> bool {

@@ -14,6 +14,7 @@ mod deliver;
 mod dispatch;
 mod error;
 pub mod fate;
+pub mod metrics;
 pub mod offsets;
 pub mod publish;
 pub mod reputation;
@@ -42,6 +43,7 @@ use crate::route::{Router, StaticRoutes};
 pub struct Sender {
     cfg: Arc<SenderConfig>,
     stats: Arc<Mutex<Stats>>,
+    metrics: Arc<metrics::SenderMetrics>,
 }
 
 impl Sender {
@@ -49,7 +51,13 @@ impl Sender {
         Self {
             cfg: Arc::new(cfg),
             stats: Arc::default(),
+            metrics: Arc::default(),
         }
+    }
+
+    /// The node's metrics (serve them with [`metrics::serve`]).
+    pub fn metrics(&self) -> Arc<metrics::SenderMetrics> {
+        self.metrics.clone()
     }
 
     /// Live counters (delivered, deferred, ... and queue sizes).
@@ -94,7 +102,7 @@ impl Sender {
             engine,
             publisher,
             tracker.clone(),
-            self.stats.clone(),
+            (self.stats.clone(), self.metrics.clone()),
         )
         .ok_or_else(|| SenderError::NoIps(cfg.pool.clone()))?;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();

@@ -113,6 +113,24 @@ async fn bad_peers() -> u16 {
     }
 }
 
+/// `GET /metrics` over a plain TCP connection.
+async fn scrape(addr: SocketAddr) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to metrics");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: sluice\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("send request");
+    let mut body = String::new();
+    stream
+        .read_to_string(&mut body)
+        .await
+        .expect("read response");
+    body
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_bad_input_gets_a_clear_event_and_the_partition_keeps_moving() {
     let kafka = kafka().await;
@@ -165,7 +183,17 @@ async fn every_bad_input_gets_a_clear_event_and_the_partition_keeps_moving() {
     produce(&kafka, &names.outbound, &all).await;
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let sender = tokio::spawn(Sender::new(config).run(async {
+    let sender = Sender::new(config);
+    let metrics_listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind metrics");
+    let metrics_addr = metrics_listener.local_addr().expect("addr");
+    tokio::spawn(sluice_sender::metrics::serve(
+        metrics_listener,
+        sender.metrics(),
+        std::future::pending(),
+    ));
+    let sender = tokio::spawn(sender.run(async {
         let _ = stop_rx.await;
     }));
     let want: Vec<String> = all.iter().map(|e| e.message_id.clone()).collect();
@@ -174,9 +202,19 @@ async fn every_bad_input_gets_a_clear_event_and_the_partition_keeps_moving() {
             && events.keys().any(|k| k.starts_with("kafka:"))
     })
     .await;
+    let scraped = scrape(metrics_addr).await;
     stop_tx.send(()).expect("sender running");
     sender.await.expect("sender task").expect("sender ran");
     sim.shutdown().await;
+    assert!(scraped.starts_with("HTTP/1.1 200"), "{scraped}");
+    assert!(
+        scraped.contains("sluice_sender_outcomes_total{kind=\"delivered\",site=\"good\"} 1"),
+        "{scraped}"
+    );
+    assert!(
+        scraped.contains("# HELP sluice_sender_records_in_flight"),
+        "{scraped}"
+    );
 
     let first = |id: &str| events.get(id).and_then(|v| v.first()).cloned();
     for (envelope, kind, code) in &cases {

@@ -200,6 +200,20 @@ impl Dispatcher {
             source_ip = %event.source_ip,
             "outcome"
         );
+        let kind = match event.kind() {
+            EventKind::Delivered => "delivered",
+            EventKind::Deferred => "deferred",
+            EventKind::Bounced => "bounced",
+            EventKind::Expired => "expired",
+            _ => "other",
+        };
+        self.metrics
+            .outcomes
+            .get_or_create(&crate::metrics::OutcomeLabels {
+                kind: kind.into(),
+                site: event.site.clone(),
+            })
+            .inc();
         let mut stats = self.stats.lock().expect("stats lock");
         match event.kind() {
             EventKind::Delivered => stats.delivered += 1,

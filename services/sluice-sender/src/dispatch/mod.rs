@@ -110,6 +110,7 @@ pub struct Dispatcher {
     publisher: Publisher,
     tracker: Arc<Mutex<OffsetTracker>>,
     stats: Arc<Mutex<Stats>>,
+    metrics: Arc<crate::metrics::SenderMetrics>,
     rng: u64,
     queued: usize,
     saved_at: Instant,
@@ -123,7 +124,7 @@ impl Dispatcher {
         engine: Engine,
         publisher: Publisher,
         tracker: Arc<Mutex<OffsetTracker>>,
-        stats: Arc<Mutex<Stats>>,
+        (stats, metrics): (Arc<Mutex<Stats>>, Arc<crate::metrics::SenderMetrics>),
     ) -> Option<Self> {
         let pool = engine.pool_key(&cfg.pool)?;
         Some(Self {
@@ -139,6 +140,7 @@ impl Dispatcher {
             publisher,
             tracker,
             stats,
+            metrics,
             rng: seed(),
             queued: 0,
             saved_at: Instant::now(),
@@ -226,6 +228,7 @@ impl Dispatcher {
         }
         self.signaled = s.sites.keys().cloned().collect();
         self.stats.lock().expect("stats lock").signaled_paths = self.signaled.len();
+        self.metrics.signaled_paths.set(self.signaled.len() as i64);
     }
 
     async fn save_state_if_due(&mut self) {
@@ -310,6 +313,7 @@ impl Dispatcher {
         if self.sites[idx].queue.len() >= self.cfg.queues.max_per_site {
             let fate = fates::overflow(&self.cfg, self.engine.retry(), &envelope, fate_now());
             self.stats.lock().expect("stats lock").overflowed += 1;
+            self.metrics.overflowed.inc();
             self.spawn_publish(rec, fate);
             return;
         }
@@ -355,6 +359,14 @@ impl Dispatcher {
         let mut stats = self.stats.lock().expect("stats lock");
         stats.in_delivery = self.deliveries.len();
         stats.queued = self.queued;
+        self.metrics.in_delivery.set(self.deliveries.len() as i64);
+        self.metrics.queued.set(self.queued as i64);
+        let in_flight = self
+            .tracker
+            .lock()
+            .expect("offset tracker lock")
+            .in_flight();
+        self.metrics.records_in_flight.set(in_flight as i64);
     }
 
     fn next_random(&mut self) -> u64 {

@@ -142,6 +142,15 @@ impl Dispatcher {
             }
         };
         self.count_fate(&fate);
+        if !done.transaction_time.is_zero() {
+            self.metrics
+                .transaction_seconds
+                .get_or_create(&crate::metrics::PathLabels {
+                    source_ip: done.grant.ip.to_string(),
+                    site: done.ticket.site.clone(),
+                })
+                .observe(done.transaction_time.as_secs_f64());
+        }
         let keep = matches!(&done.attempt, Attempt::Replied { reply } if reply.code != 421);
         self.settle_connection(now, done.conn, done.live.filter(|_| keep));
         self.spawn_publish(done.ticket.rec, fate);
