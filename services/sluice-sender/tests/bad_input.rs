@@ -24,6 +24,12 @@ const SCENARIO: &str = r#"
 name = "good"
 listen = "127.0.0.2:0"
 domains = ["good.test"]
+
+[[provider]]
+name = "plain"
+listen = "127.0.0.3:0"
+domains = ["plain.test"]
+starttls = false
 "#;
 
 /// The zone the test name server answers for.
@@ -145,8 +151,8 @@ async fn every_bad_input_gets_a_clear_event_and_the_partition_keeps_moving() {
                 "dns = false",
                 &format!("dns = true\ndns_servers = [\"{dns}\"]")
             )
-            .replace("[smtp]\n", &format!("[smtp]\nport = {port}\n")),
-        routes_toml(&sim, &[("good", &["good.test"])]),
+            .replace("[smtp]\n", &format!("[smtp]\nport = {port}\nrequire_tls_sites = [\"plain\"]\n")),
+        routes_toml(&sim, &[("good", &["good.test"]), ("plain", &["plain.test"])]),
         site_rules_toml(&sim),
         ips_toml(&names.pool, 1),
     );
@@ -167,6 +173,7 @@ async fn every_bad_input_gets_a_clear_event_and_the_partition_keeps_moving() {
         (env(5, "user@nomx.test"), EventKind::Bounced, "5.1.2"),
         (env(6, "user@reset.test"), EventKind::Deferred, "4.4.1"),
         (env(7, "user@garbage.test"), EventKind::Deferred, "4.5.0"),
+        (env(9, "user@plain.test"), EventKind::Deferred, "4.7.10"),
     ];
     let producer: FutureProducer = kafka.producer().create().expect("producer");
     let garbage = FutureRecord::to(&names.outbound)
