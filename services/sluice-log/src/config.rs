@@ -64,6 +64,25 @@ impl KafkaConfig {
         config
     }
 
+    /// Settings for an assign-only reader of single partitions: no group, no
+    /// commits; an offset below the log start resumes at the earliest record.
+    /// librdkafka wants a `group.id` before it assigns partitions; this one
+    /// never subscribes nor commits, so the broker keeps nothing for it.
+    pub fn reader(&self) -> ClientConfig {
+        let mut config = self.base();
+        config
+            .set("group.id", format!("{}.reader", self.client_id))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false")
+            // A re-assigned partition's first fetch waits for the previous
+            // long poll to end; keep that short (new records end it at once).
+            .set("fetch.wait.max.ms", "100")
+            .set("auto.offset.reset", "earliest")
+            .set("isolation.level", "read_committed");
+        config
+    }
+
     /// Settings for admin and metadata clients.
     pub fn admin(&self) -> ClientConfig {
         self.base()

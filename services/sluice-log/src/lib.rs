@@ -4,12 +4,16 @@
 //! an acknowledged write durable (idempotent producer, `acks=all`, zstd), the
 //! consumer settings that leave offset commits to the caller, topic
 //! administration, and a reachability probe whose error tells the operator
-//! which server is missing and how to start it.
+//! which server is missing and how to start it. [`KafkaLog`] implements
+//! `sluice_store::MessageLog` on Kafka, so services run unchanged on either
+//! back end.
 
 mod admin;
 mod config;
 mod error;
+mod message_log;
 
 pub use admin::{create_topic, probe};
 pub use config::KafkaConfig;
 pub use error::LogError;
+pub use message_log::KafkaLog;

@@ -6,7 +6,9 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use sluice_proto::v1::query_client::QueryClient;
-use sluice_proto::v1::{GetReputationRequest, ReputationRow};
+use sluice_proto::v1::{
+    GetReputationRequest, GetReputationResponse, ReputationRow, TenantReputationRow,
+};
 use sluice_shaping::Signal;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -17,11 +19,13 @@ pub struct Signals {
     pub sites: BTreeMap<(IpAddr, String), Signal>,
     /// Per IP: `HoldDay` when any of its sites says `hold`.
     pub ips: BTreeMap<IpAddr, Signal>,
+    /// Tenants whose mail must wait (`pause_tenant`).
+    pub paused_tenants: std::collections::BTreeSet<String>,
 }
 
 /// Maps the recorder's rows (`ok`, `hold`, `slow`, `pause`) to signals for
 /// `ips`; rows of other IPs and unknown signal names are ignored.
-pub fn signals(rows: &[ReputationRow], ips: &[IpAddr]) -> Signals {
+pub fn signals(rows: &[ReputationRow], tenants: &[TenantReputationRow], ips: &[IpAddr]) -> Signals {
     let mut out = Signals::default();
     for ip in ips {
         out.ips.insert(*ip, Signal::Ok);
@@ -46,6 +50,11 @@ pub fn signals(rows: &[ReputationRow], ips: &[IpAddr]) -> Signals {
             _ => {}
         }
     }
+    out.paused_tenants = tenants
+        .iter()
+        .filter(|t| t.signal == "pause_tenant")
+        .map(|t| t.tenant.clone())
+        .collect();
     out
 }
 
@@ -61,8 +70,8 @@ pub async fn follow(
     loop {
         tick.tick().await;
         match read(&addr).await {
-            Ok(rows) => {
-                if tx.send(signals(&rows, &ips)).is_err() {
+            Ok(table) => {
+                if tx.send(signals(&table.rows, &table.tenants, &ips)).is_err() {
                     return;
                 }
             }
@@ -74,14 +83,15 @@ pub async fn follow(
     }
 }
 
-async fn read(addr: &str) -> Result<Vec<ReputationRow>, Box<dyn std::error::Error + Send + Sync>> {
+async fn read(
+    addr: &str,
+) -> Result<GetReputationResponse, Box<dyn std::error::Error + Send + Sync>> {
     let mut client = QueryClient::connect(addr.to_owned()).await?;
-    let rows = client
+    let table = client
         .get_reputation(GetReputationRequest::default())
         .await?
-        .into_inner()
-        .rows;
-    Ok(rows)
+        .into_inner();
+    Ok(table)
 }
 
 #[cfg(test)]
@@ -108,7 +118,20 @@ mod tests {
             row("10.0.0.9", "gmail", "pause"),
             row("not an ip", "gmail", "pause"),
         ];
-        let s = signals(&rows, &mine);
+        let tenants = [
+            TenantReputationRow {
+                tenant: "spammy".into(),
+                signal: "pause_tenant".into(),
+                ..Default::default()
+            },
+            TenantReputationRow {
+                tenant: "fine".into(),
+                signal: "slow".into(),
+                ..Default::default()
+            },
+        ];
+        let s = signals(&rows, &tenants, &mine);
+        assert_eq!(s.paused_tenants.iter().collect::<Vec<_>>(), ["spammy"]);
         assert_eq!(s.sites.len(), 2);
         assert_eq!(s.sites[&(mine[0], "gmail".into())], Signal::Pause);
         assert_eq!(s.sites[&(mine[0], "yahoo".into())], Signal::Slow);

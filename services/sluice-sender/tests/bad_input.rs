@@ -151,8 +151,14 @@ async fn every_bad_input_gets_a_clear_event_and_the_partition_keeps_moving() {
                 "dns = false",
                 &format!("dns = true\ndns_servers = [\"{dns}\"]")
             )
-            .replace("[smtp]\n", &format!("[smtp]\nport = {port}\nrequire_tls_sites = [\"plain\"]\n")),
-        routes_toml(&sim, &[("good", &["good.test"]), ("plain", &["plain.test"])]),
+            .replace(
+                "[smtp]\n",
+                &format!("[smtp]\nport = {port}\nrequire_tls_sites = [\"plain\"]\n")
+            ),
+        routes_toml(
+            &sim,
+            &[("good", &["good.test"]), ("plain", &["plain.test"])]
+        ),
         site_rules_toml(&sim),
         ips_toml(&names.pool, 1),
     );

@@ -10,6 +10,8 @@
 //! See `docs/embedded-store.md` for the on-disk layout, the durability rules,
 //! retention and the measurement behind the engine choice.
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod embedded;
 mod error;
 mod log;

@@ -64,8 +64,9 @@ pub fn partition_for(key: &[u8], partitions: i32) -> i32 {
 ///
 /// - Offsets in a partition start at 0, are dense and increase by one per
 ///   record, and are never reused (also after retention removed records).
-/// - An append returns only when its records are durable; a batch is atomic
-///   (all records or none) and may span topics.
+/// - An append returns only when its records are durable. A batch may span
+///   topics; it is atomic (all records or none) on the embedded back end
+///   only: on Kafka a failed batch may have written some of its records.
 /// - A group's committed offset is the next offset it will read. A commit is
 ///   durable on return. A group that never committed starts at the partition's
 ///   earliest retained record.

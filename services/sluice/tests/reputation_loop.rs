@@ -47,6 +47,7 @@ fn accepted_at(sim: &sluice_sim::SimHandle, provider: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hard_bounces_pause_the_path_and_only_that_path() {
+    let _ = tracing_subscriber::fmt().with_env_filter("sluice_sender=info").try_init();
     let kafka = kafka().await;
     let names = Names::new();
     let session = match sluice_ledger::connect(&LedgerConfig::from_env()).await {
@@ -117,20 +118,46 @@ async fn hard_bounces_pause_the_path_and_only_that_path() {
     )
     .await;
 
-    // Phase 2: good mail to both sites; only `good` may receive any.
+    // Phase 2: tenant `acme` to both sites, `spammer` to `good`. Only acme's
+    // mail to `good` may arrive: the path to `bad` and tenant `spammer` are paused.
     let mut more: Vec<_> = (0..40)
         .map(|i| envelope(&names.pool, 100 + i, &format!("u{i}@bad.test"), 512))
         .collect();
     more.extend((0..40).map(|i| envelope(&names.pool, 200 + i, &format!("u{i}@good.test"), 512)));
+    let spam: Vec<_> = (0..10)
+        .map(|i| {
+            let mut e = envelope(&names.pool, 300 + i, &format!("s{i}@good.test"), 512);
+            e.tenant = "spammer".into();
+            e
+        })
+        .collect();
+    more.extend(spam.iter().cloned());
     produce(&kafka, &names.outbound, &more).await;
     wait_for(
         "the good site's 40 messages",
         Duration::from_secs(60),
-        || accepted_at(&sim, "good") == 40,
+        || {
+            let n = accepted_at(&sim, "good");
+            if n != 40 {
+                eprintln!(
+                    "good={n} bad={} stats={:?}",
+                    accepted_at(&sim, "bad"),
+                    stats.lock().expect("stats")
+                );
+            }
+            n == 40
+        },
     )
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let to_bad = accepted_at(&sim, "bad");
+    let to_good = accepted_at(&sim, "good");
+    let spam_ids: std::collections::HashSet<String> =
+        spam.iter().map(|e| e.message_id.clone()).collect();
+    let spam_delivered = accepted_ids(&sim.snapshot())
+        .into_iter()
+        .filter(|id| spam_ids.contains(id))
+        .count();
 
     stop_tx.send(()).expect("sender running");
     sending.await.expect("sender task").expect("sender ran");

@@ -99,6 +99,37 @@ pub(super) fn overflow(
     }
 }
 
+/// A message of a tenant paused by reputation: back to the first delay tier
+/// (attempt unchanged, no SMTP attempt made), with a `deferred` event that
+/// says why.
+pub(super) fn tenant_paused(
+    cfg: &SenderConfig,
+    retry: &RetrySchedule,
+    envelope: &Envelope,
+    now: Millis,
+) -> Fate {
+    let mut fate = overflow(cfg, retry, envelope, now);
+    let reply = synthetic(
+        451,
+        "4.7.1",
+        format!(
+            "tenant `{}` is paused by reputation (bounce or complaint rate); its mail waits until the pause is lifted",
+            envelope.tenant
+        ),
+    );
+    let mut event = fate::event(
+        envelope,
+        EventKind::Deferred,
+        Some(reply),
+        BounceClass::Reputation,
+        &AttemptInfo::default(),
+        now,
+    );
+    event.next_attempt_at = fate.requeue.as_ref().and_then(|(_, e)| e.not_before);
+    fate.event = Some(event);
+    fate
+}
+
 pub(super) fn is_expired(envelope: &Envelope, now: Millis) -> bool {
     fate::millis(&envelope.expires_at).is_some_and(|t| t <= now)
 }

@@ -116,6 +116,8 @@ pub struct Dispatcher {
     saved_at: Instant,
     /// (IP, site) pairs that currently carry a reputation signal.
     signaled: Vec<(std::net::IpAddr, String)>,
+    /// Tenants paused by reputation: their mail waits in a delay tier.
+    paused_tenants: std::collections::BTreeSet<String>,
 }
 
 impl Dispatcher {
@@ -145,6 +147,7 @@ impl Dispatcher {
             queued: 0,
             saved_at: Instant::now(),
             signaled: Vec::new(),
+            paused_tenants: Default::default(),
         })
     }
 
@@ -227,6 +230,10 @@ impl Dispatcher {
             self.engine.set_signal(*ip, *signal);
         }
         self.signaled = s.sites.keys().cloned().collect();
+        if s.paused_tenants != self.paused_tenants {
+            tracing::info!(paused = ?s.paused_tenants, "tenants paused by reputation");
+        }
+        self.paused_tenants = s.paused_tenants;
         self.stats.lock().expect("stats lock").signaled_paths = self.signaled.len();
         self.metrics.signaled_paths.set(self.signaled.len() as i64);
     }

@@ -34,6 +34,13 @@ impl Dispatcher {
                 self.spawn_publish(q.rec, fate);
                 continue;
             }
+            if self.paused_tenants.contains(&front.envelope.tenant) {
+                let q = self.pop(idx);
+                let fate = fates::tenant_paused(&self.cfg, self.engine.retry(), &q.envelope, now);
+                self.count_fate(&fate);
+                self.spawn_publish(q.rec, fate);
+                continue;
+            }
             let random = self.next_random();
             let key = self.sites[idx].key;
             let idle = &self.idle;

@@ -1,0 +1,389 @@
+//! The behaviour every [`MessageLog`] back end must share, as one suite that
+//! both back ends run: `sluice-store`'s tests against [`crate::EmbeddedLog`],
+//! `sluice-log`'s against Kafka. Enabled by the cargo feature `conformance`.
+//!
+//! Each check is an async function taking the log and `fresh`, which returns
+//! a topic or group name no other check (or earlier run) uses, built from a
+//! label of at most 40 characters of `[a-z.-]`. Checks panic on a violation.
+//!
+//! The suite only asserts what the trait promises on every back end. A read
+//! returns at least one record when one is available and at most the limit,
+//! but may return fewer than the limit although more exist (Kafka hands out
+//! what one fetch brought), so reading "everything" loops. Atomicity of
+//! batches and retention are properties of the embedded back end; its own
+//! tests cover them.
+
+use std::time::{Duration, Instant};
+
+use crate::{MessageLog, NewRecord, ReadLimit, Record, StoreError, partition_for};
+
+/// How long a check waits for records it knows are there.
+const PATIENCE: Duration = Duration::from_secs(15);
+
+const ALL: ReadLimit = ReadLimit {
+    max_records: usize::MAX,
+    max_bytes: usize::MAX,
+};
+
+/// Every check in order, each with fresh names.
+pub async fn run_all<L: MessageLog>(log: &L, fresh: &dyn Fn(&str) -> String) {
+    offsets_are_dense_and_follow_the_key(log, fresh).await;
+    read_limits_hold(log, fresh).await;
+    read_waits_for_an_append(log, fresh).await;
+    reads_below_the_start_begin_at_the_earliest(log, fresh).await;
+    commits_round_trip_and_resume(log, fresh).await;
+    batches_span_topics(log, fresh).await;
+    bad_input_is_refused(log, fresh).await;
+}
+
+/// Reads `count` records of a partition from `from`, in as many reads as it
+/// takes; fails if they do not arrive within [`PATIENCE`].
+pub async fn read_exactly<L: MessageLog>(
+    log: &L,
+    topic: &str,
+    partition: i32,
+    from: i64,
+    count: usize,
+) -> Vec<Record> {
+    let deadline = Instant::now() + PATIENCE;
+    let mut out: Vec<Record> = Vec::new();
+    let mut next = from;
+    while out.len() < count {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !wait.is_zero(),
+            "{topic}/{partition}: only {} of {count} records from {from} arrived",
+            out.len()
+        );
+        let got = log
+            .read(topic, partition, next, ALL, wait)
+            .await
+            .expect("read");
+        if let Some(last) = got.last() {
+            next = last.offset + 1;
+        }
+        out.extend(got);
+    }
+    assert_eq!(
+        out.len(),
+        count,
+        "{topic}/{partition}: more records than appended"
+    );
+    out
+}
+
+/// Offsets start at 0 and grow by one per record in the partition the key's
+/// [`partition_for`] names; reading a partition returns exactly its records.
+pub async fn offsets_are_dense_and_follow_the_key<L: MessageLog>(
+    log: &L,
+    fresh: &dyn Fn(&str) -> String,
+) {
+    let topic = fresh("dense");
+    log.create_topic(&topic, 3).await.expect("create topic");
+    assert_eq!(log.partitions(&topic).await.expect("partitions"), 3);
+    let mut expected: Vec<Vec<(String, String)>> = vec![Vec::new(); 3];
+    for i in 0..30 {
+        let (key, payload) = (format!("m{i}"), format!("payload {i}"));
+        let pos = log
+            .append(&topic, key.as_bytes(), payload.as_bytes())
+            .await
+            .expect("append");
+        assert_eq!(pos.partition, partition_for(key.as_bytes(), 3), "{key}");
+        let part = &mut expected[pos.partition as usize];
+        assert_eq!(pos.offset, part.len() as i64, "{key}: dense offsets");
+        part.push((key, payload));
+    }
+    for (p, records) in expected.iter().enumerate() {
+        let got = read_exactly(log, &topic, p as i32, 0, records.len()).await;
+        for (offset, (record, (key, payload))) in got.iter().zip(records).enumerate() {
+            assert_eq!(record.offset, offset as i64);
+            assert_eq!(record.partition, p as i32);
+            assert_eq!(record.key, key.as_bytes());
+            assert_eq!(record.payload, payload.as_bytes());
+        }
+    }
+}
+
+/// A read starts at `from`, returns consecutive records, and respects
+/// `max_records` and `max_bytes`, but always returns at least one record.
+pub async fn read_limits_hold<L: MessageLog>(log: &L, fresh: &dyn Fn(&str) -> String) {
+    let topic = fresh("limits");
+    log.create_topic(&topic, 1).await.expect("create topic");
+    for i in 0..10_u8 {
+        log.append(&topic, &[i], &[i; 100]).await.expect("append");
+    }
+    let short = Duration::from_secs(5);
+    let topic = topic.as_str();
+    let read = |from: i64, max_records: usize, max_bytes: usize| async move {
+        let limit = ReadLimit {
+            max_records,
+            max_bytes,
+        };
+        log.read(topic, 0, from, limit, short).await.expect("read")
+    };
+    let got = read(4, 3, usize::MAX).await;
+    assert!((1..=3).contains(&got.len()), "max_records 3: {}", got.len());
+    for (r, offset) in got.iter().zip(4..) {
+        assert_eq!((r.offset, r.key.as_slice()), (offset, &[offset as u8][..]));
+        assert_eq!(r.payload, vec![offset as u8; 100]);
+    }
+    // 101 bytes per record: the cap is reached after the second.
+    let got = read(0, 10, 150).await;
+    assert!((1..=2).contains(&got.len()), "max_bytes 150: {}", got.len());
+    assert_eq!(got[0].offset, 0);
+    let got = read(7, 10, 1).await;
+    assert_eq!(got.len(), 1, "always one record, even above max_bytes");
+    assert_eq!(got[0].offset, 7);
+    let got = read(9, 10, usize::MAX).await;
+    assert_eq!(got.len(), 1, "only the last record is left");
+    assert_eq!(got[0].offset, 9);
+}
+
+/// An empty partition makes a read wait `wait` and return nothing; an append
+/// during the wait ends it with the new record.
+pub async fn read_waits_for_an_append<L: MessageLog>(log: &L, fresh: &dyn Fn(&str) -> String) {
+    let topic = fresh("wait");
+    log.create_topic(&topic, 1).await.expect("create topic");
+    let wait = Duration::from_millis(300);
+    let start = Instant::now();
+    let empty = log
+        .read(&topic, 0, 0, ReadLimit::default(), wait)
+        .await
+        .expect("read");
+    assert!(empty.is_empty(), "nothing was appended");
+    assert!(
+        start.elapsed() >= wait,
+        "returned after {:?}",
+        start.elapsed()
+    );
+
+    let reader = log.read(&topic, 0, 0, ReadLimit::default(), PATIENCE);
+    let writer = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        log.append(&topic, b"k", b"hello").await.expect("append")
+    };
+    let start = Instant::now();
+    let (got, pos) = tokio::join!(reader, writer);
+    let got = got.expect("read");
+    assert!(
+        start.elapsed() < PATIENCE,
+        "the append ended the wait only after {:?}",
+        start.elapsed()
+    );
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        (got[0].offset, got[0].payload.as_slice()),
+        (pos.offset, &b"hello"[..])
+    );
+
+    // Beyond the end: nothing, until records reach that offset.
+    let got = log
+        .read(&topic, 0, 5, ReadLimit::default(), wait)
+        .await
+        .expect("read beyond the end");
+    assert!(got.is_empty(), "offsets 1.. do not exist yet: {got:?}");
+}
+
+/// A `from` below the earliest kept record (here: negative) reads from the
+/// earliest record.
+pub async fn reads_below_the_start_begin_at_the_earliest<L: MessageLog>(
+    log: &L,
+    fresh: &dyn Fn(&str) -> String,
+) {
+    let topic = fresh("below");
+    log.create_topic(&topic, 1).await.expect("create topic");
+    for i in 0..3_u8 {
+        log.append(&topic, &[i], &[i]).await.expect("append");
+    }
+    for from in [-1, -2, -100, i64::MIN] {
+        let got = log
+            .read(&topic, 0, from, ALL, PATIENCE)
+            .await
+            .expect("read");
+        assert_eq!(got.first().map(|r| r.offset), Some(0), "from {from}");
+    }
+}
+
+/// `join` starts a group at the earliest record, `commit` stores the next
+/// offset to read and `committed` returns it; a reader resumes there; groups
+/// are independent; commits beyond the end are refused.
+pub async fn commits_round_trip_and_resume<L: MessageLog>(log: &L, fresh: &dyn Fn(&str) -> String) {
+    let topic = fresh("groups");
+    let (group, other) = (fresh("group"), fresh("other"));
+    log.create_topic(&topic, 2).await.expect("create topic");
+    assert_eq!(
+        log.committed(&group, &topic, 0).await.expect("committed"),
+        None
+    );
+    log.join(&group, &topic).await.expect("join");
+    for p in 0..2 {
+        assert_eq!(
+            log.committed(&group, &topic, p).await.expect("committed"),
+            Some(0),
+            "join starts at the earliest record of partition {p}"
+        );
+    }
+    assert_eq!(
+        log.committed(&other, &topic, 0).await.expect("committed"),
+        None,
+        "a group that never joined has no offset"
+    );
+
+    let key = b"same-key";
+    let p = partition_for(key, 2);
+    for i in 0..10_u8 {
+        let pos = log.append(&topic, key, &[i]).await.expect("append");
+        assert_eq!(
+            pos,
+            crate::Position {
+                partition: p,
+                offset: i64::from(i)
+            }
+        );
+    }
+    log.commit(&group, &topic, p, 4).await.expect("commit");
+    assert_eq!(
+        log.committed(&group, &topic, p).await.expect("committed"),
+        Some(4)
+    );
+    assert_eq!(
+        log.committed(&group, &topic, 1 - p)
+            .await
+            .expect("committed"),
+        Some(0),
+        "the other partition is untouched"
+    );
+
+    // Resume as a restarted consumer would: from the committed offset.
+    let from = log
+        .committed(&group, &topic, p)
+        .await
+        .expect("committed")
+        .unwrap();
+    let rest = read_exactly(log, &topic, p, from, 6).await;
+    assert_eq!(rest[0].offset, 4);
+    assert_eq!(rest[0].payload, [4]);
+
+    let err = log
+        .commit(&group, &topic, p, 11)
+        .await
+        .expect_err("beyond the end");
+    assert!(
+        matches!(
+            err,
+            StoreError::OffsetOutOfRange {
+                offset: 11,
+                end: 10,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    log.commit(&group, &topic, p, 10)
+        .await
+        .expect("commit at the end");
+    log.join(&group, &topic).await.expect("join again");
+    assert_eq!(
+        log.committed(&group, &topic, p).await.expect("committed"),
+        Some(10),
+        "joining again keeps the committed offset"
+    );
+    log.commit(&other, &topic, p, 2)
+        .await
+        .expect("commit other");
+    assert_eq!(
+        log.committed(&other, &topic, p).await.expect("committed"),
+        Some(2)
+    );
+    assert_eq!(
+        log.committed(&group, &topic, p).await.expect("committed"),
+        Some(10)
+    );
+}
+
+/// One batch may span topics; positions come back in input order and
+/// offsets per partition follow the batch order.
+pub async fn batches_span_topics<L: MessageLog>(log: &L, fresh: &dyn Fn(&str) -> String) {
+    let (a, b) = (fresh("batch-a"), fresh("batch-b"));
+    log.create_topic(&a, 1).await.expect("create a");
+    log.create_topic(&b, 1).await.expect("create b");
+    assert!(
+        log.append_batch(Vec::new())
+            .await
+            .expect("empty batch")
+            .is_empty()
+    );
+    let batch: Vec<NewRecord> = (0..10_u8)
+        .map(|i| NewRecord {
+            topic: if i % 2 == 0 { a.clone() } else { b.clone() },
+            key: vec![i],
+            payload: vec![i; 10],
+        })
+        .collect();
+    let positions = log.append_batch(batch).await.expect("append batch");
+    let offsets: Vec<i64> = positions.iter().map(|p| p.offset).collect();
+    assert_eq!(offsets, [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]);
+    for (topic, first) in [(&a, 0_u8), (&b, 1)] {
+        let got = read_exactly(log, topic, 0, 0, 5).await;
+        let keys: Vec<u8> = got.iter().map(|r| r.key[0]).collect();
+        let want: Vec<u8> = (0..5).map(|i| first + 2 * i).collect();
+        assert_eq!(keys, want, "{topic}");
+    }
+}
+
+/// Invalid names, partition counts, unknown topics and partitions are
+/// refused with the same errors on every back end.
+pub async fn bad_input_is_refused<L: MessageLog>(log: &L, fresh: &dyn Fn(&str) -> String) {
+    assert!(matches!(
+        log.create_topic("bad topic", 1).await,
+        Err(StoreError::InvalidName { .. })
+    ));
+    let topic = fresh("bad");
+    assert!(matches!(
+        log.create_topic(&topic, 0).await,
+        Err(StoreError::BadPartitionCount { .. })
+    ));
+    log.create_topic(&topic, 2).await.expect("create");
+    log.create_topic(&topic, 2)
+        .await
+        .expect("create again, same count");
+    let err = log
+        .create_topic(&topic, 3)
+        .await
+        .expect_err("another count");
+    assert!(
+        matches!(
+            err,
+            StoreError::PartitionMismatch {
+                existing: 2,
+                requested: 3,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let missing = fresh("missing");
+    assert!(matches!(
+        log.append(&missing, b"k", b"v").await,
+        Err(StoreError::UnknownTopic { .. })
+    ));
+    assert!(matches!(
+        log.partitions(&missing).await,
+        Err(StoreError::UnknownTopic { .. })
+    ));
+    for partition in [2, -1] {
+        assert!(matches!(
+            log.read(&topic, partition, 0, ALL, Duration::ZERO).await,
+            Err(StoreError::NoSuchPartition { .. })
+        ));
+    }
+    let group = fresh("group");
+    assert!(matches!(
+        log.commit(&group, &topic, 0, 1).await,
+        Err(StoreError::OffsetOutOfRange { end: 0, .. })
+    ));
+    assert!(matches!(
+        log.commit("", &topic, 0, 0).await,
+        Err(StoreError::InvalidName { .. })
+    ));
+}
