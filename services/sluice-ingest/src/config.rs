@@ -216,7 +216,8 @@ pub struct TenantConfig {
 pub struct SmtpUserConfig {
     /// Login name.
     pub username: String,
-    /// Hashed password (`sha256$<salt hex>$<digest hex>`).
+    /// Hashed password: an Argon2id PHC string from `sluice hash-secret --password`
+    /// (`sha256$<salt hex>$<digest hex>` is accepted too).
     pub password_hash: String,
 }
 

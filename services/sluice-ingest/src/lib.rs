@@ -37,7 +37,7 @@ use tokio::task::JoinSet;
 pub use config::IngestConfig;
 pub use error::{DURABLE_IDS_METADATA, IngestError};
 pub use pipeline::Ingestor;
-pub use secret::hash_secret;
+pub use secret::{hash_password, hash_secret};
 
 /// The pre-bound listeners of the four front doors; `None` leaves one off.
 #[derive(Debug, Default)]

@@ -51,6 +51,12 @@ pub enum Command {
     Migrate(ServiceArgs),
     /// Check that the configured Kafka brokers and ScyllaDB/Cassandra nodes answer.
     Doctor(DoctorArgs),
+    /// Hash a secret for the ingest config: reads it from standard input (one
+    /// line) and prints the stored form. API keys get a salted SHA-256 entry;
+    /// with --password, an SMTP password gets an Argon2id PHC string.
+    ///
+    /// Example: `printf %s 'the password' | sluice hash-secret --password`
+    HashSecret(HashSecretArgs),
     /// Manage pools, source IPs, warm-up plans, site policies and tenants.
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -120,6 +126,13 @@ pub struct ReputationArgs {
     pub site: Option<String>,
     #[command(flatten)]
     pub query: QueryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct HashSecretArgs {
+    /// The secret is a password a person chose (SMTP AUTH): hash it with Argon2id.
+    #[arg(long)]
+    pub password: bool,
 }
 
 #[derive(Debug, Args)]

@@ -33,6 +33,7 @@ fn main() -> ExitCode {
 async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Doctor(args) => doctor::run(args).await,
+        Command::HashSecret(args) => hash_secret(args),
         Command::Migrate(args) => run::migrate(args).await,
         Command::Recorder(args) => run::recorder(args).await,
         Command::Ingest(args) => run::ingest(args).await,
@@ -56,6 +57,25 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         other => Ok(placeholder::refuse(&other)),
     }
+}
+
+/// `sluice hash-secret`: one line from standard input → its stored hash.
+fn hash_secret(args: cli::HashSecretArgs) -> anyhow::Result<ExitCode> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let secret = line.trim_end_matches(['\r', '\n']);
+    if secret.is_empty() {
+        anyhow::bail!(
+            "no secret on standard input: pipe it in, e.g. `printf %s 'secret' | sluice hash-secret`"
+        );
+    }
+    let stored = if args.password {
+        sluice_ingest::hash_password(secret)
+    } else {
+        sluice_ingest::hash_secret(secret)
+    };
+    println!("{stored}");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Prints a Query answer (table or JSON).

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use prost::Message as _;
 use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use sluice_ingest::{IngestConfig, IngestListeners, hash_secret};
+use sluice_ingest::{IngestConfig, IngestListeners, hash_password, hash_secret};
 use sluice_log::{KafkaConfig, create_topic, probe};
 use sluice_proto::v1::{Envelope, Event};
 use tokio::net::TcpListener;
@@ -244,7 +244,7 @@ domains = [{{ name = "globex.example" }}]
         max_bytes = options.max_message_bytes,
         acme_key = hash_secret(ACME_KEY),
         user = SMTP_USER,
-        password = hash_secret(SMTP_PASSWORD),
+        password = hash_password(SMTP_PASSWORD),
         suppressed = SUPPRESSED,
         dir = dir.display(),
         globex_key = hash_secret(GLOBEX_KEY),
