@@ -217,6 +217,15 @@ async fn twenty_thousand_messages_within_every_limit_and_none_lost() {
         .flatten()
         .filter(|e| e.kind() == EventKind::Deferred)
         .count();
+    let mut deferred_by_site = std::collections::BTreeMap::<String, usize>::new();
+    for e in events
+        .values()
+        .flatten()
+        .filter(|e| e.kind() == EventKind::Deferred)
+    {
+        *deferred_by_site.entry(e.site.clone()).or_default() += 1;
+    }
+    println!("deferred attempts by site: {deferred_by_site:?}");
     println!(
         "20,000 messages in {elapsed:.1?}: delivered {}, bounced {}, deferred attempts {deferred}, duplicates {}, violations 0",
         delivered.len(),

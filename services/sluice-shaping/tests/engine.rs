@@ -516,3 +516,31 @@ fn a_site_signal_pauses_one_site_of_an_ip_and_spares_the_others() {
         "unknown IP"
     );
 }
+
+#[test]
+fn a_preferred_ip_is_chosen_while_it_qualifies() {
+    let mut e = engine_with(
+        vec![ipc(1, None), ipc(2, None), ipc(3, None)],
+        Limits {
+            messages_per_second: Some(2),
+            burst: Some(2),
+            ..Limits::default()
+        },
+        |_| {},
+    );
+    let (pool, s) = (e.pool_key("p").unwrap(), e.site_key(&site("grey", None)));
+    for r in 0..2 {
+        let (grant, _) = e
+            .decide_via_prefer(T0, pool, s, r, Some(ip(2)), |_| false)
+            .expect("a grant");
+        assert_eq!(grant.ip, ip(2), "the retry comes back from the same IP");
+    }
+    let (grant, _) = e
+        .decide_via_prefer(T0, pool, s, 0, Some(ip(2)), |_| false)
+        .expect("another IP still has budget");
+    assert_ne!(
+        grant.ip,
+        ip(2),
+        "once the preferred IP is out of budget, another one sends"
+    );
+}

@@ -196,6 +196,9 @@ impl Dispatcher {
                 next.attempt += 1;
                 next.not_before = Some(timestamp(at));
                 next.previous_replies.push(reply.clone());
+                if !info.source_ip.is_empty() {
+                    next.last_source_ip = info.source_ip.clone();
+                }
                 let mut event = fate::event(
                     envelope,
                     EventKind::Deferred,

@@ -41,12 +41,18 @@ impl Dispatcher {
                 self.spawn_publish(q.rec, fate);
                 continue;
             }
+            let prefer: Option<std::net::IpAddr> = self.sites[idx]
+                .queue
+                .front()
+                .and_then(|q| q.envelope.last_source_ip.parse().ok());
             let random = self.next_random();
             let key = self.sites[idx].key;
             let idle = &self.idle;
-            let decision = self.engine.decide_via(now, self.pool, key, random, |path| {
-                idle.get(&path).is_some_and(|v| !v.is_empty())
-            });
+            let decision =
+                self.engine
+                    .decide_via_prefer(now, self.pool, key, random, prefer, |path| {
+                        idle.get(&path).is_some_and(|v| !v.is_empty())
+                    });
             match decision {
                 Ok((grant, new_conn)) => {
                     let q = self.pop(idx);

@@ -42,7 +42,7 @@ impl Engine {
     /// `random` is any caller-supplied random value; the choice is a function of it.
     /// When no IP can send now, returns the earliest time one could.
     pub fn decide(&mut self, now: Millis, pool: PoolKey, site: SiteKey, random: u64) -> Decision {
-        self.choose(now, pool, site, random, |_, _, _| Gate::Pass(false))
+        self.choose(now, pool, site, (random, None), |_, _, _| Gate::Pass(false))
             .map(|c| self.grant(now, c))
     }
 
@@ -58,6 +58,21 @@ impl Engine {
         random: u64,
         idle: impl Fn(PathId) -> bool,
     ) -> Result<(Grant, Option<Connection>), Blocked> {
+        self.decide_via_prefer(now, pool, site, random, None, idle)
+    }
+
+    /// [`Engine::decide_via`] that picks `prefer` whenever that IP qualifies, and
+    /// the weighted choice otherwise. Retries use it to come back from the IP
+    /// that tried before, which greylisting (keyed on the client IP) needs.
+    pub fn decide_via_prefer(
+        &mut self,
+        now: Millis,
+        pool: PoolKey,
+        site: SiteKey,
+        random: u64,
+        prefer: Option<std::net::IpAddr>,
+        idle: impl Fn(PathId) -> bool,
+    ) -> Result<(Grant, Option<Connection>), Blocked> {
         let gate = |e: &Engine, now: Millis, path: u32| {
             if idle(PathId(path)) {
                 Gate::Pass(false)
@@ -65,7 +80,7 @@ impl Engine {
                 e.connect_gate(now, path)
             }
         };
-        let c = self.choose(now, pool, site, random, gate)?;
+        let c = self.choose(now, pool, site, (random, prefer), gate)?;
         let grant = self.grant(now, c);
         let conn = c.open.then(|| self.commit_connect(now, grant.path));
         Ok((grant, conn))
@@ -85,7 +100,7 @@ impl Engine {
         now: Millis,
         pool: PoolKey,
         site: SiteKey,
-        random: u64,
+        (random, prefer): (u64, Option<std::net::IpAddr>),
         mut gate: impl FnMut(&Engine, Millis, u32) -> Gate,
     ) -> Result<Candidate, Blocked> {
         let mut cands = std::mem::take(&mut self.scratch);
@@ -106,7 +121,13 @@ impl Engine {
                 Assessed::Held => {}
             }
         }
-        let picked = self.pick(&cands, random);
+        let preferred = prefer.and_then(|ip| {
+            cands
+                .iter()
+                .find(|c| self.ips[self.paths[c.path as usize].ip as usize].addr == ip)
+                .copied()
+        });
+        let picked = preferred.or_else(|| self.pick(&cands, random));
         self.scratch = cands;
         picked.ok_or(match (busy, earliest) {
             (true, _) => Blocked::Busy,
