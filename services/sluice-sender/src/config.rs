@@ -351,3 +351,18 @@ mod tests {
         assert!(err.contains("shaping.ips"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_example_config_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/examples/sender.toml");
+        let config = SenderConfig::load(Some(&path)).expect("deploy/examples/sender.toml loads");
+        assert_eq!(config.source_ips().len(), 2);
+        assert_eq!(config.outbound_topic(), "sluice.outbound.shared");
+        assert!(config.metrics.listen.is_some());
+        sluice_shaping::Engine::new(config.shaping).expect("its shaping section builds an engine");
+    }
+}
