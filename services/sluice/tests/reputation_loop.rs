@@ -115,13 +115,16 @@ async fn hard_bounces_pause_the_path_and_the_tenant_and_nothing_else() {
         })
         .collect();
     produce(&kafka, &names.outbound, &bounces).await;
+    // A scoring round writes path rows before tenant rows: wait for both.
     wait_for(
-        "the sender to apply a pause from the recorder",
+        "the sender to apply the path and tenant pauses from the recorder",
         Duration::from_secs(90),
-        || stats.lock().expect("stats").signaled_paths == 1,
+        || {
+            let s = stats.lock().expect("stats");
+            s.signaled_paths == 1 && s.paused_tenants == 1
+        },
     )
     .await;
-    // The tenant's pause is applied with the same reading of the table.
 
     // Phase 2: tenant `acme` to both sites, `spammer` to `good`. Only acme's
     // mail to `good` may arrive: the path to `bad` and tenant `spammer` are paused.

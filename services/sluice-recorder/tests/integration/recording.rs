@@ -177,23 +177,33 @@ async fn check_query_service(recorder: &Running) {
     assert_eq!(bad.code(), tonic::Code::InvalidArgument);
     assert!(bad.message().contains("to_day"), "{}", bad.message());
 
-    wait_until("the paused path is scored", Duration::from_secs(30), || {
-        let mut client = client.clone();
-        async move {
-            let req = GetReputationRequest {
-                source_ip: BAD_IP.into(),
-                ..Default::default()
-            };
-            let rows = client
-                .get_reputation(req)
-                .await
-                .expect("reputation")
-                .into_inner()
-                .rows;
-            rows.iter()
-                .any(|r| r.site == "outlook" && r.signal == "pause" && r.sent == 250)
-        }
-    })
+    // A scoring round writes path rows first and tenant rows after them:
+    // wait for both, or the tenant check below races the round.
+    wait_until(
+        "the paused path and tenant are scored",
+        Duration::from_secs(30),
+        || {
+            let mut client = client.clone();
+            async move {
+                let req = GetReputationRequest {
+                    source_ip: BAD_IP.into(),
+                    tenant: "acme".into(),
+                    ..Default::default()
+                };
+                let table = client
+                    .get_reputation(req)
+                    .await
+                    .expect("reputation")
+                    .into_inner();
+                let path = table
+                    .rows
+                    .iter()
+                    .any(|r| r.site == "outlook" && r.signal == "pause" && r.sent == 250);
+                let tenant = table.tenants.iter().any(|t| t.tenant == "acme");
+                path && tenant
+            }
+        },
+    )
     .await;
     let all = client
         .get_reputation(GetReputationRequest::default())

@@ -93,6 +93,8 @@ pub struct Stats {
     pub queued: usize,
     /// (IP, site) paths currently paused or slowed by reputation.
     pub signaled_paths: usize,
+    /// Tenants currently paused by reputation.
+    pub paused_tenants: usize,
 }
 
 pub struct Dispatcher {
@@ -234,6 +236,7 @@ impl Dispatcher {
             tracing::info!(paused = ?s.paused_tenants, "tenants paused by reputation");
         }
         self.paused_tenants = s.paused_tenants;
+        self.stats.lock().expect("stats lock").paused_tenants = self.paused_tenants.len();
         self.stats.lock().expect("stats lock").signaled_paths = self.signaled.len();
         self.metrics.signaled_paths.set(self.signaled.len() as i64);
     }
