@@ -21,15 +21,35 @@ fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/servers/cassandra.sh")
 }
 
-/// A CQL port whose storage port (port + 1) is free too.
+/// A CQL port whose storage port (port + 1) is free too, below the kernel's
+/// ephemeral range: while the node is down for its restart, the recorder keeps
+/// dialling its port, and an outgoing connection could otherwise be handed
+/// that very port as its local one and keep the node from binding it again.
 fn free_port_pair() -> u16 {
-    loop {
-        let a = StdListener::bind("127.0.0.1:0").expect("bind");
-        let port = a.local_addr().expect("addr").port();
-        if port < u16::MAX && StdListener::bind(("127.0.0.1", port + 1)).is_ok() {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| {
+            r.split_whitespace()
+                .next()
+                .and_then(|p| p.parse::<u16>().ok())
+        })
+        .unwrap_or(32768);
+    let span = u64::from(low.saturating_sub(10_002).max(1));
+    let seed = u64::from(std::process::id()) * 7919
+        + u64::from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0),
+        );
+    for i in 0..2000 {
+        let port = 10_000 + ((seed + i * 104_729) % span) as u16;
+        let free = |p: u16| StdListener::bind(("127.0.0.1", p)).is_ok();
+        if free(port) && free(port + 1) {
             return port;
         }
     }
+    panic!("no free port pair below the ephemeral range ({low}) for the private Cassandra node");
 }
 
 /// The private node; stopped (only it) when dropped, even if the test fails.
