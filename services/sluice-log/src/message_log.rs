@@ -20,7 +20,10 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message, Offset, TopicPartitionList};
-use sluice_store::{MessageLog, NewRecord, Position, ReadLimit, Record, StoreError, partition_for};
+use sluice_store::{
+    MessageLog, NewRecord, Position, ReadLimit, Record, StoreError, check_group, check_topic,
+    partition_for,
+};
 
 use crate::{KafkaConfig, LogError, probe};
 
@@ -477,35 +480,6 @@ fn read_blocking(
     }
     reader.next = Some(out.last().map_or(from, |r| r.offset + 1));
     Ok(out)
-}
-
-/// Kafka's topic name rules, as the embedded log applies them.
-fn check_topic(name: &str) -> Result<(), StoreError> {
-    let ok = !name.is_empty()
-        && name.len() <= 249
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(StoreError::InvalidName {
-            what: "topic",
-            name: name.to_owned(),
-            reason: "use 1 to 249 characters of A-Z, a-z, 0-9, '.', '_' and '-'",
-        })
-    }
-}
-
-fn check_group(name: &str) -> Result<(), StoreError> {
-    if name.is_empty() || name.len() > 255 {
-        return Err(StoreError::InvalidName {
-            what: "group",
-            name: name.to_owned(),
-            reason: "use 1 to 255 bytes",
-        });
-    }
-    Ok(())
 }
 
 /// Kafka failures have no variant of their own in [`StoreError`]; they are

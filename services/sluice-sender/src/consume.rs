@@ -121,7 +121,7 @@ impl Consume {
         let already_parked = self.parked.get(&key).is_some_and(|q| !q.is_empty());
         if already_parked || due > fate::now() {
             if !already_parked {
-                pause(consumer, &rec, true);
+                pause(consumer, &rec.topic, rec.partition, true);
             }
             self.parked
                 .entry(key)
@@ -148,12 +148,7 @@ impl Consume {
                     Some(_) => break,
                     None => {
                         self.parked.remove(&key);
-                        let rec = RecordRef {
-                            topic: key.0.clone(),
-                            partition: key.1,
-                            offset: 0,
-                        };
-                        pause(consumer, &rec, false);
+                        pause(consumer, &key.0, key.1, false);
                         break;
                     }
                 }
@@ -248,16 +243,16 @@ impl Consume {
     }
 }
 
-fn pause(consumer: &StreamConsumer, rec: &RecordRef, pause: bool) {
+fn pause(consumer: &StreamConsumer, topic: &str, partition: i32, pause: bool) {
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition(&rec.topic, rec.partition);
+    tpl.add_partition(topic, partition);
     let result = if pause {
         consumer.pause(&tpl)
     } else {
         consumer.resume(&tpl)
     };
     if let Err(err) = result {
-        tracing::warn!(topic = %rec.topic, partition = rec.partition, %err, pause, "could not pause/resume a partition");
+        tracing::warn!(topic, partition, %err, pause, "could not pause/resume a partition");
     }
 }
 

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::producer::FutureProducer;
 use sluice_log::KafkaConfig;
-use sluice_shaping::{Engine, SiteResolver};
+use sluice_shaping::Engine;
 
 pub use config::SenderConfig;
 pub use dispatch::Stats;
@@ -70,7 +70,8 @@ impl Sender {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<Stats, SenderError> {
         let cfg = self.cfg.clone();
         let engine = state::load(cfg.state.file.as_deref(), cfg.shaping.clone())?;
-        let sites = SiteResolver::new(&cfg.shaping.sites).map_err(SenderError::Shaping)?;
+        // The consumer rolls domains up with the engine's own rules.
+        let sites = engine.sites().clone();
         let kafka = KafkaConfig {
             brokers: cfg.kafka.brokers.clone(),
             client_id: cfg.node.clone(),

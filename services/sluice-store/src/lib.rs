@@ -18,4 +18,6 @@ mod log;
 
 pub use embedded::EmbeddedLog;
 pub use error::StoreError;
-pub use log::{MessageLog, NewRecord, Position, ReadLimit, Record, partition_for};
+pub use log::{
+    MessageLog, NewRecord, Position, ReadLimit, Record, check_group, check_topic, partition_for,
+};

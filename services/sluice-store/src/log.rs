@@ -141,6 +141,36 @@ pub trait MessageLog: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// Kafka's topic name rules: 1..=249 characters of `[A-Za-z0-9._-]`.
+pub fn check_topic(name: &str) -> Result<(), StoreError> {
+    let ok = !name.is_empty()
+        && name.len() <= 249
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidName {
+            what: "topic",
+            name: name.to_owned(),
+            reason: "use 1 to 249 characters of A-Z, a-z, 0-9, '.', '_' and '-'",
+        })
+    }
+}
+
+/// Group names: non-empty, at most 255 bytes.
+pub fn check_group(name: &str) -> Result<(), StoreError> {
+    if name.is_empty() || name.len() > 255 {
+        return Err(StoreError::InvalidName {
+            what: "group",
+            name: name.to_owned(),
+            reason: "use 1 to 255 bytes",
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,7 @@ const TRIM_CHUNK: i64 = 10_000;
 impl EmbeddedLog {
     /// Blocking form of [`crate::MessageLog::join`].
     pub fn join_blocking(&self, group: &str, topic: &str) -> Result<(), StoreError> {
-        keys::check_group(group)?;
+        crate::check_group(group)?;
         let heads = self.lock();
         let parts = topic_heads(&heads, topic)?;
         let mut batch = self.durable_batch();
@@ -35,7 +35,7 @@ impl EmbeddedLog {
         topic: &str,
         partition: i32,
     ) -> Result<Option<i64>, StoreError> {
-        keys::check_group(group)?;
+        crate::check_group(group)?;
         partition_head(&self.lock(), topic, partition)?;
         let value = self.inner.meta.get(keys::commit(topic, partition, group))?;
         value.map(|v| keys::decode_i64(&v)).transpose()
@@ -50,7 +50,7 @@ impl EmbeddedLog {
         partition: i32,
         next_offset: i64,
     ) -> Result<(), StoreError> {
-        keys::check_group(group)?;
+        crate::check_group(group)?;
         let mut heads = self.lock();
         let head = partition_head(&heads, topic, partition)?;
         if !(0..=head.next).contains(&next_offset) {

@@ -108,39 +108,11 @@ pub(super) fn decode_record(value: &[u8]) -> Result<(Vec<u8>, Vec<u8>), StoreErr
     Ok((key.to_vec(), value[end..].to_vec()))
 }
 
-/// Kafka's topic name rules: 1..=249 characters of `[A-Za-z0-9._-]`.
-pub(super) fn check_topic(name: &str) -> Result<(), StoreError> {
-    let ok = !name.is_empty()
-        && name.len() <= 249
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(StoreError::InvalidName {
-            what: "topic",
-            name: name.to_owned(),
-            reason: "use 1 to 249 characters of A-Z, a-z, 0-9, '.', '_' and '-'",
-        })
-    }
-}
-
-/// Group names: non-empty, at most 255 bytes.
-pub(super) fn check_group(name: &str) -> Result<(), StoreError> {
-    if name.is_empty() || name.len() > 255 {
-        return Err(StoreError::InvalidName {
-            what: "group",
-            name: name.to_owned(),
-            reason: "use 1 to 255 bytes",
-        });
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::{check_group, check_topic};
 
     #[test]
     fn record_keys_sort_by_partition_then_offset() {

@@ -99,7 +99,7 @@ impl EmbeddedLog {
 
     /// Blocking form of [`crate::MessageLog::create_topic`].
     pub fn create_topic_blocking(&self, topic: &str, partitions: i32) -> Result<(), StoreError> {
-        keys::check_topic(topic)?;
+        crate::check_topic(topic)?;
         if partitions < 1 {
             return Err(StoreError::BadPartitionCount {
                 topic: topic.to_owned(),
