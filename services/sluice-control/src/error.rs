@@ -1,0 +1,104 @@
+//! The control service's one error type, and how it maps to gRPC codes.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in control, its stores and its server.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// A request field is invalid; names the field and the reason. Nothing
+    /// was changed.
+    #[error("invalid {field}: {reason}")]
+    InvalidArgument { field: String, reason: String },
+    /// The embedded store's data directory could not be opened.
+    #[error(
+        "cannot open the control store in {}: {source}. Check that the directory is \
+         writable and that no other process has it open",
+        dir.display()
+    )]
+    Open {
+        dir: PathBuf,
+        #[source]
+        source: fjall::Error,
+    },
+    /// The embedded store failed a read or a write.
+    #[error("embedded control store: {0}")]
+    Embedded(#[from] fjall::Error),
+    /// Cassandra/ScyllaDB could not be reached.
+    #[error(transparent)]
+    Ledger(Box<sluice_ledger::LedgerError>),
+    /// A CQL statement failed.
+    #[error("Cassandra/ScyllaDB {context}: {reason}")]
+    Cql { context: String, reason: String },
+    /// Another writer changed the revision at the same time too often.
+    #[error("the configuration revision is contended; retry the change")]
+    Contended,
+    /// A stored record could not be decoded.
+    #[error("corrupt stored configuration: {0}")]
+    Corrupt(String),
+    /// A blocking task of the embedded store died.
+    #[error("store task failed: {0}")]
+    Task(String),
+    /// The gRPC listener or transport failed.
+    #[error("gRPC transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+impl ControlError {
+    /// An invalid field with the reason.
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::InvalidArgument {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// A CQL failure with what was being done.
+    pub(crate) fn cql(context: impl Into<String>, err: impl std::fmt::Display) -> Self {
+        Self::Cql {
+            context: context.into(),
+            reason: err.to_string(),
+        }
+    }
+}
+
+impl From<sluice_ledger::LedgerError> for ControlError {
+    fn from(err: sluice_ledger::LedgerError) -> Self {
+        Self::Ledger(Box::new(err))
+    }
+}
+
+impl From<ControlError> for tonic::Status {
+    fn from(err: ControlError) -> Self {
+        use tonic::Code;
+        let code = match &err {
+            ControlError::InvalidArgument { .. } => Code::InvalidArgument,
+            ControlError::Contended => Code::Aborted,
+            ControlError::Ledger(_) | ControlError::Cql { .. } | ControlError::Transport(_) => {
+                Code::Unavailable
+            }
+            ControlError::Open { .. }
+            | ControlError::Embedded(_)
+            | ControlError::Corrupt(_)
+            | ControlError::Task(_) => Code::Internal,
+        };
+        tonic::Status::new(code, err.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_map_to_grpc_codes() {
+        let status = tonic::Status::from(ControlError::invalid("address", "not an IP literal"));
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert_eq!(status.message(), "invalid address: not an IP literal");
+        let down = tonic::Status::from(ControlError::cql("insert", "connection refused"));
+        assert_eq!(down.code(), tonic::Code::Unavailable);
+        assert_eq!(
+            tonic::Status::from(ControlError::Contended).code(),
+            tonic::Code::Aborted
+        );
+    }
+}

@@ -1,0 +1,479 @@
+//! The CQL back end (Cassandra / ScyllaDB). Tables: see `cql_rows.rs` and
+//! docs/control.md. Revisions are allocated with a lightweight transaction
+//! on `config_revision`, so two control processes never reuse one; a change
+//! is then one logged batch (record rows plus its `config_changes` entry).
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use futures::TryStreamExt;
+use prost::Message;
+use scylla::client::session::Session;
+use scylla::deserialize::row::DeserializeRow;
+use scylla::statement::batch::{Batch, BatchType};
+use scylla::statement::prepared::PreparedStatement;
+use scylla::value::{CqlTimestamp, CqlValue, Row};
+use sluice_proto::v1::{ConfigChange, Suppression, WarmupPlan, config_change::Change};
+
+use super::ConfigStore;
+use super::cql_rows::{self as rows, CHANGES_PER_BUCKET, big, text};
+use crate::ControlError;
+use crate::record::{Kind, Record};
+
+/// Creates control's tables in `keyspace` (which must exist). Idempotent:
+/// every statement is `CREATE TABLE IF NOT EXISTS`.
+pub async fn control_schema(session: &Session, keyspace: &str) -> Result<(), ControlError> {
+    for cql in rows::SCHEMA {
+        let cql = cql.replace("{ks}", keyspace);
+        session
+            .query_unpaged(cql.clone(), ())
+            .await
+            .map_err(|e| ControlError::cql(format!("creating tables (`{cql}`)"), e))?;
+    }
+    Ok(())
+}
+
+/// The configuration in a Cassandra/ScyllaDB keyspace. Cheap to clone.
+#[derive(Clone)]
+pub struct CqlStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    session: Session,
+    ks: String,
+    /// Serializes this process's writers; holds the last write timestamp
+    /// (microseconds) so warm-up plan rewrites are strictly ordered.
+    writer: tokio::sync::Mutex<i64>,
+}
+
+impl std::fmt::Debug for CqlStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CqlStore")
+            .field("keyspace", &self.inner.ks)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Statements of one change, for one logged batch.
+#[derive(Default)]
+struct Writes {
+    cql: Vec<String>,
+    values: Vec<Vec<CqlValue>>,
+}
+
+impl Writes {
+    fn add(&mut self, cql: String, values: Vec<CqlValue>) {
+        self.cql.push(cql);
+        self.values.push(values);
+    }
+}
+
+impl CqlStore {
+    /// Connects to the cluster in `config` and opens `keyspace`, whose
+    /// tables [`control_schema`] must have created.
+    pub async fn connect(
+        config: &sluice_ledger::LedgerConfig,
+        keyspace: &str,
+    ) -> Result<Self, ControlError> {
+        let session = sluice_ledger::connect(config).await?;
+        Self::open(session, keyspace).await
+    }
+
+    /// Opens `keyspace` on an existing session.
+    pub async fn open(session: Session, keyspace: &str) -> Result<Self, ControlError> {
+        let store = Self {
+            inner: Arc::new(Inner {
+                session,
+                ks: keyspace.to_owned(),
+                writer: tokio::sync::Mutex::new(0),
+            }),
+        };
+        let init = format!(
+            "INSERT INTO {keyspace}.config_revision (name, revision) VALUES ('config', 0) IF NOT EXISTS"
+        );
+        store.run(&init, ()).await?;
+        Ok(store)
+    }
+
+    async fn prepare(&self, cql: &str) -> Result<PreparedStatement, ControlError> {
+        // The driver caches nothing here; config traffic is small, and a
+        // prepared statement per call keeps the code short.
+        self.inner
+            .session
+            .prepare(cql.to_owned())
+            .await
+            .map_err(|e| ControlError::cql(format!("preparing `{cql}`"), e))
+    }
+
+    async fn run(
+        &self,
+        cql: &str,
+        values: impl scylla::serialize::row::SerializeRow,
+    ) -> Result<scylla::response::query_result::QueryResult, ControlError> {
+        let stmt = self.prepare(cql).await?;
+        self.inner
+            .session
+            .execute_unpaged(&stmt, values)
+            .await
+            .map_err(|e| ControlError::cql(format!("running `{cql}`"), e))
+    }
+
+    /// Every row of a paged query.
+    async fn rows<T>(
+        &self,
+        cql: &str,
+        values: impl scylla::serialize::row::SerializeRow,
+    ) -> Result<Vec<T>, ControlError>
+    where
+        T: for<'f, 'm> DeserializeRow<'f, 'm> + 'static,
+    {
+        let err = |e: &dyn std::fmt::Display| ControlError::cql(format!("reading `{cql}`"), e);
+        let stmt = self.prepare(cql).await?;
+        let pager = self
+            .inner
+            .session
+            .execute_iter(stmt, values)
+            .await
+            .map_err(|e| err(&e))?;
+        let stream = pager.rows_stream::<T>().map_err(|e| err(&e))?;
+        stream.try_collect().await.map_err(|e| err(&e))
+    }
+
+    async fn read_revision(&self) -> Result<u64, ControlError> {
+        let ks = &self.inner.ks;
+        let cql = format!("SELECT revision FROM {ks}.config_revision WHERE name = 'config'");
+        let found: Vec<(Option<i64>,)> = self.rows(&cql, ()).await?;
+        let rev = found.first().and_then(|r| r.0).unwrap_or(0);
+        Ok(u64::try_from(rev).unwrap_or(0))
+    }
+
+    /// Allocates the next revision with compare-and-set.
+    async fn next_revision(&self) -> Result<u64, ControlError> {
+        let ks = &self.inner.ks;
+        let cas = format!(
+            "UPDATE {ks}.config_revision SET revision = ? WHERE name = 'config' IF revision = ?"
+        );
+        let mut current = self.read_revision().await?;
+        for _ in 0..32 {
+            let next = current + 1;
+            let result = self
+                .run(&cas, (big(next), big(current)))
+                .await?
+                .into_rows_result()
+                .map_err(|e| ControlError::cql("reading the revision update", e))?;
+            let row: Row = result
+                .first_row()
+                .map_err(|e| ControlError::cql("reading the revision update", e))?;
+            match row.columns.as_slice() {
+                [Some(CqlValue::Boolean(true)), ..] => return Ok(next),
+                [_, Some(CqlValue::BigInt(actual)), ..] => {
+                    current = u64::try_from(*actual).unwrap_or(0)
+                }
+                _ => current = self.read_revision().await?,
+            }
+        }
+        Err(ControlError::Contended)
+    }
+
+    /// Allocates a revision and writes `writes` plus the change log entry
+    /// in one logged batch; `writes` gets the revision and a timestamp.
+    async fn commit(
+        &self,
+        build: impl FnOnce(&mut Writes, u64, i64),
+        change: Change,
+    ) -> Result<u64, ControlError> {
+        let mut last_ts = self.inner.writer.lock().await;
+        let ts = now_micros().max(*last_ts + 2);
+        let revision = self.next_revision().await?;
+        let mut writes = Writes::default();
+        build(&mut writes, revision, ts);
+        let entry = ConfigChange {
+            revision,
+            change: Some(change),
+        };
+        let ks = &self.inner.ks;
+        writes.add(
+            format!("INSERT INTO {ks}.config_changes (bucket, revision, change) VALUES (?, ?, ?)"),
+            vec![
+                big(revision / CHANGES_PER_BUCKET),
+                big(revision),
+                CqlValue::Blob(entry.encode_to_vec()),
+            ],
+        );
+        let mut batch = Batch::new(BatchType::Logged);
+        for cql in &writes.cql {
+            batch.append_statement(self.prepare(cql).await?);
+        }
+        self.inner
+            .session
+            .batch(&batch, writes.values)
+            .await
+            .map_err(|e| ControlError::cql(format!("writing revision {revision}"), e))?;
+        *last_ts = ts;
+        Ok(revision)
+    }
+}
+
+fn record_writes(ks: &str, record: &Record, w: &mut Writes, rev: u64, ts: i64) {
+    let with_rev = |mut v: Vec<CqlValue>| {
+        v.push(big(rev));
+        v
+    };
+    match record {
+        Record::Pool(p) => w.add(
+            format!("INSERT INTO {ks}.config_pools (name, description, revision) VALUES (?, ?, ?)"),
+            with_rev(rows::pool_values(p)),
+        ),
+        Record::Ip(ip) => w.add(
+            format!(
+                "INSERT INTO {ks}.config_ips (address, pool, owner_node, warmup_plan, ehlo_name, \
+                 paused, revision) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            ),
+            with_rev(rows::ip_values(ip)),
+        ),
+        Record::WarmupPlan(plan) => plan_writes(ks, plan, w, rev, ts),
+        Record::SitePolicy(s) => w.add(
+            format!(
+                "INSERT INTO {ks}.config_site_policies (site, messages_per_minute, \
+                 messages_per_hour, messages_per_day, max_connections, new_connections_per_minute, \
+                 messages_per_connection, recipients_per_transaction, require_tls, revision) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            ),
+            with_rev(rows::site_values(s)),
+        ),
+        Record::Tenant(t) => w.add(
+            format!(
+                "INSERT INTO {ks}.config_tenants (name, sending_domains, default_pool, rate_quota, \
+                 paused, revision) VALUES (?, ?, ?, ?, ?, ?)"
+            ),
+            with_rev(rows::tenant_values(t)),
+        ),
+    }
+}
+
+/// A plan replaces its whole partition: the delete is timestamped just
+/// before the new rows, so it removes old days but not the new ones.
+fn plan_writes(ks: &str, plan: &WarmupPlan, w: &mut Writes, rev: u64, ts: i64) {
+    w.add(
+        format!("DELETE FROM {ks}.config_warmup_plans USING TIMESTAMP ? WHERE name = ?"),
+        vec![CqlValue::BigInt(ts - 1), text(&plan.name)],
+    );
+    for step in &plan.steps {
+        let mut values = rows::step_values(&plan.name, step);
+        values.push(big(rev));
+        values.push(CqlValue::BigInt(ts));
+        w.add(
+            format!(
+                "INSERT INTO {ks}.config_warmup_plans (name, day, daily_cap, hourly_cap, revision) \
+                 VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ?"
+            ),
+            values,
+        );
+    }
+}
+
+const POOL_COLS: &str = "name, description";
+const IP_COLS: &str = "address, pool, owner_node, warmup_plan, ehlo_name, paused";
+const PLAN_COLS: &str = "name, day, daily_cap, hourly_cap";
+const SITE_COLS: &str = "site, messages_per_minute, messages_per_hour, messages_per_day, \
+     max_connections, new_connections_per_minute, messages_per_connection, \
+     recipients_per_transaction, require_tls";
+const TENANT_COLS: &str = "name, sending_domains, default_pool, rate_quota, paused";
+
+/// Groups warm-up step rows into plans, in row order.
+fn plans_from(steps: Vec<rows::StepRow>) -> Vec<WarmupPlan> {
+    let mut plans: Vec<WarmupPlan> = Vec::new();
+    for row in &steps {
+        match plans.last_mut() {
+            Some(plan) if plan.name == row.0 => plan.steps.push(rows::step_from(row)),
+            _ => plans.push(WarmupPlan {
+                name: row.0.clone(),
+                steps: vec![rows::step_from(row)],
+            }),
+        }
+    }
+    plans
+}
+
+impl CqlStore {
+    /// Records of `kind`; `name` narrows to one.
+    async fn select(&self, kind: Kind, name: Option<&str>) -> Result<Vec<Record>, ControlError> {
+        let ks = &self.inner.ks;
+        let (table, cols, key) = match kind {
+            Kind::Pool => ("config_pools", POOL_COLS, "name"),
+            Kind::Ip => ("config_ips", IP_COLS, "address"),
+            Kind::WarmupPlan => ("config_warmup_plans", PLAN_COLS, "name"),
+            Kind::SitePolicy => ("config_site_policies", SITE_COLS, "site"),
+            Kind::Tenant => ("config_tenants", TENANT_COLS, "name"),
+        };
+        let mut cql = format!("SELECT {cols} FROM {ks}.{table}");
+        let values: Vec<CqlValue> = match name {
+            Some(n) => {
+                cql.push_str(&format!(" WHERE {key} = ?"));
+                vec![text(n)]
+            }
+            None => Vec::new(),
+        };
+        let mut records: Vec<Record> = match kind {
+            Kind::Pool => map(self.rows(&cql, values).await?, |r| {
+                Record::Pool(rows::pool_from(r))
+            }),
+            Kind::Ip => map(self.rows(&cql, values).await?, |r| {
+                Record::Ip(rows::ip_from(r))
+            }),
+            Kind::WarmupPlan => plans_from(self.rows(&cql, values).await?)
+                .into_iter()
+                .map(Record::WarmupPlan)
+                .collect(),
+            Kind::SitePolicy => map(self.rows(&cql, values).await?, |r| {
+                Record::SitePolicy(rows::site_from(r))
+            }),
+            Kind::Tenant => map(self.rows(&cql, values).await?, |r| {
+                Record::Tenant(rows::tenant_from(r))
+            }),
+        };
+        records.sort_by(|a, b| a.name().cmp(b.name()));
+        Ok(records)
+    }
+
+    async fn get_suppression(
+        &self,
+        tenant: &str,
+        address: &str,
+    ) -> Result<Option<Suppression>, ControlError> {
+        let ks = &self.inner.ks;
+        let cql = format!(
+            "SELECT tenant, address, reason, created_at FROM {ks}.config_suppressions \
+             WHERE tenant = ? AND address = ?"
+        );
+        let found: Vec<rows::SuppressionRow> = self.rows(&cql, (tenant, address)).await?;
+        Ok(found.into_iter().next().map(rows::suppression_from))
+    }
+}
+
+fn map<R, T>(rows: Vec<R>, f: impl FnMut(R) -> T) -> Vec<T> {
+    rows.into_iter().map(f).collect()
+}
+
+#[tonic::async_trait]
+impl ConfigStore for CqlStore {
+    async fn put(&self, record: Record) -> Result<u64, ControlError> {
+        let ks = self.inner.ks.clone();
+        let build = |w: &mut Writes, rev, ts| record_writes(&ks, &record, w, rev, ts);
+        let change = record.clone().into_change();
+        self.commit(build, change).await
+    }
+
+    async fn get(&self, kind: Kind, name: &str) -> Result<Option<Record>, ControlError> {
+        Ok(self.select(kind, Some(name)).await?.into_iter().next())
+    }
+
+    async fn list(&self, kind: Kind) -> Result<Vec<Record>, ControlError> {
+        self.select(kind, None).await
+    }
+
+    async fn add_suppression(&self, s: Suppression) -> Result<u64, ControlError> {
+        let ks = self.inner.ks.clone();
+        let at = CqlValue::Timestamp(CqlTimestamp(rows::timestamp_millis(s.created_at.as_ref())));
+        let (tenant, address, reason) = (text(&s.tenant), text(&s.address), text(&s.reason));
+        let build = |w: &mut Writes, rev, _ts| {
+            w.add(
+                format!(
+                    "INSERT INTO {ks}.config_suppressions (tenant, address, reason, created_at, \
+                     revision) VALUES (?, ?, ?, ?, ?)"
+                ),
+                vec![
+                    tenant.clone(),
+                    address.clone(),
+                    reason.clone(),
+                    at.clone(),
+                    big(rev),
+                ],
+            );
+            w.add(
+                format!(
+                    "INSERT INTO {ks}.suppressions (tenant, address, reason, created_at, message_id) \
+                     VALUES (?, ?, ?, ?, '')"
+                ),
+                vec![tenant, address, reason, at],
+            );
+        };
+        self.commit(build, Change::SuppressionAdded(s)).await
+    }
+
+    async fn remove_suppression(
+        &self,
+        tenant: &str,
+        address: &str,
+    ) -> Result<Option<u64>, ControlError> {
+        let Some(old) = self.get_suppression(tenant, address).await? else {
+            return Ok(None);
+        };
+        let ks = self.inner.ks.clone();
+        let build = |w: &mut Writes, _rev, _ts| {
+            for table in ["config_suppressions", "suppressions"] {
+                w.add(
+                    format!("DELETE FROM {ks}.{table} WHERE tenant = ? AND address = ?"),
+                    vec![text(tenant), text(address)],
+                );
+            }
+        };
+        self.commit(build, Change::SuppressionRemoved(old))
+            .await
+            .map(Some)
+    }
+
+    async fn list_suppressions(
+        &self,
+        tenant: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<Suppression>, ControlError> {
+        let ks = &self.inner.ks;
+        let cql = format!(
+            "SELECT tenant, address, reason, created_at FROM {ks}.config_suppressions \
+             WHERE tenant = ? AND address > ? LIMIT ?"
+        );
+        let limit = i32::try_from(limit).unwrap_or(i32::MAX);
+        let found: Vec<rows::SuppressionRow> = self.rows(&cql, (tenant, after, limit)).await?;
+        Ok(map(found, rows::suppression_from))
+    }
+
+    async fn revision(&self) -> Result<u64, ControlError> {
+        self.read_revision().await
+    }
+
+    async fn changes_after(
+        &self,
+        revision: u64,
+        limit: usize,
+    ) -> Result<Vec<ConfigChange>, ControlError> {
+        let head = self.read_revision().await?;
+        let ks = &self.inner.ks;
+        let cql = format!(
+            "SELECT change FROM {ks}.config_changes WHERE bucket = ? AND revision > ? LIMIT ?"
+        );
+        let mut out = Vec::new();
+        let mut bucket = revision.saturating_add(1) / CHANGES_PER_BUCKET;
+        while out.len() < limit && bucket <= head / CHANGES_PER_BUCKET {
+            let want = i32::try_from(limit - out.len()).unwrap_or(i32::MAX);
+            let found: Vec<(Vec<u8>,)> =
+                self.rows(&cql, (big(bucket), big(revision), want)).await?;
+            for (bytes,) in found {
+                let change = ConfigChange::decode(bytes.as_slice())
+                    .map_err(|e| ControlError::Corrupt(format!("change log entry: {e}")))?;
+                out.push(change);
+            }
+            bucket += 1;
+        }
+        Ok(out)
+    }
+}

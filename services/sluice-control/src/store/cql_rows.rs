@@ -1,0 +1,234 @@
+//! The CQL tables of control, and conversions between their rows and the
+//! protobuf records. The `config_*` tables and `suppressions` have the same
+//! definitions as in the recorder's migrations, so either may create them.
+
+use scylla::value::{CqlTimestamp, CqlValue};
+use sluice_proto::v1::{Pool, SitePolicy, SourceIp, Suppression, Tenant, WarmupStep};
+
+/// Rows per partition of the change log (`config_changes`).
+pub(super) const CHANGES_PER_BUCKET: u64 = 10_000;
+
+/// The statements of [`super::control_schema`], with `{ks}` placeholders.
+pub(super) const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS {ks}.config_pools (
+        name text PRIMARY KEY, description text, revision bigint)",
+    "CREATE TABLE IF NOT EXISTS {ks}.config_ips (
+        address text PRIMARY KEY, pool text, owner_node text, warmup_plan text,
+        ehlo_name text, paused boolean, revision bigint)",
+    "CREATE TABLE IF NOT EXISTS {ks}.config_warmup_plans (
+        name text, day int, daily_cap bigint, hourly_cap bigint, revision bigint,
+        PRIMARY KEY ((name), day))",
+    "CREATE TABLE IF NOT EXISTS {ks}.config_site_policies (
+        site text PRIMARY KEY, messages_per_minute int, messages_per_hour int,
+        messages_per_day bigint, max_connections int, new_connections_per_minute int,
+        messages_per_connection int, recipients_per_transaction int, require_tls boolean,
+        revision bigint)",
+    "CREATE TABLE IF NOT EXISTS {ks}.config_tenants (
+        name text PRIMARY KEY, sending_domains set<text>, default_pool text,
+        rate_quota int, paused boolean, revision bigint)",
+    "CREATE TABLE IF NOT EXISTS {ks}.config_revision (name text PRIMARY KEY, revision bigint)",
+    "CREATE TABLE IF NOT EXISTS {ks}.suppressions (
+        tenant text, address text, reason text, created_at timestamp, message_id text,
+        PRIMARY KEY ((tenant, address)))",
+    "CREATE TABLE IF NOT EXISTS {ks}.config_suppressions (
+        tenant text, address text, reason text, created_at timestamp, revision bigint,
+        PRIMARY KEY ((tenant), address))",
+    "CREATE TABLE IF NOT EXISTS {ks}.config_changes (
+        bucket bigint, revision bigint, change blob, PRIMARY KEY ((bucket), revision))",
+];
+
+pub(super) fn int(v: u32) -> CqlValue {
+    CqlValue::Int(i32::try_from(v).unwrap_or(i32::MAX))
+}
+
+pub(super) fn big(v: u64) -> CqlValue {
+    CqlValue::BigInt(i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+pub(super) fn text(v: &str) -> CqlValue {
+    CqlValue::Text(v.to_owned())
+}
+
+fn unsigned(v: Option<i32>) -> u32 {
+    v.and_then(|v| u32::try_from(v).ok()).unwrap_or(0)
+}
+
+fn unsigned64(v: Option<i64>) -> u64 {
+    v.and_then(|v| u64::try_from(v).ok()).unwrap_or(0)
+}
+
+pub(super) fn timestamp_millis(ts: Option<&prost_types::Timestamp>) -> i64 {
+    ts.map(|t| t.seconds * 1000 + i64::from(t.nanos / 1_000_000))
+        .unwrap_or(0)
+}
+
+pub(super) fn timestamp(millis: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: millis.div_euclid(1000),
+        nanos: i32::try_from(millis.rem_euclid(1000) * 1_000_000).unwrap_or(0),
+    }
+}
+
+/// Values of `config_pools` in column order (without revision).
+pub(super) fn pool_values(p: &Pool) -> Vec<CqlValue> {
+    vec![text(&p.name), text(&p.description)]
+}
+
+pub(super) type PoolRow = (String, Option<String>);
+
+pub(super) fn pool_from(row: PoolRow) -> Pool {
+    Pool {
+        name: row.0,
+        description: row.1.unwrap_or_default(),
+    }
+}
+
+pub(super) fn ip_values(ip: &SourceIp) -> Vec<CqlValue> {
+    vec![
+        text(&ip.address),
+        text(&ip.pool),
+        text(&ip.owner_node),
+        text(&ip.warmup_plan),
+        text(&ip.ehlo_name),
+        CqlValue::Boolean(ip.paused),
+    ]
+}
+
+pub(super) type IpRow = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<bool>,
+);
+
+pub(super) fn ip_from(row: IpRow) -> SourceIp {
+    SourceIp {
+        address: row.0,
+        pool: row.1.unwrap_or_default(),
+        owner_node: row.2.unwrap_or_default(),
+        warmup_plan: row.3.unwrap_or_default(),
+        ehlo_name: row.4.unwrap_or_default(),
+        paused: row.5.unwrap_or(false),
+    }
+}
+
+pub(super) fn step_values(plan: &str, step: &WarmupStep) -> Vec<CqlValue> {
+    vec![
+        text(plan),
+        int(step.day),
+        big(step.daily_cap),
+        big(step.hourly_cap),
+    ]
+}
+
+pub(super) type StepRow = (String, i32, Option<i64>, Option<i64>);
+
+pub(super) fn step_from(row: &StepRow) -> WarmupStep {
+    WarmupStep {
+        day: unsigned(Some(row.1)),
+        daily_cap: unsigned64(row.2),
+        hourly_cap: unsigned64(row.3),
+    }
+}
+
+pub(super) fn site_values(s: &SitePolicy) -> Vec<CqlValue> {
+    vec![
+        text(&s.site),
+        int(s.messages_per_minute),
+        int(s.messages_per_hour),
+        big(s.messages_per_day),
+        int(s.max_connections),
+        int(s.new_connections_per_minute),
+        int(s.messages_per_connection),
+        int(s.recipients_per_transaction),
+        CqlValue::Boolean(s.require_tls),
+    ]
+}
+
+pub(super) type SiteRow = (
+    String,
+    Option<i32>,
+    Option<i32>,
+    Option<i64>,
+    Option<i32>,
+    Option<i32>,
+    Option<i32>,
+    Option<i32>,
+    Option<bool>,
+);
+
+pub(super) fn site_from(r: SiteRow) -> SitePolicy {
+    SitePolicy {
+        site: r.0,
+        messages_per_minute: unsigned(r.1),
+        messages_per_hour: unsigned(r.2),
+        messages_per_day: unsigned64(r.3),
+        max_connections: unsigned(r.4),
+        new_connections_per_minute: unsigned(r.5),
+        messages_per_connection: unsigned(r.6),
+        recipients_per_transaction: unsigned(r.7),
+        require_tls: r.8.unwrap_or(false),
+    }
+}
+
+pub(super) fn tenant_values(t: &Tenant) -> Vec<CqlValue> {
+    vec![
+        text(&t.name),
+        CqlValue::Set(t.sending_domains.iter().map(|d| text(d)).collect()),
+        text(&t.default_pool),
+        int(t.rate_quota),
+        CqlValue::Boolean(t.paused),
+    ]
+}
+
+pub(super) type TenantRow = (
+    String,
+    Option<Vec<String>>,
+    Option<String>,
+    Option<i32>,
+    Option<bool>,
+);
+
+pub(super) fn tenant_from(r: TenantRow) -> Tenant {
+    Tenant {
+        name: r.0,
+        sending_domains: r.1.unwrap_or_default(),
+        default_pool: r.2.unwrap_or_default(),
+        rate_quota: unsigned(r.3),
+        paused: r.4.unwrap_or(false),
+    }
+}
+
+pub(super) type SuppressionRow = (String, String, Option<String>, Option<CqlTimestamp>);
+
+pub(super) fn suppression_from(r: SuppressionRow) -> Suppression {
+    Suppression {
+        tenant: r.0,
+        address: r.1,
+        reason: r.2.unwrap_or_default(),
+        created_at: r.3.map(|t| timestamp(t.0)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_round_trip_to_the_millisecond() {
+        let t = prost_types::Timestamp {
+            seconds: 1_700_000_000,
+            nanos: 123_000_000,
+        };
+        assert_eq!(timestamp(timestamp_millis(Some(&t))), t);
+        assert_eq!(timestamp_millis(None), 0);
+    }
+
+    #[test]
+    fn values_are_clamped_to_cql_ranges() {
+        assert_eq!(int(u32::MAX), CqlValue::Int(i32::MAX));
+        assert_eq!(big(u64::MAX), CqlValue::BigInt(i64::MAX));
+    }
+}
