@@ -2,7 +2,7 @@
 //! environment variable `SLUICE_RECORDER_<FIELD>` (nested fields joined with
 //! `__`, e.g. `SLUICE_RECORDER_REPUTATION__WINDOW_HOURS=12`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::Figment;
@@ -18,6 +18,13 @@ use crate::reputation::Thresholds;
 pub struct RecorderConfig {
     /// Kafka bootstrap servers, comma separated `host:port` pairs.
     pub brokers: String,
+    /// Where the ledger (events, counters, reputation) lives: `cassandra`
+    /// (ScyllaDB/Cassandra at `cassandra`, in `keyspace`) or `embedded` (fjall
+    /// in `data_dir`; one recorder process per directory).
+    pub ledger: LedgerKind,
+    /// Data directory of the embedded ledger (`ledger = "embedded"`); created
+    /// when missing.
+    pub data_dir: PathBuf,
     /// ScyllaDB/Cassandra contact points, comma separated `host:port` pairs.
     pub cassandra: String,
     /// Keyspace holding Sluice's tables. Letters, digits and `_`, at most 48.
@@ -51,6 +58,16 @@ pub struct RecorderConfig {
     pub reputation: ReputationConfig,
 }
 
+/// The ledger back ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LedgerKind {
+    /// ScyllaDB/Cassandra (`sluice migrate` creates the schema).
+    Cassandra,
+    /// fjall in a data directory, for `sluice dev` and single machines.
+    Embedded,
+}
+
 /// Rolling-window reputation settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -77,6 +94,8 @@ impl Default for RecorderConfig {
     fn default() -> Self {
         Self {
             brokers: "127.0.0.1:9092".into(),
+            ledger: LedgerKind::Cassandra,
+            data_dir: PathBuf::from("sluice-data/recorder"),
             cassandra: "127.0.0.1:9042".into(),
             keyspace: "sluice".into(),
             replication: "{'class': 'SimpleStrategy', 'replication_factor': 1}".into(),
@@ -141,6 +160,12 @@ impl RecorderConfig {
             return bad(
                 "replication",
                 "must be a CQL map such as {'class': 'SimpleStrategy', 'replication_factor': 1}",
+            );
+        }
+        if self.ledger == LedgerKind::Embedded && self.data_dir.as_os_str().is_empty() {
+            return bad(
+                "data_dir",
+                "must name a directory when ledger = \"embedded\"",
             );
         }
         if self.batch_max_events == 0 || self.write_concurrency == 0 {

@@ -32,6 +32,9 @@ pub enum RecorderError {
         name: &'static str,
         reason: String,
     },
+    /// The embedded ledger (fjall, in a data directory) failed.
+    #[error("embedded ledger, {context}: {reason}")]
+    Embedded { context: String, reason: String },
     /// A stored row could not be decoded.
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
@@ -62,6 +65,16 @@ impl RecorderError {
     }
 }
 
+impl RecorderError {
+    /// An embedded-ledger failure with what was being done.
+    pub(crate) fn embedded(context: impl Into<String>, err: impl std::fmt::Display) -> Self {
+        Self::Embedded {
+            context: context.into(),
+            reason: err.to_string(),
+        }
+    }
+}
+
 impl From<sluice_ledger::LedgerError> for RecorderError {
     fn from(err: sluice_ledger::LedgerError) -> Self {
         Self::Ledger(Box::new(err))
@@ -85,6 +98,7 @@ impl From<RecorderError> for tonic::Status {
                 Code::Unavailable
             }
             RecorderError::Kafka(_) | RecorderError::Transport(_) => Code::Unavailable,
+            RecorderError::Embedded { .. } => Code::Unavailable,
             RecorderError::ShuttingDown | RecorderError::QueryUnreachable { .. } => {
                 Code::Unavailable
             }

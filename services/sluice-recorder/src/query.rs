@@ -10,21 +10,22 @@ use sluice_proto::v1::{
 use tonic::{Request, Response, Status};
 
 use crate::RecorderError;
+use crate::ledger::{AnyLedger, Ledger};
 use crate::record::Deltas;
-use crate::store::Store;
 use crate::time::{days_between, parse_day};
 
 /// Longest day range one stats call may cover.
 const MAX_STATS_DAYS: i64 = 366;
 
-/// Query service over the recorder's tables.
+/// Query service over the recorder's tables, on either ledger back end.
 pub struct QueryService {
-    store: Arc<Store>,
+    store: Arc<AnyLedger>,
 }
 
 impl QueryService {
-    pub fn new(store: Arc<Store>) -> Self {
-        Self { store }
+    /// Serves Query from `ledger` (e.g. `Arc::new(embedded.into())`).
+    pub fn new(ledger: Arc<AnyLedger>) -> Self {
+        Self { store: ledger }
     }
 }
 

@@ -14,9 +14,9 @@ use tokio::sync::watch;
 
 use crate::RecorderError;
 use crate::config::ReputationConfig;
+use crate::ledger::{AnyLedger, Ledger};
 use crate::record::Deltas;
 use crate::reputation::{Counts, Level, judge, rates};
-use crate::store::Store;
 use crate::time::window;
 use sluice_proto::v1::{ReputationRow, TenantReputationRow};
 
@@ -63,7 +63,7 @@ fn timestamp(secs: i64) -> Option<prost_types::Timestamp> {
 
 /// Window sums per detail of one hourly-counter key (an IP or a tenant).
 async fn window_sums(
-    store: &Store,
+    store: &AnyLedger,
     scope: &str,
     key: &str,
     now: i64,
@@ -84,7 +84,7 @@ async fn window_sums(
 
 /// Scores every known and changed path and tenant once, at `now` (Unix seconds).
 pub async fn score_once(
-    store: &Store,
+    store: &AnyLedger,
     config: &ReputationConfig,
     dirty: &Dirty,
     now: i64,
@@ -149,7 +149,7 @@ pub async fn score_once(
 /// Scores every `interval_secs` until `stop` turns true. A failed round is
 /// logged and its changes scored again next round.
 pub(crate) async fn run(
-    store: &Store,
+    store: &AnyLedger,
     config: &ReputationConfig,
     dirty: &Dirty,
     mut stop: watch::Receiver<bool>,

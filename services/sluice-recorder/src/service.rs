@@ -1,5 +1,5 @@
 //! `run`: the recorder node — the consumer loop, the reputation scorer and
-//! the Query gRPC server — until shutdown.
+//! the Query gRPC server — until shutdown, on either ledger back end.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -9,6 +9,9 @@ use sluice_proto::v1::query_server::QueryServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::config::LedgerKind;
+use crate::ledger::AnyLedger;
+use crate::ledger_embedded::EmbeddedLedger;
 use crate::metrics::Metrics;
 use crate::query::QueryService;
 use crate::scoring::Dirty;
@@ -49,6 +52,30 @@ pub(crate) async fn open_store(
     }
 }
 
+/// Opens the ledger `config.ledger` names: the embedded one at once, the
+/// Cassandra one with retries until `stop`.
+async fn open_ledger(
+    config: &RecorderConfig,
+    stop: &watch::Receiver<bool>,
+) -> Result<AnyLedger, RecorderError> {
+    match config.ledger {
+        LedgerKind::Cassandra => Ok(open_store(config, stop).await?.into()),
+        LedgerKind::Embedded => {
+            std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+                let dir = config.data_dir.display();
+                RecorderError::Config(format!("data_dir: cannot create {dir}: {e}"))
+            })?;
+            let dir = config.data_dir.clone();
+            let (status, dedup) = (config.status_ttl_days, config.dedup_ttl_days);
+            let open = move || EmbeddedLedger::open(&dir, status, dedup);
+            let ledger = tokio::task::spawn_blocking(open)
+                .await
+                .map_err(|e| RecorderError::embedded("opening", e))??;
+            Ok(ledger.into())
+        }
+    }
+}
+
 /// Runs a recorder node: consumes `config.topic`, scores reputation, and
 /// serves `sluice.v1.Query` on `listener`, until `shutdown` completes. The
 /// batch being written when shutdown comes is finished and committed first.
@@ -60,7 +87,9 @@ pub async fn run(
     run_with(listener, config, shutdown, Arc::new(Metrics::default())).await
 }
 
-/// [`run`] with the caller's [`Metrics`], to watch the recorder work.
+/// [`run`] with the caller's [`Metrics`], to watch the recorder work. Opens
+/// the ledger `config.ledger` names (waiting for Cassandra), then
+/// [`run_on`] it.
 pub async fn run_with(
     listener: TcpListener,
     config: RecorderConfig,
@@ -68,12 +97,42 @@ pub async fn run_with(
     metrics: Arc<Metrics>,
 ) -> Result<(), RecorderError> {
     config.validate()?;
+    until_shutdown(shutdown, async move |stop| {
+        let ledger = Arc::new(open_ledger(&config, &stop).await?);
+        serve(listener, &config, ledger, stop, metrics).await
+    })
+    .await
+}
+
+/// [`run_with`] on a ledger the caller already opened (e.g. an
+/// [`EmbeddedLedger`] shared with other services of one process);
+/// `config`'s ledger fields are not used.
+pub async fn run_on(
+    listener: TcpListener,
+    config: RecorderConfig,
+    ledger: Arc<AnyLedger>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    metrics: Arc<Metrics>,
+) -> Result<(), RecorderError> {
+    config.validate()?;
+    until_shutdown(shutdown, async move |stop| {
+        serve(listener, &config, ledger, stop, metrics).await
+    })
+    .await
+}
+
+/// Runs `work` with a stop signal that turns true when `shutdown` completes;
+/// a stop is a clean exit.
+async fn until_shutdown(
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    work: impl AsyncFnOnce(watch::Receiver<bool>) -> Result<(), RecorderError>,
+) -> Result<(), RecorderError> {
     let (stop_tx, stop) = watch::channel(false);
     let trigger = tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    let result = serve(listener, &config, stop, metrics).await;
+    let result = work(stop).await;
     trigger.abort();
     match result {
         Err(RecorderError::ShuttingDown) => Ok(()),
@@ -84,10 +143,10 @@ pub async fn run_with(
 async fn serve(
     listener: TcpListener,
     config: &RecorderConfig,
+    store: Arc<AnyLedger>,
     stop: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
 ) -> Result<(), RecorderError> {
-    let store = Arc::new(open_store(config, &stop).await?);
     let dirty = Dirty::default();
     let writer = Writer {
         store: store.clone(),

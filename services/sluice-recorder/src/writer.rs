@@ -17,9 +17,10 @@ use sluice_proto::v1::Event;
 use tokio::sync::watch;
 
 use crate::RecorderError;
+use crate::ledger::{AnyLedger, Ledger};
 use crate::metrics::Metrics;
 use crate::record::{self, CounterKey, Deltas};
-use crate::store::{Claim, Store};
+use crate::store::Claim;
 
 /// What a written batch changed, for the reputation scorer and metrics.
 #[derive(Debug, Default)]
@@ -36,7 +37,7 @@ pub struct Written {
 
 /// Batch writer with its retry policy.
 pub struct Writer {
-    pub(crate) store: Arc<Store>,
+    pub(crate) store: Arc<AnyLedger>,
     pub(crate) concurrency: usize,
     pub(crate) retry_initial: Duration,
     pub(crate) retry_max: Duration,

@@ -1,0 +1,193 @@
+//! The recorder's ledger as a trait: exactly what the writer, the scorer and
+//! the Query service need. Two back ends: [`Store`] (CQL on
+//! ScyllaDB/Cassandra) and [`EmbeddedLedger`] (fjall in a data directory).
+//! [`AnyLedger`] is either, chosen at run time; the rest of the recorder
+//! holds an `AnyLedger`.
+
+use std::future::Future;
+
+use sluice_proto::v1::{Event, ReputationRow, TenantReputationRow};
+
+use crate::RecorderError;
+use crate::ledger_embedded::EmbeddedLedger;
+use crate::record::{CounterKey, Deltas};
+use crate::store::{Claim, Store};
+
+/// Result of a ledger call.
+pub type Res<T> = Result<T, RecorderError>;
+
+/// Where the recorder keeps events, claims, counters and reputation.
+///
+/// Writes are durable when their future resolves. Methods return `Send`
+/// futures, so callers may spawn them.
+pub trait Ledger: Send + Sync + 'static {
+    /// Writes the idempotent rows of an event: its history row (kept
+    /// `status_ttl_days`), its campaign row and the suppression it causes.
+    /// Safe to repeat.
+    fn write_rows(&self, event: &Event, now_secs: i64) -> impl Future<Output = Res<()>> + Send;
+    /// Claims the event's (message id, attempt, kind): [`Claim::New`] exactly
+    /// once per key while the claim lives (`dedup_ttl_days`). `retrying` says
+    /// an earlier claim of this very event had an unknown outcome: a claim
+    /// already holding this event's id is then ours.
+    fn claim(&self, event: &Event, retrying: bool) -> impl Future<Output = Res<Claim>> + Send;
+    /// Adds `deltas` to one counter row (creating it). Not idempotent.
+    fn bump(&self, key: &CounterKey, deltas: &Deltas) -> impl Future<Output = Res<()>> + Send;
+    /// Every live event of a message, oldest first (by event time, then id).
+    fn history(&self, message_id: &str) -> impl Future<Output = Res<Vec<Event>>> + Send;
+    /// Daily counter rows `(detail, deltas)` of `(scope, key, day)`.
+    fn daily(
+        &self,
+        scope: &str,
+        key: &str,
+        day: &str,
+    ) -> impl Future<Output = Res<Vec<(String, Deltas)>>> + Send;
+    /// Hourly counter rows `(hour, detail, deltas)` of `(scope, key, day)`.
+    fn hourly(
+        &self,
+        scope: &str,
+        key: &str,
+        day: &str,
+    ) -> impl Future<Output = Res<Vec<(String, String, Deltas)>>> + Send;
+    /// Every (source IP, site) that has a reputation row.
+    fn known_paths(&self) -> impl Future<Output = Res<Vec<(String, String)>>> + Send;
+    /// Every tenant that has a reputation row.
+    fn known_tenants(&self) -> impl Future<Output = Res<Vec<String>>> + Send;
+    /// Upserts one (source IP, site) reputation row.
+    fn put_path_reputation(&self, row: &ReputationRow) -> impl Future<Output = Res<()>> + Send;
+    /// Upserts one tenant reputation row.
+    fn put_tenant_reputation(
+        &self,
+        row: &TenantReputationRow,
+    ) -> impl Future<Output = Res<()>> + Send;
+    /// Path reputation rows, filtered by IP and by site when not empty.
+    fn path_reputation(
+        &self,
+        ip: &str,
+        site: &str,
+    ) -> impl Future<Output = Res<Vec<ReputationRow>>> + Send;
+    /// Tenant reputation rows, filtered by tenant when not empty.
+    fn tenant_reputation(
+        &self,
+        tenant: &str,
+    ) -> impl Future<Output = Res<Vec<TenantReputationRow>>> + Send;
+}
+
+/// The Cassandra back end: the prepared statements of `store.rs` and
+/// `store_read.rs`, unchanged.
+impl Ledger for Store {
+    async fn write_rows(&self, event: &Event, now_secs: i64) -> Res<()> {
+        Store::write_rows(self, event, now_secs).await
+    }
+    async fn claim(&self, event: &Event, retrying: bool) -> Res<Claim> {
+        Store::claim(self, event, retrying).await
+    }
+    async fn bump(&self, key: &CounterKey, deltas: &Deltas) -> Res<()> {
+        Store::bump(self, key, deltas).await
+    }
+    async fn history(&self, message_id: &str) -> Res<Vec<Event>> {
+        Store::history(self, message_id).await
+    }
+    async fn daily(&self, scope: &str, key: &str, day: &str) -> Res<Vec<(String, Deltas)>> {
+        Store::daily(self, scope, key, day).await
+    }
+    async fn hourly(
+        &self,
+        scope: &str,
+        key: &str,
+        day: &str,
+    ) -> Res<Vec<(String, String, Deltas)>> {
+        Store::hourly(self, scope, key, day).await
+    }
+    async fn known_paths(&self) -> Res<Vec<(String, String)>> {
+        Store::known_paths(self).await
+    }
+    async fn known_tenants(&self) -> Res<Vec<String>> {
+        Store::known_tenants(self).await
+    }
+    async fn put_path_reputation(&self, row: &ReputationRow) -> Res<()> {
+        Store::put_path_reputation(self, row).await
+    }
+    async fn put_tenant_reputation(&self, row: &TenantReputationRow) -> Res<()> {
+        Store::put_tenant_reputation(self, row).await
+    }
+    async fn path_reputation(&self, ip: &str, site: &str) -> Res<Vec<ReputationRow>> {
+        Store::path_reputation(self, ip, site).await
+    }
+    async fn tenant_reputation(&self, tenant: &str) -> Res<Vec<TenantReputationRow>> {
+        Store::tenant_reputation(self, tenant).await
+    }
+}
+
+/// Either back end, chosen at run time; implements [`Ledger`] by delegation.
+pub enum AnyLedger {
+    /// ScyllaDB/Cassandra.
+    Cql(Store),
+    /// fjall in a data directory.
+    Embedded(EmbeddedLedger),
+}
+
+impl From<Store> for AnyLedger {
+    fn from(store: Store) -> Self {
+        Self::Cql(store)
+    }
+}
+
+impl From<EmbeddedLedger> for AnyLedger {
+    fn from(ledger: EmbeddedLedger) -> Self {
+        Self::Embedded(ledger)
+    }
+}
+
+/// Runs the same call on whichever back end `$any` holds.
+macro_rules! each {
+    ($any:expr, $l:ident => $call:expr) => {
+        match $any {
+            AnyLedger::Cql($l) => $call.await,
+            AnyLedger::Embedded($l) => $call.await,
+        }
+    };
+}
+
+impl Ledger for AnyLedger {
+    async fn write_rows(&self, event: &Event, now_secs: i64) -> Res<()> {
+        each!(self, l => l.write_rows(event, now_secs))
+    }
+    async fn claim(&self, event: &Event, retrying: bool) -> Res<Claim> {
+        each!(self, l => l.claim(event, retrying))
+    }
+    async fn bump(&self, key: &CounterKey, deltas: &Deltas) -> Res<()> {
+        each!(self, l => l.bump(key, deltas))
+    }
+    async fn history(&self, message_id: &str) -> Res<Vec<Event>> {
+        each!(self, l => l.history(message_id))
+    }
+    async fn daily(&self, scope: &str, key: &str, day: &str) -> Res<Vec<(String, Deltas)>> {
+        each!(self, l => l.daily(scope, key, day))
+    }
+    async fn hourly(
+        &self,
+        scope: &str,
+        key: &str,
+        day: &str,
+    ) -> Res<Vec<(String, String, Deltas)>> {
+        each!(self, l => l.hourly(scope, key, day))
+    }
+    async fn known_paths(&self) -> Res<Vec<(String, String)>> {
+        each!(self, l => l.known_paths())
+    }
+    async fn known_tenants(&self) -> Res<Vec<String>> {
+        each!(self, l => l.known_tenants())
+    }
+    async fn put_path_reputation(&self, row: &ReputationRow) -> Res<()> {
+        each!(self, l => l.put_path_reputation(row))
+    }
+    async fn put_tenant_reputation(&self, row: &TenantReputationRow) -> Res<()> {
+        each!(self, l => l.put_tenant_reputation(row))
+    }
+    async fn path_reputation(&self, ip: &str, site: &str) -> Res<Vec<ReputationRow>> {
+        each!(self, l => l.path_reputation(ip, site))
+    }
+    async fn tenant_reputation(&self, tenant: &str) -> Res<Vec<TenantReputationRow>> {
+        each!(self, l => l.tenant_reputation(tenant))
+    }
+}

@@ -1,0 +1,295 @@
+//! The embedded ledger: the recorder's tables in one fjall keyspace in a
+//! data directory, for `sluice dev` and single-machine installs. Layout,
+//! durability and TTL handling: docs/recorder.md, "Embedded ledger".
+//!
+//! Every write (including the read-then-write of claims and counters) runs
+//! under one mutex and commits a fjall batch; the journal is then fsync'd
+//! (`PersistMode::SyncAll`) before the call returns, after the mutex is
+//! released so concurrent callers share fsyncs. Blocking work runs on
+//! tokio's blocking pool. Reads live in `ledger_embedded_read.rs`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use prost::Message;
+use sluice_proto::v1::Event;
+
+use crate::RecorderError;
+use crate::ledger::Res;
+use crate::ledger_keys::{self as keys, Key, Reader};
+use crate::record::{self, CounterKey, Deltas, Granularity};
+use crate::store::Claim;
+
+/// One-byte prefixes of the tables inside the `recorder` keyspace.
+pub(crate) mod table {
+    pub const EVENTS: u8 = b'e';
+    pub const CAMPAIGNS: u8 = b'c';
+    pub const SUPPRESSIONS: u8 = b's';
+    pub const DEDUP: u8 = b'd';
+    pub const DAILY: u8 = b'D';
+    pub const HOURLY: u8 = b'H';
+    pub const PATHS: u8 = b'p';
+    pub const TENANTS: u8 = b't';
+    pub const EXPIRY: u8 = b'x';
+}
+
+/// Least time between two lazy purges of expired rows.
+const PURGE_EVERY_MS: i64 = 60_000;
+/// Most expired rows removed by one purge (the next one continues).
+const PURGE_BATCH: usize = 10_000;
+
+/// The recorder's ledger in a data directory. Cheap to clone; clones share
+/// the database. One process at a time may open a directory.
+#[derive(Clone)]
+pub struct EmbeddedLedger {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    dir: PathBuf,
+    db: Database,
+    pub(crate) rows: Keyspace,
+    status_ttl_ms: i64,
+    dedup_ttl_ms: i64,
+    /// Held for every write, so check-then-write is atomic.
+    write: Mutex<()>,
+    last_purge_ms: AtomicI64,
+}
+
+impl std::fmt::Debug for EmbeddedLedger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedLedger")
+            .field("dir", &self.inner.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Wall-clock Unix time in milliseconds.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn fjall_err(context: &str) -> impl Fn(fjall::Error) -> RecorderError + '_ {
+    move |e| RecorderError::embedded(context, e)
+}
+
+impl EmbeddedLedger {
+    /// Opens (or creates) the ledger in `dir`, keeping history `status_ttl_days`
+    /// and de-duplication claims `dedup_ttl_days`, and recovers whatever the
+    /// last process made durable.
+    pub fn open(dir: &Path, status_ttl_days: u32, dedup_ttl_days: u32) -> Res<Self> {
+        let day = |d: u32| Duration::from_secs(u64::from(d) * 86_400);
+        Self::open_with_ttls(dir, day(status_ttl_days), day(dedup_ttl_days))
+    }
+
+    /// [`EmbeddedLedger::open`] with TTLs of any length (tests use milliseconds).
+    pub fn open_with_ttls(dir: &Path, status_ttl: Duration, dedup_ttl: Duration) -> Res<Self> {
+        let context = format!(
+            "opening data directory {} (one process at a time may open it: stop the other \
+             recorder or choose another data_dir)",
+            dir.display()
+        );
+        let db = Database::builder(dir).open().map_err(fjall_err(&context))?;
+        let rows = db
+            .keyspace("recorder", KeyspaceCreateOptions::default)
+            .map_err(fjall_err(&context))?;
+        let ledger = Self {
+            inner: Arc::new(Inner {
+                dir: dir.to_path_buf(),
+                db,
+                rows,
+                status_ttl_ms: millis(status_ttl),
+                dedup_ttl_ms: millis(dedup_ttl),
+                write: Mutex::new(()),
+                last_purge_ms: AtomicI64::new(now_ms()),
+            }),
+        };
+        ledger.purge_expired()?;
+        tracing::debug!(dir = %dir.display(), "embedded ledger opened");
+        Ok(ledger)
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Runs `f` on tokio's blocking pool (an fsync must not stall a worker).
+    pub(crate) async fn blocking<T, F>(&self, f: F) -> Res<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&EmbeddedLedger) -> Res<T> + Send + 'static,
+    {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || f(&this))
+            .await
+            .map_err(|e| RecorderError::embedded("running a blocking write", e))?
+    }
+
+    /// Under the write mutex: `plan` reads what it needs and returns a result
+    /// and the rows to put; they are committed as one batch. Then the journal
+    /// is fsync'd, outside the mutex, before returning.
+    fn write<T>(&self, plan: impl FnOnce(&Keyspace) -> Res<(T, Vec<(Key, Vec<u8>)>)>) -> Res<T> {
+        let result = {
+            let _guard = self.inner.write.lock().unwrap_or_else(|e| e.into_inner());
+            let (result, rows) = plan(&self.inner.rows)?;
+            let mut batch = self.inner.db.batch();
+            for (key, value) in rows {
+                batch.insert(&self.inner.rows, key.0, value);
+            }
+            batch.commit().map_err(fjall_err("writing a batch"))?;
+            result
+        };
+        self.inner
+            .db
+            .persist(PersistMode::SyncAll)
+            .map_err(fjall_err("syncing the journal"))?;
+        self.maybe_purge();
+        Ok(result)
+    }
+
+    /// Removes rows whose TTL has passed (at most `PURGE_BATCH` per call)
+    /// and returns how many. Reads never return expired rows either way.
+    pub fn purge_expired(&self) -> Res<usize> {
+        let now = now_ms();
+        self.inner.last_purge_ms.store(now, Ordering::Relaxed);
+        let _guard = self.inner.write.lock().unwrap_or_else(|e| e.into_inner());
+        let rows = &self.inner.rows;
+        let end = Key::new().raw(&[table::EXPIRY]).i(now.saturating_add(1)).0;
+        let mut batch = self.inner.db.batch();
+        let mut purged = 0;
+        for guard in rows.range(vec![table::EXPIRY]..end).take(PURGE_BATCH) {
+            let (index, _) = guard.into_inner().map_err(fjall_err("scanning expiries"))?;
+            let row = index.get(9..).unwrap_or_default();
+            // A rewrite may have extended the row's life: check its own expiry.
+            if let Some(value) = rows.get(row).map_err(fjall_err("reading a row"))?
+                && keys::live(&value, now)?.is_none()
+            {
+                batch.remove(rows, row.to_vec());
+                purged += 1;
+            }
+            batch.remove(rows, index.to_vec());
+        }
+        batch.commit().map_err(fjall_err("purging expired rows"))?;
+        Ok(purged)
+    }
+
+    fn maybe_purge(&self) {
+        let last = self.inner.last_purge_ms.load(Ordering::Relaxed);
+        if now_ms() - last >= PURGE_EVERY_MS
+            && let Err(err) = self.purge_expired()
+        {
+            tracing::warn!(error = %err, "purging expired rows failed; retrying later");
+        }
+    }
+
+    /// An expiring row plus its entry in the expiry index.
+    fn expiring(row: Key, expires_ms: i64, payload: &[u8]) -> [(Key, Vec<u8>); 2] {
+        let index = Key::new().raw(&[table::EXPIRY]).i(expires_ms).raw(&row.0);
+        [
+            (row, keys::expiring(expires_ms, payload)),
+            (index, Vec::new()),
+        ]
+    }
+
+    pub(crate) fn write_rows_blocking(&self, event: &Event, now_secs: i64) -> Res<()> {
+        let at = record::event_millis(event, now_secs);
+        let expires = now_ms().saturating_add(self.inner.status_ttl_ms);
+        let bytes = event.encode_to_vec();
+        let id = event.event_id.as_bytes();
+        let mut rows = Vec::with_capacity(5);
+        let history = Key::new().raw(&[table::EVENTS]).s(&event.message_id);
+        rows.extend(Self::expiring(history.i(at).raw(id), expires, &bytes));
+        if !event.campaign.is_empty() {
+            let hour = crate::time::hour_of(record::event_secs(event, now_secs));
+            let campaign = Key::new().raw(&[table::CAMPAIGNS]).s(&event.campaign);
+            rows.extend(Self::expiring(
+                campaign.s(&hour).i(at).raw(id),
+                expires,
+                &bytes,
+            ));
+        }
+        if let Some((tenant, address, reason)) = record::suppression(event) {
+            let key = Key::new().raw(&[table::SUPPRESSIONS]).s(tenant);
+            let value = Key::new().s(reason).i(at).raw(event.message_id.as_bytes());
+            rows.push((key.raw(address.as_bytes()), value.0));
+        }
+        self.write(|_| Ok(((), rows)))
+    }
+
+    pub(crate) fn claim_blocking(&self, event: &Event, retrying: bool) -> Res<Claim> {
+        let (message_id, attempt, kind) = record::dedup_key(event);
+        let key = Key::new()
+            .raw(&[table::DEDUP])
+            .s(&message_id)
+            .i(i64::from(attempt))
+            .i(i64::from(kind));
+        let now = now_ms();
+        self.write(|rows| {
+            if let Some(value) = rows.get(&key.0).map_err(fjall_err("reading a claim"))?
+                && let Some(holder) = keys::live(&value, now)?
+            {
+                let ours = retrying && holder == event.event_id.as_bytes();
+                let claim = if ours { Claim::New } else { Claim::Duplicate };
+                return Ok((claim, Vec::new()));
+            }
+            let expires = now.saturating_add(self.inner.dedup_ttl_ms);
+            let id = event.event_id.as_bytes();
+            Ok((Claim::New, Self::expiring(key, expires, id).into()))
+        })
+    }
+
+    pub(crate) fn bump_blocking(&self, key: &CounterKey, deltas: &Deltas) -> Res<()> {
+        let partition = counter_partition(key.granularity, key.scope, &key.key, &key.day);
+        let row = match key.granularity {
+            Granularity::Daily => partition.raw(key.detail.as_bytes()),
+            Granularity::Hourly => partition.s(&key.hour).raw(key.detail.as_bytes()),
+        };
+        self.write(|rows| {
+            let mut sum = match rows.get(&row.0).map_err(fjall_err("reading a counter"))? {
+                Some(bytes) => keys::decode_deltas(&bytes)?,
+                None => Deltas::default(),
+            };
+            sum.add(deltas);
+            Ok(((), vec![(row, keys::encode_deltas(&sum))]))
+        })
+    }
+
+    /// Upserts one row (reputation).
+    pub(crate) fn put_blocking(&self, key: Key, value: Vec<u8>) -> Res<()> {
+        self.write(|_| Ok(((), vec![(key, value)])))
+    }
+}
+
+/// The prefix of one counter partition `(scope, key, day)`.
+pub(crate) fn counter_partition(
+    granularity: Granularity,
+    scope: &str,
+    key: &str,
+    day: &str,
+) -> Key {
+    let t = match granularity {
+        Granularity::Daily => table::DAILY,
+        Granularity::Hourly => table::HOURLY,
+    };
+    Key::new().raw(&[t]).s(scope).s(key).s(day)
+}
+
+/// Decodes the reputation row stored at a key.
+pub(crate) fn decode<M: Message + Default>(bytes: &[u8], what: &str) -> Res<M> {
+    M::decode(bytes).map_err(|e| RecorderError::Corrupt(format!("embedded ledger {what}: {e}")))
+}
+
+/// A reader over a key without its one-byte table prefix.
+pub(crate) fn after_table(key: &[u8]) -> Reader<'_> {
+    Reader(key.get(1..).unwrap_or_default())
+}

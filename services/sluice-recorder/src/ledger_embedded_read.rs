@@ -1,0 +1,178 @@
+//! Reads of the embedded ledger, and its [`Ledger`] implementation: every
+//! call runs on tokio's blocking pool.
+
+use prost::Message;
+use sluice_proto::v1::{Event, ReputationRow, TenantReputationRow};
+
+use crate::ledger::{Ledger, Res};
+use crate::ledger_embedded::{
+    EmbeddedLedger, after_table, counter_partition, decode, fjall_err, now_ms, table,
+};
+use crate::ledger_keys::{self as keys, Key};
+use crate::record::{CounterKey, Deltas, Granularity};
+use crate::store::Claim;
+
+type Pairs = Vec<(fjall::Slice, fjall::Slice)>;
+
+impl EmbeddedLedger {
+    /// Every (key, value) whose key starts with `prefix`, in key order.
+    fn scan(&self, prefix: &[u8]) -> Res<Pairs> {
+        self.inner
+            .rows
+            .prefix(prefix)
+            .map(|g| g.into_inner().map_err(fjall_err("scanning rows")))
+            .collect()
+    }
+
+    fn history_blocking(&self, message_id: &str) -> Res<Vec<Event>> {
+        let now = now_ms();
+        let prefix = Key::new().raw(&[table::EVENTS]).s(message_id);
+        let mut events = Vec::new();
+        for (_, value) in self.scan(&prefix.0)? {
+            if let Some(bytes) = keys::live(&value, now)? {
+                events.push(decode(bytes, "event")?);
+            }
+        }
+        Ok(events)
+    }
+
+    /// Counter rows of a partition: (hour or "", detail, deltas).
+    fn counters_blocking(
+        &self,
+        granularity: Granularity,
+        (scope, key, day): (&str, &str, &str),
+    ) -> Res<Vec<(String, String, Deltas)>> {
+        let prefix = counter_partition(granularity, scope, key, day);
+        let mut rows = Vec::new();
+        for (k, v) in self.scan(&prefix.0)? {
+            let mut r = after_table(&k);
+            let _partition = (r.s()?, r.s()?, r.s()?);
+            let hour = match granularity {
+                Granularity::Daily => String::new(),
+                Granularity::Hourly => r.s()?,
+            };
+            rows.push((hour, r.rest()?, keys::decode_deltas(&v)?));
+        }
+        Ok(rows)
+    }
+
+    fn paths_blocking(&self, ip: &str, site: &str) -> Res<Vec<ReputationRow>> {
+        let mut prefix = Key::new().raw(&[table::PATHS]);
+        if !ip.is_empty() {
+            prefix = prefix.s(ip);
+        }
+        let mut rows = Vec::new();
+        for (_, v) in self.scan(&prefix.0)? {
+            let row: ReputationRow = decode(&v, "path reputation")?;
+            if site.is_empty() || row.site == site {
+                rows.push(row);
+            }
+        }
+        Ok(rows)
+    }
+
+    fn tenants_blocking(&self, tenant: &str) -> Res<Vec<TenantReputationRow>> {
+        let mut prefix = Key::new().raw(&[table::TENANTS]);
+        if !tenant.is_empty() {
+            prefix = prefix.raw(tenant.as_bytes());
+        }
+        let mut rows = Vec::new();
+        for (_, v) in self.scan(&prefix.0)? {
+            let row: TenantReputationRow = decode(&v, "tenant reputation")?;
+            if tenant.is_empty() || row.tenant == tenant {
+                rows.push(row);
+            }
+        }
+        Ok(rows)
+    }
+
+    fn known_paths_blocking(&self) -> Res<Vec<(String, String)>> {
+        let mut paths = Vec::new();
+        for (k, _) in self.scan(&[table::PATHS])? {
+            let mut r = after_table(&k);
+            paths.push((r.s()?, r.rest()?));
+        }
+        Ok(paths)
+    }
+
+    fn known_tenants_blocking(&self) -> Res<Vec<String>> {
+        let rows = self.scan(&[table::TENANTS])?;
+        rows.iter().map(|(k, _)| after_table(k).rest()).collect()
+    }
+}
+
+/// Timestamps are kept to the millisecond, as Cassandra keeps them.
+fn to_millis(at: &mut Option<prost_types::Timestamp>) {
+    if let Some(t) = at {
+        t.nanos -= t.nanos.rem_euclid(1_000_000);
+    }
+}
+
+impl Ledger for EmbeddedLedger {
+    async fn write_rows(&self, event: &Event, now_secs: i64) -> Res<()> {
+        let event = event.clone();
+        self.blocking(move |l| l.write_rows_blocking(&event, now_secs))
+            .await
+    }
+    async fn claim(&self, event: &Event, retrying: bool) -> Res<Claim> {
+        let event = event.clone();
+        self.blocking(move |l| l.claim_blocking(&event, retrying))
+            .await
+    }
+    async fn bump(&self, key: &CounterKey, deltas: &Deltas) -> Res<()> {
+        let (key, deltas) = (key.clone(), *deltas);
+        self.blocking(move |l| l.bump_blocking(&key, &deltas)).await
+    }
+    async fn history(&self, message_id: &str) -> Res<Vec<Event>> {
+        let id = message_id.to_owned();
+        self.blocking(move |l| l.history_blocking(&id)).await
+    }
+    async fn daily(&self, scope: &str, key: &str, day: &str) -> Res<Vec<(String, Deltas)>> {
+        let (s, k, d) = (scope.to_owned(), key.to_owned(), day.to_owned());
+        let rows = self
+            .blocking(move |l| l.counters_blocking(Granularity::Daily, (&s, &k, &d)))
+            .await?;
+        Ok(rows.into_iter().map(|(_, detail, d)| (detail, d)).collect())
+    }
+    async fn hourly(
+        &self,
+        scope: &str,
+        key: &str,
+        day: &str,
+    ) -> Res<Vec<(String, String, Deltas)>> {
+        let (s, k, d) = (scope.to_owned(), key.to_owned(), day.to_owned());
+        self.blocking(move |l| l.counters_blocking(Granularity::Hourly, (&s, &k, &d)))
+            .await
+    }
+    async fn known_paths(&self) -> Res<Vec<(String, String)>> {
+        self.blocking(|l| l.known_paths_blocking()).await
+    }
+    async fn known_tenants(&self) -> Res<Vec<String>> {
+        self.blocking(|l| l.known_tenants_blocking()).await
+    }
+    async fn put_path_reputation(&self, row: &ReputationRow) -> Res<()> {
+        let mut row = row.clone();
+        to_millis(&mut row.computed_at);
+        let key = Key::new()
+            .raw(&[table::PATHS])
+            .s(&row.source_ip)
+            .raw(row.site.as_bytes());
+        self.blocking(move |l| l.put_blocking(key, row.encode_to_vec()))
+            .await
+    }
+    async fn put_tenant_reputation(&self, row: &TenantReputationRow) -> Res<()> {
+        let mut row = row.clone();
+        to_millis(&mut row.computed_at);
+        let key = Key::new().raw(&[table::TENANTS]).raw(row.tenant.as_bytes());
+        self.blocking(move |l| l.put_blocking(key, row.encode_to_vec()))
+            .await
+    }
+    async fn path_reputation(&self, ip: &str, site: &str) -> Res<Vec<ReputationRow>> {
+        let (ip, site) = (ip.to_owned(), site.to_owned());
+        self.blocking(move |l| l.paths_blocking(&ip, &site)).await
+    }
+    async fn tenant_reputation(&self, tenant: &str) -> Res<Vec<TenantReputationRow>> {
+        let tenant = tenant.to_owned();
+        self.blocking(move |l| l.tenants_blocking(&tenant)).await
+    }
+}
