@@ -4,7 +4,10 @@
 //! start` and `deploy/servers/cassandra.sh start`.
 
 mod common;
+mod conformance;
 mod dedup;
+mod ledger_cql;
+mod ledger_embedded;
 mod migrations;
 mod outage;
 mod recording;

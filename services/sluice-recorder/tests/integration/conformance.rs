@@ -1,0 +1,293 @@
+//! The [`Ledger`] conformance suite: async checks that every back end must
+//! pass, run against Cassandra (`ledger_cql`) and the embedded ledger
+//! (`ledger_embedded`). Every check uses fresh ids, so checks can share one
+//! ledger and run in any order.
+
+use futures::future::join_all;
+use sluice_proto::v1::{BounceClass, Event, EventKind, ReputationRow, TenantReputationRow};
+use sluice_recorder::record::{CounterKey, Deltas, Granularity};
+use sluice_recorder::{Claim, Ledger};
+
+use crate::common::{bounce, event, now_secs};
+
+pub fn fresh(what: &str) -> String {
+    format!("{what}-{}", uuid::Uuid::new_v4().simple())
+}
+
+fn at(mut e: Event, secs: i64) -> Event {
+    e.at = Some(prost_types::Timestamp {
+        seconds: secs,
+        nanos: 0,
+    });
+    e
+}
+
+/// Events written come back as the message's history, oldest first, once
+/// each even when written twice.
+pub async fn history_round_trip<L: Ledger>(l: &L) {
+    let id = fresh("m");
+    let now = now_secs();
+    let first = at(event(EventKind::Accepted, &id, "", ""), now - 20);
+    let second = at(
+        event(EventKind::Deferred, &id, "192.0.2.1", "gmail"),
+        now - 10,
+    );
+    let third = at(
+        bounce(&id, "192.0.2.1", "gmail", BounceClass::BadMailbox),
+        now,
+    );
+    for e in [&third, &first, &second, &third] {
+        l.write_rows(e, now).await.expect("write rows");
+    }
+    let history = l.history(&id).await.expect("history");
+    assert_eq!(history, vec![first, second, third]);
+    assert!(
+        l.history(&fresh("unknown"))
+            .await
+            .expect("history")
+            .is_empty()
+    );
+}
+
+/// A claim is new once; a retry of the very event that holds it is new
+/// again; another kind or attempt is its own claim.
+pub async fn claim_new_then_duplicate<L: Ledger>(l: &L) {
+    let id = fresh("m");
+    let e = event(EventKind::Delivered, &id, "192.0.2.1", "gmail");
+    assert_eq!(l.claim(&e, false).await.expect("claim"), Claim::New);
+    assert_eq!(l.claim(&e, false).await.expect("claim"), Claim::Duplicate);
+    assert_eq!(l.claim(&e, true).await.expect("retry"), Claim::New);
+    let other = event(EventKind::Delivered, &id, "192.0.2.1", "gmail");
+    assert_eq!(
+        l.claim(&other, true).await.expect("claim"),
+        Claim::Duplicate
+    );
+    let bounced = event(EventKind::Bounced, &id, "192.0.2.1", "gmail");
+    assert_eq!(l.claim(&bounced, false).await.expect("claim"), Claim::New);
+    let next_attempt = Event { attempt: 2, ..e };
+    assert_eq!(
+        l.claim(&next_attempt, false).await.expect("claim"),
+        Claim::New
+    );
+}
+
+/// Concurrent claims of one key by different events: exactly one is new.
+pub async fn concurrent_claims_one_new<L: Ledger>(l: &L) {
+    let id = fresh("m");
+    let events: Vec<Event> = (0..24)
+        .map(|_| event(EventKind::Delivered, &id, "192.0.2.1", "gmail"))
+        .collect();
+    let claims = join_all(events.iter().map(|e| l.claim(e, false))).await;
+    let new = claims
+        .into_iter()
+        .map(|c| c.expect("claim"))
+        .filter(|c| *c == Claim::New)
+        .count();
+    assert_eq!(new, 1, "exactly one concurrent claim is new");
+}
+
+fn key(g: Granularity, ip: &str, day: &str, hour: &str, detail: &str) -> CounterKey {
+    CounterKey {
+        granularity: g,
+        scope: "ip",
+        key: ip.into(),
+        day: day.into(),
+        hour: hour.into(),
+        detail: detail.into(),
+    }
+}
+
+fn d(v: [i64; 8]) -> Deltas {
+    Deltas(v)
+}
+
+/// Daily and hourly counters sum every bump, per row, and a partition's
+/// read returns only its own rows (in clustering order).
+pub async fn counters_sum<L: Ledger>(l: &L) {
+    let ip = fresh("ip");
+    let (day, next_day) = ("2026-03-01", "2026-03-02");
+    let daily = |detail| key(Granularity::Daily, &ip, day, "", detail);
+    for _ in 0..3 {
+        l.bump(&daily("gmail"), &d([1, 2, 0, 0, 0, 0, 0, 1]))
+            .await
+            .expect("bump");
+    }
+    l.bump(&daily("yahoo"), &d([0, 0, 5, 0, 0, 0, 0, 0]))
+        .await
+        .expect("bump");
+    let other_day = key(Granularity::Daily, &ip, next_day, "", "gmail");
+    l.bump(&other_day, &d([9; 8])).await.expect("bump");
+    assert_eq!(
+        l.daily("ip", &ip, day).await.expect("daily"),
+        vec![
+            ("gmail".to_owned(), d([3, 6, 0, 0, 0, 0, 0, 3])),
+            ("yahoo".to_owned(), d([0, 0, 5, 0, 0, 0, 0, 0])),
+        ]
+    );
+    let hourly = |hour: &str, detail| key(Granularity::Hourly, &ip, day, hour, detail);
+    for (hour, n) in [("2026-03-01T13", 2), ("2026-03-01T02", 4)] {
+        for _ in 0..n {
+            l.bump(&hourly(hour, "gmail"), &d([0, 1, 1, 0, 0, 0, 0, 0]))
+                .await
+                .expect("bump");
+        }
+    }
+    assert_eq!(
+        l.hourly("ip", &ip, day).await.expect("hourly"),
+        vec![
+            (
+                "2026-03-01T02".into(),
+                "gmail".into(),
+                d([0, 4, 4, 0, 0, 0, 0, 0])
+            ),
+            (
+                "2026-03-01T13".into(),
+                "gmail".into(),
+                d([0, 2, 2, 0, 0, 0, 0, 0])
+            ),
+        ]
+    );
+    assert!(
+        l.hourly("ip", &ip, next_day)
+            .await
+            .expect("hourly")
+            .is_empty()
+    );
+    assert!(l.daily("tenant", &ip, day).await.expect("daily").is_empty());
+}
+
+fn path_row(ip: &str, site: &str, signal: &str, sent: u64) -> ReputationRow {
+    ReputationRow {
+        source_ip: ip.into(),
+        site: site.into(),
+        delivery_rate: 0.9,
+        deferral_rate: 0.05,
+        hard_bounce_rate: 0.02,
+        complaint_rate: 0.001,
+        signal: signal.into(),
+        computed_at: Some(prost_types::Timestamp {
+            seconds: now_secs(),
+            nanos: 0,
+        }),
+        sent,
+        window_hours: 24,
+    }
+}
+
+fn tenant_row(tenant: &str, signal: &str) -> TenantReputationRow {
+    TenantReputationRow {
+        tenant: tenant.into(),
+        delivery_rate: 0.5,
+        deferral_rate: 0.25,
+        hard_bounce_rate: 0.125,
+        complaint_rate: 0.0,
+        signal: signal.into(),
+        computed_at: Some(prost_types::Timestamp {
+            seconds: now_secs(),
+            nanos: 0,
+        }),
+        sent: 7,
+        window_hours: 6,
+    }
+}
+
+/// Reputation rows are upserted, filtered by IP / site / tenant, and make
+/// their paths and tenants known.
+pub async fn reputation_put_get<L: Ledger>(l: &L) {
+    let (ip, ip2, tenant) = (fresh("ip"), fresh("ip"), fresh("tenant"));
+    let rows = [
+        path_row(&ip, "gmail", "ok", 10),
+        path_row(&ip, "yahoo", "ok", 20),
+        path_row(&ip2, "gmail", "ok", 30),
+    ];
+    for r in &rows {
+        l.put_path_reputation(r).await.expect("put path");
+    }
+    let updated = path_row(&ip, "yahoo", "pause", 25);
+    l.put_path_reputation(&updated).await.expect("upsert path");
+    let of_ip = l.path_reputation(&ip, "").await.expect("path rows");
+    assert_eq!(of_ip, vec![rows[0].clone(), updated.clone()]);
+    let one = l.path_reputation(&ip, "yahoo").await.expect("path rows");
+    assert_eq!(one, vec![updated]);
+    let all = l.path_reputation("", "gmail").await.expect("path rows");
+    assert!(all.contains(&rows[0]) && all.contains(&rows[2]));
+    assert!(all.iter().all(|r| r.site == "gmail"));
+    let known = l.known_paths().await.expect("known paths");
+    for (i, s) in [(&ip, "gmail"), (&ip, "yahoo"), (&ip2, "gmail")] {
+        assert!(known.contains(&(i.clone(), s.to_owned())), "{i} {s}");
+    }
+
+    l.put_tenant_reputation(&tenant_row(&tenant, "ok"))
+        .await
+        .expect("put tenant");
+    let paused = tenant_row(&tenant, "pause_tenant");
+    l.put_tenant_reputation(&paused)
+        .await
+        .expect("upsert tenant");
+    let got = l.tenant_reputation(&tenant).await.expect("tenant rows");
+    assert_eq!(got, vec![paused.clone()]);
+    assert!(
+        l.tenant_reputation("")
+            .await
+            .expect("all")
+            .contains(&paused)
+    );
+    assert!(l.known_tenants().await.expect("known").contains(&tenant));
+    let missing = l.tenant_reputation(&fresh("tenant")).await.expect("rows");
+    assert!(missing.is_empty());
+}
+
+/// What [`write_fixture`] wrote, to check after a reopen.
+pub struct Fixture {
+    message: String,
+    history: Vec<Event>,
+    ip: String,
+    tenant: String,
+}
+
+/// Writes one of everything: history, a claim, counters, reputation.
+pub async fn write_fixture<L: Ledger>(l: &L) -> Fixture {
+    let message = fresh("m");
+    let (ip, tenant) = (fresh("ip"), fresh("tenant"));
+    let e = event(EventKind::Delivered, &message, &ip, "gmail");
+    l.write_rows(&e, now_secs()).await.expect("write rows");
+    assert_eq!(l.claim(&e, false).await.expect("claim"), Claim::New);
+    let k = key(Granularity::Daily, &ip, "2026-03-01", "", "gmail");
+    l.bump(&k, &d([1; 8])).await.expect("bump");
+    l.put_path_reputation(&path_row(&ip, "gmail", "slow", 3))
+        .await
+        .expect("put path");
+    l.put_tenant_reputation(&tenant_row(&tenant, "ok"))
+        .await
+        .expect("put tenant");
+    Fixture {
+        message,
+        history: vec![e],
+        ip,
+        tenant,
+    }
+}
+
+/// Everything [`write_fixture`] wrote is there (e.g. after a reopen).
+pub async fn check_fixture<L: Ledger>(l: &L, f: &Fixture) {
+    assert_eq!(l.history(&f.message).await.expect("history"), f.history);
+    assert_eq!(
+        l.claim(&f.history[0], false).await.expect("claim"),
+        Claim::Duplicate
+    );
+    let daily = l.daily("ip", &f.ip, "2026-03-01").await.expect("daily");
+    assert_eq!(daily, vec![("gmail".to_owned(), d([1; 8]))]);
+    let paths = l.path_reputation(&f.ip, "").await.expect("paths");
+    assert_eq!(paths.len(), 1);
+    assert_eq!(paths[0].signal, "slow");
+    assert_eq!(l.tenant_reputation(&f.tenant).await.expect("t").len(), 1);
+}
+
+/// Every check of the suite, one after the other on one ledger.
+pub async fn all<L: Ledger>(l: &L) {
+    history_round_trip(l).await;
+    claim_new_then_duplicate(l).await;
+    concurrent_claims_one_new(l).await;
+    counters_sum(l).await;
+    reputation_put_get(l).await;
+}

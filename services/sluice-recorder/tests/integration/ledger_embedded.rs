@@ -1,0 +1,146 @@
+//! The ledger conformance suite against the embedded ledger (a tempdir per
+//! test), plus what only it has to prove itself: TTL expiry, reopening, and
+//! `kill -9` losing nothing acknowledged.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use sluice_proto::v1::EventKind;
+use sluice_recorder::record::{CounterKey, Deltas, Granularity};
+use sluice_recorder::{AnyLedger, Claim, EmbeddedLedger, Ledger};
+
+use crate::common::{event, now_secs};
+use crate::conformance;
+
+fn open(dir: &std::path::Path) -> EmbeddedLedger {
+    EmbeddedLedger::open(dir, 30, 7).expect("open the embedded ledger")
+}
+
+#[tokio::test]
+async fn embedded_ledger_passes_the_conformance_suite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ledger = open(dir.path());
+    conformance::all(&ledger).await;
+    conformance::all(&AnyLedger::from(ledger)).await;
+}
+
+#[tokio::test]
+async fn embedded_ledger_keeps_everything_across_a_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ledger = open(dir.path());
+    let fixture = conformance::write_fixture(&ledger).await;
+    let err = EmbeddedLedger::open(dir.path(), 30, 7).expect_err("second open");
+    assert!(err.to_string().contains("data_dir"), "{err}");
+    drop(ledger);
+    conformance::check_fixture(&open(dir.path()), &fixture).await;
+}
+
+#[tokio::test]
+async fn embedded_rows_expire_after_their_ttl() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ttl = Duration::from_millis(400);
+    let ledger = EmbeddedLedger::open_with_ttls(dir.path(), ttl, ttl).expect("open");
+    let e = event(EventKind::Delivered, "m-ttl", "192.0.2.1", "gmail");
+    ledger.write_rows(&e, now_secs()).await.expect("write");
+    assert_eq!(ledger.claim(&e, false).await.expect("claim"), Claim::New);
+    assert_eq!(ledger.history("m-ttl").await.expect("history").len(), 1);
+    assert_eq!(
+        ledger.claim(&e, false).await.expect("claim"),
+        Claim::Duplicate
+    );
+    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+    assert!(ledger.history("m-ttl").await.expect("history").is_empty());
+    // An expired claim is gone: the event counts again, as on Cassandra.
+    assert_eq!(ledger.claim(&e, false).await.expect("claim"), Claim::New);
+    // History and campaign row purged; the renewed claim is kept.
+    assert_eq!(ledger.purge_expired().expect("purge"), 2);
+    assert_eq!(
+        ledger.claim(&e, false).await.expect("claim"),
+        Claim::Duplicate
+    );
+    drop(ledger);
+    let reopened = EmbeddedLedger::open_with_ttls(dir.path(), ttl, ttl).expect("reopen");
+    assert!(reopened.history("m-ttl").await.expect("history").is_empty());
+}
+
+const DIR_ENV: &str = "SLUICE_RECORDER_CRASH_DIR";
+const KILL_AFTER: usize = 150;
+
+fn counter(ip: &str) -> CounterKey {
+    CounterKey {
+        granularity: Granularity::Daily,
+        scope: "ip",
+        key: ip.into(),
+        day: "2026-03-01".into(),
+        hour: String::new(),
+        detail: "gmail".into(),
+    }
+}
+
+/// The child of `embedded_ledger_survives_kill_9`: a no-op otherwise. Writes,
+/// claims and counts events, printing `ACK <i>` after each returned.
+#[tokio::test]
+async fn crash_child_writer() {
+    let Ok(dir) = std::env::var(DIR_ENV) else {
+        return;
+    };
+    let ledger = open(std::path::Path::new(&dir));
+    let mut out = std::io::stdout().lock();
+    for i in 0_u64.. {
+        let e = event(EventKind::Delivered, &format!("crash-{i}"), "ip-c", "gmail");
+        ledger.write_rows(&e, now_secs()).await.expect("write");
+        assert_eq!(ledger.claim(&e, false).await.expect("claim"), Claim::New);
+        let one = Deltas([0, 1, 0, 0, 0, 0, 0, 0]);
+        ledger.bump(&counter("ip-c"), &one).await.expect("bump");
+        writeln!(out, "ACK {i}").expect("stdout");
+        out.flush().expect("stdout");
+    }
+}
+
+#[tokio::test]
+async fn embedded_ledger_survives_kill_9() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "ledger_embedded::crash_child_writer",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(DIR_ENV, dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the child writer");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut acked = 0_u64;
+    while acked < KILL_AFTER as u64 {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("child stopped after {acked} events"))
+            .expect("line");
+        acked += u64::from(line.starts_with("ACK "));
+    }
+    child.kill().expect("SIGKILL the child");
+    child.wait().expect("reap the child");
+
+    let ledger = open(dir.path());
+    for i in 0..acked {
+        let id = format!("crash-{i}");
+        let history = ledger.history(&id).await.expect("history");
+        assert_eq!(history.len(), 1, "acknowledged event {id} lost");
+        let again = ledger.claim(&history[0], false).await.expect("claim");
+        assert_eq!(again, Claim::Duplicate, "claim of {id} lost");
+    }
+    let daily = ledger
+        .daily("ip", "ip-c", "2026-03-01")
+        .await
+        .expect("daily");
+    let delivered = daily[0].1.0[1];
+    // The event in flight at the kill may or may not have been counted.
+    assert!(
+        (acked as i64..=acked as i64 + 1).contains(&delivered),
+        "{delivered} counted for {acked} acknowledged"
+    );
+}
