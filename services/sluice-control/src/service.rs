@@ -85,7 +85,7 @@ fn page_token(address: &str) -> String {
 
 fn parse_page_token(token: &str) -> Result<String, ControlError> {
     let bad = || ControlError::invalid("page_token", "is not a token this service issued");
-    if token.len() % 2 != 0 {
+    if !token.len().is_multiple_of(2) {
         return Err(bad());
     }
     let bytes = (0..token.len())

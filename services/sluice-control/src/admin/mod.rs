@@ -1,1 +1,347 @@
-pub enum AdminCommand {}
+//! The operator's admin commands: talk gRPC to control, print tables or JSON.
+//! The `sluice` binary embeds [`AdminCommand`] and calls [`run_admin`].
+
+mod render;
+
+use std::io::Write;
+
+use anyhow::{Context, anyhow};
+use clap::Subcommand;
+use futures::StreamExt;
+use sluice_proto::v1::control_client::ControlClient;
+use sluice_proto::v1::*;
+use tonic::transport::Channel;
+
+/// Admin commands for the control service.
+#[derive(Debug, Clone, Subcommand)]
+pub enum AdminCommand {
+    /// List sending pools.
+    #[command(after_help = "Example:\n  sluice pools\n  sluice pools --json")]
+    Pools,
+    /// Create or change a pool.
+    #[command(subcommand)]
+    Pool(PoolCommand),
+    /// List source IPs, their pool, owner node and warm-up plan.
+    #[command(after_help = "Examples:\n  sluice ips\n  sluice ips --pool marketing")]
+    Ips {
+        /// Only the IPs of this pool.
+        #[arg(long)]
+        pool: Option<String>,
+    },
+    /// Create or change a source IP.
+    #[command(subcommand)]
+    Ip(IpCommand),
+    /// List warm-up plans and their daily caps.
+    Plans,
+    /// Create or replace a warm-up plan.
+    #[command(subcommand)]
+    Plan(PlanCommand),
+    /// List tenants.
+    Tenants,
+    /// Suppress an address for a tenant: ingest will not send to it.
+    #[command(after_help = "Example:\n  sluice suppress acme bob@example.com --reason complaint")]
+    Suppress {
+        /// Tenant name.
+        tenant: String,
+        /// Email address to suppress.
+        address: String,
+        /// One of hard_bounce, complaint, unsubscribe, manual.
+        #[arg(long, default_value = "manual")]
+        reason: String,
+    },
+    /// Remove an address from a tenant's suppression list.
+    #[command(after_help = "Example:\n  sluice unsuppress acme bob@example.com")]
+    Unsuppress {
+        /// Tenant name.
+        tenant: String,
+        /// Email address to allow again.
+        address: String,
+    },
+    /// List a tenant's suppressed addresses, in address order.
+    #[command(after_help = "Example:\n  sluice suppressions acme --limit 50")]
+    Suppressions {
+        /// Tenant name.
+        tenant: String,
+        /// Most addresses to print.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+    /// Follow configuration changes as they happen (Ctrl-C to stop).
+    #[command(
+        after_help = "Examples:\n  sluice watch                # everything, then live changes\n  \
+                            sluice watch --after 42     # changes after revision 42\n  \
+                            sluice watch --count 1      # stop after one change"
+    )]
+    Watch {
+        /// Start after this revision; 0 replays the whole configuration.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// Stop after this many changes.
+        #[arg(long)]
+        count: Option<usize>,
+    },
+}
+
+/// `sluice pool ...`
+#[derive(Debug, Clone, Subcommand)]
+pub enum PoolCommand {
+    /// Create a pool, or change its description.
+    #[command(
+        after_help = "Example:\n  sluice pool put marketing --description \"bulk newsletters\""
+    )]
+    Put {
+        /// Pool name: letters, digits, `.`, `_`, `-`.
+        name: String,
+        /// Free text for operators.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+}
+
+/// `sluice ip ...`
+#[derive(Debug, Clone, Subcommand)]
+pub enum IpCommand {
+    /// Add a source IP to a pool, or change it. The pool (and the plan, if
+    /// given) must exist.
+    #[command(after_help = "Examples:\n  sluice pool put marketing\n  \
+                            sluice plan put new-ip --steps 50,100,250,500,1000\n  \
+                            sluice ip put 192.0.2.10 --pool marketing --warmup new-ip --node sender-1")]
+    Put {
+        /// IPv4 or IPv6 literal.
+        address: String,
+        /// Pool the IP sends for.
+        #[arg(long)]
+        pool: String,
+        /// Warm-up plan; leave out for an IP that is already warm.
+        #[arg(long)]
+        warmup: Option<String>,
+        /// Sender node that owns the IP.
+        #[arg(long)]
+        node: Option<String>,
+        /// EHLO name announced from this IP (must match its PTR record).
+        #[arg(long)]
+        ehlo: Option<String>,
+        /// Stop sending from this IP.
+        #[arg(long)]
+        paused: bool,
+    },
+}
+
+/// `sluice plan ...`
+#[derive(Debug, Clone, Subcommand)]
+pub enum PlanCommand {
+    /// Create or replace a warm-up plan: one daily cap per day, from day 1.
+    #[command(after_help = "Example:\n  sluice plan put new-ip --steps 50,100,250,500,1000,2500")]
+    Put {
+        /// Plan name.
+        name: String,
+        /// Daily caps for day 1, 2, 3, ... separated by commas.
+        #[arg(long, value_delimiter = ',', required = true)]
+        steps: Vec<u64>,
+    },
+}
+
+/// Runs `cmd` against control at `endpoint` (`host:port` or a URL) and
+/// prints the result to standard output: tables, or JSON with `json`.
+pub async fn run_admin(endpoint: &str, cmd: AdminCommand, json: bool) -> anyhow::Result<()> {
+    let mut out = std::io::stdout();
+    run_admin_to(endpoint, cmd, json, &mut out).await
+}
+
+/// [`run_admin`] writing to `out`.
+pub async fn run_admin_to(
+    endpoint: &str,
+    cmd: AdminCommand,
+    json: bool,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<()> {
+    let url = if endpoint.contains("://") {
+        endpoint.to_owned()
+    } else {
+        format!("http://{endpoint}")
+    };
+    let mut client = ControlClient::connect(url.clone()).await.map_err(|e| {
+        anyhow!(
+            "cannot reach control at {url} ({e}); start it with `sluice control` \
+             (or `sluice dev`), or point the admin command at a running control service"
+        )
+    })?;
+    execute(&mut client, cmd, json, out)
+        .await
+        .map_err(|e| match e.downcast::<tonic::Status>() {
+            Ok(status) => explain(&url, &status),
+            Err(other) => other,
+        })
+}
+
+/// Turns a server error into a message that says what to do next.
+fn explain(url: &str, status: &tonic::Status) -> anyhow::Error {
+    use tonic::Code;
+    let msg = status.message();
+    let next = match status.code() {
+        Code::InvalidArgument if msg.contains("does not exist") => {
+            "Nothing was changed. Create it first (`sluice pool put NAME`, \
+             `sluice plan put NAME --steps ...`), then retry."
+        }
+        Code::InvalidArgument => "Nothing was changed. Fix that field and retry.",
+        Code::Aborted => "Another change raced this one; retry.",
+        Code::Unavailable => {
+            "Control or its database is unavailable; check that control is running \
+             and that its store is reachable, then retry."
+        }
+        _ => "See the control service's log for details.",
+    };
+    anyhow!("control at {url} answered: {msg}\n{next}")
+}
+
+async fn execute(
+    client: &mut ControlClient<Channel>,
+    cmd: AdminCommand,
+    json: bool,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<()> {
+    let text = match cmd {
+        AdminCommand::Pools => {
+            let pools = client.list_pools(ListPoolsRequest {}).await?.into_inner();
+            render::pools(&pools.pools, json)
+        }
+        AdminCommand::Pool(PoolCommand::Put { name, description }) => {
+            let pool = client.put_pool(Pool { name, description }).await?;
+            render::pools(&[pool.into_inner()], json)
+        }
+        AdminCommand::Ips { pool } => {
+            let pool = pool.unwrap_or_default();
+            let ips = client.list_ips(ListIpsRequest { pool }).await?;
+            render::ips(&ips.into_inner().ips, json)
+        }
+        AdminCommand::Ip(IpCommand::Put {
+            address,
+            pool,
+            warmup,
+            node,
+            ehlo,
+            paused,
+        }) => {
+            let ip = SourceIp {
+                address,
+                pool,
+                owner_node: node.unwrap_or_default(),
+                warmup_plan: warmup.unwrap_or_default(),
+                ehlo_name: ehlo.unwrap_or_default(),
+                paused,
+            };
+            render::ips(&[client.put_ip(ip).await?.into_inner()], json)
+        }
+        AdminCommand::Plans => {
+            let plans = client.list_warmup_plans(ListWarmupPlansRequest {}).await?;
+            render::plans(&plans.into_inner().plans, json)
+        }
+        AdminCommand::Plan(PlanCommand::Put { name, steps }) => {
+            let steps = (1..)
+                .zip(steps)
+                .map(|(day, daily_cap)| WarmupStep {
+                    day,
+                    daily_cap,
+                    hourly_cap: 0,
+                })
+                .collect();
+            let plan = client.put_warmup_plan(WarmupPlan { name, steps }).await?;
+            render::plans(&[plan.into_inner()], json)
+        }
+        AdminCommand::Tenants => {
+            let tenants = client.list_tenants(ListTenantsRequest {}).await?;
+            render::tenants(&tenants.into_inner().tenants, json)
+        }
+        other => return execute_more(client, other, json, out).await,
+    };
+    out.write_all(text.as_bytes()).context("writing output")
+}
+
+async fn execute_more(
+    client: &mut ControlClient<Channel>,
+    cmd: AdminCommand,
+    json: bool,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<()> {
+    let text = match cmd {
+        AdminCommand::Suppress {
+            tenant,
+            address,
+            reason,
+        } => {
+            let s = Suppression {
+                tenant,
+                address,
+                reason,
+                created_at: None,
+            };
+            render::suppressions(&[client.add_suppression(s).await?.into_inner()], json)
+        }
+        AdminCommand::Unsuppress { tenant, address } => {
+            let req = RemoveSuppressionRequest {
+                tenant: tenant.clone(),
+                address: address.clone(),
+            };
+            let removed = client.remove_suppression(req).await?.into_inner().removed;
+            render::removed(&tenant, &address, removed, json)
+        }
+        AdminCommand::Suppressions { tenant, limit } => {
+            let list = all_suppressions(client, tenant, limit).await?;
+            render::suppressions(&list, json)
+        }
+        AdminCommand::Watch { after, count } => {
+            return watch(client, after, count, json, out).await;
+        }
+        _ => unreachable!("handled by execute"),
+    };
+    out.write_all(text.as_bytes()).context("writing output")
+}
+
+async fn all_suppressions(
+    client: &mut ControlClient<Channel>,
+    tenant: String,
+    limit: usize,
+) -> anyhow::Result<Vec<Suppression>> {
+    let mut list = Vec::new();
+    let mut page_token = String::new();
+    while list.len() < limit {
+        let want = u32::try_from(limit - list.len()).unwrap_or(u32::MAX);
+        let req = ListSuppressionsRequest {
+            tenant: tenant.clone(),
+            page_token,
+            page_size: want.min(crate::MAX_PAGE_SIZE),
+        };
+        let page = client.list_suppressions(req).await?.into_inner();
+        list.extend(page.suppressions);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    Ok(list)
+}
+
+async fn watch(
+    client: &mut ControlClient<Channel>,
+    after: u64,
+    count: Option<usize>,
+    json: bool,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<()> {
+    let req = WatchRequest {
+        node: "sluice-admin".into(),
+        after_revision: after,
+    };
+    let mut stream = client.watch(req).await?.into_inner();
+    let mut seen = 0;
+    while count.is_none_or(|c| seen < c) {
+        let Some(change) = stream.next().await else {
+            break;
+        };
+        let line = render::change(&change?, json);
+        writeln!(out, "{line}").context("writing output")?;
+        out.flush().context("writing output")?;
+        seen += 1;
+    }
+    Ok(())
+}

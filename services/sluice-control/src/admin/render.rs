@@ -1,0 +1,192 @@
+//! Tables (comfy-table) and JSON for the admin commands' output.
+
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use serde_json::{Value, json};
+use sluice_proto::v1::config_change::Change;
+use sluice_proto::v1::*;
+
+fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED)
+        .set_header(header.to_vec());
+    for row in rows {
+        t.add_row(row);
+    }
+    format!("{t}\n")
+}
+
+fn to_json(values: Vec<Value>) -> String {
+    format!("{}\n", Value::Array(values))
+}
+
+fn or_dash(s: &str) -> String {
+    if s.is_empty() { "-".into() } else { s.into() }
+}
+
+fn pool_json(p: &Pool) -> Value {
+    json!({"name": p.name, "description": p.description})
+}
+
+fn ip_json(ip: &SourceIp) -> Value {
+    json!({"address": ip.address, "pool": ip.pool, "owner_node": ip.owner_node,
+           "warmup_plan": ip.warmup_plan, "ehlo_name": ip.ehlo_name, "paused": ip.paused})
+}
+
+fn plan_json(p: &WarmupPlan) -> Value {
+    let steps: Vec<Value> = p
+        .steps
+        .iter()
+        .map(|s| json!({"day": s.day, "daily_cap": s.daily_cap, "hourly_cap": s.hourly_cap}))
+        .collect();
+    json!({"name": p.name, "steps": steps})
+}
+
+fn site_json(s: &SitePolicy) -> Value {
+    json!({"site": s.site, "messages_per_minute": s.messages_per_minute,
+           "messages_per_hour": s.messages_per_hour, "messages_per_day": s.messages_per_day,
+           "max_connections": s.max_connections,
+           "new_connections_per_minute": s.new_connections_per_minute,
+           "messages_per_connection": s.messages_per_connection,
+           "recipients_per_transaction": s.recipients_per_transaction,
+           "require_tls": s.require_tls})
+}
+
+fn tenant_json(t: &Tenant) -> Value {
+    json!({"name": t.name, "sending_domains": t.sending_domains,
+           "default_pool": t.default_pool, "rate_quota": t.rate_quota, "paused": t.paused})
+}
+
+fn created(s: &Suppression) -> String {
+    s.created_at.map(|t| t.to_string()).unwrap_or_default()
+}
+
+fn suppression_json(s: &Suppression) -> Value {
+    json!({"tenant": s.tenant, "address": s.address, "reason": s.reason,
+           "created_at": created(s)})
+}
+
+pub(super) fn pools(pools: &[Pool], json: bool) -> String {
+    if json {
+        return to_json(pools.iter().map(pool_json).collect());
+    }
+    let rows = pools
+        .iter()
+        .map(|p| vec![p.name.clone(), or_dash(&p.description)])
+        .collect();
+    table(&["pool", "description"], rows)
+}
+
+pub(super) fn ips(ips: &[SourceIp], json: bool) -> String {
+    if json {
+        return to_json(ips.iter().map(ip_json).collect());
+    }
+    let rows = ips
+        .iter()
+        .map(|ip| {
+            vec![
+                ip.address.clone(),
+                ip.pool.clone(),
+                or_dash(&ip.owner_node),
+                or_dash(&ip.warmup_plan),
+                or_dash(&ip.ehlo_name),
+                if ip.paused { "paused" } else { "active" }.into(),
+            ]
+        })
+        .collect();
+    table(
+        &["address", "pool", "node", "warm-up", "ehlo", "state"],
+        rows,
+    )
+}
+
+pub(super) fn plans(plans: &[WarmupPlan], json: bool) -> String {
+    if json {
+        return to_json(plans.iter().map(plan_json).collect());
+    }
+    let rows = plans
+        .iter()
+        .map(|p| {
+            let caps: Vec<String> = p.steps.iter().map(|s| s.daily_cap.to_string()).collect();
+            vec![p.name.clone(), p.steps.len().to_string(), caps.join(", ")]
+        })
+        .collect();
+    table(&["plan", "days", "daily caps (day 1, 2, ...)"], rows)
+}
+
+pub(super) fn tenants(tenants: &[Tenant], json: bool) -> String {
+    if json {
+        return to_json(tenants.iter().map(tenant_json).collect());
+    }
+    let rows = tenants
+        .iter()
+        .map(|t| {
+            vec![
+                t.name.clone(),
+                or_dash(&t.sending_domains.join(", ")),
+                or_dash(&t.default_pool),
+                t.rate_quota.to_string(),
+                if t.paused { "paused" } else { "active" }.into(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "tenant",
+            "sending domains",
+            "default pool",
+            "rate/s",
+            "state",
+        ],
+        rows,
+    )
+}
+
+pub(super) fn suppressions(list: &[Suppression], json: bool) -> String {
+    if json {
+        return to_json(list.iter().map(suppression_json).collect());
+    }
+    let rows = list
+        .iter()
+        .map(|s| {
+            vec![
+                s.tenant.clone(),
+                s.address.clone(),
+                s.reason.clone(),
+                created(s),
+            ]
+        })
+        .collect();
+    table(&["tenant", "address", "reason", "since"], rows)
+}
+
+pub(super) fn removed(tenant: &str, address: &str, removed: bool, json: bool) -> String {
+    if json {
+        return format!(
+            "{}\n",
+            json!({"tenant": tenant, "address": address, "removed": removed})
+        );
+    }
+    if removed {
+        format!("removed {address} from the suppression list of {tenant}\n")
+    } else {
+        format!("{address} was not on the suppression list of {tenant}; nothing changed\n")
+    }
+}
+
+/// One line per change: `revision kind name` or a JSON object.
+pub(super) fn change(c: &ConfigChange, json: bool) -> String {
+    let (kind, value) = match &c.change {
+        Some(Change::Pool(p)) => ("pool", pool_json(p)),
+        Some(Change::Ip(ip)) => ("ip", ip_json(ip)),
+        Some(Change::WarmupPlan(p)) => ("warmup_plan", plan_json(p)),
+        Some(Change::SitePolicy(s)) => ("site_policy", site_json(s)),
+        Some(Change::Tenant(t)) => ("tenant", tenant_json(t)),
+        Some(Change::SuppressionAdded(s)) => ("suppression_added", suppression_json(s)),
+        Some(Change::SuppressionRemoved(s)) => ("suppression_removed", suppression_json(s)),
+        None => ("unknown", Value::Null),
+    };
+    if json {
+        return json!({"revision": c.revision, "kind": kind, "record": value}).to_string();
+    }
+    format!("{:>6}  {kind:<20} {value}", c.revision)
+}
