@@ -120,15 +120,15 @@ impl Ledger for Store {
 
 /// Either back end, chosen at run time; implements [`Ledger`] by delegation.
 pub enum AnyLedger {
-    /// ScyllaDB/Cassandra.
-    Cql(Store),
+    /// ScyllaDB/Cassandra (boxed: the prepared statements are large).
+    Cql(Box<Store>),
     /// fjall in a data directory.
     Embedded(EmbeddedLedger),
 }
 
 impl From<Store> for AnyLedger {
     fn from(store: Store) -> Self {
-        Self::Cql(store)
+        Self::Cql(Box::new(store))
     }
 }
 

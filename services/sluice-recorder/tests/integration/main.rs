@@ -6,6 +6,7 @@
 mod common;
 mod conformance;
 mod dedup;
+mod embedded_node;
 mod ledger_cql;
 mod ledger_embedded;
 mod migrations;

@@ -1,0 +1,130 @@
+//! A whole recorder node (Kafka consumer, scorer, Query server) on the
+//! embedded ledger: chosen by configuration through `run_with`, then served
+//! again by `run_on` over a ledger the test opened itself. No Cassandra.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_proto::v1::query_client::QueryClient;
+use sluice_proto::v1::{
+    BounceClass, EventKind, GetMessageRequest, GetReputationRequest, GetStatsRequest,
+    StatsDimension,
+};
+use sluice_recorder::{EmbeddedLedger, LedgerKind, Metrics, RecorderConfig};
+use tokio::net::TcpListener;
+
+use crate::common::*;
+
+const IP: &str = "192.0.2.77";
+
+async fn embedded_config(data_dir: &std::path::Path) -> RecorderConfig {
+    let kafka = kafka().await;
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let config = RecorderConfig {
+        ledger: LedgerKind::Embedded,
+        data_dir: data_dir.to_path_buf(),
+        brokers: kafka.brokers.clone(),
+        topic: format!("sluice.test.events.{id}"),
+        group: format!("sluice-recorder-test-{id}"),
+        batch_max_events: 200,
+        batch_max_wait_ms: 50,
+        reputation: sluice_recorder::ReputationConfig {
+            interval_secs: 1,
+            ..Default::default()
+        },
+        ..RecorderConfig::default()
+    };
+    sluice_log::create_topic(&kafka, &config.topic, PARTITIONS)
+        .await
+        .expect("create topic");
+    config
+}
+
+async fn delivered_today(url: String) -> u64 {
+    let mut client = QueryClient::connect(url).await.expect("connect");
+    let today = sluice_recorder::time::day_of(now_secs());
+    let stats = client
+        .get_stats(GetStatsRequest {
+            dimension: StatsDimension::SourceIp.into(),
+            key: IP.into(),
+            from_day: today.clone(),
+            to_day: today,
+        })
+        .await
+        .expect("stats")
+        .into_inner();
+    stats.rows.iter().map(|r| r.delivered).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_records_on_the_embedded_ledger_and_serves_it_after_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = embedded_config(dir.path()).await;
+    let mut events: Vec<_> = (0..240)
+        .map(|i| match i % 8 {
+            0 => bounce(&format!("e-{i}"), IP, "outlook", BounceClass::BadMailbox),
+            _ => event(EventKind::Delivered, &format!("e-{i}"), IP, "outlook"),
+        })
+        .collect();
+    events.push(events[1].clone()); // a duplicate: counted once
+    produce(&config, &events).await;
+
+    let recorder = start(&config).await;
+    let url = recorder.url();
+    wait_until("210 deliveries counted", Duration::from_secs(60), || {
+        let url = url.clone();
+        async move { delivered_today(url).await == 210 }
+    })
+    .await;
+    wait_until("the path is paused", Duration::from_secs(30), || {
+        let url = url.clone();
+        async move {
+            let mut client = QueryClient::connect(url).await.expect("connect");
+            let req = GetReputationRequest {
+                source_ip: IP.into(),
+                ..Default::default()
+            };
+            let rows = client.get_reputation(req).await.expect("rep").into_inner();
+            rows.rows.iter().any(|r| r.signal == "pause")
+        }
+    })
+    .await;
+    assert_eq!(Metrics::get(&recorder.metrics.duplicates), 1);
+    recorder.stop().await;
+
+    // Reopened by the test and handed to run_on: everything is still there.
+    let ledger = EmbeddedLedger::open(dir.path(), 30, 7).expect("reopen");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let node = tokio::spawn(sluice_recorder::run_on(
+        listener,
+        config,
+        Arc::new(ledger.into()),
+        async move {
+            let _ = stopped.await;
+        },
+        Arc::new(Metrics::default()),
+    ));
+    wait_until(
+        "the restarted node answers",
+        Duration::from_secs(30),
+        || {
+            let url = url.clone();
+            async move { QueryClient::connect(url).await.is_ok() }
+        },
+    )
+    .await;
+    assert_eq!(delivered_today(url.clone()).await, 210);
+    let mut client = QueryClient::connect(url).await.expect("connect");
+    let status = client
+        .get_message(GetMessageRequest {
+            message_id: "e-8".into(),
+        })
+        .await
+        .expect("status")
+        .into_inner();
+    assert_eq!(status.state(), EventKind::Bounced);
+    let _ = stop.send(());
+    node.await.expect("node task").expect("clean exit");
+}
