@@ -1,0 +1,96 @@
+//! The read side of [`CqlStore`]: records by kind, one suppression.
+
+use scylla::value::CqlValue;
+use sluice_proto::v1::{Suppression, WarmupPlan};
+
+use super::CqlStore;
+use crate::ControlError;
+use crate::record::{Kind, Record};
+use crate::store::cql_rows::{self as rows, text};
+
+const POOL_COLS: &str = "name, description";
+const IP_COLS: &str = "address, pool, owner_node, warmup_plan, ehlo_name, paused";
+const PLAN_COLS: &str = "name, day, daily_cap, hourly_cap";
+const SITE_COLS: &str = "site, messages_per_minute, messages_per_hour, messages_per_day, \
+     max_connections, new_connections_per_minute, messages_per_connection, \
+     recipients_per_transaction, require_tls";
+const TENANT_COLS: &str = "name, sending_domains, default_pool, rate_quota, paused";
+
+/// Groups warm-up step rows into plans, in row order.
+fn plans_from(steps: Vec<rows::StepRow>) -> Vec<WarmupPlan> {
+    let mut plans: Vec<WarmupPlan> = Vec::new();
+    for row in &steps {
+        match plans.last_mut() {
+            Some(plan) if plan.name == row.0 => plan.steps.push(rows::step_from(row)),
+            _ => plans.push(WarmupPlan {
+                name: row.0.clone(),
+                steps: vec![rows::step_from(row)],
+            }),
+        }
+    }
+    plans
+}
+
+impl CqlStore {
+    /// Records of `kind`; `name` narrows to one.
+    pub(super) async fn select(
+        &self,
+        kind: Kind,
+        name: Option<&str>,
+    ) -> Result<Vec<Record>, ControlError> {
+        let ks = &self.inner.ks;
+        let (table, cols, key) = match kind {
+            Kind::Pool => ("config_pools", POOL_COLS, "name"),
+            Kind::Ip => ("config_ips", IP_COLS, "address"),
+            Kind::WarmupPlan => ("config_warmup_plans", PLAN_COLS, "name"),
+            Kind::SitePolicy => ("config_site_policies", SITE_COLS, "site"),
+            Kind::Tenant => ("config_tenants", TENANT_COLS, "name"),
+        };
+        let mut cql = format!("SELECT {cols} FROM {ks}.{table}");
+        let values: Vec<CqlValue> = match name {
+            Some(n) => {
+                cql.push_str(&format!(" WHERE {key} = ?"));
+                vec![text(n)]
+            }
+            None => Vec::new(),
+        };
+        let mut records: Vec<Record> = match kind {
+            Kind::Pool => map(self.rows(&cql, values).await?, |r| {
+                Record::Pool(rows::pool_from(r))
+            }),
+            Kind::Ip => map(self.rows(&cql, values).await?, |r| {
+                Record::Ip(rows::ip_from(r))
+            }),
+            Kind::WarmupPlan => plans_from(self.rows(&cql, values).await?)
+                .into_iter()
+                .map(Record::WarmupPlan)
+                .collect(),
+            Kind::SitePolicy => map(self.rows(&cql, values).await?, |r| {
+                Record::SitePolicy(rows::site_from(r))
+            }),
+            Kind::Tenant => map(self.rows(&cql, values).await?, |r| {
+                Record::Tenant(rows::tenant_from(r))
+            }),
+        };
+        records.sort_by(|a, b| a.name().cmp(b.name()));
+        Ok(records)
+    }
+
+    pub(super) async fn get_suppression(
+        &self,
+        tenant: &str,
+        address: &str,
+    ) -> Result<Option<Suppression>, ControlError> {
+        let ks = &self.inner.ks;
+        let cql = format!(
+            "SELECT tenant, address, reason, created_at FROM {ks}.config_suppressions \
+             WHERE tenant = ? AND address = ?"
+        );
+        let found: Vec<rows::SuppressionRow> = self.rows(&cql, (tenant, address)).await?;
+        Ok(found.into_iter().next().map(rows::suppression_from))
+    }
+}
+
+pub(super) fn map<R, T>(rows: Vec<R>, f: impl FnMut(R) -> T) -> Vec<T> {
+    rows.into_iter().map(f).collect()
+}
