@@ -78,11 +78,11 @@ pub struct KafkaSection {
     pub outbound_topic_prefix: String,
     /// Topic of `Event` records (accepted, suppressed).
     pub events_topic: String,
-    /// Milliseconds Kafka may take to acknowledge a record before the
-    /// submission fails as unavailable (`message.timeout.ms`).
+    /// Milliseconds the message log may take to acknowledge a submission before
+    /// it fails as unavailable.
     pub publish_timeout_ms: u64,
-    /// Records the producer may hold unacknowledged before new submissions are
-    /// refused as backpressure (`queue.buffering.max.messages`).
+    /// Records this node may have waiting for the log's acknowledgement before
+    /// new submissions are refused as backpressure.
     pub max_queued_records: u32,
 }
 

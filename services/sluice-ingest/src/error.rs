@@ -26,10 +26,10 @@ pub enum IngestError {
     /// The node has too much work in flight; retry later with backoff.
     #[error("ingest is overloaded: {0}; retry later with backoff")]
     Backpressure(String),
-    /// Kafka did not acknowledge in time. `durable` lists the message ids
-    /// whose records Kafka did acknowledge; the others were not accepted.
+    /// The log did not acknowledge. `durable` lists the message ids
+    /// whose records it did acknowledge; the others were not accepted.
     #[error(
-        "Kafka did not acknowledge the submission ({reason}); durable message ids: [{}]; \
+        "the message log did not acknowledge the submission ({reason}); durable message ids: [{}]; \
          the other recipients were not accepted, retry them (same idempotency key reuses the ids)",
         durable.join(", ")
     )]

@@ -74,17 +74,47 @@ impl IngestListeners {
     }
 }
 
-/// How long shutdown waits for Kafka to acknowledge queued records.
-const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Runs an ingest node until `shutdown` resolves, then stops accepting,
-/// drains in-flight submissions and flushes the producer.
+/// Runs an ingest node on the Kafka cluster of its configuration until
+/// `shutdown` resolves, then stops accepting and drains in-flight
+/// submissions (each answers once its records are acknowledged).
 pub async fn run(
     listeners: IngestListeners,
     config: IngestConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), IngestError> {
-    let ingestor = Arc::new(Ingestor::new(&config)?);
+    // Ingest may start before Kafka: submissions fail as unavailable (and
+    // say so) until a broker answers.
+    let log = sluice_log::KafkaLog::lazy(config.kafka_client())
+        .map_err(|err| IngestError::Config(format!("kafka: {err}")))?;
+    run_on(listeners, config, log.into(), shutdown).await
+}
+
+/// [`run`] on a message log the caller opened (Kafka or the embedded log of
+/// `sluice dev`).
+pub async fn run_on(
+    listeners: IngestListeners,
+    config: IngestConfig,
+    log: sluice_log::Log,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), IngestError> {
+    let mut topics: Vec<String> = config
+        .pools
+        .iter()
+        .map(|pool| format!("{}{pool}", config.kafka.outbound_topic_prefix))
+        .collect();
+    topics.push(config.kafka.events_topic.clone());
+    let wait = Duration::from_millis(config.kafka.publish_timeout_ms);
+    match tokio::time::timeout(wait, log.ensure_topics(&topics)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => {
+            tracing::warn!(%err, ?topics, "could not create the topics; submissions fail until they exist (senders and recorders create them too)")
+        }
+        Err(_) => tracing::warn!(
+            ?topics,
+            "the message log did not answer while creating the topics; submissions fail until it does (Kafka: `deploy/servers/kafka.sh start`)"
+        ),
+    }
+    let ingestor = Arc::new(Ingestor::new(&config, log)?);
     let (stop, stopped) = watch::channel(false);
     let mut tasks: JoinSet<Result<(), IngestError>> = JoinSet::new();
     if let Some(listener) = listeners.grpc {
@@ -135,8 +165,6 @@ pub async fn run(
             outcome = Err(err);
         }
     }
-    let flushing = ingestor.clone();
-    let _ = tokio::task::spawn_blocking(move || flushing.flush(FLUSH_TIMEOUT)).await;
     tracing::info!("ingest stopped");
     outcome
 }

@@ -45,8 +45,8 @@ impl std::fmt::Debug for Ingestor {
 }
 
 impl Ingestor {
-    /// Builds the node's state from its configuration.
-    pub fn new(config: &IngestConfig) -> Result<Self, IngestError> {
+    /// Builds the node's state from its configuration; records go to `log`.
+    pub fn new(config: &IngestConfig, log: sluice_log::Log) -> Result<Self, IngestError> {
         let budget_kib = (config.limits.max_in_flight_bytes / KIB).max(1);
         Ok(Self {
             tenants: Tenants::from_config(&config.tenants)?,
@@ -54,7 +54,7 @@ impl Ingestor {
             limits: config.limits.clone(),
             unsubscribe: Unsubscribe::new(&config.unsubscribe.base_url, &config.unsubscribe.secret),
             signers: DkimSigners::from_config(&config.tenants, config.limits.signing_threads)?,
-            publisher: Publisher::new(config)?,
+            publisher: Publisher::new(config, log),
             idempotency: IdempotencyStore::new(
                 Duration::from_secs(config.idempotency.ttl_secs),
                 config.idempotency.max_entries,
@@ -77,11 +77,6 @@ impl Ingestor {
     /// Signs and verifies one-click unsubscribe tokens.
     pub fn unsubscribe(&self) -> &Unsubscribe {
         &self.unsubscribe
-    }
-
-    /// Waits for queued records at shutdown.
-    pub fn flush(&self, timeout: Duration) {
-        self.publisher.flush(timeout);
     }
 
     /// Accepts one submission; answers once every record is durable.

@@ -1,11 +1,14 @@
-//! Publishes envelopes and events with the idempotent `acks=all` producer
-//! and reports which message ids Kafka acknowledged.
+//! Publishes envelopes and events to the message log (Kafka with the
+//! idempotent `acks=all` producer, or the embedded log's fsync'd appends)
+//! and reports which message ids were acknowledged.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::future::join_all;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use sluice_log::Log;
+use sluice_store::MessageLog;
 
 use crate::IngestError;
 use crate::config::IngestConfig;
@@ -21,11 +24,15 @@ pub struct OutRecord {
     pub marks_durable: bool,
 }
 
-/// The Kafka producer of an ingest node.
+/// The log writer of an ingest node.
 #[derive(Clone)]
 pub struct Publisher {
-    producer: FutureProducer,
+    log: Log,
+    /// Records handed to the log and not yet acknowledged.
+    queued: Arc<AtomicUsize>,
     max_queued: usize,
+    /// How long a submission waits for the log's acknowledgements.
+    timeout: Duration,
     outbound_prefix: String,
     events_topic: String,
 }
@@ -38,29 +45,27 @@ impl std::fmt::Debug for Publisher {
     }
 }
 
+/// Gives back its records' share of the queue when dropped, so a cancelled
+/// submission frees its room too.
+struct Queued<'a>(&'a AtomicUsize, usize);
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(self.1, Ordering::Relaxed);
+    }
+}
+
 impl Publisher {
-    /// Creates the producer (connects lazily).
-    pub fn new(config: &IngestConfig) -> Result<Self, IngestError> {
-        let mut client = config.kafka_client().producer();
-        client
-            .set(
-                "message.timeout.ms",
-                config.kafka.publish_timeout_ms.to_string(),
-            )
-            .set(
-                "queue.buffering.max.messages",
-                config.kafka.max_queued_records.to_string(),
-            )
-            .set("message.max.bytes", "33554432");
-        let producer: FutureProducer = client
-            .create()
-            .map_err(|err| IngestError::Config(format!("kafka producer: {err}")))?;
-        Ok(Self {
-            producer,
+    /// A publisher writing to `log`.
+    pub fn new(config: &IngestConfig, log: Log) -> Self {
+        Self {
+            log,
+            queued: Arc::default(),
             max_queued: config.kafka.max_queued_records as usize,
+            timeout: Duration::from_millis(config.kafka.publish_timeout_ms),
             outbound_prefix: config.kafka.outbound_topic_prefix.clone(),
             events_topic: config.kafka.events_topic.clone(),
-        })
+        }
     }
 
     /// Outbound topic of `pool`.
@@ -73,77 +78,45 @@ impl Publisher {
         &self.events_topic
     }
 
-    /// Publishes every record and waits for Kafka's acknowledgements. On
+    /// Publishes every record and waits for the log's acknowledgements. On
     /// failure the error lists the message ids that are durable anyway.
     pub async fn publish(&self, records: Vec<OutRecord>) -> Result<(), IngestError> {
-        let queued = self.producer.in_flight_count().max(0) as usize;
+        let queued = self.queued.fetch_add(records.len(), Ordering::Relaxed);
+        let _share = Queued(&self.queued, records.len());
         if queued + records.len() > self.max_queued {
             return Err(IngestError::Backpressure(format!(
-                "{queued} records await Kafka's acknowledgement; the producer holds at most {}",
+                "{queued} records await the log's acknowledgement; this node holds at most {} \
+                 (kafka.max_queued_records)",
                 self.max_queued
             )));
         }
-        let mut pending: Vec<(DeliveryFuture, Option<String>)> = Vec::new();
-        let mut enqueue_error = None;
-        for record in &records {
-            let future = FutureRecord::to(&record.topic)
-                .key(&record.key)
-                .payload(&record.payload);
-            match self.producer.send_result(future) {
-                Ok(delivery) => {
-                    pending.push((delivery, record.marks_durable.then(|| record.key.clone())))
-                }
-                Err((err, _)) => {
-                    enqueue_error = Some(err);
-                    break;
-                }
-            }
-        }
-        let (futures, keys): (Vec<_>, Vec<_>) = pending.into_iter().unzip();
-        let results = join_all(futures).await;
+        let appends = records
+            .iter()
+            .map(|r| self.log.append(&r.topic, r.key.as_bytes(), &r.payload));
+        let Ok(results) = tokio::time::timeout(self.timeout, join_all(appends)).await else {
+            // Records may still land after this answer; the client retries
+            // with its idempotency key, and the recorder de-duplicates.
+            return Err(IngestError::Unavailable {
+                reason: format!(
+                    "no acknowledgement within kafka.publish_timeout_ms ({} ms); is the log up? \
+                     (Kafka: `deploy/servers/kafka.sh start`)",
+                    self.timeout.as_millis()
+                ),
+                durable: Vec::new(),
+            });
+        };
         let mut durable = Vec::new();
-        let mut failure = enqueue_error.map(|e| describe(&e));
-        for (result, key) in results.into_iter().zip(keys) {
+        let mut failure = None;
+        for (result, record) in results.into_iter().zip(&records) {
             match result {
-                Ok(Ok(_)) => durable.extend(key),
-                Ok(Err((err, _))) => failure = Some(describe(&err)),
-                Err(_) => failure = Some(Failure::Other("producer dropped the record".into())),
+                Ok(_) if record.marks_durable => durable.push(record.key.clone()),
+                Ok(_) => {}
+                Err(err) => failure = Some(err.to_string()),
             }
         }
         match failure {
             None => Ok(()),
-            Some(Failure::QueueFull) if durable.is_empty() => Err(IngestError::Backpressure(
-                "the Kafka producer queue is full".into(),
-            )),
-            Some(Failure::QueueFull) => Err(IngestError::Unavailable {
-                reason: "the Kafka producer queue is full".into(),
-                durable,
-            }),
-            Some(Failure::Other(reason)) => Err(IngestError::Unavailable { reason, durable }),
+            Some(reason) => Err(IngestError::Unavailable { reason, durable }),
         }
-    }
-
-    /// Waits up to `timeout` for every queued record to be acknowledged.
-    pub fn flush(&self, timeout: Duration) {
-        if let Err(err) = self.producer.flush(timeout) {
-            tracing::warn!(%err, "records still unacknowledged at shutdown");
-        }
-    }
-}
-
-enum Failure {
-    QueueFull,
-    Other(String),
-}
-
-fn describe(err: &KafkaError) -> Failure {
-    match err.rdkafka_error_code() {
-        Some(RDKafkaErrorCode::QueueFull) => Failure::QueueFull,
-        Some(RDKafkaErrorCode::MessageTimedOut) => Failure::Other(
-            "no acknowledgement within kafka.publish_timeout_ms; is Kafka up? \
-             (`deploy/servers/kafka.sh start`)"
-                .into(),
-        ),
-        _ => Failure::Other(err.to_string()),
     }
 }

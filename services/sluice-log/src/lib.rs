@@ -9,11 +9,15 @@
 //! back end.
 
 mod admin;
+mod any;
 mod config;
 mod error;
+mod group;
 mod message_log;
 
 pub use admin::{create_topic, probe};
+pub use any::{DEFAULT_PARTITIONS, Log, LogConsumer};
 pub use config::KafkaConfig;
 pub use error::LogError;
+pub use group::KafkaConsumer;
 pub use message_log::KafkaLog;

@@ -62,6 +62,14 @@ struct Reader {
     next: Option<i64>,
 }
 
+impl std::fmt::Debug for KafkaLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaLog")
+            .field("brokers", &self.inner.config.brokers)
+            .finish_non_exhaustive()
+    }
+}
+
 impl KafkaLog {
     /// Connects to the cluster: fails with [`LogError::Unreachable`] (which
     /// says how to start a broker) when none answers within 10 s.
@@ -72,6 +80,12 @@ impl KafkaLog {
     /// [`KafkaLog::connect`], waiting at most `timeout` for a broker.
     pub async fn connect_within(config: KafkaConfig, timeout: Duration) -> Result<Self, LogError> {
         probe(&config, timeout).await?;
+        Self::lazy(config)
+    }
+
+    /// The log on a cluster that may not be up yet: clients connect in the
+    /// background, and calls fail or time out until a broker answers.
+    pub fn lazy(config: KafkaConfig) -> Result<Self, LogError> {
         let producer: FutureProducer = config.producer().create()?;
         let meta: BaseConsumer = config.admin().create()?;
         Ok(Self {
@@ -227,6 +241,16 @@ async fn delivered(delivery: DeliveryFuture) -> Result<Position, StoreError> {
 }
 
 impl MessageLog for KafkaLog {
+    type Consumer = crate::KafkaConsumer;
+
+    async fn subscribe(
+        &self,
+        group: &str,
+        topics: &[String],
+    ) -> Result<crate::KafkaConsumer, StoreError> {
+        crate::KafkaConsumer::subscribe(&self.inner.config, group, topics)
+    }
+
     async fn create_topic(&self, topic: &str, partitions: i32) -> Result<(), StoreError> {
         check_topic(topic)?;
         if partitions < 1 {

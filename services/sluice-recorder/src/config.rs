@@ -197,7 +197,7 @@ impl RecorderConfig {
         }
     }
 
-    pub(crate) fn ledger(&self) -> sluice_ledger::LedgerConfig {
+    pub fn ledger(&self) -> sluice_ledger::LedgerConfig {
         sluice_ledger::LedgerConfig {
             contact_points: self.cassandra.clone(),
             connect_timeout: Duration::from_secs(self.connect_timeout_secs),

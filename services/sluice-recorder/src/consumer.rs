@@ -6,10 +6,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prost::Message as _;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::{Offset, TopicPartitionList};
+use sluice_log::{Log, LogConsumer};
 use sluice_proto::v1::Event;
+use sluice_store::{Commit, Delivery, GroupConsumer, MessageLog};
 use tokio::sync::watch;
 
 use crate::scoring::Dirty;
@@ -25,26 +24,32 @@ pub(crate) fn now_secs() -> i64 {
 /// Reads up to `max` records: waits for the first, then at most `wait` more.
 /// Returns what it has when `stop` turns true.
 async fn next_batch(
-    consumer: &StreamConsumer,
+    consumer: &mut LogConsumer,
     max: usize,
     wait: Duration,
     stop: &mut watch::Receiver<bool>,
-) -> Vec<OwnedMessage> {
+) -> Vec<Delivery> {
     let mut batch = Vec::new();
     let mut deadline = None;
     while batch.len() < max {
-        let until =
-            deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+        let left = match deadline {
+            Some(d) => d - tokio::time::Instant::now().min(d),
+            None => Duration::from_secs(1),
+        };
+        if deadline.is_some() && left.is_zero() {
+            break;
+        }
         tokio::select! {
             _ = crate::stopped(stop) => break,
-            _ = tokio::time::sleep_until(until) => break,
-            received = consumer.recv() => match received {
-                Ok(msg) => {
-                    batch.push(msg.detach());
-                    deadline.get_or_insert_with(|| tokio::time::Instant::now() + wait);
+            polled = consumer.poll(left) => match polled {
+                Ok(records) => {
+                    if !records.is_empty() {
+                        deadline.get_or_insert_with(|| tokio::time::Instant::now() + wait);
+                    }
+                    batch.extend(records);
                 }
                 Err(err) => {
-                    tracing::warn!(error = %err, "Kafka consumer error; continuing");
+                    tracing::warn!(error = %err, "message log read failed; continuing");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             },
@@ -55,19 +60,19 @@ async fn next_batch(
 
 /// Decodes a batch; malformed records are logged with their offset, counted
 /// and left out (their offsets are still committed with the batch).
-fn decode(batch: &[OwnedMessage], writer: &Writer) -> Vec<Event> {
+fn decode(batch: &[Delivery], writer: &Writer) -> Vec<Event> {
     let mut events = Vec::with_capacity(batch.len());
     for msg in batch {
-        match Event::decode(msg.payload().unwrap_or_default()) {
+        match Event::decode(msg.payload.as_slice()) {
             Ok(event) if !event.message_id.is_empty() => events.push(event),
             outcome => {
                 let error = outcome
                     .err()
                     .map_or("empty message_id".to_owned(), |e| e.to_string());
                 tracing::warn!(
-                    topic = msg.topic(),
-                    partition = msg.partition(),
-                    offset = msg.offset(),
+                    topic = %msg.topic,
+                    partition = msg.partition,
+                    offset = msg.offset,
                     %error,
                     "skipping a malformed event record"
                 );
@@ -79,30 +84,36 @@ fn decode(batch: &[OwnedMessage], writer: &Writer) -> Vec<Event> {
 }
 
 /// Commits, per partition, the offset after the batch's last record.
-fn commit(consumer: &StreamConsumer, batch: &[OwnedMessage]) -> Result<(), RecorderError> {
+async fn commit(consumer: &mut LogConsumer, batch: &[Delivery]) -> Result<(), RecorderError> {
     let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
     for msg in batch {
-        let slot = next.entry((msg.topic(), msg.partition())).or_insert(0);
-        *slot = (*slot).max(msg.offset() + 1);
+        let slot = next.entry((msg.topic.as_str(), msg.partition)).or_insert(0);
+        *slot = (*slot).max(msg.offset + 1);
     }
-    let mut tpl = TopicPartitionList::new();
-    for ((topic, partition), offset) in next {
-        tpl.add_partition_offset(topic, partition, Offset::Offset(offset))?;
-    }
-    consumer.commit(&tpl, CommitMode::Sync)?;
+    let commits: Vec<Commit> = next
+        .into_iter()
+        .map(|((topic, partition), next_offset)| Commit {
+            topic: topic.to_owned(),
+            partition,
+            next_offset,
+        })
+        .collect();
+    consumer.commit(&commits).await?;
     Ok(())
 }
 
 /// Consumes `config.topic` until `stop` turns true, writing every batch
 /// through `writer` and committing its offsets only once it is written.
 pub(crate) async fn run(
+    log: &Log,
     config: &RecorderConfig,
     writer: &Writer,
     dirty: &Dirty,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), RecorderError> {
-    let consumer: StreamConsumer = config.kafka().consumer(&config.group).create()?;
-    consumer.subscribe(&[config.topic.as_str()])?;
+    let topics = [config.topic.clone()];
+    log.ensure_topics(&topics).await?;
+    let mut consumer = log.subscribe(&config.group, &topics).await?;
     tracing::info!(topic = %config.topic, group = %config.group, "recorder consuming");
     loop {
         let stopping = *stop.borrow();
@@ -110,7 +121,7 @@ pub(crate) async fn run(
             break;
         }
         let batch = next_batch(
-            &consumer,
+            &mut consumer,
             config.batch_max_events,
             config.batch_max_wait(),
             &mut stop,
@@ -131,7 +142,7 @@ pub(crate) async fn run(
             }
             Err(err) => return Err(err),
         };
-        if let Err(err) = commit(&consumer, &batch) {
+        if let Err(err) = commit(&mut consumer, &batch).await {
             writer
                 .metrics
                 .commit_failures

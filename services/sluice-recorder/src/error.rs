@@ -19,6 +19,9 @@ pub enum RecorderError {
     /// Kafka could not be reached or refused an operation.
     #[error(transparent)]
     Log(Box<sluice_log::LogError>),
+    /// The message log (Kafka or the embedded log) failed an operation.
+    #[error("message log: {0}")]
+    MessageLog(#[from] sluice_store::StoreError),
     /// A Kafka client call failed.
     #[error("Kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
@@ -98,6 +101,7 @@ impl From<RecorderError> for tonic::Status {
                 Code::Unavailable
             }
             RecorderError::Kafka(_) | RecorderError::Transport(_) => Code::Unavailable,
+            RecorderError::MessageLog(_) => Code::Unavailable,
             RecorderError::Embedded { .. } => Code::Unavailable,
             RecorderError::ShuttingDown | RecorderError::QueryUnreachable { .. } => {
                 Code::Unavailable

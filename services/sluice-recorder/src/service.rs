@@ -5,6 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sluice_log::{KafkaLog, Log};
 use sluice_proto::v1::query_server::QueryServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -97,26 +98,31 @@ pub async fn run_with(
     metrics: Arc<Metrics>,
 ) -> Result<(), RecorderError> {
     config.validate()?;
+    // The recorder may start before Kafka: the consumer connects when it can.
+    let log: Log = KafkaLog::lazy(config.kafka())
+        .map_err(|e| RecorderError::Log(Box::new(e)))?
+        .into();
     until_shutdown(shutdown, async move |stop| {
         let ledger = Arc::new(open_ledger(&config, &stop).await?);
-        serve(listener, &config, ledger, stop, metrics).await
+        serve(listener, &config, ledger, log, stop, metrics).await
     })
     .await
 }
 
-/// [`run_with`] on a ledger the caller already opened (e.g. an
-/// [`EmbeddedLedger`] shared with other services of one process);
-/// `config`'s ledger fields are not used.
+/// [`run_with`] on a ledger and a message log the caller already opened
+/// (e.g. the embedded ones shared by the services of `sluice dev`);
+/// `config`'s ledger and broker fields are not used.
 pub async fn run_on(
     listener: TcpListener,
     config: RecorderConfig,
     ledger: Arc<AnyLedger>,
+    log: Log,
     shutdown: impl Future<Output = ()> + Send + 'static,
     metrics: Arc<Metrics>,
 ) -> Result<(), RecorderError> {
     config.validate()?;
     until_shutdown(shutdown, async move |stop| {
-        serve(listener, &config, ledger, stop, metrics).await
+        serve(listener, &config, ledger, log, stop, metrics).await
     })
     .await
 }
@@ -144,6 +150,7 @@ async fn serve(
     listener: TcpListener,
     config: &RecorderConfig,
     store: Arc<AnyLedger>,
+    log: Log,
     stop: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
 ) -> Result<(), RecorderError> {
@@ -165,7 +172,7 @@ async fn serve(
                 crate::stopped(&mut server_stop).await;
             },
         );
-    let consume = crate::consumer::run(config, &writer, &dirty, stop.clone());
+    let consume = crate::consumer::run(&log, config, &writer, &dirty, stop.clone());
     let score = async {
         crate::scoring::run(&store, &config.reputation, &dirty, stop.clone()).await;
         Ok::<(), RecorderError>(())

@@ -11,11 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prost::Message as _;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::{Offset, TopicPartitionList};
+use sluice_log::LogConsumer;
 use sluice_proto::v1::{BounceClass, Envelope, EventKind, SmtpReply};
 use sluice_shaping::{Millis, SiteResolver};
+use sluice_store::{Commit, Delivery, GroupConsumer};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::config::SenderConfig;
@@ -59,24 +58,32 @@ impl Consume {
 
     /// Consumes until `shutdown` resolves. Parked records are dropped
     /// uncommitted: they are read again by the partition's next owner.
-    pub async fn run(mut self, consumer: &StreamConsumer, shutdown: impl Future<Output = ()>) {
+    pub async fn run(mut self, consumer: &mut LogConsumer, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let interval = Duration::from_millis(self.cfg.kafka.commit_interval.0.max(50));
-        let mut commit_tick = tokio::time::interval(interval);
+        let mut last_commit = tokio::time::Instant::now();
         loop {
             self.release_due(consumer).await;
+            if last_commit.elapsed() >= interval {
+                commit(consumer, &self.tracker).await;
+                last_commit = tokio::time::Instant::now();
+            }
             let full = self.in_flight() >= self.cfg.queues.max_in_flight;
-            tokio::select! {
+            let polled = tokio::select! {
                 _ = &mut shutdown => break,
-                _ = commit_tick.tick() => commit(consumer, &self.tracker, CommitMode::Async),
-                msg = consumer.recv(), if !full => match msg {
-                    Ok(msg) => self.handle(consumer, &msg).await,
-                    Err(err) => {
-                        tracing::warn!(%err, "Kafka consumer error; retrying (check that the brokers are reachable)");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
+                polled = consumer.poll(Duration::from_millis(50)), if !full => polled,
+                _ = tokio::time::sleep(Duration::from_millis(50)), if full => Ok(Vec::new()),
+            };
+            match polled {
+                Ok(records) => {
+                    for record in records {
+                        self.handle(consumer, record).await;
                     }
-                },
-                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
+                Err(err) => {
+                    tracing::warn!(%err, "message log read failed; retrying (check that the log is reachable)");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
             }
         }
     }
@@ -88,11 +95,11 @@ impl Consume {
             .in_flight()
     }
 
-    async fn handle(&mut self, consumer: &StreamConsumer, msg: &BorrowedMessage<'_>) {
+    async fn handle(&mut self, consumer: &mut LogConsumer, msg: Delivery) {
         let rec = RecordRef {
-            topic: msg.topic().to_owned(),
-            partition: msg.partition(),
-            offset: msg.offset(),
+            topic: msg.topic,
+            partition: msg.partition,
+            offset: msg.offset,
         };
         tracing::trace!(topic = %rec.topic, partition = rec.partition, offset = rec.offset, "record");
         self.tracker.lock().expect("offset tracker lock").start(
@@ -100,7 +107,7 @@ impl Consume {
             rec.partition,
             rec.offset,
         );
-        let envelope = match Envelope::decode(msg.payload().unwrap_or_default()) {
+        let envelope = match Envelope::decode(msg.payload.as_slice()) {
             Ok(envelope) => envelope,
             Err(err) => return self.malformed(rec, &err.to_string()),
         };
@@ -121,7 +128,7 @@ impl Consume {
         let already_parked = self.parked.get(&key).is_some_and(|q| !q.is_empty());
         if already_parked || due > fate::now() {
             if !already_parked {
-                pause(consumer, &rec.topic, rec.partition, true);
+                consumer.pause(&rec.topic, rec.partition);
             }
             self.parked
                 .entry(key)
@@ -134,7 +141,7 @@ impl Consume {
 
     /// Hands over parked records that are due, in order; resumes a partition
     /// whose parked records are all gone.
-    async fn release_due(&mut self, consumer: &StreamConsumer) {
+    async fn release_due(&mut self, consumer: &mut LogConsumer) {
         let now = fate::now();
         let keys: Vec<_> = self.parked.keys().cloned().collect();
         for key in keys {
@@ -148,7 +155,7 @@ impl Consume {
                     Some(_) => break,
                     None => {
                         self.parked.remove(&key);
-                        pause(consumer, &key.0, key.1, false);
+                        consumer.resume(&key.0, key.1);
                         break;
                     }
                 }
@@ -243,32 +250,21 @@ impl Consume {
     }
 }
 
-fn pause(consumer: &StreamConsumer, topic: &str, partition: i32, pause: bool) {
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition(topic, partition);
-    let result = if pause {
-        consumer.pause(&tpl)
-    } else {
-        consumer.resume(&tpl)
-    };
-    if let Err(err) = result {
-        tracing::warn!(topic, partition, %err, pause, "could not pause/resume a partition");
-    }
-}
-
 /// Commits every partition's offset that moved.
-pub fn commit(consumer: &StreamConsumer, tracker: &Mutex<OffsetTracker>, mode: CommitMode) {
+pub async fn commit(consumer: &mut LogConsumer, tracker: &Mutex<OffsetTracker>) {
     let moves = tracker.lock().expect("offset tracker lock").take_commits();
     if moves.is_empty() {
         return;
     }
-    let mut tpl = TopicPartitionList::new();
-    for (topic, partition, offset) in &moves {
-        if let Err(err) = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset)) {
-            tracing::warn!(%topic, partition, %err, "bad offset to commit");
-        }
-    }
-    if let Err(err) = consumer.commit(&tpl, mode) {
+    let commits: Vec<Commit> = moves
+        .into_iter()
+        .map(|(topic, partition, next_offset)| Commit {
+            topic,
+            partition,
+            next_offset,
+        })
+        .collect();
+    if let Err(err) = consumer.commit(&commits).await {
         tracing::warn!(%err, "offset commit failed; the next commit after more progress covers it (until then a restart re-reads these records)");
     }
 }

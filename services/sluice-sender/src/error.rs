@@ -9,6 +9,8 @@ pub enum SenderError {
     NoIps(String),
     #[error(transparent)]
     Kafka(#[from] sluice_log::LogError),
+    #[error("message log: {0}")]
+    Log(#[from] sluice_store::StoreError),
     #[error(transparent)]
     Route(#[from] crate::route::RouteError),
     #[error("shaping state file {file}: {reason}")]

@@ -3,7 +3,7 @@
 //! the shaping engine sets.
 //!
 //! ```text
-//! Kafka ──▶ consume (route: static table / DNS; site rollup) ──▶ dispatch (engine,
+//! log ──▶ consume (route: static table / DNS; site rollup) ──▶ dispatch (engine,
 //!   ready queue per site, idle connections) ──▶ deliver tasks (SMTP) ──▶ dispatch
 //!   ──▶ publish fate (event, delay tier) ──▶ offset released ──▶ commit
 //! ```
@@ -24,10 +24,9 @@ mod state;
 
 use std::sync::{Arc, Mutex};
 
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::producer::FutureProducer;
-use sluice_log::KafkaConfig;
+use sluice_log::{KafkaConfig, KafkaLog, Log};
 use sluice_shaping::Engine;
+use sluice_store::MessageLog;
 
 pub use config::SenderConfig;
 pub use dispatch::Stats;
@@ -65,39 +64,38 @@ impl Sender {
         self.stats.clone()
     }
 
-    /// Runs until `shutdown` resolves, then drains: deliveries in progress
-    /// finish, their fates are published, and offsets are committed.
+    /// Runs on the Kafka cluster of the configuration until `shutdown`
+    /// resolves, then drains: deliveries in progress finish, their fates are
+    /// published, and offsets are committed.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<Stats, SenderError> {
+        let kafka = KafkaConfig {
+            brokers: self.cfg.kafka.brokers.clone(),
+            client_id: self.cfg.node.clone(),
+        };
+        let log = KafkaLog::connect(kafka).await?;
+        self.run_on(log.into(), shutdown).await
+    }
+
+    /// [`Sender::run`] on a message log the caller opened (Kafka or the
+    /// embedded log of `sluice dev`).
+    pub async fn run_on(
+        self,
+        log: Log,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<Stats, SenderError> {
         let cfg = self.cfg.clone();
         let engine = state::load(cfg.state.file.as_deref(), cfg.shaping.clone())?;
         // The consumer rolls domains up with the engine's own rules.
         let sites = engine.sites().clone();
-        let kafka = KafkaConfig {
-            brokers: cfg.kafka.brokers.clone(),
-            client_id: cfg.node.clone(),
-        };
-        sluice_log::probe(&kafka, std::time::Duration::from_secs(10)).await?;
         let topics = self.topics(&engine);
-        for topic in &topics {
-            sluice_log::create_topic(&kafka, topic, 4).await?;
-        }
-        let producer: FutureProducer = kafka
-            .producer()
-            .create()
-            .map_err(sluice_log::LogError::from)?;
-        let consumer: StreamConsumer = kafka
-            .consumer(&cfg.group())
-            .set("max.partition.fetch.bytes", "33554432")
-            .create()
-            .map_err(sluice_log::LogError::from)?;
-        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-        consumer
-            .subscribe(&names)
-            .map_err(sluice_log::LogError::from)?;
+        let mut all = topics.clone();
+        all.push(cfg.kafka.events_topic.clone());
+        log.ensure_topics(&all).await?;
+        let mut consumer = log.subscribe(&cfg.group(), &topics).await?;
         let router = self.router()?;
 
         let tracker = Arc::new(Mutex::new(OffsetTracker::default()));
-        let publisher = Publisher::new(producer, cfg.kafka.events_topic.clone());
+        let publisher = Publisher::new(log, cfg.kafka.events_topic.clone());
         let dispatcher = Dispatcher::new(
             cfg.clone(),
             engine,
@@ -122,7 +120,7 @@ impl Sender {
         tracing::info!(node = %cfg.node, pool = %cfg.pool, ips = ?cfg.source_ips(), ?topics, "sender running");
 
         Consume::new(cfg.clone(), router, sites, tracker.clone(), tx)
-            .run(&consumer, shutdown)
+            .run(&mut consumer, shutdown)
             .await;
         dispatching
             .await
@@ -130,7 +128,7 @@ impl Sender {
         if let Some(following) = following {
             following.abort();
         }
-        consume::commit(&consumer, &tracker, CommitMode::Sync);
+        consume::commit(&mut consumer, &tracker).await;
         let stats = self.stats.lock().expect("stats lock").clone();
         tracing::info!(?stats, "sender stopped");
         Ok(stats)

@@ -1,29 +1,28 @@
-//! Publishing fates to Kafka. A fate is durable only once every record of it
-//! is acknowledged (idempotent producer, acks=all); until then the offset of
-//! the record it belongs to stays uncommitted. Publishing retries until it
-//! succeeds or the node shuts down: when Kafka is unreachable nothing can be
-//! made durable, so nothing is committed either.
+//! Publishing fates to the message log. A fate is durable only once every
+//! record of it is acknowledged (Kafka: idempotent producer, acks=all; the
+//! embedded log: fsync'd); until then the offset of the record it belongs to
+//! stays uncommitted. Publishing retries until it succeeds or the node shuts
+//! down: when the log is unreachable nothing can be made durable, so nothing
+//! is committed either.
 
 use std::time::Duration;
 
 use prost::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use sluice_log::Log;
 use sluice_proto::v1::Envelope;
+use sluice_store::MessageLog;
 
 use crate::fate::Fate;
 
 #[derive(Clone)]
 pub struct Publisher {
-    producer: FutureProducer,
+    log: Log,
     events_topic: String,
 }
 
 impl Publisher {
-    pub fn new(producer: FutureProducer, events_topic: String) -> Self {
-        Self {
-            producer,
-            events_topic,
-        }
+    pub fn new(log: Log, events_topic: String) -> Self {
+        Self { log, events_topic }
     }
 
     /// Publishes the re-queued envelope (if any), then the event (if any).
@@ -48,10 +47,9 @@ impl Publisher {
     async fn send(&self, topic: &str, key: &str, payload: Vec<u8>) {
         let mut backoff = Duration::from_millis(100);
         loop {
-            let record = FutureRecord::to(topic).key(key).payload(&payload);
-            match self.producer.send(record, Duration::from_secs(30)).await {
+            match self.log.append(topic, key.as_bytes(), &payload).await {
                 Ok(_) => return,
-                Err((err, _)) => {
+                Err(err) => {
                     tracing::warn!(
                         topic, key, error = %err,
                         "publishing a fate failed; retrying in {backoff:?} (the record's offset stays uncommitted until it succeeds)"

@@ -140,6 +140,7 @@ async fn scrape(addr: SocketAddr) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_bad_input_gets_a_clear_event_and_the_partition_keeps_moving() {
     let kafka = kafka().await;
+    let log = kafka_log(&kafka).await;
     let names = Names::new();
     let sim = start_sim(SCENARIO).await;
     let dns = name_server().await;
@@ -193,7 +194,7 @@ async fn every_bad_input_gets_a_clear_event_and_the_partition_keeps_moving() {
     let mut all: Vec<Envelope> = cases.iter().map(|(e, _, _)| e.clone()).collect();
     let good = env(8, "user@good.test");
     all.push(good.clone());
-    produce(&kafka, &names.outbound, &all).await;
+    produce(&log, &names.outbound, &all).await;
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let sender = Sender::new(config);
@@ -210,7 +211,7 @@ async fn every_bad_input_gets_a_clear_event_and_the_partition_keeps_moving() {
         let _ = stop_rx.await;
     }));
     let want: Vec<String> = all.iter().map(|e| e.message_id.clone()).collect();
-    let events = collect_events(&kafka, &names.events, Duration::from_secs(60), |events| {
+    let events = collect_events(&log, &names.events, Duration::from_secs(60), |events| {
         want.iter().all(|id| events.contains_key(id))
             && events.keys().any(|k| k.starts_with("kafka:"))
     })

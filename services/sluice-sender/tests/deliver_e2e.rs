@@ -1,7 +1,8 @@
-//! End to end on real Kafka and the ISP simulator: 20,000 messages to five
-//! simulated providers with tight per-IP limits, from eight source IPs.
-//! Every message must end delivered or bounced exactly as the simulator's
-//! rules imply, and the simulator must count zero limit violations.
+//! End to end on the ISP simulator: 20,000 messages to five simulated
+//! providers with tight per-IP limits, from eight source IPs — once on real
+//! Kafka and once on the embedded log, the same scenario. Every message must
+//! end delivered or bounced exactly as the simulator's rules imply, and the
+//! simulator must count zero limit violations.
 
 mod common;
 
@@ -116,8 +117,21 @@ fn limits_toml() -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn twenty_thousand_messages_within_every_limit_and_none_lost() {
+async fn on_kafka_twenty_thousand_messages_within_every_limit_and_none_lost() {
     let kafka = kafka().await;
+    let log = kafka_log(&kafka).await;
+    twenty_thousand(log, &kafka.brokers).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_embedded_log_twenty_thousand_messages_within_every_limit_and_none_lost() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = sluice_store::EmbeddedLog::open(dir.path()).expect("embedded log");
+    // The brokers setting is unused on the embedded log.
+    twenty_thousand(log.into(), "unused:9092").await;
+}
+
+async fn twenty_thousand(log: sluice_log::Log, brokers: &str) {
     let names = Names::new();
     let sim = start_sim(SCENARIO).await;
     let domains: Vec<(&str, &[&str])> = vec![
@@ -129,7 +143,7 @@ async fn twenty_thousand_messages_within_every_limit_and_none_lost() {
     ];
     let config = format!(
         "{}\n{}\n{}\n{}\n{}",
-        base_config(&names, &kafka.brokers),
+        base_config(&names, brokers),
         routes_toml(&sim, &domains),
         site_rules_toml(&sim),
         ips_toml(&names.pool, 8),
@@ -158,17 +172,17 @@ async fn twenty_thousand_messages_within_every_limit_and_none_lost() {
             envelopes.push(e);
         }
     }
-    produce(&kafka, &names.outbound, &envelopes).await;
+    produce(&log, &names.outbound, &envelopes).await;
     let expected: HashSet<String> = envelopes.iter().map(|e| e.message_id.clone()).collect();
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let started = Instant::now();
     let sender = Sender::new(config);
     let progress = progress(sender.stats());
-    let sender = tokio::spawn(sender.run(async {
+    let sender = tokio::spawn(sender.run_on(log.clone(), async {
         let _ = stop_rx.await;
     }));
-    let events = collect_fates(&kafka, &names.events, &expected, Duration::from_secs(180)).await;
+    let events = collect_fates(&log, &names.events, &expected, Duration::from_secs(180)).await;
     let elapsed = started.elapsed();
     progress.abort();
     stop_tx.send(()).expect("sender still running");

@@ -50,6 +50,7 @@ struct Run {
 /// the fast providers' mail took and the resident memory samples.
 async fn run(blackhole: bool) -> Run {
     let kafka = kafka().await;
+    let log = kafka_log(&kafka).await;
     let names = Names::new();
     let sim = start_sim(&scenario()).await;
     let mut domains: Vec<(&str, Vec<String>)> = FAST
@@ -106,7 +107,7 @@ async fn run(blackhole: bool) -> Run {
     }
     // Interleave so the blackhole's mail sits between everyone else's.
     envelopes.sort_by_key(|e| hash(&e.message_id));
-    produce(&kafka, &names.outbound, &envelopes).await;
+    produce(&log, &names.outbound, &envelopes).await;
 
     let samples = Arc::new(Mutex::new(Vec::new()));
     let sampler = {
@@ -123,7 +124,7 @@ async fn run(blackhole: bool) -> Run {
     let sender = tokio::spawn(Sender::new(config).run(async {
         let _ = stop_rx.await;
     }));
-    let events = collect_fates(&kafka, &names.events, &fast_ids, Duration::from_secs(240)).await;
+    let events = collect_fates(&log, &names.events, &fast_ids, Duration::from_secs(240)).await;
     let fast_elapsed = started.elapsed();
     if blackhole {
         // Keep the blackhole's mail cycling a while longer to watch memory.

@@ -72,6 +72,7 @@ async fn run_for(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daily_cap_reached_before_a_restart_stays_reached_after_it() {
     let kafka = kafka().await;
+    let log = kafka_log(&kafka).await;
     let names = Names::new();
     let sim = start_sim(SCENARIO).await;
     let dir = tempfile::tempdir().expect("temp dir");
@@ -79,7 +80,7 @@ async fn a_daily_cap_reached_before_a_restart_stays_reached_after_it() {
     let envelopes: Vec<_> = (0..MESSAGES)
         .map(|i| envelope(&names.pool, i, &format!("user{i}@capped.test"), 512))
         .collect();
-    produce(&kafka, &names.outbound, &envelopes).await;
+    produce(&log, &names.outbound, &envelopes).await;
 
     run_for(
         config(&names, &kafka.brokers, &sim, Some(&state)),

@@ -15,7 +15,10 @@
 
 use std::time::{Duration, Instant};
 
-use crate::{MessageLog, NewRecord, ReadLimit, Record, StoreError, partition_for};
+use crate::{
+    Commit, Delivery, GroupConsumer, MessageLog, NewRecord, ReadLimit, Record, StoreError,
+    partition_for,
+};
 
 /// How long a check waits for records it knows are there.
 const PATIENCE: Duration = Duration::from_secs(15);
@@ -34,6 +37,153 @@ pub async fn run_all<L: MessageLog>(log: &L, fresh: &dyn Fn(&str) -> String) {
     commits_round_trip_and_resume(log, fresh).await;
     batches_span_topics(log, fresh).await;
     bad_input_is_refused(log, fresh).await;
+    a_member_reads_every_record_once(log, fresh).await;
+    a_member_resumes_after_the_commit(log, fresh).await;
+    paused_partitions_wait(log, fresh).await;
+}
+
+/// Polls `consumer` until `count` records came; fails after [`PATIENCE`].
+pub async fn poll_exactly<C: GroupConsumer>(consumer: &mut C, count: usize) -> Vec<Delivery> {
+    let deadline = Instant::now() + PATIENCE;
+    let mut out = Vec::new();
+    while out.len() < count {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {count} records reached the group member",
+            out.len()
+        );
+        let got = consumer
+            .poll(Duration::from_millis(500))
+            .await
+            .expect("poll");
+        out.extend(got);
+    }
+    out
+}
+
+/// Appends `count` records `k0..` to `topic`; returns their keys.
+async fn append_keys<L: MessageLog>(log: &L, topic: &str, count: usize) -> Vec<Vec<u8>> {
+    let records: Vec<NewRecord> = (0..count)
+        .map(|i| NewRecord {
+            topic: topic.to_owned(),
+            key: format!("k{i}").into_bytes(),
+            payload: format!("v{i}").into_bytes(),
+        })
+        .collect();
+    let keys = records.iter().map(|r| r.key.clone()).collect();
+    log.append_batch(records).await.expect("append batch");
+    keys
+}
+
+/// The commits that say every record in `records` is done.
+fn commits_after(records: &[Delivery]) -> Vec<Commit> {
+    let mut next: std::collections::BTreeMap<(String, i32), i64> = Default::default();
+    for r in records {
+        let slot = next.entry((r.topic.clone(), r.partition)).or_default();
+        *slot = (*slot).max(r.offset + 1);
+    }
+    next.into_iter()
+        .map(|((topic, partition), next_offset)| Commit {
+            topic,
+            partition,
+            next_offset,
+        })
+        .collect()
+}
+
+/// A lone member of a new group reads every record of two topics once, in
+/// offset order within each partition, and nothing more.
+pub async fn a_member_reads_every_record_once<L: MessageLog>(
+    log: &L,
+    fresh: &dyn Fn(&str) -> String,
+) {
+    let (a, b, group) = (fresh("member.a"), fresh("member.b"), fresh("member.g"));
+    log.create_topic(&a, 3).await.expect("create a");
+    log.create_topic(&b, 2).await.expect("create b");
+    append_keys(log, &a, 30).await;
+    append_keys(log, &b, 20).await;
+    let mut member = log
+        .subscribe(&group, &[a.clone(), b.clone()])
+        .await
+        .expect("subscribe");
+    let got = poll_exactly(&mut member, 50).await;
+    assert_eq!(got.len(), 50, "every record once");
+    let mut seen = std::collections::HashSet::new();
+    let mut last: std::collections::HashMap<(String, i32), i64> = Default::default();
+    for r in &got {
+        assert!(seen.insert((r.topic.clone(), r.key.clone())), "{r:?} twice");
+        let prev = last.insert((r.topic.clone(), r.partition), r.offset);
+        assert!(prev.is_none_or(|p| p < r.offset), "out of order at {r:?}");
+    }
+    let extra = member.poll(Duration::from_millis(300)).await.expect("poll");
+    assert!(
+        extra.is_empty(),
+        "records beyond the 50 appended: {extra:?}"
+    );
+}
+
+/// A member that committed part of what it read and left is followed by
+/// one that starts at the commit: the uncommitted records come again.
+pub async fn a_member_resumes_after_the_commit<L: MessageLog>(
+    log: &L,
+    fresh: &dyn Fn(&str) -> String,
+) {
+    let (topic, group) = (fresh("resume.t"), fresh("resume.g"));
+    log.create_topic(&topic, 1).await.expect("create");
+    append_keys(log, &topic, 10).await;
+    let topics = [topic.clone()];
+    let mut first = log.subscribe(&group, &topics).await.expect("subscribe");
+    let got = poll_exactly(&mut first, 10).await;
+    first
+        .commit(&commits_after(&got[..4]))
+        .await
+        .expect("commit");
+    drop(first);
+    let mut second = log.subscribe(&group, &topics).await.expect("resubscribe");
+    let again = poll_exactly(&mut second, 6).await;
+    let offsets: Vec<i64> = again.iter().map(|r| r.offset).collect();
+    assert_eq!(
+        offsets,
+        (4..10).collect::<Vec<_>>(),
+        "resumes at the commit"
+    );
+}
+
+/// A paused partition yields nothing while others flow; resumed, it
+/// continues where it stopped.
+pub async fn paused_partitions_wait<L: MessageLog>(log: &L, fresh: &dyn Fn(&str) -> String) {
+    let (held, open, group) = (fresh("pause.held"), fresh("pause.open"), fresh("pause.g"));
+    log.create_topic(&held, 1).await.expect("create held");
+    log.create_topic(&open, 1).await.expect("create open");
+    let mut member = log
+        .subscribe(&group, &[held.clone(), open.clone()])
+        .await
+        .expect("subscribe");
+    // Reading first makes sure the member owns its partitions (a Kafka
+    // assignment arrives with the first polls).
+    let none = member.poll(Duration::from_millis(500)).await.expect("poll");
+    assert!(none.is_empty(), "nothing appended yet: {none:?}");
+    append_keys(log, &held, 1).await;
+    let first = poll_exactly(&mut member, 1).await;
+    assert_eq!(first[0].topic, held);
+    member.pause(&held, 0);
+    append_keys(log, &held, 3).await;
+    append_keys(log, &open, 2).await;
+    let flowing = poll_exactly(&mut member, 2).await;
+    assert!(
+        flowing.iter().all(|r| r.topic == open),
+        "a paused partition returned records: {flowing:?}"
+    );
+    let more = member.poll(Duration::from_millis(500)).await.expect("poll");
+    assert!(more.is_empty(), "paused records leaked: {more:?}");
+    member.resume(&held, 0);
+    let rest = poll_exactly(&mut member, 3).await;
+    let offsets: Vec<i64> = rest.iter().map(|r| r.offset).collect();
+    assert_eq!(
+        offsets,
+        vec![1, 2, 3],
+        "continues after the last record read"
+    );
 }
 
 /// Reads `count` records of a partition from `from`, in as many reads as it

@@ -62,6 +62,12 @@ pub enum StoreError {
     /// Stored bytes that do not decode: the data directory is damaged.
     #[error("the message log's data is damaged ({what}); restore the data directory from a backup")]
     Corrupt { what: String },
+    /// The embedded log serves one member per group, and this group has one.
+    #[error(
+        "consumer group `{group}` already has a member in this process; the embedded log \
+         gives a group's partitions to one member (run one reader per group, or use Kafka)"
+    )]
+    GroupBusy { group: String },
     /// The blocking task running a store operation panicked or was cancelled.
     #[error("message log task failed: {0}")]
     Task(String),

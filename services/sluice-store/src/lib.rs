@@ -14,10 +14,13 @@
 pub mod conformance;
 mod embedded;
 mod error;
+mod group;
 mod log;
 
+pub use embedded::EmbeddedConsumer;
 pub use embedded::EmbeddedLog;
 pub use error::StoreError;
+pub use group::{Commit, Delivery, GroupConsumer};
 pub use log::{
     MessageLog, NewRecord, Position, ReadLimit, Record, check_group, check_topic, partition_for,
 };

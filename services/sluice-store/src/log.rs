@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::StoreError;
+use crate::{GroupConsumer, StoreError};
 
 /// Where an appended record landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -76,6 +76,17 @@ pub fn partition_for(key: &[u8], partitions: i32) -> i32 {
 /// Methods return `Send` futures so that callers can spawn them; the trait is
 /// used through generics (`impl MessageLog`), not `dyn`.
 pub trait MessageLog: Send + Sync + 'static {
+    /// A member of a consumer group ([`MessageLog::subscribe`]).
+    type Consumer: GroupConsumer;
+
+    /// Joins `group` as a member reading `topics` (which must exist): the
+    /// group's partitions of those topics are shared among its members.
+    fn subscribe(
+        &self,
+        group: &str,
+        topics: &[String],
+    ) -> impl Future<Output = Result<Self::Consumer, StoreError>> + Send;
+
     /// Creates `topic` with `partitions` partitions. Creating an existing topic
     /// with the same count is not an error.
     fn create_topic(

@@ -36,6 +36,9 @@ conformance_tests!(
     commits_round_trip_and_resume,
     batches_span_topics,
     bad_input_is_refused,
+    a_member_reads_every_record_once,
+    a_member_resumes_after_the_commit,
+    paused_partitions_wait,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

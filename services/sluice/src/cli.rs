@@ -42,9 +42,17 @@ pub enum Command {
     /// Run the recorder: write every event to ScyllaDB and compute reputation.
     Recorder(ServiceArgs),
     /// Run the control service: configuration over gRPC with a watch stream.
-    Control(ServiceArgs),
-    /// Run every role in one process on the embedded store (no Kafka, no ScyllaDB).
-    Dev(ServiceArgs),
+    Control(ControlArgs),
+    /// Run ingest, sender, recorder and control in one process on the embedded
+    /// store in a data directory: no Kafka, no ScyllaDB, no config file needed.
+    ///
+    /// Prints where each service listens. Send mail with the API key
+    /// `sluice-dev-key` (see the README's quick start). Stop with Ctrl-C; mail
+    /// already accepted stays in the data directory and goes out at the next start.
+    #[command(
+        after_help = "Examples:\n  sluice dev\n  sluice dev --data-dir /var/lib/sluice\n  sluice dev --config deploy/examples/dev.toml"
+    )]
+    Dev(DevArgs),
     /// Run `sluice dev` plus a simulated ISP farm, send test mail, and report.
     Demo(DemoArgs),
     /// Apply the versioned CQL schema to keyspace `sluice` (idempotent).
@@ -57,9 +65,9 @@ pub enum Command {
     ///
     /// Example: `printf %s 'the password' | sluice hash-secret --password`
     HashSecret(HashSecretArgs),
-    /// Manage pools, source IPs, warm-up plans, site policies and tenants.
-    #[command(subcommand)]
-    Admin(AdminCommand),
+    /// Manage pools, source IPs, warm-up plans, tenants and suppressions
+    /// through the control service.
+    Admin(AdminArgs),
     /// Show a message's status and history by id.
     Status(MessageArgs),
     /// Show delivery stats by campaign, tenant, IP, site and day.
@@ -73,6 +81,14 @@ pub struct DemoArgs {
     /// How many messages the demo submits.
     #[arg(long, default_value_t = 50_000)]
     pub messages: u64,
+    /// Run in this directory (new or empty) and keep it afterwards, instead of
+    /// a fresh directory under the system temp directory.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Keep the temporary data directory (the log, ledger and sender state)
+    /// after the run and print its path.
+    #[arg(long)]
+    pub keep: bool,
 }
 
 #[derive(Debug, Args)]
@@ -148,20 +164,57 @@ pub struct DoctorArgs {
     pub timeout: u64,
 }
 
-#[derive(Debug, Subcommand)]
-pub enum AdminCommand {
-    /// List or change sending pools.
-    Pool,
-    /// List or change source IPs and their owners.
-    Ip,
-    /// List or change warm-up plans.
-    Warmup,
-    /// List or change site policies (per-ISP limits).
-    Site,
-    /// List or change tenants and their API keys.
-    Tenant,
-    /// List, add or remove suppressed addresses.
-    Suppression,
+/// `sluice dev` options.
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Dev configuration (TOML): `data_dir`, `[control]`, and the `[ingest]`,
+    /// `[sender]` and `[recorder]` service tables; every key is optional
+    /// (docs/dev.md lists the defaults).
+    #[arg(short, long, value_name = "FILE", env = "SLUICE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory (overrides `data_dir` of the config).
+    #[arg(long, value_name = "DIR", env = "SLUICE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// `sluice control` options.
+#[derive(Debug, Args)]
+pub struct ControlArgs {
+    /// Address of the Control gRPC service.
+    #[arg(long, default_value = "127.0.0.1:7090", env = "SLUICE_CONTROL_LISTEN")]
+    pub listen: String,
+    /// Keep the configuration in an embedded store in this directory instead
+    /// of ScyllaDB/Cassandra.
+    #[arg(long, value_name = "DIR", conflicts_with = "cassandra")]
+    pub data_dir: Option<PathBuf>,
+    /// ScyllaDB/Cassandra contact points (the keyspace must be migrated:
+    /// `sluice migrate`).
+    #[arg(long, env = "SLUICE_CASSANDRA", default_value = "127.0.0.1:9042")]
+    pub cassandra: String,
+    /// Keyspace holding the configuration tables.
+    #[arg(long, default_value = "sluice")]
+    pub keyspace: String,
+}
+
+/// `sluice admin` options.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  sluice admin pools\n  sluice admin ip put 192.0.2.10 --pool default --warmup standard\n  sluice admin --json suppressions dev"
+)]
+pub struct AdminArgs {
+    /// Control service address (`host:port` or URL).
+    #[arg(
+        long,
+        global = true,
+        default_value = "127.0.0.1:7090",
+        env = "SLUICE_CONTROL"
+    )]
+    pub endpoint: String,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: sluice_control::admin::AdminCommand,
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
 //! `sluice`: one binary for every role of a Sluice cluster.
 
 mod cli;
+mod demo;
+mod dev;
 mod doctor;
-mod placeholder;
 mod run;
 
 use std::process::ExitCode;
@@ -38,6 +39,13 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Recorder(args) => run::recorder(args).await,
         Command::Ingest(args) => run::ingest(args).await,
         Command::Sender(args) => run::sender(args).await,
+        Command::Dev(args) => run::dev(args).await,
+        Command::Demo(args) => demo::run(args).await,
+        Command::Control(args) => run::control(args).await,
+        Command::Admin(args) => {
+            sluice_control::admin::run_admin(&args.endpoint, args.command, args.json).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Status(args) => {
             let q = &args.query;
             printed(sluice_recorder::client::status(&q.query_addr, &args.message_id, q.json).await)
@@ -55,7 +63,6 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let q = &args.query;
             printed(sluice_recorder::client::reputation(&q.query_addr, &ip, &site, q.json).await)
         }
-        other => Ok(placeholder::refuse(&other)),
     }
 }
 
@@ -90,8 +97,10 @@ fn init_logging(verbose: u8) {
         1 => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| {
+        // The storage engines' own info lines say nothing an operator acts on.
+        tracing_subscriber::EnvFilter::new(format!("{default},fjall=warn,lsm_tree=warn"))
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -8,6 +8,10 @@ use crate::cli;
 pub async fn migrate(args: cli::ServiceArgs) -> anyhow::Result<ExitCode> {
     let config = sluice_recorder::RecorderConfig::load(args.config.as_deref())?;
     let applied = sluice_recorder::migrate_configured(&config).await?;
+    if config.ledger == sluice_recorder::LedgerKind::Cassandra {
+        let session = sluice_ledger::connect(&config.ledger()).await?;
+        sluice_control::control_schema(&session, &config.keyspace).await?;
+    }
     if applied.is_empty() {
         println!("keyspace {}: schema already current", config.keyspace);
     } else {
@@ -46,9 +50,19 @@ pub async fn ingest(args: cli::ServiceArgs) -> anyhow::Result<ExitCode> {
 /// committed).
 pub async fn sender(args: cli::ServiceArgs) -> anyhow::Result<ExitCode> {
     let config = sluice_sender::SenderConfig::load(args.config.as_deref())?;
-    let stats = sluice_sender::Sender::new(config)
-        .run(shutdown_signal())
-        .await?;
+    let sender = sluice_sender::Sender::new(config.clone());
+    if let Some(addr) = config.metrics.listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("metrics.listen {addr}: cannot bind: {e}"))?;
+        tracing::info!(%addr, "metrics at http://{addr}/metrics");
+        tokio::spawn(sluice_sender::metrics::serve(
+            listener,
+            sender.metrics(),
+            std::future::pending(),
+        ));
+    }
+    let stats = sender.run(shutdown_signal()).await?;
     tracing::info!(
         delivered = stats.delivered,
         deferred = stats.deferred,
@@ -56,6 +70,52 @@ pub async fn sender(args: cli::ServiceArgs) -> anyhow::Result<ExitCode> {
         expired = stats.expired,
         "sender stopped cleanly"
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `sluice control`: serves the configuration until SIGINT or SIGTERM.
+pub async fn control(args: cli::ControlArgs) -> anyhow::Result<ExitCode> {
+    let store = match &args.data_dir {
+        Some(dir) => sluice_control::open_embedded(dir)?,
+        None => {
+            let mut ledger = sluice_ledger::LedgerConfig::from_env();
+            ledger.contact_points = args.cassandra.clone();
+            sluice_control::open_cql(&ledger, &args.keyspace).await?
+        }
+    };
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("--listen {}: cannot bind: {e}", args.listen))?;
+    tracing::info!(addr = %args.listen, "Control service listening");
+    sluice_control::run(listener, store, shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `sluice dev`: every role in one process on the embedded back ends.
+pub async fn dev(args: cli::DevArgs) -> anyhow::Result<ExitCode> {
+    let mut config = crate::dev::DevConfig::load(args.config.as_deref())?;
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    let dir = config.data_dir.clone();
+    let mut running = crate::dev::start(config).await?;
+    println!(
+        "sluice dev is running on the embedded store in {}\n{}\nAPI key of tenant `dev`: sluice-dev-key (README: quick start). Ctrl-C stops it.",
+        dir.display(),
+        running.endpoints
+    );
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    let early = tokio::select! {
+        () = &mut shutdown => None,
+        (name, result) = running.failed() => Some((name, result)),
+    };
+    let stopped = running.stop().await;
+    if let Some((name, result)) = early {
+        result.map_err(|e| e.context(format!("{name} stopped")))?;
+        anyhow::bail!("{name} stopped unexpectedly; the other services were stopped too");
+    }
+    stopped?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -49,6 +49,7 @@ fn accepted_at(sim: &sluice_sim::SimHandle, provider: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hard_bounces_pause_the_path_and_the_tenant_and_nothing_else() {
     let kafka = kafka().await;
+    let log = kafka_log(&kafka).await;
     let names = Names::new();
     let session = match sluice_ledger::connect(&LedgerConfig::from_env()).await {
         Ok(s) => s,
@@ -114,7 +115,7 @@ async fn hard_bounces_pause_the_path_and_the_tenant_and_nothing_else() {
             e
         })
         .collect();
-    produce(&kafka, &names.outbound, &bounces).await;
+    produce(&log, &names.outbound, &bounces).await;
     // A scoring round writes path rows before tenant rows: wait for both.
     wait_for(
         "the sender to apply the path and tenant pauses from the recorder",
@@ -140,7 +141,7 @@ async fn hard_bounces_pause_the_path_and_the_tenant_and_nothing_else() {
         })
         .collect();
     more.extend(spam.iter().cloned());
-    produce(&kafka, &names.outbound, &more).await;
+    produce(&log, &names.outbound, &more).await;
     wait_for(
         "the good site's 40 messages",
         Duration::from_secs(60),

@@ -67,6 +67,7 @@ async fn wait_accepted(sim: &sluice_sim::SimHandle, at_least: usize, limit: Dura
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_run_loses_nothing_and_duplicates_stay_in_the_window() {
     let kafka = kafka().await;
+    let log = kafka_log(&kafka).await;
     let names = Names::new();
     let sim = start_sim(SCENARIO).await;
     let domains: Vec<(&str, &[&str])> =
@@ -97,7 +98,7 @@ async fn kill_9_mid_run_loses_nothing_and_duplicates_stay_in_the_window() {
             envelope(&names.pool, i, &rcpt, 2048)
         })
         .collect();
-    produce(&kafka, &names.outbound, &envelopes).await;
+    produce(&log, &names.outbound, &envelopes).await;
     let expected: HashSet<String> = envelopes.iter().map(|e| e.message_id.clone()).collect();
 
     let mut first = spawn_sender(&config);
@@ -112,7 +113,7 @@ async fn kill_9_mid_run_loses_nothing_and_duplicates_stay_in_the_window() {
     let at_kill = sim.snapshot().messages.len();
 
     let mut second = spawn_sender(&config);
-    let events = collect_fates(&kafka, &names.events, &expected, Duration::from_secs(180)).await;
+    let events = collect_fates(&log, &names.events, &expected, Duration::from_secs(180)).await;
     let pid = second.id().expect("running") as i32;
     let term = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])

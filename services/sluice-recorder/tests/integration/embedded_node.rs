@@ -97,10 +97,16 @@ async fn a_node_records_on_the_embedded_ledger_and_serves_it_after_a_restart() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let kafka = sluice_log::KafkaLog::lazy(sluice_log::KafkaConfig {
+        brokers: config.brokers.clone(),
+        client_id: "recorder-test".into(),
+    })
+    .expect("kafka client");
     let node = tokio::spawn(sluice_recorder::run_on(
         listener,
         config,
         Arc::new(ledger.into()),
+        kafka.into(),
         async move {
             let _ = stopped.await;
         },

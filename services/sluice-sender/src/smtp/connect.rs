@@ -73,7 +73,11 @@ async fn dial(source: IpAddr, mx: SocketAddr) -> io::Result<TcpStream> {
         SocketAddr::V4(_) => TcpSocket::new_v4()?,
         SocketAddr::V6(_) => TcpSocket::new_v6()?,
     };
-    socket.bind(SocketAddr::new(source, 0))?;
+    // An unspecified source (`0.0.0.0`, `::`) lets the kernel pick the
+    // address, for either family of MX address.
+    if !source.is_unspecified() {
+        socket.bind(SocketAddr::new(source, 0))?;
+    }
     socket.connect(mx).await
 }
 

@@ -6,14 +6,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use futures::future::try_join_all;
 use prost::Message as _;
-use rdkafka::Message;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use sluice_log::KafkaConfig;
+use sluice_log::{KafkaConfig, KafkaLog, Log};
 use sluice_proto::v1::{Envelope, Event, EventKind};
 use sluice_sim::{Scenario, SimHandle, Simulator};
+use sluice_store::{GroupConsumer, MessageLog, NewRecord};
 
 /// Source IPs of the sender under test.
 pub const IPS: [&str; 8] = [
@@ -33,6 +30,14 @@ pub async fn kafka() -> KafkaConfig {
         panic!("this test needs a running Kafka broker. {err}");
     }
     config
+}
+
+/// The message log on the Kafka broker of [`kafka`].
+pub async fn kafka_log(kafka: &KafkaConfig) -> Log {
+    KafkaLog::connect(kafka.clone())
+        .await
+        .unwrap_or_else(|err| panic!("this test needs a running Kafka broker. {err}"))
+        .into()
 }
 
 /// Unique names so tests never see each other's records.
@@ -166,26 +171,20 @@ pub fn envelope(pool: &str, n: usize, recipient: &str, size: usize) -> Envelope 
     }
 }
 
-pub async fn produce(kafka: &KafkaConfig, topic: &str, envelopes: &[Envelope]) {
-    sluice_log::create_topic(kafka, topic, 4)
+pub async fn produce(log: &Log, topic: &str, envelopes: &[Envelope]) {
+    log.ensure_topics(&[topic.to_owned()])
         .await
         .expect("create topic");
-    let producer: FutureProducer = kafka.producer().create().expect("producer");
     for chunk in envelopes.chunks(2000) {
-        let sends = chunk.iter().map(|e| {
-            let producer = &producer;
-            let payload = e.encode_to_vec();
-            async move {
-                producer
-                    .send(
-                        FutureRecord::to(topic).key(&e.message_id).payload(&payload),
-                        Duration::from_secs(30),
-                    )
-                    .await
-                    .map_err(|(err, _)| err)
-            }
-        });
-        try_join_all(sends).await.expect("produce envelopes");
+        let records = chunk
+            .iter()
+            .map(|e| NewRecord {
+                topic: topic.to_owned(),
+                key: e.message_id.clone().into_bytes(),
+                payload: e.encode_to_vec(),
+            })
+            .collect();
+        log.append_batch(records).await.expect("produce envelopes");
     }
 }
 
@@ -193,12 +192,12 @@ pub async fn produce(kafka: &KafkaConfig, topic: &str, envelopes: &[Envelope]) {
 /// (delivered, bounced or expired) or `timeout` passes. Returns all events
 /// per message id.
 pub async fn collect_fates(
-    kafka: &KafkaConfig,
+    log: &Log,
     topic: &str,
     expected: &HashSet<String>,
     timeout: Duration,
 ) -> HashMap<String, Vec<Event>> {
-    collect_events(kafka, topic, timeout, |events| {
+    collect_events(log, topic, timeout, |events| {
         expected.iter().all(|id| {
             events
                 .get(id)
@@ -211,17 +210,19 @@ pub async fn collect_fates(
 /// Reads the events topic from the start until `done` holds or `timeout`
 /// passes; returns all events per message id.
 pub async fn collect_events(
-    kafka: &KafkaConfig,
+    log: &Log,
     topic: &str,
     timeout: Duration,
     done: impl Fn(&HashMap<String, Vec<Event>>) -> bool,
 ) -> HashMap<String, Vec<Event>> {
-    sluice_log::create_topic(kafka, topic, 4)
+    log.ensure_topics(&[topic.to_owned()])
         .await
         .expect("create events topic");
     let group = format!("sluice-test-events-{}", uuid::Uuid::new_v4().simple());
-    let consumer: StreamConsumer = kafka.consumer(&group).create().expect("consumer");
-    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut consumer = log
+        .subscribe(&group, &[topic.to_owned()])
+        .await
+        .expect("subscribe to the events");
     let deadline = Instant::now() + timeout;
     let mut events: HashMap<String, Vec<Event>> = HashMap::new();
     let mut checked = Instant::now();
@@ -232,16 +233,17 @@ pub async fn collect_events(
             }
             checked = Instant::now();
         }
-        let Ok(msg) = tokio::time::timeout(Duration::from_millis(500), consumer.recv()).await
-        else {
-            continue;
-        };
-        let msg = msg.expect("consume events");
-        let event = Event::decode(msg.payload().unwrap_or_default()).expect("events decode");
-        events
-            .entry(event.message_id.clone())
-            .or_default()
-            .push(event);
+        let records = consumer
+            .poll(Duration::from_millis(500))
+            .await
+            .expect("consume events");
+        for record in records {
+            let event = Event::decode(record.payload.as_slice()).expect("events decode");
+            events
+                .entry(event.message_id.clone())
+                .or_default()
+                .push(event);
+        }
     }
     events
 }

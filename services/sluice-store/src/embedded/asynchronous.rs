@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
-use super::EmbeddedLog;
+use super::{EmbeddedConsumer, EmbeddedLog};
 use crate::{MessageLog, NewRecord, Position, ReadLimit, Record, StoreError};
 
 impl EmbeddedLog {
-    async fn blocking<T, F>(&self, f: F) -> Result<T, StoreError>
+    pub(super) async fn blocking<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&EmbeddedLog) -> Result<T, StoreError> + Send + 'static,
@@ -21,6 +21,16 @@ impl EmbeddedLog {
 }
 
 impl MessageLog for EmbeddedLog {
+    type Consumer = EmbeddedConsumer;
+
+    async fn subscribe(
+        &self,
+        group: &str,
+        topics: &[String],
+    ) -> Result<EmbeddedConsumer, StoreError> {
+        self.subscribe_member(group, topics).await
+    }
+
     async fn create_topic(&self, topic: &str, partitions: i32) -> Result<(), StoreError> {
         let topic = topic.to_owned();
         self.blocking(move |log| log.create_topic_blocking(&topic, partitions))
@@ -37,9 +47,21 @@ impl MessageLog for EmbeddedLog {
         key: &[u8],
         payload: &[u8],
     ) -> Result<Position, StoreError> {
-        let (topic, key, payload) = (topic.to_owned(), key.to_vec(), payload.to_vec());
-        self.blocking(move |log| log.append_blocking(&topic, &key, &payload))
+        // Checked here so that one bad record never fails a shared batch.
+        self.partitions_blocking(topic)?;
+        let record = NewRecord {
+            topic: topic.to_owned(),
+            key: key.to_vec(),
+            payload: payload.to_vec(),
+        };
+        let (done, position) = tokio::sync::oneshot::channel();
+        if self.enqueue(record, done) {
+            let log = self.clone();
+            tokio::task::spawn_blocking(move || log.flush_pending());
+        }
+        position
             .await
+            .map_err(|_| StoreError::Task("the append flusher stopped".into()))?
     }
 
     async fn append_batch(&self, records: Vec<NewRecord>) -> Result<Vec<Position>, StoreError> {

@@ -7,10 +7,14 @@
 //! offset), so offsets are assigned densely and become visible in order.
 
 mod asynchronous;
+mod consumer;
+mod group_commit;
 mod groups;
 mod keys;
 
-use std::collections::HashMap;
+pub use consumer::EmbeddedConsumer;
+
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -42,6 +46,10 @@ struct Inner {
     heads: Mutex<HashMap<String, Vec<Head>>>,
     /// Woken after every append, for readers waiting for records.
     appended: Notify,
+    /// Groups with a live member ([`EmbeddedConsumer`]).
+    members: Mutex<HashSet<String>>,
+    /// Appends waiting to share one durable batch.
+    queue: Mutex<group_commit::Queue>,
 }
 
 impl std::fmt::Debug for EmbeddedLog {
@@ -78,6 +86,8 @@ impl EmbeddedLog {
                 meta,
                 heads: Mutex::new(heads),
                 appended: Notify::new(),
+                members: Mutex::default(),
+                queue: Mutex::default(),
             }),
         })
     }

@@ -1,0 +1,159 @@
+//! [`Log`]: the message log a service was configured with, Kafka or the
+//! embedded store, behind one concrete type, so services are written once.
+
+use std::time::Duration;
+
+use sluice_store::{
+    Commit, Delivery, EmbeddedConsumer, EmbeddedLog, GroupConsumer, MessageLog, NewRecord,
+    Position, ReadLimit, Record, StoreError,
+};
+
+use crate::{KafkaConsumer, KafkaLog};
+
+/// The message log: a Kafka cluster or an embedded data directory.
+#[derive(Clone, Debug)]
+pub enum Log {
+    Kafka(KafkaLog),
+    Embedded(EmbeddedLog),
+}
+
+/// A consumer-group member of a [`Log`].
+pub enum LogConsumer {
+    Kafka(KafkaConsumer),
+    Embedded(EmbeddedConsumer),
+}
+
+impl From<KafkaLog> for Log {
+    fn from(log: KafkaLog) -> Self {
+        Self::Kafka(log)
+    }
+}
+
+impl From<EmbeddedLog> for Log {
+    fn from(log: EmbeddedLog) -> Self {
+        Self::Embedded(log)
+    }
+}
+
+/// Partitions of the topics services create when they are missing. An
+/// operator may create them beforehand with more; services keep whatever
+/// count a topic has.
+pub const DEFAULT_PARTITIONS: i32 = 4;
+
+impl Log {
+    /// Creates every topic of `topics` that does not exist yet, with
+    /// [`DEFAULT_PARTITIONS`] partitions; existing topics are kept as they are.
+    pub async fn ensure_topics(&self, topics: &[String]) -> Result<(), StoreError> {
+        for topic in topics {
+            match self.create_topic(topic, DEFAULT_PARTITIONS).await {
+                Ok(()) | Err(StoreError::PartitionMismatch { .. }) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Calls the same method on whichever back end `$log` holds.
+macro_rules! both {
+    ($log:expr, $l:ident => $call:expr) => {
+        match $log {
+            Log::Kafka($l) => $call,
+            Log::Embedded($l) => $call,
+        }
+    };
+}
+
+impl MessageLog for Log {
+    type Consumer = LogConsumer;
+
+    async fn subscribe(&self, group: &str, topics: &[String]) -> Result<LogConsumer, StoreError> {
+        Ok(match self {
+            Log::Kafka(l) => LogConsumer::Kafka(l.subscribe(group, topics).await?),
+            Log::Embedded(l) => LogConsumer::Embedded(l.subscribe(group, topics).await?),
+        })
+    }
+
+    async fn create_topic(&self, topic: &str, partitions: i32) -> Result<(), StoreError> {
+        both!(self, l => l.create_topic(topic, partitions).await)
+    }
+
+    async fn partitions(&self, topic: &str) -> Result<i32, StoreError> {
+        both!(self, l => l.partitions(topic).await)
+    }
+
+    async fn append(
+        &self,
+        topic: &str,
+        key: &[u8],
+        payload: &[u8],
+    ) -> Result<Position, StoreError> {
+        both!(self, l => l.append(topic, key, payload).await)
+    }
+
+    async fn append_batch(&self, records: Vec<NewRecord>) -> Result<Vec<Position>, StoreError> {
+        both!(self, l => l.append_batch(records).await)
+    }
+
+    async fn read(
+        &self,
+        topic: &str,
+        partition: i32,
+        from: i64,
+        limit: ReadLimit,
+        wait: Duration,
+    ) -> Result<Vec<Record>, StoreError> {
+        both!(self, l => l.read(topic, partition, from, limit, wait).await)
+    }
+
+    async fn join(&self, group: &str, topic: &str) -> Result<(), StoreError> {
+        both!(self, l => l.join(group, topic).await)
+    }
+
+    async fn committed(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Option<i64>, StoreError> {
+        both!(self, l => l.committed(group, topic, partition).await)
+    }
+
+    async fn commit(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: i32,
+        next_offset: i64,
+    ) -> Result<(), StoreError> {
+        both!(self, l => l.commit(group, topic, partition, next_offset).await)
+    }
+}
+
+/// [`both!`] for [`LogConsumer`].
+macro_rules! member {
+    ($c:expr, $m:ident => $call:expr) => {
+        match $c {
+            LogConsumer::Kafka($m) => $call,
+            LogConsumer::Embedded($m) => $call,
+        }
+    };
+}
+
+impl GroupConsumer for LogConsumer {
+    async fn poll(&mut self, wait: Duration) -> Result<Vec<Delivery>, StoreError> {
+        member!(self, c => c.poll(wait).await)
+    }
+
+    fn pause(&mut self, topic: &str, partition: i32) {
+        member!(self, c => c.pause(topic, partition))
+    }
+
+    fn resume(&mut self, topic: &str, partition: i32) {
+        member!(self, c => c.resume(topic, partition))
+    }
+
+    async fn commit(&mut self, commits: &[Commit]) -> Result<(), StoreError> {
+        member!(self, c => c.commit(commits).await)
+    }
+}

@@ -1,0 +1,186 @@
+//! [`GroupConsumer`] for [`EmbeddedLog`]: the group's only member reads every
+//! partition of its topics, round robin, from the group's committed offsets.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use super::EmbeddedLog;
+use crate::{Commit, Delivery, GroupConsumer, MessageLog, ReadLimit, StoreError};
+
+/// Most records one poll returns.
+const POLL_RECORDS: usize = 500;
+/// Soft cap on the bytes one poll returns.
+const POLL_BYTES: usize = 32 * 1024 * 1024;
+
+/// The member of one consumer group on an [`EmbeddedLog`]. Dropping it
+/// leaves the group, so another member may join.
+pub struct EmbeddedConsumer {
+    log: EmbeddedLog,
+    group: String,
+    /// Every (topic, partition) of the subscription, in a fixed order.
+    partitions: Vec<(String, i32)>,
+    /// Next offset to read, per entry of `partitions`.
+    next: Vec<i64>,
+    paused: HashSet<(String, i32)>,
+    /// Where the next poll starts, so no partition starves the others.
+    start: usize,
+}
+
+impl std::fmt::Debug for EmbeddedConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedConsumer")
+            .field("group", &self.group)
+            .field("partitions", &self.partitions.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl EmbeddedLog {
+    pub(super) async fn subscribe_member(
+        &self,
+        group: &str,
+        topics: &[String],
+    ) -> Result<EmbeddedConsumer, StoreError> {
+        crate::check_group(group)?;
+        let mut partitions = Vec::new();
+        for topic in topics {
+            self.join(group, topic).await?;
+            for p in 0..self.partitions_blocking(topic)? {
+                partitions.push((topic.clone(), p));
+            }
+        }
+        let mut next = Vec::with_capacity(partitions.len());
+        for (topic, p) in &partitions {
+            let committed = self.committed_blocking(group, topic, *p)?;
+            next.push(committed.unwrap_or(self.watermarks(topic, *p)?.0));
+        }
+        let fresh = self
+            .inner
+            .members
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(group.to_owned());
+        if !fresh {
+            return Err(StoreError::GroupBusy {
+                group: group.to_owned(),
+            });
+        }
+        Ok(EmbeddedConsumer {
+            log: self.clone(),
+            group: group.to_owned(),
+            partitions,
+            next,
+            paused: HashSet::new(),
+            start: 0,
+        })
+    }
+}
+
+impl Drop for EmbeddedConsumer {
+    fn drop(&mut self) {
+        self.log
+            .inner
+            .members
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.group);
+    }
+}
+
+impl EmbeddedConsumer {
+    /// Reads what is available now from the unpaused partitions, starting
+    /// after the partition the previous poll started at.
+    fn read_available(&self, log: &EmbeddedLog) -> Result<Vec<Delivery>, StoreError> {
+        let n = self.partitions.len();
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for i in 0..n {
+            let idx = (self.start + i) % n;
+            let (topic, partition) = &self.partitions[idx];
+            if self.paused.contains(&(topic.clone(), *partition)) {
+                continue;
+            }
+            let room = POLL_RECORDS - out.len();
+            if room == 0 || bytes >= POLL_BYTES {
+                break;
+            }
+            let limit = ReadLimit {
+                max_records: room,
+                max_bytes: POLL_BYTES - bytes,
+            };
+            for r in log.read_blocking(topic, *partition, self.next[idx], limit)? {
+                bytes += r.key.len() + r.payload.len();
+                out.push(Delivery {
+                    topic: topic.clone(),
+                    partition: r.partition,
+                    offset: r.offset,
+                    key: r.key,
+                    payload: r.payload,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Moves every partition's read position past the records returned.
+    fn advance(&mut self, records: &[Delivery]) {
+        let index: HashMap<(&str, i32), usize> = self
+            .partitions
+            .iter()
+            .enumerate()
+            .map(|(i, (t, p))| ((t.as_str(), *p), i))
+            .collect();
+        for r in records {
+            if let Some(&i) = index.get(&(r.topic.as_str(), r.partition)) {
+                self.next[i] = self.next[i].max(r.offset + 1);
+            }
+        }
+        if !self.partitions.is_empty() {
+            self.start = (self.start + 1) % self.partitions.len();
+        }
+    }
+}
+
+impl GroupConsumer for EmbeddedConsumer {
+    async fn poll(&mut self, wait: Duration) -> Result<Vec<Delivery>, StoreError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let log = self.log.clone();
+        loop {
+            let appended = log.inner.appended.notified();
+            tokio::pin!(appended);
+            appended.as_mut().enable();
+            // Reads are range scans of an LSM tree: short enough to run here.
+            let records = self.read_available(&log)?;
+            if !records.is_empty() {
+                self.advance(&records);
+                return Ok(records);
+            }
+            if tokio::time::Instant::now() >= deadline
+                || tokio::time::timeout_at(deadline, appended).await.is_err()
+            {
+                return Ok(Vec::new());
+            }
+        }
+    }
+
+    fn pause(&mut self, topic: &str, partition: i32) {
+        self.paused.insert((topic.to_owned(), partition));
+    }
+
+    fn resume(&mut self, topic: &str, partition: i32) {
+        self.paused.remove(&(topic.to_owned(), partition));
+    }
+
+    async fn commit(&mut self, commits: &[Commit]) -> Result<(), StoreError> {
+        let group = self.group.clone();
+        let commits = commits.to_vec();
+        self.log
+            .blocking(move |log| {
+                for c in &commits {
+                    log.commit_blocking(&group, &c.topic, c.partition, c.next_offset)?;
+                }
+                Ok(())
+            })
+            .await
+    }
+}
