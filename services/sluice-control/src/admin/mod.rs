@@ -16,13 +16,13 @@ use tonic::transport::Channel;
 #[derive(Debug, Clone, Subcommand)]
 pub enum AdminCommand {
     /// List sending pools.
-    #[command(after_help = "Example:\n  sluice pools\n  sluice pools --json")]
+    #[command(after_help = "Example:\n  sluice admin pools\n  sluice admin pools --json")]
     Pools,
     /// Create or change a pool.
     #[command(subcommand)]
     Pool(PoolCommand),
     /// List source IPs, their pool, owner node and warm-up plan.
-    #[command(after_help = "Examples:\n  sluice ips\n  sluice ips --pool marketing")]
+    #[command(after_help = "Examples:\n  sluice admin ips\n  sluice admin ips --pool marketing")]
     Ips {
         /// Only the IPs of this pool.
         #[arg(long)]
@@ -38,8 +38,9 @@ pub enum AdminCommand {
     Plan(PlanCommand),
     /// List tenants.
     Tenants,
-    /// Suppress an address for a tenant: ingest will not send to it.
-    #[command(after_help = "Example:\n  sluice suppress acme bob@example.com --reason complaint")]
+    /// Add an address to a tenant's suppression list in control (ingest still
+    /// checks only its own config's `suppressed` list; docs/control.md).
+    #[command(after_help = "Example:\n  sluice admin suppress acme bob@example.com --reason complaint")]
     Suppress {
         /// Tenant name.
         tenant: String,
@@ -50,7 +51,7 @@ pub enum AdminCommand {
         reason: String,
     },
     /// Remove an address from a tenant's suppression list.
-    #[command(after_help = "Example:\n  sluice unsuppress acme bob@example.com")]
+    #[command(after_help = "Example:\n  sluice admin unsuppress acme bob@example.com")]
     Unsuppress {
         /// Tenant name.
         tenant: String,
@@ -58,7 +59,7 @@ pub enum AdminCommand {
         address: String,
     },
     /// List a tenant's suppressed addresses, in address order.
-    #[command(after_help = "Example:\n  sluice suppressions acme --limit 50")]
+    #[command(after_help = "Example:\n  sluice admin suppressions acme --limit 50")]
     Suppressions {
         /// Tenant name.
         tenant: String,
@@ -68,9 +69,9 @@ pub enum AdminCommand {
     },
     /// Follow configuration changes as they happen (Ctrl-C to stop).
     #[command(
-        after_help = "Examples:\n  sluice watch                # everything, then live changes\n  \
-                            sluice watch --after 42     # changes after revision 42\n  \
-                            sluice watch --count 1      # stop after one change"
+        after_help = "Examples:\n  sluice admin watch                # everything, then live changes\n  \
+                            sluice admin watch --after 42     # changes after revision 42\n  \
+                            sluice admin watch --count 1      # stop after one change"
     )]
     Watch {
         /// Start after this revision; 0 replays the whole configuration.
@@ -82,12 +83,12 @@ pub enum AdminCommand {
     },
 }
 
-/// `sluice pool ...`
+/// `sluice admin pool ...`
 #[derive(Debug, Clone, Subcommand)]
 pub enum PoolCommand {
     /// Create a pool, or change its description.
     #[command(
-        after_help = "Example:\n  sluice pool put marketing --description \"bulk newsletters\""
+        after_help = "Example:\n  sluice admin pool put marketing --description \"bulk newsletters\""
     )]
     Put {
         /// Pool name: letters, digits, `.`, `_`, `-`.
@@ -98,14 +99,14 @@ pub enum PoolCommand {
     },
 }
 
-/// `sluice ip ...`
+/// `sluice admin ip ...`
 #[derive(Debug, Clone, Subcommand)]
 pub enum IpCommand {
     /// Add a source IP to a pool, or change it. The pool (and the plan, if
     /// given) must exist.
-    #[command(after_help = "Examples:\n  sluice pool put marketing\n  \
-                            sluice plan put new-ip --steps 50,100,250,500,1000\n  \
-                            sluice ip put 192.0.2.10 --pool marketing --warmup new-ip --node sender-1")]
+    #[command(after_help = "Examples:\n  sluice admin pool put marketing\n  \
+                            sluice admin plan put new-ip --steps 50,100,250,500,1000\n  \
+                            sluice admin ip put 192.0.2.10 --pool marketing --warmup new-ip --node sender-1")]
     Put {
         /// IPv4 or IPv6 literal.
         address: String,
@@ -127,11 +128,11 @@ pub enum IpCommand {
     },
 }
 
-/// `sluice plan ...`
+/// `sluice admin plan ...`
 #[derive(Debug, Clone, Subcommand)]
 pub enum PlanCommand {
     /// Create or replace a warm-up plan: one daily cap per day, from day 1.
-    #[command(after_help = "Example:\n  sluice plan put new-ip --steps 50,100,250,500,1000,2500")]
+    #[command(after_help = "Example:\n  sluice admin plan put new-ip --steps 50,100,250,500,1000,2500")]
     Put {
         /// Plan name.
         name: String,
@@ -180,8 +181,8 @@ fn explain(url: &str, status: &tonic::Status) -> anyhow::Error {
     let msg = status.message();
     let next = match status.code() {
         Code::InvalidArgument if msg.contains("does not exist") => {
-            "Nothing was changed. Create it first (`sluice pool put NAME`, \
-             `sluice plan put NAME --steps ...`), then retry."
+            "Nothing was changed. Create it first (`sluice admin pool put NAME`, \
+             `sluice admin plan put NAME --steps ...`), then retry."
         }
         Code::InvalidArgument => "Nothing was changed. Fix that field and retry.",
         Code::Aborted => "Another change raced this one; retry.",
