@@ -175,6 +175,18 @@ mod tests {
     }
 
     #[test]
+    fn the_example_in_deploy_parses() {
+        let c = DevConfig::from_toml(include_str!("../../../../deploy/examples/dev.toml"))
+            .expect("deploy/examples/dev.toml");
+        assert_eq!(c.sender.source_ips().len(), 2);
+        assert_eq!(c.ingest.tenants[0].name, "shop");
+        assert!(
+            c.generated_secret,
+            "no secret in the file: one is generated"
+        );
+    }
+
+    #[test]
     fn unknown_keys_are_rejected_with_their_name() {
         let err = DevConfig::from_toml("datadir = \"x\"").unwrap_err();
         assert!(err.to_string().contains("`datadir`"), "{err}");
