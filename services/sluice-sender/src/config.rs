@@ -128,8 +128,9 @@ impl Default for SmtpSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueueSection {
-    /// Records read from Kafka whose fate is not yet durable. The consumer
-    /// stops reading at this bound.
+    /// Records read from the log whose fate is not yet durable. The consumer
+    /// stops polling at this bound (the poll that crosses it may bring up to
+    /// 500 more).
     pub max_in_flight: usize,
     /// Messages waiting in one site's ready queue; beyond it, new messages for
     /// the site go to the first delay tier (overflow).
