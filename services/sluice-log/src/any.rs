@@ -141,8 +141,12 @@ macro_rules! member {
 }
 
 impl GroupConsumer for LogConsumer {
-    async fn poll(&mut self, wait: Duration) -> Result<Vec<Delivery>, StoreError> {
-        member!(self, c => c.poll(wait).await)
+    async fn poll_at_most(
+        &mut self,
+        wait: Duration,
+        max: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        member!(self, c => c.poll_at_most(wait, max).await)
     }
 
     fn pause(&mut self, topic: &str, partition: i32) {

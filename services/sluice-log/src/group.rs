@@ -13,9 +13,6 @@ use sluice_store::{Commit, Delivery, GroupConsumer, StoreError, check_group};
 
 use crate::KafkaConfig;
 
-/// Most records one poll returns.
-const POLL_RECORDS: usize = 500;
-
 /// A member of a Kafka consumer group.
 pub struct KafkaConsumer {
     consumer: Arc<StreamConsumer>,
@@ -66,7 +63,11 @@ fn kafka_error(err: impl std::fmt::Display) -> StoreError {
 }
 
 impl GroupConsumer for KafkaConsumer {
-    async fn poll(&mut self, wait: Duration) -> Result<Vec<Delivery>, StoreError> {
+    async fn poll_at_most(
+        &mut self,
+        wait: Duration,
+        max: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
         let first = match tokio::time::timeout(wait, self.consumer.recv()).await {
             Err(_) => return Ok(Vec::new()),
             Ok(msg) => delivery(&msg.map_err(kafka_error)?),
@@ -74,7 +75,7 @@ impl GroupConsumer for KafkaConsumer {
         let mut out = vec![first];
         // Whatever else is already fetched, without waiting. `recv` is
         // cancel-safe, so a future that is not ready loses nothing.
-        while out.len() < POLL_RECORDS {
+        while out.len() < max {
             match self.consumer.recv().now_or_never() {
                 Some(Ok(msg)) => out.push(delivery(&msg)),
                 Some(Err(err)) => {

@@ -41,7 +41,7 @@ async fn next_batch(
         }
         tokio::select! {
             _ = crate::stopped(stop) => break,
-            polled = consumer.poll(left) => match polled {
+            polled = consumer.poll_at_most(left, max - batch.len()) => match polled {
                 Ok(records) => {
                     if !records.is_empty() {
                         deadline.get_or_insert_with(|| tokio::time::Instant::now() + wait);

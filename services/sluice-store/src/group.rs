@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use crate::StoreError;
 
+/// Most records one [`GroupConsumer::poll`] returns.
+pub const POLL_RECORDS: usize = 500;
+
 /// A record read by a group member, with the topic it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
@@ -36,12 +39,22 @@ pub struct Commit {
 /// - A paused partition returns no records until it is resumed; records
 ///   already returned are not returned again.
 pub trait GroupConsumer: Send + 'static {
-    /// Records of the assigned, unpaused partitions, in offset order within
-    /// each partition; waits up to `wait` when none is available.
+    /// Up to `max` records (at least one when any is available) of the
+    /// assigned, unpaused partitions, in offset order within each partition;
+    /// waits up to `wait` when none is available.
+    fn poll_at_most(
+        &mut self,
+        wait: Duration,
+        max: usize,
+    ) -> impl Future<Output = Result<Vec<Delivery>, StoreError>> + Send;
+
+    /// [`GroupConsumer::poll_at_most`] [`POLL_RECORDS`] records.
     fn poll(
         &mut self,
         wait: Duration,
-    ) -> impl Future<Output = Result<Vec<Delivery>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<Delivery>, StoreError>> + Send {
+        self.poll_at_most(wait, POLL_RECORDS)
+    }
 
     /// Stops returning records of `topic`/`partition` until resumed.
     fn pause(&mut self, topic: &str, partition: i32);

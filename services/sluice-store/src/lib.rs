@@ -20,7 +20,7 @@ mod log;
 pub use embedded::EmbeddedConsumer;
 pub use embedded::EmbeddedLog;
 pub use error::StoreError;
-pub use group::{Commit, Delivery, GroupConsumer};
+pub use group::{Commit, Delivery, GroupConsumer, POLL_RECORDS};
 pub use log::{
     MessageLog, NewRecord, Position, ReadLimit, Record, check_group, check_topic, partition_for,
 };

@@ -106,5 +106,5 @@ fn help_texts_teach_with_examples() {
         .expect("ip put")
         .render_long_help()
         .to_string();
-    assert!(help.contains("sluice ip put 192.0.2.10"), "{help}");
+    assert!(help.contains("sluice admin ip put 192.0.2.10"), "{help}");
 }

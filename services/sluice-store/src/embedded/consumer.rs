@@ -7,8 +7,6 @@ use std::time::Duration;
 use super::EmbeddedLog;
 use crate::{Commit, Delivery, GroupConsumer, MessageLog, ReadLimit, StoreError};
 
-/// Most records one poll returns.
-const POLL_RECORDS: usize = 500;
 /// Soft cap on the bytes one poll returns.
 const POLL_BYTES: usize = 32 * 1024 * 1024;
 
@@ -90,8 +88,9 @@ impl Drop for EmbeddedConsumer {
 impl EmbeddedConsumer {
     /// Reads what is available now from the unpaused partitions, starting
     /// after the partition the previous poll started at.
-    fn read_available(&self, log: &EmbeddedLog) -> Result<Vec<Delivery>, StoreError> {
+    fn read_available(&self, log: &EmbeddedLog, max: usize) -> Result<Vec<Delivery>, StoreError> {
         let n = self.partitions.len();
+        let max = max.max(1);
         let mut out = Vec::new();
         let mut bytes = 0;
         for i in 0..n {
@@ -100,7 +99,7 @@ impl EmbeddedConsumer {
             if self.paused.contains(&(topic.clone(), *partition)) {
                 continue;
             }
-            let room = POLL_RECORDS - out.len();
+            let room = max - out.len();
             if room == 0 || bytes >= POLL_BYTES {
                 break;
             }
@@ -142,7 +141,11 @@ impl EmbeddedConsumer {
 }
 
 impl GroupConsumer for EmbeddedConsumer {
-    async fn poll(&mut self, wait: Duration) -> Result<Vec<Delivery>, StoreError> {
+    async fn poll_at_most(
+        &mut self,
+        wait: Duration,
+        max: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
         let deadline = tokio::time::Instant::now() + wait;
         let log = self.log.clone();
         loop {
@@ -150,7 +153,7 @@ impl GroupConsumer for EmbeddedConsumer {
             tokio::pin!(appended);
             appended.as_mut().enable();
             // Reads are range scans of an LSM tree: short enough to run here.
-            let records = self.read_available(&log)?;
+            let records = self.read_available(&log, max)?;
             if !records.is_empty() {
                 self.advance(&records);
                 return Ok(records);
