@@ -14,7 +14,9 @@ use cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    // The demo draws progress bars: service logs would land between them.
+    let quiet = matches!(cli.command, Command::Demo(_));
+    init_logging(cli.verbose, quiet);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(err) => {
@@ -91,8 +93,9 @@ fn printed(out: Result<String, sluice_recorder::RecorderError>) -> anyhow::Resul
     Ok(ExitCode::SUCCESS)
 }
 
-fn init_logging(verbose: u8) {
+fn init_logging(verbose: u8, quiet: bool) {
     let default = match verbose {
+        0 if quiet => "warn",
         0 => "info",
         1 => "debug",
         _ => "trace",

@@ -40,7 +40,9 @@ pub enum AdminCommand {
     Tenants,
     /// Add an address to a tenant's suppression list in control (ingest still
     /// checks only its own config's `suppressed` list; docs/control.md).
-    #[command(after_help = "Example:\n  sluice admin suppress acme bob@example.com --reason complaint")]
+    #[command(
+        after_help = "Example:\n  sluice admin suppress acme bob@example.com --reason complaint"
+    )]
     Suppress {
         /// Tenant name.
         tenant: String,
@@ -132,7 +134,9 @@ pub enum IpCommand {
 #[derive(Debug, Clone, Subcommand)]
 pub enum PlanCommand {
     /// Create or replace a warm-up plan: one daily cap per day, from day 1.
-    #[command(after_help = "Example:\n  sluice admin plan put new-ip --steps 50,100,250,500,1000,2500")]
+    #[command(
+        after_help = "Example:\n  sluice admin plan put new-ip --steps 50,100,250,500,1000,2500"
+    )]
     Put {
         /// Plan name.
         name: String,
