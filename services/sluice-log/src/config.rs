@@ -37,7 +37,8 @@ impl KafkaConfig {
 
     /// Producer settings under which an acknowledged record is durable and
     /// written exactly once per send call: idempotence, `acks=all`, bounded
-    /// in-flight requests, zstd compression.
+    /// in-flight requests, zstd compression, and records up to 32 MiB (a
+    /// 25 MB message plus its envelope; topics are created to match).
     pub fn producer(&self) -> ClientConfig {
         let mut config = self.base();
         config
@@ -46,7 +47,8 @@ impl KafkaConfig {
             .set("max.in.flight.requests.per.connection", "5")
             .set("compression.type", "zstd")
             .set("linger.ms", "5")
-            .set("message.timeout.ms", "30000");
+            .set("message.timeout.ms", "30000")
+            .set("message.max.bytes", "33554432");
         config
     }
 

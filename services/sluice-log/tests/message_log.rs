@@ -49,6 +49,7 @@ conformance_tests!(
     a_member_reads_every_record_once,
     a_member_resumes_after_the_commit,
     paused_partitions_wait,
+    large_records_round_trip,
 );
 
 #[tokio::test]

@@ -40,6 +40,25 @@ pub async fn run_all<L: MessageLog>(log: &L, fresh: &dyn Fn(&str) -> String) {
     a_member_reads_every_record_once(log, fresh).await;
     a_member_resumes_after_the_commit(log, fresh).await;
     paused_partitions_wait(log, fresh).await;
+    large_records_round_trip(log, fresh).await;
+}
+
+/// A 5 MiB record (a large message with attachments) is stored and read
+/// back intact; services take up to 25 MB.
+pub async fn large_records_round_trip<L: MessageLog>(log: &L, fresh: &dyn Fn(&str) -> String) {
+    let topic = fresh("large");
+    log.create_topic(&topic, 1).await.expect("create");
+    // Incompressible-ish bytes, so compression does not hide the size.
+    let payload: Vec<u8> = (0..5 * 1024 * 1024_u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let at = log
+        .append(&topic, b"big", &payload)
+        .await
+        .expect("append a 5 MiB record");
+    let got = read_exactly(log, &topic, at.partition, at.offset, 1).await;
+    assert_eq!(got[0].payload.len(), payload.len(), "size");
+    assert!(got[0].payload == payload, "content of the 5 MiB record");
 }
 
 /// Polls `consumer` until `count` records came; fails after [`PATIENCE`].
