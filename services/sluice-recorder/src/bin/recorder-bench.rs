@@ -1,11 +1,13 @@
 //! Benchmark (not a test): recorded events per second against real Kafka and
 //! Cassandra.
 //!
-//! `cargo run --release -p sluice-recorder --bin recorder-bench -- --events 50000`
+//! `cargo run --release -p sluice-recorder --bin recorder-bench -- --events 50000 [--embedded]`
 //!
 //! Produces N events to a fresh topic, then runs the recorder (fresh keyspace
 //! and group) until every event is counted, and prints the method, the
-//! machine and the rate. Servers from SLUICE_KAFKA_BROKERS / SLUICE_CASSANDRA.
+//! machine and the rate. Servers from SLUICE_KAFKA_BROKERS / SLUICE_CASSANDRA;
+//! with `--embedded`, the embedded log and ledger of `sluice dev` in a
+//! temporary directory instead (no servers).
 
 use std::error::Error;
 use std::sync::Arc;
@@ -94,10 +96,100 @@ async fn produce(kafka: &KafkaConfig, topic: &str, n: u64) -> Res<()> {
     Ok(())
 }
 
+/// Waits until the recorder counted `n` events; returns the rate over the
+/// whole wait and the rate after the first counted batch.
+async fn timed(metrics: &Metrics, n: u64) -> (f64, f64) {
+    let start = Instant::now();
+    let mut first = None;
+    while Metrics::get(&metrics.counted) < n {
+        if first.is_none() && Metrics::get(&metrics.counted) > 0 {
+            first = Some((Instant::now(), Metrics::get(&metrics.counted)));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let total = n as f64 / start.elapsed().as_secs_f64();
+    let (t0, c0) = first.unwrap_or((start, 0));
+    (total, (n - c0) as f64 / t0.elapsed().as_secs_f64())
+}
+
+fn print_machine(total: f64, steady: f64) {
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    println!("machine: {cores} cores, {}", cpu_model());
+    println!("events/s (incl. group join): {total:.0}");
+    println!("events/s (after first batch): {steady:.0}");
+}
+
+/// The recorder on the embedded log and ledger (`sluice dev`'s back ends).
+async fn embedded(n: u64, partitions: i32) -> Res<()> {
+    use sluice_store::{EmbeddedLog, MessageLog, NewRecord};
+    let dir = std::env::temp_dir().join(format!(
+        "sluice-recorder-bench-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let log = EmbeddedLog::open(dir.join("log"))?;
+    let config = RecorderConfig {
+        topic: "sluice.events".into(),
+        ..RecorderConfig::default()
+    };
+    log.create_topic(&config.topic, partitions).await?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64;
+    let started = Instant::now();
+    let ids: Vec<u64> = (0..n).collect();
+    for chunk in ids.chunks(1000) {
+        let records = chunk
+            .iter()
+            .map(|&i| NewRecord {
+                topic: config.topic.clone(),
+                key: format!("bench-{i}").into_bytes(),
+                payload: event(i, now).encode_to_vec(),
+            })
+            .collect();
+        log.append_batch(records).await?;
+    }
+    println!(
+        "produced {n} events in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let ledger_dir = dir.join("ledger");
+    std::fs::create_dir_all(&ledger_dir)?;
+    let ledger = sluice_recorder::EmbeddedLedger::open(&ledger_dir, 30, 7)?;
+    let metrics = Arc::new(Metrics::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(sluice_recorder::run_on(
+        listener,
+        config.clone(),
+        Arc::new(ledger.into()),
+        log.into(),
+        async move {
+            let _ = stop_rx.await;
+        },
+        metrics.clone(),
+    ));
+    let (total, steady) = timed(&metrics, n).await;
+    let _ = stop_tx.send(());
+    task.await??;
+    println!(
+        "method: {n} events pre-appended to a {partitions}-partition topic of the embedded log; \
+         one recorder (batch {}, {} writes in flight) on the embedded ledger (fjall, fsync per \
+         write call) consumes, writes (history, campaign row, de-dup claim, counter rows) and \
+         commits; timed until every event is counted",
+        config.batch_max_events, config.write_concurrency
+    );
+    print_machine(total, steady);
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Res<()> {
     let n = arg("--events", 50_000)?;
     let partitions = i32::try_from(arg("--partitions", 6)?)?;
+    if std::env::args().any(|a| a == "--embedded") {
+        return embedded(n, partitions).await;
+    }
     let kafka = KafkaConfig::from_env("sluice-recorder-bench");
     sluice_log::probe(&kafka, Duration::from_secs(10)).await?;
     let id = uuid::Uuid::new_v4().simple().to_string();
@@ -130,29 +222,16 @@ async fn main() -> Res<()> {
         shutdown,
         metrics.clone(),
     ));
-    let start = Instant::now();
-    let mut first = None;
-    while Metrics::get(&metrics.counted) < n {
-        if first.is_none() && Metrics::get(&metrics.counted) > 0 {
-            first = Some((Instant::now(), Metrics::get(&metrics.counted)));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let total = start.elapsed().as_secs_f64();
+    let (total, steady) = timed(&metrics, n).await;
     let _ = stop_tx.send(());
     task.await??;
-    let (t0, c0) = first.unwrap_or((start, 0));
-    let steady = (n - c0) as f64 / t0.elapsed().as_secs_f64();
-    let cores = std::thread::available_parallelism().map_or(0, usize::from);
     println!(
         "method: {n} events pre-produced to a {partitions}-partition topic; one recorder (batch {}, \
               {} statements in flight) consumes, writes (history, campaign row, LWT de-dup claim, \
               6 counter rows summed per batch) and commits; timed until every event is counted",
         config.batch_max_events, config.write_concurrency
     );
-    println!("machine: {cores} cores, {}", cpu_model());
-    println!("events/s (incl. group join): {:.0}", n as f64 / total);
-    println!("events/s (after first batch): {steady:.0}");
+    print_machine(total, steady);
     let session = sluice_ledger::connect(&LedgerConfig::from_env()).await?;
     session
         .query_unpaged(format!("DROP KEYSPACE {}", config.keyspace), ())
