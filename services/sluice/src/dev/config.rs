@@ -88,6 +88,34 @@ impl DevConfig {
         })
     }
 
+    /// Refuses the well-known dev API key on an ingest listener other hosts
+    /// can reach: anyone who read the README could send as tenant `dev`.
+    pub fn check_exposure(&self) -> anyhow::Result<()> {
+        let dev_key = dev_key_hash();
+        let well_known = self
+            .ingest
+            .tenants
+            .iter()
+            .any(|t| t.api_keys.contains(&dev_key));
+        if !well_known {
+            return Ok(());
+        }
+        let l = &self.ingest.listen;
+        for (field, addr) in [("grpc", &l.grpc), ("http", &l.http)] {
+            let exposed = addr
+                .parse::<std::net::SocketAddr>()
+                .map_or(true, |a| !a.ip().is_loopback());
+            if !addr.trim().is_empty() && exposed {
+                bail!(
+                    "ingest.listen.{field} = {addr} is reachable from other hosts, and a tenant still \
+                     has the well-known dev API key `sluice-dev-key`: give [[ingest.tenants]] your own \
+                     api_keys (`printf %s 'new key' | sluice hash-secret`) or listen on 127.0.0.1"
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Puts the data directory's unsubscribe secret in place (creating it on
     /// first start) unless the config named one.
     pub fn secret(&mut self) -> anyhow::Result<()> {
@@ -112,6 +140,15 @@ impl DevConfig {
         self.ingest.unsubscribe.secret = secret;
         Ok(())
     }
+}
+
+/// The stored form of `sluice-dev-key` in the built-in defaults.
+fn dev_key_hash() -> String {
+    let defaults: Table = DEFAULTS.parse().expect("built-in dev defaults parse");
+    defaults["ingest"]["tenants"][0]["api_keys"][0]
+        .as_str()
+        .expect("the defaults hold the dev key")
+        .to_owned()
 }
 
 /// Sets `unsubscribe.secret` to the placeholder when absent; true if it was.
@@ -184,6 +221,24 @@ mod tests {
             c.generated_secret,
             "no secret in the file: one is generated"
         );
+    }
+
+    #[test]
+    fn the_dev_key_is_refused_on_a_listener_other_hosts_reach() {
+        let c = DevConfig::from_toml("").expect("defaults");
+        c.check_exposure().expect("loopback is fine");
+        let c = DevConfig::from_toml("[ingest.listen]\nhttp = \"0.0.0.0:7080\"\n").expect("parse");
+        let err = c.check_exposure().unwrap_err().to_string();
+        assert!(
+            err.contains("ingest.listen.http") && err.contains("sluice-dev-key"),
+            "{err}"
+        );
+        let own = include_str!("../../../../deploy/examples/dev.toml")
+            .replace("127.0.0.1:7080", "0.0.0.0:7080")
+            .replace("sha256$80e0", "sha256$90e0");
+        let c = DevConfig::from_toml(&own).expect("parse");
+        c.check_exposure()
+            .expect("a tenant's own key may be exposed");
     }
 
     #[test]

@@ -66,6 +66,7 @@ async fn bind(what: &str, addr: &str) -> anyhow::Result<TcpListener> {
 
 /// Opens the back ends in `cfg.data_dir` and starts every service.
 pub async fn start(mut cfg: DevConfig) -> anyhow::Result<Running> {
+    cfg.check_exposure()?;
     let dir = cfg.data_dir.clone();
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
