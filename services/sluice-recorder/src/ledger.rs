@@ -4,13 +4,14 @@
 //! [`AnyLedger`] is either, chosen at run time; the rest of the recorder
 //! holds an `AnyLedger`.
 
+use std::collections::HashSet;
 use std::future::Future;
 
 use sluice_proto::v1::{Event, ReputationRow, TenantReputationRow};
 
 use crate::RecorderError;
 use crate::ledger_embedded::EmbeddedLedger;
-use crate::record::{CounterKey, Deltas};
+use crate::record::{CounterKey, Deltas, suppression_address};
 use crate::store::{Claim, Store};
 
 /// Result of a ledger call.
@@ -70,6 +71,38 @@ pub trait Ledger: Send + Sync + 'static {
         &self,
         tenant: &str,
     ) -> impl Future<Output = Res<Vec<TenantReputationRow>>> + Send;
+    /// Which of `addresses` `tenant` has a suppression row for (a hard
+    /// bounce, a complaint or an unsubscribe), compared lowercase. Returns
+    /// them as spelled in `addresses`, in their order, each once.
+    fn suppressed(
+        &self,
+        tenant: &str,
+        addresses: &[String],
+    ) -> impl Future<Output = Res<Vec<String>>> + Send;
+}
+
+/// The stored forms to look up for `addresses`, each once: the lowercase
+/// form suppressions are written in, and the address verbatim when it
+/// differs (rows written before addresses were stored lowercase).
+pub(crate) fn lookup_forms(addresses: &[String]) -> Vec<String> {
+    let mut seen = HashSet::new();
+    addresses
+        .iter()
+        .flat_map(|a| [suppression_address(a), a.clone()])
+        .filter(|form| !form.is_empty() && seen.insert(form.clone()))
+        .collect()
+}
+
+/// The addresses (as asked, in order, each once) whose lookup forms are
+/// among the `found` stored forms.
+pub(crate) fn pick_suppressed(addresses: &[String], found: &HashSet<String>) -> Vec<String> {
+    let mut seen = HashSet::new();
+    addresses
+        .iter()
+        .filter(|a| found.contains(&suppression_address(a)) || found.contains(a.as_str()))
+        .filter(|a| seen.insert(a.as_str()))
+        .cloned()
+        .collect()
 }
 
 /// The Cassandra back end: the prepared statements of `store.rs` and
@@ -115,6 +148,10 @@ impl Ledger for Store {
     }
     async fn tenant_reputation(&self, tenant: &str) -> Res<Vec<TenantReputationRow>> {
         Store::tenant_reputation(self, tenant).await
+    }
+    async fn suppressed(&self, tenant: &str, addresses: &[String]) -> Res<Vec<String>> {
+        let found = Store::present_suppressions(self, tenant, &lookup_forms(addresses)).await?;
+        Ok(pick_suppressed(addresses, &found))
     }
 }
 
@@ -189,5 +226,8 @@ impl Ledger for AnyLedger {
     }
     async fn tenant_reputation(&self, tenant: &str) -> Res<Vec<TenantReputationRow>> {
         each!(self, l => l.tenant_reputation(tenant))
+    }
+    async fn suppressed(&self, tenant: &str, addresses: &[String]) -> Res<Vec<String>> {
+        each!(self, l => l.suppressed(tenant, addresses))
     }
 }

@@ -67,6 +67,14 @@ impl std::fmt::Debug for EmbeddedLedger {
     }
 }
 
+/// Key of the suppression row of `(tenant, address)`.
+pub(crate) fn suppression_key(tenant: &str, address: &str) -> Key {
+    Key::new()
+        .raw(&[table::SUPPRESSIONS])
+        .s(tenant)
+        .raw(address.as_bytes())
+}
+
 /// Wall-clock Unix time in milliseconds.
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
@@ -219,9 +227,9 @@ impl EmbeddedLedger {
             ));
         }
         if let Some((tenant, address, reason)) = record::suppression(event) {
-            let key = Key::new().raw(&[table::SUPPRESSIONS]).s(tenant);
+            let key = suppression_key(tenant, &address);
             let value = Key::new().s(reason).i(at).raw(event.message_id.as_bytes());
-            rows.push((key.raw(address.as_bytes()), value.0));
+            rows.push((key, value.0));
         }
         self.write(|_| Ok(((), rows)))
     }

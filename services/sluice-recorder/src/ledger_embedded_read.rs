@@ -1,12 +1,15 @@
 //! Reads of the embedded ledger, and its [`Ledger`] implementation: every
 //! call runs on tokio's blocking pool.
 
+use std::collections::HashSet;
+
 use prost::Message;
 use sluice_proto::v1::{Event, ReputationRow, TenantReputationRow};
 
-use crate::ledger::{Ledger, Res};
+use crate::ledger::{Ledger, Res, lookup_forms, pick_suppressed};
 use crate::ledger_embedded::{
-    EmbeddedLedger, after_table, counter_partition, decode, fjall_err, now_ms, table,
+    EmbeddedLedger, after_table, counter_partition, decode, fjall_err, now_ms, suppression_key,
+    table,
 };
 use crate::ledger_keys::{self as keys, Key};
 use crate::record::{CounterKey, Deltas, Granularity};
@@ -95,6 +98,24 @@ impl EmbeddedLedger {
         Ok(paths)
     }
 
+    /// Which of `addresses` (stored forms) have a suppression row of
+    /// `tenant`: one point read each.
+    pub(crate) fn present_suppressions_blocking(
+        &self,
+        tenant: &str,
+        addresses: &[String],
+    ) -> Res<HashSet<String>> {
+        let mut found = HashSet::new();
+        for address in addresses {
+            let key = suppression_key(tenant, address);
+            let row = self.inner.rows.get(&key.0);
+            if row.map_err(fjall_err("reading a suppression"))?.is_some() {
+                found.insert(address.clone());
+            }
+        }
+        Ok(found)
+    }
+
     fn known_tenants_blocking(&self) -> Res<Vec<String>> {
         let rows = self.scan(&[table::TENANTS])?;
         rows.iter().map(|(k, _)| after_table(k).rest()).collect()
@@ -174,5 +195,12 @@ impl Ledger for EmbeddedLedger {
     async fn tenant_reputation(&self, tenant: &str) -> Res<Vec<TenantReputationRow>> {
         let tenant = tenant.to_owned();
         self.blocking(move |l| l.tenants_blocking(&tenant)).await
+    }
+    async fn suppressed(&self, tenant: &str, addresses: &[String]) -> Res<Vec<String>> {
+        let (tenant, forms) = (tenant.to_owned(), lookup_forms(addresses));
+        let found = self
+            .blocking(move |l| l.present_suppressions_blocking(&tenant, &forms))
+            .await?;
+        Ok(pick_suppressed(addresses, &found))
     }
 }

@@ -1,11 +1,13 @@
-//! The `sluice.v1.Query` gRPC service: message status, stats, reputation.
+//! The `sluice.v1.Query` gRPC service: message status, stats, reputation,
+//! suppressions.
 
 use std::sync::Arc;
 
 use sluice_proto::v1::query_server::Query;
 use sluice_proto::v1::{
-    GetMessageRequest, GetReputationRequest, GetReputationResponse, GetStatsRequest,
-    GetStatsResponse, MessageStatus, StatsDimension, StatsRow,
+    CheckSuppressionsRequest, CheckSuppressionsResponse, GetMessageRequest, GetReputationRequest,
+    GetReputationResponse, GetStatsRequest, GetStatsResponse, MessageStatus, StatsDimension,
+    StatsRow,
 };
 use tonic::{Request, Response, Status};
 
@@ -16,6 +18,8 @@ use crate::time::{days_between, parse_day};
 
 /// Longest day range one stats call may cover.
 const MAX_STATS_DAYS: i64 = 366;
+/// Most addresses one `CheckSuppressions` call may ask about.
+pub const MAX_SUPPRESSION_ADDRESSES: usize = 1_000;
 
 /// Query service over the recorder's tables, on either ledger back end.
 pub struct QueryService {
@@ -68,6 +72,29 @@ fn stats_plan(req: &GetStatsRequest) -> Result<(&'static str, Vec<String>), Reco
         ));
     }
     Ok((scope, days_between(from, to)))
+}
+
+/// Checks a suppression request field by field.
+fn check_suppressions_request(req: &CheckSuppressionsRequest) -> Result<(), RecorderError> {
+    if req.tenant.is_empty() {
+        return Err(invalid("tenant", "must not be empty"));
+    }
+    if req.addresses.len() > MAX_SUPPRESSION_ADDRESSES {
+        return Err(invalid(
+            "addresses",
+            format!(
+                "{} addresses, at most {MAX_SUPPRESSION_ADDRESSES} per call; split the request",
+                req.addresses.len()
+            ),
+        ));
+    }
+    if let Some(i) = req.addresses.iter().position(String::is_empty) {
+        return Err(invalid(
+            "addresses",
+            format!("address {i} is empty; send only non-empty addresses"),
+        ));
+    }
+    Ok(())
 }
 
 fn stats_row(day: String, key: &str, d: &Deltas) -> StatsRow {
@@ -143,6 +170,16 @@ impl Query for QueryService {
         };
         Ok(Response::new(GetReputationResponse { rows, tenants }))
     }
+
+    async fn check_suppressions(
+        &self,
+        request: Request<CheckSuppressionsRequest>,
+    ) -> Result<Response<CheckSuppressionsResponse>, Status> {
+        let req = request.into_inner();
+        check_suppressions_request(&req)?;
+        let suppressed = self.store.suppressed(&req.tenant, &req.addresses).await?;
+        Ok(Response::new(CheckSuppressionsResponse { suppressed }))
+    }
 }
 
 #[cfg(test)]
@@ -156,6 +193,23 @@ mod tests {
             from_day: from.into(),
             to_day: to.into(),
         }
+    }
+
+    #[test]
+    fn suppression_requests_are_checked_field_by_field() {
+        let req = |tenant: &str, n: usize, address: &str| CheckSuppressionsRequest {
+            tenant: tenant.into(),
+            addresses: vec![address.to_owned(); n],
+        };
+        assert!(check_suppressions_request(&req("acme", 1_000, "a@example.com")).is_ok());
+        assert!(check_suppressions_request(&req("acme", 0, "")).is_ok());
+        let field = |r: &CheckSuppressionsRequest| match check_suppressions_request(r) {
+            Err(RecorderError::InvalidArgument { field, .. }) => field,
+            other => panic!("expected invalid argument, got {other:?}"),
+        };
+        assert_eq!(field(&req("", 1, "a@example.com")), "tenant");
+        assert_eq!(field(&req("acme", 1_001, "a@example.com")), "addresses");
+        assert_eq!(field(&req("acme", 1, "")), "addresses");
     }
 
     #[test]

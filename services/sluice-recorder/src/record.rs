@@ -139,8 +139,15 @@ pub fn dedup_key(event: &Event) -> (String, u32, i32) {
     (event.message_id.clone(), event.attempt, event.kind)
 }
 
-/// The suppression an event causes, as `(tenant, address, reason)`.
-pub fn suppression(event: &Event) -> Option<(&str, &str, &'static str)> {
+/// The form a suppressed address is stored and looked up in: lowercase,
+/// as ingest compares its configured list.
+pub fn suppression_address(address: &str) -> String {
+    address.to_lowercase()
+}
+
+/// The suppression an event causes, as `(tenant, address, reason)`; the
+/// address in [`suppression_address`] form.
+pub fn suppression(event: &Event) -> Option<(&str, String, &'static str)> {
     let reason = match event.kind() {
         _ if is_hard_bounce(event) => "hard_bounce",
         EventKind::Complained => "complaint",
@@ -150,7 +157,7 @@ pub fn suppression(event: &Event) -> Option<(&str, &str, &'static str)> {
     if event.tenant.is_empty() || event.recipient.is_empty() {
         return None;
     }
-    Some((&event.tenant, &event.recipient, reason))
+    Some((&event.tenant, suppression_address(&event.recipient), reason))
 }
 
 #[cfg(test)]
@@ -184,7 +191,16 @@ mod tests {
         assert_eq!((d.get("bounced"), d.get("hard_bounced")), (1, 1));
         assert_eq!(
             suppression(&e),
-            Some(("acme", "bob@example.com", "hard_bounce"))
+            Some(("acme", "bob@example.com".to_owned(), "hard_bounce"))
+        );
+        let shouting = Event {
+            recipient: "Bob@Example.COM".into(),
+            ..e
+        };
+        assert_eq!(
+            suppression(&shouting).map(|s| s.1),
+            Some("bob@example.com".to_owned()),
+            "stored lowercase"
         );
     }
 

@@ -19,6 +19,7 @@ pub struct Store {
     insert_event: PreparedStatement,
     insert_campaign: PreparedStatement,
     insert_suppression: PreparedStatement,
+    pub(crate) select_suppression: PreparedStatement,
     claim: PreparedStatement,
     bump_daily: PreparedStatement,
     bump_hourly: PreparedStatement,
@@ -77,6 +78,10 @@ impl Store {
             insert_suppression: prep(format!(
                 "INSERT INTO {ks}.suppressions (tenant, address, reason, created_at, message_id) \
                  VALUES (?, ?, ?, ?, ?)"
+            ))
+            .await?,
+            select_suppression: prep(format!(
+                "SELECT address FROM {ks}.suppressions WHERE tenant = ? AND address = ?"
             ))
             .await?,
             claim: prep(format!(

@@ -1,7 +1,9 @@
 //! Reads of the Query service and the reputation scorer, and the
 //! reputation upserts.
 
-use futures::TryStreamExt;
+use std::collections::HashSet;
+
+use futures::{StreamExt, TryStreamExt};
 use prost::Message;
 use scylla::value::{Counter, CqlTimestamp};
 use sluice_proto::v1::{Event, ReputationRow, TenantReputationRow};
@@ -30,7 +32,45 @@ fn ms(at: Option<&prost_types::Timestamp>) -> CqlTimestamp {
     CqlTimestamp(at.map_or(0, |t| t.seconds * 1000 + i64::from(t.nanos / 1_000_000)))
 }
 
+/// Concurrent suppression lookups of one call.
+const SUPPRESSION_LOOKUPS: usize = 32;
+
 impl Store {
+    /// Which of `addresses` (stored forms) have a suppression row of
+    /// `tenant`: one prepared point lookup per address (the partition key is
+    /// `(tenant, address)`), up to [`SUPPRESSION_LOOKUPS`] at a time.
+    pub async fn present_suppressions(
+        &self,
+        tenant: &str,
+        addresses: &[String],
+    ) -> Result<HashSet<String>, RecorderError> {
+        let lookups: Vec<_> = addresses
+            .iter()
+            .map(|address| self.suppression_row(tenant, address))
+            .collect();
+        let found: Vec<Option<String>> = futures::stream::iter(lookups)
+            .buffer_unordered(SUPPRESSION_LOOKUPS)
+            .try_collect()
+            .await?;
+        Ok(found.into_iter().flatten().collect())
+    }
+
+    /// `Some(address)` when `(tenant, address)` has a suppression row.
+    async fn suppression_row(
+        &self,
+        tenant: &str,
+        address: &str,
+    ) -> Result<Option<String>, RecorderError> {
+        let rows = self
+            .session
+            .execute_unpaged(&self.select_suppression, (tenant, address))
+            .await
+            .map_err(|e| RecorderError::cql("reading suppressions", e))?
+            .into_rows_result()
+            .map_err(|e| RecorderError::cql("reading suppressions", e))?;
+        Ok((rows.rows_num() > 0).then(|| address.to_owned()))
+    }
+
     async fn collect<R>(
         &self,
         cql: String,

@@ -283,6 +283,44 @@ pub async fn check_fixture<L: Ledger>(l: &L, f: &Fixture) {
     assert_eq!(l.tenant_reputation(&f.tenant).await.expect("t").len(), 1);
 }
 
+/// A hard bounce suppresses its recipient for its tenant only, compared
+/// lowercase; a soft bounce suppresses nothing.
+pub async fn suppressions_per_tenant<L: Ledger>(l: &L) {
+    let (tenant, other_tenant) = (fresh("tenant"), fresh("tenant"));
+    let id = fresh("m");
+    let hard = Event {
+        tenant: tenant.clone(),
+        recipient: format!("Gone-{id}@Example.com"),
+        ..bounce(&id, "192.0.2.1", "gmail", BounceClass::BadMailbox)
+    };
+    let soft_id = fresh("m");
+    let soft = Event {
+        tenant: tenant.clone(),
+        ..bounce(&soft_id, "192.0.2.1", "gmail", BounceClass::MailboxFull)
+    };
+    for e in [&hard, &soft, &hard] {
+        l.write_rows(e, now_secs()).await.expect("write rows");
+    }
+    let gone = format!("gone-{id}@example.com");
+    let asked = vec![
+        format!("{soft_id}@example.com"),
+        gone.clone(),
+        fresh("other") + "@example.com",
+        hard.recipient.clone(),
+        gone.to_uppercase(),
+        gone.clone(),
+    ];
+    let suppressed = l.suppressed(&tenant, &asked).await.expect("suppressed");
+    assert_eq!(
+        suppressed,
+        vec![gone.clone(), hard.recipient.clone(), gone.to_uppercase()],
+        "as asked, in order, each once"
+    );
+    let elsewhere = l.suppressed(&other_tenant, &asked).await.expect("other");
+    assert!(elsewhere.is_empty(), "another tenant: {elsewhere:?}");
+    assert!(l.suppressed(&tenant, &[]).await.expect("none").is_empty());
+}
+
 /// Every check of the suite, one after the other on one ledger.
 pub async fn all<L: Ledger>(l: &L) {
     history_round_trip(l).await;
@@ -290,4 +328,5 @@ pub async fn all<L: Ledger>(l: &L) {
     concurrent_claims_one_new(l).await;
     counters_sum(l).await;
     reputation_put_get(l).await;
+    suppressions_per_tenant(l).await;
 }

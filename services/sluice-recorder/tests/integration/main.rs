@@ -11,5 +11,6 @@ mod ledger_cql;
 mod ledger_embedded;
 mod migrations;
 mod outage;
+mod query_suppressions;
 mod recording;
 mod restart;
