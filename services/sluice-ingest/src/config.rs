@@ -35,6 +35,10 @@ pub struct IngestConfig {
     /// Replay window of idempotency keys.
     #[serde(default)]
     pub idempotency: IdempotencyConfig,
+    /// Where to read the recorder's suppressions (hard bounces, complaints,
+    /// unsubscribes), checked for every submission besides `tenants[].suppressed`.
+    #[serde(default)]
+    pub suppressions: SuppressionsConfig,
     /// Names of the sending pools this node accepts mail for.
     #[serde(default = "default_pools")]
     pub pools: Vec<String>,
@@ -182,6 +186,28 @@ impl Default for IdempotencyConfig {
     }
 }
 
+/// The recorder's suppressions, read through its Query service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SuppressionsConfig {
+    /// URL of the recorder's Query service, e.g. `http://127.0.0.1:7402`.
+    /// Empty (the default): only the configured `tenants[].suppressed` lists
+    /// apply. When set and it does not answer within `timeout_ms`, the
+    /// submission is refused as unavailable (fail closed; clients retry).
+    pub query_addr: String,
+    /// Milliseconds one check (connect and call) may take. Default 2000.
+    pub timeout_ms: u64,
+}
+
+impl Default for SuppressionsConfig {
+    fn default() -> Self {
+        Self {
+            query_addr: String::new(),
+            timeout_ms: 2_000,
+        }
+    }
+}
+
 /// One tenant.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -320,6 +346,21 @@ mod tests {
         assert_eq!(config.kafka.outbound_topic_prefix, "sluice.outbound.");
         assert_eq!(config.idempotency.ttl_secs, 86_400);
         assert_eq!(config.pools, vec!["shared".to_owned()]);
+        assert_eq!(config.suppressions.query_addr, "");
+        assert_eq!(config.suppressions.timeout_ms, 2_000);
+    }
+
+    #[test]
+    fn suppressions_section_parses_and_rejects_unknown_keys() {
+        let text = format!(
+            "{MINIMAL}\n[suppressions]\nquery_addr = \"http://127.0.0.1:7402\"\ntimeout_ms = 500\n"
+        );
+        let config = IngestConfig::from_toml(&text).expect("parses");
+        assert_eq!(config.suppressions.query_addr, "http://127.0.0.1:7402");
+        assert_eq!(config.suppressions.timeout_ms, 500);
+        let typo = format!("{MINIMAL}\n[suppressions]\nquery_adr = \"http://x\"\n");
+        let err = IngestConfig::from_toml(&typo).expect_err("typo rejected");
+        assert!(err.to_string().contains("query_adr"), "{err}");
     }
 
     #[test]

@@ -37,6 +37,13 @@ pub enum IngestError {
         reason: String,
         durable: Vec<String>,
     },
+    /// The recorder's suppressions could not be checked (fail closed):
+    /// nothing was published.
+    #[error(
+        "cannot check suppressions with {via} ({reason}); nothing was accepted, \
+         retry later (operators: is the recorder running and reachable?)"
+    )]
+    SuppressionsUnavailable { via: String, reason: String },
     /// The same idempotency key is being processed right now.
     #[error("idempotency_key {0:?} is being processed by another request; retry shortly")]
     InFlight(String),
@@ -85,7 +92,7 @@ impl IngestError {
             Self::Forbidden { .. } => Code::PermissionDenied,
             Self::TooLarge { .. } => Code::InvalidArgument,
             Self::RateLimited { .. } | Self::Backpressure(_) => Code::ResourceExhausted,
-            Self::Unavailable { .. } => Code::Unavailable,
+            Self::Unavailable { .. } | Self::SuppressionsUnavailable { .. } => Code::Unavailable,
             Self::InFlight(_) => Code::Aborted,
             Self::Config(_) | Self::Io(_) | Self::Internal(_) => Code::Internal,
         }
@@ -99,7 +106,7 @@ impl IngestError {
             Self::Forbidden { .. } => 403,
             Self::TooLarge { .. } => 413,
             Self::RateLimited { .. } | Self::Backpressure(_) => 429,
-            Self::Unavailable { .. } => 503,
+            Self::Unavailable { .. } | Self::SuppressionsUnavailable { .. } => 503,
             Self::InFlight(_) => 409,
             Self::Config(_) | Self::Io(_) | Self::Internal(_) => 500,
         }
@@ -114,7 +121,9 @@ impl IngestError {
             Self::TooLarge { .. } => (552, "5.3.4"),
             Self::RateLimited { .. } => (451, "4.7.1"),
             Self::Backpressure(_) => (452, "4.3.1"),
-            Self::Unavailable { .. } | Self::InFlight(_) => (451, "4.3.0"),
+            Self::Unavailable { .. } | Self::SuppressionsUnavailable { .. } | Self::InFlight(_) => {
+                (451, "4.3.0")
+            }
             Self::Config(_) | Self::Io(_) | Self::Internal(_) => (451, "4.3.0"),
         }
     }

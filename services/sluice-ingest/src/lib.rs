@@ -23,6 +23,7 @@ mod raw;
 mod records;
 pub mod secret;
 pub mod smtp;
+pub mod suppression;
 mod tenant;
 mod validate;
 
@@ -38,6 +39,7 @@ pub use config::IngestConfig;
 pub use error::{DURABLE_IDS_METADATA, IngestError};
 pub use pipeline::Ingestor;
 pub use secret::{hash_password, hash_secret};
+pub use suppression::{LookupFuture, SuppressionLookup, Suppressions};
 
 /// The pre-bound listeners of the four front doors; `None` leaves one off.
 #[derive(Debug, Default)]
@@ -76,7 +78,8 @@ impl IngestListeners {
 
 /// Runs an ingest node on the Kafka cluster of its configuration until
 /// `shutdown` resolves, then stops accepting and drains in-flight
-/// submissions (each answers once its records are acknowledged).
+/// submissions (each answers once its records are acknowledged). The
+/// recorder's suppressions are read as `config.suppressions` says.
 pub async fn run(
     listeners: IngestListeners,
     config: IngestConfig,
@@ -86,15 +89,18 @@ pub async fn run(
     // say so) until a broker answers.
     let log = sluice_log::KafkaLog::lazy(config.kafka_client())
         .map_err(|err| IngestError::Config(format!("kafka: {err}")))?;
-    run_on(listeners, config, log.into(), shutdown).await
+    let suppressions = Suppressions::from_config(&config.suppressions)?;
+    run_on(listeners, config, log.into(), suppressions, shutdown).await
 }
 
 /// [`run`] on a message log the caller opened (Kafka or the embedded log of
-/// `sluice dev`).
+/// `sluice dev`), consulting `suppressions` (which replaces
+/// `config.suppressions`) for every submission.
 pub async fn run_on(
     listeners: IngestListeners,
     config: IngestConfig,
     log: sluice_log::Log,
+    suppressions: Suppressions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), IngestError> {
     let mut topics: Vec<String> = config
@@ -114,7 +120,7 @@ pub async fn run_on(
             "the message log did not answer while creating the topics; submissions fail until it does (Kafka: `deploy/servers/kafka.sh start`)"
         ),
     }
-    let ingestor = Arc::new(Ingestor::new(&config, log)?);
+    let ingestor = Arc::new(Ingestor::new(&config, log)?.with_suppressions(suppressions));
     let (stop, stopped) = watch::channel(false);
     let mut tasks: JoinSet<Result<(), IngestError>> = JoinSet::new();
     if let Some(listener) = listeners.grpc {

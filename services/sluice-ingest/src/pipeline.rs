@@ -17,6 +17,7 @@ use crate::idempotency::{Begin, IdempotencyStore};
 use crate::model::Submission;
 use crate::publish::{OutRecord, Publisher};
 use crate::records::Common;
+use crate::suppression::Suppressions;
 use crate::tenant::{Tenant, Tenants};
 use crate::{IngestError, validate};
 
@@ -34,12 +35,14 @@ pub struct Ingestor {
     idempotency: IdempotencyStore,
     in_flight: Arc<Semaphore>,
     budget_kib: usize,
+    suppressions: Suppressions,
 }
 
 impl std::fmt::Debug for Ingestor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Ingestor")
             .field("pools", &self.pools)
+            .field("suppressions", &self.suppressions)
             .finish()
     }
 }
@@ -61,7 +64,15 @@ impl Ingestor {
             ),
             in_flight: Arc::new(Semaphore::new(budget_kib)),
             budget_kib,
+            suppressions: Suppressions::None,
         })
+    }
+
+    /// Also consults `suppressions` (the recorder's) for every submission.
+    #[must_use]
+    pub fn with_suppressions(mut self, suppressions: Suppressions) -> Self {
+        self.suppressions = suppressions;
+        self
     }
 
     /// The tenants, for authentication at the front doors.
@@ -104,7 +115,9 @@ impl Ingestor {
             Ok(response) => self
                 .idempotency
                 .succeed(tenant.name(), &key, response.clone()),
-            Err(IngestError::Unavailable { .. }) => self.idempotency.fail(tenant.name(), &key, ids),
+            Err(IngestError::Unavailable { .. } | IngestError::SuppressionsUnavailable { .. }) => {
+                self.idempotency.fail(tenant.name(), &key, ids)
+            }
             Err(_) => self.idempotency.fail(tenant.name(), &key, Vec::new()),
         }
         result
@@ -119,6 +132,7 @@ impl Ingestor {
         let checked = check::submission(sub, tenant, &self.pools, &self.limits)?;
         tenant.take_quota(sub.recipients.len())?;
         let _budget = self.reserve(checked.size_hint, sub.recipients.len())?;
+        let suppressed = self.suppressed(tenant, sub).await?;
         let ids = ids.unwrap_or_else(|| new_ids(sub.recipients.len()));
         let now = SystemTime::now();
         let common = Common {
@@ -128,14 +142,41 @@ impl Ingestor {
             now,
             lifetime: Duration::from_secs(u64::from(self.limits.message_lifetime_days) * 86_400),
         };
-        let (sendable, messages) = self.render(tenant, sub, &checked, &ids, now)?;
+        let (sendable, messages) = self.render(tenant, sub, &checked, &ids, &suppressed, now)?;
         let signed = self
             .signers
             .sign_all(&checked.from_domain, messages)
             .await?;
-        let records = self.records(tenant, sub, &checked, &ids, &common, sendable, signed);
+        let copies = Copies { sendable, signed };
+        let records = self.records(tenant, sub, &checked, &ids, &common, &suppressed, copies);
         self.publisher.publish(records).await?;
-        Ok(response(sub, &ids, tenant))
+        Ok(response(sub, &ids, &suppressed))
+    }
+
+    /// Per recipient: suppressed by the tenant's configured list or by the
+    /// recorder's suppressions (one check for the whole submission).
+    async fn suppressed(
+        &self,
+        tenant: &Tenant,
+        sub: &Submission,
+    ) -> Result<Vec<bool>, IngestError> {
+        let mut suppressed: Vec<bool> = sub
+            .recipients
+            .iter()
+            .map(|r| tenant.is_suppressed(&r.address))
+            .collect();
+        let ask: Vec<String> = sub
+            .recipients
+            .iter()
+            .zip(&suppressed)
+            .filter(|(_, s)| !**s)
+            .map(|(r, _)| r.address.clone())
+            .collect();
+        let learned = self.suppressions.check(tenant.name(), &ask).await?;
+        for (flag, r) in suppressed.iter_mut().zip(&sub.recipients) {
+            *flag = *flag || learned.contains(&r.address.to_lowercase());
+        }
+        Ok(suppressed)
     }
 
     fn reserve(
@@ -165,6 +206,7 @@ impl Ingestor {
         sub: &Submission,
         checked: &Checked,
         ids: &[String],
+        suppressed: &[bool],
         now: SystemTime,
     ) -> Result<(Vec<usize>, Vec<Vec<u8>>), IngestError> {
         let now_unix = now
@@ -173,7 +215,7 @@ impl Ingestor {
         let mut sendable = Vec::new();
         let mut messages = Vec::new();
         for (index, recipient) in sub.recipients.iter().enumerate() {
-            if tenant.is_suppressed(&recipient.address) {
+            if suppressed[index] {
                 continue;
             }
             let target = UnsubscribeTarget {
@@ -215,14 +257,14 @@ impl Ingestor {
         checked: &Checked,
         ids: &[String],
         common: &Common<'_>,
-        sendable: Vec<usize>,
-        signed: Vec<Vec<u8>>,
+        suppressed: &[bool],
+        copies: Copies,
     ) -> Vec<OutRecord> {
         let events = self.publisher.events_topic();
         let outbound = self.publisher.outbound_topic(&checked.pool);
         let bounce_domain = tenant.bounce_domain(&checked.from_domain);
         let mut records = Vec::with_capacity(sub.recipients.len() * 2);
-        for (index, content) in sendable.into_iter().zip(signed) {
+        for (index, content) in copies.sendable.into_iter().zip(copies.signed) {
             let address = &sub.recipients[index].address;
             let return_path = compliance::verp_return_path(&ids[index], bounce_domain);
             records.push(common.envelope(
@@ -235,7 +277,7 @@ impl Ingestor {
             records.push(common.event(events, EventKind::Accepted, &ids[index], address));
         }
         for (index, recipient) in sub.recipients.iter().enumerate() {
-            if tenant.is_suppressed(&recipient.address) {
+            if suppressed[index] {
                 records.push(common.event(
                     events,
                     EventKind::Suppressed,
@@ -246,6 +288,12 @@ impl Ingestor {
         }
         records
     }
+}
+
+/// The rendered, signed copies and the recipient index of each.
+struct Copies {
+    sendable: Vec<usize>,
+    signed: Vec<Vec<u8>>,
 }
 
 fn new_ids(n: usize) -> Vec<String> {
@@ -260,16 +308,17 @@ fn new_ids(n: usize) -> Vec<String> {
         .collect()
 }
 
-fn response(sub: &Submission, ids: &[String], tenant: &Tenant) -> SendResponse {
+fn response(sub: &Submission, ids: &[String], suppressed: &[bool]) -> SendResponse {
     SendResponse {
         recipients: sub
             .recipients
             .iter()
             .zip(ids)
-            .map(|(r, id)| AcceptedRecipient {
+            .zip(suppressed)
+            .map(|((r, id), suppressed)| AcceptedRecipient {
                 address: r.address.clone(),
                 message_id: id.clone(),
-                suppressed: tenant.is_suppressed(&r.address),
+                suppressed: *suppressed,
             })
             .collect(),
         replayed: false,

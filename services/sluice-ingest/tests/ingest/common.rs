@@ -32,6 +32,8 @@ pub struct Options {
     pub max_queued_records: u32,
     pub max_message_bytes: usize,
     pub globex_quota: u32,
+    /// `suppressions.query_addr`, and its `timeout_ms`.
+    pub suppressions_query: Option<(String, u64)>,
 }
 
 impl Default for Options {
@@ -42,6 +44,7 @@ impl Default for Options {
             max_queued_records: 100_000,
             max_message_bytes: 256 * 1024,
             globex_quota: 0,
+            suppressions_query: None,
         }
     }
 }
@@ -197,9 +200,17 @@ pub async fn read(kafka: &KafkaConfig, topic: &str, n: usize) -> Vec<Vec<u8>> {
 }
 
 fn config_toml(options: &Options, brokers: &str, prefix: &str, events: &str, dir: &Path) -> String {
+    let suppressions = match &options.suppressions_query {
+        Some((addr, timeout_ms)) => {
+            format!("[suppressions]\nquery_addr = \"{addr}\"\ntimeout_ms = {timeout_ms}\n")
+        }
+        None => String::new(),
+    };
     format!(
         r#"
 pools = ["shared", "transactional"]
+
+{suppressions}
 
 [kafka]
 brokers = "{brokers}"

@@ -9,7 +9,7 @@ use crate::common::{self, ACME_KEY, GLOBEX_KEY, Options, header};
 
 type Body = Full<axum::body::Bytes>;
 
-async fn call(
+pub async fn call(
     node: &common::Node,
     method: &str,
     path: &str,
@@ -39,7 +39,7 @@ async fn call(
     (status, value)
 }
 
-fn message() -> Value {
+pub fn message() -> Value {
     json!({
         "from": "Acme <news@acme.example>",
         "recipients": [

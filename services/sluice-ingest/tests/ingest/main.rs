@@ -7,3 +7,4 @@ mod dkim;
 mod grpc;
 mod http;
 mod smtp;
+mod suppressions;

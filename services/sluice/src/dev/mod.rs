@@ -4,6 +4,7 @@
 //! ends handed to each service's `run_on` differ.
 
 pub mod config;
+mod suppressions;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -107,6 +108,10 @@ pub async fn start(mut cfg: DevConfig) -> anyhow::Result<Running> {
         }
     };
     let mut tasks: JoinSet<Task> = JoinSet::new();
+    // Ingest checks every submission against the ledger's suppressions.
+    let suppressions = sluice_ingest::Suppressions::in_process(Arc::new(
+        suppressions::LedgerSuppressions(ledger.clone()),
+    ));
     let recorder_log = log.clone();
     let recorder_cfg = cfg.recorder.clone();
     let metrics = Arc::new(sluice_recorder::Metrics::default());
@@ -143,7 +148,7 @@ pub async fn start(mut cfg: DevConfig) -> anyhow::Result<Running> {
     let ingest_cfg = cfg.ingest.clone();
     let ingest_stop = until();
     tasks.spawn(named("ingest", async move {
-        sluice_ingest::run_on(listeners, ingest_cfg, ingest_log, ingest_stop).await
+        sluice_ingest::run_on(listeners, ingest_cfg, ingest_log, suppressions, ingest_stop).await
     }));
     Ok(Running {
         endpoints,

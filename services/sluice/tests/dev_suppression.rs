@@ -1,0 +1,192 @@
+//! `sluice dev` closes the suppression loop: the real binary sends to an
+//! address the ISP simulator rejects with `550 5.1.1`; once the recorder has
+//! the hard bounce, a second submission to that address is answered
+//! `suppressed` and the simulator never sees a second attempt.
+
+#[path = "../../sluice-sender/tests/common/mod.rs"]
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::start_sim;
+use sluice_proto::v1::ingest_client::IngestClient;
+use sluice_proto::v1::query_client::QueryClient;
+use sluice_proto::v1::{
+    EventKind, GetMessageRequest, Recipient, SendRequest, SendResponse, Template,
+    send_request::Content,
+};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const SCENARIO: &str = r#"
+seed = 7
+
+[[provider]]
+name = "bouncy"
+listen = "127.0.0.2:0"
+domains = ["bouncy.test"]
+unknown_users = ["ghost"]
+"#;
+
+const GHOST: &str = "ghost@bouncy.test";
+
+fn config(dir: &Path, sim: &sluice_sim::SimHandle) -> String {
+    let addr = sim.addr("bouncy").expect("provider bound");
+    format!(
+        r#"
+data_dir = "{data}"
+[control]
+listen = "127.0.0.1:0"
+[ingest.listen]
+grpc = "127.0.0.1:0"
+http = "127.0.0.1:0"
+smtp_submission = ""
+[recorder]
+query_listen = "127.0.0.1:0"
+[sender]
+dns = false
+[sender.routes]
+"bouncy.test" = ["{addr}"]
+[[sender.shaping.ips]]
+address = "127.0.0.40"
+pool = "default"
+[[sender.shaping.sites.rules]]
+pattern = "{ip}"
+site = "bouncy"
+provider = "bouncy"
+"#,
+        data = dir.join("data").display(),
+        ip = addr.ip(),
+    )
+}
+
+/// Starts `sluice dev --config FILE`; its ingest and query gRPC URLs.
+async fn start_dev(config: &Path) -> (Child, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["dev", "--config"])
+        .arg(config)
+        .env("SLUICE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start `sluice dev`");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (mut ingest, mut query) = (None, None);
+    while ingest.is_none() || query.is_none() {
+        let line = tokio::time::timeout_at(deadline.into(), lines.next_line())
+            .await
+            .expect("`sluice dev` printed its endpoints within 60 s")
+            .expect("read stdout")
+            .expect("`sluice dev` exited before printing its endpoints");
+        let url = |addr: &str| Some(format!("http://{}", addr.trim()));
+        if let Some(addr) = line.trim().strip_prefix("ingest gRPC") {
+            ingest = url(addr);
+        } else if let Some(addr) = line.trim().strip_prefix("query gRPC") {
+            query = url(addr);
+        }
+    }
+    // Keep draining stdout so the child never blocks on it.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, ingest.unwrap_or_default(), query.unwrap_or_default())
+}
+
+async fn send(client: &mut IngestClient<tonic::transport::Channel>, to: &[&str]) -> SendResponse {
+    let mut request = tonic::Request::new(SendRequest {
+        from: "loop@sluice.test".into(),
+        recipients: to
+            .iter()
+            .map(|a| Recipient {
+                address: (*a).into(),
+                ..Default::default()
+            })
+            .collect(),
+        content: Some(Content::Template(Template {
+            subject: "suppression loop".into(),
+            text: "Hello.".into(),
+            ..Default::default()
+        })),
+        ..Default::default()
+    });
+    request.metadata_mut().insert(
+        "authorization",
+        "Bearer sluice-dev-key".parse().expect("metadata"),
+    );
+    client.send(request).await.expect("send").into_inner()
+}
+
+/// Waits until the Query service reports `message_id` in `state`.
+async fn wait_for_state(query: &str, message_id: &str, state: EventKind) {
+    let mut client = QueryClient::connect(query.to_owned())
+        .await
+        .expect("connect query");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let request = GetMessageRequest {
+            message_id: message_id.into(),
+        };
+        if let Ok(status) = client.get_message(request).await
+            && status.into_inner().state() == state
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "message {message_id} never reached {state:?} within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// 5xx replies the simulator gave (the unknown user's `550 5.1.1`).
+fn rejected(report: &sluice_sim::Report) -> u64 {
+    let sources = report.providers.iter().flat_map(|p| &p.sources);
+    sources.map(|s| s.rejected).sum()
+}
+
+fn arrived(report: &sluice_sim::Report, address: &str) -> bool {
+    let recipients = report.messages.iter().flat_map(|m| &m.recipients);
+    recipients.into_iter().any(|r| r == address)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hard_bounced_address_is_suppressed_on_the_next_submission() {
+    let sim = start_sim(SCENARIO).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("dev.toml");
+    std::fs::write(&file, config(dir.path(), &sim)).expect("write config");
+    let (mut dev, ingest, query) = start_dev(&file).await;
+    let mut client = IngestClient::connect(ingest).await.expect("connect ingest");
+
+    let first = send(&mut client, &[GHOST]).await;
+    assert!(!first.recipients[0].suppressed, "not suppressed yet");
+    wait_for_state(&query, &first.recipients[0].message_id, EventKind::Bounced).await;
+    assert_eq!(
+        rejected(&sim.snapshot()),
+        1,
+        "one 550 for the first attempt"
+    );
+
+    // Mixed case: suppressions compare lowercase.
+    let second = send(&mut client, &["Ghost@Bouncy.test", "friend@bouncy.test"]).await;
+    let flags: Vec<bool> = second.recipients.iter().map(|r| r.suppressed).collect();
+    assert_eq!(flags, [true, false], "{second:?}");
+    // The friend's copy arriving proves the sender has handled the second
+    // submission: had the ghost's been published, it would have gone too.
+    let friend = &second.recipients[1].message_id;
+    wait_for_state(&query, friend, EventKind::Delivered).await;
+    let ghost = &second.recipients[0].message_id;
+    wait_for_state(&query, ghost, EventKind::Suppressed).await;
+    dev.start_kill().expect("stop");
+    dev.wait().await.expect("reaped");
+    let report = sim.shutdown().await;
+    assert!(arrived(&report, "friend@bouncy.test"), "{report}");
+    assert_eq!(
+        rejected(&report),
+        1,
+        "the simulator saw a second attempt to {GHOST}:\n{report}"
+    );
+}
