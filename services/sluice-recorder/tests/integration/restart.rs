@@ -138,6 +138,15 @@ async fn cassandra_restart_during_writes_loses_nothing() {
 
     let m = recorder.metrics.clone();
     recorder.stop().await;
+    // A fresh session: the first one's pool may not have reconnected to the
+    // restarted node yet (seen once as "connection refused" under load).
+    drop(session);
+    let session = sluice_ledger::connect(&LedgerConfig {
+        contact_points: config.cassandra.clone(),
+        connect_timeout: Duration::from_secs(30),
+    })
+    .await
+    .expect("the restarted node answers");
     let counted = daily(&session, &config.keyspace, "ip", IP, "delivered").await;
     assert_eq!(counted, 500, "none lost, none doubled across the restart");
     assert_eq!(Metrics::get(&m.counted), 500);
