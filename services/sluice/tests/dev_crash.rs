@@ -6,17 +6,15 @@
 
 #[path = "../../sluice-sender/tests/common/mod.rs"]
 mod common;
+mod dev_common;
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::start_sim;
+use dev_common::{dev_config, send_request, start_dev};
+use sluice_proto::v1::SendRequest;
 use sluice_proto::v1::ingest_client::IngestClient;
-use sluice_proto::v1::{Recipient, SendRequest, Template, send_request::Content};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
 const SCENARIO: &str = r#"
 seed = 11
@@ -34,95 +32,21 @@ messages_per_minute = 6000
 const PER_REQUEST: usize = 20;
 const REQUESTS: usize = 40;
 
-fn config(dir: &Path, sim: &sluice_sim::SimHandle) -> String {
-    let addr = sim.addr("slowmail").expect("provider bound");
-    format!(
-        r#"
-data_dir = "{data}"
-[control]
-listen = "127.0.0.1:0"
-[ingest.listen]
-grpc = "127.0.0.1:0"
-http = "127.0.0.1:0"
-smtp_submission = ""
-[recorder]
-query_listen = "127.0.0.1:0"
-[sender]
-dns = false
-[sender.routes]
-"slow.test" = ["{addr}"]
-[sender.metrics]
-listen = "127.0.0.1:0"
+/// Tables added to the common dev config: a slow path, a small in-flight window.
+const EXTRA: &str = r#"
 [sender.queues]
 max_in_flight = 200
-[[sender.shaping.ips]]
-address = "127.0.0.40"
-pool = "default"
-[[sender.shaping.sites.rules]]
-pattern = "{ip}"
-site = "slowmail"
-provider = "slowmail"
 [sender.shaping.limits.sites.slowmail]
 messages_per_minute = 2400
 burst = 5
 max_connections = 2
-"#,
-        data = dir.join("data").display(),
-        ip = addr.ip(),
-    )
-}
-
-/// Starts `sluice dev --config FILE` and reads its ingest gRPC address from
-/// what it prints.
-async fn start_dev(config: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["dev", "--config"])
-        .arg(config)
-        .env("SLUICE_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start `sluice dev`");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let line = tokio::time::timeout_at(deadline.into(), lines.next_line())
-            .await
-            .expect("`sluice dev` printed its endpoints within 60 s")
-            .expect("read stdout")
-            .expect("`sluice dev` exited before printing its endpoints");
-        if let Some(addr) = line.trim().strip_prefix("ingest gRPC") {
-            let addr = format!("http://{}", addr.trim());
-            // Keep draining stdout so the child never blocks on it.
-            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-            return (child, addr);
-        }
-    }
-}
+"#;
 
 fn request(batch: usize) -> tonic::Request<SendRequest> {
-    let recipients = (0..PER_REQUEST)
-        .map(|i| Recipient {
-            address: format!("u{batch}x{i}@slow.test"),
-            ..Default::default()
-        })
+    let to: Vec<String> = (0..PER_REQUEST)
+        .map(|i| format!("u{batch}x{i}@slow.test"))
         .collect();
-    let mut request = tonic::Request::new(SendRequest {
-        from: "crash@sluice.test".into(),
-        recipients,
-        content: Some(Content::Template(Template {
-            subject: format!("crash test {batch}"),
-            text: "Hello.".into(),
-            ..Default::default()
-        })),
-        ..Default::default()
-    });
-    request.metadata_mut().insert(
-        "authorization",
-        "Bearer sluice-dev-key".parse().expect("metadata"),
-    );
-    request
+    send_request("crash@sluice.test", &to, &format!("crash test {batch}"))
 }
 
 /// Recipients the simulator holds, with how many times each arrived.
@@ -141,10 +65,14 @@ async fn sluice_dev_killed_with_sigkill_loses_no_accepted_message() {
     let sim = start_sim(SCENARIO).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("dev.toml");
-    std::fs::write(&file, config(dir.path(), &sim)).expect("write config");
+    let config = dev_config(dir.path(), &sim, "slowmail", "slow.test", EXTRA);
+    std::fs::write(&file, config).expect("write config");
 
-    let (mut dev, grpc) = start_dev(&file).await;
-    let mut client = IngestClient::connect(grpc).await.expect("connect ingest");
+    let first = start_dev(&file).await;
+    let mut dev = first.child;
+    let mut client = IngestClient::connect(first.ingest)
+        .await
+        .expect("connect ingest");
     let mut accepted: HashSet<String> = HashSet::new();
     for batch in 0..REQUESTS {
         let response = client.send(request(batch)).await.expect("accepted");
@@ -168,7 +96,7 @@ async fn sluice_dev_killed_with_sigkill_loses_no_accepted_message() {
         accepted.len()
     );
 
-    let (mut dev, _) = start_dev(&file).await;
+    let mut dev = start_dev(&file).await.child;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let seen = arrivals(&sim.snapshot());

@@ -5,20 +5,15 @@
 
 #[path = "../../sluice-sender/tests/common/mod.rs"]
 mod common;
+mod dev_common;
 
-use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::start_sim;
+use dev_common::{dev_config, send_request, start_dev};
 use sluice_proto::v1::ingest_client::IngestClient;
 use sluice_proto::v1::query_client::QueryClient;
-use sluice_proto::v1::{
-    EventKind, GetMessageRequest, Recipient, SendRequest, SendResponse, Template,
-    send_request::Content,
-};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use sluice_proto::v1::{EventKind, GetMessageRequest, SendResponse};
 
 const SCENARIO: &str = r#"
 seed = 7
@@ -32,89 +27,9 @@ unknown_users = ["ghost"]
 
 const GHOST: &str = "ghost@bouncy.test";
 
-fn config(dir: &Path, sim: &sluice_sim::SimHandle) -> String {
-    let addr = sim.addr("bouncy").expect("provider bound");
-    format!(
-        r#"
-data_dir = "{data}"
-[control]
-listen = "127.0.0.1:0"
-[ingest.listen]
-grpc = "127.0.0.1:0"
-http = "127.0.0.1:0"
-smtp_submission = ""
-[recorder]
-query_listen = "127.0.0.1:0"
-[sender]
-dns = false
-[sender.routes]
-"bouncy.test" = ["{addr}"]
-[[sender.shaping.ips]]
-address = "127.0.0.40"
-pool = "default"
-[[sender.shaping.sites.rules]]
-pattern = "{ip}"
-site = "bouncy"
-provider = "bouncy"
-"#,
-        data = dir.join("data").display(),
-        ip = addr.ip(),
-    )
-}
-
-/// Starts `sluice dev --config FILE`; its ingest and query gRPC URLs.
-async fn start_dev(config: &Path) -> (Child, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["dev", "--config"])
-        .arg(config)
-        .env("SLUICE_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start `sluice dev`");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let (mut ingest, mut query) = (None, None);
-    while ingest.is_none() || query.is_none() {
-        let line = tokio::time::timeout_at(deadline.into(), lines.next_line())
-            .await
-            .expect("`sluice dev` printed its endpoints within 60 s")
-            .expect("read stdout")
-            .expect("`sluice dev` exited before printing its endpoints");
-        let url = |addr: &str| Some(format!("http://{}", addr.trim()));
-        if let Some(addr) = line.trim().strip_prefix("ingest gRPC") {
-            ingest = url(addr);
-        } else if let Some(addr) = line.trim().strip_prefix("query gRPC") {
-            query = url(addr);
-        }
-    }
-    // Keep draining stdout so the child never blocks on it.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, ingest.unwrap_or_default(), query.unwrap_or_default())
-}
-
 async fn send(client: &mut IngestClient<tonic::transport::Channel>, to: &[&str]) -> SendResponse {
-    let mut request = tonic::Request::new(SendRequest {
-        from: "loop@sluice.test".into(),
-        recipients: to
-            .iter()
-            .map(|a| Recipient {
-                address: (*a).into(),
-                ..Default::default()
-            })
-            .collect(),
-        content: Some(Content::Template(Template {
-            subject: "suppression loop".into(),
-            text: "Hello.".into(),
-            ..Default::default()
-        })),
-        ..Default::default()
-    });
-    request.metadata_mut().insert(
-        "authorization",
-        "Bearer sluice-dev-key".parse().expect("metadata"),
-    );
+    let to: Vec<String> = to.iter().map(|a| (*a).to_owned()).collect();
+    let request = send_request("loop@sluice.test", &to, "suppression loop");
     client.send(request).await.expect("send").into_inner()
 }
 
@@ -157,9 +72,13 @@ async fn a_hard_bounced_address_is_suppressed_on_the_next_submission() {
     let sim = start_sim(SCENARIO).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("dev.toml");
-    std::fs::write(&file, config(dir.path(), &sim)).expect("write config");
-    let (mut dev, ingest, query) = start_dev(&file).await;
-    let mut client = IngestClient::connect(ingest).await.expect("connect ingest");
+    let config = dev_config(dir.path(), &sim, "bouncy", "bouncy.test", "");
+    std::fs::write(&file, config).expect("write config");
+    let dev = start_dev(&file).await;
+    let (mut child, query) = (dev.child, dev.query);
+    let mut client = IngestClient::connect(dev.ingest)
+        .await
+        .expect("connect ingest");
 
     let first = send(&mut client, &[GHOST]).await;
     assert!(!first.recipients[0].suppressed, "not suppressed yet");
@@ -180,8 +99,8 @@ async fn a_hard_bounced_address_is_suppressed_on_the_next_submission() {
     wait_for_state(&query, friend, EventKind::Delivered).await;
     let ghost = &second.recipients[0].message_id;
     wait_for_state(&query, ghost, EventKind::Suppressed).await;
-    dev.start_kill().expect("stop");
-    dev.wait().await.expect("reaped");
+    child.start_kill().expect("stop");
+    child.wait().await.expect("reaped");
     let report = sim.shutdown().await;
     assert!(arrived(&report, "friend@bouncy.test"), "{report}");
     assert_eq!(

@@ -1,0 +1,123 @@
+//! Harness of the tests that run the real `sluice dev` binary: a config on
+//! 127.0.0.1:0 listeners routing one domain to a simulated provider, starting
+//! the binary and reading its endpoints, and a gRPC send with the dev key.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use sluice_proto::v1::{Recipient, SendRequest, Template, send_request::Content};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// A dev config in `dir/data` sending `domain` to `provider` of `sim` from
+/// 127.0.0.40 (site named after the provider), every listener on port 0;
+/// `extra` TOML tables are appended.
+pub fn dev_config(
+    dir: &Path,
+    sim: &sluice_sim::SimHandle,
+    provider: &str,
+    domain: &str,
+    extra: &str,
+) -> String {
+    let addr = sim.addr(provider).expect("provider bound");
+    format!(
+        r#"
+data_dir = "{data}"
+[control]
+listen = "127.0.0.1:0"
+[ingest.listen]
+grpc = "127.0.0.1:0"
+http = "127.0.0.1:0"
+smtp_submission = ""
+[recorder]
+query_listen = "127.0.0.1:0"
+[sender]
+dns = false
+[sender.routes]
+"{domain}" = ["{addr}"]
+[sender.metrics]
+listen = "127.0.0.1:0"
+[[sender.shaping.ips]]
+address = "127.0.0.40"
+pool = "default"
+[[sender.shaping.sites.rules]]
+pattern = "{ip}"
+site = "{provider}"
+provider = "{provider}"
+{extra}
+"#,
+        data = dir.join("data").display(),
+        ip = addr.ip(),
+    )
+}
+
+/// A running `sluice dev` and its gRPC URLs.
+pub struct Dev {
+    pub child: Child,
+    pub ingest: String,
+    pub query: String,
+}
+
+/// Starts `sluice dev --config FILE` and reads the endpoints it prints.
+pub async fn start_dev(config: &Path) -> Dev {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["dev", "--config"])
+        .arg(config)
+        .env("SLUICE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start `sluice dev`");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (mut ingest, mut query) = (None, None);
+    while ingest.is_none() || query.is_none() {
+        let line = tokio::time::timeout_at(deadline.into(), lines.next_line())
+            .await
+            .expect("`sluice dev` printed its endpoints within 60 s")
+            .expect("read stdout")
+            .expect("`sluice dev` exited before printing its endpoints");
+        let url = |addr: &str| Some(format!("http://{}", addr.trim()));
+        if let Some(addr) = line.trim().strip_prefix("ingest gRPC") {
+            ingest = url(addr);
+        } else if let Some(addr) = line.trim().strip_prefix("query gRPC") {
+            query = url(addr);
+        }
+    }
+    // Keep draining stdout so the child never blocks on it.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Dev {
+        child,
+        ingest: ingest.unwrap_or_default(),
+        query: query.unwrap_or_default(),
+    }
+}
+
+/// A templated `Send` from `from` to `to`, authorized with the dev API key.
+pub fn send_request(from: &str, to: &[String], subject: &str) -> tonic::Request<SendRequest> {
+    let recipients = to
+        .iter()
+        .map(|a| Recipient {
+            address: a.clone(),
+            ..Default::default()
+        })
+        .collect();
+    let mut request = tonic::Request::new(SendRequest {
+        from: from.into(),
+        recipients,
+        content: Some(Content::Template(Template {
+            subject: subject.into(),
+            text: "Hello.".into(),
+            ..Default::default()
+        })),
+        ..Default::default()
+    });
+    request.metadata_mut().insert(
+        "authorization",
+        "Bearer sluice-dev-key".parse().expect("metadata"),
+    );
+    request
+}
