@@ -9,7 +9,7 @@
 //! tokio's blocking pool. Reads live in `ledger_embedded_read.rs`.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -57,6 +57,11 @@ pub(crate) struct Inner {
     /// Held for every write, so check-then-write is atomic.
     write: Mutex<()>,
     last_purge_ms: AtomicI64,
+    /// Write batches committed so far (numbered from 1, under `write`).
+    written: AtomicU64,
+    /// The highest batch number a finished fsync covered. Held while
+    /// syncing, so concurrent writers share one fsync (group commit).
+    synced: Mutex<u64>,
 }
 
 impl std::fmt::Debug for EmbeddedLedger {
@@ -119,6 +124,8 @@ impl EmbeddedLedger {
                 dedup_ttl_ms: millis(dedup_ttl),
                 write: Mutex::new(()),
                 last_purge_ms: AtomicI64::new(now_ms()),
+                written: AtomicU64::new(0),
+                synced: Mutex::new(0),
             }),
         };
         ledger.purge_expired()?;
@@ -155,14 +162,32 @@ impl EmbeddedLedger {
                 batch.insert(&self.inner.rows, key.0, value);
             }
             batch.commit().map_err(fjall_err("writing a batch"))?;
-            result
+            (
+                result,
+                self.inner.written.fetch_add(1, Ordering::SeqCst) + 1,
+            )
         };
+        self.sync_through(result.1)?;
+        self.maybe_purge();
+        Ok(result.0)
+    }
+
+    /// Returns once write batch `seq` is fsync'd. A writer that finds a
+    /// later fsync already covered its batch returns at once; otherwise it
+    /// syncs everything committed so far, for itself and the writers behind it.
+    fn sync_through(&self, seq: u64) -> Res<()> {
+        let mut synced = self.inner.synced.lock().unwrap_or_else(|e| e.into_inner());
+        if *synced >= seq {
+            return Ok(());
+        }
+        // Every batch numbered up to here committed before this read.
+        let target = self.inner.written.load(Ordering::SeqCst);
         self.inner
             .db
             .persist(PersistMode::SyncAll)
             .map_err(fjall_err("syncing the journal"))?;
-        self.maybe_purge();
-        Ok(result)
+        *synced = target;
+        Ok(())
     }
 
     /// Removes rows whose TTL has passed (at most `PURGE_BATCH` per call)
