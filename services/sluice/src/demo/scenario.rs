@@ -249,6 +249,10 @@ dns = false
 [sender.kafka]
 commit_interval = "200ms"
 
+# Any free port: the demo must not collide with a running `sluice dev`.
+[sender.metrics]
+listen = "127.0.0.1:0"
+
 [sender.smtp]
 ehlo_name = "demo.sluice.test"
 connect_timeout = "5s"
