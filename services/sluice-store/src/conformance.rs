@@ -28,6 +28,37 @@ const ALL: ReadLimit = ReadLimit {
     max_bytes: usize::MAX,
 };
 
+/// One `#[tokio::test]` per check of this suite, for a back end's test
+/// crate: `conformance_tests!(open, fresh);` where `open()` is an async fn
+/// returning `(guard, log)` (the guard lives as long as the test, e.g. a temp
+/// dir) and `fresh` is the name source. The list of checks lives here only,
+/// so a new check runs on every back end.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($open:path, $fresh:path) => {
+        $crate::conformance_tests!(@each $open, $fresh;
+            offsets_are_dense_and_follow_the_key,
+            read_limits_hold,
+            read_waits_for_an_append,
+            reads_below_the_start_begin_at_the_earliest,
+            commits_round_trip_and_resume,
+            batches_span_topics,
+            bad_input_is_refused,
+            a_member_reads_every_record_once,
+            a_member_resumes_after_the_commit,
+            paused_partitions_wait,
+            large_records_round_trip,
+        );
+    };
+    (@each $open:path, $fresh:path; $($check:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $check() {
+            let (_guard, log) = $open().await;
+            $crate::conformance::$check(&log, &$fresh).await;
+        }
+    )*};
+}
+
 /// Every check in order, each with fresh names.
 pub async fn run_all<L: MessageLog>(log: &L, fresh: &dyn Fn(&str) -> String) {
     offsets_are_dense_and_follow_the_key(log, fresh).await;
