@@ -14,7 +14,7 @@ use prost::Message as _;
 use sluice_log::LogConsumer;
 use sluice_proto::v1::{BounceClass, Envelope, EventKind, SmtpReply};
 use sluice_shaping::{Millis, SiteResolver};
-use sluice_store::{Commit, Delivery, GroupConsumer};
+use sluice_store::{Delivery, GroupConsumer};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::config::SenderConfig;
@@ -252,18 +252,10 @@ impl Consume {
 
 /// Commits every partition's offset that moved.
 pub async fn commit(consumer: &mut LogConsumer, tracker: &Mutex<OffsetTracker>) {
-    let moves = tracker.lock().expect("offset tracker lock").take_commits();
-    if moves.is_empty() {
+    let commits = tracker.lock().expect("offset tracker lock").take_commits();
+    if commits.is_empty() {
         return;
     }
-    let commits: Vec<Commit> = moves
-        .into_iter()
-        .map(|(topic, partition, next_offset)| Commit {
-            topic,
-            partition,
-            next_offset,
-        })
-        .collect();
     if let Err(err) = consumer.commit(&commits).await {
         tracing::warn!(%err, "offset commit failed; the next commit after more progress covers it (until then a restart re-reads these records)");
     }

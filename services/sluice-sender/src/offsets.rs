@@ -7,6 +7,7 @@
 //! tracker keeps the set of records still in flight and commits up to the
 //! lowest of them.
 
+use sluice_store::Commit;
 use std::collections::{BTreeSet, HashMap};
 
 /// In-flight records of one partition.
@@ -78,12 +79,16 @@ impl OffsetTracker {
             .sum()
     }
 
-    /// Offsets that moved since the last call: (topic, partition, offset to commit).
-    pub fn take_commits(&mut self) -> Vec<(String, i32, i64)> {
+    /// Offsets that moved since the last call, as the log's commits.
+    pub fn take_commits(&mut self) -> Vec<Commit> {
         let mut out = Vec::new();
         for ((topic, partition), p) in &mut self.partitions {
-            if let Some(offset) = p.take_commit() {
-                out.push((topic.clone(), *partition, offset));
+            if let Some(next_offset) = p.take_commit() {
+                out.push(Commit {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    next_offset,
+                });
             }
         }
         out
