@@ -1,7 +1,6 @@
 //! The consumer loop: read a batch of `sluice.events`, write it, then commit
 //! the offsets after the batch — never before its writes succeeded.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -85,20 +84,7 @@ fn decode(batch: &[Delivery], writer: &Writer) -> Vec<Event> {
 
 /// Commits, per partition, the offset after the batch's last record.
 async fn commit(consumer: &mut LogConsumer, batch: &[Delivery]) -> Result<(), RecorderError> {
-    let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
-    for msg in batch {
-        let slot = next.entry((msg.topic.as_str(), msg.partition)).or_insert(0);
-        *slot = (*slot).max(msg.offset + 1);
-    }
-    let commits: Vec<Commit> = next
-        .into_iter()
-        .map(|((topic, partition), next_offset)| Commit {
-            topic: topic.to_owned(),
-            partition,
-            next_offset,
-        })
-        .collect();
-    consumer.commit(&commits).await?;
+    consumer.commit(&Commit::after(batch)).await?;
     Ok(())
 }
 

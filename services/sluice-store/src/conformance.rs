@@ -125,22 +125,6 @@ async fn append_keys<L: MessageLog>(log: &L, topic: &str, count: usize) -> Vec<V
     keys
 }
 
-/// The commits that say every record in `records` is done.
-fn commits_after(records: &[Delivery]) -> Vec<Commit> {
-    let mut next: std::collections::BTreeMap<(String, i32), i64> = Default::default();
-    for r in records {
-        let slot = next.entry((r.topic.clone(), r.partition)).or_default();
-        *slot = (*slot).max(r.offset + 1);
-    }
-    next.into_iter()
-        .map(|((topic, partition), next_offset)| Commit {
-            topic,
-            partition,
-            next_offset,
-        })
-        .collect()
-}
-
 /// A lone member of a new group reads every record of two topics once, in
 /// offset order within each partition, and nothing more.
 pub async fn a_member_reads_every_record_once<L: MessageLog>(
@@ -195,7 +179,7 @@ pub async fn a_member_resumes_after_the_commit<L: MessageLog>(
     let mut first = log.subscribe(&group, &topics).await.expect("subscribe");
     let got = poll_exactly(&mut first, 10).await;
     first
-        .commit(&commits_after(&got[..4]))
+        .commit(&Commit::after(&got[..4]))
         .await
         .expect("commit");
     drop(first);

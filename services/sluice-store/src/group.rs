@@ -26,6 +26,25 @@ pub struct Commit {
     pub next_offset: i64,
 }
 
+impl Commit {
+    /// The commits that mark every record of `records` done: per partition,
+    /// the offset after the highest one read.
+    pub fn after(records: &[Delivery]) -> Vec<Commit> {
+        let mut next: std::collections::BTreeMap<(&str, i32), i64> = Default::default();
+        for r in records {
+            let slot = next.entry((r.topic.as_str(), r.partition)).or_default();
+            *slot = (*slot).max(r.offset + 1);
+        }
+        next.into_iter()
+            .map(|((topic, partition), next_offset)| Commit {
+                topic: topic.to_owned(),
+                partition,
+                next_offset,
+            })
+            .collect()
+    }
+}
+
 /// One member of a consumer group, subscribed to some topics.
 ///
 /// - The member reads the partitions the group assigns it (on Kafka: the
@@ -65,4 +84,33 @@ pub trait GroupConsumer: Send + 'static {
     /// Durably commits the group's progress; returns once it is durable.
     fn commit(&mut self, commits: &[Commit])
     -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(topic: &str, partition: i32, offset: i64) -> Delivery {
+        Delivery {
+            topic: topic.into(),
+            partition,
+            offset,
+            key: Vec::new(),
+            payload: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn commits_follow_the_highest_offset_per_partition() {
+        let read = [at("a", 0, 4), at("a", 1, 9), at("a", 0, 7), at("b", 0, 0)];
+        let next: Vec<(String, i32, i64)> = Commit::after(&read)
+            .into_iter()
+            .map(|c| (c.topic, c.partition, c.next_offset))
+            .collect();
+        assert_eq!(
+            next,
+            [("a".into(), 0, 8), ("a".into(), 1, 10), ("b".into(), 0, 1)]
+        );
+        assert!(Commit::after(&[]).is_empty());
+    }
 }
