@@ -126,6 +126,20 @@ impl<'de> Deserialize<'de> for Span {
     }
 }
 
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for Span {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Span".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A duration: an integer with a unit (`500ms`, `30s`, `10m`, `6h`, `5d`) or an integer of seconds.",
+            "anyOf": [{ "type": "string" }, { "type": "integer", "minimum": 0 }]
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

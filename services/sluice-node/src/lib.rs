@@ -1,0 +1,30 @@
+//! What every Sluice role shares.
+//!
+//! Every role (ingest, sender, recorder, control, ...) is a library with one
+//! entry point of the same form:
+//!
+//! ```text
+//! pub async fn run(listeners: <Role>Listeners, config: <Role>Config,
+//!                  backends: <Role>Backends, shutdown: CancellationToken)
+//!     -> Result<(), <Role>Error>
+//! ```
+//!
+//! This crate holds the pieces of that shape: the [`CancellationToken`] the
+//! caller cancels to stop a role, [`drain_within`] which bounds how long a
+//! role may drain after that, [`Supervisor`] to run several roles in one
+//! process, [`shutdown_on_signals`] for the binary, [`bind`] for listeners
+//! named after their setting, and [`config`], the one configuration loader
+//! (TOML file, then `SLUICE_<ROLE>_<KEY>` environment overrides, unknown keys
+//! rejected) with [`Span`], the one duration format.
+
+pub mod config;
+mod lifecycle;
+pub mod reference;
+mod supervisor;
+
+pub use config::{ConfigError, RoleConfig};
+pub use lifecycle::{DEFAULT_DRAIN, bind, drain_within, shutdown_on_signals};
+pub use sluice_shaping::Span;
+pub use supervisor::Supervisor;
+pub use tokio_util::sync::CancellationToken;
+pub use tokio_util::task::TaskTracker;
