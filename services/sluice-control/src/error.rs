@@ -38,6 +38,10 @@ pub enum ControlError {
     /// A blocking task of the embedded store died.
     #[error("store task failed: {0}")]
     Task(String),
+    /// A listener could not be bound, or a directory created; names the
+    /// setting.
+    #[error("{0}")]
+    Listen(std::io::Error),
     /// The gRPC listener or transport failed.
     #[error("gRPC transport: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -79,7 +83,8 @@ impl From<ControlError> for tonic::Status {
             ControlError::Open { .. }
             | ControlError::Embedded(_)
             | ControlError::Corrupt(_)
-            | ControlError::Task(_) => Code::Internal,
+            | ControlError::Task(_)
+            | ControlError::Listen(_) => Code::Internal,
         };
         tonic::Status::new(code, err.to_string())
     }

@@ -7,7 +7,9 @@
 //! (Cassandra/ScyllaDB). [`run`] serves it; [`admin`] is the operator CLI.
 
 pub mod admin;
+mod config;
 mod error;
+mod node;
 mod record;
 mod service;
 mod store;
@@ -17,7 +19,9 @@ mod watch;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use config::{ControlConfig, StoreKind};
 pub use error::ControlError;
+pub use node::{ControlBackends, ControlListeners};
 pub use record::{Kind, Record};
 pub use service::{ControlService, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, run};
 pub use store::{ConfigStore, CqlStore, EmbeddedStore, control_schema};

@@ -1,6 +1,5 @@
 //! The `sluice.v1.Control` gRPC service over a [`ConfigStore`], and `run`.
 
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -8,13 +7,13 @@ use std::time::SystemTime;
 use futures::Stream;
 use sluice_proto::v1::control_server::{Control, ControlServer};
 use sluice_proto::v1::*;
-use tokio::net::TcpListener;
+use sluice_node::CancellationToken;
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
 use crate::record::{Kind, Record};
 use crate::store::ConfigStore;
-use crate::{ControlError, validate};
+use crate::{ControlBackends, ControlConfig, ControlError, ControlListeners, validate};
 
 /// Suppressions per page when the caller does not say.
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
@@ -25,14 +24,14 @@ pub const MAX_PAGE_SIZE: u32 = 1000;
 pub struct ControlService {
     store: Arc<dyn ConfigStore>,
     head: watch::Sender<u64>,
-    stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 }
 
 impl ControlService {
-    /// A service over `store`; watch streams end when `stop` turns true.
+    /// A service over `store`; watch streams end when `stop` is cancelled.
     pub async fn new(
         store: Arc<dyn ConfigStore>,
-        stop: watch::Receiver<bool>,
+        stop: CancellationToken,
     ) -> Result<Self, ControlError> {
         let (head, _) = watch::channel(store.revision().await?);
         Ok(Self { store, head, stop })
@@ -56,27 +55,29 @@ impl ControlService {
     }
 }
 
-/// Runs the Control service on `listener` over `store` until `shutdown`
-/// completes; open Watch streams end then, and in-flight calls finish.
+/// Runs the Control service on `listeners.grpc` over `backends.store`
+/// until `shutdown` is cancelled; open Watch streams end then, and calls in
+/// flight get `config.drain_timeout` to finish.
 pub async fn run(
-    listener: TcpListener,
-    store: Arc<dyn ConfigStore>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    listeners: ControlListeners,
+    config: ControlConfig,
+    backends: ControlBackends,
+    shutdown: CancellationToken,
 ) -> Result<(), ControlError> {
-    let (stop_tx, stop) = watch::channel(false);
-    let service = ControlService::new(store, stop).await?;
-    tracing::info!(addr = ?listener.local_addr().ok(), "control serving");
-    tonic::transport::Server::builder()
+    let service = ControlService::new(backends.store, shutdown.clone()).await?;
+    tracing::info!(addr = ?listeners.grpc.local_addr().ok(), "control serving");
+    let stop = shutdown.clone();
+    let server = tonic::transport::Server::builder()
         .add_service(ControlServer::new(service))
         .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener),
-            async move {
-                shutdown.await;
-                let _ = stop_tx.send(true);
-            },
-        )
-        .await?;
-    Ok(())
+            tonic::transport::server::TcpIncoming::from(listeners.grpc),
+            stop.cancelled_owned(),
+        );
+    let drain = config.drain_timeout.into();
+    sluice_node::drain_within("control", &shutdown, drain, async {
+        server.await.map_err(ControlError::from)
+    })
+    .await
 }
 
 fn page_token(address: &str) -> String {

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use futures::Stream;
 use sluice_proto::v1::ConfigChange;
+use sluice_node::CancellationToken;
 use tokio::sync::watch;
 use tonic::Status;
 
@@ -28,16 +29,16 @@ struct State {
     last: u64,
     pending: VecDeque<ConfigChange>,
     head: watch::Receiver<u64>,
-    stop: watch::Receiver<bool>,
+    stop: CancellationToken,
     failed: bool,
 }
 
-/// Changes after `after`, until `stop` turns true or the client goes away.
+/// Changes after `after`, until `stop` is cancelled or the client goes away.
 pub fn changes(
     store: Arc<dyn ConfigStore>,
     after: u64,
     head: watch::Receiver<u64>,
-    stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) -> impl Stream<Item = Result<ConfigChange, Status>> + Send {
     let state = State {
         store,
@@ -55,7 +56,7 @@ async fn next(mut s: State) -> Option<(Result<ConfigChange, Status>, State)> {
         return None;
     }
     loop {
-        if *s.stop.borrow() {
+        if s.stop.is_cancelled() {
             return None;
         }
         if let Some(change) = s.pending.pop_front() {
@@ -78,7 +79,7 @@ async fn next(mut s: State) -> Option<(Result<ConfigChange, Status>, State)> {
         tokio::select! {
             _ = s.head.changed() => {}
             _ = tokio::time::sleep(POLL_INTERVAL) => {}
-            _ = s.stop.wait_for(|stop| *stop) => return None,
+            () = s.stop.cancelled() => return None,
         }
     }
 }

@@ -1,19 +1,20 @@
 //! Recorder configuration: one TOML file, every value overridable by an
-//! environment variable `SLUICE_RECORDER_<FIELD>` (nested fields joined with
-//! `__`, e.g. `SLUICE_RECORDER_REPUTATION__WINDOW_HOURS=12`).
+//! environment variable `SLUICE_RECORDER_<KEY>` (nested keys joined with
+//! `__`, e.g. `SLUICE_RECORDER_REPUTATION__WINDOW_HOURS=12`), loaded by
+//! `sluice_node::config`. docs/recorder.md holds the reference, checked
+//! against these doc comments by a test.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
+use sluice_node::{ConfigError, RoleConfig, Span};
 
 use crate::RecorderError;
 use crate::reputation::Thresholds;
 
 /// Configuration of a recorder node.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RecorderConfig {
     /// Kafka bootstrap servers, comma separated `host:port` pairs.
@@ -40,26 +41,30 @@ pub struct RecorderConfig {
     pub query_listen: String,
     /// Most events written per batch.
     pub batch_max_events: usize,
-    /// Longest time, in milliseconds, a batch waits to fill before it is written.
-    pub batch_max_wait_ms: u64,
+    /// Longest time a batch waits to fill before it is written.
+    pub batch_max_wait: Span,
     /// Statements in flight at once while writing a batch.
     pub write_concurrency: usize,
     /// Days a message's status and history are kept.
     pub status_ttl_days: u32,
     /// Days a de-duplication claim is kept; duplicates older than this count again.
     pub dedup_ttl_days: u32,
-    /// First wait, in milliseconds, before retrying a failed write; doubles per failure.
-    pub retry_initial_ms: u64,
-    /// Longest wait, in milliseconds, between retries of a failed write.
-    pub retry_max_ms: u64,
-    /// Seconds to wait for Cassandra when the recorder starts.
-    pub connect_timeout_secs: u64,
+    /// First wait before retrying a failed write (or connection); doubles per
+    /// failure.
+    pub retry_initial: Span,
+    /// Longest wait between retries of a failed write (or connection).
+    pub retry_max: Span,
+    /// Time allowed for one connection attempt to Cassandra.
+    pub connect_timeout: Span,
+    /// How long the batch being written may take to finish after shutdown
+    /// before it is abandoned (it is read again at the next start).
+    pub drain_timeout: Span,
     /// How reputation is computed and judged.
     pub reputation: ReputationConfig,
 }
 
 /// The ledger back ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LedgerKind {
     /// ScyllaDB/Cassandra (`sluice migrate` creates the schema).
@@ -69,13 +74,13 @@ pub enum LedgerKind {
 }
 
 /// Rolling-window reputation settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReputationConfig {
     /// Hours in the rolling window (the current hour included).
     pub window_hours: u32,
-    /// Seconds between two computations of every known reputation.
-    pub interval_secs: u64,
+    /// Time between two computations of every known reputation.
+    pub interval: Span,
     /// Rates and minimum volume that turn into signals.
     pub thresholds: Thresholds,
 }
@@ -84,7 +89,7 @@ impl Default for ReputationConfig {
     fn default() -> Self {
         Self {
             window_hours: 24,
-            interval_secs: 30,
+            interval: Span::secs(30),
             thresholds: Thresholds::default(),
         }
     }
@@ -103,46 +108,38 @@ impl Default for RecorderConfig {
             group: "sluice-recorder".into(),
             query_listen: "127.0.0.1:7402".into(),
             batch_max_events: 1000,
-            batch_max_wait_ms: 200,
+            batch_max_wait: Span(200),
             write_concurrency: 128,
             status_ttl_days: 30,
             dedup_ttl_days: 7,
-            retry_initial_ms: 100,
-            retry_max_ms: 10_000,
-            connect_timeout_secs: 10,
+            retry_initial: Span(100),
+            retry_max: Span::secs(10),
+            connect_timeout: Span::secs(10),
+            drain_timeout: sluice_node::DEFAULT_DRAIN,
             reputation: ReputationConfig::default(),
         }
     }
 }
 
-impl RecorderConfig {
-    /// Prefix of the environment variables that override the file.
-    pub const ENV_PREFIX: &'static str = "SLUICE_RECORDER_";
+impl RoleConfig for RecorderConfig {
+    const ROLE: &'static str = "recorder";
 
-    /// Defaults, then the TOML file (when given), then the environment;
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.check()
+            .map_err(|(key, reason)| ConfigError::invalid(Self::ROLE, key, reason))
+    }
+}
+
+impl RecorderConfig {
+    /// Defaults, then the TOML file (when given), then `SLUICE_RECORDER_*`;
     /// validated.
-    pub fn load(path: Option<&Path>) -> Result<Self, RecorderError> {
-        let mut figment = Figment::from(Serialized::defaults(Self::default()));
-        if let Some(path) = path {
-            if !path.exists() {
-                return Err(RecorderError::Config(format!(
-                    "config file {} does not exist",
-                    path.display()
-                )));
-            }
-            figment = figment.merge(Toml::file(path));
-        }
-        let config: Self = figment
-            .merge(Env::prefixed(Self::ENV_PREFIX).split("__"))
-            .extract()
-            .map_err(|e| RecorderError::Config(e.to_string()))?;
-        config.validate()?;
-        Ok(config)
+    pub fn load(path: Option<&std::path::Path>) -> Result<Self, ConfigError> {
+        sluice_node::config::load(path)
     }
 
-    /// Checks values that would otherwise fail later, naming the field.
-    pub fn validate(&self) -> Result<(), RecorderError> {
-        let bad = |field: &str, why: &str| Err(RecorderError::Config(format!("{field}: {why}")));
+    /// Checks values that would otherwise fail later: the key and the reason.
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        let bad = |field: &'static str, why: &str| Err((field, why.to_owned()));
         let ks = &self.keyspace;
         let ks_ok = !ks.is_empty()
             && ks.len() <= 48
@@ -177,17 +174,22 @@ impl RecorderConfig {
         if self.reputation.window_hours == 0 || self.reputation.window_hours > 24 * 7 {
             return bad("reputation.window_hours", "must be between 1 and 168");
         }
-        if self.reputation.interval_secs == 0 {
-            return bad("reputation.interval_secs", "must be at least 1");
+        if self.reputation.interval.0 < 100 {
+            return bad("reputation.interval", "must be at least 100ms");
         }
         self.reputation
             .thresholds
             .validate()
-            .map_err(RecorderError::Config)
+            .map_err(|reason| ("reputation.thresholds", reason))
+    }
+
+    /// [`RoleConfig::validate`] as a recorder error.
+    pub fn validated(&self) -> Result<(), RecorderError> {
+        sluice_node::RoleConfig::validate(self).map_err(RecorderError::from)
     }
 
     pub(crate) fn batch_max_wait(&self) -> Duration {
-        Duration::from_millis(self.batch_max_wait_ms)
+        self.batch_max_wait.into()
     }
 
     pub(crate) fn kafka(&self) -> sluice_log::KafkaConfig {
@@ -200,7 +202,7 @@ impl RecorderConfig {
     pub fn ledger(&self) -> sluice_ledger::LedgerConfig {
         sluice_ledger::LedgerConfig {
             contact_points: self.cassandra.clone(),
-            connect_timeout: Duration::from_secs(self.connect_timeout_secs),
+            connect_timeout: self.connect_timeout.into(),
         }
     }
 }
@@ -214,8 +216,14 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         RecorderConfig::default()
-            .validate()
+            .validated()
             .expect("defaults validate");
+    }
+
+    #[test]
+    fn the_reference_in_docs_matches_the_code() {
+        let doc = include_str!("../../../docs/recorder.md");
+        sluice_node::reference::check::<RecorderConfig>(doc).unwrap_or_else(|e| panic!("{e}"));
     }
 
     #[test]
@@ -243,7 +251,7 @@ mod tests {
             keyspace: "drop table".into(),
             ..RecorderConfig::default()
         };
-        let err = config.validate().expect_err("invalid");
+        let err = config.validated().expect_err("invalid");
         assert!(err.to_string().contains("keyspace"), "{err}");
     }
 }

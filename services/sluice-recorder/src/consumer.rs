@@ -8,7 +8,7 @@ use prost::Message as _;
 use sluice_log::{Log, LogConsumer};
 use sluice_proto::v1::Event;
 use sluice_store::{Commit, Delivery, GroupConsumer, MessageLog};
-use tokio::sync::watch;
+use sluice_node::CancellationToken;
 
 use crate::scoring::Dirty;
 use crate::writer::Writer;
@@ -21,12 +21,12 @@ pub(crate) fn now_secs() -> i64 {
 }
 
 /// Reads up to `max` records: waits for the first, then at most `wait` more.
-/// Returns what it has when `stop` turns true.
+/// Returns what it has when `stop` is cancelled.
 async fn next_batch(
     consumer: &mut LogConsumer,
     max: usize,
     wait: Duration,
-    stop: &mut watch::Receiver<bool>,
+    stop: &CancellationToken,
 ) -> Vec<Delivery> {
     let mut batch = Vec::new();
     let mut deadline = None;
@@ -39,7 +39,7 @@ async fn next_batch(
             break;
         }
         tokio::select! {
-            _ = crate::stopped(stop) => break,
+            () = stop.cancelled() => break,
             polled = consumer.poll_at_most(left, max - batch.len()) => match polled {
                 Ok(records) => {
                     if !records.is_empty() {
@@ -88,29 +88,28 @@ async fn commit(consumer: &mut LogConsumer, batch: &[Delivery]) -> Result<(), Re
     Ok(())
 }
 
-/// Consumes `config.topic` until `stop` turns true, writing every batch
+/// Consumes `config.topic` until `stop` is cancelled, writing every batch
 /// through `writer` and committing its offsets only once it is written.
 pub(crate) async fn run(
     log: &Log,
     config: &RecorderConfig,
     writer: &Writer,
     dirty: &Dirty,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) -> Result<(), RecorderError> {
     let topics = [config.topic.clone()];
     log.ensure_topics(&topics).await?;
     let mut consumer = log.subscribe(&config.group, &topics).await?;
     tracing::info!(topic = %config.topic, group = %config.group, "recorder consuming");
     loop {
-        let stopping = *stop.borrow();
-        if stopping {
+        if stop.is_cancelled() {
             break;
         }
         let batch = next_batch(
             &mut consumer,
             config.batch_max_events,
             config.batch_max_wait(),
-            &mut stop,
+            &stop,
         )
         .await;
         if batch.is_empty() {

@@ -7,6 +7,10 @@ pub enum RecorderError {
     /// The configuration is invalid; the message names the field.
     #[error("recorder configuration: {0}")]
     Config(String),
+    /// The configuration file or environment was refused (names the origin,
+    /// the key and the reason).
+    #[error(transparent)]
+    Configuration(#[from] sluice_node::ConfigError),
     /// A request argument is invalid; names the field and the reason.
     #[error("invalid {field}: {reason}")]
     InvalidArgument { field: &'static str, reason: String },
@@ -96,7 +100,9 @@ impl From<RecorderError> for tonic::Status {
         let code = match &err {
             RecorderError::InvalidArgument { .. } => Code::InvalidArgument,
             RecorderError::NotFound(_) => Code::NotFound,
-            RecorderError::Config(_) => Code::FailedPrecondition,
+            RecorderError::Config(_) | RecorderError::Configuration(_) => {
+                Code::FailedPrecondition
+            }
             RecorderError::Ledger(_) | RecorderError::Cql { .. } | RecorderError::Log(_) => {
                 Code::Unavailable
             }

@@ -45,22 +45,17 @@ pub use metrics::Metrics;
 pub use query::QueryService;
 pub use schema::{MIGRATIONS, Migration, migrate};
 pub use scoring::{Dirty, score_once};
-pub use service::{run, run_on, run_with};
+pub use service::{RecorderBackends, RecorderListeners, run};
 pub use store::{Claim, Store};
 
 /// Connects to the configured cluster and applies the schema (`sluice migrate`).
 /// Returns the versions applied now; empty when it was already current.
 /// The embedded ledger needs no migration: nothing is applied.
 pub async fn migrate_configured(config: &RecorderConfig) -> Result<Vec<u32>, RecorderError> {
-    config.validate()?;
+    config.validated()?;
     if config.ledger == LedgerKind::Embedded {
         return Ok(Vec::new());
     }
     let session = sluice_ledger::connect(&config.ledger()).await?;
     migrate(&session, &config.keyspace, &config.replication).await
-}
-
-/// Resolves once `stop` turns true (or its sender is gone).
-pub(crate) async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
 }

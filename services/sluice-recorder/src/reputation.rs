@@ -74,7 +74,7 @@ impl Level {
 
 /// Where rates turn into signals. Defaults follow Amazon SES's published
 /// limits (bounce 5 % / complaint 0.1 % → review, 10 % / 0.5 % → pause).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Thresholds {
     /// Messages sent (delivered + bounced) in the window below which a path

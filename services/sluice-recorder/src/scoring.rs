@@ -8,9 +8,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Mutex;
-use std::time::Duration;
 
-use tokio::sync::watch;
+use sluice_node::CancellationToken;
 
 use crate::RecorderError;
 use crate::config::ReputationConfig;
@@ -146,19 +145,19 @@ pub async fn score_once(
     Ok(())
 }
 
-/// Scores every `interval_secs` until `stop` turns true. A failed round is
+/// Scores every `interval` until `stop` is cancelled. A failed round is
 /// logged and its changes scored again next round.
 pub(crate) async fn run(
     store: &AnyLedger,
     config: &ReputationConfig,
     dirty: &Dirty,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(Duration::from_secs(config.interval_secs));
+    let mut tick = tokio::time::interval(config.interval.into());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = crate::stopped(&mut stop) => return,
+            () = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
         let (paths, tenants) = {

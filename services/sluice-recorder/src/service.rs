@@ -1,14 +1,13 @@
 //! `run`: the recorder node — the consumer loop, the reputation scorer and
 //! the Query gRPC server — until shutdown, on either ledger back end.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_log::{KafkaLog, Log};
+use sluice_node::CancellationToken;
 use sluice_proto::v1::query_server::QueryServer;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use crate::config::LedgerKind;
 use crate::ledger::AnyLedger;
@@ -20,13 +19,63 @@ use crate::store::Store;
 use crate::writer::Writer;
 use crate::{RecorderConfig, RecorderError};
 
+/// The recorder's listener.
+#[derive(Debug)]
+pub struct RecorderListeners {
+    /// gRPC `sluice.v1.Query`.
+    pub query: TcpListener,
+}
+
+impl RecorderListeners {
+    /// Binds `config.query_listen` (for `sluice recorder`).
+    pub async fn bind(config: &RecorderConfig) -> Result<Self, RecorderError> {
+        let query = sluice_node::bind("query_listen", &config.query_listen)
+            .await
+            .map_err(|e| RecorderError::Config(e.to_string()))?;
+        Ok(Self { query })
+    }
+}
+
+/// What a recorder runs on and reports to.
+#[derive(Clone)]
+pub struct RecorderBackends {
+    /// The message log the events are read from.
+    pub log: Log,
+    /// Where events, counters, suppressions and reputation are written.
+    pub ledger: Arc<AnyLedger>,
+    /// Counters of the work done (batches, duplicates, retries).
+    pub metrics: Arc<Metrics>,
+}
+
+impl RecorderBackends {
+    /// Opens what `config` names: Kafka at `brokers` (connecting when it
+    /// can: the recorder may start first), and the ledger — the embedded one
+    /// at once, the Cassandra one with retries until it answers or
+    /// `shutdown` is cancelled ([`RecorderError::ShuttingDown`]).
+    pub async fn open(
+        config: &RecorderConfig,
+        shutdown: &CancellationToken,
+    ) -> Result<Self, RecorderError> {
+        config.validated()?;
+        let log: Log = KafkaLog::lazy(config.kafka())
+            .map_err(|e| RecorderError::Log(Box::new(e)))?
+            .into();
+        let ledger = Arc::new(open_ledger(config, shutdown).await?);
+        Ok(Self {
+            log,
+            ledger,
+            metrics: Arc::default(),
+        })
+    }
+}
+
 /// Connects to Cassandra and prepares the statements, retrying with backoff
 /// while it is unreachable (the recorder may start before it), until `stop`.
 pub(crate) async fn open_store(
     config: &RecorderConfig,
-    stop: &watch::Receiver<bool>,
+    stop: &CancellationToken,
 ) -> Result<Store, RecorderError> {
-    let mut delay = Duration::from_millis(config.retry_initial_ms);
+    let mut delay: Duration = config.retry_initial.into();
     loop {
         let attempt = async {
             let session = sluice_ledger::connect(&config.ledger()).await?;
@@ -44,12 +93,11 @@ pub(crate) async fn open_store(
                 tracing::warn!(error = %err, retry_in = ?delay, "cannot open the ledger yet")
             }
         }
-        let mut stop = stop.clone();
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
-            _ = crate::stopped(&mut stop) => return Err(RecorderError::ShuttingDown),
+            () = stop.cancelled() => return Err(RecorderError::ShuttingDown),
         }
-        delay = (delay * 2).min(Duration::from_millis(config.retry_max_ms));
+        delay = (delay * 2).min(config.retry_max.into());
     }
 }
 
@@ -57,7 +105,7 @@ pub(crate) async fn open_store(
 /// Cassandra one with retries until `stop`.
 async fn open_ledger(
     config: &RecorderConfig,
-    stop: &watch::Receiver<bool>,
+    stop: &CancellationToken,
 ) -> Result<AnyLedger, RecorderError> {
     match config.ledger {
         LedgerKind::Cassandra => Ok(open_store(config, stop).await?.into()),
@@ -77,70 +125,20 @@ async fn open_ledger(
     }
 }
 
-/// Runs a recorder node: consumes `config.topic`, scores reputation, and
-/// serves `sluice.v1.Query` on `listener`, until `shutdown` completes. The
-/// batch being written when shutdown comes is finished and committed first.
+/// Runs a recorder node: consumes `config.topic` from `backends.log` into
+/// `backends.ledger`, scores reputation, and serves `sluice.v1.Query` on
+/// `listeners.query`, until `shutdown` is cancelled. The batch being written
+/// then is finished and committed first, within `config.drain_timeout`.
 pub async fn run(
-    listener: TcpListener,
+    listeners: RecorderListeners,
     config: RecorderConfig,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    backends: RecorderBackends,
+    shutdown: CancellationToken,
 ) -> Result<(), RecorderError> {
-    run_with(listener, config, shutdown, Arc::new(Metrics::default())).await
-}
-
-/// [`run`] with the caller's [`Metrics`], to watch the recorder work. Opens
-/// the ledger `config.ledger` names (waiting for Cassandra), then
-/// [`run_on`] it.
-pub async fn run_with(
-    listener: TcpListener,
-    config: RecorderConfig,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-    metrics: Arc<Metrics>,
-) -> Result<(), RecorderError> {
-    config.validate()?;
-    // The recorder may start before Kafka: the consumer connects when it can.
-    let log: Log = KafkaLog::lazy(config.kafka())
-        .map_err(|e| RecorderError::Log(Box::new(e)))?
-        .into();
-    until_shutdown(shutdown, async move |stop| {
-        let ledger = Arc::new(open_ledger(&config, &stop).await?);
-        serve(listener, &config, ledger, log, stop, metrics).await
-    })
-    .await
-}
-
-/// [`run_with`] on a ledger and a message log the caller already opened
-/// (e.g. the embedded ones shared by the services of `sluice dev`);
-/// `config`'s ledger and broker fields are not used.
-pub async fn run_on(
-    listener: TcpListener,
-    config: RecorderConfig,
-    ledger: Arc<AnyLedger>,
-    log: Log,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-    metrics: Arc<Metrics>,
-) -> Result<(), RecorderError> {
-    config.validate()?;
-    until_shutdown(shutdown, async move |stop| {
-        serve(listener, &config, ledger, log, stop, metrics).await
-    })
-    .await
-}
-
-/// Runs `work` with a stop signal that turns true when `shutdown` completes;
-/// a stop is a clean exit.
-async fn until_shutdown(
-    shutdown: impl Future<Output = ()> + Send + 'static,
-    work: impl AsyncFnOnce(watch::Receiver<bool>) -> Result<(), RecorderError>,
-) -> Result<(), RecorderError> {
-    let (stop_tx, stop) = watch::channel(false);
-    let trigger = tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
-    let result = work(stop).await;
-    trigger.abort();
-    match result {
+    config.validated()?;
+    let drain = config.drain_timeout.into();
+    let work = serve(listeners.query, &config, backends, shutdown.clone());
+    match sluice_node::drain_within("recorder", &shutdown, drain, work).await {
         Err(RecorderError::ShuttingDown) => Ok(()),
         other => other,
     }
@@ -149,28 +147,28 @@ async fn until_shutdown(
 async fn serve(
     listener: TcpListener,
     config: &RecorderConfig,
-    store: Arc<AnyLedger>,
-    log: Log,
-    stop: watch::Receiver<bool>,
-    metrics: Arc<Metrics>,
+    backends: RecorderBackends,
+    stop: CancellationToken,
 ) -> Result<(), RecorderError> {
+    let RecorderBackends {
+        log,
+        ledger: store,
+        metrics,
+    } = backends;
     let dirty = Dirty::default();
     let writer = Writer {
         store: store.clone(),
         concurrency: config.write_concurrency,
-        retry_initial: Duration::from_millis(config.retry_initial_ms),
-        retry_max: Duration::from_millis(config.retry_max_ms),
+        retry_initial: config.retry_initial.into(),
+        retry_max: config.retry_max.into(),
         metrics,
         stop: stop.clone(),
     };
-    let mut server_stop = stop.clone();
     let server = tonic::transport::Server::builder()
         .add_service(QueryServer::new(QueryService::new(store.clone())))
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener),
-            async move {
-                crate::stopped(&mut server_stop).await;
-            },
+            stop.clone().cancelled_owned(),
         );
     let consume = crate::consumer::run(&log, config, &writer, &dirty, stop.clone());
     let score = async {

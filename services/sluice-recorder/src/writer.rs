@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use sluice_proto::v1::Event;
-use tokio::sync::watch;
+use sluice_node::CancellationToken;
 
 use crate::RecorderError;
 use crate::ledger::{AnyLedger, Ledger};
@@ -42,7 +42,7 @@ pub struct Writer {
     pub(crate) retry_initial: Duration,
     pub(crate) retry_max: Duration,
     pub(crate) metrics: Arc<Metrics>,
-    pub(crate) stop: watch::Receiver<bool>,
+    pub(crate) stop: CancellationToken,
 }
 
 impl Writer {
@@ -154,10 +154,9 @@ impl Writer {
     }
 
     async fn sleep_or_stop(&self, delay: Duration) -> Result<(), RecorderError> {
-        let mut stop = self.stop.clone();
         tokio::select! {
             _ = tokio::time::sleep(delay) => Ok(()),
-            _ = crate::stopped(&mut stop) => Err(RecorderError::ShuttingDown),
+            () = self.stop.cancelled() => Err(RecorderError::ShuttingDown),
         }
     }
 }

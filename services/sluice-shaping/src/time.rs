@@ -98,6 +98,19 @@ impl Span {
     }
 }
 
+impl From<Span> for std::time::Duration {
+    fn from(span: Span) -> Self {
+        std::time::Duration::from_millis(span.0)
+    }
+}
+
+impl Span {
+    /// This span as a [`std::time::Duration`].
+    pub const fn as_duration(self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.0)
+    }
+}
+
 impl fmt::Display for Span {
     /// Shortest exact form: `1m`, `10m`, `1h`, `6h`, `1d`, `90s`, `250ms`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

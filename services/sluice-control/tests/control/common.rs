@@ -6,14 +6,13 @@ use std::sync::Arc;
 use sluice_control::{ConfigStore, CqlStore, control_schema};
 use sluice_ledger::LedgerConfig;
 use sluice_proto::v1::control_client::ControlClient;
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
 /// A running server; stops (and is awaited) on `stop`.
 pub struct Server {
     pub addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
+    stop: sluice_node::CancellationToken,
     task: Option<JoinHandle<Result<(), sluice_control::ControlError>>>,
     _dir: Option<tempfile::TempDir>,
 }
@@ -24,13 +23,16 @@ impl Server {
             .await
             .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(sluice_control::run(listener, store, async move {
-            let _ = rx.await;
-        }));
+        let stop = sluice_node::CancellationToken::new();
+        let task = tokio::spawn(sluice_control::run(
+            sluice_control::ControlListeners { grpc: listener },
+            sluice_control::ControlConfig::default(),
+            sluice_control::ControlBackends { store },
+            stop.clone(),
+        ));
         Self {
             addr,
-            stop: Some(tx),
+            stop,
             task: Some(task),
             _dir: None,
         }
@@ -48,9 +50,7 @@ impl Server {
 
     /// Stops the server and waits for it to finish.
     pub async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
+        self.stop.cancel();
         if let Some(task) = self.task.take() {
             task.await.expect("server task").expect("server result");
         }

@@ -157,19 +157,20 @@ async fn embedded(n: u64, partitions: i32) -> Res<()> {
     let ledger = sluice_recorder::EmbeddedLedger::open(&ledger_dir, 30, 7)?;
     let metrics = Arc::new(Metrics::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(sluice_recorder::run_on(
-        listener,
+    let stop = sluice_node::CancellationToken::new();
+    let backends = sluice_recorder::RecorderBackends {
+        log: log.into(),
+        ledger: Arc::new(ledger.into()),
+        metrics: metrics.clone(),
+    };
+    let task = tokio::spawn(sluice_recorder::run(
+        sluice_recorder::RecorderListeners { query: listener },
         config.clone(),
-        Arc::new(ledger.into()),
-        log.into(),
-        async move {
-            let _ = stop_rx.await;
-        },
-        metrics.clone(),
+        backends,
+        stop.clone(),
     ));
     let (total, steady) = timed(&metrics, n).await;
-    let _ = stop_tx.send(());
+    stop.cancel();
     task.await??;
     println!(
         "method: {n} events pre-appended to a {partitions}-partition topic of the embedded log; \
@@ -210,20 +211,18 @@ async fn main() -> Res<()> {
         started.elapsed().as_secs_f64()
     );
 
-    let metrics = Arc::new(Metrics::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let shutdown = async move {
-        let _ = stop_rx.await;
-    };
-    let task = tokio::spawn(sluice_recorder::run_with(
-        listener,
+    let stop = sluice_node::CancellationToken::new();
+    let backends = sluice_recorder::RecorderBackends::open(&config, &stop).await?;
+    let metrics = backends.metrics.clone();
+    let task = tokio::spawn(sluice_recorder::run(
+        sluice_recorder::RecorderListeners { query: listener },
         config.clone(),
-        shutdown,
-        metrics.clone(),
+        backends,
+        stop.clone(),
     ));
     let (total, steady) = timed(&metrics, n).await;
-    let _ = stop_tx.send(());
+    stop.cancel();
     task.await??;
     println!(
         "method: {n} events pre-produced to a {partitions}-partition topic; one recorder (batch {}, \

@@ -15,9 +15,10 @@ use scylla::client::session::Session;
 use sluice_ledger::LedgerConfig;
 use sluice_log::KafkaConfig;
 use sluice_proto::v1::{BounceClass, Event, EventKind, SmtpReply};
+use sluice_node::Span;
 use sluice_recorder::{Metrics, RecorderConfig};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub const PARTITIONS: i32 = 3;
@@ -50,11 +51,11 @@ pub async fn fresh_config() -> (RecorderConfig, Session) {
         topic: format!("sluice.test.events.{id}"),
         group: format!("sluice-recorder-test-{id}"),
         batch_max_events: 200,
-        batch_max_wait_ms: 50,
-        retry_initial_ms: 50,
-        retry_max_ms: 500,
+        batch_max_wait: Span(50),
+        retry_initial: Span(50),
+        retry_max: Span(500),
         reputation: sluice_recorder::ReputationConfig {
-            interval_secs: 1,
+            interval: Span::secs(1),
             ..Default::default()
         },
         ..RecorderConfig::default()
@@ -141,7 +142,7 @@ pub async fn produce(config: &RecorderConfig, events: &[Event]) {
 pub struct Running {
     pub addr: SocketAddr,
     pub metrics: Arc<Metrics>,
-    stop: Option<oneshot::Sender<()>>,
+    stop: sluice_node::CancellationToken,
     task: JoinHandle<Result<(), sluice_recorder::RecorderError>>,
 }
 
@@ -149,30 +150,27 @@ pub async fn start(config: &RecorderConfig) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let metrics = Arc::new(Metrics::default());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let shutdown = async move {
-        let _ = stopped.await;
-    };
-    let task = tokio::spawn(sluice_recorder::run_with(
-        listener,
-        config.clone(),
-        shutdown,
-        metrics.clone(),
-    ));
+    let stop = sluice_node::CancellationToken::new();
+    // Opening waits for Cassandra (with retries) like `sluice recorder` does.
+    let (config, token, node_metrics) = (config.clone(), stop.clone(), metrics.clone());
+    let task = tokio::spawn(async move {
+        let mut backends = sluice_recorder::RecorderBackends::open(&config, &token).await?;
+        backends.metrics = node_metrics;
+        let listeners = sluice_recorder::RecorderListeners { query: listener };
+        sluice_recorder::run(listeners, config, backends, token).await
+    });
     Running {
         addr,
         metrics,
-        stop: Some(stop),
+        stop,
         task,
     }
 }
 
 impl Running {
     /// Asks for shutdown and waits for a clean exit.
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+    pub async fn stop(self) {
+        self.stop.cancel();
         tokio::time::timeout(Duration::from_secs(30), self.task)
             .await
             .expect("recorder stops within 30 s")

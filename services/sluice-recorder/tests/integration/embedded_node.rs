@@ -27,9 +27,9 @@ async fn embedded_config(data_dir: &std::path::Path) -> RecorderConfig {
         topic: format!("sluice.test.events.{id}"),
         group: format!("sluice-recorder-test-{id}"),
         batch_max_events: 200,
-        batch_max_wait_ms: 50,
+        batch_max_wait: sluice_node::Span(50),
         reputation: sluice_recorder::ReputationConfig {
-            interval_secs: 1,
+            interval: sluice_node::Span::secs(1),
             ..Default::default()
         },
         ..RecorderConfig::default()
@@ -96,21 +96,22 @@ async fn a_node_records_on_the_embedded_ledger_and_serves_it_after_a_restart() {
     let ledger = EmbeddedLedger::open(dir.path(), 30, 7).expect("reopen");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let stop = sluice_node::CancellationToken::new();
     let kafka = sluice_log::KafkaLog::lazy(sluice_log::KafkaConfig {
         brokers: config.brokers.clone(),
         client_id: "recorder-test".into(),
     })
     .expect("kafka client");
-    let node = tokio::spawn(sluice_recorder::run_on(
-        listener,
+    let backends = sluice_recorder::RecorderBackends {
+        log: kafka.into(),
+        ledger: Arc::new(ledger.into()),
+        metrics: Arc::new(Metrics::default()),
+    };
+    let node = tokio::spawn(sluice_recorder::run(
+        sluice_recorder::RecorderListeners { query: listener },
         config,
-        Arc::new(ledger.into()),
-        kafka.into(),
-        async move {
-            let _ = stopped.await;
-        },
-        Arc::new(Metrics::default()),
+        backends,
+        stop.clone(),
     ));
     wait_until(
         "the restarted node answers",
@@ -131,6 +132,6 @@ async fn a_node_records_on_the_embedded_ledger_and_serves_it_after_a_restart() {
         .expect("status")
         .into_inner();
     assert_eq!(status.state(), EventKind::Bounced);
-    let _ = stop.send(());
+    stop.cancel();
     node.await.expect("node task").expect("clean exit");
 }

@@ -31,7 +31,7 @@ async fn cassandra_outage_delays_commits_and_loses_nothing() {
         .to_owned();
     let proxy = Proxy::start(upstream, false).await;
     config.cassandra = proxy.addr.to_string();
-    config.connect_timeout_secs = 2;
+    config.connect_timeout = sluice_node::Span::secs(2);
 
     // Unreachable at start: the recorder waits, consumes nothing, commits nothing.
     let recorder = start(&config).await;

@@ -105,7 +105,7 @@ async fn cassandra_restart_during_writes_loses_nothing() {
     });
     let node = starting.await.expect("start task");
     config.cassandra = format!("127.0.0.1:{}", node.port);
-    config.connect_timeout_secs = 2;
+    config.connect_timeout = sluice_node::Span::secs(2);
     let session = sluice_ledger::connect(&LedgerConfig {
         contact_points: config.cassandra.clone(),
         connect_timeout: Duration::from_secs(10),
