@@ -1,21 +1,17 @@
 //! Ingest node configuration: one TOML file, every value overridable by an
 //! environment variable `SLUICE_INGEST_<SECTION>__<FIELD>` (double underscore
-//! between levels). The doc comments below are the reference; docs/ingest.md
-//! reproduces them.
+//! between levels), loaded by `sluice_node::config`. The doc comments below
+//! are the reference; docs/ingest.md reproduces them and a test checks it.
 
 use std::path::{Path, PathBuf};
 
-use figment::Figment;
-use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
+use sluice_node::{ConfigError, RoleConfig, Span};
 
 use crate::IngestError;
 
-/// Environment prefix of every override, e.g. `SLUICE_INGEST_KAFKA__BROKERS`.
-pub const ENV_PREFIX: &str = "SLUICE_INGEST_";
-
 /// The whole ingest node configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IngestConfig {
     /// Addresses the `sluice ingest` command binds (library callers pass bound listeners).
@@ -45,10 +41,19 @@ pub struct IngestConfig {
     /// Tenants allowed to submit mail.
     #[serde(default)]
     pub tenants: Vec<TenantConfig>,
+    /// How long submissions in flight may take to be acknowledged after
+    /// shutdown before the node stops anyway (their clients get no answer
+    /// and retry with their idempotency keys).
+    #[serde(default = "default_drain")]
+    pub drain_timeout: Span,
+}
+
+fn default_drain() -> Span {
+    sluice_node::DEFAULT_DRAIN
 }
 
 /// Listen addresses of the four front doors.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ListenConfig {
     /// gRPC `sluice.v1.Ingest`. Default `127.0.0.1:7070`.
@@ -73,18 +78,18 @@ impl Default for ListenConfig {
 }
 
 /// Kafka settings of the ingest producer.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaSection {
-    /// Bootstrap servers; empty means `SLUICE_KAFKA_BROKERS` or `127.0.0.1:9092`.
+    /// Bootstrap servers, comma separated `host:port` pairs.
     pub brokers: String,
     /// Outbound topic of a pool is this prefix followed by the pool name.
     pub outbound_topic_prefix: String,
     /// Topic of `Event` records (accepted, suppressed).
     pub events_topic: String,
-    /// Milliseconds the message log may take to acknowledge a submission before
-    /// it fails as unavailable.
-    pub publish_timeout_ms: u64,
+    /// Time the message log may take to acknowledge a submission before it
+    /// fails as unavailable.
+    pub publish_timeout: Span,
     /// Records this node may have waiting for the log's acknowledgement before
     /// new submissions are refused as backpressure.
     pub max_queued_records: u32,
@@ -93,17 +98,17 @@ pub struct KafkaSection {
 impl Default for KafkaSection {
     fn default() -> Self {
         Self {
-            brokers: String::new(),
+            brokers: "127.0.0.1:9092".into(),
             outbound_topic_prefix: "sluice.outbound.".into(),
             events_topic: "sluice.events".into(),
-            publish_timeout_ms: 30_000,
+            publish_timeout: Span::secs(30),
             max_queued_records: 100_000,
         }
     }
 }
 
 /// Limits that protect the node and the cluster.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// Largest message accepted, in bytes, after rendering. Default 25 MB (26214400).
@@ -133,7 +138,7 @@ impl Default for LimitsConfig {
 }
 
 /// SMTP submission settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct SmtpConfig {
     /// Name in the greeting and EHLO reply, and of the generated certificate.
@@ -142,8 +147,8 @@ pub struct SmtpConfig {
     pub cert_file: Option<PathBuf>,
     /// PEM private key of `cert_file`.
     pub key_file: Option<PathBuf>,
-    /// Seconds a client may stay idle between commands.
-    pub idle_timeout_secs: u64,
+    /// Time a client may stay idle between commands.
+    pub idle_timeout: Span,
 }
 
 impl Default for SmtpConfig {
@@ -152,13 +157,13 @@ impl Default for SmtpConfig {
             hostname: "localhost".into(),
             cert_file: None,
             key_file: None,
-            idle_timeout_secs: 300,
+            idle_timeout: Span::mins(5),
         }
     }
 }
 
 /// One-click unsubscribe (RFC 8058) settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UnsubscribeConfig {
     /// Base URL of the unsubscribe endpoint; the signed token is appended as a path segment.
@@ -168,11 +173,11 @@ pub struct UnsubscribeConfig {
 }
 
 /// Idempotency-key replay settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct IdempotencyConfig {
-    /// Seconds a key is remembered. Default 86400 (24 hours).
-    pub ttl_secs: u64,
+    /// Time a key is remembered. Default 24 hours.
+    pub ttl: Span,
     /// Keys remembered at most (oldest forgotten first). Default 100000.
     pub max_entries: usize,
 }
@@ -180,36 +185,36 @@ pub struct IdempotencyConfig {
 impl Default for IdempotencyConfig {
     fn default() -> Self {
         Self {
-            ttl_secs: 86_400,
+            ttl: Span::hours(24),
             max_entries: 100_000,
         }
     }
 }
 
 /// The recorder's suppressions, read through its Query service.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct SuppressionsConfig {
     /// URL of the recorder's Query service, e.g. `http://127.0.0.1:7402`.
     /// Empty (the default): only the configured `tenants[].suppressed` lists
-    /// apply. When set and it does not answer within `timeout_ms`, the
+    /// apply. When set and it does not answer within `timeout`, the
     /// submission is refused as unavailable (fail closed; clients retry).
     pub query_addr: String,
-    /// Milliseconds one check (connect and call) may take. Default 2000.
-    pub timeout_ms: u64,
+    /// Time one check (connect and call) may take. Default 2s.
+    pub timeout: Span,
 }
 
 impl Default for SuppressionsConfig {
     fn default() -> Self {
         Self {
             query_addr: String::new(),
-            timeout_ms: 2_000,
+            timeout: Span::secs(2),
         }
     }
 }
 
 /// One tenant.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TenantConfig {
     /// Tenant name, copied into every envelope and event.
@@ -237,7 +242,7 @@ pub struct TenantConfig {
 }
 
 /// SMTP AUTH credentials of a tenant.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SmtpUserConfig {
     /// Login name.
@@ -248,7 +253,7 @@ pub struct SmtpUserConfig {
 }
 
 /// A sending domain of a tenant.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DomainConfig {
     /// Domain name, e.g. `mail.example.com`.
@@ -272,59 +277,43 @@ fn default_dkim_algorithm() -> String {
     "rsa-sha256".into()
 }
 
-impl IngestConfig {
-    /// Loads `file` (if any), then applies `SLUICE_INGEST_*` overrides.
-    pub fn load(file: Option<&Path>) -> Result<Self, IngestError> {
-        let mut figment = Figment::new();
-        if let Some(file) = file {
-            if !file.exists() {
-                return Err(IngestError::Config(format!(
-                    "configuration file {} does not exist",
-                    file.display()
-                )));
-            }
-            figment = figment.merge(Toml::file(file));
-        }
-        let figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
-        let config: Self = figment
-            .extract()
-            .map_err(|err| IngestError::Config(err.to_string()))?;
-        config.validate()?;
-        Ok(config)
-    }
+impl RoleConfig for IngestConfig {
+    const ROLE: &'static str = "ingest";
 
-    /// Parses a TOML string (tests and tools); no environment overrides.
-    pub fn from_toml(text: &str) -> Result<Self, IngestError> {
-        let config: Self = Figment::from(Toml::string(text))
-            .extract()
-            .map_err(|err| IngestError::Config(err.to_string()))?;
-        config.validate()?;
-        Ok(config)
-    }
-
-    fn validate(&self) -> Result<(), IngestError> {
-        let bad = |what: String| Err(IngestError::Config(what));
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: String, reason: String| Err(ConfigError::invalid(Self::ROLE, key, reason));
         if self.unsubscribe.secret.len() < 32 {
-            return bad("unsubscribe.secret: must be at least 32 characters".into());
+            return bad("unsubscribe.secret".into(), "must be at least 32 characters".into());
         }
         for tenant in &self.tenants {
             if !self.pools.contains(&tenant.default_pool) {
-                return bad(format!(
-                    "tenants.{}.default_pool: pool {:?} is not in `pools`",
-                    tenant.name, tenant.default_pool
-                ));
+                return bad(
+                    format!("tenants.{}.default_pool", tenant.name),
+                    format!("pool {:?} is not in `pools`", tenant.default_pool),
+                );
             }
         }
         Ok(())
     }
+}
 
-    /// Kafka client settings: the configured brokers or the environment's.
+impl IngestConfig {
+    /// Loads `file` (if any), then applies `SLUICE_INGEST_*` overrides.
+    pub fn load(file: Option<&Path>) -> Result<Self, IngestError> {
+        Ok(sluice_node::config::load(file)?)
+    }
+
+    /// Parses a TOML string (tests and tools); no environment overrides.
+    pub fn from_toml(text: &str) -> Result<Self, IngestError> {
+        Ok(sluice_node::config::from_toml(text)?)
+    }
+
+    /// Kafka client settings of this node.
     pub fn kafka_client(&self) -> sluice_log::KafkaConfig {
-        let mut kafka = sluice_log::KafkaConfig::from_env("sluice-ingest");
-        if !self.kafka.brokers.trim().is_empty() {
-            kafka.brokers = self.kafka.brokers.clone();
+        sluice_log::KafkaConfig {
+            brokers: self.kafka.brokers.clone(),
+            client_id: "sluice-ingest".into(),
         }
-        kafka
     }
 }
 
@@ -344,20 +333,20 @@ mod tests {
         assert_eq!(config.limits.max_message_bytes, 26_214_400);
         assert_eq!(config.kafka.events_topic, "sluice.events");
         assert_eq!(config.kafka.outbound_topic_prefix, "sluice.outbound.");
-        assert_eq!(config.idempotency.ttl_secs, 86_400);
+        assert_eq!(config.idempotency.ttl, Span::hours(24));
         assert_eq!(config.pools, vec!["shared".to_owned()]);
         assert_eq!(config.suppressions.query_addr, "");
-        assert_eq!(config.suppressions.timeout_ms, 2_000);
+        assert_eq!(config.suppressions.timeout, Span::secs(2));
     }
 
     #[test]
     fn suppressions_section_parses_and_rejects_unknown_keys() {
         let text = format!(
-            "{MINIMAL}\n[suppressions]\nquery_addr = \"http://127.0.0.1:7402\"\ntimeout_ms = 500\n"
+            "{MINIMAL}\n[suppressions]\nquery_addr = \"http://127.0.0.1:7402\"\ntimeout = \"500ms\"\n"
         );
         let config = IngestConfig::from_toml(&text).expect("parses");
         assert_eq!(config.suppressions.query_addr, "http://127.0.0.1:7402");
-        assert_eq!(config.suppressions.timeout_ms, 500);
+        assert_eq!(config.suppressions.timeout, Span(500));
         let typo = format!("{MINIMAL}\n[suppressions]\nquery_adr = \"http://x\"\n");
         let err = IngestConfig::from_toml(&typo).expect_err("typo rejected");
         assert!(err.to_string().contains("query_adr"), "{err}");
@@ -375,6 +364,12 @@ mod tests {
         let text = format!("{MINIMAL}\n[[tenants]]\nname = \"a\"\ndefault_pool = \"nope\"\n");
         let err = IngestConfig::from_toml(&text).expect_err("unknown pool");
         assert!(err.to_string().contains("default_pool"), "{err}");
+    }
+
+    #[test]
+    fn the_reference_in_docs_matches_the_code() {
+        let doc = include_str!("../../../docs/ingest.md");
+        sluice_node::reference::check::<IngestConfig>(doc).unwrap_or_else(|e| panic!("{e}"));
     }
 
     #[test]

@@ -179,3 +179,10 @@ mod tests {
         assert_eq!(err.smtp_reply(), (554, "5.6.0"));
     }
 }
+
+impl From<sluice_node::ConfigError> for IngestError {
+    fn from(err: sluice_node::ConfigError) -> Self {
+        // The loader's message already names the role, origin, key and reason.
+        Self::Config(err.to_string())
+    }
+}

@@ -4,8 +4,8 @@
 //! templates, signs DKIM and publishes one `Envelope` per recipient to
 //! Kafka. Clients get their message ids only after Kafka acknowledged them.
 //!
-//! The service is a library: [`run`] takes pre-bound listeners, the
-//! configuration and a shutdown future.
+//! The service is a library with the shape every role has:
+//! [`run`]`(listeners, config, backends, shutdown)`.
 
 mod check;
 pub mod compliance;
@@ -27,12 +27,10 @@ pub mod suppression;
 mod tenant;
 mod validate;
 
-use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
+use sluice_node::CancellationToken;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 pub use config::IngestConfig;
@@ -63,9 +61,9 @@ impl IngestListeners {
             if address.trim().is_empty() {
                 return Ok(None);
             }
-            TcpListener::bind(address).await.map(Some).map_err(|err| {
-                IngestError::Config(format!("listen.{setting}: cannot bind {address}: {err}"))
-            })
+            let setting = format!("listen.{setting}");
+            let bound = sluice_node::bind(&setting, address).await;
+            bound.map(Some).map_err(|err| IngestError::Config(err.to_string()))
         }
         Ok(Self {
             grpc: one("grpc", &listen.grpc).await?,
@@ -76,40 +74,73 @@ impl IngestListeners {
     }
 }
 
-/// Runs an ingest node on the Kafka cluster of its configuration until
-/// `shutdown` resolves, then stops accepting and drains in-flight
-/// submissions (each answers once its records are acknowledged). The
-/// recorder's suppressions are read as `config.suppressions` says.
+/// What an ingest node runs on: the message log it publishes to and the
+/// suppressions it checks.
+#[derive(Clone)]
+pub struct IngestBackends {
+    pub log: sluice_log::Log,
+    pub suppressions: Suppressions,
+}
+
+impl IngestBackends {
+    /// The Kafka cluster and suppression source `config` names. Ingest may
+    /// start before Kafka: submissions fail as unavailable (and say so) until
+    /// a broker answers.
+    pub fn open(config: &IngestConfig) -> Result<Self, IngestError> {
+        let log = sluice_log::KafkaLog::lazy(config.kafka_client())
+            .map_err(|err| IngestError::Config(format!("kafka: {err}")))?;
+        let suppressions = Suppressions::from_config(&config.suppressions)?;
+        Ok(Self {
+            log: log.into(),
+            suppressions,
+        })
+    }
+}
+
+/// Runs an ingest node on `backends` until `shutdown` is cancelled, then
+/// stops accepting and drains in-flight submissions (each answers once its
+/// records are acknowledged) for at most `config.drain_timeout`.
 pub async fn run(
     listeners: IngestListeners,
     config: IngestConfig,
-    shutdown: impl Future<Output = ()>,
+    backends: IngestBackends,
+    shutdown: CancellationToken,
 ) -> Result<(), IngestError> {
-    // Ingest may start before Kafka: submissions fail as unavailable (and
-    // say so) until a broker answers.
-    let log = sluice_log::KafkaLog::lazy(config.kafka_client())
-        .map_err(|err| IngestError::Config(format!("kafka: {err}")))?;
-    let suppressions = Suppressions::from_config(&config.suppressions)?;
-    run_on(listeners, config, log.into(), suppressions, shutdown).await
+    ensure_topics(&config, &backends.log).await;
+    let ingestor = Ingestor::new(&config, backends.log)?.with_suppressions(backends.suppressions);
+    let ingestor = Arc::new(ingestor);
+    let mut tasks = front_doors(listeners, &config, &ingestor, &shutdown)?;
+    tracing::info!("ingest running");
+    let drain = config.drain_timeout.into();
+    let outcome = sluice_node::drain_within("ingest", &shutdown, drain, async {
+        let mut outcome = Ok(());
+        while let Some(result) = tasks.join_next().await {
+            // A front door that stops on its own stops the node.
+            shutdown.cancel();
+            let result = result
+                .map_err(|join| IngestError::Internal(format!("front door task: {join}")))
+                .and_then(|r| r);
+            if let (Ok(()), Err(err)) = (&outcome, result) {
+                outcome = Err(err);
+            }
+        }
+        outcome
+    })
+    .await;
+    tracing::info!("ingest stopped");
+    outcome
 }
 
-/// [`run`] on a message log the caller opened (Kafka or the embedded log of
-/// `sluice dev`), consulting `suppressions` (which replaces
-/// `config.suppressions`) for every submission.
-pub async fn run_on(
-    listeners: IngestListeners,
-    config: IngestConfig,
-    log: sluice_log::Log,
-    suppressions: Suppressions,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), IngestError> {
+/// Creates the topics the node writes to; a log that does not answer is
+/// logged (submissions fail until it does), not fatal.
+async fn ensure_topics(config: &IngestConfig, log: &sluice_log::Log) {
     let mut topics: Vec<String> = config
         .pools
         .iter()
         .map(|pool| format!("{}{pool}", config.kafka.outbound_topic_prefix))
         .collect();
     topics.push(config.kafka.events_topic.clone());
-    let wait = Duration::from_millis(config.kafka.publish_timeout_ms);
+    let wait = config.kafka.publish_timeout.into();
     match tokio::time::timeout(wait, log.ensure_topics(&topics)).await {
         Ok(Ok(())) => {}
         Ok(Err(err)) => {
@@ -120,22 +151,22 @@ pub async fn run_on(
             "the message log did not answer while creating the topics; submissions fail until it does (Kafka: `deploy/servers/kafka.sh start`)"
         ),
     }
-    let ingestor = Arc::new(Ingestor::new(&config, log)?.with_suppressions(suppressions));
-    let (stop, stopped) = watch::channel(false);
-    let mut tasks: JoinSet<Result<(), IngestError>> = JoinSet::new();
+}
+
+/// Starts a server per listener; each stops on `shutdown`.
+fn front_doors(
+    listeners: IngestListeners,
+    config: &IngestConfig,
+    ingestor: &Arc<Ingestor>,
+    shutdown: &CancellationToken,
+) -> Result<JoinSet<Result<(), IngestError>>, IngestError> {
+    let mut tasks = JoinSet::new();
+    let stop = || shutdown.clone().cancelled_owned();
     if let Some(listener) = listeners.grpc {
-        tasks.spawn(grpc::serve(
-            listener,
-            ingestor.clone(),
-            signal(stopped.clone()),
-        ));
+        tasks.spawn(grpc::serve(listener, ingestor.clone(), stop()));
     }
     if let Some(listener) = listeners.http {
-        tasks.spawn(http::serve(
-            listener,
-            ingestor.clone(),
-            signal(stopped.clone()),
-        ));
+        tasks.spawn(http::serve(listener, ingestor.clone(), stop()));
     }
     let smtp_listeners = [
         (listeners.smtp_submission, false),
@@ -146,36 +177,9 @@ pub async fn run_on(
         for (listener, implicit_tls) in smtp_listeners {
             if let Some(listener) = listener {
                 let context = context.clone();
-                tasks.spawn(smtp::serve(
-                    listener,
-                    context,
-                    implicit_tls,
-                    stopped.clone(),
-                ));
+                tasks.spawn(smtp::serve(listener, context, implicit_tls, shutdown.clone()));
             }
         }
     }
-    tracing::info!("ingest running");
-    let early = tokio::select! {
-        () = shutdown => None,
-        Some(result) = tasks.join_next() => Some(result),
-    };
-    let _ = stop.send(true);
-    let mut outcome = match early {
-        Some(Ok(Err(err))) => Err(err),
-        Some(Err(join)) => Err(IngestError::Internal(format!("front door task: {join}"))),
-        _ => Ok(()),
-    };
-    while let Some(result) = tasks.join_next().await {
-        if let (Ok(()), Ok(Err(err))) = (&outcome, result) {
-            outcome = Err(err);
-        }
-    }
-    tracing::info!("ingest stopped");
-    outcome
-}
-
-/// A future that resolves once `stopped` turns true.
-async fn signal(mut stopped: watch::Receiver<bool>) {
-    let _ = stopped.wait_for(|stop| *stop).await;
+    Ok(tasks)
 }

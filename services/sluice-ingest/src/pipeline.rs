@@ -59,7 +59,7 @@ impl Ingestor {
             signers: DkimSigners::from_config(&config.tenants, config.limits.signing_threads)?,
             publisher: Publisher::new(config, log),
             idempotency: IdempotencyStore::new(
-                Duration::from_secs(config.idempotency.ttl_secs),
+                config.idempotency.ttl.into(),
                 config.idempotency.max_entries,
             ),
             in_flight: Arc::new(Semaphore::new(budget_kib)),

@@ -62,7 +62,7 @@ impl Publisher {
             log,
             queued: Arc::default(),
             max_queued: config.kafka.max_queued_records as usize,
-            timeout: Duration::from_millis(config.kafka.publish_timeout_ms),
+            timeout: config.kafka.publish_timeout.into(),
             outbound_prefix: config.kafka.outbound_topic_prefix.clone(),
             events_topic: config.kafka.events_topic.clone(),
         }
@@ -98,7 +98,7 @@ impl Publisher {
             // with its idempotency key, and the recorder de-duplicates.
             return Err(IngestError::Unavailable {
                 reason: format!(
-                    "no acknowledgement within kafka.publish_timeout_ms ({} ms); is the log up? \
+                    "no acknowledgement within kafka.publish_timeout ({} ms); is the log up? \
                      (Kafka: `deploy/servers/kafka.sh start`)",
                     self.timeout.as_millis()
                 ),

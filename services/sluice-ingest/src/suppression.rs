@@ -67,7 +67,7 @@ impl Suppressions {
         if addr.is_empty() {
             return Ok(Self::None);
         }
-        let timeout = Duration::from_millis(config.timeout_ms.max(1));
+        let timeout = config.timeout.as_duration().max(Duration::from_millis(1));
         let endpoint = Endpoint::from_shared(addr.to_owned()).map_err(|err| {
             IngestError::Config(format!(
                 "suppressions.query_addr: {addr:?} is not a URL like http://127.0.0.1:7402: {err}"

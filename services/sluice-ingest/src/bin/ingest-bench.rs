@@ -43,21 +43,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = IngestConfig::from_toml(&config(&kafka.brokers, &prefix, &events, &key))?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let stop = sluice_node::CancellationToken::new();
     let listeners = IngestListeners {
         grpc: Some(listener),
         ..Default::default()
     };
-    let node = tokio::spawn(sluice_ingest::run(listeners, config, async {
-        let _ = stopped.await;
-    }));
+    let backends = sluice_ingest::IngestBackends::open(&config)?;
+    let node = tokio::spawn(sluice_ingest::run(listeners, config, backends, stop.clone()));
 
     let client = IngestClient::connect(format!("http://{addr}")).await?;
     drive(&client, RECIPIENTS_PER_MESSAGE * CONCURRENT_CLIENTS).await?; // warm-up
     let started = Instant::now();
     drive(&client, total).await?;
     let elapsed = started.elapsed();
-    let _ = stop.send(());
+    stop.cancel();
     node.await??;
     std::fs::remove_dir_all(&dir)?;
 

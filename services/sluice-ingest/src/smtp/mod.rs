@@ -9,7 +9,7 @@ mod tls;
 use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use sluice_node::CancellationToken;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
@@ -24,7 +24,7 @@ use crate::pipeline::Ingestor;
 pub struct SmtpContext {
     ingestor: Arc<Ingestor>,
     hostname: String,
-    idle_timeout_secs: u64,
+    idle_timeout: std::time::Duration,
     tls: TlsAcceptor,
 }
 
@@ -42,23 +42,21 @@ impl SmtpContext {
         Ok(Self {
             ingestor,
             hostname: config.hostname.clone(),
-            idle_timeout_secs: config.idle_timeout_secs,
+            idle_timeout: config.idle_timeout.into(),
             tls: tls::acceptor(config)?,
         })
     }
 }
 
-/// Accepts connections until `stopped` turns true, then waits for open
+/// Accepts connections until `stopped` is cancelled, then waits for open
 /// sessions (each ends after its current command with 421).
 pub async fn serve(
     listener: TcpListener,
     ctx: SmtpContext,
     implicit_tls: bool,
-    stopped: watch::Receiver<bool>,
+    stopped: CancellationToken,
 ) -> Result<(), IngestError> {
     let mut sessions = JoinSet::new();
-    let stop = crate::signal(stopped.clone());
-    tokio::pin!(stop);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -77,7 +75,7 @@ pub async fn serve(
                     }
                 });
             }
-            () = &mut stop => break,
+            () = stopped.cancelled() => break,
             Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
         }
     }
@@ -89,7 +87,7 @@ async fn connection(
     stream: TcpStream,
     ctx: SmtpContext,
     implicit_tls: bool,
-    stopped: watch::Receiver<bool>,
+    stopped: CancellationToken,
 ) -> std::io::Result<()> {
     let acceptor = ctx.tls.clone();
     if implicit_tls {
@@ -148,8 +146,7 @@ mod tests {
             .expect("runtime");
         runtime.block_on(async {
             let (mut client, server) = tokio::io::duplex(1 << 16);
-            let (_stop, stopped) = watch::channel(false);
-            let session = Session::new(server, context(), tls, stopped);
+            let session = Session::new(server, context(), tls, CancellationToken::new());
             let talk = async {
                 client.write_all(input).await.expect("write");
                 client.shutdown().await.expect("shutdown");

@@ -4,12 +4,11 @@
 //! RFC 3207 §4.2).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::sync::watch;
+use sluice_node::CancellationToken;
 
 use super::SmtpContext;
 use super::lines::read_line;
@@ -38,7 +37,7 @@ pub struct Session<S> {
     io: BufReader<S>,
     ctx: SmtpContext,
     tls: bool,
-    stopped: watch::Receiver<bool>,
+    stopped: CancellationToken,
     tenant: Option<Arc<Tenant>>,
     mail_from: Option<String>,
     recipients: Vec<String>,
@@ -52,7 +51,7 @@ fn reply(code: u16, text: impl Into<String>) -> Reply {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
-    pub fn new(stream: S, ctx: SmtpContext, tls: bool, stopped: watch::Receiver<bool>) -> Self {
+    pub fn new(stream: S, ctx: SmtpContext, tls: bool, stopped: CancellationToken) -> Self {
         Self {
             io: BufReader::new(stream),
             ctx,
@@ -119,8 +118,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// Next line, or `None` on end of stream, idle timeout or shutdown.
     async fn next_line(&mut self) -> std::io::Result<Option<super::lines::Line>> {
-        let idle = Duration::from_secs(self.ctx.idle_timeout_secs);
-        let stopped = crate::signal(self.stopped.clone());
+        let idle = self.ctx.idle_timeout;
+        let stopped = self.stopped.clone();
         tokio::select! {
             line = tokio::time::timeout(idle, read_line(&mut self.io, MAX_COMMAND)) => match line {
                 Ok(line) => line,
@@ -129,7 +128,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     Ok(None)
                 }
             },
-            () = stopped => {
+            () = stopped.cancelled() => {
                 self.send(&reply(421, "4.3.2 Shutting down, try again later")).await?;
                 Ok(None)
             }

@@ -15,7 +15,7 @@ use sluice_ingest::{IngestConfig, IngestListeners, hash_password, hash_secret};
 use sluice_log::{KafkaConfig, create_topic, probe};
 use sluice_proto::v1::{Envelope, Event};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use sluice_node::CancellationToken;
 
 pub const ACME_KEY: &str = "acme-api-key-0123456789";
 pub const GLOBEX_KEY: &str = "globex-api-key-0123456789";
@@ -59,7 +59,7 @@ pub struct Node {
     pub prefix: String,
     pub events: String,
     pub dir: tempfile::TempDir,
-    stop: Option<oneshot::Sender<()>>,
+    stop: CancellationToken,
     task: Option<tokio::task::JoinHandle<Result<(), sluice_ingest::IngestError>>>,
 }
 
@@ -116,10 +116,9 @@ pub async fn start(options: Options) -> Node {
         smtp_submission: Some(smtp),
         smtp_implicit_tls: Some(smtps),
     };
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(sluice_ingest::run(listeners, config, async {
-        let _ = stopped.await;
-    }));
+    let stop = CancellationToken::new();
+    let backends = sluice_ingest::IngestBackends::open(&config).expect("backends");
+    let task = tokio::spawn(sluice_ingest::run(listeners, config, backends, stop.clone()));
     Node {
         grpc: grpc_addr,
         http: http_addr,
@@ -129,7 +128,7 @@ pub async fn start(options: Options) -> Node {
         prefix,
         events,
         dir,
-        stop: Some(stop),
+        stop,
         task: Some(task),
     }
 }
@@ -141,9 +140,7 @@ impl Node {
 
     /// Stops the node and checks it shut down cleanly.
     pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.stop.cancel();
         if let Some(task) = self.task.take() {
             let result = tokio::time::timeout(Duration::from_secs(20), task)
                 .await
@@ -202,7 +199,7 @@ pub async fn read(kafka: &KafkaConfig, topic: &str, n: usize) -> Vec<Vec<u8>> {
 fn config_toml(options: &Options, brokers: &str, prefix: &str, events: &str, dir: &Path) -> String {
     let suppressions = match &options.suppressions_query {
         Some((addr, timeout_ms)) => {
-            format!("[suppressions]\nquery_addr = \"{addr}\"\ntimeout_ms = {timeout_ms}\n")
+            format!("[suppressions]\nquery_addr = \"{addr}\"\ntimeout = \"{timeout_ms}ms\"\n")
         }
         None => String::new(),
     };
@@ -216,7 +213,7 @@ pools = ["shared", "transactional"]
 brokers = "{brokers}"
 outbound_topic_prefix = "{prefix}"
 events_topic = "{events}"
-publish_timeout_ms = {timeout}
+publish_timeout = "{timeout}ms"
 max_queued_records = {queued}
 
 [limits]
@@ -225,7 +222,7 @@ signing_threads = 2
 
 [smtp]
 hostname = "ingest.test"
-idle_timeout_secs = 30
+idle_timeout = "30s"
 
 [unsubscribe]
 base_url = "https://unsub.test/u"
