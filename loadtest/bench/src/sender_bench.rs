@@ -18,7 +18,7 @@ use prost::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sluice_log::KafkaConfig;
 use sluice_proto::v1::Envelope;
-use sluice_sender::{Sender, SenderConfig};
+use sluice_sender::SenderConfig;
 use sluice_sim::{Scenario, Simulator};
 
 /// Measures delivered messages/s from Kafka into an unthrottled simulated provider.
@@ -108,13 +108,18 @@ async fn run(kafka: &KafkaConfig, args: &Args, size: usize) -> anyhow::Result<Ti
             10 + i
         ));
     }
-    let sender = Sender::new(SenderConfig::from_toml(&config)?);
-    let stats = sender.stats();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let config = SenderConfig::from_toml(&config)?;
+    let backends = sluice_sender::SenderBackends::open(&config).await?;
+    let stats = backends.telemetry.stats.clone();
+    let stop = sluice_node::CancellationToken::new();
     let started = Instant::now();
-    let task = tokio::spawn(sender.run(async {
-        let _ = stop_rx.await;
-    }));
+    let listeners = sluice_sender::SenderListeners::default();
+    let task = tokio::spawn(sluice_sender::run(
+        listeners,
+        config,
+        backends,
+        stop.clone(),
+    ));
     let target = args.messages as u64;
     let deadline = started + Duration::from_secs(600);
     let mut first = None;
@@ -136,8 +141,9 @@ async fn run(kafka: &KafkaConfig, args: &Args, size: usize) -> anyhow::Result<Ti
     }
     let total = started.elapsed();
     let from_first = first.map_or(total, |f| f.elapsed());
-    let _ = stop_tx.send(());
-    let final_stats = task.await??;
+    stop.cancel();
+    task.await??;
+    let final_stats = stats.lock().expect("stats").clone();
     sim.shutdown().await;
     if final_stats.delivered < target {
         bail!("not every message was delivered: {final_stats:?}");

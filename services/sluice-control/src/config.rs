@@ -92,8 +92,8 @@ mod tests {
             sluice_node::config::from_toml("store = \"embedded\"\ndata_dir = \"/tmp/c\"\n")
                 .expect("embedded");
         assert_eq!(config.store, StoreKind::Embedded);
-        let err = sluice_node::config::from_toml::<ControlConfig>("keyspace = \"a-b\"\n")
-            .unwrap_err();
+        let err =
+            sluice_node::config::from_toml::<ControlConfig>("keyspace = \"a-b\"\n").unwrap_err();
         assert_eq!(err.key, "keyspace");
     }
 

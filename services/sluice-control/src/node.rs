@@ -41,7 +41,10 @@ impl ControlBackends {
                 std::fs::create_dir_all(&config.data_dir).map_err(|source| {
                     ControlError::Listen(std::io::Error::new(
                         source.kind(),
-                        format!("data_dir: cannot create {}: {source}", config.data_dir.display()),
+                        format!(
+                            "data_dir: cannot create {}: {source}",
+                            config.data_dir.display()
+                        ),
                     ))
                 })?;
                 crate::open_embedded(&config.data_dir)?

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use futures::Stream;
+use sluice_node::CancellationToken;
 use sluice_proto::v1::control_server::{Control, ControlServer};
 use sluice_proto::v1::*;
-use sluice_node::CancellationToken;
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 

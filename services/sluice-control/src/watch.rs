@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
-use sluice_proto::v1::ConfigChange;
 use sluice_node::CancellationToken;
+use sluice_proto::v1::ConfigChange;
 use tokio::sync::watch;
 use tonic::Status;
 

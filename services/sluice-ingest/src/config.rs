@@ -283,7 +283,10 @@ impl RoleConfig for IngestConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         let bad = |key: String, reason: String| Err(ConfigError::invalid(Self::ROLE, key, reason));
         if self.unsubscribe.secret.len() < 32 {
-            return bad("unsubscribe.secret".into(), "must be at least 32 characters".into());
+            return bad(
+                "unsubscribe.secret".into(),
+                "must be at least 32 characters".into(),
+            );
         }
         for tenant in &self.tenants {
             if !self.pools.contains(&tenant.default_pool) {

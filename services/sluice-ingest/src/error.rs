@@ -144,6 +144,13 @@ impl From<IngestError> for tonic::Status {
     }
 }
 
+impl From<sluice_node::ConfigError> for IngestError {
+    fn from(err: sluice_node::ConfigError) -> Self {
+        // The loader's message already names the role, origin, key and reason.
+        Self::Config(err.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,12 +184,5 @@ mod tests {
         assert_eq!(err.to_string(), "invalid recipients[2].address: missing @");
         assert_eq!(err.http_status(), 400);
         assert_eq!(err.smtp_reply(), (554, "5.6.0"));
-    }
-}
-
-impl From<sluice_node::ConfigError> for IngestError {
-    fn from(err: sluice_node::ConfigError) -> Self {
-        // The loader's message already names the role, origin, key and reason.
-        Self::Config(err.to_string())
     }
 }

@@ -63,7 +63,9 @@ impl IngestListeners {
             }
             let setting = format!("listen.{setting}");
             let bound = sluice_node::bind(&setting, address).await;
-            bound.map(Some).map_err(|err| IngestError::Config(err.to_string()))
+            bound
+                .map(Some)
+                .map_err(|err| IngestError::Config(err.to_string()))
         }
         Ok(Self {
             grpc: one("grpc", &listen.grpc).await?,
@@ -177,7 +179,12 @@ fn front_doors(
         for (listener, implicit_tls) in smtp_listeners {
             if let Some(listener) = listener {
                 let context = context.clone();
-                tasks.spawn(smtp::serve(listener, context, implicit_tls, shutdown.clone()));
+                tasks.spawn(smtp::serve(
+                    listener,
+                    context,
+                    implicit_tls,
+                    shutdown.clone(),
+                ));
             }
         }
     }

@@ -6,9 +6,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prost::Message as _;
 use sluice_log::{Log, LogConsumer};
+use sluice_node::CancellationToken;
 use sluice_proto::v1::Event;
 use sluice_store::{Commit, Delivery, GroupConsumer, MessageLog};
-use sluice_node::CancellationToken;
 
 use crate::scoring::Dirty;
 use crate::writer::Writer;

@@ -100,9 +100,7 @@ impl From<RecorderError> for tonic::Status {
         let code = match &err {
             RecorderError::InvalidArgument { .. } => Code::InvalidArgument,
             RecorderError::NotFound(_) => Code::NotFound,
-            RecorderError::Config(_) | RecorderError::Configuration(_) => {
-                Code::FailedPrecondition
-            }
+            RecorderError::Config(_) | RecorderError::Configuration(_) => Code::FailedPrecondition,
             RecorderError::Ledger(_) | RecorderError::Cql { .. } | RecorderError::Log(_) => {
                 Code::Unavailable
             }

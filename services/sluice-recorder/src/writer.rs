@@ -13,8 +13,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::StreamExt;
-use sluice_proto::v1::Event;
 use sluice_node::CancellationToken;
+use sluice_proto::v1::Event;
 
 use crate::RecorderError;
 use crate::ledger::{AnyLedger, Ledger};

@@ -1,18 +1,19 @@
 //! Configuration of a sender node: one TOML file, every value overridable by
 //! an environment variable `SLUICE_SENDER_<SECTION>__<FIELD>` (e.g.
-//! `SLUICE_SENDER_KAFKA__BROKERS=10.0.0.5:9092`). Unknown keys are rejected.
+//! `SLUICE_SENDER_KAFKA__BROKERS=10.0.0.5:9092`), loaded by
+//! `sluice_node::config`. Unknown keys are rejected. docs/sender.md holds
+//! the reference, checked against these doc comments by a test.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
-use figment::Figment;
-use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
+use sluice_node::{ConfigError, RoleConfig};
 use sluice_shaping::{EngineConfig, Span};
 
 /// A sender node.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SenderConfig {
     /// Name of this node, used in logs and as the Kafka client id.
@@ -52,11 +53,21 @@ pub struct SenderConfig {
     /// The shaping engine: source IPs, sites, limits, backoff, warm-up, retries.
     /// See docs/shaping.md for every field.
     #[serde(default)]
+    #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
     pub shaping: EngineConfig,
+    /// How long deliveries in progress may take to finish (and their fates
+    /// to be published) after shutdown before the node stops anyway; what is
+    /// left is delivered again by the next owner of the partition.
+    #[serde(default = "default_drain")]
+    pub drain_timeout: Span,
+}
+
+fn default_drain() -> Span {
+    sluice_node::DEFAULT_DRAIN
 }
 
 /// Kafka settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaSection {
     /// Bootstrap servers, comma separated.
@@ -85,7 +96,7 @@ impl Default for KafkaSection {
 }
 
 /// SMTP client settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct SmtpSection {
     /// Name announced in EHLO when an IP has none of its own below.
@@ -125,7 +136,7 @@ impl Default for SmtpSection {
 }
 
 /// Memory bounds: whatever the traffic, a node holds at most this much.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueueSection {
     /// Records read from the log whose fate is not yet durable. The consumer
@@ -151,7 +162,7 @@ impl Default for QueueSection {
 
 /// Persistence of the shaping engine's state (rate and daily counters,
 /// warm-up progress, backoff) so that limits hold across restarts.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct StateSection {
     /// JSON file the state is saved to and restored from; unset: state starts
@@ -174,7 +185,7 @@ impl Default for StateSection {
 
 /// Following the recorder's reputation table: per (source IP, site) signals
 /// pause or slow a path; a `hold` holds the IP's warm-up day.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReputationSection {
     /// Address of the Query service, e.g. `http://127.0.0.1:7402`. Unset: the
@@ -194,7 +205,7 @@ impl Default for ReputationSection {
 }
 
 /// Where `GET /metrics` is served (docs/metrics.md lists every metric).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsSection {
     /// Address to listen on, e.g. `127.0.0.1:9464`; unset: no endpoint.
@@ -205,37 +216,8 @@ fn yes() -> bool {
     true
 }
 
-/// Why a configuration was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("sender configuration: {0}")]
-    Load(#[from] Box<figment::Error>),
-    #[error("sender configuration: {field}: {reason}")]
-    Invalid { field: &'static str, reason: String },
-}
-
-impl SenderConfig {
-    /// Loads `file` (if given), then `SLUICE_SENDER_*` environment overrides,
-    /// then validates.
-    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        let mut figment = Figment::new();
-        if let Some(file) = file {
-            figment = figment.merge(Toml::file_exact(file));
-        }
-        figment = figment.merge(Env::prefixed("SLUICE_SENDER_").split("__"));
-        let config: Self = figment.extract().map_err(Box::new)?;
-        config.validate()?;
-        Ok(config)
-    }
-
-    /// Parses a TOML document (no environment), then validates.
-    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        let config: Self = Figment::from(Toml::string(text))
-            .extract()
-            .map_err(Box::new)?;
-        config.validate()?;
-        Ok(config)
-    }
+impl RoleConfig for SenderConfig {
+    const ROLE: &'static str = "sender";
 
     fn validate(&self) -> Result<(), ConfigError> {
         if self.pool.trim().is_empty() {
@@ -263,6 +245,19 @@ impl SenderConfig {
             ));
         }
         Ok(())
+    }
+}
+
+impl SenderConfig {
+    /// Loads `file` (if given), then `SLUICE_SENDER_*` environment overrides,
+    /// then validates.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        sluice_node::config::load(file)
+    }
+
+    /// Parses a TOML document (no environment), then validates.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        sluice_node::config::from_toml(text)
     }
 
     pub fn outbound_topic(&self) -> String {
@@ -302,10 +297,7 @@ impl SenderConfig {
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        field,
-        reason: reason.into(),
-    }
+    ConfigError::invalid(SenderConfig::ROLE, field, reason)
 }
 
 #[cfg(test)]
@@ -350,6 +342,15 @@ mod tests {
         );
         let err = SenderConfig::from_toml(&text).unwrap_err().to_string();
         assert!(err.contains("shaping.ips"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod reference_tests {
+    #[test]
+    fn the_reference_in_docs_matches_the_code() {
+        let doc = include_str!("../../../docs/sender.md");
+        sluice_node::reference::check::<super::SenderConfig>(doc).unwrap_or_else(|e| panic!("{e}"));
     }
 }
 

@@ -2,7 +2,9 @@
 #[derive(Debug, thiserror::Error)]
 pub enum SenderError {
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] sluice_node::ConfigError),
+    #[error("{0}")]
+    Listen(std::io::Error),
     #[error("shaping configuration: {0}")]
     Shaping(sluice_shaping::ConfigError),
     #[error("no source IP of this node belongs to pool `{0}` (set shaping.ips)")]

@@ -25,8 +25,11 @@ mod state;
 use std::sync::{Arc, Mutex};
 
 use sluice_log::{KafkaConfig, KafkaLog, Log};
+use sluice_node::CancellationToken;
 use sluice_shaping::Engine;
 use sluice_store::MessageLog;
+use tokio::net::TcpListener;
+use tokio_util::task::AbortOnDropHandle;
 
 pub use config::SenderConfig;
 pub use dispatch::Stats;
@@ -38,51 +41,100 @@ use crate::offsets::OffsetTracker;
 use crate::publish::Publisher;
 use crate::route::{Router, StaticRoutes};
 
-/// A configured sender node, ready to run.
-pub struct Sender {
-    cfg: Arc<SenderConfig>,
-    stats: Arc<Mutex<Stats>>,
-    metrics: Arc<metrics::SenderMetrics>,
+/// The sender's listeners.
+#[derive(Debug, Default)]
+pub struct SenderListeners {
+    /// `GET /metrics` (docs/metrics.md); `None`: no endpoint.
+    pub metrics: Option<TcpListener>,
 }
 
-impl Sender {
-    pub fn new(cfg: SenderConfig) -> Self {
-        Self {
-            cfg: Arc::new(cfg),
-            stats: Arc::default(),
-            metrics: Arc::default(),
-        }
-    }
-
-    /// The node's metrics (serve them with [`metrics::serve`]).
-    pub fn metrics(&self) -> Arc<metrics::SenderMetrics> {
-        self.metrics.clone()
-    }
-
-    /// Live counters (delivered, deferred, ... and queue sizes).
-    pub fn stats(&self) -> Arc<Mutex<Stats>> {
-        self.stats.clone()
-    }
-
-    /// Runs on the Kafka cluster of the configuration until `shutdown`
-    /// resolves, then drains: deliveries in progress finish, their fates are
-    /// published, and offsets are committed.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<Stats, SenderError> {
-        let kafka = KafkaConfig {
-            brokers: self.cfg.kafka.brokers.clone(),
-            client_id: self.cfg.node.clone(),
+impl SenderListeners {
+    /// Binds `config.metrics.listen` when set (for `sluice sender`).
+    pub async fn bind(config: &SenderConfig) -> Result<Self, SenderError> {
+        let metrics = match config.metrics.listen {
+            Some(addr) => Some(
+                sluice_node::bind("metrics.listen", &addr.to_string())
+                    .await
+                    .map_err(SenderError::Listen)?,
+            ),
+            None => None,
         };
-        let log = KafkaLog::connect(kafka).await?;
-        self.run_on(log.into(), shutdown).await
+        Ok(Self { metrics })
     }
+}
 
-    /// [`Sender::run`] on a message log the caller opened (Kafka or the
-    /// embedded log of `sluice dev`).
-    pub async fn run_on(
-        self,
-        log: Log,
-        shutdown: impl Future<Output = ()>,
-    ) -> Result<Stats, SenderError> {
+/// What the node reports to: live counters and the metrics registry.
+#[derive(Clone, Default)]
+pub struct Telemetry {
+    /// Live counters (delivered, deferred, ... and queue sizes).
+    pub stats: Arc<Mutex<Stats>>,
+    /// The metrics served at `GET /metrics`.
+    pub metrics: Arc<metrics::SenderMetrics>,
+}
+
+/// What a sender node runs on and reports to.
+#[derive(Clone)]
+pub struct SenderBackends {
+    /// The message log: the pool's topics, the delay tiers and the events.
+    pub log: Log,
+    /// Counters the node keeps up to date.
+    pub telemetry: Telemetry,
+}
+
+impl SenderBackends {
+    /// Connects to the Kafka cluster of `config`.
+    pub async fn open(config: &SenderConfig) -> Result<Self, SenderError> {
+        let kafka = KafkaConfig {
+            brokers: config.kafka.brokers.clone(),
+            client_id: config.node.clone(),
+        };
+        Ok(Self {
+            log: KafkaLog::connect(kafka).await?.into(),
+            telemetry: Telemetry::default(),
+        })
+    }
+}
+
+/// Runs a sender node until `shutdown` is cancelled, then drains within
+/// `config.drain_timeout`: deliveries in progress finish, their fates are
+/// published, and offsets are committed. Past the deadline the rest is
+/// abandoned; what was not committed is delivered by the next owner.
+pub async fn run(
+    listeners: SenderListeners,
+    config: SenderConfig,
+    backends: SenderBackends,
+    shutdown: CancellationToken,
+) -> Result<(), SenderError> {
+    let node = Node {
+        cfg: Arc::new(config),
+        telemetry: backends.telemetry,
+    };
+    let drain = node.cfg.drain_timeout.into();
+    let metrics = listeners.metrics.map(|listener| {
+        let registry = node.telemetry.metrics.clone();
+        let stop = shutdown.clone().cancelled_owned();
+        AbortOnDropHandle::new(tokio::spawn(metrics::serve(listener, registry, stop)))
+    });
+    let work = node.run(backends.log, shutdown.clone());
+    let outcome = sluice_node::drain_within("sender", &shutdown, drain, work).await;
+    shutdown.cancel();
+    if let Some(metrics) = metrics {
+        let served = metrics
+            .await
+            .map_err(|e| SenderError::Internal(e.to_string()))?;
+        served.map_err(SenderError::Listen)?;
+    }
+    outcome
+}
+
+/// A configured sender node.
+struct Node {
+    cfg: Arc<SenderConfig>,
+    telemetry: Telemetry,
+}
+
+impl Node {
+    async fn run(self, log: Log, shutdown: CancellationToken) -> Result<(), SenderError> {
         let cfg = self.cfg.clone();
         let engine = state::load(cfg.state.file.as_deref(), cfg.shaping.clone())?;
         // The consumer rolls domains up with the engine's own rules.
@@ -96,42 +148,31 @@ impl Sender {
 
         let tracker = Arc::new(Mutex::new(OffsetTracker::default()));
         let publisher = Publisher::new(log, cfg.kafka.events_topic.clone());
-        let dispatcher = Dispatcher::new(
-            cfg.clone(),
-            engine,
-            publisher,
-            tracker.clone(),
-            (self.stats.clone(), self.metrics.clone()),
-        )
-        .ok_or_else(|| SenderError::NoIps(cfg.pool.clone()))?;
+        let telemetry = (self.telemetry.stats.clone(), self.telemetry.metrics.clone());
+        let dispatcher =
+            Dispatcher::new(cfg.clone(), engine, publisher, tracker.clone(), telemetry)
+                .ok_or_else(|| SenderError::NoIps(cfg.pool.clone()))?;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let (signal_tx, signal_rx) = tokio::sync::mpsc::unbounded_channel();
-        let following = cfg.reputation.query_addr.clone().map(|addr| {
+        let _following = cfg.reputation.query_addr.clone().map(|addr| {
             let every = std::time::Duration::from_millis(cfg.reputation.interval.0.max(100));
-            tokio::spawn(reputation::follow(
-                addr,
-                every,
-                cfg.source_ips(),
-                signal_tx.clone(),
-            ))
+            let follow = reputation::follow(addr, every, cfg.source_ips(), signal_tx.clone());
+            AbortOnDropHandle::new(tokio::spawn(follow))
         });
         drop(signal_tx);
-        let dispatching = tokio::spawn(dispatcher.run(rx, signal_rx));
+        let dispatching = AbortOnDropHandle::new(tokio::spawn(dispatcher.run(rx, signal_rx)));
         tracing::info!(node = %cfg.node, pool = %cfg.pool, ips = ?cfg.source_ips(), ?topics, "sender running");
 
         Consume::new(cfg.clone(), router, sites, tracker.clone(), tx)
-            .run(&mut consumer, shutdown)
+            .run(&mut consumer, shutdown.cancelled())
             .await;
         dispatching
             .await
             .map_err(|e| SenderError::Internal(e.to_string()))?;
-        if let Some(following) = following {
-            following.abort();
-        }
         consume::commit(&mut consumer, &tracker).await;
-        let stats = self.stats.lock().expect("stats lock").clone();
+        let stats = self.telemetry.stats.lock().expect("stats lock").clone();
         tracing::info!(?stats, "sender stopped");
-        Ok(stats)
+        Ok(())
     }
 
     fn topics(&self, engine: &Engine) -> Vec<String> {

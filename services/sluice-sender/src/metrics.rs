@@ -123,7 +123,7 @@ impl SenderMetrics {
 }
 
 /// Serves `GET /metrics` on `listener` until `shutdown` resolves.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     metrics: Arc<SenderMetrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,

@@ -15,7 +15,7 @@ use hickory_resolver::proto::rr::rdata::{A, MX};
 use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sluice_proto::v1::{Envelope, EventKind};
-use sluice_sender::{Sender, SenderConfig};
+use sluice_sender::SenderConfig;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, UdpSocket};
 
@@ -196,20 +196,11 @@ async fn every_bad_input_gets_a_clear_event_and_the_partition_keeps_moving() {
     all.push(good.clone());
     produce(&log, &names.outbound, &all).await;
 
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let sender = Sender::new(config);
     let metrics_listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind metrics");
     let metrics_addr = metrics_listener.local_addr().expect("addr");
-    tokio::spawn(sluice_sender::metrics::serve(
-        metrics_listener,
-        sender.metrics(),
-        std::future::pending(),
-    ));
-    let sender = tokio::spawn(sender.run(async {
-        let _ = stop_rx.await;
-    }));
+    let sender = RunningSender::start(config, None, Some(metrics_listener)).await;
     let want: Vec<String> = all.iter().map(|e| e.message_id.clone()).collect();
     let events = collect_events(&log, &names.events, Duration::from_secs(60), |events| {
         want.iter().all(|id| events.contains_key(id))
@@ -217,8 +208,7 @@ async fn every_bad_input_gets_a_clear_event_and_the_partition_keeps_moving() {
     })
     .await;
     let scraped = scrape(metrics_addr).await;
-    stop_tx.send(()).expect("sender running");
-    sender.await.expect("sender task").expect("sender ran");
+    sender.stop().await;
     sim.shutdown().await;
     assert!(scraped.starts_with("HTTP/1.1 200"), "{scraped}");
     assert!(

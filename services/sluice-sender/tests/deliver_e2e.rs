@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use sluice_proto::v1::EventKind;
-use sluice_sender::{Sender, SenderConfig};
+use sluice_sender::SenderConfig;
 
 const SCENARIO: &str = r#"
 seed = 7
@@ -175,18 +175,13 @@ async fn twenty_thousand(log: sluice_log::Log, brokers: &str) {
     produce(&log, &names.outbound, &envelopes).await;
     let expected: HashSet<String> = envelopes.iter().map(|e| e.message_id.clone()).collect();
 
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let started = Instant::now();
-    let sender = Sender::new(config);
-    let progress = progress(sender.stats());
-    let sender = tokio::spawn(sender.run_on(log.clone(), async {
-        let _ = stop_rx.await;
-    }));
+    let sender = RunningSender::start(config, Some(log.clone()), None).await;
+    let progress = progress(sender.telemetry.stats.clone());
     let events = collect_fates(&log, &names.events, &expected, Duration::from_secs(180)).await;
     let elapsed = started.elapsed();
     progress.abort();
-    stop_tx.send(()).expect("sender still running");
-    let stats = sender.await.expect("sender task").expect("sender ran");
+    let stats = sender.stop().await;
     let report = sim.shutdown().await;
 
     let finals = finals(&events);

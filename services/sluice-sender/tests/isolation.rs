@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use sluice_sender::{Sender, SenderConfig};
+use sluice_sender::SenderConfig;
 
 const FAST: [&str; 4] = ["alpha", "bravo", "charlie", "delta"];
 const PER_FAST: usize = 800;
@@ -119,11 +119,8 @@ async fn run(blackhole: bool) -> Run {
             }
         })
     };
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let started = Instant::now();
-    let sender = tokio::spawn(Sender::new(config).run(async {
-        let _ = stop_rx.await;
-    }));
+    let sender = RunningSender::start(config, None, None).await;
     let events = collect_fates(&log, &names.events, &fast_ids, Duration::from_secs(240)).await;
     let fast_elapsed = started.elapsed();
     if blackhole {
@@ -131,8 +128,7 @@ async fn run(blackhole: bool) -> Run {
         tokio::time::sleep(Duration::from_secs(10)).await;
     }
     sampler.abort();
-    stop_tx.send(()).expect("sender still running");
-    sender.await.expect("sender task").expect("sender ran");
+    sender.stop().await;
     let report = sim.shutdown().await;
 
     let finals = finals(&events);

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
-use sluice_sender::{Sender, SenderConfig};
+use sluice_sender::SenderConfig;
 use sluice_sim::SimHandle;
 
 const CAP: usize = 100;
@@ -48,10 +48,7 @@ async fn run_for(
     until: Option<usize>,
     for_how_long: Duration,
 ) {
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(Sender::new(config).run(async {
-        let _ = stop_rx.await;
-    }));
+    let sender = RunningSender::start(config, None, None).await;
     let started = Instant::now();
     if let Some(n) = until {
         while sim.snapshot().messages.len() < n {
@@ -65,8 +62,7 @@ async fn run_for(
     } else {
         tokio::time::sleep(for_how_long).await;
     }
-    stop_tx.send(()).expect("sender running");
-    task.await.expect("sender task").expect("sender ran");
+    sender.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

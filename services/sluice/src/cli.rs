@@ -27,8 +27,10 @@ pub struct Cli {
 /// Options shared by every service role.
 #[derive(Debug, Args)]
 pub struct ServiceArgs {
-    /// Node configuration file (TOML). Every value can be overridden by an
-    /// environment variable; see docs/configuration.md.
+    /// Node configuration file (TOML); without it, the built-in defaults.
+    /// Every key can be overridden by an environment variable
+    /// SLUICE_<ROLE>_<KEY>, nested keys joined by `__` (e.g.
+    /// SLUICE_SENDER_SMTP__PORT=2525); see docs/configuration.md.
     #[arg(short, long, value_name = "FILE", env = "SLUICE_CONFIG")]
     pub config: Option<PathBuf>,
 }
@@ -42,7 +44,7 @@ pub enum Command {
     /// Run the recorder: write every event to ScyllaDB and compute reputation.
     Recorder(ServiceArgs),
     /// Run the control service: configuration over gRPC with a watch stream.
-    Control(ControlArgs),
+    Control(ServiceArgs),
     /// Run ingest, sender, recorder and control in one process on the embedded
     /// store in a data directory: no Kafka, no ScyllaDB, no config file needed.
     ///
@@ -175,25 +177,6 @@ pub struct DevArgs {
     /// Data directory (overrides `data_dir` of the config).
     #[arg(long, value_name = "DIR", env = "SLUICE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-}
-
-/// `sluice control` options.
-#[derive(Debug, Args)]
-pub struct ControlArgs {
-    /// Address of the Control gRPC service.
-    #[arg(long, default_value = "127.0.0.1:7090", env = "SLUICE_CONTROL_LISTEN")]
-    pub listen: String,
-    /// Keep the configuration in an embedded store in this directory instead
-    /// of ScyllaDB/Cassandra.
-    #[arg(long, value_name = "DIR", conflicts_with = "cassandra")]
-    pub data_dir: Option<PathBuf>,
-    /// ScyllaDB/Cassandra contact points (the keyspace must be migrated:
-    /// `sluice migrate`).
-    #[arg(long, env = "SLUICE_CASSANDRA", default_value = "127.0.0.1:9042")]
-    pub cassandra: String,
-    /// Keyspace holding the configuration tables.
-    #[arg(long, default_value = "sluice")]
-    pub keyspace: String,
 }
 
 /// `sluice admin` options.

@@ -25,13 +25,16 @@ pub async fn migrate(args: cli::ServiceArgs) -> anyhow::Result<ExitCode> {
 
 /// `sluice recorder`: runs the recorder and its Query service until SIGINT or SIGTERM.
 pub async fn recorder(args: cli::ServiceArgs) -> anyhow::Result<ExitCode> {
+    use sluice_recorder::{RecorderBackends, RecorderError, RecorderListeners};
     let config = sluice_recorder::RecorderConfig::load(args.config.as_deref())?;
-    let listener = tokio::net::TcpListener::bind(&config.query_listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("query_listen {}: cannot bind: {e}", config.query_listen))?;
+    let listeners = RecorderListeners::bind(&config).await?;
     tracing::info!(addr = %config.query_listen, "Query service listening");
-    let shutdown = shutdown_signal();
-    sluice_recorder::run(listener, config, shutdown).await?;
+    let shutdown = sluice_node::shutdown_on_signals();
+    let backends = match RecorderBackends::open(&config, &shutdown).await {
+        Err(RecorderError::ShuttingDown) => return Ok(ExitCode::SUCCESS),
+        opened => opened?,
+    };
+    sluice_recorder::run(listeners, config, backends, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -40,8 +43,9 @@ pub async fn ingest(args: cli::ServiceArgs) -> anyhow::Result<ExitCode> {
     let config = sluice_ingest::IngestConfig::load(args.config.as_deref())?;
     let listeners = sluice_ingest::IngestListeners::bind(&config.listen).await?;
     tracing::info!(listen = ?config.listen, "ingest listening");
-    let shutdown = shutdown_signal();
-    sluice_ingest::run(listeners, config, shutdown).await?;
+    let backends = sluice_ingest::IngestBackends::open(&config)?;
+    let shutdown = sluice_node::shutdown_on_signals();
+    sluice_ingest::run(listeners, config, backends, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -50,19 +54,15 @@ pub async fn ingest(args: cli::ServiceArgs) -> anyhow::Result<ExitCode> {
 /// committed).
 pub async fn sender(args: cli::ServiceArgs) -> anyhow::Result<ExitCode> {
     let config = sluice_sender::SenderConfig::load(args.config.as_deref())?;
-    let sender = sluice_sender::Sender::new(config.clone());
+    let listeners = sluice_sender::SenderListeners::bind(&config).await?;
     if let Some(addr) = config.metrics.listen {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("metrics.listen {addr}: cannot bind: {e}"))?;
         tracing::info!(%addr, "metrics at http://{addr}/metrics");
-        tokio::spawn(sluice_sender::metrics::serve(
-            listener,
-            sender.metrics(),
-            std::future::pending(),
-        ));
     }
-    let stats = sender.run(shutdown_signal()).await?;
+    let backends = sluice_sender::SenderBackends::open(&config).await?;
+    let stats = backends.telemetry.stats.clone();
+    let shutdown = sluice_node::shutdown_on_signals();
+    sluice_sender::run(listeners, config, backends, shutdown).await?;
+    let stats = stats.lock().map(|s| s.clone()).unwrap_or_default();
     tracing::info!(
         delivered = stats.delivered,
         deferred = stats.deferred,
@@ -74,20 +74,13 @@ pub async fn sender(args: cli::ServiceArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `sluice control`: serves the configuration until SIGINT or SIGTERM.
-pub async fn control(args: cli::ControlArgs) -> anyhow::Result<ExitCode> {
-    let store = match &args.data_dir {
-        Some(dir) => sluice_control::open_embedded(dir)?,
-        None => {
-            let mut ledger = sluice_ledger::LedgerConfig::from_env();
-            ledger.contact_points = args.cassandra.clone();
-            sluice_control::open_cql(&ledger, &args.keyspace).await?
-        }
-    };
-    let listener = tokio::net::TcpListener::bind(&args.listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("--listen {}: cannot bind: {e}", args.listen))?;
-    tracing::info!(addr = %args.listen, "Control service listening");
-    sluice_control::run(listener, store, shutdown_signal()).await?;
+pub async fn control(args: cli::ServiceArgs) -> anyhow::Result<ExitCode> {
+    let config: sluice_control::ControlConfig = sluice_node::config::load(args.config.as_deref())?;
+    let listeners = sluice_control::ControlListeners::bind(&config).await?;
+    tracing::info!(addr = %config.listen, "Control service listening");
+    let backends = sluice_control::ControlBackends::open(&config).await?;
+    let shutdown = sluice_node::shutdown_on_signals();
+    sluice_control::run(listeners, config, backends, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -104,10 +97,9 @@ pub async fn dev(args: cli::DevArgs) -> anyhow::Result<ExitCode> {
         dir.display(),
         running.endpoints
     );
-    let shutdown = shutdown_signal();
-    tokio::pin!(shutdown);
+    let shutdown = sluice_node::shutdown_on_signals();
     let early = tokio::select! {
-        () = &mut shutdown => None,
+        () = shutdown.cancelled() => None,
         (name, result) = running.failed() => Some((name, result)),
     };
     let stopped = running.stop().await;
@@ -117,21 +109,4 @@ pub async fn dev(args: cli::DevArgs) -> anyhow::Result<ExitCode> {
     }
     stopped?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Resolves on the first SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(err) => {
-            tracing::warn!(%err, "cannot listen for SIGTERM; only Ctrl-C stops this process cleanly");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    tracing::info!("shutdown requested: draining");
 }

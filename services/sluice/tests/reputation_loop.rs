@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use sluice_ledger::LedgerConfig;
 use sluice_recorder::{RecorderConfig, ReputationConfig};
-use sluice_sender::{Sender, SenderConfig};
+use sluice_sender::SenderConfig;
 
 const SCENARIO: &str = r#"
 [[provider]]
@@ -65,9 +65,9 @@ async fn hard_bounces_pause_the_path_and_the_tenant_and_nothing_else() {
         keyspace: format!("rep_{}", &uuid::Uuid::new_v4().simple().to_string()[..20]),
         topic: names.events.clone(),
         group: format!("{}-recorder", names.group),
-        batch_max_wait_ms: 50,
+        batch_max_wait: sluice_node::Span(50),
         reputation: ReputationConfig {
-            interval_secs: 1,
+            interval: sluice_node::Span::secs(1),
             thresholds,
             ..Default::default()
         },
@@ -83,13 +83,15 @@ async fn hard_bounces_pause_the_path_and_the_tenant_and_nothing_else() {
         .await
         .expect("bind");
     let query = format!("http://{}", listener.local_addr().expect("addr"));
-    let (stop_rec, rec_stopped) = tokio::sync::oneshot::channel::<()>();
+    let stop_rec = sluice_node::CancellationToken::new();
+    let recorder_backends = sluice_recorder::RecorderBackends::open(&recorder_cfg, &stop_rec)
+        .await
+        .expect("recorder back ends");
     let recorder = tokio::spawn(sluice_recorder::run(
-        listener,
+        sluice_recorder::RecorderListeners { query: listener },
         recorder_cfg.clone(),
-        async {
-            let _ = rec_stopped.await;
-        },
+        recorder_backends,
+        stop_rec.clone(),
     ));
 
     let sim = start_sim(SCENARIO).await;
@@ -100,12 +102,9 @@ async fn hard_bounces_pause_the_path_and_the_tenant_and_nothing_else() {
         site_rules_toml(&sim),
         ips_toml(&names.pool, 1),
     );
-    let sender = Sender::new(SenderConfig::from_toml(&config).expect("config"));
-    let stats = sender.stats();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let sending = tokio::spawn(sender.run(async {
-        let _ = stop_rx.await;
-    }));
+    let config = SenderConfig::from_toml(&config).expect("config");
+    let sender = RunningSender::start(config, None, None).await;
+    let stats = sender.telemetry.stats.clone();
 
     // Phase 1: every message of tenant `spammer` to `bad` hard-bounces.
     let bounces: Vec<_> = (0..60)
@@ -158,9 +157,8 @@ async fn hard_bounces_pause_the_path_and_the_tenant_and_nothing_else() {
         .filter(|id| spam_ids.contains(id))
         .count();
 
-    stop_tx.send(()).expect("sender running");
-    sending.await.expect("sender task").expect("sender ran");
-    let _ = stop_rec.send(());
+    sender.stop().await;
+    stop_rec.cancel();
     recorder
         .await
         .expect("recorder task")

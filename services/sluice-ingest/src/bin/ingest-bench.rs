@@ -49,7 +49,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..Default::default()
     };
     let backends = sluice_ingest::IngestBackends::open(&config)?;
-    let node = tokio::spawn(sluice_ingest::run(listeners, config, backends, stop.clone()));
+    let node = tokio::spawn(sluice_ingest::run(
+        listeners,
+        config,
+        backends,
+        stop.clone(),
+    ));
 
     let client = IngestClient::connect(format!("http://{addr}")).await?;
     drive(&client, RECIPIENTS_PER_MESSAGE * CONCURRENT_CLIENTS).await?; // warm-up

@@ -8,8 +8,8 @@ mod tls;
 
 use std::sync::Arc;
 
-use tokio::net::{TcpListener, TcpStream};
 use sluice_node::CancellationToken;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 

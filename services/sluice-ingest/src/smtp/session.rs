@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use sluice_node::CancellationToken;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
 use super::SmtpContext;
 use super::lines::read_line;

@@ -13,9 +13,9 @@ use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use sluice_ingest::{IngestConfig, IngestListeners, hash_password, hash_secret};
 use sluice_log::{KafkaConfig, create_topic, probe};
+use sluice_node::CancellationToken;
 use sluice_proto::v1::{Envelope, Event};
 use tokio::net::TcpListener;
-use sluice_node::CancellationToken;
 
 pub const ACME_KEY: &str = "acme-api-key-0123456789";
 pub const GLOBEX_KEY: &str = "globex-api-key-0123456789";
@@ -118,7 +118,12 @@ pub async fn start(options: Options) -> Node {
     };
     let stop = CancellationToken::new();
     let backends = sluice_ingest::IngestBackends::open(&config).expect("backends");
-    let task = tokio::spawn(sluice_ingest::run(listeners, config, backends, stop.clone()));
+    let task = tokio::spawn(sluice_ingest::run(
+        listeners,
+        config,
+        backends,
+        stop.clone(),
+    ));
     Node {
         grpc: grpc_addr,
         http: http_addr,

@@ -285,3 +285,51 @@ pub fn accepted_ids(report: &sluice_sim::Report) -> Vec<String> {
 pub fn addr_of(sim: &SimHandle, provider: &str) -> SocketAddr {
     sim.addr(provider).expect("provider bound")
 }
+
+/// A sender node running in this process through `sluice_sender::run`.
+pub struct RunningSender {
+    pub telemetry: sluice_sender::Telemetry,
+    stop: sluice_node::CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), sluice_sender::SenderError>>,
+}
+
+impl RunningSender {
+    /// Starts a node on `log` (the Kafka cluster of `config` when `None`),
+    /// serving `GET /metrics` on `metrics` when given.
+    pub async fn start(
+        config: sluice_sender::SenderConfig,
+        log: Option<Log>,
+        metrics: Option<tokio::net::TcpListener>,
+    ) -> Self {
+        let backends = match log {
+            Some(log) => sluice_sender::SenderBackends {
+                log,
+                telemetry: sluice_sender::Telemetry::default(),
+            },
+            None => sluice_sender::SenderBackends::open(&config)
+                .await
+                .unwrap_or_else(|err| panic!("this test needs a running Kafka broker. {err}")),
+        };
+        let telemetry = backends.telemetry.clone();
+        let stop = sluice_node::CancellationToken::new();
+        let listeners = sluice_sender::SenderListeners { metrics };
+        let task = tokio::spawn(sluice_sender::run(
+            listeners,
+            config,
+            backends,
+            stop.clone(),
+        ));
+        Self {
+            telemetry,
+            stop,
+            task,
+        }
+    }
+
+    /// Stops the node, waits for its drain, and returns its final counters.
+    pub async fn stop(self) -> sluice_sender::Stats {
+        self.stop.cancel();
+        self.task.await.expect("sender task").expect("sender ran");
+        self.telemetry.stats.lock().expect("stats").clone()
+    }
+}

@@ -1,91 +1,78 @@
-//! `sluice dev` configuration: one TOML file whose `[ingest]`, `[sender]`
-//! and `[recorder]` tables are those services' own configurations, plus
-//! `data_dir` and `[control]`. Built-in defaults (defaults.toml) make every
-//! field optional; a file overrides them key by key. Unknown keys are
-//! rejected, at the top level here and inside each service's table by the
-//! service's own parser.
+//! `sluice dev` configuration: one TOML file whose `[control]`, `[ingest]`,
+//! `[sender]` and `[recorder]` tables are those roles' own typed
+//! configurations, plus `data_dir`. It is loaded by the one loader
+//! (`sluice_node::config`): built-in defaults (defaults.toml), then the
+//! file, then `SLUICE_DEV_<KEY>` variables (`SLUICE_DEV_INGEST__LISTEN__HTTP`);
+//! unknown keys are rejected at every level by the roles' own types. The
+//! back-end keys of the role tables (`control.store`, `recorder.ledger`,
+//! brokers, contact points, their data directories) are not used: dev runs
+//! every role on the embedded back ends in `data_dir`.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use toml::{Table, Value};
+use serde::Deserialize;
+use sluice_node::{ConfigError, RoleConfig};
+use toml::Table;
 
 /// The built-in defaults.
 const DEFAULTS: &str = include_str!("defaults.toml");
 
-/// Keys allowed at the top level.
-const TOP_LEVEL: [&str; 5] = ["data_dir", "control", "ingest", "sender", "recorder"];
-
-/// Everything `sluice dev` runs with.
-#[derive(Debug, Clone)]
-pub struct DevConfig {
-    pub data_dir: PathBuf,
-    pub control_listen: String,
-    pub ingest: sluice_ingest::IngestConfig,
-    pub sender: sluice_sender::SenderConfig,
-    pub recorder: sluice_recorder::RecorderConfig,
-    /// True when no `ingest.unsubscribe.secret` was given: the node keeps a
-    /// generated one in `<data_dir>/unsubscribe.secret` ([`DevConfig::secret`]).
-    pub generated_secret: bool,
-}
-
-/// Stands in for the generated secret until the data directory is known.
+/// Stands in for the generated secret until the data directory is known
+/// (the value of `ingest.unsubscribe.secret` in the defaults).
 const SECRET_PLACEHOLDER: &str = "replaced-by-the-secret-kept-in-the-data-directory";
 
-impl DevConfig {
-    /// The defaults, overridden by `file` when given.
-    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
-        let text = match file {
-            Some(path) => std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the dev config {}", path.display()))?,
-            None => String::new(),
+/// Everything `sluice dev` runs with.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevConfig {
+    /// Where the embedded message log, ledger, control store and sender
+    /// state live.
+    pub data_dir: PathBuf,
+    /// The control role (only `listen` and `drain_timeout` are used).
+    pub control: sluice_control::ControlConfig,
+    /// The ingest role.
+    pub ingest: sluice_ingest::IngestConfig,
+    /// The sender role.
+    pub sender: sluice_sender::SenderConfig,
+    /// The recorder role.
+    pub recorder: sluice_recorder::RecorderConfig,
+}
+
+impl RoleConfig for DevConfig {
+    const ROLE: &'static str = "dev";
+    const DEFAULTS: Option<&'static str> = Some(DEFAULTS);
+
+    /// Each role's own checks, with the role's table in the key.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let within = |table: &str, err: ConfigError| ConfigError {
+            role: Self::ROLE,
+            origin: err.origin,
+            key: format!("{table}.{}", err.key),
+            reason: err.reason,
         };
-        Self::from_toml(&text)
+        self.control.validate().map_err(|e| within("control", e))?;
+        self.ingest.validate().map_err(|e| within("ingest", e))?;
+        self.sender.validate().map_err(|e| within("sender", e))?;
+        self.recorder.validate().map_err(|e| within("recorder", e))
+    }
+}
+
+impl DevConfig {
+    /// The defaults, overridden by `file` when given, then by `SLUICE_DEV_*`.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        Ok(sluice_node::config::load(file)?)
     }
 
     /// The defaults, overridden by the TOML `text`.
     pub fn from_toml(text: &str) -> anyhow::Result<Self> {
-        let mut merged: Table = DEFAULTS.parse().expect("built-in dev defaults parse");
-        let overrides: Table = text.parse().context("the dev config is not valid TOML")?;
-        for key in overrides.keys() {
-            if !TOP_LEVEL.contains(&key.as_str()) {
-                bail!(
-                    "unknown key `{key}` in the dev config; allowed: {}",
-                    TOP_LEVEL.join(", ")
-                );
-            }
-        }
-        merge(&mut merged, overrides);
-        Self::from_table(merged)
+        Ok(sluice_node::config::from_toml(text)?)
     }
 
-    fn from_table(mut t: Table) -> anyhow::Result<Self> {
-        let data_dir = match t.remove("data_dir") {
-            Some(Value::String(dir)) => PathBuf::from(dir),
-            other => bail!("data_dir: expected a path string, got {other:?}"),
-        };
-        let control = section(&mut t, "control")?;
-        let control_listen = match control.get("listen") {
-            Some(Value::String(addr)) if control.len() == 1 => addr.clone(),
-            _ => bail!("[control]: expected exactly `listen = \"host:port\"`"),
-        };
-        let mut ingest = section(&mut t, "ingest")?;
-        let generated_secret = set_placeholder(&mut ingest);
-        let ingest = toml::to_string(&ingest)?;
-        let sender = toml::to_string(&section(&mut t, "sender")?)?;
-        let recorder = section(&mut t, "recorder")?;
-        Ok(Self {
-            data_dir,
-            control_listen,
-            ingest: sluice_ingest::IngestConfig::from_toml(&ingest)
-                .map_err(|e| anyhow::anyhow!("[ingest]: {e}"))?,
-            sender: sluice_sender::SenderConfig::from_toml(&sender)
-                .map_err(|e| anyhow::anyhow!("[sender]: {e}"))?,
-            recorder: Value::Table(recorder)
-                .try_into()
-                .map_err(|e| anyhow::anyhow!("[recorder]: {e}"))?,
-            generated_secret,
-        })
+    /// True when no `ingest.unsubscribe.secret` was given: the node keeps a
+    /// generated one in `<data_dir>/unsubscribe.secret` ([`DevConfig::secret`]).
+    pub fn generated_secret(&self) -> bool {
+        self.ingest.unsubscribe.secret == SECRET_PLACEHOLDER
     }
 
     /// Refuses the well-known dev API key on an ingest listener other hosts
@@ -119,7 +106,7 @@ impl DevConfig {
     /// Puts the data directory's unsubscribe secret in place (creating it on
     /// first start) unless the config named one.
     pub fn secret(&mut self) -> anyhow::Result<()> {
-        if !self.generated_secret {
+        if !self.generated_secret() {
             return Ok(());
         }
         let file = self.data_dir.join("unsubscribe.secret");
@@ -149,42 +136,6 @@ fn dev_key_hash() -> String {
         .as_str()
         .expect("the defaults hold the dev key")
         .to_owned()
-}
-
-/// Sets `unsubscribe.secret` to the placeholder when absent; true if it was.
-fn set_placeholder(ingest: &mut Table) -> bool {
-    let unsubscribe = ingest
-        .entry("unsubscribe")
-        .or_insert_with(|| Value::Table(Table::new()));
-    match unsubscribe {
-        Value::Table(u) if !u.contains_key("secret") => {
-            u.insert("secret".into(), SECRET_PLACEHOLDER.into());
-            true
-        }
-        _ => false,
-    }
-}
-
-/// Removes and returns the table `key` of `t` (empty when absent).
-fn section(t: &mut Table, key: &str) -> anyhow::Result<Table> {
-    match t.remove(key) {
-        None => Ok(Table::new()),
-        Some(Value::Table(table)) => Ok(table),
-        Some(other) => bail!("`{key}` must be a table, not {}", other.type_str()),
-    }
-}
-
-/// Merges `over` into `base`: tables merge key by key, anything else
-/// (including arrays) replaces the base value.
-fn merge(base: &mut Table, over: Table) {
-    for (key, value) in over {
-        match (base.get_mut(&key), value) {
-            (Some(Value::Table(b)), Value::Table(o)) => merge(b, o),
-            (_, value) => {
-                base.insert(key, value);
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -218,7 +169,7 @@ mod tests {
         assert_eq!(c.sender.source_ips().len(), 2);
         assert_eq!(c.ingest.tenants[0].name, "shop");
         assert!(
-            c.generated_secret,
+            c.generated_secret(),
             "no secret in the file: one is generated"
         );
     }
@@ -239,6 +190,12 @@ mod tests {
         let c = DevConfig::from_toml(&own).expect("parse");
         c.check_exposure()
             .expect("a tenant's own key may be exposed");
+    }
+
+    #[test]
+    fn a_role_check_names_the_role_table() {
+        let err = DevConfig::from_toml("[sender]\npool = \"\"\n").unwrap_err();
+        assert!(format!("{err:#}").contains("`sender.pool`"), "{err:#}");
     }
 
     #[test]

@@ -12,11 +12,9 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use sluice_log::Log;
+use sluice_node::{CancellationToken, Supervisor};
 use sluice_recorder::{AnyLedger, EmbeddedLedger};
 use sluice_store::EmbeddedLog;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinSet;
 
 pub use config::DevConfig;
 
@@ -52,44 +50,57 @@ pub struct Running {
     pub endpoints: Endpoints,
     log: Log,
     stats: Arc<Mutex<sluice_sender::Stats>>,
-    stop: watch::Sender<bool>,
-    tasks: JoinSet<(&'static str, anyhow::Result<()>)>,
+    roles: Supervisor<anyhow::Error>,
 }
 
-/// A service that must keep running.
+/// A role's name and how it ended.
 type Task = (&'static str, anyhow::Result<()>);
 
-async fn bind(what: &str, addr: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr).await.with_context(|| {
-        format!("{what}: cannot listen on {addr} (in use? set another address in the dev config)")
-    })
+/// Every role's listeners, bound before any role starts.
+struct Listeners {
+    control: sluice_control::ControlListeners,
+    recorder: sluice_recorder::RecorderListeners,
+    ingest: sluice_ingest::IngestListeners,
+    sender: sluice_sender::SenderListeners,
 }
 
-/// Opens the back ends in `cfg.data_dir` and starts every service.
+impl Listeners {
+    async fn bind(cfg: &DevConfig) -> anyhow::Result<Self> {
+        Ok(Self {
+            control: sluice_control::ControlListeners::bind(&cfg.control).await?,
+            recorder: sluice_recorder::RecorderListeners::bind(&cfg.recorder).await?,
+            ingest: sluice_ingest::IngestListeners::bind(&cfg.ingest.listen).await?,
+            sender: sluice_sender::SenderListeners::bind(&cfg.sender).await?,
+        })
+    }
+
+    fn endpoints(&self) -> anyhow::Result<Endpoints> {
+        let local =
+            |l: &Option<tokio::net::TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
+        Ok(Endpoints {
+            ingest_grpc: local(&self.ingest.grpc)
+                .context("ingest.listen.grpc must be set in dev")?,
+            ingest_http: local(&self.ingest.http)
+                .context("ingest.listen.http must be set in dev")?,
+            smtp_submission: local(&self.ingest.smtp_submission),
+            query: self.recorder.query.local_addr()?,
+            control: self.control.grpc.local_addr()?,
+            metrics: local(&self.sender.metrics),
+        })
+    }
+}
+
+/// Opens the back ends in `cfg.data_dir` and starts every role through its
+/// own `run` entry point, all stopping on one token.
 pub async fn start(mut cfg: DevConfig) -> anyhow::Result<Running> {
     cfg.check_exposure()?;
     let dir = cfg.data_dir.clone();
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
     cfg.secret()?;
-    let (log, ledger, control) = open_back_ends(&dir, &cfg.recorder).await?;
-
-    let control_listener = bind("control.listen", &cfg.control_listen).await?;
-    let query_listener = bind("recorder.query_listen", &cfg.recorder.query_listen).await?;
-    let listeners = sluice_ingest::IngestListeners::bind(&cfg.ingest.listen).await?;
-    let metrics_listener = match cfg.sender.metrics.listen {
-        Some(addr) => Some(bind("sender.metrics.listen", &addr.to_string()).await?),
-        None => None,
-    };
-    let local = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
-    let endpoints = Endpoints {
-        ingest_grpc: local(&listeners.grpc).context("ingest.listen.grpc must be set in dev")?,
-        ingest_http: local(&listeners.http).context("ingest.listen.http must be set in dev")?,
-        smtp_submission: local(&listeners.smtp_submission),
-        query: query_listener.local_addr()?,
-        control: control_listener.local_addr()?,
-        metrics: local(&metrics_listener),
-    };
+    let (log, ledger, store) = open_back_ends(&dir, &cfg.recorder).await?;
+    let listeners = Listeners::bind(&cfg).await?;
+    let endpoints = listeners.endpoints()?;
     // The sender follows this node's reputation and keeps its counters here.
     cfg.sender
         .reputation
@@ -100,71 +111,53 @@ pub async fn start(mut cfg: DevConfig) -> anyhow::Result<Running> {
         .file
         .get_or_insert_with(|| dir.join("sender-state.json"));
 
-    let (stop, stopped) = watch::channel(false);
-    let until = move || {
-        let mut stopped = stopped.clone();
-        async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        }
-    };
-    let mut tasks: JoinSet<Task> = JoinSet::new();
+    let mut roles = Supervisor::new(CancellationToken::new());
+    let token = roles.token();
     // Ingest checks every submission against the ledger's suppressions.
     let suppressions = sluice_ingest::Suppressions::in_process(Arc::new(
         suppressions::LedgerSuppressions(ledger.clone()),
     ));
-    let recorder_log = log.clone();
-    let recorder_cfg = cfg.recorder.clone();
-    let metrics = Arc::new(sluice_recorder::Metrics::default());
-    let recorder_stop = until();
-    // Boxed: the recorder's future is deep enough to strain type layout.
-    let recorder = Box::pin(sluice_recorder::run_on(
-        query_listener,
-        recorder_cfg,
+    let recorder = sluice_recorder::RecorderBackends {
+        log: log.clone(),
         ledger,
-        recorder_log,
-        recorder_stop,
-        metrics,
+        metrics: Arc::default(),
+    };
+    // Boxed: the recorder's future is deep enough to strain type layout.
+    let recorder = Box::pin(sluice_recorder::run(
+        listeners.recorder,
+        cfg.recorder,
+        recorder,
+        token.clone(),
     ));
-    tasks.spawn(named("recorder", recorder));
-    tasks.spawn(named(
+    roles.spawn("recorder", recorder);
+    let control = sluice_control::ControlBackends { store };
+    roles.spawn(
         "control",
-        sluice_control::run(control_listener, control, until()),
-    ));
-    let sender = sluice_sender::Sender::new(cfg.sender.clone());
-    let stats = sender.stats();
-    if let Some(listener) = metrics_listener {
-        let metrics = sender.metrics();
-        tasks.spawn(named(
-            "metrics",
-            sluice_sender::metrics::serve(listener, metrics, until()),
-        ));
-    }
-    let sender_log = log.clone();
-    let sender_stop = until();
-    tasks.spawn(named("sender", async move {
-        sender.run_on(sender_log, sender_stop).await.map(|_| ())
-    }));
-    let ingest_log = log.clone();
-    let ingest_cfg = cfg.ingest.clone();
-    let ingest_stop = until();
-    tasks.spawn(named("ingest", async move {
-        sluice_ingest::run_on(listeners, ingest_cfg, ingest_log, suppressions, ingest_stop).await
-    }));
+        sluice_control::run(listeners.control, cfg.control, control, token.clone()),
+    );
+    let sender = sluice_sender::SenderBackends {
+        log: log.clone(),
+        telemetry: sluice_sender::Telemetry::default(),
+    };
+    let stats = sender.telemetry.stats.clone();
+    roles.spawn(
+        "sender",
+        sluice_sender::run(listeners.sender, cfg.sender, sender, token.clone()),
+    );
+    let ingest = sluice_ingest::IngestBackends {
+        log: log.clone(),
+        suppressions,
+    };
+    roles.spawn(
+        "ingest",
+        sluice_ingest::run(listeners.ingest, cfg.ingest, ingest, token),
+    );
     Ok(Running {
         endpoints,
         log,
         stats,
-        stop,
-        tasks,
+        roles,
     })
-}
-
-/// Runs `work` and labels its outcome with the service's name.
-async fn named<E: Into<anyhow::Error>>(
-    name: &'static str,
-    work: impl Future<Output = Result<(), E>>,
-) -> Task {
-    (name, work.await.map_err(Into::into))
 }
 
 type BackEnds = (Log, Arc<AnyLedger>, Arc<dyn sluice_control::ConfigStore>);
@@ -197,28 +190,25 @@ impl Running {
         self.stats.clone()
     }
 
-    /// Resolves when a service stops on its own (an error, or a bug): the
+    /// Resolves when a role stops on its own (an error, or a bug): the
     /// caller should then [`Running::stop`] the rest.
     pub async fn failed(&mut self) -> Task {
-        match self.tasks.join_next().await {
+        match self.roles.ended().await {
             Some(Ok(task)) => task,
-            Some(Err(join)) => ("a service", Err(anyhow::anyhow!("task failed: {join}"))),
-            None => ("every service", Ok(())),
+            Some(Err(join)) => ("a role", Err(anyhow::anyhow!("task failed: {join}"))),
+            None => ("every role", Ok(())),
         }
     }
 
-    /// Stops every service (ingest stops accepting, the sender drains, the
+    /// Stops every role (ingest stops accepting, the sender drains, the
     /// recorder writes what it read) and waits for them.
-    pub async fn stop(mut self) -> anyhow::Result<()> {
-        let _ = self.stop.send(true);
+    pub async fn stop(self) -> anyhow::Result<()> {
         let mut first_error = None;
-        while let Some(joined) = self.tasks.join_next().await {
-            let (name, result) = match joined {
-                Ok(task) => task,
-                Err(join) => ("a service", Err(anyhow::anyhow!("task failed: {join}"))),
-            };
+        for outcome in self.roles.stop().await {
+            let (name, result) = outcome
+                .unwrap_or_else(|join| ("a role", Err(anyhow::anyhow!("task failed: {join}"))));
             if let Err(err) = result {
-                tracing::error!(service = name, error = %err, "stopped with an error");
+                tracing::error!(role = name, error = %err, "stopped with an error");
                 first_error.get_or_insert(err.context(format!("{name} failed")));
             }
         }
