@@ -27,4 +27,3 @@ pub use lifecycle::{DEFAULT_DRAIN, bind, drain_within, shutdown_on_signals};
 pub use sluice_shaping::Span;
 pub use supervisor::Supervisor;
 pub use tokio_util::sync::CancellationToken;
-pub use tokio_util::task::TaskTracker;

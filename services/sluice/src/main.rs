@@ -4,6 +4,8 @@ mod cli;
 mod demo;
 mod dev;
 mod doctor;
+#[cfg(test)]
+mod examples_tests;
 mod run;
 
 use std::process::ExitCode;
