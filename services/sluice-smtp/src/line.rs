@@ -122,6 +122,8 @@ fn finish(mut line: Vec<u8>, too_long: bool, ending: Ending) -> Line {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     fn text(bytes: &[u8], ending: Ending) -> Line {
@@ -194,5 +196,37 @@ mod tests {
         );
         assert!(got.iter().all(Line::is_terminated));
         assert!(!text(b"x", Ending::Eof).is_terminated());
+    }
+
+    fn byte() -> impl Strategy<Value = u8> {
+        prop_oneof![Just(b'\n'), Just(b'\r'), Just(b'.'), any::<u8>()]
+    }
+
+    proptest! {
+        #[test]
+        fn lines_stay_within_the_limit_and_rebuild_the_input(
+            input in proptest::collection::vec(byte(), 0..400),
+            max in 1usize..64,
+            capacity in 1usize..32,
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+            let got = runtime.block_on(lines(&input, max, capacity));
+            let mut rebuilt = Vec::new();
+            let mut whole = true;
+            for line in &got {
+                match line {
+                    Line::Text { text, ending } => {
+                        prop_assert!(text.len() + ending.bytes().len() <= max);
+                        rebuilt.extend_from_slice(text);
+                        rebuilt.extend_from_slice(ending.bytes());
+                    }
+                    Line::TooLong(_) => whole = false,
+                    Line::Eof => prop_assert!(false, "Eof inside the lines"),
+                }
+            }
+            if whole {
+                prop_assert_eq!(rebuilt, input);
+            }
+        }
     }
 }
