@@ -111,6 +111,8 @@ where
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     const KEEP: DataLimits = DataLimits {
@@ -181,5 +183,26 @@ mod tests {
         };
         let body = done(b".....\r\n.\r\n", tight).await;
         assert_eq!(body.fault(), Some(BodyFault::LongLine));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_input_keeps_within_the_limits(
+            input in proptest::collection::vec(
+                prop_oneof![Just(b'\n'), Just(b'\r'), Just(b'.'), any::<u8>()],
+                0..400,
+            ),
+            max_line in 1usize..50,
+            max_size in 0usize..200,
+            keep in any::<bool>(),
+        ) {
+            let endings = if keep { Endings::Keep } else { Endings::Normalize };
+            let limits = DataLimits { max_line, max_size, endings };
+            let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+            if let Data::Done(body) = runtime.block_on(read(&input, limits)) {
+                prop_assert!(body.bytes.len() <= max_size);
+                prop_assert_eq!(body.fault().is_some(), body.too_big || body.long_line);
+            }
+        }
     }
 }
