@@ -10,10 +10,10 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep, timeout};
 
-use crate::lines::{Line, MAX_COMMAND_LINE, read_line, trim_ending};
-use crate::message::{Read, read_body};
+use sluice_smtp::{Data, DataLimits, Ending, Endings, Line, MAX_COMMAND_LINE, MAX_TEXT_LINE};
+use sluice_smtp::{Reply, read_data, read_line};
+
 use crate::provider::Provider;
-use crate::reply::Reply;
 use crate::session::{Session, Step};
 
 /// Tells a connection to wrap up: `true` means shut down.
@@ -109,14 +109,19 @@ where
             }
             let line = match self.next_line().await? {
                 Input::Stop(reply) => return self.finish(session, reply).await,
-                Input::Got(Line::Eof) => return Ok(End::Closed),
-                Input::Got(Line::TooLong) => {
+                Input::Got(Line::Text {
+                    text,
+                    ending: Ending::CrLf | Ending::Lf,
+                }) => text,
+                Input::Got(Line::TooLong(Ending::CrLf | Ending::Lf)) => {
                     self.push(&session.line_too_long());
                     continue;
                 }
-                Input::Got(Line::Complete(line)) => line,
+                // The end of the stream; a last line it cut off is dropped.
+                Input::Got(_) => return Ok(End::Closed),
             };
-            let text = String::from_utf8_lossy(trim_ending(&line)).into_owned();
+            // Policy: bytes that are not UTF-8 are replaced, not refused.
+            let text = String::from_utf8_lossy(&line).into_owned();
             let step = session.command(&text, Instant::now());
             if let Some(end) = self.step(session, step).await? {
                 return Ok(end);
@@ -147,14 +152,18 @@ where
 
     async fn data(&mut self, session: &mut Session) -> io::Result<Option<End>> {
         let config = session.provider().config();
-        let max = config.max_message_size;
+        let limits = DataLimits {
+            max_line: MAX_TEXT_LINE,
+            max_size: config.max_message_size,
+            endings: Endings::Keep,
+        };
         let delay = Duration::from_millis(config.data_reply_delay_ms);
         let body = tokio::select! {
-            read = read_body(&mut self.io, max) => read?,
+            read = read_data(&mut self.io, &limits) => read?,
             _ = stopped(self.shutdown) => return self.finish(session, shutting_down()).await.map(Some),
             _ = sleep(self.idle) => return self.finish(session, timed_out()).await.map(Some),
         };
-        let Read::Done(body) = body else {
+        let Data::Done(body) = body else {
             return Ok(Some(End::Closed));
         };
         tokio::select! {

@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use crate::reply::{LimitKind, Reply};
+use sluice_smtp::Reply;
+
+use crate::reply::LimitKind;
 use crate::report::AcceptedMessage;
 
 /// Counters for one (provider, source IP).

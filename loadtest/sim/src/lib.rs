@@ -14,12 +14,10 @@
 //! # Ok(()) }
 //! ```
 
-mod command;
 mod conn;
 mod error;
 mod ledger;
 mod limits;
-mod lines;
 mod message;
 mod provider;
 mod reply;
@@ -34,7 +32,8 @@ mod sim;
 mod tls;
 
 pub use error::SimError;
-pub use reply::{LimitKind, Reply};
+pub use reply::LimitKind;
 pub use report::{AcceptedMessage, Duplicate, ProviderReport, Report, SourceReport};
 pub use scenario::{Limits, ProviderConfig, Scenario, Style};
 pub use sim::{SimHandle, Simulator};
+pub use sluice_smtp::Reply;

@@ -6,12 +6,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use sluice_smtp::Reply;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use crate::ledger::Ledger;
 use crate::limits::{Greylist, Limiter, Ticket};
-use crate::reply::{LimitKind, Reply, deferral};
+use crate::reply::{LimitKind, deferral};
 use crate::report::AcceptedMessage;
 use crate::rng::SeededRng;
 use crate::scenario::ProviderConfig;

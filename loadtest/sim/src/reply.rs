@@ -1,63 +1,11 @@
-//! SMTP replies: the fixed ones and each provider's deferral texts.
+//! Each provider's deferral replies and the limits that trigger them.
 
-use std::fmt;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
+use sluice_smtp::Reply;
 
 use crate::scenario::Style;
-
-/// One SMTP reply: a code and one or more text lines.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    /// The three-digit code.
-    pub code: u16,
-    /// The text lines, without the code; the enhanced status code, if any,
-    /// is part of the text.
-    pub lines: Vec<String>,
-}
-
-impl Reply {
-    /// A one-line reply.
-    pub fn new(code: u16, text: impl Into<String>) -> Self {
-        Reply {
-            code,
-            lines: vec![text.into()],
-        }
-    }
-
-    /// True for 4xx replies.
-    pub fn is_transient(&self) -> bool {
-        (400..500).contains(&self.code)
-    }
-
-    /// True for 5xx replies.
-    pub fn is_permanent(&self) -> bool {
-        self.code >= 500
-    }
-
-    /// A 421 reply means the server closes the connection after sending it.
-    pub fn closes(&self) -> bool {
-        self.code == 421
-    }
-
-    /// The reply as it goes on the wire: `250-a\r\n250 b\r\n`.
-    pub fn to_wire(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        let last = self.lines.len().saturating_sub(1);
-        for (i, line) in self.lines.iter().enumerate() {
-            let sep = if i == last { ' ' } else { '-' };
-            out.extend_from_slice(format!("{}{}{}\r\n", self.code, sep, line).as_bytes());
-        }
-        out
-    }
-}
-
-impl fmt::Display for Reply {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.code, self.lines.join(" / "))
-    }
-}
 
 /// The limits a client can break; the key of the violation counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -182,15 +130,6 @@ fn too_many_recipients(style: Style) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn multi_line_reply_uses_dashes_until_the_last_line() {
-        let r = Reply {
-            code: 250,
-            lines: vec!["a".into(), "b".into(), "c".into()],
-        };
-        assert_eq!(r.to_wire(), b"250-a\r\n250-b\r\n250 c\r\n");
-    }
 
     #[test]
     fn provider_replies_carry_their_signature_codes() {

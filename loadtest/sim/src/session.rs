@@ -7,11 +7,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
-use crate::command::{Command, Path, parse};
+use sluice_smtp::{Body, Command, ParseError, Path, Reply, parse};
+
 use crate::limits::Ticket;
-use crate::message::Body;
+use crate::message::message_id;
 use crate::provider::{ConnectionSlot, Provider};
-use crate::reply::{LimitKind, Reply};
+use crate::reply::LimitKind;
 use crate::report::AcceptedMessage;
 
 /// What the driver must do with the session's answer.
@@ -94,7 +95,11 @@ impl Session {
 
     /// Answers one command line (without its CRLF) received at `now`.
     pub fn command(&mut self, line: &str, now: Instant) -> Step {
-        match parse(line) {
+        let command = match parse(line.as_bytes()) {
+            Ok(command) => command,
+            Err(err) => return Step::Reply(err.reply()),
+        };
+        match command {
             Command::Helo(_) => self.greet(Reply::new(250, self.provider.host())),
             Command::Ehlo(name) => {
                 let ehlo = self.ehlo_reply(&name);
@@ -112,8 +117,8 @@ impl Session {
             Command::StartTls => self.starttls(),
             Command::Vrfy => reply(252, "2.5.2 Cannot VRFY user, but will accept message"),
             Command::Help => reply(214, "2.0.0 See RFC 5321"),
-            Command::Syntax(text) => reply(501, text),
-            Command::Unknown => reply(500, "5.5.2 Error: command not recognized"),
+            // Like an MX, the simulator offers no AUTH: to it the verb is unknown.
+            Command::Auth { .. } => Step::Reply(ParseError::Unknown("AUTH".into()).reply()),
         }
     }
 
@@ -136,7 +141,7 @@ impl Session {
         if self.provider.tls().is_some() && !self.tls {
             lines.push("STARTTLS".to_string());
         }
-        Reply { code: 250, lines }
+        Reply::new(250, lines.join("\n"))
     }
 
     fn starttls(&mut self) -> Step {
@@ -181,8 +186,8 @@ impl Session {
     }
 
     fn check_mail_params(&self, path: &Path) -> Option<Step> {
-        for (key, value) in &path.params {
-            match (key.as_str(), value.as_deref()) {
+        for param in &path.params {
+            match (param.key.as_str(), param.value.as_deref()) {
                 ("SIZE", Some(n)) => match n.parse::<usize>() {
                     Ok(n) if n > self.provider.config().max_message_size => {
                         return Some(Step::Reply(self.too_big()));
@@ -282,7 +287,7 @@ impl Session {
             provider: provider.name().to_string(),
             server: provider.addr(),
             source_ip: self.peer,
-            message_id: body.message_id(),
+            message_id: message_id(&body.bytes),
             mail_from: txn.from,
             recipients: txn.recipients,
             size: body.bytes.len(),

@@ -1,8 +1,6 @@
 //! SMTP submission: port 587 (STARTTLS, then AUTH PLAIN/LOGIN before MAIL)
 //! and port 465 (implicit TLS).
 
-mod lines;
-pub mod parser;
 mod session;
 mod tls;
 

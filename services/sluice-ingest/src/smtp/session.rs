@@ -10,18 +10,20 @@ use base64::engine::general_purpose::STANDARD;
 use sluice_node::CancellationToken;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
+use sluice_smtp::{BodyFault, Command, Data, DataLimits, Endings, Line, Reply};
+use sluice_smtp::{parse, read_data, read_line};
+
 use super::SmtpContext;
-use super::lines::read_line;
-use super::parser::{Command, ParseError, parse};
 use crate::IngestError;
 use crate::model::{Content, RecipientInput, Submission};
 use crate::tenant::Tenant;
 use crate::validate;
 
-/// Longest command line (RFC 5321 §4.5.3.1.4 allows 512; AUTH lines are longer).
-const MAX_COMMAND: usize = 4096;
-/// Longest body line accepted (RFC 5321 says 1000; be lenient).
-const MAX_DATA_LINE: usize = 64 * 1024;
+/// Longest command line: 4096 bytes before the LF (RFC 5321 §4.5.3.1.4
+/// allows 512 with the CRLF; AUTH lines are longer).
+const MAX_COMMAND: usize = 4096 + 1;
+/// Longest body line: 64 KiB before the LF (RFC 5321 says 1000; be lenient).
+const MAX_DATA_LINE: usize = 64 * 1024 + 1;
 /// Errors after which the client is disconnected.
 const MAX_ERRORS: u32 = 20;
 
@@ -44,10 +46,8 @@ pub struct Session<S> {
     errors: u32,
 }
 
-type Reply = (u16, String);
-
 fn reply(code: u16, text: impl Into<String>) -> Reply {
-    (code, text.into())
+    Reply::new(code, text)
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
@@ -71,22 +71,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.send(&reply(220, banner)).await?;
         }
         loop {
-            let Some(line) = self.next_line().await? else {
-                return Ok(Ended::Closed);
-            };
-            if line.too_long {
-                self.error(reply(500, "5.5.6 Line too long")).await?;
-                continue;
-            }
-            let command = match parse(&line.bytes) {
-                Ok(command) => command,
-                Err(ParseError::Unknown(verb)) => {
-                    self.error(reply(500, format!("5.5.2 Unknown command {verb:?}")))
-                        .await?;
+            let line = match self.next_line().await? {
+                Line::Text { text, .. } => text,
+                Line::TooLong(_) => {
+                    self.error(reply(500, "5.5.6 Line too long")).await?;
                     continue;
                 }
-                Err(ParseError::Syntax(reason)) => {
-                    self.error(reply(501, format!("5.5.4 {reason}"))).await?;
+                Line::Eof => return Ok(Ended::Closed),
+            };
+            let command = match parse(&line) {
+                Ok(command) => command,
+                Err(err) => {
+                    self.error(err.reply()).await?;
                     continue;
                 }
             };
@@ -101,7 +97,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
                 command => {
                     let answer = self.handle(command).await?;
-                    if answer.0 >= 400 {
+                    if answer.code >= 400 {
                         self.error(answer).await?;
                     } else {
                         self.send(&answer).await?;
@@ -116,8 +112,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
     }
 
-    /// Next line, or `None` on end of stream, idle timeout or shutdown.
-    async fn next_line(&mut self) -> std::io::Result<Option<super::lines::Line>> {
+    /// Next line (a last one without line ending too); [`Line::Eof`] on end
+    /// of stream, idle timeout or shutdown.
+    async fn next_line(&mut self) -> std::io::Result<Line> {
         let idle = self.ctx.idle_timeout;
         let stopped = self.stopped.clone();
         tokio::select! {
@@ -125,12 +122,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Ok(line) => line,
                 Err(_) => {
                     self.send(&reply(421, "4.4.2 Idle too long, closing")).await?;
-                    Ok(None)
+                    Ok(Line::Eof)
                 }
             },
             () = stopped.cancelled() => {
                 self.send(&reply(421, "4.3.2 Shutting down, try again later")).await?;
-                Ok(None)
+                Ok(Line::Eof)
             }
         }
     }
@@ -147,8 +144,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             Command::StartTls => reply(503, "5.5.1 TLS is already active"),
             Command::Auth { mechanism, initial } => self.auth(&mechanism, initial).await?,
-            Command::Mail { from, .. } => self.mail(from),
-            Command::Rcpt { to, .. } => self.rcpt(to),
+            Command::Mail(path) => self.mail(path.address),
+            Command::Rcpt(path) => self.rcpt(path.address),
             Command::Data => self.data().await?,
             Command::Rset => {
                 self.reset();
@@ -244,10 +241,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Sends a 334 challenge and reads the answer; `*` cancels.
     async fn challenge(&mut self, text: &str) -> std::io::Result<Option<String>> {
         self.send(&reply(334, text)).await?;
-        let line = read_line(&mut self.io, MAX_COMMAND).await?;
-        Ok(line
-            .filter(|l| !l.too_long && l.bytes != b"*")
-            .and_then(|l| String::from_utf8(l.bytes).ok()))
+        Ok(match read_line(&mut self.io, MAX_COMMAND).await? {
+            Line::Text { text, .. } if text != b"*" => String::from_utf8(text).ok(),
+            _ => None,
+        })
     }
 
     fn mail(&mut self, from: String) -> Reply {
@@ -307,31 +304,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Reads the dot-terminated body. `None`: the client went away.
     async fn read_body(&mut self) -> std::io::Result<Option<Result<Vec<u8>, Reply>>> {
         let limit = self.ctx.ingestor.limits().max_message_bytes;
-        let mut body = Vec::new();
-        let mut failure = None;
-        loop {
-            let Some(line) = read_line(&mut self.io, MAX_DATA_LINE).await? else {
-                return Ok(None);
-            };
-            if line.bytes == b"." && !line.too_long {
-                break;
-            }
-            if line.too_long {
-                failure.get_or_insert_with(|| reply(500, "5.5.6 Body line too long"));
-            }
-            let unstuffed = line.bytes.strip_prefix(b".").unwrap_or(&line.bytes);
-            if body.len() + unstuffed.len() + 2 > limit {
-                failure.get_or_insert_with(|| {
-                    reply(552, format!("5.3.4 Message larger than {limit} bytes"))
-                });
-                continue;
-            }
-            if failure.is_none() {
-                body.extend_from_slice(unstuffed);
-                body.extend_from_slice(b"\r\n");
-            }
-        }
-        Ok(Some(failure.map_or(Ok(body), Err)))
+        let limits = DataLimits {
+            max_line: MAX_DATA_LINE,
+            max_size: limit,
+            endings: Endings::Normalize,
+        };
+        let Data::Done(body) = read_data(&mut self.io, &limits).await? else {
+            return Ok(None);
+        };
+        Ok(Some(match body.fault() {
+            None => Ok(body.bytes),
+            Some(BodyFault::LongLine) => Err(reply(500, "5.5.6 Body line too long")),
+            Some(BodyFault::TooBig) => Err(reply(
+                552,
+                format!("5.3.4 Message larger than {limit} bytes"),
+            )),
+        }))
     }
 
     async fn submit(&mut self, body: Vec<u8>) -> Reply {
@@ -368,15 +356,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.send(&answer).await
     }
 
-    async fn send(&mut self, (code, text): &Reply) -> std::io::Result<()> {
-        let lines: Vec<&str> = text.split('\n').collect();
-        let mut out = String::new();
-        for (i, line) in lines.iter().enumerate() {
-            let separator = if i + 1 == lines.len() { ' ' } else { '-' };
-            out.push_str(&format!("{code}{separator}{line}\r\n"));
-        }
+    async fn send(&mut self, answer: &Reply) -> std::io::Result<()> {
         let stream = self.io.get_mut();
-        stream.write_all(out.as_bytes()).await?;
+        stream.write_all(&answer.to_wire()).await?;
         stream.flush().await
     }
 }

@@ -3,12 +3,11 @@
 //! opportunistic (or required) STARTTLS.
 
 mod connect;
-mod reply;
 mod session;
 
 pub use connect::{ConnectOptions, Transport, connect};
-pub use reply::{Capabilities, Reply, read_reply};
 pub use session::{Session, Stage, TxOutcome};
+pub use sluice_smtp::{Capabilities, Reply};
 
 /// Why a session failed without a usable reply.
 #[derive(Debug, thiserror::Error)]
@@ -30,11 +29,14 @@ pub enum SmtpError {
     TlsRequired,
 }
 
-impl SmtpError {
-    pub(crate) fn protocol(reason: &'static str, bytes: &[u8]) -> Self {
-        let quoted = String::from_utf8_lossy(&bytes[..bytes.len().min(120)])
-            .trim_end()
-            .to_owned();
-        Self::Protocol { reason, quoted }
+impl From<sluice_smtp::ReplyError> for SmtpError {
+    fn from(err: sluice_smtp::ReplyError) -> Self {
+        match err {
+            sluice_smtp::ReplyError::Io(err) => Self::Io(err),
+            sluice_smtp::ReplyError::Closed => Self::Closed,
+            sluice_smtp::ReplyError::Protocol { reason, quoted } => {
+                Self::Protocol { reason, quoted }
+            }
+        }
     }
 }

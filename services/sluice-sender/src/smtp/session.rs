@@ -2,7 +2,13 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufStream};
 
-use super::{Capabilities, Reply, SmtpError, read_reply};
+use sluice_smtp::read_reply;
+
+use super::{Capabilities, Reply, SmtpError};
+
+/// Longest reply line accepted, CRLF included: 4096 bytes of text, far more
+/// than the 512 of RFC 5321 §4.5.3.1.5, because servers do send longer ones.
+const MAX_REPLY_LINE: usize = 4096 + 2;
 
 /// Where in a transaction a reply came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -269,9 +275,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         limit: Duration,
         what: &'static str,
     ) -> Result<Reply, SmtpError> {
-        tokio::time::timeout(limit, read_reply(&mut self.io))
+        let reply = tokio::time::timeout(limit, read_reply(&mut self.io, MAX_REPLY_LINE))
             .await
-            .map_err(|_| SmtpError::Timeout(limit, what))?
+            .map_err(|_| SmtpError::Timeout(limit, what))??;
+        Ok(reply)
     }
 }
 
