@@ -52,7 +52,7 @@ pub async fn connect(config: &CqlConfig) -> Result<Session, CqlError> {
         .map_err(|source| CqlError::Unreachable {
             contact_points: config.contact_points.clone(),
             timeout: config.connect_timeout,
-            source,
+            source: Box::new(source),
         })
 }
 

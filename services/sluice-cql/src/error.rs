@@ -12,7 +12,7 @@ pub enum CqlError {
         contact_points: String,
         timeout: Duration,
         #[source]
-        source: scylla::errors::NewSessionError,
+        source: Box<scylla::errors::NewSessionError>,
     },
     /// A table a service needs is not in the keyspace: it was never migrated
     /// (or migrated by an older `sluice`).
