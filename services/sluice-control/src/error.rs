@@ -23,9 +23,10 @@ pub enum ControlError {
     /// The embedded store failed a read or a write.
     #[error("embedded control store: {0}")]
     Embedded(#[from] fjall::Error),
-    /// Cassandra/ScyllaDB could not be reached.
+    /// Cassandra/ScyllaDB could not be reached, or the keyspace is not
+    /// migrated (a table is missing).
     #[error(transparent)]
-    Ledger(Box<sluice_ledger::LedgerError>),
+    CqlSetup(Box<sluice_cql::CqlError>),
     /// A CQL statement failed.
     #[error("Cassandra/ScyllaDB {context}: {reason}")]
     Cql { context: String, reason: String },
@@ -65,9 +66,9 @@ impl ControlError {
     }
 }
 
-impl From<sluice_ledger::LedgerError> for ControlError {
-    fn from(err: sluice_ledger::LedgerError) -> Self {
-        Self::Ledger(Box::new(err))
+impl From<sluice_cql::CqlError> for ControlError {
+    fn from(err: sluice_cql::CqlError) -> Self {
+        Self::CqlSetup(Box::new(err))
     }
 }
 
@@ -77,9 +78,12 @@ impl From<ControlError> for tonic::Status {
         let code = match &err {
             ControlError::InvalidArgument { .. } => Code::InvalidArgument,
             ControlError::Contended => Code::Aborted,
-            ControlError::Ledger(_) | ControlError::Cql { .. } | ControlError::Transport(_) => {
-                Code::Unavailable
-            }
+            ControlError::CqlSetup(err) => match **err {
+                sluice_cql::CqlError::MissingTable { .. } => Code::FailedPrecondition,
+                sluice_cql::CqlError::Migration { .. } => Code::Internal,
+                _ => Code::Unavailable,
+            },
+            ControlError::Cql { .. } | ControlError::Transport(_) => Code::Unavailable,
             ControlError::Open { .. }
             | ControlError::Embedded(_)
             | ControlError::Corrupt(_)

@@ -2,11 +2,12 @@
 //! IPs, warm-up plans, site policies, tenants and suppressions — served over
 //! gRPC (`sluice.v1.Control`) with a Watch stream that nodes follow.
 //!
-//! The configuration lives in a [`ConfigStore`]: [`EmbeddedStore`] (fjall in
-//! a data directory, for `sluice dev` and single machines) or [`CqlStore`]
-//! (Cassandra/ScyllaDB). [`run`] serves it; [`admin`] is the operator CLI.
+//! The configuration lives in a [`ConfigStore`]: [`EmbeddedConfigStore`]
+//! (fjall in a data directory, for `sluice dev` and single machines) or
+//! [`CqlConfigStore`] (Cassandra/ScyllaDB, in a keyspace `sluice migrate`
+//! created). [`run`] serves it. The operator CLI (`sluice admin`) lives in
+//! the `sluice` binary and talks to the service over gRPC.
 
-pub mod admin;
 mod config;
 mod error;
 mod node;
@@ -24,19 +25,19 @@ pub use error::ControlError;
 pub use node::{ControlBackends, ControlListeners};
 pub use record::{Kind, Record};
 pub use service::{ControlService, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, run};
-pub use store::{ConfigStore, CqlStore, EmbeddedStore, control_schema};
+pub use store::{ConfigStore, CqlConfigStore, EmbeddedConfigStore};
 pub use watch::POLL_INTERVAL;
 
 /// Opens (or creates) the embedded store in `dir`, ready for [`run`].
 pub fn open_embedded(dir: &Path) -> Result<Arc<dyn ConfigStore>, ControlError> {
-    Ok(Arc::new(EmbeddedStore::open(dir)?))
+    Ok(Arc::new(EmbeddedConfigStore::open(dir)?))
 }
 
-/// Connects to Cassandra/ScyllaDB and opens `keyspace` (tables created by
-/// [`control_schema`]), ready for [`run`].
+/// Connects to Cassandra/ScyllaDB and opens `keyspace` (migrated by
+/// `sluice migrate`), ready for [`run`].
 pub async fn open_cql(
-    config: &sluice_ledger::LedgerConfig,
+    config: &sluice_cql::CqlConfig,
     keyspace: &str,
 ) -> Result<Arc<dyn ConfigStore>, ControlError> {
-    Ok(Arc::new(CqlStore::connect(config, keyspace).await?))
+    Ok(Arc::new(CqlConfigStore::connect(config, keyspace).await?))
 }

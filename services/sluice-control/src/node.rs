@@ -50,7 +50,7 @@ impl ControlBackends {
                 crate::open_embedded(&config.data_dir)?
             }
             StoreKind::Cassandra => {
-                let cql = sluice_ledger::LedgerConfig {
+                let cql = sluice_cql::CqlConfig {
                     contact_points: config.cassandra.clone(),
                     connect_timeout: Duration::from_secs(10),
                 };

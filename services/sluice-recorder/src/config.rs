@@ -199,8 +199,9 @@ impl RecorderConfig {
         }
     }
 
-    pub fn ledger(&self) -> sluice_ledger::LedgerConfig {
-        sluice_ledger::LedgerConfig {
+    /// The CQL session configuration (`cassandra`, `connect_timeout_secs`).
+    pub fn cql(&self) -> sluice_cql::CqlConfig {
+        sluice_cql::CqlConfig {
             contact_points: self.cassandra.clone(),
             connect_timeout: self.connect_timeout.into(),
         }

@@ -17,28 +17,19 @@ pub enum RecorderError {
     /// The thing asked for does not exist.
     #[error("{0} not found")]
     NotFound(String),
-    /// Cassandra/ScyllaDB could not be reached at start.
+    /// Cassandra/ScyllaDB could not be reached, or the keyspace is not
+    /// migrated (a table is missing), or a migration failed.
     #[error(transparent)]
-    Ledger(Box<sluice_ledger::LedgerError>),
+    CqlSetup(Box<sluice_cql::CqlError>),
     /// Kafka could not be reached or refused an operation.
     #[error(transparent)]
     Log(Box<sluice_log::LogError>),
     /// The message log (Kafka or the embedded log) failed an operation.
     #[error("message log: {0}")]
     MessageLog(#[from] sluice_store::StoreError),
-    /// A Kafka client call failed.
-    #[error("Kafka: {0}")]
-    Kafka(#[from] rdkafka::error::KafkaError),
     /// A CQL statement failed (after the retries the caller allows).
     #[error("Cassandra/ScyllaDB {context}: {reason}")]
     Cql { context: String, reason: String },
-    /// A schema migration failed.
-    #[error("migration {version} ({name}): {reason}")]
-    Migration {
-        version: u32,
-        name: &'static str,
-        reason: String,
-    },
     /// The embedded ledger (fjall, in a data directory) failed.
     #[error("embedded ledger, {context}: {reason}")]
     Embedded { context: String, reason: String },
@@ -82,9 +73,9 @@ impl RecorderError {
     }
 }
 
-impl From<sluice_ledger::LedgerError> for RecorderError {
-    fn from(err: sluice_ledger::LedgerError) -> Self {
-        Self::Ledger(Box::new(err))
+impl From<sluice_cql::CqlError> for RecorderError {
+    fn from(err: sluice_cql::CqlError) -> Self {
+        Self::CqlSetup(Box::new(err))
     }
 }
 
@@ -101,17 +92,20 @@ impl From<RecorderError> for tonic::Status {
             RecorderError::InvalidArgument { .. } => Code::InvalidArgument,
             RecorderError::NotFound(_) => Code::NotFound,
             RecorderError::Config(_) | RecorderError::Configuration(_) => Code::FailedPrecondition,
-            RecorderError::Ledger(_) | RecorderError::Cql { .. } | RecorderError::Log(_) => {
-                Code::Unavailable
-            }
-            RecorderError::Kafka(_) | RecorderError::Transport(_) => Code::Unavailable,
+            RecorderError::CqlSetup(err) => match **err {
+                sluice_cql::CqlError::MissingTable { .. } => Code::FailedPrecondition,
+                sluice_cql::CqlError::Migration { .. } => Code::Internal,
+                _ => Code::Unavailable,
+            },
+            RecorderError::Cql { .. } | RecorderError::Log(_) => Code::Unavailable,
+            RecorderError::Transport(_) => Code::Unavailable,
             RecorderError::MessageLog(_) => Code::Unavailable,
             RecorderError::Embedded { .. } => Code::Unavailable,
             RecorderError::ShuttingDown | RecorderError::QueryUnreachable { .. } => {
                 Code::Unavailable
             }
             RecorderError::Remote(status) => status.code(),
-            RecorderError::Migration { .. } | RecorderError::Corrupt(_) => Code::Internal,
+            RecorderError::Corrupt(_) => Code::Internal,
         };
         tonic::Status::new(code, err.to_string())
     }

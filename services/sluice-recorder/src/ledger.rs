@@ -1,5 +1,5 @@
 //! The recorder's ledger as a trait: exactly what the writer, the scorer and
-//! the Query service need. Two back ends: [`Store`] (CQL on
+//! the Query service need. Two back ends: [`CqlLedger`] (CQL on
 //! ScyllaDB/Cassandra) and [`EmbeddedLedger`] (fjall in a data directory).
 //! [`AnyLedger`] is either, chosen at run time; the rest of the recorder
 //! holds an `AnyLedger`.
@@ -10,12 +10,21 @@ use std::future::Future;
 use sluice_proto::v1::{Event, ReputationRow, TenantReputationRow};
 
 use crate::RecorderError;
+use crate::ledger_cql::CqlLedger;
 use crate::ledger_embedded::EmbeddedLedger;
 use crate::record::{CounterKey, Deltas, suppression_address};
-use crate::store::{Claim, Store};
 
 /// Result of a ledger call.
 pub type Res<T> = Result<T, RecorderError>;
+
+/// What a de-duplication claim found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// First time this (message id, attempt, kind) is seen: count it.
+    New,
+    /// Seen before: do not count it again.
+    Duplicate,
+}
 
 /// Where the recorder keeps events, claims, counters and reputation.
 ///
@@ -105,23 +114,23 @@ pub(crate) fn pick_suppressed(addresses: &[String], found: &HashSet<String>) -> 
         .collect()
 }
 
-/// The Cassandra back end: the prepared statements of `store.rs` and
-/// `store_read.rs`, unchanged.
-impl Ledger for Store {
+/// The Cassandra back end: the prepared statements of `ledger_cql.rs` and
+/// `ledger_cql_read.rs`, unchanged.
+impl Ledger for CqlLedger {
     async fn write_rows(&self, event: &Event, now_secs: i64) -> Res<()> {
-        Store::write_rows(self, event, now_secs).await
+        CqlLedger::write_rows(self, event, now_secs).await
     }
     async fn claim(&self, event: &Event, retrying: bool) -> Res<Claim> {
-        Store::claim(self, event, retrying).await
+        CqlLedger::claim(self, event, retrying).await
     }
     async fn bump(&self, key: &CounterKey, deltas: &Deltas) -> Res<()> {
-        Store::bump(self, key, deltas).await
+        CqlLedger::bump(self, key, deltas).await
     }
     async fn history(&self, message_id: &str) -> Res<Vec<Event>> {
-        Store::history(self, message_id).await
+        CqlLedger::history(self, message_id).await
     }
     async fn daily(&self, scope: &str, key: &str, day: &str) -> Res<Vec<(String, Deltas)>> {
-        Store::daily(self, scope, key, day).await
+        CqlLedger::daily(self, scope, key, day).await
     }
     async fn hourly(
         &self,
@@ -129,28 +138,28 @@ impl Ledger for Store {
         key: &str,
         day: &str,
     ) -> Res<Vec<(String, String, Deltas)>> {
-        Store::hourly(self, scope, key, day).await
+        CqlLedger::hourly(self, scope, key, day).await
     }
     async fn known_paths(&self) -> Res<Vec<(String, String)>> {
-        Store::known_paths(self).await
+        CqlLedger::known_paths(self).await
     }
     async fn known_tenants(&self) -> Res<Vec<String>> {
-        Store::known_tenants(self).await
+        CqlLedger::known_tenants(self).await
     }
     async fn put_path_reputation(&self, row: &ReputationRow) -> Res<()> {
-        Store::put_path_reputation(self, row).await
+        CqlLedger::put_path_reputation(self, row).await
     }
     async fn put_tenant_reputation(&self, row: &TenantReputationRow) -> Res<()> {
-        Store::put_tenant_reputation(self, row).await
+        CqlLedger::put_tenant_reputation(self, row).await
     }
     async fn path_reputation(&self, ip: &str, site: &str) -> Res<Vec<ReputationRow>> {
-        Store::path_reputation(self, ip, site).await
+        CqlLedger::path_reputation(self, ip, site).await
     }
     async fn tenant_reputation(&self, tenant: &str) -> Res<Vec<TenantReputationRow>> {
-        Store::tenant_reputation(self, tenant).await
+        CqlLedger::tenant_reputation(self, tenant).await
     }
     async fn suppressed(&self, tenant: &str, addresses: &[String]) -> Res<Vec<String>> {
-        let found = Store::present_suppressions(self, tenant, &lookup_forms(addresses)).await?;
+        let found = CqlLedger::present_suppressions(self, tenant, &lookup_forms(addresses)).await?;
         Ok(pick_suppressed(addresses, &found))
     }
 }
@@ -158,14 +167,14 @@ impl Ledger for Store {
 /// Either back end, chosen at run time; implements [`Ledger`] by delegation.
 pub enum AnyLedger {
     /// ScyllaDB/Cassandra (boxed: the prepared statements are large).
-    Cql(Box<Store>),
+    Cql(Box<CqlLedger>),
     /// fjall in a data directory.
     Embedded(EmbeddedLedger),
 }
 
-impl From<Store> for AnyLedger {
-    fn from(store: Store) -> Self {
-        Self::Cql(Box::new(store))
+impl From<CqlLedger> for AnyLedger {
+    fn from(ledger: CqlLedger) -> Self {
+        Self::Cql(Box::new(ledger))
     }
 }
 

@@ -18,10 +18,10 @@ use prost::Message;
 use sluice_proto::v1::Event;
 
 use crate::RecorderError;
+use crate::ledger::Claim;
 use crate::ledger::Res;
 use crate::ledger_keys::{self as keys, Key, Reader};
 use crate::record::{self, CounterKey, Deltas, Granularity};
-use crate::store::Claim;
 
 /// One-byte prefixes of the tables inside the `recorder` keyspace.
 pub(crate) mod table {

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use prost::Message;
 use sluice_proto::v1::{Event, ReputationRow, TenantReputationRow};
 
+use crate::ledger::Claim;
 use crate::ledger::{Ledger, Res, lookup_forms, pick_suppressed};
 use crate::ledger_embedded::{
     EmbeddedLedger, after_table, counter_partition, decode, fjall_err, now_ms, suppression_key,
@@ -13,7 +14,6 @@ use crate::ledger_embedded::{
 };
 use crate::ledger_keys::{self as keys, Key};
 use crate::record::{CounterKey, Deltas, Granularity};
-use crate::store::Claim;
 
 type Pairs = Vec<(fjall::Slice, fjall::Slice)>;
 

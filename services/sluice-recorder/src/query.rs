@@ -23,13 +23,13 @@ pub const MAX_SUPPRESSION_ADDRESSES: usize = 1_000;
 
 /// Query service over the recorder's tables, on either ledger back end.
 pub struct QueryService {
-    store: Arc<AnyLedger>,
+    ledger: Arc<AnyLedger>,
 }
 
 impl QueryService {
     /// Serves Query from `ledger` (e.g. `Arc::new(embedded.into())`).
     pub fn new(ledger: Arc<AnyLedger>) -> Self {
-        Self { store: ledger }
+        Self { ledger }
     }
 }
 
@@ -122,7 +122,7 @@ impl Query for QueryService {
         if id.is_empty() {
             return Err(invalid("message_id", "must not be empty").into());
         }
-        let history = self.store.history(&id).await?;
+        let history = self.ledger.history(&id).await?;
         let last = history
             .last()
             .ok_or_else(|| RecorderError::NotFound(format!("message {id}")))?;
@@ -141,7 +141,7 @@ impl Query for QueryService {
         let (scope, days) = stats_plan(&req)?;
         let mut rows = Vec::new();
         for day in days {
-            let parts = self.store.daily(scope, &req.key, &day).await?;
+            let parts = self.ledger.daily(scope, &req.key, &day).await?;
             if parts.is_empty() {
                 continue;
             }
@@ -160,11 +160,11 @@ impl Query for QueryService {
     ) -> Result<Response<GetReputationResponse>, Status> {
         let req = request.into_inner();
         let rows = self
-            .store
+            .ledger
             .path_reputation(&req.source_ip, &req.site)
             .await?;
         let tenants = if req.source_ip.is_empty() && req.site.is_empty() || !req.tenant.is_empty() {
-            self.store.tenant_reputation(&req.tenant).await?
+            self.ledger.tenant_reputation(&req.tenant).await?
         } else {
             Vec::new()
         };
@@ -177,7 +177,7 @@ impl Query for QueryService {
     ) -> Result<Response<CheckSuppressionsResponse>, Status> {
         let req = request.into_inner();
         check_suppressions_request(&req)?;
-        let suppressed = self.store.suppressed(&req.tenant, &req.addresses).await?;
+        let suppressed = self.ledger.suppressed(&req.tenant, &req.addresses).await?;
         Ok(Response::new(CheckSuppressionsResponse { suppressed }))
     }
 }

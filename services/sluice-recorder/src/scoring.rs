@@ -62,7 +62,7 @@ fn timestamp(secs: i64) -> Option<prost_types::Timestamp> {
 
 /// Window sums per detail of one hourly-counter key (an IP or a tenant).
 async fn window_sums(
-    store: &AnyLedger,
+    ledger: &AnyLedger,
     scope: &str,
     key: &str,
     now: i64,
@@ -72,7 +72,7 @@ async fn window_sums(
     let hour_set: HashSet<String> = hour_list.into_iter().collect();
     let mut sums: BTreeMap<String, Deltas> = BTreeMap::new();
     for day in days {
-        for (hour, detail, deltas) in store.hourly(scope, key, &day).await? {
+        for (hour, detail, deltas) in ledger.hourly(scope, key, &day).await? {
             if hour_set.contains(&hour) {
                 sums.entry(detail).or_default().add(&deltas);
             }
@@ -83,19 +83,19 @@ async fn window_sums(
 
 /// Scores every known and changed path and tenant once, at `now` (Unix seconds).
 pub async fn score_once(
-    store: &AnyLedger,
+    ledger: &AnyLedger,
     config: &ReputationConfig,
     dirty: &Dirty,
     now: i64,
 ) -> Result<(), RecorderError> {
     let (changed_paths, changed_tenants) = dirty.take();
     let mut by_ip: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for (ip, site) in store.known_paths().await?.into_iter().chain(changed_paths) {
+    for (ip, site) in ledger.known_paths().await?.into_iter().chain(changed_paths) {
         by_ip.entry(ip).or_default().insert(site);
     }
     let hours = config.window_hours;
     for (ip, sites) in by_ip {
-        let sums = window_sums(store, "ip", &ip, now, hours).await?;
+        let sums = window_sums(ledger, "ip", &ip, now, hours).await?;
         for site in sites {
             let c = counts(&sums.get(&site).copied().unwrap_or_default());
             let r = rates(&c);
@@ -112,17 +112,17 @@ pub async fn score_once(
                 sent: r.sent,
                 window_hours: hours,
             };
-            store.put_path_reputation(&row).await?;
+            ledger.put_path_reputation(&row).await?;
         }
     }
-    let tenants: BTreeSet<String> = store
+    let tenants: BTreeSet<String> = ledger
         .known_tenants()
         .await?
         .into_iter()
         .chain(changed_tenants)
         .collect();
     for tenant in tenants {
-        let sums = window_sums(store, "tenant", &tenant, now, hours).await?;
+        let sums = window_sums(ledger, "tenant", &tenant, now, hours).await?;
         let c = counts(&sums.values().fold(Deltas::default(), |mut a, d| {
             a.add(d);
             a
@@ -140,7 +140,7 @@ pub async fn score_once(
             sent: r.sent,
             window_hours: hours,
         };
-        store.put_tenant_reputation(&row).await?;
+        ledger.put_tenant_reputation(&row).await?;
     }
     Ok(())
 }
@@ -148,7 +148,7 @@ pub async fn score_once(
 /// Scores every `interval` until `stop` is cancelled. A failed round is
 /// logged and its changes scored again next round.
 pub(crate) async fn run(
-    store: &AnyLedger,
+    ledger: &AnyLedger,
     config: &ReputationConfig,
     dirty: &Dirty,
     stop: CancellationToken,
@@ -164,7 +164,7 @@ pub(crate) async fn run(
             let inner = dirty.inner.lock().unwrap_or_else(|e| e.into_inner());
             (inner.0.clone(), inner.1.clone())
         };
-        if let Err(err) = score_once(store, config, dirty, crate::consumer::now_secs()).await {
+        if let Err(err) = score_once(ledger, config, dirty, crate::consumer::now_secs()).await {
             dirty.mark(paths, tenants);
             tracing::warn!(error = %err, "reputation scoring failed; retrying next round");
         }

@@ -11,11 +11,11 @@ use tokio::net::TcpListener;
 
 use crate::config::LedgerKind;
 use crate::ledger::AnyLedger;
+use crate::ledger_cql::CqlLedger;
 use crate::ledger_embedded::EmbeddedLedger;
 use crate::metrics::Metrics;
 use crate::query::QueryService;
 use crate::scoring::Dirty;
-use crate::store::Store;
 use crate::writer::Writer;
 use crate::{RecorderConfig, RecorderError};
 
@@ -71,15 +71,15 @@ impl RecorderBackends {
 
 /// Connects to Cassandra and prepares the statements, retrying with backoff
 /// while it is unreachable (the recorder may start before it), until `stop`.
-pub(crate) async fn open_store(
+pub(crate) async fn open_cql_ledger(
     config: &RecorderConfig,
     stop: &CancellationToken,
-) -> Result<Store, RecorderError> {
+) -> Result<CqlLedger, RecorderError> {
     let mut delay: Duration = config.retry_initial.into();
     loop {
         let attempt = async {
-            let session = sluice_ledger::connect(&config.ledger()).await?;
-            Store::prepare(
+            let session = sluice_cql::connect(&config.cql()).await?;
+            CqlLedger::prepare(
                 session,
                 &config.keyspace,
                 config.status_ttl_days,
@@ -88,7 +88,7 @@ pub(crate) async fn open_store(
             .await
         };
         match attempt.await {
-            Ok(store) => return Ok(store),
+            Ok(ledger) => return Ok(ledger),
             Err(err) => {
                 tracing::warn!(error = %err, retry_in = ?delay, "cannot open the ledger yet")
             }
@@ -108,7 +108,7 @@ async fn open_ledger(
     stop: &CancellationToken,
 ) -> Result<AnyLedger, RecorderError> {
     match config.ledger {
-        LedgerKind::Cassandra => Ok(open_store(config, stop).await?.into()),
+        LedgerKind::Cassandra => Ok(open_cql_ledger(config, stop).await?.into()),
         LedgerKind::Embedded => {
             std::fs::create_dir_all(&config.data_dir).map_err(|e| {
                 let dir = config.data_dir.display();
@@ -157,7 +157,7 @@ async fn serve(
     } = backends;
     let dirty = Dirty::default();
     let writer = Writer {
-        store: store.clone(),
+        ledger: store.clone(),
         concurrency: config.write_concurrency,
         retry_initial: config.retry_initial.into(),
         retry_max: config.retry_max.into(),

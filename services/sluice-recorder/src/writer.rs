@@ -17,10 +17,10 @@ use sluice_node::CancellationToken;
 use sluice_proto::v1::Event;
 
 use crate::RecorderError;
+use crate::ledger::Claim;
 use crate::ledger::{AnyLedger, Ledger};
 use crate::metrics::Metrics;
 use crate::record::{self, CounterKey, Deltas};
-use crate::store::Claim;
 
 /// What a written batch changed, for the reputation scorer and metrics.
 #[derive(Debug, Default)]
@@ -37,7 +37,7 @@ pub struct Written {
 
 /// Batch writer with its retry policy.
 pub struct Writer {
-    pub(crate) store: Arc<AnyLedger>,
+    pub(crate) ledger: Arc<AnyLedger>,
     pub(crate) concurrency: usize,
     pub(crate) retry_initial: Duration,
     pub(crate) retry_max: Duration,
@@ -56,11 +56,11 @@ impl Writer {
             .collect();
         let in_batch_duplicates = (events.len() - unique.len()) as u64;
 
-        self.retry_all("rows", &unique, |e, _| self.store.write_rows(e, now_secs))
+        self.retry_all("rows", &unique, |e, _| self.ledger.write_rows(e, now_secs))
             .await?;
         let claims = self
             .retry_all("claims", &unique, |e, attempt| {
-                self.store.claim(e, attempt > 0)
+                self.ledger.claim(e, attempt > 0)
             })
             .await?;
         let new: Vec<&Event> = unique
@@ -90,7 +90,7 @@ impl Writer {
             }
         }
         let rows: Vec<(CounterKey, Deltas)> = sums.into_iter().collect();
-        self.retry_all("counters", &rows, |(k, d), _| self.store.bump(k, d))
+        self.retry_all("counters", &rows, |(k, d), _| self.ledger.bump(k, d))
             .await?;
         written.counted = new.len() as u64;
         written.duplicates = in_batch_duplicates + (unique.len() - new.len()) as u64;

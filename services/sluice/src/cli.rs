@@ -197,7 +197,7 @@ pub struct AdminArgs {
     #[arg(long, global = true)]
     pub json: bool,
     #[command(subcommand)]
-    pub command: sluice_control::admin::AdminCommand,
+    pub command: crate::admin::AdminCommand,
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use sluice_ledger::LedgerConfig;
+use sluice_cql::CqlConfig;
 use sluice_log::KafkaConfig;
 
 use crate::cli::DoctorArgs;
@@ -24,11 +24,11 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
             false
         }
     };
-    let ledger = LedgerConfig {
+    let cql = CqlConfig {
         contact_points: args.cassandra.clone(),
         connect_timeout: timeout,
     };
-    let ledger_ok = match sluice_ledger::connect(&ledger).await {
+    let cql_ok = match sluice_cql::connect(&cql).await {
         Ok(_) => {
             println!("cassandra  ok    {}", args.cassandra);
             true
@@ -38,7 +38,7 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
             false
         }
     };
-    Ok(if kafka_ok && ledger_ok {
+    Ok(if kafka_ok && cql_ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

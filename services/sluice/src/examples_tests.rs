@@ -4,17 +4,21 @@
 use std::path::Path;
 
 fn example(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/examples").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../deploy/examples")
+        .join(name)
 }
 
 #[test]
 fn every_role_example_loads() {
-    let ingest = sluice_ingest::IngestConfig::load(Some(&example("ingest.toml"))).expect("ingest.toml");
+    let ingest =
+        sluice_ingest::IngestConfig::load(Some(&example("ingest.toml"))).expect("ingest.toml");
     assert_eq!(ingest.tenants[0].name, "shop");
-    let sender = sluice_sender::SenderConfig::load(Some(&example("sender.toml"))).expect("sender.toml");
+    let sender =
+        sluice_sender::SenderConfig::load(Some(&example("sender.toml"))).expect("sender.toml");
     assert!(!sender.source_ips().is_empty());
-    let recorder =
-        sluice_recorder::RecorderConfig::load(Some(&example("recorder.toml"))).expect("recorder.toml");
+    let recorder = sluice_recorder::RecorderConfig::load(Some(&example("recorder.toml")))
+        .expect("recorder.toml");
     assert_eq!(recorder.ledger, sluice_recorder::LedgerKind::Cassandra);
     let control: sluice_control::ControlConfig =
         sluice_node::config::load(Some(&example("control.toml"))).expect("control.toml");
@@ -24,9 +28,22 @@ fn every_role_example_loads() {
 
 #[test]
 fn no_example_without_a_role() {
-    let known = ["ingest.toml", "sender.toml", "recorder.toml", "control.toml", "dev.toml"];
+    let known = [
+        "ingest.toml",
+        "sender.toml",
+        "recorder.toml",
+        "control.toml",
+        "dev.toml",
+    ];
     for entry in std::fs::read_dir(example("")).expect("deploy/examples") {
-        let name = entry.expect("entry").file_name().to_string_lossy().into_owned();
-        assert!(known.contains(&name.as_str()), "deploy/examples/{name} is not loaded by any test");
+        let name = entry
+            .expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            known.contains(&name.as_str()),
+            "deploy/examples/{name} is not loaded by any test"
+        );
     }
 }

@@ -1,11 +1,13 @@
 //! `sluice`: one binary for every role of a Sluice cluster.
 
+mod admin;
 mod cli;
 mod demo;
 mod dev;
 mod doctor;
 #[cfg(test)]
 mod examples_tests;
+mod query_cli;
 mod run;
 
 use std::process::ExitCode;
@@ -47,25 +49,24 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => demo::run(args).await,
         Command::Control(args) => run::control(args).await,
         Command::Admin(args) => {
-            sluice_control::admin::run_admin(&args.endpoint, args.command, args.json).await?;
+            admin::run_admin(&args.endpoint, args.command, args.json).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Status(args) => {
             let q = &args.query;
-            printed(sluice_recorder::client::status(&q.query_addr, &args.message_id, q.json).await)
+            printed(query_cli::status(&q.query_addr, &args.message_id, q.json).await)
         }
         Command::Stats(args) => {
             let from = args.from.unwrap_or_else(sluice_recorder::client::today);
             let to = args.to.unwrap_or_else(|| from.clone());
             let (q, days) = (&args.query, (from.as_str(), to.as_str()));
-            let out =
-                sluice_recorder::client::stats(&q.query_addr, &args.by, &args.key, days, q.json);
+            let out = query_cli::stats(&q.query_addr, &args.by, &args.key, days, q.json);
             printed(out.await)
         }
         Command::Reputation(args) => {
             let (ip, site) = (args.ip.unwrap_or_default(), args.site.unwrap_or_default());
             let q = &args.query;
-            printed(sluice_recorder::client::reputation(&q.query_addr, &ip, &site, q.json).await)
+            printed(query_cli::reputation(&q.query_addr, &ip, &site, q.json).await)
         }
     }
 }

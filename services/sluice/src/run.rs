@@ -4,13 +4,14 @@ use std::process::ExitCode;
 
 use crate::cli;
 
-/// `sluice migrate`: applies the recorder's versioned schema.
+/// `sluice migrate`: applies every versioned CQL migration (`sluice-cql`)
+/// to the keyspace of the recorder's config; nothing for an embedded ledger.
 pub async fn migrate(args: cli::ServiceArgs) -> anyhow::Result<ExitCode> {
     let config = sluice_recorder::RecorderConfig::load(args.config.as_deref())?;
-    let applied = sluice_recorder::migrate_configured(&config).await?;
+    let mut applied = Vec::new();
     if config.ledger == sluice_recorder::LedgerKind::Cassandra {
-        let session = sluice_ledger::connect(&config.ledger()).await?;
-        sluice_control::control_schema(&session, &config.keyspace).await?;
+        let session = sluice_cql::connect(&config.cql()).await?;
+        applied = sluice_cql::migrate(&session, &config.keyspace, &config.replication).await?;
     }
     if applied.is_empty() {
         println!("keyspace {}: schema already current", config.keyspace);

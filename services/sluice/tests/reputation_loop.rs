@@ -10,7 +10,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use sluice_ledger::LedgerConfig;
+use sluice_cql::CqlConfig;
 use sluice_recorder::{RecorderConfig, ReputationConfig};
 use sluice_sender::SenderConfig;
 
@@ -51,7 +51,7 @@ async fn hard_bounces_pause_the_path_and_the_tenant_and_nothing_else() {
     let kafka = kafka().await;
     let log = kafka_log(&kafka).await;
     let names = Names::new();
-    let session = match sluice_ledger::connect(&LedgerConfig::from_env()).await {
+    let session = match sluice_cql::connect(&CqlConfig::from_env()).await {
         Ok(s) => s,
         Err(err) => panic!("this test needs a running Cassandra node. {err}"),
     };
@@ -61,7 +61,7 @@ async fn hard_bounces_pause_the_path_and_the_tenant_and_nothing_else() {
     };
     let recorder_cfg = RecorderConfig {
         brokers: kafka.brokers.clone(),
-        cassandra: LedgerConfig::from_env().contact_points,
+        cassandra: CqlConfig::from_env().contact_points,
         keyspace: format!("rep_{}", &uuid::Uuid::new_v4().simple().to_string()[..20]),
         topic: names.events.clone(),
         group: format!("{}-recorder", names.group),
@@ -73,7 +73,7 @@ async fn hard_bounces_pause_the_path_and_the_tenant_and_nothing_else() {
         },
         ..RecorderConfig::default()
     };
-    sluice_recorder::migrate(&session, &recorder_cfg.keyspace, &recorder_cfg.replication)
+    sluice_cql::migrate(&session, &recorder_cfg.keyspace, &recorder_cfg.replication)
         .await
         .expect("migrate");
     sluice_log::create_topic(&kafka, &names.events, 3)

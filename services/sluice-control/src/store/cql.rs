@@ -1,5 +1,6 @@
-//! The CQL back end (Cassandra / ScyllaDB). Tables: see `cql_rows.rs` and
-//! docs/control.md. Revisions are allocated with a lightweight transaction
+//! The CQL back end (Cassandra / ScyllaDB), in a keyspace `sluice migrate`
+//! created (the tables are defined by crate `sluice-cql`; see
+//! docs/control.md). Revisions are allocated with a lightweight transaction
 //! on `config_revision`, so two control processes never reuse one; a change
 //! is then one logged batch (record rows plus its `config_changes` entry).
 
@@ -22,22 +23,9 @@ use super::cql_rows::{self as rows, CHANGES_PER_BUCKET, big, text};
 use crate::ControlError;
 use crate::record::{Kind, Record};
 
-/// Creates control's tables in `keyspace` (which must exist). Idempotent:
-/// every statement is `CREATE TABLE IF NOT EXISTS`.
-pub async fn control_schema(session: &Session, keyspace: &str) -> Result<(), ControlError> {
-    for cql in rows::SCHEMA {
-        let cql = cql.replace("{ks}", keyspace);
-        session
-            .query_unpaged(cql.clone(), ())
-            .await
-            .map_err(|e| ControlError::cql(format!("creating tables (`{cql}`)"), e))?;
-    }
-    Ok(())
-}
-
 /// The configuration in a Cassandra/ScyllaDB keyspace. Cheap to clone.
 #[derive(Clone)]
-pub struct CqlStore {
+pub struct CqlConfigStore {
     inner: Arc<Inner>,
 }
 
@@ -49,9 +37,9 @@ struct Inner {
     writer: tokio::sync::Mutex<i64>,
 }
 
-impl std::fmt::Debug for CqlStore {
+impl std::fmt::Debug for CqlConfigStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CqlStore")
+        f.debug_struct("CqlConfigStore")
             .field("keyspace", &self.inner.ks)
             .finish_non_exhaustive()
     }
@@ -78,19 +66,22 @@ impl Writes {
     }
 }
 
-impl CqlStore {
-    /// Connects to the cluster in `config` and opens `keyspace`, whose
-    /// tables [`control_schema`] must have created.
+impl CqlConfigStore {
+    /// Connects to the cluster in `config` and opens `keyspace`, which
+    /// `sluice migrate` must have created.
     pub async fn connect(
-        config: &sluice_ledger::LedgerConfig,
+        config: &sluice_cql::CqlConfig,
         keyspace: &str,
     ) -> Result<Self, ControlError> {
-        let session = sluice_ledger::connect(config).await?;
+        let session = sluice_cql::connect(config).await?;
         Self::open(session, keyspace).await
     }
 
-    /// Opens `keyspace` on an existing session.
+    /// Opens `keyspace` on an existing session. Fails with
+    /// [`sluice_cql::CqlError::MissingTable`] (run `sluice migrate`) when a
+    /// table of control is missing; creates none.
     pub async fn open(session: Session, keyspace: &str) -> Result<Self, ControlError> {
+        sluice_cql::require_tables(&session, keyspace, sluice_cql::CONTROL_TABLES).await?;
         let store = Self {
             inner: Arc::new(Inner {
                 session,
@@ -283,7 +274,7 @@ fn plan_writes(ks: &str, plan: &WarmupPlan, w: &mut Writes, rev: u64, ts: i64) {
 }
 
 #[tonic::async_trait]
-impl ConfigStore for CqlStore {
+impl ConfigStore for CqlConfigStore {
     async fn put(&self, record: Record) -> Result<u64, ControlError> {
         let ks = self.inner.ks.clone();
         let build = |w: &mut Writes, rev, ts| record_writes(&ks, &record, w, rev, ts);

@@ -1,41 +1,11 @@
-//! The CQL tables of control, and conversions between their rows and the
-//! protobuf records. The `config_*` tables and `suppressions` have the same
-//! definitions as in the recorder's migrations, so either may create them.
+//! Conversions between the rows of control's CQL tables and the protobuf
+//! records. The tables are defined by the migrations of crate `sluice-cql`.
 
 use scylla::value::{CqlTimestamp, CqlValue};
 use sluice_proto::v1::{Pool, SitePolicy, SourceIp, Suppression, Tenant, WarmupStep};
 
 /// Rows per partition of the change log (`config_changes`).
 pub(super) const CHANGES_PER_BUCKET: u64 = 10_000;
-
-/// The statements of [`super::control_schema`], with `{ks}` placeholders.
-pub(super) const SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS {ks}.config_pools (
-        name text PRIMARY KEY, description text, revision bigint)",
-    "CREATE TABLE IF NOT EXISTS {ks}.config_ips (
-        address text PRIMARY KEY, pool text, owner_node text, warmup_plan text,
-        ehlo_name text, paused boolean, revision bigint)",
-    "CREATE TABLE IF NOT EXISTS {ks}.config_warmup_plans (
-        name text, day int, daily_cap bigint, hourly_cap bigint, revision bigint,
-        PRIMARY KEY ((name), day))",
-    "CREATE TABLE IF NOT EXISTS {ks}.config_site_policies (
-        site text PRIMARY KEY, messages_per_minute int, messages_per_hour int,
-        messages_per_day bigint, max_connections int, new_connections_per_minute int,
-        messages_per_connection int, recipients_per_transaction int, require_tls boolean,
-        revision bigint)",
-    "CREATE TABLE IF NOT EXISTS {ks}.config_tenants (
-        name text PRIMARY KEY, sending_domains set<text>, default_pool text,
-        rate_quota int, paused boolean, revision bigint)",
-    "CREATE TABLE IF NOT EXISTS {ks}.config_revision (name text PRIMARY KEY, revision bigint)",
-    "CREATE TABLE IF NOT EXISTS {ks}.suppressions (
-        tenant text, address text, reason text, created_at timestamp, message_id text,
-        PRIMARY KEY ((tenant, address)))",
-    "CREATE TABLE IF NOT EXISTS {ks}.config_suppressions (
-        tenant text, address text, reason text, created_at timestamp, revision bigint,
-        PRIMARY KEY ((tenant), address))",
-    "CREATE TABLE IF NOT EXISTS {ks}.config_changes (
-        bucket bigint, revision bigint, change blob, PRIMARY KEY ((bucket), revision))",
-];
 
 pub(super) fn int(v: u32) -> CqlValue {
     CqlValue::Int(i32::try_from(v).unwrap_or(i32::MAX))

@@ -30,7 +30,7 @@ const REVISION_KEY: &[u8] = b"revision";
 /// The configuration in a data directory. Cheap to clone; clones share the
 /// store. One process at a time may open a directory.
 #[derive(Clone)]
-pub struct EmbeddedStore {
+pub struct EmbeddedConfigStore {
     inner: Arc<Inner>,
 }
 
@@ -45,9 +45,9 @@ struct Inner {
     revision: Mutex<u64>,
 }
 
-impl std::fmt::Debug for EmbeddedStore {
+impl std::fmt::Debug for EmbeddedConfigStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmbeddedStore")
+        f.debug_struct("EmbeddedConfigStore")
             .field("dir", &self.inner.dir)
             .finish_non_exhaustive()
     }
@@ -89,7 +89,7 @@ fn encode_record(record: &Record) -> Vec<u8> {
 /// One pending write of a change: keyspace, key, value (`None` removes).
 type Write<'a> = (&'a Keyspace, Vec<u8>, Option<Vec<u8>>);
 
-impl EmbeddedStore {
+impl EmbeddedConfigStore {
     /// Opens (or creates) the store in `dir`, recovering whatever the last
     /// process made durable.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, ControlError> {
@@ -248,7 +248,7 @@ impl EmbeddedStore {
     async fn blocking<T, F>(&self, f: F) -> Result<T, ControlError>
     where
         T: Send + 'static,
-        F: FnOnce(&EmbeddedStore) -> Result<T, ControlError> + Send + 'static,
+        F: FnOnce(&EmbeddedConfigStore) -> Result<T, ControlError> + Send + 'static,
     {
         let store = self.clone();
         tokio::task::spawn_blocking(move || f(&store))
@@ -265,7 +265,7 @@ fn decode_u64(bytes: &[u8]) -> Result<u64, ControlError> {
 }
 
 #[tonic::async_trait]
-impl ConfigStore for EmbeddedStore {
+impl ConfigStore for EmbeddedConfigStore {
     async fn put(&self, record: Record) -> Result<u64, ControlError> {
         self.blocking(move |s| s.put_blocking(record)).await
     }

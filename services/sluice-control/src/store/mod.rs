@@ -1,6 +1,6 @@
 //! Where control keeps the configuration: the [`ConfigStore`] trait and its
-//! two back ends, [`EmbeddedStore`] (fjall, in a data directory) and
-//! [`CqlStore`] (Cassandra/ScyllaDB).
+//! two back ends, [`EmbeddedConfigStore`] (fjall, in a data directory) and
+//! [`CqlConfigStore`] (Cassandra/ScyllaDB).
 //!
 //! Every successful change gets the next revision and is appended to a
 //! change log kept by the store, so Watch can replay everything after the
@@ -10,8 +10,8 @@ mod cql;
 mod cql_rows;
 mod embedded;
 
-pub use cql::{CqlStore, control_schema};
-pub use embedded::EmbeddedStore;
+pub use cql::CqlConfigStore;
+pub use embedded::EmbeddedConfigStore;
 
 use sluice_proto::v1::{ConfigChange, Suppression};
 

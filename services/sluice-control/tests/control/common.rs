@@ -3,8 +3,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use sluice_control::{ConfigStore, CqlStore, control_schema};
-use sluice_ledger::LedgerConfig;
+use sluice_control::{ConfigStore, CqlConfigStore};
+use sluice_cql::CqlConfig;
 use sluice_proto::v1::control_client::ControlClient;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
@@ -81,8 +81,8 @@ pub async fn serve(backend: Backend) -> Server {
 
 /// A CQL store on a new keyspace of the Cassandra at `SLUICE_CASSANDRA`.
 pub async fn cassandra_store() -> Arc<dyn ConfigStore> {
-    let config = LedgerConfig::from_env();
-    let session = match sluice_ledger::connect(&config).await {
+    let config = CqlConfig::from_env();
+    let session = match sluice_cql::connect(&config).await {
         Ok(s) => s,
         Err(e) => panic!(
             "Cassandra is needed at {} (SLUICE_CASSANDRA): {e}. \
@@ -91,20 +91,13 @@ pub async fn cassandra_store() -> Arc<dyn ConfigStore> {
         ),
     };
     let ks = format!("control_test_{}", uuid::Uuid::new_v4().simple());
-    session
-        .query_unpaged(
-            format!(
-                "CREATE KEYSPACE {ks} WITH replication = \
-                 {{'class': 'SimpleStrategy', 'replication_factor': 1}}"
-            ),
-            (),
-        )
+    let replication = "{'class': 'SimpleStrategy', 'replication_factor': 1}";
+    sluice_cql::migrate(&session, &ks, replication)
         .await
-        .expect("create test keyspace");
-    control_schema(&session, &ks).await.expect("control schema");
-    // Idempotent: a second run changes nothing and does not fail.
-    control_schema(&session, &ks)
-        .await
-        .expect("control schema again");
-    Arc::new(CqlStore::open(session, &ks).await.expect("open CQL store"))
+        .expect("migrate the test keyspace");
+    Arc::new(
+        CqlConfigStore::open(session, &ks)
+            .await
+            .expect("open CQL store"),
+    )
 }

@@ -1,7 +1,8 @@
 //! Integration tests of sluice-control: the gRPC service over both stores
-//! (one conformance suite), durability of the embedded store, the admin CLI.
+//! (one conformance suite), durability of the embedded store. (The admin CLI
+//! is tested in the `sluice` binary, where it lives.)
 
-mod admin;
 mod common;
 mod conformance;
 mod embedded;
+mod unmigrated;

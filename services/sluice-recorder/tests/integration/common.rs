@@ -12,7 +12,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use scylla::client::session::Session;
-use sluice_ledger::LedgerConfig;
+use sluice_cql::CqlConfig;
 use sluice_log::KafkaConfig;
 use sluice_node::Span;
 use sluice_proto::v1::{BounceClass, Event, EventKind, SmtpReply};
@@ -32,7 +32,7 @@ pub async fn kafka() -> KafkaConfig {
 }
 
 pub async fn cassandra() -> Session {
-    match sluice_ledger::connect(&LedgerConfig::from_env()).await {
+    match sluice_cql::connect(&CqlConfig::from_env()).await {
         Ok(session) => session,
         Err(err) => panic!("this test needs a running Cassandra node. {err}"),
     }
@@ -46,7 +46,7 @@ pub async fn fresh_config() -> (RecorderConfig, Session) {
     let id = uuid::Uuid::new_v4().simple().to_string();
     let config = RecorderConfig {
         brokers: kafka.brokers.clone(),
-        cassandra: LedgerConfig::from_env().contact_points,
+        cassandra: CqlConfig::from_env().contact_points,
         keyspace: format!("rec_{}", &id[..20]),
         topic: format!("sluice.test.events.{id}"),
         group: format!("sluice-recorder-test-{id}"),
@@ -60,7 +60,7 @@ pub async fn fresh_config() -> (RecorderConfig, Session) {
         },
         ..RecorderConfig::default()
     };
-    sluice_recorder::migrate(&session, &config.keyspace, &config.replication)
+    sluice_cql::migrate(&session, &config.keyspace, &config.replication)
         .await
         .expect("migrate fresh keyspace");
     sluice_log::create_topic(&kafka, &config.topic, PARTITIONS)

@@ -1,6 +1,6 @@
 //! A whole recorder node (Kafka consumer, scorer, Query server) on the
-//! embedded ledger: chosen by configuration through `run_with`, then served
-//! again by `run_on` over a ledger the test opened itself. No Cassandra.
+//! embedded ledger: opened from the configuration by `RecorderBackends::open`,
+//! then served again by `run` over a ledger the test opened itself. No Cassandra.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -92,7 +92,7 @@ async fn a_node_records_on_the_embedded_ledger_and_serves_it_after_a_restart() {
     assert_eq!(Metrics::get(&recorder.metrics.duplicates), 1);
     recorder.stop().await;
 
-    // Reopened by the test and handed to run_on: everything is still there.
+    // Reopened by the test and handed to run: everything is still there.
     let ledger = EmbeddedLedger::open(dir.path(), 30, 7).expect("reopen");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));

@@ -9,7 +9,6 @@ mod dedup;
 mod embedded_node;
 mod ledger_cql;
 mod ledger_embedded;
-mod migrations;
 mod outage;
 mod query_suppressions;
 mod recording;

@@ -22,7 +22,7 @@ fn delivered(range: std::ops::Range<usize>) -> Vec<sluice_proto::v1::Event> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cassandra_outage_delays_commits_and_loses_nothing() {
     let (mut config, session) = fresh_config().await;
-    let upstream = sluice_ledger::LedgerConfig::from_env().contact_points;
+    let upstream = sluice_cql::CqlConfig::from_env().contact_points;
     let upstream = upstream
         .split(',')
         .next()

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use sluice_proto::v1::query_client::QueryClient;
 use sluice_proto::v1::query_server::QueryServer;
 use sluice_proto::v1::{BounceClass, CheckSuppressionsRequest, Event};
-use sluice_recorder::{AnyLedger, EmbeddedLedger, Ledger, QueryService, Store};
+use sluice_recorder::{AnyLedger, CqlLedger, EmbeddedLedger, Ledger, QueryService};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -92,12 +92,12 @@ async fn check_suppressions_over_grpc_on_cassandra() {
     let admin = cassandra().await;
     let ks = format!("supp_{}", &uuid::Uuid::new_v4().simple().to_string()[..20]);
     let replication = "{'class': 'SimpleStrategy', 'replication_factor': 1}";
-    sluice_recorder::migrate(&admin, &ks, replication)
+    sluice_cql::migrate(&admin, &ks, replication)
         .await
         .expect("migrate fresh keyspace");
-    let store = Store::prepare(cassandra().await, &ks, 30, 7)
+    let ledger = CqlLedger::prepare(cassandra().await, &ks, 30, 7)
         .await
         .expect("prepare statements");
-    check_over_grpc(store.into()).await;
+    check_over_grpc(ledger.into()).await;
     drop_keyspace(&admin, &ks).await;
 }

@@ -1,5 +1,6 @@
 //! A batch of real events through Kafka into Cassandra, read back over a
-//! real gRPC connection to the Query service (and through the CLI client).
+//! real gRPC connection to the Query service (and through the typed client
+//! the CLI uses).
 
 use std::time::Duration;
 
@@ -92,7 +93,7 @@ async fn records_a_batch_and_answers_over_grpc() {
     );
     check_suppressions(&session, ks).await;
     check_query_service(&recorder).await;
-    check_cli_client(&recorder).await;
+    check_typed_client(&recorder).await;
 
     recorder.stop().await;
     drop_keyspace(&session, ks).await;
@@ -224,23 +225,27 @@ async fn check_query_service(recorder: &Running) {
     assert_eq!(acme.signal, "pause_tenant", "{acme:?}");
 }
 
-async fn check_cli_client(recorder: &Running) {
-    let url = recorder.url();
-    let text = sluice_recorder::client::status(&url, "m-hard", false)
+async fn check_typed_client(recorder: &Running) {
+    use sluice_recorder::client::{QueryClient, today};
+    let mut client = QueryClient::connect(&recorder.url())
         .await
-        .expect("status table");
-    assert!(text.contains("m-hard: bounced"), "{text}");
-    let json = sluice_recorder::client::reputation(&url, BAD_IP, "", true)
+        .expect("connect");
+    let status = client.message("m-hard").await.expect("status");
+    assert_eq!(status.state(), EventKind::Bounced);
+    let reputation = client.reputation(BAD_IP, "").await.expect("reputation");
+    assert_eq!(reputation.rows[0].signal, "pause", "{reputation:?}");
+    let today = today();
+    let rows = client
+        .stats("campaign", "spring", (&today, &today))
         .await
-        .expect("json");
-    let doc: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
-    assert_eq!(doc["paths"][0]["signal"], "pause", "{doc}");
-    let today = sluice_recorder::client::today();
-    let table = sluice_recorder::client::stats(&url, "campaign", "spring", (&today, &today), false)
+        .expect("stats");
+    assert!(rows.iter().any(|r| r.key == "spring"), "{rows:?}");
+    let err = client
+        .stats("pool", "x", (&today, &today))
         .await
-        .expect("stats table");
-    assert!(table.contains("spring") && table.contains("221"), "{table}");
-    let err = sluice_recorder::client::status("http://127.0.0.1:1", "x", false)
+        .expect_err("not a dimension");
+    assert!(err.to_string().contains("--by"), "{err}");
+    let err = QueryClient::connect("http://127.0.0.1:1")
         .await
         .expect_err("nothing there");
     assert!(err.to_string().contains("sluice recorder"), "{err}");

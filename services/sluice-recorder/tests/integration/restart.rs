@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use sluice_ledger::LedgerConfig;
+use sluice_cql::CqlConfig;
 use sluice_proto::v1::EventKind;
 use sluice_recorder::Metrics;
 
@@ -106,13 +106,13 @@ async fn cassandra_restart_during_writes_loses_nothing() {
     let node = starting.await.expect("start task");
     config.cassandra = format!("127.0.0.1:{}", node.port);
     config.connect_timeout = sluice_node::Span::secs(2);
-    let session = sluice_ledger::connect(&LedgerConfig {
+    let session = sluice_cql::connect(&CqlConfig {
         contact_points: config.cassandra.clone(),
         connect_timeout: Duration::from_secs(10),
     })
     .await
     .expect("private node answers");
-    sluice_recorder::migrate(&session, &config.keyspace, &config.replication)
+    sluice_cql::migrate(&session, &config.keyspace, &config.replication)
         .await
         .expect("migrate on the private node");
 
@@ -141,7 +141,7 @@ async fn cassandra_restart_during_writes_loses_nothing() {
     // A fresh session: the first one's pool may not have reconnected to the
     // restarted node yet (seen once as "connection refused" under load).
     drop(session);
-    let session = sluice_ledger::connect(&LedgerConfig {
+    let session = sluice_cql::connect(&CqlConfig {
         contact_points: config.cassandra.clone(),
         connect_timeout: Duration::from_secs(30),
     })

@@ -1,7 +1,7 @@
 //! `sluice dev`: ingest, sender, recorder and control in one process, on the
 //! embedded message log, ledger and control store in one data directory.
 //! The same service code runs here as on Kafka and ScyllaDB; only the back
-//! ends handed to each service's `run_on` differ.
+//! ends handed to each role's `run` differ.
 
 pub mod config;
 mod suppressions;

@@ -1,9 +1,9 @@
-//! The read side of [`CqlStore`]: records by kind, one suppression.
+//! The read side of [`CqlConfigStore`]: records by kind, one suppression.
 
 use scylla::value::CqlValue;
 use sluice_proto::v1::{Suppression, WarmupPlan};
 
-use super::CqlStore;
+use super::CqlConfigStore;
 use crate::ControlError;
 use crate::record::{Kind, Record};
 use crate::store::cql_rows::{self as rows, text};
@@ -31,7 +31,7 @@ fn plans_from(steps: Vec<rows::StepRow>) -> Vec<WarmupPlan> {
     plans
 }
 
-impl CqlStore {
+impl CqlConfigStore {
     /// Records of `kind`; `name` narrows to one.
     pub(super) async fn select(
         &self,

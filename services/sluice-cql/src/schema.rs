@@ -1,13 +1,13 @@
 //! `sluice migrate`: the versioned CQL schema, embedded in the binary and
 //! applied in order. Each applied version is recorded in
 //! `<keyspace>.schema_version`; re-running applies nothing new. Every
-//! statement is `IF NOT EXISTS`, so a run interrupted half-way is finished
-//! by the next one.
+//! statement is `IF NOT EXISTS` / `IF EXISTS`, so a run interrupted half-way
+//! is finished by the next one.
 
 use scylla::client::session::Session;
 use scylla::value::CqlTimestamp;
 
-use crate::RecorderError;
+use crate::CqlError;
 
 /// One schema version: its number, name and CQL (with `{ks}` placeholders).
 pub struct Migration {
@@ -25,8 +25,13 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 2,
-        name: "control_state",
-        cql: include_str!("../migrations/0002_control_state.cql"),
+        name: "control",
+        cql: include_str!("../migrations/0002_control.cql"),
+    },
+    Migration {
+        version: 3,
+        name: "control_log",
+        cql: include_str!("../migrations/0003_control_log.cql"),
     },
 ];
 
@@ -53,28 +58,29 @@ async fn run(
     cql: String,
     version: u32,
     name: &'static str,
-) -> Result<(), RecorderError> {
+) -> Result<(), CqlError> {
     session
         .query_unpaged(cql, ())
         .await
         .map(drop)
-        .map_err(|e| RecorderError::Migration {
+        .map_err(|e| CqlError::Migration {
             version,
             name,
             reason: e.to_string(),
         })
 }
 
-async fn applied_versions(session: &Session, ks: &str) -> Result<Vec<u32>, RecorderError> {
+async fn applied_versions(session: &Session, ks: &str) -> Result<Vec<u32>, CqlError> {
+    let context = "reading schema_version";
     let rows = session
         .query_unpaged(format!("SELECT version FROM {ks}.schema_version"), ())
         .await
-        .map_err(|e| RecorderError::cql("reading schema_version", e))?
+        .map_err(|e| CqlError::statement(context, e))?
         .into_rows_result()
-        .map_err(|e| RecorderError::cql("reading schema_version", e))?;
+        .map_err(|e| CqlError::statement(context, e))?;
     let versions = rows
         .rows::<(i32,)>()
-        .map_err(|e| RecorderError::cql("reading schema_version", e))?
+        .map_err(|e| CqlError::statement(context, e))?
         .filter_map(Result::ok)
         .filter_map(|(v,)| u32::try_from(v).ok())
         .collect();
@@ -84,11 +90,7 @@ async fn applied_versions(session: &Session, ks: &str) -> Result<Vec<u32>, Recor
 /// Creates keyspace `ks` (with `replication`, a CQL map) when missing and
 /// applies every migration not yet recorded. Returns the versions applied
 /// by this call; empty when the schema was already current.
-pub async fn migrate(
-    session: &Session,
-    ks: &str,
-    replication: &str,
-) -> Result<Vec<u32>, RecorderError> {
+pub async fn migrate(session: &Session, ks: &str, replication: &str) -> Result<Vec<u32>, CqlError> {
     let bootstrap = [
         format!("CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {replication}"),
         format!(
@@ -107,16 +109,7 @@ pub async fn migrate(
             run(session, cql, m.version, m.name).await?;
         }
         await_agreement(session).await?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        let record =
-            format!("INSERT INTO {ks}.schema_version (version, name, applied_at) VALUES (?, ?, ?)");
-        let version = i32::try_from(m.version).unwrap_or(i32::MAX);
-        session
-            .query_unpaged(record, (version, m.name, CqlTimestamp(now)))
-            .await
-            .map_err(|e| RecorderError::cql("recording schema_version", e))?;
+        record(session, ks, m).await?;
         tracing::info!(
             version = m.version,
             name = m.name,
@@ -128,12 +121,27 @@ pub async fn migrate(
     Ok(applied)
 }
 
-async fn await_agreement(session: &Session) -> Result<(), RecorderError> {
+/// Records `m` as applied in `ks.schema_version`.
+async fn record(session: &Session, ks: &str, m: &Migration) -> Result<(), CqlError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let cql =
+        format!("INSERT INTO {ks}.schema_version (version, name, applied_at) VALUES (?, ?, ?)");
+    let version = i32::try_from(m.version).unwrap_or(i32::MAX);
+    session
+        .query_unpaged(cql, (version, m.name, CqlTimestamp(now)))
+        .await
+        .map(drop)
+        .map_err(|e| CqlError::statement("recording schema_version", e))
+}
+
+async fn await_agreement(session: &Session) -> Result<(), CqlError> {
     session
         .await_schema_agreement()
         .await
         .map(drop)
-        .map_err(|e| RecorderError::cql("waiting for schema agreement", e))
+        .map_err(|e| CqlError::statement("waiting for schema agreement", e))
 }
 
 #[cfg(test)]
@@ -146,16 +154,22 @@ mod tests {
         assert_eq!(versions, (1..=MIGRATIONS.len() as u32).collect::<Vec<_>>());
         let first = MIGRATIONS[0].statements("ks_x");
         assert!(first.len() >= 8, "{first:#?}");
-        assert!(
-            first
-                .iter()
-                .all(|s| s.starts_with("CREATE TABLE IF NOT EXISTS ks_x."))
-        );
-        assert!(
-            first
-                .iter()
-                .all(|s| !s.contains("{ks}") && !s.contains("--"))
-        );
+        for m in MIGRATIONS {
+            let statements = m.statements("ks_x");
+            assert!(
+                statements.iter().all(|s| {
+                    s.starts_with("CREATE TABLE IF NOT EXISTS ks_x.")
+                        || s.starts_with("DROP TABLE IF EXISTS ks_x.")
+                }),
+                "migration {}: {statements:#?}",
+                m.version
+            );
+            assert!(
+                statements
+                    .iter()
+                    .all(|s| !s.contains("{ks}") && !s.contains("--"))
+            );
+        }
     }
 
     #[test]

@@ -1,7 +1,9 @@
-//! The operator's admin commands: talk gRPC to control, print tables or JSON.
-//! The `sluice` binary embeds [`AdminCommand`] and calls [`run_admin`].
+//! `sluice admin`: the operator's commands. They talk gRPC to the control
+//! service and print tables or JSON ([`render`]).
 
 mod render;
+#[cfg(test)]
+mod tests;
 
 use std::io::Write;
 
@@ -314,7 +316,7 @@ async fn all_suppressions(
         let req = ListSuppressionsRequest {
             tenant: tenant.clone(),
             page_token,
-            page_size: want.min(crate::MAX_PAGE_SIZE),
+            page_size: want.min(sluice_control::MAX_PAGE_SIZE),
         };
         let page = client.list_suppressions(req).await?.into_inner();
         list.extend(page.suppressions);

@@ -1,5 +1,7 @@
-//! The recorder's CQL: prepared statements and one method per write.
-//! Reads live in `store_read.rs`.
+//! [`CqlLedger`], the ScyllaDB/Cassandra back end of the recorder's
+//! [`Ledger`](crate::Ledger): prepared statements and one method per write.
+//! Reads live in `ledger_cql_read.rs`. The tables are created by
+//! `sluice migrate` (crate `sluice-cql`), never here.
 
 use prost::Message;
 use scylla::client::session::Session;
@@ -8,10 +10,12 @@ use scylla::value::{Counter, CqlTimestamp};
 use sluice_proto::v1::Event;
 
 use crate::RecorderError;
+use crate::ledger::Claim;
 use crate::record::{self, COLUMNS, CounterKey, Deltas, Granularity};
 
-/// Prepared statements of one keyspace.
-pub struct Store {
+/// The recorder's ledger in a migrated keyspace: the session and the
+/// prepared statements.
+pub struct CqlLedger {
     pub(crate) session: Session,
     pub(crate) ks: String,
     status_ttl: i32,
@@ -23,15 +27,6 @@ pub struct Store {
     claim: PreparedStatement,
     bump_daily: PreparedStatement,
     bump_hourly: PreparedStatement,
-}
-
-/// What a de-duplication claim found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Claim {
-    /// First time this (message id, attempt, kind) is seen: count it.
-    New,
-    /// Seen before: do not count it again.
-    Duplicate,
 }
 
 fn days_to_secs(days: u32) -> i32 {
@@ -46,14 +41,17 @@ fn counter_sets() -> String {
         .join(", ")
 }
 
-impl Store {
-    /// Prepares every statement against `ks` (which must be migrated).
+impl CqlLedger {
+    /// Prepares every statement against `ks`, which `sluice migrate` must
+    /// have created: fails with [`sluice_cql::CqlError::MissingTable`]
+    /// otherwise.
     pub async fn prepare(
         session: Session,
         ks: &str,
         status_ttl_days: u32,
         dedup_ttl_days: u32,
     ) -> Result<Self, RecorderError> {
+        sluice_cql::require_tables(&session, ks, sluice_cql::RECORDER_TABLES).await?;
         let prep = |cql: String| {
             let session = &session;
             async move {

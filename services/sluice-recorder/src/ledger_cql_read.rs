@@ -1,5 +1,5 @@
-//! Reads of the Query service and the reputation scorer, and the
-//! reputation upserts.
+//! The read side of [`CqlLedger`]: reads of the Query service and the
+//! reputation scorer, and the reputation upserts.
 
 use std::collections::HashSet;
 
@@ -9,8 +9,8 @@ use scylla::value::{Counter, CqlTimestamp};
 use sluice_proto::v1::{Event, ReputationRow, TenantReputationRow};
 
 use crate::RecorderError;
+use crate::ledger_cql::CqlLedger;
 use crate::record::{COLUMNS, Deltas};
-use crate::store::Store;
 
 type C = Option<Counter>;
 type Counters8 = (C, C, C, C, C, C, C, C);
@@ -35,7 +35,7 @@ fn ms(at: Option<&prost_types::Timestamp>) -> CqlTimestamp {
 /// Concurrent suppression lookups of one call.
 const SUPPRESSION_LOOKUPS: usize = 32;
 
-impl Store {
+impl CqlLedger {
     /// Which of `addresses` (stored forms) have a suppression row of
     /// `tenant`: one prepared point lookup per address (the partition key is
     /// `(tenant, address)`), up to [`SUPPRESSION_LOOKUPS`] at a time.

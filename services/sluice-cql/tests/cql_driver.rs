@@ -11,10 +11,10 @@ use futures::TryStreamExt;
 use scylla::client::session::Session;
 use scylla::statement::batch::Batch;
 use scylla::statement::unprepared::Statement;
-use sluice_ledger::{LedgerConfig, connect};
+use sluice_cql::{CqlConfig, connect};
 
 async fn reachable_cassandra() -> Session {
-    match connect(&LedgerConfig::from_env()).await {
+    match connect(&CqlConfig::from_env()).await {
         Ok(session) => session,
         Err(err) => panic!("this test needs a running Cassandra node. {err}"),
     }
@@ -238,7 +238,7 @@ async fn paged_read(session: &Session, ks: &str) {
 
 #[tokio::test]
 async fn unreachable_node_names_the_server_and_how_to_start_it() {
-    let config = LedgerConfig {
+    let config = CqlConfig {
         contact_points: "127.0.0.1:1".into(),
         connect_timeout: Duration::from_secs(2),
     };

@@ -1,7 +1,7 @@
 //! Benchmark (not a test): recorded events per second against real Kafka and
 //! Cassandra.
 //!
-//! `cargo run --release -p sluice-recorder --bin recorder-bench -- --events 50000 [--embedded]`
+//! `cargo run --release -p sluice-loadtest --bin recorder-bench -- --events 50000 [--embedded]`
 //!
 //! Produces N events to a fresh topic, then runs the recorder (fresh keyspace
 //! and group) until every event is counted, and prints the method, the
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use prost::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use sluice_ledger::LedgerConfig;
+use sluice_cql::CqlConfig;
 use sluice_log::KafkaConfig;
 use sluice_proto::v1::{BounceClass, Event, EventKind};
 use sluice_recorder::{Metrics, RecorderConfig};
@@ -196,13 +196,14 @@ async fn main() -> Res<()> {
     let id = uuid::Uuid::new_v4().simple().to_string();
     let config = RecorderConfig {
         brokers: kafka.brokers.clone(),
-        cassandra: LedgerConfig::from_env().contact_points,
+        cassandra: CqlConfig::from_env().contact_points,
         keyspace: format!("bench_{}", &id[..16]),
         topic: format!("sluice.bench.events.{id}"),
         group: format!("sluice-recorder-bench-{id}"),
         ..RecorderConfig::default()
     };
-    sluice_recorder::migrate_configured(&config).await?;
+    let session = sluice_cql::connect(&config.cql()).await?;
+    sluice_cql::migrate(&session, &config.keyspace, &config.replication).await?;
     sluice_log::create_topic(&kafka, &config.topic, partitions).await?;
     let started = Instant::now();
     produce(&kafka, &config.topic, n).await?;
@@ -231,7 +232,6 @@ async fn main() -> Res<()> {
         config.batch_max_events, config.write_concurrency
     );
     print_machine(total, steady);
-    let session = sluice_ledger::connect(&LedgerConfig::from_env()).await?;
     session
         .query_unpaged(format!("DROP KEYSPACE {}", config.keyspace), ())
         .await?;

@@ -2,7 +2,7 @@
 //! into a real Kafka with RSA-2048 DKIM signing, next to the machine's
 //! `openssl speed -seconds 3 rsa2048` signing rate measured in the same run.
 //!
-//! `cargo run --release -p sluice-ingest --bin ingest-bench [recipients]`
+//! `cargo run --release -p sluice-loadtest --bin ingest-bench [recipients]`
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -1,9 +1,51 @@
-//! The admin CLI functions against a running server.
+//! The admin commands against a running control server (embedded store).
+
+use std::net::SocketAddr;
 
 use clap::Parser;
-use sluice_control::admin::{AdminCommand, run_admin_to};
+use tokio::task::JoinHandle;
 
-use crate::common::{Backend, serve};
+use super::{AdminCommand, run_admin_to};
+
+/// A control server on 127.0.0.1:0 over an embedded store in a tempdir.
+struct Server {
+    addr: SocketAddr,
+    stop: sluice_node::CancellationToken,
+    task: JoinHandle<Result<(), sluice_control::ControlError>>,
+    _dir: tempfile::TempDir,
+}
+
+async fn serve() -> Server {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = sluice_control::open_embedded(dir.path()).expect("open embedded store");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("local addr");
+    let stop = sluice_node::CancellationToken::new();
+    let task = tokio::spawn(sluice_control::run(
+        sluice_control::ControlListeners { grpc: listener },
+        sluice_control::ControlConfig::default(),
+        sluice_control::ControlBackends { store },
+        stop.clone(),
+    ));
+    Server {
+        addr,
+        stop,
+        task,
+        _dir: dir,
+    }
+}
+
+impl Server {
+    async fn stop(self) {
+        self.stop.cancel();
+        self.task
+            .await
+            .expect("server task")
+            .expect("server result");
+    }
+}
 
 #[derive(Parser)]
 struct Cli {
@@ -23,7 +65,7 @@ async fn admin(endpoint: &str, args: &[&str]) -> anyhow::Result<String> {
 
 #[tokio::test]
 async fn admin_commands_against_a_running_server() {
-    let server = serve(Backend::Embedded).await;
+    let server = serve().await;
     let ep = server.addr.to_string();
     let run = |args: &'static [&'static str]| {
         let ep = ep.clone();

@@ -3,18 +3,18 @@ use std::time::Duration;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 
-use crate::LedgerError;
+use crate::CqlError;
 
 /// Where the ScyllaDB (or Cassandra) cluster is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LedgerConfig {
+pub struct CqlConfig {
     /// Contact points, comma separated `host:port` pairs.
     pub contact_points: String,
     /// How long to keep trying to reach a contact point.
     pub connect_timeout: Duration,
 }
 
-impl LedgerConfig {
+impl CqlConfig {
     /// Environment variable that overrides the contact points.
     pub const CONTACT_POINTS_ENV: &'static str = "SLUICE_CASSANDRA";
     /// Contact points used when nothing else is configured.
@@ -40,19 +40,19 @@ impl LedgerConfig {
     }
 }
 
-/// Opens a session, failing with [`LedgerError::Unreachable`] when no contact
+/// Opens a session, failing with [`CqlError::Unreachable`] when no contact
 /// point answers.
-pub async fn connect(config: &LedgerConfig) -> Result<Session, LedgerError> {
+pub async fn connect(config: &CqlConfig) -> Result<Session, CqlError> {
     let builder = SessionBuilder::new()
         .known_nodes(config.nodes())
         .connection_timeout(config.connect_timeout);
     builder
         .build()
         .await
-        .map_err(|source| LedgerError::Unreachable {
+        .map_err(|source| CqlError::Unreachable {
             contact_points: config.contact_points.clone(),
             timeout: config.connect_timeout,
-            source,
+            source: Box::new(source),
         })
 }
 
@@ -62,7 +62,7 @@ mod tests {
 
     #[test]
     fn contact_points_are_split_and_trimmed() {
-        let config = LedgerConfig {
+        let config = CqlConfig {
             contact_points: " a:9042, b:9042 ,".into(),
             connect_timeout: Duration::from_secs(1),
         };

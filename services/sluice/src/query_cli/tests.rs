@@ -1,0 +1,115 @@
+//! The Query commands against a real Query service (tonic on 127.0.0.1:0)
+//! over an embedded ledger the test fills: tables, JSON, and the error when
+//! no recorder answers.
+
+use std::sync::Arc;
+
+use sluice_proto::v1::query_server::QueryServer;
+use sluice_proto::v1::{BounceClass, Event, EventKind, ReputationRow};
+use sluice_recorder::{AnyLedger, EmbeddedLedger, Ledger, QueryService, record};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+const IP: &str = "192.0.2.10";
+const BAD_IP: &str = "192.0.2.66";
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+        .try_into()
+        .expect("seconds fit i64")
+}
+
+fn event(kind: EventKind, message_id: &str, n: usize) -> Event {
+    Event {
+        event_id: format!("{message_id}-{n}"),
+        kind: kind.into(),
+        message_id: message_id.into(),
+        tenant: "acme".into(),
+        campaign: "spring".into(),
+        recipient: format!("{message_id}@example.com"),
+        source_ip: IP.into(),
+        site: "google".into(),
+        at: Some(prost_types::Timestamp {
+            seconds: now_secs(),
+            nanos: 0,
+        }),
+        ..Default::default()
+    }
+}
+
+/// 221 deliveries and one hard bounce of campaign `spring`, and a paused path.
+async fn fill(ledger: &AnyLedger) {
+    let now = now_secs();
+    let mut events: Vec<Event> = (0..221)
+        .map(|i| event(EventKind::Delivered, &format!("m-{i}"), 0))
+        .collect();
+    let mut hard = event(EventKind::Bounced, "m-hard", 0);
+    hard.bounce_class = BounceClass::BadMailbox.into();
+    events.push(hard);
+    for e in &events {
+        ledger.write_rows(e, now).await.expect("rows");
+        for key in record::counter_keys(e, now) {
+            ledger.bump(&key, &record::deltas(e)).await.expect("bump");
+        }
+    }
+    let row = ReputationRow {
+        source_ip: BAD_IP.into(),
+        site: "outlook".into(),
+        sent: 250,
+        signal: "pause".into(),
+        window_hours: 24,
+        ..Default::default()
+    };
+    ledger.put_path_reputation(&row).await.expect("reputation");
+}
+
+#[tokio::test]
+async fn query_commands_render_tables_and_json() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ledger: AnyLedger = EmbeddedLedger::open(dir.path(), 30, 7)
+        .expect("open ledger")
+        .into();
+    fill(&ledger).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(QueryServer::new(QueryService::new(Arc::new(ledger))))
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(listener),
+                async move {
+                    let _ = stopped.await;
+                },
+            ),
+    );
+
+    let text = super::status(&url, "m-hard", false)
+        .await
+        .expect("status table");
+    assert!(text.contains("m-hard: bounced"), "{text}");
+    let json = super::reputation(&url, BAD_IP, "", true)
+        .await
+        .expect("json");
+    let doc: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
+    assert_eq!(doc["paths"][0]["signal"], "pause", "{doc}");
+    let today = sluice_recorder::client::today();
+    let table = super::stats(&url, "campaign", "spring", (&today, &today), false)
+        .await
+        .expect("stats table");
+    assert!(table.contains("spring") && table.contains("221"), "{table}");
+    let err = super::stats(&url, "pool", "x", (&today, &today), false)
+        .await
+        .expect_err("not a dimension");
+    assert!(err.to_string().contains("--by"), "{err}");
+
+    let _ = stop.send(());
+    server.await.expect("server task").expect("server");
+    let err = super::status(&url, "x", false)
+        .await
+        .expect_err("nothing there");
+    assert!(err.to_string().contains("sluice recorder"), "{err}");
+}
