@@ -4,18 +4,16 @@
 //! Domains are resolved over real DNS (a small name server on loopback that
 //! the sender's hickory resolver queries over UDP).
 
-mod common;
-
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use common::*;
 use hickory_resolver::proto::op::{Message, MessageType, ResponseCode};
 use hickory_resolver::proto::rr::rdata::{A, MX};
 use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sluice_proto::v1::{Envelope, EventKind};
 use sluice_sender::SenderConfig;
+use sluice_testkit::sender::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, UdpSocket};
 

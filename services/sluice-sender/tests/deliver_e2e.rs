@@ -4,14 +4,12 @@
 //! end delivered or bounced exactly as the simulator's rules imply, and the
 //! simulator must count zero limit violations.
 
-mod common;
-
 use std::collections::{BTreeSet, HashSet};
 use std::time::{Duration, Instant};
 
-use common::*;
 use sluice_proto::v1::EventKind;
 use sluice_sender::SenderConfig;
+use sluice_testkit::sender::*;
 
 const SCENARIO: &str = r#"
 seed = 7

@@ -2,14 +2,12 @@
 //! grow the sender's memory: its mail cycles through the delay tiers in Kafka
 //! while the other providers' mail flows at their own limits.
 
-mod common;
-
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
 use sluice_sender::SenderConfig;
+use sluice_testkit::sender::*;
 
 const FAST: [&str; 4] = ["alpha", "bravo", "charlie", "delta"];
 const PER_FAST: usize = 800;

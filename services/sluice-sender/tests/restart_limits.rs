@@ -2,14 +2,12 @@
 //! in the next, because the engine's counters are saved to the state file and
 //! restored. Without the file the same restart would send again.
 
-mod common;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::*;
 use sluice_sender::SenderConfig;
 use sluice_sim::SimHandle;
+use sluice_testkit::sender::*;
 
 const CAP: usize = 100;
 const MESSAGES: usize = 150;

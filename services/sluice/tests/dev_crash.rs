@@ -4,17 +4,13 @@
 //! directory. Every recipient whose submission was acknowledged must reach
 //! the simulator; the run reports how many arrived twice.
 
-#[path = "../../sluice-sender/tests/common/mod.rs"]
-mod common;
-mod dev_common;
-
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use common::start_sim;
-use dev_common::{dev_config, send_request, start_dev};
 use sluice_proto::v1::SendRequest;
 use sluice_proto::v1::ingest_client::IngestClient;
+use sluice_testkit::dev::{dev_config, send_request, start_dev};
+use sluice_testkit::sender::start_sim;
 
 const SCENARIO: &str = r#"
 seed = 11
@@ -68,7 +64,7 @@ async fn sluice_dev_killed_with_sigkill_loses_no_accepted_message() {
     let config = dev_config(dir.path(), &sim, "slowmail", "slow.test", EXTRA);
     std::fs::write(&file, config).expect("write config");
 
-    let first = start_dev(&file).await;
+    let first = start_dev(std::path::Path::new(env!("CARGO_BIN_EXE_sluice")), &file).await;
     let mut dev = first.child;
     let mut client = IngestClient::connect(first.ingest)
         .await
@@ -96,7 +92,9 @@ async fn sluice_dev_killed_with_sigkill_loses_no_accepted_message() {
         accepted.len()
     );
 
-    let mut dev = start_dev(&file).await.child;
+    let mut dev = start_dev(std::path::Path::new(env!("CARGO_BIN_EXE_sluice")), &file)
+        .await
+        .child;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let seen = arrivals(&sim.snapshot());

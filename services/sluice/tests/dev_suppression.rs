@@ -3,17 +3,13 @@
 //! the hard bounce, a second submission to that address is answered
 //! `suppressed` and the simulator never sees a second attempt.
 
-#[path = "../../sluice-sender/tests/common/mod.rs"]
-mod common;
-mod dev_common;
-
 use std::time::{Duration, Instant};
 
-use common::start_sim;
-use dev_common::{dev_config, send_request, start_dev};
 use sluice_proto::v1::ingest_client::IngestClient;
 use sluice_proto::v1::query_client::QueryClient;
 use sluice_proto::v1::{EventKind, GetMessageRequest, SendResponse};
+use sluice_testkit::dev::{dev_config, send_request, start_dev};
+use sluice_testkit::sender::start_sim;
 
 const SCENARIO: &str = r#"
 seed = 7
@@ -74,7 +70,7 @@ async fn a_hard_bounced_address_is_suppressed_on_the_next_submission() {
     let file = dir.path().join("dev.toml");
     let config = dev_config(dir.path(), &sim, "bouncy", "bouncy.test", "");
     std::fs::write(&file, config).expect("write config");
-    let dev = start_dev(&file).await;
+    let dev = start_dev(std::path::Path::new(env!("CARGO_BIN_EXE_sluice")), &file).await;
     let (mut child, query) = (dev.child, dev.query);
     let mut client = IngestClient::connect(dev.ingest)
         .await

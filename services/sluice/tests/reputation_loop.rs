@@ -4,15 +4,12 @@
 //! site from that IP and the tenant's mail altogether, while other tenants'
 //! mail to other sites keeps flowing.
 
-#[path = "../../sluice-sender/tests/common/mod.rs"]
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
 use sluice_cql::CqlConfig;
 use sluice_recorder::{RecorderConfig, ReputationConfig};
 use sluice_sender::SenderConfig;
+use sluice_testkit::sender::*;
 
 const SCENARIO: &str = r#"
 [[provider]]

@@ -3,16 +3,13 @@
 //! ends delivered or bounced. Reports how many were delivered twice (the
 //! uncommitted in-flight window) and checks that the count stays within it.
 
-#[path = "../../sluice-sender/tests/common/mod.rs"]
-mod common;
-
 use std::collections::HashSet;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::*;
 use sluice_proto::v1::EventKind;
+use sluice_testkit::sender::*;
 use tokio::process::{Child, Command};
 
 const MESSAGES: usize = 3000;

@@ -4,11 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_proto::v1::query_server::QueryServer;
 use sluice_proto::v1::{BounceClass, Event, EventKind, Recipient};
-use sluice_recorder::{AnyLedger, EmbeddedLedger, Ledger, QueryService};
+use sluice_recorder::{EmbeddedLedger, Ledger};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 use tonic::Code;
 
 use crate::common::{self, ACME_KEY, Options, SUPPRESSED};
@@ -18,7 +16,7 @@ use crate::http::message as json_message;
 const GONE: &str = "gone@example.org";
 
 /// A Query service on an embedded ledger where `GONE` hard-bounced for acme.
-async fn query_with_a_bounce(dir: &std::path::Path) -> (String, oneshot::Sender<()>) {
+async fn query_with_a_bounce(dir: &std::path::Path) -> sluice_testkit::query::Server {
     let ledger = EmbeddedLedger::open(dir, 30, 7).expect("open the embedded ledger");
     let bounce = Event {
         event_id: "e1".into(),
@@ -33,21 +31,7 @@ async fn query_with_a_bounce(dir: &std::path::Path) -> (String, oneshot::Sender<
         .write_rows(&bounce, 0)
         .await
         .expect("write the bounce");
-    let ledger: Arc<AnyLedger> = Arc::new(ledger.into());
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(QueryServer::new(QueryService::new(ledger)))
-            .serve_with_incoming_shutdown(
-                tonic::transport::server::TcpIncoming::from(listener),
-                async move {
-                    let _ = stopped.await;
-                },
-            ),
-    );
-    (url, stop)
+    sluice_testkit::query::serve(Arc::new(ledger.into())).await
 }
 
 fn to(address: &str) -> Recipient {
@@ -61,7 +45,8 @@ fn to(address: &str) -> Recipient {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recipient_the_recorder_suppressed_gets_only_a_suppressed_event() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (url, _query) = query_with_a_bounce(dir.path()).await;
+    let query = query_with_a_bounce(dir.path()).await;
+    let url = query.url.clone();
     let node = common::start(Options {
         suppressions_query: Some((url, 2_000)),
         ..Options::default()

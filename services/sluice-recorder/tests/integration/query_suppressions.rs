@@ -5,32 +5,11 @@
 use std::sync::Arc;
 
 use sluice_proto::v1::query_client::QueryClient;
-use sluice_proto::v1::query_server::QueryServer;
 use sluice_proto::v1::{BounceClass, CheckSuppressionsRequest, Event};
-use sluice_recorder::{AnyLedger, CqlLedger, EmbeddedLedger, Ledger, QueryService};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use sluice_recorder::{AnyLedger, CqlLedger, EmbeddedLedger, Ledger};
 
 use crate::common::{bounce, cassandra, drop_keyspace, now_secs};
 use crate::conformance::fresh;
-
-/// Serves Query from `ledger` until the returned sender is dropped.
-async fn serve(ledger: Arc<AnyLedger>) -> (String, oneshot::Sender<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(QueryServer::new(QueryService::new(ledger)))
-            .serve_with_incoming_shutdown(
-                tonic::transport::server::TcpIncoming::from(listener),
-                async move {
-                    let _ = stopped.await;
-                },
-            ),
-    );
-    (url, stop)
-}
 
 fn ask(tenant: &str, addresses: &[String]) -> CheckSuppressionsRequest {
     CheckSuppressionsRequest {
@@ -47,7 +26,8 @@ async fn check_over_grpc(ledger: AnyLedger) {
         ..bounce(&id, "192.0.2.1", "gmail", BounceClass::BadMailbox)
     };
     ledger.write_rows(&hard, now_secs()).await.expect("write");
-    let (url, _stop) = serve(Arc::new(ledger)).await;
+    let server = sluice_testkit::query::serve(Arc::new(ledger)).await;
+    let url = server.url.clone();
     let mut client = QueryClient::connect(url).await.expect("connect");
     let gone = hard.recipient.to_uppercase();
     let fine = fresh("fine") + "@example.com";

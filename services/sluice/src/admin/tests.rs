@@ -1,50 +1,12 @@
 //! The admin commands against a running control server (embedded store).
 
-use std::net::SocketAddr;
-
 use clap::Parser;
-use tokio::task::JoinHandle;
 
 use super::{AdminCommand, run_admin_to};
 
 /// A control server on 127.0.0.1:0 over an embedded store in a tempdir.
-struct Server {
-    addr: SocketAddr,
-    stop: sluice_node::CancellationToken,
-    task: JoinHandle<Result<(), sluice_control::ControlError>>,
-    _dir: tempfile::TempDir,
-}
-
-async fn serve() -> Server {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = sluice_control::open_embedded(dir.path()).expect("open embedded store");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind 127.0.0.1:0");
-    let addr = listener.local_addr().expect("local addr");
-    let stop = sluice_node::CancellationToken::new();
-    let task = tokio::spawn(sluice_control::run(
-        sluice_control::ControlListeners { grpc: listener },
-        sluice_control::ControlConfig::default(),
-        sluice_control::ControlBackends { store },
-        stop.clone(),
-    ));
-    Server {
-        addr,
-        stop,
-        task,
-        _dir: dir,
-    }
-}
-
-impl Server {
-    async fn stop(self) {
-        self.stop.cancel();
-        self.task
-            .await
-            .expect("server task")
-            .expect("server result");
-    }
+async fn serve() -> sluice_testkit::control::Server {
+    sluice_testkit::control::Server::embedded().await
 }
 
 #[derive(Parser)]

@@ -1,6 +1,6 @@
-//! Harness for the sender's end-to-end tests: a simulated ISP farm on
-//! 127.0.0.2–6, a real Kafka (SLUICE_KAFKA_BROKERS), envelopes in, events out.
-#![allow(dead_code)]
+//! The sender's end-to-end harness: a simulated ISP farm on 127.0.0.2–6, a
+//! real Kafka (SLUICE_KAFKA_BROKERS) or the embedded log, envelopes in,
+//! events out, and a sender node run through `sluice_sender::run`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -24,12 +24,9 @@ pub const IPS: [&str; 8] = [
     "127.0.0.17",
 ];
 
+/// The Kafka broker of the tests (see [`crate::servers::kafka`]).
 pub async fn kafka() -> KafkaConfig {
-    let config = KafkaConfig::from_env("sluice-sender-test");
-    if let Err(err) = sluice_log::probe(&config, Duration::from_secs(10)).await {
-        panic!("this test needs a running Kafka broker. {err}");
-    }
-    config
+    crate::servers::kafka("sluice-sender-test").await
 }
 
 /// The message log on the Kafka broker of [`kafka`].

@@ -1,7 +1,6 @@
-//! Harness of the tests that run the real `sluice dev` binary: a config on
-//! 127.0.0.1:0 listeners routing one domain to a simulated provider, starting
-//! the binary and reading its endpoints, and a gRPC send with the dev key.
-#![allow(dead_code)]
+//! The real `sluice dev` binary under test: a config on 127.0.0.1:0
+//! listeners routing one domain to a simulated provider, starting the binary
+//! and reading its endpoints, and a gRPC send with the dev key.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -60,9 +59,10 @@ pub struct Dev {
     pub query: String,
 }
 
-/// Starts `sluice dev --config FILE` and reads the endpoints it prints.
-pub async fn start_dev(config: &Path) -> Dev {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+/// Starts `binary dev --config FILE` (the test passes
+/// `env!("CARGO_BIN_EXE_sluice")`) and reads the endpoints it prints.
+pub async fn start_dev(binary: &Path, config: &Path) -> Dev {
+    let mut child = Command::new(binary)
         .args(["dev", "--config"])
         .arg(config)
         .env("SLUICE_LOG", "warn")

@@ -1,0 +1,18 @@
+//! Harnesses that several Sluice crates' tests share. A dev-dependency only:
+//! nothing here ships in the binary.
+//!
+//! - [`servers`]: the Kafka and Cassandra the tests run against, failing with
+//!   a message that names the server and how to start it;
+//! - [`cql`]: a fresh, migrated keyspace;
+//! - [`control`]: a Control server on `127.0.0.1:0`;
+//! - [`query`]: a Query server over a ledger;
+//! - [`sender`]: the ISP simulator, topics, envelopes in and events out, and a
+//!   sender node run through `sluice_sender::run`;
+//! - [`dev`]: the real `sluice dev` binary under test.
+
+pub mod control;
+pub mod cql;
+pub mod dev;
+pub mod query;
+pub mod sender;
+pub mod servers;
