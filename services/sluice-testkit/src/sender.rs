@@ -45,6 +45,12 @@ pub struct Names {
     pub group: String,
 }
 
+impl Default for Names {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Names {
     pub fn new() -> Self {
         let id = uuid::Uuid::new_v4().simple().to_string();
