@@ -1,6 +1,7 @@
 //! The behaviour every [`MessageLog`] back end must share, as one suite that
-//! both back ends run: `sluice-store`'s tests against [`crate::EmbeddedLog`],
-//! `sluice-log`'s against Kafka. Enabled by the cargo feature `conformance`.
+//! both back ends run: `tests/embedded_conformance.rs` against
+//! [`crate::EmbeddedLog`], `tests/kafka_conformance.rs` against Kafka.
+//! Enabled by the cargo feature `conformance`.
 //!
 //! Each check is an async function taking the log and `fresh`, which returns
 //! a topic or group name no other check (or earlier run) uses, built from a
@@ -15,13 +16,14 @@
 
 use std::time::{Duration, Instant};
 
-use crate::{
-    Commit, Delivery, GroupConsumer, MessageLog, NewRecord, ReadLimit, Record, StoreError,
-    partition_for,
-};
+mod members;
+
+pub use members::*;
+
+use crate::{LogError, MAX_RECORD_BYTES, MessageLog, NewRecord, ReadLimit, Record, partition_for};
 
 /// How long a check waits for records it knows are there.
-const PATIENCE: Duration = Duration::from_secs(15);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(15);
 
 const ALL: ReadLimit = ReadLimit {
     max_records: usize::MAX,
@@ -48,6 +50,9 @@ macro_rules! conformance_tests {
             a_member_resumes_after_the_commit,
             paused_partitions_wait,
             large_records_round_trip,
+            oversized_records_are_refused,
+            a_new_member_is_assigned_its_partitions,
+            a_leaving_member_has_its_partitions_revoked,
         );
     };
     (@each $open:path, $fresh:path; $($check:ident),* $(,)?) => {$(
@@ -72,6 +77,51 @@ pub async fn run_all<L: MessageLog>(log: &L, fresh: &dyn Fn(&str) -> String) {
     a_member_resumes_after_the_commit(log, fresh).await;
     paused_partitions_wait(log, fresh).await;
     large_records_round_trip(log, fresh).await;
+    oversized_records_are_refused(log, fresh).await;
+    a_new_member_is_assigned_its_partitions(log, fresh).await;
+    a_leaving_member_has_its_partitions_revoked(log, fresh).await;
+}
+
+/// A record above [`MAX_RECORD_BYTES`] is refused with
+/// [`LogError::TooLarge`] naming its size, alone and in a batch, and
+/// nothing of the batch is written.
+pub async fn oversized_records_are_refused<L: MessageLog>(log: &L, fresh: &dyn Fn(&str) -> String) {
+    let topic = fresh("oversized");
+    log.create_topic(&topic, 1).await.expect("create");
+    let payload = vec![7_u8; MAX_RECORD_BYTES];
+    let err = log
+        .append(&topic, b"k", &payload)
+        .await
+        .expect_err("one byte of key above the limit");
+    assert!(
+        matches!(&err, LogError::TooLarge { size, limit, .. }
+            if *size == MAX_RECORD_BYTES + 1 && *limit == MAX_RECORD_BYTES),
+        "{err}"
+    );
+    assert!(!err.is_retryable());
+    let batch = vec![
+        NewRecord {
+            topic: topic.clone(),
+            key: b"small".to_vec(),
+            payload: b"fits".to_vec(),
+        },
+        NewRecord {
+            topic: topic.clone(),
+            key: b"k".to_vec(),
+            payload,
+        },
+    ];
+    let err = log.append_batch(batch).await.expect_err("oversized batch");
+    assert!(matches!(err, LogError::TooLarge { .. }), "{err}");
+    let none = log
+        .read(&topic, 0, 0, ALL, Duration::from_millis(300))
+        .await
+        .expect("read");
+    assert!(
+        none.is_empty(),
+        "a refused batch wrote {} records",
+        none.len()
+    );
 }
 
 /// A 5 MiB record (a large message with attachments) is stored and read
@@ -90,144 +140,6 @@ pub async fn large_records_round_trip<L: MessageLog>(log: &L, fresh: &dyn Fn(&st
     let got = read_exactly(log, &topic, at.partition, at.offset, 1).await;
     assert_eq!(got[0].payload.len(), payload.len(), "size");
     assert!(got[0].payload == payload, "content of the 5 MiB record");
-}
-
-/// Polls `consumer` until `count` records came; fails after [`PATIENCE`].
-pub async fn poll_exactly<C: GroupConsumer>(consumer: &mut C, count: usize) -> Vec<Delivery> {
-    let deadline = Instant::now() + PATIENCE;
-    let mut out = Vec::new();
-    while out.len() < count {
-        assert!(
-            Instant::now() < deadline,
-            "only {} of {count} records reached the group member",
-            out.len()
-        );
-        let got = consumer
-            .poll(Duration::from_millis(500))
-            .await
-            .expect("poll");
-        out.extend(got);
-    }
-    out
-}
-
-/// Appends `count` records `k0..` to `topic`; returns their keys.
-async fn append_keys<L: MessageLog>(log: &L, topic: &str, count: usize) -> Vec<Vec<u8>> {
-    let records: Vec<NewRecord> = (0..count)
-        .map(|i| NewRecord {
-            topic: topic.to_owned(),
-            key: format!("k{i}").into_bytes(),
-            payload: format!("v{i}").into_bytes(),
-        })
-        .collect();
-    let keys = records.iter().map(|r| r.key.clone()).collect();
-    log.append_batch(records).await.expect("append batch");
-    keys
-}
-
-/// A lone member of a new group reads every record of two topics once, in
-/// offset order within each partition, and nothing more.
-pub async fn a_member_reads_every_record_once<L: MessageLog>(
-    log: &L,
-    fresh: &dyn Fn(&str) -> String,
-) {
-    let (a, b, group) = (fresh("member.a"), fresh("member.b"), fresh("member.g"));
-    log.create_topic(&a, 3).await.expect("create a");
-    log.create_topic(&b, 2).await.expect("create b");
-    append_keys(log, &a, 30).await;
-    append_keys(log, &b, 20).await;
-    let mut member = log
-        .subscribe(&group, &[a.clone(), b.clone()])
-        .await
-        .expect("subscribe");
-    let mut got = member
-        .poll_at_most(PATIENCE, 7)
-        .await
-        .expect("poll at most 7");
-    assert!(
-        (1..=7).contains(&got.len()),
-        "poll_at_most(7) returned {} records",
-        got.len()
-    );
-    let rest = 50 - got.len();
-    got.extend(poll_exactly(&mut member, rest).await);
-    assert_eq!(got.len(), 50, "every record once");
-    let mut seen = std::collections::HashSet::new();
-    let mut last: std::collections::HashMap<(String, i32), i64> = Default::default();
-    for r in &got {
-        assert!(seen.insert((r.topic.clone(), r.key.clone())), "{r:?} twice");
-        let prev = last.insert((r.topic.clone(), r.partition), r.offset);
-        assert!(prev.is_none_or(|p| p < r.offset), "out of order at {r:?}");
-    }
-    let extra = member.poll(Duration::from_millis(300)).await.expect("poll");
-    assert!(
-        extra.is_empty(),
-        "records beyond the 50 appended: {extra:?}"
-    );
-}
-
-/// A member that committed part of what it read and left is followed by
-/// one that starts at the commit: the uncommitted records come again.
-pub async fn a_member_resumes_after_the_commit<L: MessageLog>(
-    log: &L,
-    fresh: &dyn Fn(&str) -> String,
-) {
-    let (topic, group) = (fresh("resume.t"), fresh("resume.g"));
-    log.create_topic(&topic, 1).await.expect("create");
-    append_keys(log, &topic, 10).await;
-    let topics = [topic.clone()];
-    let mut first = log.subscribe(&group, &topics).await.expect("subscribe");
-    let got = poll_exactly(&mut first, 10).await;
-    first
-        .commit(&Commit::after(&got[..4]))
-        .await
-        .expect("commit");
-    drop(first);
-    let mut second = log.subscribe(&group, &topics).await.expect("resubscribe");
-    let again = poll_exactly(&mut second, 6).await;
-    let offsets: Vec<i64> = again.iter().map(|r| r.offset).collect();
-    assert_eq!(
-        offsets,
-        (4..10).collect::<Vec<_>>(),
-        "resumes at the commit"
-    );
-}
-
-/// A paused partition yields nothing while others flow; resumed, it
-/// continues where it stopped.
-pub async fn paused_partitions_wait<L: MessageLog>(log: &L, fresh: &dyn Fn(&str) -> String) {
-    let (held, open, group) = (fresh("pause.held"), fresh("pause.open"), fresh("pause.g"));
-    log.create_topic(&held, 1).await.expect("create held");
-    log.create_topic(&open, 1).await.expect("create open");
-    let mut member = log
-        .subscribe(&group, &[held.clone(), open.clone()])
-        .await
-        .expect("subscribe");
-    // Reading first makes sure the member owns its partitions (a Kafka
-    // assignment arrives with the first polls).
-    let none = member.poll(Duration::from_millis(500)).await.expect("poll");
-    assert!(none.is_empty(), "nothing appended yet: {none:?}");
-    append_keys(log, &held, 1).await;
-    let first = poll_exactly(&mut member, 1).await;
-    assert_eq!(first[0].topic, held);
-    member.pause(&held, 0);
-    append_keys(log, &held, 3).await;
-    append_keys(log, &open, 2).await;
-    let flowing = poll_exactly(&mut member, 2).await;
-    assert!(
-        flowing.iter().all(|r| r.topic == open),
-        "a paused partition returned records: {flowing:?}"
-    );
-    let more = member.poll(Duration::from_millis(500)).await.expect("poll");
-    assert!(more.is_empty(), "paused records leaked: {more:?}");
-    member.resume(&held, 0);
-    let rest = poll_exactly(&mut member, 3).await;
-    let offsets: Vec<i64> = rest.iter().map(|r| r.offset).collect();
-    assert_eq!(
-        offsets,
-        vec![1, 2, 3],
-        "continues after the last record read"
-    );
 }
 
 /// Reads `count` records of a partition from `from`, in as many reads as it
@@ -465,7 +377,7 @@ pub async fn commits_round_trip_and_resume<L: MessageLog>(log: &L, fresh: &dyn F
     assert!(
         matches!(
             err,
-            StoreError::OffsetOutOfRange {
+            LogError::OffsetOutOfRange {
                 offset: 11,
                 end: 10,
                 ..
@@ -530,12 +442,12 @@ pub async fn batches_span_topics<L: MessageLog>(log: &L, fresh: &dyn Fn(&str) ->
 pub async fn bad_input_is_refused<L: MessageLog>(log: &L, fresh: &dyn Fn(&str) -> String) {
     assert!(matches!(
         log.create_topic("bad topic", 1).await,
-        Err(StoreError::InvalidName { .. })
+        Err(LogError::InvalidName { .. })
     ));
     let topic = fresh("bad");
     assert!(matches!(
         log.create_topic(&topic, 0).await,
-        Err(StoreError::BadPartitionCount { .. })
+        Err(LogError::BadPartitionCount { .. })
     ));
     log.create_topic(&topic, 2).await.expect("create");
     log.create_topic(&topic, 2)
@@ -548,7 +460,7 @@ pub async fn bad_input_is_refused<L: MessageLog>(log: &L, fresh: &dyn Fn(&str) -
     assert!(
         matches!(
             err,
-            StoreError::PartitionMismatch {
+            LogError::PartitionMismatch {
                 existing: 2,
                 requested: 3,
                 ..
@@ -559,25 +471,25 @@ pub async fn bad_input_is_refused<L: MessageLog>(log: &L, fresh: &dyn Fn(&str) -
     let missing = fresh("missing");
     assert!(matches!(
         log.append(&missing, b"k", b"v").await,
-        Err(StoreError::UnknownTopic { .. })
+        Err(LogError::TopicNotFound { .. })
     ));
     assert!(matches!(
         log.partitions(&missing).await,
-        Err(StoreError::UnknownTopic { .. })
+        Err(LogError::TopicNotFound { .. })
     ));
     for partition in [2, -1] {
         assert!(matches!(
             log.read(&topic, partition, 0, ALL, Duration::ZERO).await,
-            Err(StoreError::NoSuchPartition { .. })
+            Err(LogError::PartitionNotFound { .. })
         ));
     }
     let group = fresh("group");
     assert!(matches!(
         log.commit(&group, &topic, 0, 1).await,
-        Err(StoreError::OffsetOutOfRange { end: 0, .. })
+        Err(LogError::OffsetOutOfRange { end: 0, .. })
     ));
     assert!(matches!(
         log.commit("", &topic, 0, 0).await,
-        Err(StoreError::InvalidName { .. })
+        Err(LogError::InvalidName { .. })
     ));
 }
