@@ -16,12 +16,10 @@ pub enum RecorderError {
     /// Cassandra/ScyllaDB could not be reached at start.
     #[error(transparent)]
     Ledger(Box<sluice_ledger::LedgerError>),
-    /// Kafka could not be reached or refused an operation.
-    #[error(transparent)]
-    Log(Box<sluice_log::LogError>),
-    /// The message log (Kafka or the embedded log) failed an operation.
+    /// The message log (Kafka or the embedded log) could not be reached or
+    /// failed an operation.
     #[error("message log: {0}")]
-    MessageLog(#[from] sluice_store::StoreError),
+    Log(Box<sluice_log::LogError>),
     /// A Kafka client call failed.
     #[error("Kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
@@ -101,7 +99,6 @@ impl From<RecorderError> for tonic::Status {
                 Code::Unavailable
             }
             RecorderError::Kafka(_) | RecorderError::Transport(_) => Code::Unavailable,
-            RecorderError::MessageLog(_) => Code::Unavailable,
             RecorderError::Embedded { .. } => Code::Unavailable,
             RecorderError::ShuttingDown | RecorderError::QueryUnreachable { .. } => {
                 Code::Unavailable

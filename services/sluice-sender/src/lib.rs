@@ -24,9 +24,9 @@ mod state;
 
 use std::sync::{Arc, Mutex};
 
+use sluice_log::MessageLog;
 use sluice_log::{KafkaConfig, KafkaLog, Log};
 use sluice_shaping::Engine;
-use sluice_store::MessageLog;
 
 pub use config::SenderConfig;
 pub use dispatch::Stats;

@@ -11,9 +11,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
+use sluice_log::EmbeddedLog;
 use sluice_log::Log;
 use sluice_recorder::{AnyLedger, EmbeddedLedger};
-use sluice_store::EmbeddedLog;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
