@@ -1,4 +1,4 @@
-//! Byte layout of the two keyspaces (see `docs/embedded-store.md`).
+//! Byte layout of the two keyspaces (see `docs/message-log.md`).
 //!
 //! Integers are big-endian so that byte order is numeric order; offsets and
 //! partitions are never negative. Topic names cannot contain a NUL byte, so
