@@ -272,7 +272,10 @@ fn note_rebalances(consumer: &mut LogConsumer) {
                 tracing::info!(?partitions, "consuming these partitions now")
             }
             Rebalance::Revoked(partitions) => {
-                tracing::info!(?partitions, "these partitions went to another sender")
+                tracing::info!(
+                    ?partitions,
+                    "partitions revoked (group rebalance); they may move to another sender"
+                )
             }
         }
     }
