@@ -121,7 +121,7 @@ fn print_machine(total: f64, steady: f64) {
 
 /// The recorder on the embedded log and ledger (`sluice dev`'s back ends).
 async fn embedded(n: u64, partitions: i32) -> Res<()> {
-    use sluice_store::{EmbeddedLog, MessageLog, NewRecord};
+    use sluice_log::{EmbeddedLog, MessageLog, NewRecord};
     let dir = std::env::temp_dir().join(format!(
         "sluice-recorder-bench-{}",
         uuid::Uuid::new_v4().simple()

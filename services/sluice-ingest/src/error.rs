@@ -75,6 +75,29 @@ impl IngestError {
         }
     }
 
+    /// The answer to a publish the message log failed; `durable` lists the
+    /// message ids it acknowledged anyway. A full log queue is backpressure
+    /// and an oversized record is too large (both only when nothing became
+    /// durable, so no acknowledged id is lost); everything else is
+    /// unavailable, with the durable ids.
+    pub fn from_log(err: sluice_log::LogError, durable: Vec<String>) -> Self {
+        use sluice_log::LogError;
+        match err {
+            LogError::Backpressure { .. } if durable.is_empty() => {
+                Self::Backpressure(err.to_string())
+            }
+            LogError::TooLarge { size, limit, .. } if durable.is_empty() => Self::TooLarge {
+                field: "message (as stored in the log, with its envelope)".into(),
+                limit,
+                actual: size,
+            },
+            err => Self::Unavailable {
+                reason: err.to_string(),
+                durable,
+            },
+        }
+    }
+
     /// Message ids that are durable despite this error (partial publish).
     pub fn durable_ids(&self) -> &[String] {
         match self {
@@ -129,6 +152,12 @@ impl IngestError {
     }
 }
 
+impl From<sluice_log::LogError> for IngestError {
+    fn from(err: sluice_log::LogError) -> Self {
+        Self::from_log(err, Vec::new())
+    }
+}
+
 /// Metadata key that carries durable message ids of a partial failure.
 pub const DURABLE_IDS_METADATA: &str = "sluice-durable-ids";
 
@@ -176,6 +205,36 @@ mod tests {
                 .map(|v| v.to_str().ok()),
             Some(Some("A"))
         );
+    }
+
+    #[test]
+    fn log_failures_map_to_retry_later_or_too_large() {
+        use sluice_log::LogError;
+        let busy = || LogError::Backpressure {
+            server: "b1:9092".into(),
+            reason: "Local: Queue full".into(),
+        };
+        let err = IngestError::from(busy());
+        assert_eq!(err.grpc_code(), tonic::Code::ResourceExhausted);
+        let down = LogError::Unavailable {
+            server: "b1:9092".into(),
+            reason: "all brokers down".into(),
+        };
+        let err = IngestError::from(down);
+        assert_eq!(err.grpc_code(), tonic::Code::Unavailable);
+        assert!(err.to_string().contains("b1:9092"), "{err}");
+        let big = LogError::TooLarge {
+            topic: "sluice.outbound.default".into(),
+            size: 40_000_000,
+            limit: 33_554_432,
+        };
+        let err = IngestError::from(big);
+        assert_eq!(err.grpc_code(), tonic::Code::InvalidArgument);
+        assert!(err.to_string().contains("40000000 bytes"), "{err}");
+        // Partial publishes keep the durable ids, whatever the cause.
+        let err = IngestError::from_log(busy(), vec!["A".into()]);
+        assert_eq!(err.grpc_code(), tonic::Code::Unavailable);
+        assert_eq!(err.durable_ids(), ["A".to_owned()]);
     }
 
     #[test]

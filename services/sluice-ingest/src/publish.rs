@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use sluice_log::Log;
-use sluice_store::MessageLog;
+use sluice_log::MessageLog;
 
 use crate::IngestError;
 use crate::config::IngestConfig;
@@ -111,12 +111,12 @@ impl Publisher {
             match result {
                 Ok(_) if record.marks_durable => durable.push(record.key.clone()),
                 Ok(_) => {}
-                Err(err) => failure = Some(err.to_string()),
+                Err(err) => failure = Some(err),
             }
         }
         match failure {
             None => Ok(()),
-            Some(reason) => Err(IngestError::Unavailable { reason, durable }),
+            Some(err) => Err(IngestError::from_log(err, durable)),
         }
     }
 }

@@ -3,12 +3,10 @@
 
 use std::time::Duration;
 
-use sluice_store::{
-    Commit, Delivery, EmbeddedConsumer, EmbeddedLog, GroupConsumer, MessageLog, NewRecord,
-    Position, ReadLimit, Record, StoreError,
+use crate::{
+    Commit, Delivery, EmbeddedConsumer, EmbeddedLog, GroupConsumer, KafkaConsumer, KafkaLog,
+    LogError, MessageLog, NewRecord, Position, ReadLimit, Rebalance, Record,
 };
-
-use crate::{KafkaConsumer, KafkaLog};
 
 /// The message log: a Kafka cluster or an embedded data directory.
 #[derive(Clone, Debug)]
@@ -18,6 +16,7 @@ pub enum Log {
 }
 
 /// A consumer-group member of a [`Log`].
+#[derive(Debug)]
 pub enum LogConsumer {
     Kafka(KafkaConsumer),
     Embedded(EmbeddedConsumer),
@@ -43,10 +42,10 @@ pub const DEFAULT_PARTITIONS: i32 = 4;
 impl Log {
     /// Creates every topic of `topics` that does not exist yet, with
     /// [`DEFAULT_PARTITIONS`] partitions; existing topics are kept as they are.
-    pub async fn ensure_topics(&self, topics: &[String]) -> Result<(), StoreError> {
+    pub async fn ensure_topics(&self, topics: &[String]) -> Result<(), LogError> {
         for topic in topics {
             match self.create_topic(topic, DEFAULT_PARTITIONS).await {
-                Ok(()) | Err(StoreError::PartitionMismatch { .. }) => {}
+                Ok(()) | Err(LogError::PartitionMismatch { .. }) => {}
                 Err(err) => return Err(err),
             }
         }
@@ -67,31 +66,26 @@ macro_rules! both {
 impl MessageLog for Log {
     type Consumer = LogConsumer;
 
-    async fn subscribe(&self, group: &str, topics: &[String]) -> Result<LogConsumer, StoreError> {
+    async fn subscribe(&self, group: &str, topics: &[String]) -> Result<LogConsumer, LogError> {
         Ok(match self {
             Log::Kafka(l) => LogConsumer::Kafka(l.subscribe(group, topics).await?),
             Log::Embedded(l) => LogConsumer::Embedded(l.subscribe(group, topics).await?),
         })
     }
 
-    async fn create_topic(&self, topic: &str, partitions: i32) -> Result<(), StoreError> {
+    async fn create_topic(&self, topic: &str, partitions: i32) -> Result<(), LogError> {
         both!(self, l => l.create_topic(topic, partitions).await)
     }
 
-    async fn partitions(&self, topic: &str) -> Result<i32, StoreError> {
+    async fn partitions(&self, topic: &str) -> Result<i32, LogError> {
         both!(self, l => l.partitions(topic).await)
     }
 
-    async fn append(
-        &self,
-        topic: &str,
-        key: &[u8],
-        payload: &[u8],
-    ) -> Result<Position, StoreError> {
+    async fn append(&self, topic: &str, key: &[u8], payload: &[u8]) -> Result<Position, LogError> {
         both!(self, l => l.append(topic, key, payload).await)
     }
 
-    async fn append_batch(&self, records: Vec<NewRecord>) -> Result<Vec<Position>, StoreError> {
+    async fn append_batch(&self, records: Vec<NewRecord>) -> Result<Vec<Position>, LogError> {
         both!(self, l => l.append_batch(records).await)
     }
 
@@ -102,11 +96,11 @@ impl MessageLog for Log {
         from: i64,
         limit: ReadLimit,
         wait: Duration,
-    ) -> Result<Vec<Record>, StoreError> {
+    ) -> Result<Vec<Record>, LogError> {
         both!(self, l => l.read(topic, partition, from, limit, wait).await)
     }
 
-    async fn join(&self, group: &str, topic: &str) -> Result<(), StoreError> {
+    async fn join(&self, group: &str, topic: &str) -> Result<(), LogError> {
         both!(self, l => l.join(group, topic).await)
     }
 
@@ -115,7 +109,7 @@ impl MessageLog for Log {
         group: &str,
         topic: &str,
         partition: i32,
-    ) -> Result<Option<i64>, StoreError> {
+    ) -> Result<Option<i64>, LogError> {
         both!(self, l => l.committed(group, topic, partition).await)
     }
 
@@ -125,7 +119,7 @@ impl MessageLog for Log {
         topic: &str,
         partition: i32,
         next_offset: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), LogError> {
         both!(self, l => l.commit(group, topic, partition, next_offset).await)
     }
 }
@@ -145,7 +139,7 @@ impl GroupConsumer for LogConsumer {
         &mut self,
         wait: Duration,
         max: usize,
-    ) -> Result<Vec<Delivery>, StoreError> {
+    ) -> Result<Vec<Delivery>, LogError> {
         member!(self, c => c.poll_at_most(wait, max).await)
     }
 
@@ -157,7 +151,15 @@ impl GroupConsumer for LogConsumer {
         member!(self, c => c.resume(topic, partition))
     }
 
-    async fn commit(&mut self, commits: &[Commit]) -> Result<(), StoreError> {
+    fn rebalances(&mut self) -> Vec<Rebalance> {
+        member!(self, c => c.rebalances())
+    }
+
+    fn leave(&mut self) {
+        member!(self, c => c.leave())
+    }
+
+    async fn commit(&mut self, commits: &[Commit]) -> Result<(), LogError> {
         member!(self, c => c.commit(commits).await)
     }
 }

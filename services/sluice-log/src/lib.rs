@@ -1,23 +1,36 @@
-//! The Kafka back end of the Sluice message log.
+//! The Sluice message log: one trait, two back ends.
 //!
-//! This crate owns how Sluice talks to Kafka: the producer settings that make
-//! an acknowledged write durable (idempotent producer, `acks=all`, zstd), the
-//! consumer settings that leave offset commits to the caller, topic
-//! administration, and a reachability probe whose error tells the operator
-//! which server is missing and how to start it. [`KafkaLog`] implements
-//! `sluice_store::MessageLog` on Kafka, so services run unchanged on either
-//! back end.
+//! Sluice's services talk to a log of named topics, each split into a fixed
+//! number of partitions, with consumer groups that commit how far they got.
+//! [`MessageLog`] and [`GroupConsumer`] describe that log; [`kafka`] puts it
+//! on a Kafka cluster (idempotent `acks=all` producer, consumer groups with
+//! manual commits, topic admin, a reachability probe that says how to start a
+//! broker); [`embedded`] keeps it in a data directory on one machine (fjall,
+//! fsync'd) so that `sluice dev` needs no servers and loses no acknowledged
+//! record when killed with `kill -9`. [`Log`] is either, behind one type, so
+//! services are written once.
+//!
+//! Both back ends fail with [`LogError`] and report consumer-group
+//! rebalances as [`Rebalance`] events ([`GroupConsumer::rebalances`]).
+//!
+//! See `docs/message-log.md` for the on-disk layout, the durability rules,
+//! retention, the error classes and the rebalance events.
 
-mod admin;
 mod any;
-mod config;
+#[cfg(feature = "conformance")]
+pub mod conformance;
+pub mod embedded;
 mod error;
 mod group;
-mod message_log;
+pub mod kafka;
+mod log;
 
-pub use admin::{create_topic, probe};
 pub use any::{DEFAULT_PARTITIONS, Log, LogConsumer};
-pub use config::KafkaConfig;
+pub use embedded::{EmbeddedConsumer, EmbeddedLog};
 pub use error::LogError;
-pub use group::KafkaConsumer;
-pub use message_log::KafkaLog;
+pub use group::{Commit, Delivery, GroupConsumer, POLL_RECORDS, Rebalance};
+pub use kafka::{KafkaConfig, KafkaConsumer, KafkaLog, create_topic, probe};
+pub use log::{
+    MAX_RECORD_BYTES, MessageLog, NewRecord, Position, ReadLimit, Record, check_group,
+    check_record, check_topic, partition_for,
+};

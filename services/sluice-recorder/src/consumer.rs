@@ -5,10 +5,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prost::Message as _;
+use sluice_log::{Commit, Delivery, GroupConsumer, MessageLog};
 use sluice_log::{Log, LogConsumer};
 use sluice_node::CancellationToken;
 use sluice_proto::v1::Event;
-use sluice_store::{Commit, Delivery, GroupConsumer, MessageLog};
 
 use crate::scoring::Dirty;
 use crate::writer::Writer;
@@ -53,8 +53,18 @@ async fn next_batch(
                 }
             },
         }
+        // Kafka moves partitions between recorders; a batch commits only
+        // what it read, so the events need no action here.
+        log_rebalances(consumer);
     }
     batch
+}
+
+/// Logs the member's partition changes.
+fn log_rebalances(consumer: &mut LogConsumer) {
+    for event in consumer.rebalances() {
+        tracing::info!(?event, "recorder partitions rebalanced");
+    }
 }
 
 /// Decodes a batch; malformed records are logged with their offset, counted

@@ -21,12 +21,10 @@ pub enum RecorderError {
     /// migrated (a table is missing), or a migration failed.
     #[error(transparent)]
     CqlSetup(Box<sluice_cql::CqlError>),
-    /// Kafka could not be reached or refused an operation.
-    #[error(transparent)]
-    Log(Box<sluice_log::LogError>),
-    /// The message log (Kafka or the embedded log) failed an operation.
+    /// The message log (Kafka or the embedded log) could not be reached or
+    /// failed an operation.
     #[error("message log: {0}")]
-    MessageLog(#[from] sluice_store::StoreError),
+    Log(Box<sluice_log::LogError>),
     /// A CQL statement failed (after the retries the caller allows).
     #[error("Cassandra/ScyllaDB {context}: {reason}")]
     Cql { context: String, reason: String },
@@ -99,7 +97,6 @@ impl From<RecorderError> for tonic::Status {
             },
             RecorderError::Cql { .. } | RecorderError::Log(_) => Code::Unavailable,
             RecorderError::Transport(_) => Code::Unavailable,
-            RecorderError::MessageLog(_) => Code::Unavailable,
             RecorderError::Embedded { .. } => Code::Unavailable,
             RecorderError::ShuttingDown | RecorderError::QueryUnreachable { .. } => {
                 Code::Unavailable

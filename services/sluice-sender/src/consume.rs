@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use prost::Message as _;
 use sluice_log::LogConsumer;
+use sluice_log::{Delivery, GroupConsumer, Rebalance};
 use sluice_proto::v1::{BounceClass, Envelope, EventKind, SmtpReply};
 use sluice_shaping::{Millis, SiteResolver};
-use sluice_store::{Delivery, GroupConsumer};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::config::SenderConfig;
@@ -74,6 +74,7 @@ impl Consume {
                 polled = consumer.poll(Duration::from_millis(50)), if !full => polled,
                 _ = tokio::time::sleep(Duration::from_millis(50)), if full => Ok(Vec::new()),
             };
+            note_rebalances(consumer);
             match polled {
                 Ok(records) => {
                     for record in records {
@@ -258,5 +259,24 @@ pub async fn commit(consumer: &mut LogConsumer, tracker: &Mutex<OffsetTracker>) 
     }
     if let Err(err) = consumer.commit(&commits).await {
         tracing::warn!(%err, "offset commit failed; the next commit after more progress covers it (until then a restart re-reads these records)");
+    }
+}
+
+/// Logs the member's partition changes. Records of revoked partitions that
+/// are in flight or parked still get their fate; their offsets may no longer
+/// commit, so the partition's next owner reads them again (at least once).
+fn note_rebalances(consumer: &mut LogConsumer) {
+    for event in consumer.rebalances() {
+        match event {
+            Rebalance::Assigned(partitions) => {
+                tracing::info!(?partitions, "consuming these partitions now")
+            }
+            Rebalance::Revoked(partitions) => {
+                tracing::info!(
+                    ?partitions,
+                    "partitions revoked (group rebalance); they may move to another sender"
+                )
+            }
+        }
     }
 }

@@ -9,10 +9,8 @@ pub enum SenderError {
     Shaping(sluice_shaping::ConfigError),
     #[error("no source IP of this node belongs to pool `{0}` (set shaping.ips)")]
     NoIps(String),
-    #[error(transparent)]
-    Kafka(#[from] sluice_log::LogError),
     #[error("message log: {0}")]
-    Log(#[from] sluice_store::StoreError),
+    Log(#[from] sluice_log::LogError),
     #[error(transparent)]
     Route(#[from] crate::route::RouteError),
     #[error("shaping state file {file}: {reason}")]

@@ -24,10 +24,10 @@ mod state;
 
 use std::sync::{Arc, Mutex};
 
+use sluice_log::MessageLog;
 use sluice_log::{KafkaConfig, KafkaLog, Log};
 use sluice_node::CancellationToken;
 use sluice_shaping::Engine;
-use sluice_store::MessageLog;
 use tokio::net::TcpListener;
 use tokio_util::task::AbortOnDropHandle;
 

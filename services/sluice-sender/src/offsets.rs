@@ -7,7 +7,7 @@
 //! tracker keeps the set of records still in flight and commits up to the
 //! lowest of them.
 
-use sluice_store::Commit;
+use sluice_log::Commit;
 use std::collections::{BTreeSet, HashMap};
 
 /// In-flight records of one partition.

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use prost::Message;
 use sluice_log::Log;
+use sluice_log::MessageLog;
 use sluice_proto::v1::Envelope;
-use sluice_store::MessageLog;
 
 use crate::fate::Fate;
 

@@ -124,7 +124,7 @@ async fn on_kafka_twenty_thousand_messages_within_every_limit_and_none_lost() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_the_embedded_log_twenty_thousand_messages_within_every_limit_and_none_lost() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let log = sluice_store::EmbeddedLog::open(dir.path()).expect("embedded log");
+    let log = sluice_log::EmbeddedLog::open(dir.path()).expect("embedded log");
     // The brokers setting is unused on the embedded log.
     twenty_thousand(log.into(), "unused:9092").await;
 }

@@ -7,10 +7,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use prost::Message as _;
+use sluice_log::{GroupConsumer, MessageLog, NewRecord};
 use sluice_log::{KafkaConfig, KafkaLog, Log};
 use sluice_proto::v1::{Envelope, Event, EventKind};
 use sluice_sim::{Scenario, SimHandle, Simulator};
-use sluice_store::{GroupConsumer, MessageLog, NewRecord};
 
 /// Source IPs of the sender under test.
 pub const IPS: [&str; 8] = [

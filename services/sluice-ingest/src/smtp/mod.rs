@@ -129,7 +129,7 @@ mod tests {
                 // These sessions never reach a publish; the log is there
                 // because an ingestor needs one.
                 let dir = tempfile::tempdir().expect("temp dir").keep();
-                let log = sluice_store::EmbeddedLog::open(dir).expect("embedded log");
+                let log = sluice_log::EmbeddedLog::open(dir).expect("embedded log");
                 let ingestor = Arc::new(Ingestor::new(&config, log.into()).expect("ingestor"));
                 SmtpContext::new(ingestor, &config.smtp).expect("context")
             })

@@ -10,8 +10,8 @@ use anyhow::Context;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use prost::Message as _;
 use sluice_log::Log;
+use sluice_log::{Commit, GroupConsumer, MessageLog};
 use sluice_proto::v1::Event;
-use sluice_store::{Commit, GroupConsumer, MessageLog};
 use tokio::sync::watch;
 
 use super::tally::Tally;
@@ -109,7 +109,10 @@ pub async fn run(
             .poll(Duration::from_millis(200))
             .await
             .context("cannot read the events")?;
-        if records.is_empty() && draining {
+        // A poll that saw a rebalance returns early, maybe empty: that is
+        // not the end of the events.
+        let rebalanced = !consumer.rebalances().is_empty();
+        if records.is_empty() && draining && !rebalanced {
             break;
         }
         let mut t = tally.lock().expect("the tally lock is never poisoned");

@@ -11,10 +11,10 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
+use sluice_log::EmbeddedLog;
 use sluice_log::Log;
 use sluice_node::{CancellationToken, Supervisor};
 use sluice_recorder::{AnyLedger, EmbeddedLedger};
-use sluice_store::EmbeddedLog;
 
 pub use config::DevConfig;
 

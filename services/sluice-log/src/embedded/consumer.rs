@@ -1,17 +1,20 @@
 //! [`GroupConsumer`] for [`EmbeddedLog`]: the group's only member reads every
 //! partition of its topics, round robin, from the group's committed offsets.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use super::EmbeddedLog;
-use crate::{Commit, Delivery, GroupConsumer, MessageLog, ReadLimit, StoreError};
+use crate::group::push_rebalance;
+use crate::{Commit, Delivery, GroupConsumer, LogError, MessageLog, ReadLimit, Rebalance};
 
 /// Soft cap on the bytes one poll returns.
 const POLL_BYTES: usize = 32 * 1024 * 1024;
 
-/// The member of one consumer group on an [`EmbeddedLog`]. Dropping it
-/// leaves the group, so another member may join.
+/// The member of one consumer group on an [`EmbeddedLog`]. Dropping it (or
+/// [`GroupConsumer::leave`]) leaves the group, so another member may join.
+/// It owns every partition of its topics: one [`Rebalance::Assigned`] with
+/// all of them is pending from the start, and leaving revokes them all.
 pub struct EmbeddedConsumer {
     log: EmbeddedLog,
     group: String,
@@ -22,6 +25,10 @@ pub struct EmbeddedConsumer {
     paused: HashSet<(String, i32)>,
     /// Where the next poll starts, so no partition starves the others.
     start: usize,
+    /// Rebalance events not yet taken.
+    events: VecDeque<Rebalance>,
+    /// True once the member left: its group slot may belong to another.
+    left: bool,
 }
 
 impl std::fmt::Debug for EmbeddedConsumer {
@@ -38,7 +45,7 @@ impl EmbeddedLog {
         &self,
         group: &str,
         topics: &[String],
-    ) -> Result<EmbeddedConsumer, StoreError> {
+    ) -> Result<EmbeddedConsumer, LogError> {
         crate::check_group(group)?;
         let mut partitions = Vec::new();
         for topic in topics {
@@ -59,10 +66,12 @@ impl EmbeddedLog {
             .unwrap_or_else(|e| e.into_inner())
             .insert(group.to_owned());
         if !fresh {
-            return Err(StoreError::GroupBusy {
+            return Err(LogError::GroupBusy {
                 group: group.to_owned(),
             });
         }
+        let mut assigned = partitions.clone();
+        assigned.sort();
         Ok(EmbeddedConsumer {
             log: self.clone(),
             group: group.to_owned(),
@@ -70,12 +79,23 @@ impl EmbeddedLog {
             next,
             paused: HashSet::new(),
             start: 0,
+            events: VecDeque::from([Rebalance::Assigned(assigned)]),
+            left: false,
         })
     }
 }
 
 impl Drop for EmbeddedConsumer {
     fn drop(&mut self) {
+        if !self.left {
+            self.release();
+        }
+    }
+}
+
+impl EmbeddedConsumer {
+    /// Gives the group's slot back.
+    fn release(&self) {
         self.log
             .inner
             .members
@@ -88,7 +108,7 @@ impl Drop for EmbeddedConsumer {
 impl EmbeddedConsumer {
     /// Reads what is available now from the unpaused partitions, starting
     /// after the partition the previous poll started at.
-    fn read_available(&self, log: &EmbeddedLog, max: usize) -> Result<Vec<Delivery>, StoreError> {
+    fn read_available(&self, log: &EmbeddedLog, max: usize) -> Result<Vec<Delivery>, LogError> {
         let n = self.partitions.len();
         let max = max.max(1);
         let mut out = Vec::new();
@@ -145,7 +165,7 @@ impl GroupConsumer for EmbeddedConsumer {
         &mut self,
         wait: Duration,
         max: usize,
-    ) -> Result<Vec<Delivery>, StoreError> {
+    ) -> Result<Vec<Delivery>, LogError> {
         let deadline = tokio::time::Instant::now() + wait;
         let log = self.log.clone();
         loop {
@@ -174,7 +194,24 @@ impl GroupConsumer for EmbeddedConsumer {
         self.paused.remove(&(topic.to_owned(), partition));
     }
 
-    async fn commit(&mut self, commits: &[Commit]) -> Result<(), StoreError> {
+    fn rebalances(&mut self) -> Vec<Rebalance> {
+        self.events.drain(..).collect()
+    }
+
+    fn leave(&mut self) {
+        if self.left {
+            return;
+        }
+        self.left = true;
+        self.release();
+        let mut revoked = std::mem::take(&mut self.partitions);
+        self.next.clear();
+        self.start = 0;
+        revoked.sort();
+        push_rebalance(&mut self.events, Rebalance::Revoked(revoked));
+    }
+
+    async fn commit(&mut self, commits: &[Commit]) -> Result<(), LogError> {
         let group = self.group.clone();
         let commits = commits.to_vec();
         self.log

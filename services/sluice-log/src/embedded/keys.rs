@@ -1,10 +1,10 @@
-//! Byte layout of the two keyspaces (see `docs/embedded-store.md`).
+//! Byte layout of the two keyspaces (see `docs/message-log.md`).
 //!
 //! Integers are big-endian so that byte order is numeric order; offsets and
 //! partitions are never negative. Topic names cannot contain a NUL byte, so
 //! `topic ++ 0x00` is an unambiguous prefix.
 
-use crate::StoreError;
+use crate::LogError;
 
 const TOPIC: &[u8] = b"t\0";
 const HEAD: &[u8] = b"h\0";
@@ -37,8 +37,8 @@ pub(super) fn topics_prefix() -> &'static [u8] {
 }
 
 /// The topic name of a catalogue key.
-pub(super) fn topic_name(key: &[u8]) -> Result<String, StoreError> {
-    String::from_utf8(key[TOPIC.len()..].to_vec()).map_err(|_| StoreError::Corrupt {
+pub(super) fn topic_name(key: &[u8]) -> Result<String, LogError> {
+    String::from_utf8(key[TOPIC.len()..].to_vec()).map_err(|_| LogError::Corrupt {
         what: "a topic name is not UTF-8".into(),
     })
 }
@@ -70,15 +70,15 @@ pub(super) fn head_value(low: i64, next: i64) -> [u8; 16] {
     out
 }
 
-pub(super) fn decode_head(value: &[u8]) -> Result<(i64, i64), StoreError> {
+pub(super) fn decode_head(value: &[u8]) -> Result<(i64, i64), LogError> {
     Ok((
         decode_i64(&value[..8.min(value.len())])?,
         decode_i64(value.get(8..).unwrap_or(&[]))?,
     ))
 }
 
-pub(super) fn decode_i64(value: &[u8]) -> Result<i64, StoreError> {
-    let bytes: [u8; 8] = value.try_into().map_err(|_| StoreError::Corrupt {
+pub(super) fn decode_i64(value: &[u8]) -> Result<i64, LogError> {
+    let bytes: [u8; 8] = value.try_into().map_err(|_| LogError::Corrupt {
         what: format!("an offset has {} bytes, not 8", value.len()),
     })?;
     Ok(i64::from_be_bytes(bytes))
@@ -94,8 +94,8 @@ pub(super) fn record_value(key: &[u8], payload: &[u8]) -> Vec<u8> {
 }
 
 /// Splits a record's value into key and payload.
-pub(super) fn decode_record(value: &[u8]) -> Result<(Vec<u8>, Vec<u8>), StoreError> {
-    let corrupt = || StoreError::Corrupt {
+pub(super) fn decode_record(value: &[u8]) -> Result<(Vec<u8>, Vec<u8>), LogError> {
+    let corrupt = || LogError::Corrupt {
         what: "a record is shorter than its key length".into(),
     };
     let len: [u8; 4] = value

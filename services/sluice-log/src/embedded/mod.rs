@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use tokio::sync::Notify;
 
-use crate::{NewRecord, Position, ReadLimit, Record, StoreError, partition_for};
+use crate::{LogError, NewRecord, Position, ReadLimit, Record, partition_for};
 
 /// Earliest retained offset and next offset to assign, of one partition.
 #[derive(Debug, Clone, Copy)]
@@ -63,9 +63,9 @@ impl std::fmt::Debug for EmbeddedLog {
 impl EmbeddedLog {
     /// Opens (or creates) the log in `dir`, recovering whatever the last
     /// process made durable.
-    pub fn open(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self, LogError> {
         let dir = dir.as_ref().to_path_buf();
-        let open_err = |source| StoreError::Open {
+        let open_err = |source| LogError::Open {
             dir: dir.clone(),
             source,
         };
@@ -108,10 +108,10 @@ impl EmbeddedLog {
     }
 
     /// Blocking form of [`crate::MessageLog::create_topic`].
-    pub fn create_topic_blocking(&self, topic: &str, partitions: i32) -> Result<(), StoreError> {
+    pub fn create_topic_blocking(&self, topic: &str, partitions: i32) -> Result<(), LogError> {
         crate::check_topic(topic)?;
         if partitions < 1 {
-            return Err(StoreError::BadPartitionCount {
+            return Err(LogError::BadPartitionCount {
                 topic: topic.to_owned(),
                 partitions,
             });
@@ -122,7 +122,7 @@ impl EmbeddedLog {
             if existing == partitions {
                 return Ok(());
             }
-            return Err(StoreError::PartitionMismatch {
+            return Err(LogError::PartitionMismatch {
                 topic: topic.to_owned(),
                 existing,
                 requested: partitions,
@@ -148,25 +148,25 @@ impl EmbeddedLog {
     }
 
     /// The partition count of `topic`.
-    pub fn partitions_blocking(&self, topic: &str) -> Result<i32, StoreError> {
+    pub fn partitions_blocking(&self, topic: &str) -> Result<i32, LogError> {
         let heads = self.lock();
         Ok(topic_heads(&heads, topic)?.len() as i32)
     }
 
     /// (earliest retained offset, next offset to assign) of a partition.
-    pub fn watermarks(&self, topic: &str, partition: i32) -> Result<(i64, i64), StoreError> {
+    pub fn watermarks(&self, topic: &str, partition: i32) -> Result<(i64, i64), LogError> {
         let heads = self.lock();
         let head = partition_head(&heads, topic, partition)?;
         Ok((head.low, head.next))
     }
 
     /// Blocking form of [`crate::MessageLog::append_batch`].
-    pub fn append_batch_blocking(
-        &self,
-        records: &[NewRecord],
-    ) -> Result<Vec<Position>, StoreError> {
+    pub fn append_batch_blocking(&self, records: &[NewRecord]) -> Result<Vec<Position>, LogError> {
         if records.is_empty() {
             return Ok(Vec::new());
+        }
+        for r in records {
+            crate::check_record(&r.topic, &r.key, &r.payload)?;
         }
         let mut heads = self.lock();
         let mut next: HashMap<(&str, i32), i64> = HashMap::new();
@@ -213,7 +213,7 @@ impl EmbeddedLog {
         topic: &str,
         key: &[u8],
         payload: &[u8],
-    ) -> Result<Position, StoreError> {
+    ) -> Result<Position, LogError> {
         let record = NewRecord {
             topic: topic.to_owned(),
             key: key.to_vec(),
@@ -230,7 +230,7 @@ impl EmbeddedLog {
         partition: i32,
         from: i64,
         limit: ReadLimit,
-    ) -> Result<Vec<Record>, StoreError> {
+    ) -> Result<Vec<Record>, LogError> {
         let (low, next) = self.watermarks(topic, partition)?;
         let start = from.max(low);
         if start >= next {
@@ -261,11 +261,11 @@ impl EmbeddedLog {
 fn topic_heads<'a>(
     heads: &'a HashMap<String, Vec<Head>>,
     topic: &str,
-) -> Result<&'a [Head], StoreError> {
+) -> Result<&'a [Head], LogError> {
     heads
         .get(topic)
         .map(Vec::as_slice)
-        .ok_or_else(|| StoreError::UnknownTopic {
+        .ok_or_else(|| LogError::TopicNotFound {
             topic: topic.to_owned(),
         })
 }
@@ -274,12 +274,12 @@ fn partition_head(
     heads: &HashMap<String, Vec<Head>>,
     topic: &str,
     partition: i32,
-) -> Result<Head, StoreError> {
+) -> Result<Head, LogError> {
     let parts = topic_heads(heads, topic)?;
     usize::try_from(partition)
         .ok()
         .and_then(|p| parts.get(p).copied())
-        .ok_or_else(|| StoreError::NoSuchPartition {
+        .ok_or_else(|| LogError::PartitionNotFound {
             topic: topic.to_owned(),
             partition,
             partitions: parts.len() as i32,
@@ -287,19 +287,19 @@ fn partition_head(
 }
 
 /// Reads the topic catalogue and every partition's head.
-fn load_heads(meta: &Keyspace) -> Result<HashMap<String, Vec<Head>>, StoreError> {
+fn load_heads(meta: &Keyspace) -> Result<HashMap<String, Vec<Head>>, LogError> {
     let mut heads = HashMap::new();
     for guard in meta.prefix(keys::topics_prefix()) {
         let (k, v) = guard.into_inner()?;
         let topic = keys::topic_name(&k)?;
-        let count: [u8; 4] = v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+        let count: [u8; 4] = v.as_ref().try_into().map_err(|_| LogError::Corrupt {
             what: format!("partition count of topic `{topic}`"),
         })?;
         let mut parts = Vec::new();
         for p in 0..u32::from_be_bytes(count) as i32 {
             let value = meta
                 .get(keys::head(&topic, p))?
-                .ok_or_else(|| StoreError::Corrupt {
+                .ok_or_else(|| LogError::Corrupt {
                     what: format!("head of {topic}/{p} is missing"),
                 })?;
             let (low, next) = keys::decode_head(&value)?;

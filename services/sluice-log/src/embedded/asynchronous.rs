@@ -5,18 +5,18 @@
 use std::time::Duration;
 
 use super::{EmbeddedConsumer, EmbeddedLog};
-use crate::{MessageLog, NewRecord, Position, ReadLimit, Record, StoreError};
+use crate::{LogError, MessageLog, NewRecord, Position, ReadLimit, Record};
 
 impl EmbeddedLog {
-    pub(super) async fn blocking<T, F>(&self, f: F) -> Result<T, StoreError>
+    pub(super) async fn blocking<T, F>(&self, f: F) -> Result<T, LogError>
     where
         T: Send + 'static,
-        F: FnOnce(&EmbeddedLog) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&EmbeddedLog) -> Result<T, LogError> + Send + 'static,
     {
         let log = self.clone();
         tokio::task::spawn_blocking(move || f(&log))
             .await
-            .map_err(|e| StoreError::Task(e.to_string()))?
+            .map_err(|e| LogError::Internal(e.to_string()))?
     }
 }
 
@@ -27,28 +27,24 @@ impl MessageLog for EmbeddedLog {
         &self,
         group: &str,
         topics: &[String],
-    ) -> Result<EmbeddedConsumer, StoreError> {
+    ) -> Result<EmbeddedConsumer, LogError> {
         self.subscribe_member(group, topics).await
     }
 
-    async fn create_topic(&self, topic: &str, partitions: i32) -> Result<(), StoreError> {
+    async fn create_topic(&self, topic: &str, partitions: i32) -> Result<(), LogError> {
         let topic = topic.to_owned();
         self.blocking(move |log| log.create_topic_blocking(&topic, partitions))
             .await
     }
 
-    async fn partitions(&self, topic: &str) -> Result<i32, StoreError> {
+    async fn partitions(&self, topic: &str) -> Result<i32, LogError> {
         self.partitions_blocking(topic)
     }
 
-    async fn append(
-        &self,
-        topic: &str,
-        key: &[u8],
-        payload: &[u8],
-    ) -> Result<Position, StoreError> {
+    async fn append(&self, topic: &str, key: &[u8], payload: &[u8]) -> Result<Position, LogError> {
         // Checked here so that one bad record never fails a shared batch.
         self.partitions_blocking(topic)?;
+        crate::check_record(topic, key, payload)?;
         let record = NewRecord {
             topic: topic.to_owned(),
             key: key.to_vec(),
@@ -61,10 +57,10 @@ impl MessageLog for EmbeddedLog {
         }
         position
             .await
-            .map_err(|_| StoreError::Task("the append flusher stopped".into()))?
+            .map_err(|_| LogError::Internal("the append flusher stopped".into()))?
     }
 
-    async fn append_batch(&self, records: Vec<NewRecord>) -> Result<Vec<Position>, StoreError> {
+    async fn append_batch(&self, records: Vec<NewRecord>) -> Result<Vec<Position>, LogError> {
         self.blocking(move |log| log.append_batch_blocking(&records))
             .await
     }
@@ -76,7 +72,7 @@ impl MessageLog for EmbeddedLog {
         from: i64,
         limit: ReadLimit,
         wait: Duration,
-    ) -> Result<Vec<Record>, StoreError> {
+    ) -> Result<Vec<Record>, LogError> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             // Registered before reading, so an append between the read and
@@ -97,7 +93,7 @@ impl MessageLog for EmbeddedLog {
         }
     }
 
-    async fn join(&self, group: &str, topic: &str) -> Result<(), StoreError> {
+    async fn join(&self, group: &str, topic: &str) -> Result<(), LogError> {
         let (group, topic) = (group.to_owned(), topic.to_owned());
         self.blocking(move |log| log.join_blocking(&group, &topic))
             .await
@@ -108,7 +104,7 @@ impl MessageLog for EmbeddedLog {
         group: &str,
         topic: &str,
         partition: i32,
-    ) -> Result<Option<i64>, StoreError> {
+    ) -> Result<Option<i64>, LogError> {
         let (group, topic) = (group.to_owned(), topic.to_owned());
         self.blocking(move |log| log.committed_blocking(&group, &topic, partition))
             .await
@@ -120,7 +116,7 @@ impl MessageLog for EmbeddedLog {
         topic: &str,
         partition: i32,
         next_offset: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), LogError> {
         let (group, topic) = (group.to_owned(), topic.to_owned());
         self.blocking(move |log| log.commit_blocking(&group, &topic, partition, next_offset))
             .await

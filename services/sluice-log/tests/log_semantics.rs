@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use sluice_store::{EmbeddedLog, MessageLog, NewRecord, ReadLimit, StoreError, partition_for};
+use sluice_log::{EmbeddedLog, LogError, MessageLog, NewRecord, ReadLimit, partition_for};
 
 const ALL: ReadLimit = ReadLimit {
     max_records: usize::MAX,
@@ -80,11 +80,11 @@ fn bad_input_is_refused_with_a_reason() {
     let (_dir, log) = open();
     assert!(matches!(
         log.create_topic_blocking("bad topic", 1),
-        Err(StoreError::InvalidName { .. })
+        Err(LogError::InvalidName { .. })
     ));
     assert!(matches!(
         log.create_topic_blocking("t", 0),
-        Err(StoreError::BadPartitionCount { .. })
+        Err(LogError::BadPartitionCount { .. })
     ));
     log.create_topic_blocking("t", 2).unwrap();
     log.create_topic_blocking("t", 2).unwrap();
@@ -95,24 +95,24 @@ fn bad_input_is_refused_with_a_reason() {
     );
     assert!(matches!(
         log.append_blocking("nope", b"k", b"v"),
-        Err(StoreError::UnknownTopic { .. })
+        Err(LogError::TopicNotFound { .. })
     ));
     assert!(matches!(
         log.read_blocking("t", 2, 0, ALL),
-        Err(StoreError::NoSuchPartition { .. })
+        Err(LogError::PartitionNotFound { .. })
     ));
     assert!(matches!(
         log.read_blocking("t", -1, 0, ALL),
-        Err(StoreError::NoSuchPartition { .. })
+        Err(LogError::PartitionNotFound { .. })
     ));
     let err = log.commit_blocking("g", "t", 0, 1).unwrap_err();
     assert!(
-        matches!(err, StoreError::OffsetOutOfRange { end: 0, .. }),
+        matches!(err, LogError::OffsetOutOfRange { end: 0, .. }),
         "{err}"
     );
     assert!(matches!(
         log.commit_blocking("", "t", 0, 0),
-        Err(StoreError::InvalidName { .. })
+        Err(LogError::InvalidName { .. })
     ));
 }
 

@@ -1,5 +1,5 @@
-//! The shared `MessageLog` conformance suite (`sluice_store::conformance`)
-//! against `KafkaLog` on a real broker: the same checks `sluice-store` runs
+//! The shared `MessageLog` conformance suite (`sluice_log::conformance`)
+//! against `KafkaLog` on a real broker: the same checks `tests/embedded_conformance.rs` runs
 //! against the embedded log. Retention is embedded-only and not checked here.
 //!
 //! Needs a broker: `deploy/servers/kafka.sh start`. Without one every test
@@ -32,7 +32,7 @@ async fn open() -> ((), KafkaLog) {
     ((), kafka_log().await)
 }
 
-sluice_store::conformance_tests!(open, fresh);
+sluice_log::conformance_tests!(open, fresh);
 
 #[tokio::test]
 async fn an_unreachable_broker_fails_connect_with_how_to_start_it() {

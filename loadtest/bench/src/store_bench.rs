@@ -3,12 +3,12 @@
 //! records, then a sequential read of everything back.
 //!
 //! ```text
-//! cargo run --release -p sluice-store --features bench-all --bin store-bench -- [DIR] [N]
+//! cargo run --release -p sluice-loadtest --features bench-all --bin store-bench -- [DIR] [N]
 //! ```
 //!
 //! `DIR` (default: the system temp dir) must be on the disk being measured, not
 //! a tmpfs. `N` (default 2000) is the number of single-record appends per size;
-//! batched runs write 10×N. Figures are recorded in `docs/embedded-store.md`.
+//! batched runs write 10×N. Figures are recorded in `docs/message-log.md`.
 //! Without `--features bench-all` only fjall (the chosen engine) is measured.
 
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::{GroupConsumer, StoreError};
+use crate::{GroupConsumer, LogError};
 
 /// Where an appended record landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -47,6 +47,24 @@ impl Default for ReadLimit {
     }
 }
 
+/// The largest record (key plus payload) either back end takes: a 25 MB
+/// message plus its envelope. Kafka producers and the topics Sluice creates
+/// use the same limit (`message.max.bytes`, `max.message.bytes`).
+pub const MAX_RECORD_BYTES: usize = 32 * 1024 * 1024;
+
+/// Refuses a record above [`MAX_RECORD_BYTES`] with [`LogError::TooLarge`].
+pub fn check_record(topic: &str, key: &[u8], payload: &[u8]) -> Result<(), LogError> {
+    let size = key.len() + payload.len();
+    if size > MAX_RECORD_BYTES {
+        return Err(LogError::TooLarge {
+            topic: topic.to_owned(),
+            size,
+            limit: MAX_RECORD_BYTES,
+        });
+    }
+    Ok(())
+}
+
 /// The partition of a record with `key` in a topic of `partitions` partitions:
 /// FNV-1a (64 bit) of the key, modulo the count. Stable across processes,
 /// platforms and Rust versions, so a key always lands in the same partition.
@@ -85,7 +103,7 @@ pub trait MessageLog: Send + Sync + 'static {
         &self,
         group: &str,
         topics: &[String],
-    ) -> impl Future<Output = Result<Self::Consumer, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Self::Consumer, LogError>> + Send;
 
     /// Creates `topic` with `partitions` partitions. Creating an existing topic
     /// with the same count is not an error.
@@ -93,10 +111,10 @@ pub trait MessageLog: Send + Sync + 'static {
         &self,
         topic: &str,
         partitions: i32,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<(), LogError>> + Send;
 
     /// The number of partitions of `topic`.
-    fn partitions(&self, topic: &str) -> impl Future<Output = Result<i32, StoreError>> + Send;
+    fn partitions(&self, topic: &str) -> impl Future<Output = Result<i32, LogError>> + Send;
 
     /// Appends one record to the partition its key hashes to; returns where it
     /// landed once it is durable.
@@ -105,13 +123,13 @@ pub trait MessageLog: Send + Sync + 'static {
         topic: &str,
         key: &[u8],
         payload: &[u8],
-    ) -> impl Future<Output = Result<Position, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Position, LogError>> + Send;
 
     /// Appends all `records` atomically and durably; positions in input order.
     fn append_batch(
         &self,
         records: Vec<NewRecord>,
-    ) -> impl Future<Output = Result<Vec<Position>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<Position>, LogError>> + Send;
 
     /// Records of one partition from offset `from` (or the earliest retained
     /// record, if `from` is below it) in offset order. When none is available
@@ -124,12 +142,11 @@ pub trait MessageLog: Send + Sync + 'static {
         from: i64,
         limit: ReadLimit,
         wait: Duration,
-    ) -> impl Future<Output = Result<Vec<Record>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<Record>, LogError>> + Send;
 
     /// Registers `group` as a reader of `topic`: from now on retention keeps
     /// every record the group has not committed. Call it before the first read.
-    fn join(&self, group: &str, topic: &str)
-    -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn join(&self, group: &str, topic: &str) -> impl Future<Output = Result<(), LogError>> + Send;
 
     /// The group's committed offset (the next offset it reads), `None` if it
     /// never committed or joined.
@@ -138,7 +155,7 @@ pub trait MessageLog: Send + Sync + 'static {
         group: &str,
         topic: &str,
         partition: i32,
-    ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<i64>, LogError>> + Send;
 
     /// Durably records that `group` has finished every record below
     /// `next_offset`. Records below the lowest committed offset of all groups
@@ -149,11 +166,11 @@ pub trait MessageLog: Send + Sync + 'static {
         topic: &str,
         partition: i32,
         next_offset: i64,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<(), LogError>> + Send;
 }
 
 /// Kafka's topic name rules: 1..=249 characters of `[A-Za-z0-9._-]`.
-pub fn check_topic(name: &str) -> Result<(), StoreError> {
+pub fn check_topic(name: &str) -> Result<(), LogError> {
     let ok = !name.is_empty()
         && name.len() <= 249
         && name
@@ -162,7 +179,7 @@ pub fn check_topic(name: &str) -> Result<(), StoreError> {
     if ok {
         Ok(())
     } else {
-        Err(StoreError::InvalidName {
+        Err(LogError::InvalidName {
             what: "topic",
             name: name.to_owned(),
             reason: "use 1 to 249 characters of A-Z, a-z, 0-9, '.', '_' and '-'",
@@ -171,9 +188,9 @@ pub fn check_topic(name: &str) -> Result<(), StoreError> {
 }
 
 /// Group names: non-empty, at most 255 bytes.
-pub fn check_group(name: &str) -> Result<(), StoreError> {
+pub fn check_group(name: &str) -> Result<(), LogError> {
     if name.is_empty() || name.len() > 255 {
-        return Err(StoreError::InvalidName {
+        return Err(LogError::InvalidName {
             what: "group",
             name: name.to_owned(),
             reason: "use 1 to 255 bytes",

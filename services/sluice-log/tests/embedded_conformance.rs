@@ -1,10 +1,10 @@
-//! The shared `MessageLog` conformance suite (`sluice_store::conformance`)
-//! against the embedded log; `sluice-log` runs the same suite against Kafka.
+//! The shared `MessageLog` conformance suite (`sluice_log::conformance`)
+//! against the embedded log; `tests/kafka_conformance.rs` runs the same suite against Kafka.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use sluice_store::EmbeddedLog;
-use sluice_store::conformance;
+use sluice_log::EmbeddedLog;
+use sluice_log::conformance;
 
 /// A fresh log in a temporary directory, and a name source for it.
 async fn open() -> (tempfile::TempDir, EmbeddedLog) {
@@ -18,7 +18,7 @@ fn fresh(label: &str) -> String {
     format!("{label}.{}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
-sluice_store::conformance_tests!(open, fresh);
+sluice_log::conformance_tests!(open, fresh);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whole_suite_on_one_log() {

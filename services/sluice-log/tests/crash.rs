@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
-use sluice_store::{EmbeddedLog, ReadLimit};
+use sluice_log::{EmbeddedLog, ReadLimit};
 
 const DIR_ENV: &str = "SLUICE_STORE_CRASH_DIR";
 const ROUND_ENV: &str = "SLUICE_STORE_CRASH_ROUND";

@@ -1,7 +1,7 @@
 //! Consumer groups: committed offsets, and retention below the lowest of them.
 
 use super::{EmbeddedLog, keys, partition_head, topic_heads};
-use crate::StoreError;
+use crate::LogError;
 
 /// Most records one commit removes; the rest go with the next commits, so a
 /// commit after a long pause does not build one huge batch.
@@ -9,7 +9,7 @@ const TRIM_CHUNK: i64 = 10_000;
 
 impl EmbeddedLog {
     /// Blocking form of [`crate::MessageLog::join`].
-    pub fn join_blocking(&self, group: &str, topic: &str) -> Result<(), StoreError> {
+    pub fn join_blocking(&self, group: &str, topic: &str) -> Result<(), LogError> {
         crate::check_group(group)?;
         let heads = self.lock();
         let parts = topic_heads(&heads, topic)?;
@@ -34,7 +34,7 @@ impl EmbeddedLog {
         group: &str,
         topic: &str,
         partition: i32,
-    ) -> Result<Option<i64>, StoreError> {
+    ) -> Result<Option<i64>, LogError> {
         crate::check_group(group)?;
         partition_head(&self.lock(), topic, partition)?;
         let value = self.inner.meta.get(keys::commit(topic, partition, group))?;
@@ -49,12 +49,12 @@ impl EmbeddedLog {
         topic: &str,
         partition: i32,
         next_offset: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), LogError> {
         crate::check_group(group)?;
         let mut heads = self.lock();
         let head = partition_head(&heads, topic, partition)?;
         if !(0..=head.next).contains(&next_offset) {
-            return Err(StoreError::OffsetOutOfRange {
+            return Err(LogError::OffsetOutOfRange {
                 group: group.to_owned(),
                 topic: topic.to_owned(),
                 partition,
@@ -94,7 +94,7 @@ impl EmbeddedLog {
         partition: i32,
         group: &str,
         offset: i64,
-    ) -> Result<i64, StoreError> {
+    ) -> Result<i64, LogError> {
         let prefix = keys::commits_prefix(topic, partition);
         let mut lowest = offset;
         for guard in self.inner.meta.prefix(&prefix) {

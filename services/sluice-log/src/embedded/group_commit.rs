@@ -7,7 +7,7 @@
 use tokio::sync::oneshot;
 
 use super::EmbeddedLog;
-use crate::{NewRecord, Position, StoreError};
+use crate::{LogError, NewRecord, Position};
 
 /// Most records in one shared batch.
 const MAX_GROUP: usize = 2_000;
@@ -15,7 +15,7 @@ const MAX_GROUP: usize = 2_000;
 /// An append waiting for the flusher.
 pub(super) struct Pending {
     record: NewRecord,
-    done: oneshot::Sender<Result<Position, StoreError>>,
+    done: oneshot::Sender<Result<Position, LogError>>,
 }
 
 /// Appends waiting for the flusher, and whether one is running.
@@ -30,7 +30,7 @@ impl EmbeddedLog {
     pub(super) fn enqueue(
         &self,
         record: NewRecord,
-        done: oneshot::Sender<Result<Position, StoreError>>,
+        done: oneshot::Sender<Result<Position, LogError>>,
     ) -> bool {
         let mut queue = self.inner.queue.lock().unwrap_or_else(|e| e.into_inner());
         queue.waiting.push(Pending { record, done });
@@ -61,7 +61,9 @@ impl EmbeddedLog {
                     let text = err.to_string();
                     tracing::warn!(error = %text, records = records.len(), "a shared append batch failed");
                     for done in answers {
-                        let _ = done.send(Err(StoreError::Task(text.clone())));
+                        let _ = done.send(Err(LogError::Internal(format!(
+                            "a shared append batch failed: {text}"
+                        ))));
                     }
                 }
             }

@@ -1,0 +1,88 @@
+//! The consumer context of a Kafka group member: rdkafka calls its
+//! rebalance hooks from inside the member's own poll, and they turn
+//! assignments and revocations into [`Rebalance`] events on a tokio channel
+//! that [`super::KafkaConsumer`] reads.
+//!
+//! Revocation timing: `pre_rebalance` runs before librdkafka gives the
+//! partitions up, on the task that polls. So everything the caller committed
+//! before that poll is durable before the partitions move; records it read
+//! and did not commit yet are read again by their next owner (at least
+//! once). The event reaches the caller right after (the poll returns at
+//! once), and commits for revoked partitions fail from then on.
+
+use rdkafka::consumer::{BaseConsumer, ConsumerContext};
+use rdkafka::{ClientContext, TopicPartitionList};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::Rebalance;
+
+/// Sends a member's rebalances to its [`super::KafkaConsumer`].
+pub(super) struct RebalanceContext {
+    group: String,
+    events: UnboundedSender<Rebalance>,
+}
+
+impl RebalanceContext {
+    pub(super) fn new(group: &str, events: UnboundedSender<Rebalance>) -> Self {
+        Self {
+            group: group.to_owned(),
+            events,
+        }
+    }
+
+    fn send(&self, event: Rebalance) {
+        tracing::debug!(group = %self.group, ?event, "Kafka rebalance");
+        // The receiver is gone only while the member is being dropped.
+        let _ = self.events.send(event);
+    }
+}
+
+/// The sorted (topic, partition) pairs of a partition list.
+pub(super) fn partitions(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
+    let mut out: Vec<(String, i32)> = tpl
+        .elements()
+        .iter()
+        .map(|e| (e.topic().to_owned(), e.partition()))
+        .collect();
+    out.sort();
+    out
+}
+
+impl ClientContext for RebalanceContext {}
+
+impl ConsumerContext for RebalanceContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &rdkafka::consumer::Rebalance<'_>) {
+        if let rdkafka::consumer::Rebalance::Revoke(tpl) = rebalance {
+            self.send(Rebalance::Revoked(partitions(tpl)));
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &rdkafka::consumer::Rebalance<'_>) {
+        match rebalance {
+            rdkafka::consumer::Rebalance::Assign(tpl) => {
+                self.send(Rebalance::Assigned(partitions(tpl)));
+            }
+            rdkafka::consumer::Rebalance::Revoke(_) => {}
+            rdkafka::consumer::Rebalance::Error(err) => {
+                tracing::warn!(group = %self.group, %err, "Kafka rebalance failed; the group retries");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_lists_become_sorted_pairs() {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition("b", 1);
+        tpl.add_partition("a", 2);
+        tpl.add_partition("a", 0);
+        assert_eq!(
+            partitions(&tpl),
+            [("a".into(), 0), ("a".into(), 2), ("b".into(), 1)]
+        );
+    }
+}
