@@ -157,21 +157,12 @@ async fn embedded(n: u64, partitions: i32) -> Res<()> {
     let ledger = sluice_recorder::EmbeddedLedger::open(&ledger_dir, 30, 7)?;
     let metrics = Arc::new(Metrics::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let stop = sluice_node::CancellationToken::new();
     let backends = sluice_recorder::RecorderBackends {
         log: log.into(),
         ledger: Arc::new(ledger.into()),
         metrics: metrics.clone(),
     };
-    let task = tokio::spawn(sluice_recorder::run(
-        sluice_recorder::RecorderListeners { query: listener },
-        config.clone(),
-        backends,
-        stop.clone(),
-    ));
-    let (total, steady) = timed(&metrics, n).await;
-    stop.cancel();
-    task.await??;
+    let (total, steady) = run_timed(listener, &config, backends, n).await?;
     println!(
         "method: {n} events pre-appended to a {partitions}-partition topic of the embedded log; \
          one recorder (batch {}, {} writes in flight) on the embedded ledger (fjall, fsync per \
@@ -182,6 +173,28 @@ async fn embedded(n: u64, partitions: i32) -> Res<()> {
     print_machine(total, steady);
     std::fs::remove_dir_all(&dir)?;
     Ok(())
+}
+
+/// Runs a recorder on `backends` until `n` events are counted; returns the
+/// rates of [`timed`].
+async fn run_timed(
+    listener: tokio::net::TcpListener,
+    config: &RecorderConfig,
+    backends: sluice_recorder::RecorderBackends,
+    n: u64,
+) -> Res<(f64, f64)> {
+    let metrics = backends.metrics.clone();
+    let stop = sluice_node::CancellationToken::new();
+    let task = tokio::spawn(sluice_recorder::run(
+        sluice_recorder::RecorderListeners { query: listener },
+        config.clone(),
+        backends,
+        stop.clone(),
+    ));
+    let timing = timed(&metrics, n).await;
+    stop.cancel();
+    task.await??;
+    Ok(timing)
 }
 
 #[tokio::main]
@@ -213,18 +226,10 @@ async fn main() -> Res<()> {
     );
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let stop = sluice_node::CancellationToken::new();
-    let backends = sluice_recorder::RecorderBackends::open(&config, &stop).await?;
-    let metrics = backends.metrics.clone();
-    let task = tokio::spawn(sluice_recorder::run(
-        sluice_recorder::RecorderListeners { query: listener },
-        config.clone(),
-        backends,
-        stop.clone(),
-    ));
-    let (total, steady) = timed(&metrics, n).await;
-    stop.cancel();
-    task.await??;
+    let backends =
+        sluice_recorder::RecorderBackends::open(&config, &sluice_node::CancellationToken::new())
+            .await?;
+    let (total, steady) = run_timed(listener, &config, backends, n).await?;
     println!(
         "method: {n} events pre-produced to a {partitions}-partition topic; one recorder (batch {}, \
               {} statements in flight) consumes, writes (history, campaign row, LWT de-dup claim, \
