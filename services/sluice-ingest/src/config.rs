@@ -41,6 +41,10 @@ pub struct IngestConfig {
     /// Tenants allowed to submit mail.
     #[serde(default)]
     pub tenants: Vec<TenantConfig>,
+    /// How topics are created when this node finds them missing (outbound
+    /// topics of its pools and the events topic).
+    #[serde(default)]
+    pub topics: sluice_log::TopicsConfig,
     /// How long submissions in flight may take to be acknowledged after
     /// shutdown before the node stops anyway (their clients get no answer
     /// and retry with their idempotency keys).

@@ -136,14 +136,18 @@ pub async fn run(
 /// Creates the topics the node writes to; a log that does not answer is
 /// logged (submissions fail until it does), not fatal.
 async fn ensure_topics(config: &IngestConfig, log: &sluice_log::Log) {
-    let mut topics: Vec<String> = config
+    let specs = &config.topics;
+    let mut topics: Vec<(String, sluice_log::TopicSpec)> = config
         .pools
         .iter()
-        .map(|pool| format!("{}{pool}", config.kafka.outbound_topic_prefix))
+        .map(|pool| {
+            let topic = format!("{}{pool}", config.kafka.outbound_topic_prefix);
+            (topic, specs.outbound)
+        })
         .collect();
-    topics.push(config.kafka.events_topic.clone());
+    topics.push((config.kafka.events_topic.clone(), specs.events));
     let wait = config.kafka.publish_timeout.into();
-    match tokio::time::timeout(wait, log.ensure_topics(&topics)).await {
+    match tokio::time::timeout(wait, log.ensure_topics_as(&topics)).await {
         Ok(Ok(())) => {}
         Ok(Err(err)) => {
             tracing::warn!(%err, ?topics, "could not create the topics; submissions fail until they exist (senders and recorders create them too)")

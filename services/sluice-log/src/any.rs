@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::TopicSpec;
 use crate::{
     Commit, Delivery, EmbeddedConsumer, EmbeddedLog, GroupConsumer, KafkaConsumer, KafkaLog,
     LogError, MessageLog, NewRecord, Position, ReadLimit, Rebalance, Record,
@@ -43,8 +44,21 @@ impl Log {
     /// Creates every topic of `topics` that does not exist yet, with
     /// [`DEFAULT_PARTITIONS`] partitions; existing topics are kept as they are.
     pub async fn ensure_topics(&self, topics: &[String]) -> Result<(), LogError> {
-        for topic in topics {
-            match self.create_topic(topic, DEFAULT_PARTITIONS).await {
+        let spec = TopicSpec::default();
+        let specs: Vec<(String, TopicSpec)> = topics.iter().map(|t| (t.clone(), spec)).collect();
+        self.ensure_topics_as(&specs).await
+    }
+
+    /// Creates every topic of `topics` that does not exist yet as its spec
+    /// says (the embedded log uses the partition count only); existing topics
+    /// are kept as they are.
+    pub async fn ensure_topics_as(&self, topics: &[(String, TopicSpec)]) -> Result<(), LogError> {
+        for (topic, spec) in topics {
+            let created = match self {
+                Log::Kafka(log) => log.create_topic_as(topic, spec).await,
+                Log::Embedded(log) => log.create_topic(topic, spec.partitions).await,
+            };
+            match created {
                 Ok(()) | Err(LogError::PartitionMismatch { .. }) => {}
                 Err(err) => return Err(err),
             }

@@ -24,13 +24,18 @@ mod error;
 mod group;
 pub mod kafka;
 mod log;
+mod topics;
 
 pub use any::{DEFAULT_PARTITIONS, Log, LogConsumer};
 pub use embedded::{EmbeddedConsumer, EmbeddedLog};
 pub use error::LogError;
 pub use group::{Commit, Delivery, GroupConsumer, POLL_RECORDS, Rebalance};
-pub use kafka::{KafkaConfig, KafkaConsumer, KafkaLog, create_topic, probe};
+pub use kafka::{
+    KafkaConfig, KafkaConsumer, KafkaLog, TopicHealth, create_topic, create_topic_as, probe,
+    topic_health,
+};
 pub use log::{
     MAX_RECORD_BYTES, MessageLog, NewRecord, Position, ReadLimit, Record, check_group,
     check_record, check_topic, partition_for,
 };
+pub use topics::{TopicSpec, TopicsConfig};

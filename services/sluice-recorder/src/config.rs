@@ -61,6 +61,9 @@ pub struct RecorderConfig {
     pub drain_timeout: Span,
     /// How reputation is computed and judged.
     pub reputation: ReputationConfig,
+    /// How topics are created when the recorder finds them missing (only
+    /// `topics.events` is used: the recorder creates the events topic).
+    pub topics: sluice_log::TopicsConfig,
 }
 
 /// The ledger back ends.
@@ -117,6 +120,7 @@ impl Default for RecorderConfig {
             connect_timeout: Span::secs(10),
             drain_timeout: sluice_node::DEFAULT_DRAIN,
             reputation: ReputationConfig::default(),
+            topics: sluice_log::TopicsConfig::default(),
         }
     }
 }

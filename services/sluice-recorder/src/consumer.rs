@@ -108,7 +108,8 @@ pub(crate) async fn run(
     stop: CancellationToken,
 ) -> Result<(), RecorderError> {
     let topics = [config.topic.clone()];
-    log.ensure_topics(&topics).await?;
+    log.ensure_topics_as(&[(config.topic.clone(), config.topics.events)])
+        .await?;
     let mut consumer = log.subscribe(&config.group, &topics).await?;
     tracing::info!(topic = %config.topic, group = %config.group, "recorder consuming");
     loop {

@@ -55,6 +55,10 @@ pub struct SenderConfig {
     #[serde(default)]
     #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
     pub shaping: EngineConfig,
+    /// How topics are created when this node finds them missing (its pool's
+    /// outbound topic, the delay tiers and the events topic).
+    #[serde(default)]
+    pub topics: sluice_log::TopicsConfig,
     /// How long deliveries in progress may take to finish (and their fates
     /// to be published) after shutdown before the node stops anyway; what is
     /// left is delivered again by the next owner of the partition.

@@ -140,9 +140,7 @@ impl Node {
         // The consumer rolls domains up with the engine's own rules.
         let sites = engine.sites().clone();
         let topics = self.topics(&engine);
-        let mut all = topics.clone();
-        all.push(cfg.kafka.events_topic.clone());
-        log.ensure_topics(&all).await?;
+        log.ensure_topics_as(&self.topic_specs(&topics)).await?;
         let mut consumer = log.subscribe(&cfg.group(), &topics).await?;
         let router = self.router()?;
 
@@ -185,6 +183,19 @@ impl Node {
                 .map(|t| self.cfg.delay_topic(&t.name)),
         );
         topics
+    }
+
+    /// `topics` (outbound first, then the delay tiers) and the events topic,
+    /// each with the spec of its family.
+    fn topic_specs(&self, topics: &[String]) -> Vec<(String, sluice_log::TopicSpec)> {
+        let specs = &self.cfg.topics;
+        let mut all: Vec<_> = topics
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), if i == 0 { specs.outbound } else { specs.delay }))
+            .collect();
+        all.push((self.cfg.kafka.events_topic.clone(), specs.events));
+        all
     }
 
     fn router(&self) -> Result<Router, SenderError> {

@@ -59,7 +59,9 @@ pub enum Command {
     Demo(DemoArgs),
     /// Apply the versioned CQL schema to keyspace `sluice` (idempotent).
     Migrate(ServiceArgs),
-    /// Check that the configured Kafka brokers and ScyllaDB/Cassandra nodes answer.
+    /// Check that the Kafka brokers and ScyllaDB/Cassandra nodes answer, and
+    /// that Sluice's topics are replicated and partitioned for the cluster
+    /// (exit 1 naming what to fix).
     Doctor(DoctorArgs),
     /// Hash a secret for the ingest config: reads it from standard input (one
     /// line) and prints the stored form. API keys get a salted SHA-256 entry;
@@ -164,6 +166,10 @@ pub struct DoctorArgs {
     /// Seconds to wait for each server.
     #[arg(long, default_value_t = 5)]
     pub timeout: u64,
+    /// Check the partitions and replication of the topics whose names start
+    /// with this prefix.
+    #[arg(long, default_value = "sluice.")]
+    pub topics: String,
 }
 
 /// `sluice dev` options.

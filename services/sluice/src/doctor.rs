@@ -1,4 +1,5 @@
-//! `sluice doctor`: checks that the distributed back ends answer.
+//! `sluice doctor`: checks that the distributed back ends answer and that
+//! Sluice's topics are replicated as the cluster allows.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -17,7 +18,7 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
     let kafka_ok = match sluice_log::probe(&kafka, timeout).await {
         Ok(brokers) => {
             println!("kafka      ok    {} ({brokers} broker(s))", args.kafka);
-            true
+            topics(&kafka, &args.topics, timeout).await
         }
         Err(err) => {
             println!("kafka      FAIL  {err}");
@@ -43,4 +44,36 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// One line per topic starting with `prefix`, and what to fix; true when
+/// nothing needs fixing.
+async fn topics(kafka: &KafkaConfig, prefix: &str, timeout: Duration) -> bool {
+    let (brokers, topics) = match sluice_log::topic_health(kafka, prefix, timeout).await {
+        Ok(found) => found,
+        Err(err) => {
+            println!("topics     FAIL  {err}");
+            return false;
+        }
+    };
+    let mut healthy = true;
+    for topic in &topics {
+        let problems = topic.problems(brokers);
+        let min = topic
+            .min_insync_replicas
+            .map_or_else(|| "?".to_owned(), |m| m.to_string());
+        let verdict = if problems.is_empty() { "ok  " } else { "WARN" };
+        println!(
+            "topic      {verdict}  {}  partitions {}  replication {}  min.insync.replicas {min}",
+            topic.name, topic.partitions, topic.replication
+        );
+        for problem in problems {
+            println!("                 {problem}");
+            healthy = false;
+        }
+    }
+    if topics.is_empty() {
+        println!("topics     ok    none named {prefix}* yet (roles create them at start)");
+    }
+    healthy
 }

@@ -8,7 +8,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 
-use crate::{KafkaConfig, LogError, MAX_RECORD_BYTES};
+use crate::{KafkaConfig, LogError, MAX_RECORD_BYTES, TopicSpec};
 
 /// Asks the cluster for its metadata; fails with [`LogError::Unavailable`]
 /// naming the brokers and how to start one when none answers in `timeout`.
@@ -29,19 +29,40 @@ pub async fn probe(config: &KafkaConfig, timeout: Duration) -> Result<usize, Log
     .map_err(|err| LogError::Internal(format!("the Kafka metadata probe failed: {err}")))?
 }
 
-/// Creates `topic` with `partitions` partitions and replication factor 1
-/// (single-node test and dev clusters), taking records up to
-/// [`MAX_RECORD_BYTES`]. An existing topic is not an error.
+/// Creates `topic` with `partitions` partitions, replicated as far as the
+/// cluster allows (see [`create_topic_as`]). An existing topic is not an
+/// error.
 pub async fn create_topic(
     config: &KafkaConfig,
     topic: &str,
     partitions: i32,
 ) -> Result<(), LogError> {
+    create_topic_as(config, topic, &TopicSpec::with_partitions(partitions)).await
+}
+
+/// Creates `topic` as `spec` says (replication and `min.insync.replicas`
+/// resolved against the brokers the cluster reports), taking records up to
+/// [`MAX_RECORD_BYTES`]. An existing topic is not an error and is not
+/// changed.
+pub async fn create_topic_as(
+    config: &KafkaConfig,
+    topic: &str,
+    spec: &TopicSpec,
+) -> Result<(), LogError> {
+    let partitions = spec.partitions;
+    let brokers = probe(config, Duration::from_secs(10)).await?;
+    let replication = spec.replication_on(brokers);
+    let min_insync = spec.min_insync_for(replication).to_string();
     let admin: AdminClient<DefaultClientContext> =
         config.admin().create().map_err(config.fail(None))?;
     let max_bytes = MAX_RECORD_BYTES.to_string();
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1))
-        .set("max.message.bytes", &max_bytes);
+    let new = NewTopic::new(
+        topic,
+        partitions,
+        TopicReplication::Fixed(i32::from(replication)),
+    )
+    .set("max.message.bytes", &max_bytes)
+    .set("min.insync.replicas", &min_insync);
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     let results = admin
         .create_topics([&new], &opts)

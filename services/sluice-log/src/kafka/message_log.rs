@@ -7,7 +7,8 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::{CREATE_VISIBLE, KafkaLog, Pending, REQUEST_TIMEOUT, blocking, lock, read};
 use crate::{
-    LogError, MessageLog, NewRecord, Position, ReadLimit, Record, check_record, check_topic,
+    LogError, MessageLog, NewRecord, Position, ReadLimit, Record, TopicSpec, check_record,
+    check_topic,
 };
 
 impl MessageLog for KafkaLog {
@@ -22,33 +23,8 @@ impl MessageLog for KafkaLog {
     }
 
     async fn create_topic(&self, topic: &str, partitions: i32) -> Result<(), LogError> {
-        check_topic(topic)?;
-        if partitions < 1 {
-            return Err(LogError::BadPartitionCount {
-                topic: topic.to_owned(),
-                partitions,
-            });
-        }
-        crate::create_topic(&self.inner.config, topic, partitions).await?;
-        // The broker's metadata may lag the controller for a moment.
-        let deadline = Instant::now() + CREATE_VISIBLE;
-        let existing = loop {
-            match self.fetch_partition_count(topic).await {
-                Err(LogError::TopicNotFound { .. }) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                other => break other?,
-            }
-        };
-        lock(&self.inner.partitions).insert(topic.to_owned(), existing);
-        if existing != partitions {
-            return Err(LogError::PartitionMismatch {
-                topic: topic.to_owned(),
-                existing,
-                requested: partitions,
-            });
-        }
-        Ok(())
+        self.create_topic_as(topic, &TopicSpec::with_partitions(partitions))
+            .await
     }
 
     async fn partitions(&self, topic: &str) -> Result<i32, LogError> {
@@ -204,5 +180,41 @@ impl MessageLog for KafkaLog {
                 .map_err(config.fail(Some(&topic)))
         })
         .await
+    }
+}
+
+impl KafkaLog {
+    /// Creates `topic` as `spec` says unless it exists; fails with
+    /// [`LogError::PartitionMismatch`] when it exists with another partition
+    /// count (the existing topic is kept).
+    pub async fn create_topic_as(&self, topic: &str, spec: &TopicSpec) -> Result<(), LogError> {
+        let partitions = spec.partitions;
+        check_topic(topic)?;
+        if partitions < 1 {
+            return Err(LogError::BadPartitionCount {
+                topic: topic.to_owned(),
+                partitions,
+            });
+        }
+        crate::create_topic_as(&self.inner.config, topic, spec).await?;
+        // The broker's metadata may lag the controller for a moment.
+        let deadline = Instant::now() + CREATE_VISIBLE;
+        let existing = loop {
+            match self.fetch_partition_count(topic).await {
+                Err(LogError::TopicNotFound { .. }) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                other => break other?,
+            }
+        };
+        lock(&self.inner.partitions).insert(topic.to_owned(), existing);
+        if existing != partitions {
+            return Err(LogError::PartitionMismatch {
+                topic: topic.to_owned(),
+                existing,
+                requested: partitions,
+            });
+        }
+        Ok(())
     }
 }

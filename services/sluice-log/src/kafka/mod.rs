@@ -25,12 +25,14 @@ mod admin;
 mod config;
 mod consumer;
 mod context;
+mod health;
 mod message_log;
 mod read;
 
-pub use admin::{create_topic, probe};
+pub use admin::{create_topic, create_topic_as, probe};
 pub use config::KafkaConfig;
 pub use consumer::KafkaConsumer;
+pub use health::{TopicHealth, topic_health};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
