@@ -48,12 +48,8 @@ pub struct IngestConfig {
     /// How long submissions in flight may take to be acknowledged after
     /// shutdown before the node stops anyway (their clients get no answer
     /// and retry with their idempotency keys).
-    #[serde(default = "default_drain")]
+    #[serde(default = "sluice_node::default_drain")]
     pub drain_timeout: Span,
-}
-
-fn default_drain() -> Span {
-    sluice_node::DEFAULT_DRAIN
 }
 
 /// Listen addresses of the four front doors.

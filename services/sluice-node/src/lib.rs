@@ -23,7 +23,7 @@ pub mod reference;
 mod supervisor;
 
 pub use config::{ConfigError, RoleConfig};
-pub use lifecycle::{DEFAULT_DRAIN, bind, drain_within, shutdown_on_signals};
+pub use lifecycle::{DEFAULT_DRAIN, bind, default_drain, drain_within, shutdown_on_signals};
 pub use sluice_shaping::Span;
 pub use supervisor::Supervisor;
 pub use tokio_util::sync::CancellationToken;

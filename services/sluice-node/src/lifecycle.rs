@@ -12,6 +12,11 @@ use crate::Span;
 /// How long a role may drain after shutdown unless configured otherwise.
 pub const DEFAULT_DRAIN: Span = Span::secs(30);
 
+/// [`DEFAULT_DRAIN`], for `#[serde(default = "sluice_node::default_drain")]`.
+pub fn default_drain() -> Span {
+    DEFAULT_DRAIN
+}
+
 /// Runs a role's `work` until it ends. Once `shutdown` is cancelled the work
 /// is expected to stop taking new work and finish what it holds; if it has
 /// not ended `deadline` later, it is dropped (every task it owns is aborted)

@@ -62,12 +62,8 @@ pub struct SenderConfig {
     /// How long deliveries in progress may take to finish (and their fates
     /// to be published) after shutdown before the node stops anyway; what is
     /// left is delivered again by the next owner of the partition.
-    #[serde(default = "default_drain")]
+    #[serde(default = "sluice_node::default_drain")]
     pub drain_timeout: Span,
-}
-
-fn default_drain() -> Span {
-    sluice_node::DEFAULT_DRAIN
 }
 
 /// Kafka settings.
