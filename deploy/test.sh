@@ -2,7 +2,8 @@
 # The Sluice test command. From a fresh clone on a bare machine it:
 #   1. installs what is missing (apt packages, the Maven artifacts of Kafka and
 #      Cassandra; Rust 1.95 with rustfmt and clippy must already be installed),
-#   2. starts Apache Kafka 4.x and Apache Cassandra 5.0 on loopback unless they
+#   2. starts Apache Kafka 4.x (one broker, and a three-broker cluster for the
+#      broker-loss test) and Apache Cassandra 5.0 on loopback unless they
 #      already run (in the background, while the code compiles),
 #   3. runs cargo fmt --check, cargo clippy -D warnings and every test,
 #   4. stops the servers it started, and only those.
@@ -17,8 +18,10 @@ ROOT="$PWD"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice/target}"
 export SLUICE_KAFKA_PORT="${SLUICE_KAFKA_PORT:-9092}"
 export SLUICE_CASSANDRA_PORT="${SLUICE_CASSANDRA_PORT:-9042}"
+export SLUICE_KAFKA_CLUSTER_PORT="${SLUICE_KAFKA_CLUSTER_PORT:-19092}"
 export SLUICE_KAFKA_BROKERS="127.0.0.1:$SLUICE_KAFKA_PORT"
 export SLUICE_CASSANDRA="127.0.0.1:$SLUICE_CASSANDRA_PORT"
+export SLUICE_KAFKA_CLUSTER="$("deploy/servers/kafka-cluster.sh" brokers)"
 LOGS="$(mktemp -d)"
 
 step() { printf '\n==> %s\n' "$*"; }
@@ -45,13 +48,21 @@ install_missing() {
 
 STARTED=()
 start_server() {
-  local name="$1" port="$2"
+  local name="$1" port="$2" after="${3:-}"
   if port_open "$port"; then
     echo "$name already listens on 127.0.0.1:$port; using it and leaving it running"
     return 0
   fi
   STARTED+=("$name")
-  "$ROOT/deploy/servers/$name.sh" start >"$LOGS/$name.start.log" 2>&1 &
+  local first=""
+  # Servers sharing jars start one after the other, so only one fetches them.
+  [ -n "$after" ] && [ -f "$LOGS/$after.start.pid" ] && first="$(cat "$LOGS/$after.start.pid")"
+  (
+    if [ -n "$first" ]; then
+      while kill -0 "$first" 2>/dev/null; do sleep 1; done
+    fi
+    exec "$ROOT/deploy/servers/$name.sh" start
+  ) >"$LOGS/$name.start.log" 2>&1 &
   echo $! >"$LOGS/$name.start.pid"
 }
 
@@ -80,8 +91,9 @@ trap cleanup EXIT
 step "checking the machine"
 install_missing
 
-step "starting Kafka and Cassandra in the background"
+step "starting Kafka, a three-broker Kafka cluster and Cassandra in the background"
 start_server kafka "$SLUICE_KAFKA_PORT"
+start_server kafka-cluster "$SLUICE_KAFKA_CLUSTER_PORT" kafka
 start_server cassandra "$SLUICE_CASSANDRA_PORT"
 
 step "cargo fmt --check"
@@ -93,9 +105,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "building tests"
 cargo test --workspace --locked --no-run
 
-step "waiting for Kafka and Cassandra"
+step "waiting for Kafka, the Kafka cluster and Cassandra"
 wait_server kafka
+wait_server kafka-cluster
 wait_server cassandra
 
-step "cargo test (Kafka at $SLUICE_KAFKA_BROKERS, Cassandra at $SLUICE_CASSANDRA)"
+step "cargo test (Kafka at $SLUICE_KAFKA_BROKERS, cluster at $SLUICE_KAFKA_CLUSTER, Cassandra at $SLUICE_CASSANDRA)"
 cargo test --workspace --locked
