@@ -121,8 +121,8 @@ pub struct LimitsConfig {
     pub max_in_flight_bytes: usize,
     /// Threads that sign DKIM concurrently (0 = one per CPU).
     pub signing_threads: usize,
-    /// Days after `not_before` when undelivered mail expires. Default 5.
-    pub message_lifetime_days: u32,
+    /// How long after `not_before` undelivered mail expires. Default 5d.
+    pub message_lifetime: Span,
 }
 
 impl Default for LimitsConfig {
@@ -132,7 +132,7 @@ impl Default for LimitsConfig {
             max_recipients: 1000,
             max_in_flight_bytes: 1 << 30,
             signing_threads: 0,
-            message_lifetime_days: 5,
+            message_lifetime: Span::days(5),
         }
     }
 }

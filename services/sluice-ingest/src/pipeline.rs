@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use sluice_proto::v1::{AcceptedRecipient, EventKind, SendResponse};
 use tokio::sync::Semaphore;
@@ -140,7 +140,7 @@ impl Ingestor {
             pool: &checked.pool,
             submission: sub,
             now,
-            lifetime: Duration::from_secs(u64::from(self.limits.message_lifetime_days) * 86_400),
+            lifetime: self.limits.message_lifetime.into(),
         };
         let (sendable, messages) = self.render(tenant, sub, &checked, &ids, &suppressed, now)?;
         let signed = self

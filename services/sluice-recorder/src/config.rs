@@ -45,10 +45,12 @@ pub struct RecorderConfig {
     pub batch_max_wait: Span,
     /// Statements in flight at once while writing a batch.
     pub write_concurrency: usize,
-    /// Days a message's status and history are kept.
-    pub status_ttl_days: u32,
-    /// Days a de-duplication claim is kept; duplicates older than this count again.
-    pub dedup_ttl_days: u32,
+    /// How long a message's status and history are kept (whole days; a
+    /// part of a day counts as a day).
+    pub status_ttl: Span,
+    /// How long a de-duplication claim is kept (whole days); duplicates
+    /// older than this count again.
+    pub dedup_ttl: Span,
     /// First wait before retrying a failed write (or connection); doubles per
     /// failure.
     pub retry_initial: Span,
@@ -80,18 +82,30 @@ pub enum LedgerKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReputationConfig {
-    /// Hours in the rolling window (the current hour included).
-    pub window_hours: u32,
+    /// Length of the rolling window, in whole hours from `1h` to `7d` (the
+    /// current hour included).
+    pub window: Span,
     /// Time between two computations of every known reputation.
     pub interval: Span,
     /// Rates and minimum volume that turn into signals.
     pub thresholds: Thresholds,
 }
 
+impl ReputationConfig {
+    /// The window in hours.
+    pub fn window_hours(&self) -> u32 {
+        u32::try_from(self.window.0 / Span::hours(1).0).unwrap_or(u32::MAX)
+    }
+}
+
+fn whole_days(span: Span) -> u32 {
+    u32::try_from(span.0.div_ceil(Span::days(1).0)).unwrap_or(u32::MAX)
+}
+
 impl Default for ReputationConfig {
     fn default() -> Self {
         Self {
-            window_hours: 24,
+            window: Span::hours(24),
             interval: Span::secs(30),
             thresholds: Thresholds::default(),
         }
@@ -113,8 +127,8 @@ impl Default for RecorderConfig {
             batch_max_events: 1000,
             batch_max_wait: Span(200),
             write_concurrency: 128,
-            status_ttl_days: 30,
-            dedup_ttl_days: 7,
+            status_ttl: Span::days(30),
+            dedup_ttl: Span::days(7),
             retry_initial: Span(100),
             retry_max: Span::secs(10),
             connect_timeout: Span::secs(10),
@@ -175,8 +189,15 @@ impl RecorderConfig {
         if self.topic.is_empty() || self.group.is_empty() {
             return bad("topic/group", "must not be empty");
         }
-        if self.reputation.window_hours == 0 || self.reputation.window_hours > 24 * 7 {
-            return bad("reputation.window_hours", "must be between 1 and 168");
+        let window = self.reputation.window;
+        if window < Span::hours(1)
+            || window > Span::days(7)
+            || !window.0.is_multiple_of(Span::hours(1).0)
+        {
+            return bad("reputation.window", "must be whole hours from 1h to 7d");
+        }
+        if self.status_ttl < Span::days(1) || self.dedup_ttl < Span::days(1) {
+            return bad("status_ttl/dedup_ttl", "must be at least 1d");
         }
         if self.reputation.interval.0 < 100 {
             return bad("reputation.interval", "must be at least 100ms");
@@ -190,6 +211,16 @@ impl RecorderConfig {
     /// [`RoleConfig::validate`] as a recorder error.
     pub fn validated(&self) -> Result<(), RecorderError> {
         sluice_node::RoleConfig::validate(self).map_err(RecorderError::from)
+    }
+
+    /// `status_ttl` in days, rounded up.
+    pub fn status_ttl_days(&self) -> u32 {
+        whole_days(self.status_ttl)
+    }
+
+    /// `dedup_ttl` in days, rounded up.
+    pub fn dedup_ttl_days(&self) -> u32 {
+        whole_days(self.dedup_ttl)
     }
 
     pub(crate) fn batch_max_wait(&self) -> Duration {
@@ -234,14 +265,10 @@ mod tests {
     #[test]
     fn file_values_override_defaults_and_unknown_keys_are_rejected() {
         let mut file = tempfile::NamedTempFile::new().expect("temp file");
-        writeln!(
-            file,
-            "keyspace = \"ks_one\"\n[reputation]\nwindow_hours = 6"
-        )
-        .expect("write");
+        writeln!(file, "keyspace = \"ks_one\"\n[reputation]\nwindow = \"6h\"").expect("write");
         let config = RecorderConfig::load(Some(file.path())).expect("loads");
         assert_eq!(config.keyspace, "ks_one");
-        assert_eq!(config.reputation.window_hours, 6);
+        assert_eq!(config.reputation.window_hours(), 6);
         assert_eq!(config.topic, "sluice.events");
 
         let mut bad = tempfile::NamedTempFile::new().expect("temp file");

@@ -93,7 +93,7 @@ pub async fn score_once(
     for (ip, site) in ledger.known_paths().await?.into_iter().chain(changed_paths) {
         by_ip.entry(ip).or_default().insert(site);
     }
-    let hours = config.window_hours;
+    let hours = config.window_hours();
     for (ip, sites) in by_ip {
         let sums = window_sums(ledger, "ip", &ip, now, hours).await?;
         for site in sites {

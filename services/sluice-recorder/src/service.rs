@@ -82,8 +82,8 @@ pub(crate) async fn open_cql_ledger(
             CqlLedger::prepare(
                 session,
                 &config.keyspace,
-                config.status_ttl_days,
-                config.dedup_ttl_days,
+                config.status_ttl_days(),
+                config.dedup_ttl_days(),
             )
             .await
         };
@@ -115,7 +115,7 @@ async fn open_ledger(
                 RecorderError::Config(format!("data_dir: cannot create {dir}: {e}"))
             })?;
             let dir = config.data_dir.clone();
-            let (status, dedup) = (config.status_ttl_days, config.dedup_ttl_days);
+            let (status, dedup) = (config.status_ttl_days(), config.dedup_ttl_days());
             let open = move || EmbeddedLedger::open(&dir, status, dedup);
             let ledger = tokio::task::spawn_blocking(open)
                 .await

@@ -168,7 +168,7 @@ async fn open_back_ends(
 ) -> anyhow::Result<BackEnds> {
     let (log_dir, ledger_dir, control_dir) =
         (dir.join("log"), dir.join("ledger"), dir.join("control"));
-    let (status_ttl, dedup_ttl) = (recorder.status_ttl_days, recorder.dedup_ttl_days);
+    let (status_ttl, dedup_ttl) = (recorder.status_ttl_days(), recorder.dedup_ttl_days());
     tokio::task::spawn_blocking(move || -> anyhow::Result<BackEnds> {
         let log = EmbeddedLog::open(&log_dir)?;
         std::fs::create_dir_all(&ledger_dir)?;
