@@ -33,6 +33,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "control_log",
         cql: include_str!("../migrations/0003_control_log.cql"),
     },
+    Migration {
+        version: 5,
+        name: "idempotency_keys",
+        cql: include_str!("../migrations/0005_idempotency_keys.cql"),
+    },
 ];
 
 impl Migration {

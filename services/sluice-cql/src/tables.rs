@@ -16,6 +16,7 @@ pub const RECORDER_TABLES: &[&str] = &[
     "suppressions",
     "path_reputation",
     "tenant_reputation",
+    "idempotency_keys",
 ];
 
 /// The tables control's CQL configuration store reads and writes

@@ -34,6 +34,7 @@ pub(crate) mod table {
     pub const PATHS: u8 = b'p';
     pub const TENANTS: u8 = b't';
     pub const EXPIRY: u8 = b'x';
+    pub const KEYS: u8 = b'k';
 }
 
 /// Least time between two lazy purges of expired rows.
@@ -153,7 +154,10 @@ impl EmbeddedLedger {
     /// Under the write mutex: `plan` reads what it needs and returns a result
     /// and the rows to put; they are committed as one batch. Then the journal
     /// is fsync'd, outside the mutex, before returning.
-    fn write<T>(&self, plan: impl FnOnce(&Keyspace) -> Res<(T, Vec<(Key, Vec<u8>)>)>) -> Res<T> {
+    pub(crate) fn write<T>(
+        &self,
+        plan: impl FnOnce(&Keyspace) -> Res<(T, Vec<(Key, Vec<u8>)>)>,
+    ) -> Res<T> {
         let result = {
             let _guard = self.inner.write.lock().unwrap_or_else(|e| e.into_inner());
             let (result, rows) = plan(&self.inner.rows)?;
@@ -226,7 +230,7 @@ impl EmbeddedLedger {
     }
 
     /// An expiring row plus its entry in the expiry index.
-    fn expiring(row: Key, expires_ms: i64, payload: &[u8]) -> [(Key, Vec<u8>); 2] {
+    pub(crate) fn expiring(row: Key, expires_ms: i64, payload: &[u8]) -> [(Key, Vec<u8>); 2] {
         let index = Key::new().raw(&[table::EXPIRY]).i(expires_ms).raw(&row.0);
         [
             (row, keys::expiring(expires_ms, payload)),

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use sluice_proto::v1::query_server::Query;
 use sluice_proto::v1::{
-    CheckSuppressionsRequest, CheckSuppressionsResponse, GetMessageRequest, GetReputationRequest,
+    CheckSuppressionsRequest, CheckSuppressionsResponse, ClaimIdempotencyKeyRequest,
+    ClaimIdempotencyKeyResponse, SettleIdempotencyKeyRequest, SettleIdempotencyKeyResponse,
+    GetMessageRequest, GetReputationRequest,
     GetReputationResponse, GetStatsRequest, GetStatsResponse, MessageStatus, StatsDimension,
     StatsRow,
 };
@@ -179,6 +181,22 @@ impl Query for QueryService {
         check_suppressions_request(&req)?;
         let suppressed = self.ledger.suppressed(&req.tenant, &req.addresses).await?;
         Ok(Response::new(CheckSuppressionsResponse { suppressed }))
+    }
+
+    async fn claim_idempotency_key(
+        &self,
+        request: Request<ClaimIdempotencyKeyRequest>,
+    ) -> Result<Response<ClaimIdempotencyKeyResponse>, Status> {
+        let response = crate::query_keys::claim(&self.ledger, request.into_inner()).await?;
+        Ok(Response::new(response))
+    }
+
+    async fn settle_idempotency_key(
+        &self,
+        request: Request<SettleIdempotencyKeyRequest>,
+    ) -> Result<Response<SettleIdempotencyKeyResponse>, Status> {
+        let response = crate::query_keys::settle(&self.ledger, request.into_inner()).await?;
+        Ok(Response::new(response))
     }
 }
 
