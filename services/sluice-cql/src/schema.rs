@@ -34,9 +34,9 @@ pub const MIGRATIONS: &[Migration] = &[
         cql: include_str!("../migrations/0003_control_log.cql"),
     },
     Migration {
-        version: 5,
+        version: 4,
         name: "idempotency_keys",
-        cql: include_str!("../migrations/0005_idempotency_keys.cql"),
+        cql: include_str!("../migrations/0004_idempotency_keys.cql"),
     },
 ];
 

@@ -178,8 +178,21 @@ pub struct UnsubscribeConfig {
 pub struct IdempotencyConfig {
     /// Time a key is remembered. Default 24 hours.
     pub ttl: Span,
-    /// Keys remembered at most (oldest forgotten first). Default 100000.
+    /// Keys this node remembers at most when it keeps them itself (oldest
+    /// forgotten first). Default 100000.
     pub max_entries: usize,
+    /// URL of the recorder's Query service, e.g. `http://127.0.0.1:7402`,
+    /// where the keys of every ingest node live (in the ledger, surviving
+    /// restarts). Empty (the default): this node keeps its keys in memory,
+    /// so a retry that reaches another node is not recognised. When set and
+    /// it does not answer within `timeout`, a keyed submission is refused as
+    /// unavailable (clients retry).
+    pub query_addr: String,
+    /// Time one claim or settle at `query_addr` may take.
+    pub timeout: Span,
+    /// How long a claim holds a key when its node dies before answering;
+    /// a retry after that starts over.
+    pub lease: Span,
 }
 
 impl Default for IdempotencyConfig {
@@ -187,6 +200,9 @@ impl Default for IdempotencyConfig {
         Self {
             ttl: Span::hours(24),
             max_entries: 100_000,
+            query_addr: String::new(),
+            timeout: Span::secs(2),
+            lease: Span::mins(2),
         }
     }
 }

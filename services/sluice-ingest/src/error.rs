@@ -44,6 +44,12 @@ pub enum IngestError {
          retry later (operators: is the recorder running and reachable?)"
     )]
     SuppressionsUnavailable { via: String, reason: String },
+    /// The shared idempotency keys could not be read or written.
+    #[error(
+        "idempotency keys are unavailable via {via}: {reason}; the submission was not \
+         accepted, retry it with the same idempotency_key"
+    )]
+    KeysUnavailable { via: String, reason: String },
     /// The same idempotency key is being processed right now.
     #[error("idempotency_key {0:?} is being processed by another request; retry shortly")]
     InFlight(String),
@@ -115,7 +121,9 @@ impl IngestError {
             Self::Forbidden { .. } => Code::PermissionDenied,
             Self::TooLarge { .. } => Code::InvalidArgument,
             Self::RateLimited { .. } | Self::Backpressure(_) => Code::ResourceExhausted,
-            Self::Unavailable { .. } | Self::SuppressionsUnavailable { .. } => Code::Unavailable,
+            Self::Unavailable { .. }
+            | Self::SuppressionsUnavailable { .. }
+            | Self::KeysUnavailable { .. } => Code::Unavailable,
             Self::InFlight(_) => Code::Aborted,
             Self::Config(_) | Self::Io(_) | Self::Internal(_) => Code::Internal,
         }
@@ -129,7 +137,9 @@ impl IngestError {
             Self::Forbidden { .. } => 403,
             Self::TooLarge { .. } => 413,
             Self::RateLimited { .. } | Self::Backpressure(_) => 429,
-            Self::Unavailable { .. } | Self::SuppressionsUnavailable { .. } => 503,
+            Self::Unavailable { .. }
+            | Self::SuppressionsUnavailable { .. }
+            | Self::KeysUnavailable { .. } => 503,
             Self::InFlight(_) => 409,
             Self::Config(_) | Self::Io(_) | Self::Internal(_) => 500,
         }
@@ -144,9 +154,10 @@ impl IngestError {
             Self::TooLarge { .. } => (552, "5.3.4"),
             Self::RateLimited { .. } => (451, "4.7.1"),
             Self::Backpressure(_) => (452, "4.3.1"),
-            Self::Unavailable { .. } | Self::SuppressionsUnavailable { .. } | Self::InFlight(_) => {
-                (451, "4.3.0")
-            }
+            Self::Unavailable { .. }
+            | Self::SuppressionsUnavailable { .. }
+            | Self::KeysUnavailable { .. }
+            | Self::InFlight(_) => (451, "4.3.0"),
             Self::Config(_) | Self::Io(_) | Self::Internal(_) => (451, "4.3.0"),
         }
     }

@@ -22,6 +22,7 @@ mod publish;
 mod raw;
 mod records;
 pub mod secret;
+pub mod shared_keys;
 pub mod smtp;
 pub mod suppression;
 mod tenant;
@@ -76,16 +77,17 @@ impl IngestListeners {
     }
 }
 
-/// What an ingest node runs on: the message log it publishes to and the
-/// suppressions it checks.
-#[derive(Clone)]
+/// What an ingest node runs on: the message log it publishes to, the
+/// suppressions it checks and where its idempotency keys live.
 pub struct IngestBackends {
     pub log: sluice_log::Log,
     pub suppressions: Suppressions,
+    pub idempotency: shared_keys::Idempotency,
 }
 
 impl IngestBackends {
-    /// The Kafka cluster and suppression source `config` names. Ingest may
+    /// The Kafka cluster, suppression source and idempotency-key store
+    /// `config` names. Ingest may
     /// start before Kafka: submissions fail as unavailable (and say so) until
     /// a broker answers.
     pub fn open(config: &IngestConfig) -> Result<Self, IngestError> {
@@ -95,6 +97,7 @@ impl IngestBackends {
         Ok(Self {
             log: log.into(),
             suppressions,
+            idempotency: shared_keys::Idempotency::from_config(&config.idempotency)?,
         })
     }
 }
@@ -109,7 +112,9 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), IngestError> {
     ensure_topics(&config, &backends.log).await;
-    let ingestor = Ingestor::new(&config, backends.log)?.with_suppressions(backends.suppressions);
+    let ingestor = Ingestor::new(&config, backends.log)?
+        .with_suppressions(backends.suppressions)
+        .with_idempotency(backends.idempotency);
     let ingestor = Arc::new(ingestor);
     let mut tasks = front_doors(listeners, &config, &ingestor, &shutdown)?;
     tracing::info!("ingest running");

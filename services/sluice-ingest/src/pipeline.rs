@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use sluice_proto::v1::{AcceptedRecipient, EventKind, SendResponse};
 use tokio::sync::Semaphore;
@@ -13,10 +13,11 @@ use crate::compliance::{self, Unsubscribe, UnsubscribeTarget};
 use crate::compose::Copy;
 use crate::config::{IngestConfig, LimitsConfig};
 use crate::dkim::DkimSigners;
-use crate::idempotency::{Begin, IdempotencyStore};
+use crate::idempotency::Begin;
 use crate::model::Submission;
 use crate::publish::{OutRecord, Publisher};
 use crate::records::Common;
+use crate::shared_keys::{Idempotency, SharedOutcome};
 use crate::suppression::Suppressions;
 use crate::tenant::{Tenant, Tenants};
 use crate::{IngestError, validate};
@@ -32,7 +33,7 @@ pub struct Ingestor {
     unsubscribe: Unsubscribe,
     signers: DkimSigners,
     publisher: Publisher,
-    idempotency: IdempotencyStore,
+    idempotency: Idempotency,
     in_flight: Arc<Semaphore>,
     budget_kib: usize,
     suppressions: Suppressions,
@@ -58,14 +59,18 @@ impl Ingestor {
             unsubscribe: Unsubscribe::new(&config.unsubscribe.base_url, &config.unsubscribe.secret),
             signers: DkimSigners::from_config(&config.tenants, config.limits.signing_threads)?,
             publisher: Publisher::new(config, log),
-            idempotency: IdempotencyStore::new(
-                config.idempotency.ttl.into(),
-                config.idempotency.max_entries,
-            ),
+            idempotency: Idempotency::from_config(&config.idempotency)?,
             in_flight: Arc::new(Semaphore::new(budget_kib)),
             budget_kib,
             suppressions: Suppressions::None,
         })
+    }
+
+    /// Keeps idempotency keys in `idempotency` instead of where the config says.
+    #[must_use]
+    pub fn with_idempotency(mut self, idempotency: Idempotency) -> Self {
+        self.idempotency = idempotency;
+        self
     }
 
     /// Also consults `suppressions` (the recorder's) for every submission.
@@ -101,7 +106,8 @@ impl Ingestor {
             return self.process(tenant, &sub, None).await;
         }
         validate::no_line_breaks("idempotency_key", &key)?;
-        let reuse = match self.idempotency.begin(tenant.name(), &key, Instant::now()) {
+        let (begin, held) = self.idempotency.begin(tenant.name(), &key).await?;
+        let reuse = match begin {
             Begin::Replay(mut response) => {
                 response.replayed = true;
                 return Ok(response);
@@ -111,15 +117,16 @@ impl Ingestor {
         };
         let ids = reuse.unwrap_or_else(|| new_ids(sub.recipients.len()));
         let result = self.process(tenant, &sub, Some(ids.clone())).await;
-        match &result {
-            Ok(response) => self
-                .idempotency
-                .succeed(tenant.name(), &key, response.clone()),
+        let outcome = match &result {
+            Ok(response) => SharedOutcome::Done(response.clone()),
             Err(IngestError::Unavailable { .. } | IngestError::SuppressionsUnavailable { .. }) => {
-                self.idempotency.fail(tenant.name(), &key, ids)
+                SharedOutcome::Failed(ids)
             }
-            Err(_) => self.idempotency.fail(tenant.name(), &key, Vec::new()),
-        }
+            Err(_) => SharedOutcome::Failed(Vec::new()),
+        };
+        self.idempotency
+            .settle(tenant.name(), &key, held, outcome)
+            .await;
         result
     }
 

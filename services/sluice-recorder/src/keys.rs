@@ -141,13 +141,28 @@ mod tests {
         let held = next.expect("taken");
         assert_eq!(KeyState::claim(Some(&held), "b").0, KeyClaim::InFlight);
         let failed = KeyOutcome::Failed(vec!["m1".into()]);
-        assert_eq!(KeyState::settle(Some(&held), "b", &failed), None, "only the holder settles");
+        assert_eq!(
+            KeyState::settle(Some(&held), "b", &failed),
+            None,
+            "only the holder settles"
+        );
         let after = KeyState::settle(Some(&held), "a", &failed).expect("settled");
         let (claim, next) = KeyState::claim(Some(&after), "b");
-        assert_eq!(claim, KeyClaim::Started(vec!["m1".into()]), "a retry reuses the ids");
+        assert_eq!(
+            claim,
+            KeyClaim::Started(vec!["m1".into()]),
+            "a retry reuses the ids"
+        );
         let held = next.expect("taken by b");
         let done = KeyState::settle(Some(&held), "b", &KeyOutcome::Done(vec![7])).expect("done");
-        assert_eq!(KeyState::claim(Some(&done), "c"), (KeyClaim::Done(vec![7]), None));
-        assert_eq!(KeyState::settle(None, "a", &failed), None, "a lapsed claim settles nothing");
+        assert_eq!(
+            KeyState::claim(Some(&done), "c"),
+            (KeyClaim::Done(vec![7]), None)
+        );
+        assert_eq!(
+            KeyState::settle(None, "a", &failed),
+            None,
+            "a lapsed claim settles nothing"
+        );
     }
 }

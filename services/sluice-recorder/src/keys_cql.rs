@@ -55,19 +55,32 @@ impl CqlLedger {
     }
 
     /// Takes a failed key for `holder`: true when it did.
-    async fn retake(&self, tenant: &str, key: &str, holder: &str, old: &str, lease: u64) -> Res<bool> {
+    async fn retake(
+        &self,
+        tenant: &str,
+        key: &str,
+        holder: &str,
+        old: &str,
+        lease: u64,
+    ) -> Res<bool> {
         let cql = format!(
             "UPDATE {}.idempotency_keys USING TTL ? SET state = 'in_flight', holder = ? \
              WHERE tenant = ? AND key = ? IF state = 'failed' AND holder = ?",
             self.ks
         );
         let values = (ttl_secs(lease), holder, tenant, key, old);
-        Ok(self.lwt("retaking an idempotency key", cql, values).await?.0)
+        Ok(self
+            .lwt("retaking an idempotency key", cql, values)
+            .await?
+            .0)
     }
 }
 
 fn text<'a>(cells: &'a HashMap<String, CqlValue>, name: &str) -> &'a str {
-    cells.get(name).and_then(CqlValue::as_text).map_or("", String::as_str)
+    cells
+        .get(name)
+        .and_then(CqlValue::as_text)
+        .map_or("", String::as_str)
 }
 
 impl IdempotencyKeys for CqlLedger {
@@ -122,6 +135,9 @@ impl IdempotencyKeys for CqlLedger {
             self.ks
         );
         let values = (ttl_secs(ttl), state, ids, response, tenant, key, holder);
-        Ok(self.lwt("settling an idempotency key", cql, values).await?.0)
+        Ok(self
+            .lwt("settling an idempotency key", cql, values)
+            .await?
+            .0)
     }
 }

@@ -6,10 +6,9 @@ use std::sync::Arc;
 use sluice_proto::v1::query_server::Query;
 use sluice_proto::v1::{
     CheckSuppressionsRequest, CheckSuppressionsResponse, ClaimIdempotencyKeyRequest,
-    ClaimIdempotencyKeyResponse, SettleIdempotencyKeyRequest, SettleIdempotencyKeyResponse,
-    GetMessageRequest, GetReputationRequest,
-    GetReputationResponse, GetStatsRequest, GetStatsResponse, MessageStatus, StatsDimension,
-    StatsRow,
+    ClaimIdempotencyKeyResponse, GetMessageRequest, GetReputationRequest, GetReputationResponse,
+    GetStatsRequest, GetStatsResponse, MessageStatus, SettleIdempotencyKeyRequest,
+    SettleIdempotencyKeyResponse, StatsDimension, StatsRow,
 };
 use tonic::{Request, Response, Status};
 

@@ -40,7 +40,10 @@ fn check_span(field: &'static str, ms: u64, max_ms: u64) -> Result<(), RecorderE
     if (SECOND_MS..=max_ms).contains(&ms) {
         Ok(())
     } else {
-        Err(bad(field, format!("must be between 1000 and {max_ms} ms, not {ms}")))
+        Err(bad(
+            field,
+            format!("must be between 1000 and {max_ms} ms, not {ms}"),
+        ))
     }
 }
 
@@ -96,9 +99,13 @@ mod tests {
         assert!(check_names("acme", "k", "h").is_ok());
         let err = check_names("", "k", "h").unwrap_err().to_string();
         assert!(err.contains("tenant"), "{err}");
-        let err = check_names("acme", &"k".repeat(257), "h").unwrap_err().to_string();
+        let err = check_names("acme", &"k".repeat(257), "h")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("key"), "{err}");
-        let err = check_span("lease_ms", 10, 3_600_000).unwrap_err().to_string();
+        let err = check_span("lease_ms", 10, 3_600_000)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("lease_ms") && err.contains("not 10"), "{err}");
     }
 }

@@ -34,6 +34,8 @@ pub struct Options {
     pub globex_quota: u32,
     /// `suppressions.query_addr`, and its `timeout_ms`.
     pub suppressions_query: Option<(String, u64)>,
+    /// `idempotency.query_addr`: keys shared through a Query service.
+    pub idempotency_query: Option<String>,
 }
 
 impl Default for Options {
@@ -45,6 +47,7 @@ impl Default for Options {
             max_message_bytes: 256 * 1024,
             globex_quota: 0,
             suppressions_query: None,
+            idempotency_query: None,
         }
     }
 }
@@ -208,11 +211,17 @@ fn config_toml(options: &Options, brokers: &str, prefix: &str, events: &str, dir
         }
         None => String::new(),
     };
+    let idempotency = match &options.idempotency_query {
+        Some(addr) => format!("[idempotency]\nquery_addr = \"{addr}\"\n"),
+        None => String::new(),
+    };
     format!(
         r#"
 pools = ["shared", "transactional"]
 
 {suppressions}
+
+{idempotency}
 
 [kafka]
 brokers = "{brokers}"

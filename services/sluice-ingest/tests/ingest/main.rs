@@ -6,5 +6,6 @@ mod common;
 mod dkim;
 mod grpc;
 mod http;
+mod shared_keys;
 mod smtp;
 mod suppressions;

@@ -22,14 +22,28 @@ async fn state_machine(l: &AnyLedger) {
     let failed = KeyOutcome::Failed(vec!["m1".into(), "m2".into()]);
     let settle = |h: &'static str, o: KeyOutcome| {
         let (tenant, key) = (tenant.clone(), key.clone());
-        async move { l.settle_key(&tenant, &key, h, &o, TTL).await.expect("settle") }
+        async move {
+            l.settle_key(&tenant, &key, h, &o, TTL)
+                .await
+                .expect("settle")
+        }
     };
-    assert!(!settle("b", failed.clone()).await, "only the holder settles");
+    assert!(
+        !settle("b", failed.clone()).await,
+        "only the holder settles"
+    );
     assert!(settle("a", failed).await);
     let reuse = KeyClaim::Started(vec!["m1".into(), "m2".into()]);
-    assert_eq!(claim("c").await.expect("claim"), reuse, "a retry reuses the ids");
+    assert_eq!(
+        claim("c").await.expect("claim"),
+        reuse,
+        "a retry reuses the ids"
+    );
     assert!(settle("c", KeyOutcome::Done(vec![1, 2, 3])).await);
-    assert_eq!(claim("d").await.expect("claim"), KeyClaim::Done(vec![1, 2, 3]));
+    assert_eq!(
+        claim("d").await.expect("claim"),
+        KeyClaim::Done(vec![1, 2, 3])
+    );
 }
 
 async fn lapsed_lease(l: &AnyLedger) {
@@ -38,9 +52,16 @@ async fn lapsed_lease(l: &AnyLedger) {
     assert_eq!(first, KeyClaim::Started(vec![]));
     tokio::time::sleep(Duration::from_millis(2_200)).await;
     let again = l.claim_key(&tenant, &key, "b", LEASE).await.expect("claim");
-    assert_eq!(again, KeyClaim::Started(vec![]), "an unsettled claim lapses");
+    assert_eq!(
+        again,
+        KeyClaim::Started(vec![]),
+        "an unsettled claim lapses"
+    );
     let late = KeyOutcome::Done(vec![9]);
-    let settled = l.settle_key(&tenant, &key, "a", &late, TTL).await.expect("settle");
+    let settled = l
+        .settle_key(&tenant, &key, "a", &late, TTL)
+        .await
+        .expect("settle");
     assert!(!settled, "the lapsed holder settles nothing");
 }
 
@@ -58,7 +79,10 @@ async fn one_of_many_wins(l: Arc<AnyLedger>) {
             other => panic!("unexpected {other:?}"),
         }
     }
-    assert_eq!(started, 1, "exactly one of eight concurrent claims holds the key");
+    assert_eq!(
+        started, 1,
+        "exactly one of eight concurrent claims holds the key"
+    );
 }
 
 async fn all(l: AnyLedger) {
@@ -78,7 +102,9 @@ async fn embedded_ledger_keeps_idempotency_keys() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cassandra_ledger_keeps_idempotency_keys() {
     let (session, ks) = sluice_testkit::cql::migrated_keyspace("keys").await;
-    let ledger = CqlLedger::prepare(session, &ks, 30, 7).await.expect("prepare");
+    let ledger = CqlLedger::prepare(session, &ks, 30, 7)
+        .await
+        .expect("prepare");
     all(ledger.into()).await;
     let admin = sluice_testkit::servers::cassandra().await;
     sluice_testkit::cql::drop_keyspace(&admin, &ks).await;

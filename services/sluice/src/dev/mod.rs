@@ -4,7 +4,7 @@
 //! ends handed to each role's `run` differ.
 
 pub mod config;
-mod suppressions;
+mod ledger;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -113,10 +113,15 @@ pub async fn start(mut cfg: DevConfig) -> anyhow::Result<Running> {
 
     let mut roles = Supervisor::new(CancellationToken::new());
     let token = roles.token();
-    // Ingest checks every submission against the ledger's suppressions.
-    let suppressions = sluice_ingest::Suppressions::in_process(Arc::new(
-        suppressions::LedgerSuppressions(ledger.clone()),
-    ));
+    // Ingest checks every submission against the ledger's suppressions and
+    // keeps its idempotency keys there (they survive restarts).
+    let in_process = Arc::new(ledger::InProcessLedger(ledger.clone()));
+    let suppressions = sluice_ingest::Suppressions::in_process(in_process.clone());
+    let idempotency = sluice_ingest::shared_keys::Idempotency::shared(
+        in_process,
+        "the in-process ledger".into(),
+        &cfg.ingest.idempotency,
+    );
     let recorder = sluice_recorder::RecorderBackends {
         log: log.clone(),
         ledger,
@@ -147,6 +152,7 @@ pub async fn start(mut cfg: DevConfig) -> anyhow::Result<Running> {
     let ingest = sluice_ingest::IngestBackends {
         log: log.clone(),
         suppressions,
+        idempotency,
     };
     roles.spawn(
         "ingest",
