@@ -38,6 +38,7 @@ pub fn submission(
 ) -> Result<Checked, IngestError> {
     recipients(sub, limits)?;
     labels(sub)?;
+    schedule(sub.send_at, std::time::SystemTime::now())?;
     let pool = pool(sub, tenant, pools)?;
     if !(0..=3).contains(&sub.priority) {
         return Err(IngestError::invalid(
@@ -180,4 +181,42 @@ pub fn rendered_size(index: usize, actual: usize, limit: usize) -> Result<(), In
         actual,
         limit,
     )
+}
+
+/// How far ahead a message may be scheduled.
+pub const MAX_SCHEDULE: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+
+/// `send_at`, when given, is at most [`MAX_SCHEDULE`] after `now` (a time in
+/// the past means now).
+fn schedule(
+    send_at: Option<std::time::SystemTime>,
+    now: std::time::SystemTime,
+) -> Result<(), IngestError> {
+    let Some(at) = send_at else { return Ok(()) };
+    let latest = now + MAX_SCHEDULE;
+    if at > latest {
+        return Err(IngestError::invalid(
+            "send_at",
+            "must be at most 30 days from now (schedule later mail later)",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod schedule_tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+
+    #[test]
+    fn send_at_is_bounded_and_far_futures_are_refused_not_panicking() {
+        let now = SystemTime::now();
+        assert!(schedule(None, now).is_ok());
+        assert!(schedule(Some(now - Duration::from_secs(60)), now).is_ok());
+        assert!(schedule(Some(now + Duration::from_secs(29 * 86_400)), now).is_ok());
+        let far = SystemTime::UNIX_EPOCH + Duration::from_secs(250_000_000_000);
+        let err = schedule(Some(far), now).unwrap_err().to_string();
+        assert!(err.contains("send_at"), "{err}");
+    }
 }

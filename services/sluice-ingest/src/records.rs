@@ -48,7 +48,12 @@ impl Common<'_> {
             content,
             attempt: 0,
             not_before: Some(not_before.into()),
-            expires_at: Some((not_before + self.lifetime).into()),
+            expires_at: Some(
+                not_before
+                    .checked_add(self.lifetime)
+                    .unwrap_or(not_before)
+                    .into(),
+            ),
             priority: self.submission.priority,
             tags: self.tags(),
             accepted_at: Some(self.now.into()),

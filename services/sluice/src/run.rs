@@ -92,9 +92,14 @@ pub async fn dev(args: cli::DevArgs) -> anyhow::Result<ExitCode> {
         config.data_dir = dir;
     }
     let dir = config.data_dir.clone();
+    let key_hint = if crate::dev::config::has_dev_key(&config) {
+        "API key of tenant `dev`: sluice-dev-key (README: quick start; replace it before other hosts can reach this node). "
+    } else {
+        ""
+    };
     let mut running = crate::dev::start(config).await?;
     println!(
-        "sluice dev is running on the embedded store in {}\n{}\nAPI key of tenant `dev`: sluice-dev-key (README: quick start). Ctrl-C stops it.",
+        "sluice dev is running on the embedded store in {}\n{}\n{key_hint}Ctrl-C stops it.",
         dir.display(),
         running.endpoints
     );

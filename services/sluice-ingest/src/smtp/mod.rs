@@ -61,7 +61,10 @@ pub async fn serve(
                 let (stream, peer) = match accepted {
                     Ok(accepted) => accepted,
                     Err(err) => {
-                        tracing::warn!(%err, "SMTP accept failed");
+                        // Out of file descriptors, typically: wait instead of
+                        // spinning on the error (and flooding the log).
+                        tracing::warn!(%err, "SMTP accept failed; pausing 100 ms (raise the open-file limit if this repeats)");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                         continue;
                     }
                 };

@@ -78,13 +78,7 @@ impl DevConfig {
     /// Refuses the well-known dev API key on an ingest listener other hosts
     /// can reach: anyone who read the README could send as tenant `dev`.
     pub fn check_exposure(&self) -> anyhow::Result<()> {
-        let dev_key = dev_key_hash();
-        let well_known = self
-            .ingest
-            .tenants
-            .iter()
-            .any(|t| t.api_keys.contains(&dev_key));
-        if !well_known {
+        if !has_dev_key(self) {
             return Ok(());
         }
         let l = &self.ingest.listen;
@@ -118,7 +112,7 @@ impl DevConfig {
                     uuid::Uuid::new_v4().simple(),
                     uuid::Uuid::new_v4().simple()
                 );
-                std::fs::write(&file, &secret)
+                write_private(&file, &secret)
                     .with_context(|| format!("cannot write {}", file.display()))?;
                 secret
             }
@@ -127,6 +121,29 @@ impl DevConfig {
         self.ingest.unsubscribe.secret = secret;
         Ok(())
     }
+}
+
+/// Writes `text` to a new file only its owner may read (mode 0600).
+fn write_private(file: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)?;
+    out.write_all(text.as_bytes())?;
+    out.sync_all()
+}
+
+/// True when a tenant still has the well-known `sluice-dev-key`.
+pub fn has_dev_key(config: &DevConfig) -> bool {
+    let dev_key = dev_key_hash();
+    config
+        .ingest
+        .tenants
+        .iter()
+        .any(|t| t.api_keys.contains(&dev_key))
 }
 
 /// The stored form of `sluice-dev-key` in the built-in defaults.
@@ -196,6 +213,24 @@ mod tests {
     fn a_role_check_names_the_role_table() {
         let err = DevConfig::from_toml("[sender]\npool = \"\"\n").unwrap_err();
         assert!(format!("{err:#}").contains("`sender.pool`"), "{err:#}");
+    }
+
+    #[test]
+    fn the_generated_secret_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut c = DevConfig::from_toml(&format!("data_dir = \"{}\"", dir.path().display()))
+            .expect("config");
+        c.secret().expect("secret");
+        let mode = std::fs::metadata(dir.path().join("unsubscribe.secret"))
+            .expect("written")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(has_dev_key(&c));
+        let own = include_str!("../../../../deploy/examples/dev.toml")
+            .replace("sha256$80e0", "sha256$90e0");
+        assert!(!has_dev_key(&DevConfig::from_toml(&own).expect("own key")));
     }
 
     #[test]
