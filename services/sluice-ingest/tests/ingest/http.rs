@@ -39,6 +39,19 @@ pub async fn call(
     (status, value)
 }
 
+/// A whole second one day from now: when the test message is scheduled.
+pub fn tomorrow() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs();
+    i64::try_from(now).expect("seconds fit") + 86_400
+}
+
+fn rfc3339(seconds: i64) -> String {
+    prost_types::Timestamp { seconds, nanos: 0 }.to_string()
+}
+
 pub fn message() -> Value {
     json!({
         "from": "Acme <news@acme.example>",
@@ -49,7 +62,7 @@ pub fn message() -> Value {
         "template": { "subject": "Hi {{ first }}", "text": "Hello {{ first }}" },
         "campaign": "summer",
         "tags": { "k": "v" },
-        "send_at": "2030-01-31T09:00:00Z",
+        "send_at": rfc3339(tomorrow()),
         "priority": "bulk"
     })
 }
@@ -99,9 +112,10 @@ async fn json_send_and_batch_publish_durably_and_openapi_lists_every_route() {
     assert_eq!(envelopes[2].message_id, raw_id);
     assert_eq!(envelopes[0].campaign, "summer");
     assert_eq!(envelopes[0].priority, 1);
-    assert_eq!(
-        envelopes[0].not_before.expect("not_before").seconds,
-        1_896_080_400
+    let scheduled = envelopes[0].not_before.expect("not_before").seconds;
+    assert!(
+        (tomorrow() - scheduled).abs() < 120,
+        "not_before {scheduled} is the send_at of a day ahead"
     );
     assert_eq!(
         header(&envelopes[0].content, "Subject").as_deref(),
