@@ -120,79 +120,93 @@ impl FateIndex {
             .is_some_and(|p| p.settled.contains(&rec.offset))
     }
 
-    /// Reads the entries of a newly assigned source partition, from the fate
-    /// group's committed position to the end of the fate partition.
-    pub async fn load(&self, topic: &str, partition: i32) {
-        if partition as usize >= self.keys.len() {
-            return;
-        }
-        let fate_group = fate_group(&self.group, topic);
-        let committed = self.log.committed(&self.group, topic, partition).await;
-        let read = match committed {
-            Ok(committed) => self
-                .read_entries(&fate_group, topic, partition)
-                .await
-                .map(|part| (part, committed)),
-            Err(err) => Err(err),
-        };
-        match read {
-            Ok((mut part, committed)) => {
-                let floor = committed.unwrap_or(0);
-                part.settled.retain(|&o| o >= floor);
-                part.entries.retain(|_, o| *o >= floor);
-                tracing::info!(
-                    topic,
-                    partition,
-                    settled = part.settled.len(),
-                    "fate index loaded"
-                );
-                let mut parts = self.parts.lock().expect("fate index lock");
-                let slot = parts.entry((topic.to_owned(), partition)).or_default();
-                part.appending = slot.appending;
-                part.entries.append(&mut slot.entries);
-                part.end = part.end.max(slot.end);
-                *slot = part;
+    /// Reads the entries of newly assigned source partitions: each fate
+    /// partition once, from the lowest committed position of the fate groups
+    /// of its sources to its end. Entries below a source partition's
+    /// committed offset are left out.
+    pub async fn load(&self, assigned: &[(String, i32)]) {
+        let mut by_partition: BTreeMap<i32, Vec<&str>> = BTreeMap::new();
+        for (topic, partition) in assigned {
+            if (*partition as usize) < self.keys.len() {
+                by_partition.entry(*partition).or_default().push(topic);
             }
-            Err(err) => {
-                tracing::warn!(topic, partition, %err, "reading the fate index failed; records of this partition above its committed offset may be delivered again")
+        }
+        for (partition, topics) in by_partition {
+            match self.read_partition(partition, &topics).await {
+                Ok(loaded) => self.merge(partition, loaded),
+                Err(err) => {
+                    tracing::warn!(partition, ?topics, %err, "reading the fate index failed; records of these partitions above their committed offsets may be delivered again")
+                }
             }
         }
     }
 
-    async fn read_entries(
+    /// The index of each of `topics`' partition `partition`, read from the
+    /// fate partition of the same number.
+    async fn read_partition(
         &self,
-        fate_group: &str,
-        topic: &str,
         partition: i32,
-    ) -> Result<Part, LogError> {
-        let start = self
-            .log
-            .committed(fate_group, &self.topic, partition)
-            .await?;
-        let mut part = Part {
-            committed: start,
-            end: start.unwrap_or(0),
-            ..Part::default()
-        };
+        topics: &[&str],
+    ) -> Result<Vec<(String, Part, i64)>, LogError> {
+        let mut loaded = Vec::new();
+        for &topic in topics {
+            let floor = self.log.committed(&self.group, topic, partition).await?;
+            let fate_group = fate_group(&self.group, topic);
+            let start = self
+                .log
+                .committed(&fate_group, &self.topic, partition)
+                .await?;
+            let part = Part {
+                committed: start,
+                end: start.unwrap_or(0),
+                ..Part::default()
+            };
+            loaded.push((topic.to_owned(), part, floor.unwrap_or(0)));
+        }
         let limit = ReadLimit {
             max_records: 5000,
             max_bytes: 4 * 1024 * 1024,
         };
+        let mut next = loaded.iter().map(|(_, p, _)| p.end).min().unwrap_or(0);
         loop {
             let batch = self
                 .log
-                .read(&self.topic, partition, part.end, limit, LOAD_WAIT)
+                .read(&self.topic, partition, next, limit, LOAD_WAIT)
                 .await?;
             let Some(last) = batch.last() else {
-                return Ok(part);
+                return Ok(loaded);
             };
-            part.end = last.offset + 1;
+            next = last.offset + 1;
             for record in &batch {
-                if let Some(offset) = parse_entry(&record.payload, topic, partition) {
+                let Some((topic, source, offset)) = parse_entry(&record.payload) else {
+                    continue;
+                };
+                let found = loaded.iter_mut().find(|(t, _, _)| *t == topic);
+                if let Some((_, part, floor)) = found
+                    && source == partition
+                    && offset >= *floor
+                    && record.offset >= part.end
+                {
                     part.settled.insert(offset);
                     part.entries.insert(record.offset, offset);
                 }
             }
+            for (_, part, _) in &mut loaded {
+                part.end = part.end.max(next);
+            }
+        }
+    }
+
+    /// Installs loaded indexes, keeping what this node appended meanwhile.
+    fn merge(&self, partition: i32, loaded: Vec<(String, Part, i64)>) {
+        let mut parts = self.parts.lock().expect("fate index lock");
+        for (topic, mut part, _) in loaded {
+            tracing::info!(%topic, partition, settled = part.settled.len(), "fate index loaded");
+            let slot = parts.entry((topic, partition)).or_default();
+            part.appending = slot.appending;
+            part.entries.append(&mut slot.entries);
+            part.end = part.end.max(slot.end);
+            *slot = part;
         }
     }
 
@@ -256,16 +270,14 @@ fn key_for(partition: i32, count: i32) -> Vec<u8> {
         .expect("FNV-1a reaches every partition")
 }
 
-/// The source offset of an entry about `topic`/`partition`; `None` for
-/// entries of other source partitions and malformed ones.
-fn parse_entry(payload: &[u8], topic: &str, partition: i32) -> Option<i64> {
+/// An entry's (source topic, partition, offset); `None` if malformed.
+fn parse_entry(payload: &[u8]) -> Option<(&str, i32, i64)> {
     let text = std::str::from_utf8(payload).ok()?;
     let mut fields = text.split(' ');
-    let (t, p, o) = (fields.next()?, fields.next()?, fields.next()?);
-    if t != topic || p.parse::<i32>().ok()? != partition {
-        return None;
-    }
-    o.parse().ok()
+    let topic = fields.next()?;
+    let partition = fields.next()?.parse().ok()?;
+    let offset = fields.next()?.parse().ok()?;
+    Some((topic, partition, offset))
 }
 
 #[cfg(test)]

@@ -20,10 +20,9 @@ fn keys_land_in_their_partition() {
 
 #[test]
 fn entries_name_their_source_partition() {
-    assert_eq!(parse_entry(b"out.a 2 17", "out.a", 2), Some(17));
-    assert_eq!(parse_entry(b"out.a 2 17", "out.a", 1), None);
-    assert_eq!(parse_entry(b"out.b 2 17", "out.a", 2), None);
-    assert_eq!(parse_entry(b"garbage", "out.a", 2), None);
+    assert_eq!(parse_entry(b"out.a 2 17"), Some(("out.a", 2, 17)));
+    assert_eq!(parse_entry(b"out.a x 17"), None);
+    assert_eq!(parse_entry(b"garbage"), None);
 }
 
 async fn open(log: &Log) -> FateIndex {
@@ -49,7 +48,7 @@ async fn a_new_owner_skips_what_the_old_one_settled() {
     }
 
     let first = open(&log).await;
-    first.load("out", 1).await;
+    first.load(&[("out".into(), 1)]).await;
     for offset in [0, 1, 5, 7] {
         first.settle(&rec("out", 1, offset)).await;
     }
@@ -71,8 +70,9 @@ async fn a_new_owner_skips_what_the_old_one_settled() {
     );
 
     let second = open(&log).await;
-    second.load("out", 1).await;
-    second.load("out.delay-1m", 1).await;
+    second
+        .load(&[("out".into(), 1), ("out.delay-1m".into(), 1)])
+        .await;
     let settled: Vec<i64> = (0..9)
         .filter(|&o| second.is_settled(&rec("out", 1, o)))
         .collect();

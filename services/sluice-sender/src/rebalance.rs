@@ -23,9 +23,7 @@ impl Consume {
                 Rebalance::Assigned(partitions) => {
                     tracing::info!(?partitions, "consuming these partitions now");
                     if let Some(index) = &self.index {
-                        for (topic, partition) in &partitions {
-                            index.load(topic, *partition).await;
-                        }
+                        index.load(&partitions).await;
                     }
                 }
                 Rebalance::Revoked(partitions) => {
