@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use sluice_log::{Commit, Log, LogError, MessageLog, ReadLimit, partition_for};
+use sluice_log::{Commit, Log, LogError, MessageLog, NewRecord, ReadLimit, partition_for};
 
 use crate::dispatch::RecordRef;
 
@@ -83,14 +83,16 @@ impl FateIndex {
     /// The record's fate is durable: appends its entry (retrying until it
     /// succeeds) and returns once the entry is durable.
     pub async fn settle(&self, rec: &RecordRef) {
-        let Some(key) = self.keys.get(rec.partition as usize) else {
+        let Some(entry) = self.entry(rec) else {
             return;
         };
-        let payload = format!("{} {} {}", rec.topic, rec.partition, rec.offset);
-        self.with_part(rec, |part| part.appending += 1);
         let mut backoff = Duration::from_millis(100);
         let at = loop {
-            match self.log.append(&self.topic, key, payload.as_bytes()).await {
+            match self
+                .log
+                .append(&entry.topic, &entry.key, &entry.payload)
+                .await
+            {
                 Ok(at) => break at,
                 Err(err) => {
                     tracing::warn!(topic = %self.topic, error = %err, "appending a fate entry failed; retrying in {backoff:?} (the record's offset stays uncommitted until it succeeds)");
@@ -99,10 +101,28 @@ impl FateIndex {
                 }
             }
         };
+        self.appended(rec, at.offset);
+    }
+
+    /// The entry of `rec`, to append (alone, or in one atomic batch with the
+    /// fate on the embedded log); `None` when its partition has no fate
+    /// partition. [`FateIndex::appended`] must follow once it is durable.
+    pub fn entry(&self, rec: &RecordRef) -> Option<NewRecord> {
+        let key = self.keys.get(rec.partition as usize)?;
+        self.with_part(rec, |part| part.appending += 1);
+        Some(NewRecord {
+            topic: self.topic.clone(),
+            key: key.clone(),
+            payload: format!("{} {} {}", rec.topic, rec.partition, rec.offset).into_bytes(),
+        })
+    }
+
+    /// The entry of `rec` is durable at `offset` of its fate partition.
+    pub fn appended(&self, rec: &RecordRef, offset: i64) {
         self.with_part(rec, |part| {
             part.appending = part.appending.saturating_sub(1);
-            part.entries.insert(at.offset, rec.offset);
-            part.end = part.end.max(at.offset + 1);
+            part.entries.insert(offset, rec.offset);
+            part.end = part.end.max(offset + 1);
         });
     }
 

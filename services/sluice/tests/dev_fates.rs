@@ -26,12 +26,12 @@ connections_per_ip = 4
 messages_per_minute = 60000
 "#;
 
-/// Recipients per request and requests: 4,000 messages, all accepted before
+/// Recipients per request and requests: 6,000 messages, all accepted before
 /// the first kill.
 const PER_REQUEST: usize = 20;
-const REQUESTS: usize = 200;
+const REQUESTS: usize = 300;
 
-/// The sender's own per-IP rate binds (70 messages/s from one IP), so the
+/// The sender's own per-IP rate binds (100 messages/s from one IP), so the
 /// committed offset stays near the bottom of the backlog; the site queue is
 /// small, so part of the backlog overflows to the first delay tier and is
 /// read back from it.
@@ -41,7 +41,7 @@ max_in_flight = 1500
 max_per_site = 300
 overflow_delay = "5s"
 [sender.shaping.limits.sites.slowmail]
-messages_per_minute = 4200
+messages_per_minute = 6000
 burst = 10
 max_connections = 2
 "#;
