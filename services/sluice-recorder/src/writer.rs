@@ -55,7 +55,7 @@ impl Writer {
         let mut seen = HashSet::new();
         let unique: Vec<&Event> = events
             .iter()
-            .filter(|e| seen.insert(record::dedup_key(e)))
+            .filter(|e| seen.insert((record::dedup_key(e), e.event_id.as_str())))
             .collect();
         let in_batch_duplicates = (events.len() - unique.len()) as u64;
 
