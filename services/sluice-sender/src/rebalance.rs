@@ -94,3 +94,7 @@ impl Consume {
             .sum()
     }
 }
+
+#[cfg(test)]
+#[path = "rebalance_tests.rs"]
+mod tests;
