@@ -13,7 +13,7 @@ use std::time::Duration;
 use sluice_log::{GroupConsumer, LogConsumer, Rebalance};
 
 use crate::consume::{Consume, commit};
-use crate::dispatch::{Intake, RecordRef};
+use crate::dispatch::{Intake, RecordRef, Revocation};
 
 impl Consume {
     /// Handles the rebalance events since the last poll, in order.
@@ -55,10 +55,10 @@ impl Consume {
             }
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.send(Intake::Revoke {
+        self.send(Intake::Revoke(Revocation {
             partitions: partitions.to_vec(),
             dropped: tx,
-        });
+        }));
         dropped.extend(rx.await.unwrap_or_default());
         {
             let mut tracker = self.tracker.lock().expect("offset tracker lock");

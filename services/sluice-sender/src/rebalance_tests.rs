@@ -62,7 +62,7 @@ async fn revocation_drops_waiting_records_and_waits_for_deliveries_in_progress()
     let in_delivery = tracker.clone();
     let dispatcher = tokio::spawn(async move {
         while let Some(intake) = rx.recv().await {
-            if let Intake::Revoke { dropped, .. } = intake {
+            if let Intake::Revoke(Revocation { dropped, .. }) = intake {
                 let _ = dropped.send(vec![rec(2)]);
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 in_delivery.lock().expect("lock").finish("out", 0, 3);

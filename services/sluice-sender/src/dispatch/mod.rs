@@ -8,6 +8,9 @@
 
 mod fates;
 mod pump;
+mod revoke;
+
+pub use revoke::Revocation;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -56,12 +59,8 @@ pub enum Intake {
         envelope: Envelope,
         reply: SmtpReply,
     },
-    /// These partitions were revoked: drop their queued messages (no fate;
-    /// the next owner reads them) and answer which records were dropped.
-    Revoke {
-        partitions: Vec<(String, i32)>,
-        dropped: tokio::sync::oneshot::Sender<Vec<RecordRef>>,
-    },
+    /// Partitions revoked: drop their queued messages ([`Revocation`]).
+    Revoke(Revocation),
 }
 
 /// A message waiting in a site's ready queue.
@@ -306,31 +305,8 @@ impl Dispatcher {
                 self.count_fate(&fate);
                 self.spawn_publish(rec, fate);
             }
-            Intake::Revoke {
-                partitions,
-                dropped,
-            } => {
-                let _ = dropped.send(self.drop_queued(&partitions));
-            }
+            Intake::Revoke(revocation) => self.revoke(revocation),
         }
-    }
-
-    /// Removes the queued messages of `partitions`; returns their records.
-    fn drop_queued(&mut self, partitions: &[(String, i32)]) -> Vec<RecordRef> {
-        let mut dropped = Vec::new();
-        for site in &mut self.sites {
-            site.queue.retain(|q| {
-                let revoked = partitions
-                    .iter()
-                    .any(|(t, p)| *t == q.rec.topic && *p == q.rec.partition);
-                if revoked {
-                    dropped.push(q.rec.clone());
-                }
-                !revoked
-            });
-        }
-        self.queued -= dropped.len();
-        dropped
     }
 
     fn enqueue(&mut self, rec: RecordRef, envelope: Envelope, site: Site, hosts: Vec<MxHost>) {
