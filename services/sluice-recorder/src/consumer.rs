@@ -149,6 +149,14 @@ pub(crate) async fn run(
         m.counted.fetch_add(written.counted, Ordering::Relaxed);
         m.duplicates
             .fetch_add(written.duplicates, Ordering::Relaxed);
+        m.duplicate_deliveries
+            .fetch_add(written.duplicate_deliveries, Ordering::Relaxed);
+        if written.duplicate_deliveries > 0 {
+            tracing::warn!(
+                count = written.duplicate_deliveries,
+                "messages delivered more than once (a delivery on the wire when a sender stopped); counted once in the stats"
+            );
+        }
         m.batches.fetch_add(1, Ordering::Relaxed);
         dirty.mark(written.paths, written.tenants);
     }

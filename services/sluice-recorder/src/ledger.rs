@@ -22,8 +22,12 @@ pub type Res<T> = Result<T, RecorderError>;
 pub enum Claim {
     /// First time this (message id, attempt, kind) is seen: count it.
     New,
-    /// Seen before: do not count it again.
+    /// This very event (same event id) was seen before: do not count it again.
     Duplicate,
+    /// Another event (a different event id) holds the key: the outcome
+    /// happened twice (for `delivered`: the message was delivered twice).
+    /// Not counted again either.
+    Repeat,
 }
 
 /// Where the recorder keeps events, claims, counters and reputation.

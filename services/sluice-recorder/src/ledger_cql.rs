@@ -185,10 +185,11 @@ impl CqlLedger {
             return Ok(Claim::New);
         }
         let held_by = holder.and_then(cell).and_then(|v| v.as_text());
-        if retrying && held_by == Some(&event.event_id) {
-            return Ok(Claim::New);
+        match held_by {
+            Some(holder) if *holder == event.event_id && retrying => Ok(Claim::New),
+            Some(holder) if *holder != event.event_id => Ok(Claim::Repeat),
+            _ => Ok(Claim::Duplicate),
         }
-        Ok(Claim::Duplicate)
     }
 
     /// Adds `deltas` to one counter row. Not idempotent: see docs/recorder.md.

@@ -275,8 +275,12 @@ impl EmbeddedLedger {
             if let Some(value) = rows.get(&key.0).map_err(fjall_err("reading a claim"))?
                 && let Some(holder) = keys::live(&value, now)?
             {
-                let ours = retrying && holder == event.event_id.as_bytes();
-                let claim = if ours { Claim::New } else { Claim::Duplicate };
+                let same = holder == event.event_id.as_bytes();
+                let claim = match (same, retrying) {
+                    (true, true) => Claim::New,
+                    (true, false) => Claim::Duplicate,
+                    (false, _) => Claim::Repeat,
+                };
                 return Ok((claim, Vec::new()));
             }
             let expires = now.saturating_add(self.inner.dedup_ttl_ms);

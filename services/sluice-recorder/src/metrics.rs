@@ -9,6 +9,10 @@ pub struct Metrics {
     pub counted: AtomicU64,
     /// Events skipped as duplicates (`sluice_recorder_events_duplicate_total`).
     pub duplicates: AtomicU64,
+    /// `delivered` events of a message that already had one, at any attempt:
+    /// the recipient got the message twice
+    /// (`sluice_recorder_deliveries_duplicate_total`).
+    pub duplicate_deliveries: AtomicU64,
     /// Records that were not a decodable `Event` (`sluice_recorder_records_malformed_total`).
     pub malformed: AtomicU64,
     /// Batches written and committed (`sluice_recorder_batches_committed_total`).

@@ -134,6 +134,10 @@ pub fn counter_keys(event: &Event, fallback_secs: i64) -> Vec<CounterKey> {
     keys
 }
 
+/// The attempt number of the claim "this message was delivered, whatever
+/// the attempt": a second `delivered` event of a message finds it held.
+pub const ANY_ATTEMPT: u32 = u32::MAX;
+
 /// The recorder's de-duplication key: (message id, attempt, kind).
 pub fn dedup_key(event: &Event) -> (String, u32, i32) {
     (event.message_id.clone(), event.attempt, event.kind)

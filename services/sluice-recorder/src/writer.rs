@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use sluice_node::CancellationToken;
-use sluice_proto::v1::Event;
+use sluice_proto::v1::{Event, EventKind};
 
 use crate::RecorderError;
 use crate::ledger::Claim;
@@ -29,6 +29,9 @@ pub struct Written {
     pub counted: u64,
     /// Events recognised as duplicates (same message id, attempt and kind).
     pub duplicates: u64,
+    /// `delivered` events of a message that already had one (any attempt):
+    /// the message reached its recipient more than once.
+    pub duplicate_deliveries: u64,
     /// (source IP, site) paths whose counters changed.
     pub paths: HashSet<(String, String)>,
     /// Tenants whose counters changed.
@@ -52,7 +55,7 @@ impl Writer {
         let mut seen = HashSet::new();
         let unique: Vec<&Event> = events
             .iter()
-            .filter(|e| seen.insert(record::dedup_key(e)))
+            .filter(|e| seen.insert((record::dedup_key(e), e.event_id.as_str())))
             .collect();
         let in_batch_duplicates = (events.len() - unique.len()) as u64;
 
@@ -63,6 +66,7 @@ impl Writer {
                 self.ledger.claim(e, attempt > 0)
             })
             .await?;
+        let duplicate_deliveries = self.duplicate_deliveries(&unique, &claims).await?;
         let new: Vec<&Event> = unique
             .iter()
             .zip(&claims)
@@ -94,7 +98,35 @@ impl Writer {
             .await?;
         written.counted = new.len() as u64;
         written.duplicates = in_batch_duplicates + (unique.len() - new.len()) as u64;
+        written.duplicate_deliveries = duplicate_deliveries;
         Ok(written)
+    }
+
+    /// Claims "delivered, any attempt" for every `delivered` event that is
+    /// not a replay of one already seen; counts those another event holds.
+    async fn duplicate_deliveries(
+        &self,
+        unique: &[&Event],
+        claims: &[Claim],
+    ) -> Result<u64, RecorderError> {
+        let delivered: Vec<Event> = unique
+            .iter()
+            .zip(claims)
+            .filter(|(e, c)| **c != Claim::Duplicate && e.kind() == EventKind::Delivered)
+            .map(|(e, _)| Event {
+                attempt: record::ANY_ATTEMPT,
+                ..(*e).clone()
+            })
+            .collect();
+        if delivered.is_empty() {
+            return Ok(0);
+        }
+        let again = self
+            .retry_all("delivery claims", &delivered, |e, attempt| {
+                self.ledger.claim(e, attempt > 0)
+            })
+            .await?;
+        Ok(again.iter().filter(|c| **c == Claim::Repeat).count() as u64)
     }
 
     /// Runs `op` for every item, `concurrency` at a time; retries the failed

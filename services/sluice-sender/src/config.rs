@@ -271,6 +271,11 @@ impl SenderConfig {
         format!("{}.delay-{tier}", self.outbound_topic())
     }
 
+    /// The pool's fate index topic (docs/fate-index.md).
+    pub fn fates_topic(&self) -> String {
+        format!("{}.fates", self.outbound_topic())
+    }
+
     pub fn group(&self) -> String {
         self.kafka
             .group

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use prost::Message as _;
 use sluice_log::LogConsumer;
-use sluice_log::{Delivery, GroupConsumer, Rebalance};
+use sluice_log::{Delivery, GroupConsumer};
 use sluice_proto::v1::{BounceClass, Envelope, EventKind, SmtpReply};
 use sluice_shaping::{Millis, SiteResolver};
 use tokio::sync::mpsc::UnboundedSender;
@@ -20,6 +20,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::config::SenderConfig;
 use crate::dispatch::{Intake, RecordRef};
 use crate::fate::{self, synthetic};
+use crate::fate_index::FateIndex;
 use crate::offsets::OffsetTracker;
 use crate::route::{Route, Router};
 
@@ -32,11 +33,12 @@ pub struct Consume {
     pub sites: SiteResolver,
     pub tracker: Arc<Mutex<OffsetTracker>>,
     pub intake: UnboundedSender<Intake>,
-    parked: HashMap<(String, i32), VecDeque<Parked>>,
+    pub(crate) parked: HashMap<(String, i32), VecDeque<Parked>>,
+    pub(crate) index: Option<Arc<FateIndex>>,
 }
 
 /// A delay-tier record waiting for its `not_before`, with its due time.
-type Parked = (RecordRef, Envelope, Millis);
+pub(crate) type Parked = (RecordRef, Envelope, Millis);
 
 impl Consume {
     pub fn new(
@@ -53,7 +55,15 @@ impl Consume {
             tracker,
             intake,
             parked: HashMap::new(),
+            index: None,
         }
+    }
+
+    /// Skips records the fate index names, and loads it for each partition
+    /// assigned to this node before reading the partition's records.
+    pub(crate) fn with_index(mut self, index: Arc<FateIndex>) -> Self {
+        self.index = Some(index);
+        self
     }
 
     /// Consumes until `shutdown` resolves. Parked records are dropped
@@ -65,7 +75,7 @@ impl Consume {
         loop {
             self.release_due(consumer).await;
             if last_commit.elapsed() >= interval {
-                commit(consumer, &self.tracker).await;
+                self.commit(consumer).await;
                 last_commit = tokio::time::Instant::now();
             }
             let full = self.in_flight() >= self.cfg.queues.max_in_flight;
@@ -74,7 +84,7 @@ impl Consume {
                 polled = consumer.poll(Duration::from_millis(50)), if !full => polled,
                 _ = tokio::time::sleep(Duration::from_millis(50)), if full => Ok(Vec::new()),
             };
-            note_rebalances(consumer);
+            self.rebalances(consumer).await;
             match polled {
                 Ok(records) => {
                     for record in records {
@@ -108,6 +118,15 @@ impl Consume {
             rec.partition,
             rec.offset,
         );
+        if self.index.as_ref().is_some_and(|i| i.is_settled(&rec)) {
+            tracing::debug!(topic = %rec.topic, partition = rec.partition, offset = rec.offset, "skipped: its fate is already durable (fate index)");
+            self.tracker.lock().expect("offset tracker lock").finish(
+                &rec.topic,
+                rec.partition,
+                rec.offset,
+            );
+            return;
+        }
         let envelope = match Envelope::decode(msg.payload.as_slice()) {
             Ok(envelope) => envelope,
             Err(err) => return self.malformed(rec, &err.to_string()),
@@ -244,39 +263,35 @@ impl Consume {
         });
     }
 
-    fn send(&self, intake: Intake) {
+    pub(crate) fn send(&self, intake: Intake) {
         if self.intake.send(intake).is_err() {
             tracing::error!("the dispatcher stopped; the record stays uncommitted");
         }
     }
 }
 
-/// Commits every partition's offset that moved.
-pub async fn commit(consumer: &mut LogConsumer, tracker: &Mutex<OffsetTracker>) {
-    let commits = tracker.lock().expect("offset tracker lock").take_commits();
-    if commits.is_empty() {
-        return;
-    }
-    if let Err(err) = consumer.commit(&commits).await {
-        tracing::warn!(%err, "offset commit failed; the next commit after more progress covers it (until then a restart re-reads these records)");
-    }
+/// Commits every partition's offset that moved, then the fate index
+/// positions those commits make obsolete (never before: a fate position
+/// ahead of a commit that did not happen would hide settled records).
+pub async fn commit(consumer: &mut LogConsumer, tracker: &Mutex<OffsetTracker>, index: &FateIndex) {
+    let commits = commit_offsets(consumer, tracker).await;
+    index.commit(&commits).await;
 }
 
-/// Logs the member's partition changes. Records of revoked partitions that
-/// are in flight or parked still get their fate; their offsets may no longer
-/// commit, so the partition's next owner reads them again (at least once).
-fn note_rebalances(consumer: &mut LogConsumer) {
-    for event in consumer.rebalances() {
-        match event {
-            Rebalance::Assigned(partitions) => {
-                tracing::info!(?partitions, "consuming these partitions now")
-            }
-            Rebalance::Revoked(partitions) => {
-                tracing::info!(
-                    ?partitions,
-                    "partitions revoked (group rebalance); they may move to another sender"
-                )
-            }
+/// Commits every partition's offset that moved; returns the commits made.
+pub async fn commit_offsets(
+    consumer: &mut LogConsumer,
+    tracker: &Mutex<OffsetTracker>,
+) -> Vec<sluice_log::Commit> {
+    let commits = tracker.lock().expect("offset tracker lock").take_commits();
+    if commits.is_empty() {
+        return commits;
+    }
+    match consumer.commit(&commits).await {
+        Ok(()) => commits,
+        Err(err) => {
+            tracing::warn!(%err, "offset commit failed; the next commit after more progress covers it (until then a restart re-reads these records)");
+            Vec::new()
         }
     }
 }

@@ -14,9 +14,11 @@ mod deliver;
 mod dispatch;
 mod error;
 pub mod fate;
+mod fate_index;
 pub mod metrics;
 pub mod offsets;
 pub mod publish;
+mod rebalance;
 pub mod reputation;
 pub mod route;
 pub mod smtp;
@@ -37,6 +39,7 @@ pub use error::SenderError;
 
 use crate::consume::Consume;
 use crate::dispatch::Dispatcher;
+use crate::fate_index::FateIndex;
 use crate::offsets::OffsetTracker;
 use crate::publish::Publisher;
 use crate::route::{Router, StaticRoutes};
@@ -141,11 +144,14 @@ impl Node {
         let sites = engine.sites().clone();
         let topics = self.topics(&engine);
         log.ensure_topics_as(&self.topic_specs(&topics)).await?;
+        let index = FateIndex::open(log.clone(), cfg.fates_topic(), cfg.group(), &topics).await?;
+        let index = Arc::new(index);
         let mut consumer = log.subscribe(&cfg.group(), &topics).await?;
         let router = self.router()?;
 
         let tracker = Arc::new(Mutex::new(OffsetTracker::default()));
-        let publisher = Publisher::new(log, cfg.kafka.events_topic.clone());
+        let publisher =
+            Publisher::new(log, cfg.kafka.events_topic.clone()).with_index(index.clone());
         let telemetry = (self.telemetry.stats.clone(), self.telemetry.metrics.clone());
         let dispatcher =
             Dispatcher::new(cfg.clone(), engine, publisher, tracker.clone(), telemetry)
@@ -162,12 +168,13 @@ impl Node {
         tracing::info!(node = %cfg.node, pool = %cfg.pool, ips = ?cfg.source_ips(), ?topics, "sender running");
 
         Consume::new(cfg.clone(), router, sites, tracker.clone(), tx)
+            .with_index(index.clone())
             .run(&mut consumer, shutdown.cancelled())
             .await;
         dispatching
             .await
             .map_err(|e| SenderError::Internal(e.to_string()))?;
-        consume::commit(&mut consumer, &tracker).await;
+        consume::commit(&mut consumer, &tracker, &index).await;
         let stats = self.telemetry.stats.lock().expect("stats lock").clone();
         tracing::info!(?stats, "sender stopped");
         Ok(())

@@ -18,6 +18,9 @@ pub struct PartitionOffsets {
     next: Option<i64>,
     /// The last offset handed out for commit (Kafka's "next offset to read").
     committed: Option<i64>,
+    /// The lowest record dropped without a fate (its partition was revoked):
+    /// commits stay below it.
+    abandoned: Option<i64>,
 }
 
 impl PartitionOffsets {
@@ -32,6 +35,14 @@ impl PartitionOffsets {
         self.pending.remove(&offset);
     }
 
+    /// The record is dropped without a fate (its partition was revoked): it
+    /// no longer counts as in flight, and no commit passes it.
+    pub fn abandon(&mut self, offset: i64) {
+        if self.pending.remove(&offset) {
+            self.abandoned = Some(self.abandoned.map_or(offset, |a| a.min(offset)));
+        }
+    }
+
     /// Records still without a durable fate.
     pub fn in_flight(&self) -> usize {
         self.pending.len()
@@ -41,7 +52,10 @@ impl PartitionOffsets {
     /// since the last call. Everything below it has a durable fate.
     pub fn take_commit(&mut self) -> Option<i64> {
         let next = self.next?;
-        let safe = self.pending.first().copied().unwrap_or(next);
+        let mut safe = self.pending.first().copied().unwrap_or(next);
+        if let Some(abandoned) = self.abandoned {
+            safe = safe.min(abandoned);
+        }
         if self.committed.is_some_and(|c| c >= safe) {
             return None;
         }
@@ -69,6 +83,19 @@ impl OffsetTracker {
         if let Some(p) = self.partitions.get_mut(&(topic.to_owned(), partition)) {
             p.finish(offset);
         }
+    }
+
+    pub fn abandon(&mut self, topic: &str, partition: i32, offset: i64) {
+        if let Some(p) = self.partitions.get_mut(&(topic.to_owned(), partition)) {
+            p.abandon(offset);
+        }
+    }
+
+    /// Records of one partition still without a durable fate.
+    pub fn in_flight_of(&self, topic: &str, partition: i32) -> usize {
+        self.partitions
+            .get(&(topic.to_owned(), partition))
+            .map_or(0, PartitionOffsets::in_flight)
     }
 
     /// Records of all partitions still without a durable fate.
@@ -121,6 +148,25 @@ mod tests {
         p.finish(14);
         assert_eq!(p.take_commit(), Some(15), "all done: next to read is 15");
         assert_eq!(p.take_commit(), None, "nothing moved");
+    }
+
+    #[test]
+    fn commits_stay_below_an_abandoned_record() {
+        let mut p = PartitionOffsets::default();
+        for o in 0..5 {
+            p.start(o);
+        }
+        p.finish(0);
+        p.abandon(2);
+        p.abandon(3);
+        p.finish(1);
+        p.finish(4);
+        assert_eq!(p.in_flight(), 0);
+        assert_eq!(
+            p.take_commit(),
+            Some(2),
+            "2 has no fate: its next owner reads it"
+        );
     }
 
     #[test]

@@ -5,24 +5,50 @@
 //! down: when the log is unreachable nothing can be made durable, so nothing
 //! is committed either.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use prost::Message;
-use sluice_log::Log;
-use sluice_log::MessageLog;
+use sluice_log::{Log, MessageLog};
 use sluice_proto::v1::Envelope;
 
+use crate::dispatch::RecordRef;
 use crate::fate::Fate;
+use crate::fate_index::FateIndex;
 
 #[derive(Clone)]
 pub struct Publisher {
     log: Log,
     events_topic: String,
+    index: Option<Arc<FateIndex>>,
 }
 
 impl Publisher {
     pub fn new(log: Log, events_topic: String) -> Self {
-        Self { log, events_topic }
+        Self {
+            log,
+            events_topic,
+            index: None,
+        }
+    }
+
+    /// Also appends each record's fate index entry (docs/fate-index.md).
+    pub(crate) fn with_index(mut self, index: Arc<FateIndex>) -> Self {
+        self.index = Some(index);
+        self
+    }
+
+    /// Publishes `fate`, then the fate index entry of `rec`: the entry comes
+    /// only after the fate is durable, so it never names a record whose fate
+    /// could still be lost. (One atomic batch would do on the embedded log,
+    /// but its batches are not group-committed: one fsync each, which under
+    /// overflow traffic delays every fate far more than three appends that
+    /// share fsyncs with their neighbours.)
+    pub(crate) async fn settle(&self, rec: &RecordRef, fate: &Fate) {
+        self.publish(fate).await;
+        if let Some(index) = &self.index {
+            index.settle(rec).await;
+        }
     }
 
     /// Publishes the re-queued envelope (if any), then the event (if any).

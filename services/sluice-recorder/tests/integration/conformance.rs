@@ -50,7 +50,8 @@ pub async fn history_round_trip<L: Ledger>(l: &L) {
 }
 
 /// A claim is new once; a retry of the very event that holds it is new
-/// again; another kind or attempt is its own claim.
+/// again; another event of the same key is a repeat; another kind or
+/// attempt is its own claim.
 pub async fn claim_new_then_duplicate<L: Ledger>(l: &L) {
     let id = fresh("m");
     let e = event(EventKind::Delivered, &id, "192.0.2.1", "gmail");
@@ -60,7 +61,8 @@ pub async fn claim_new_then_duplicate<L: Ledger>(l: &L) {
     let other = event(EventKind::Delivered, &id, "192.0.2.1", "gmail");
     assert_eq!(
         l.claim(&other, true).await.expect("claim"),
-        Claim::Duplicate
+        Claim::Repeat,
+        "another event of the same key: the outcome happened twice"
     );
     let bounced = event(EventKind::Bounced, &id, "192.0.2.1", "gmail");
     assert_eq!(l.claim(&bounced, false).await.expect("claim"), Claim::New);

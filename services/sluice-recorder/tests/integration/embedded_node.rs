@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use sluice_proto::v1::query_client::QueryClient;
 use sluice_proto::v1::{
-    BounceClass, EventKind, GetMessageRequest, GetReputationRequest, GetStatsRequest,
+    BounceClass, Event, EventKind, GetMessageRequest, GetReputationRequest, GetStatsRequest,
     StatsDimension,
 };
 use sluice_recorder::{EmbeddedLedger, LedgerKind, Metrics, RecorderConfig};
@@ -67,13 +67,22 @@ async fn a_node_records_on_the_embedded_ledger_and_serves_it_after_a_restart() {
         })
         .collect();
     events.push(events[1].clone()); // a duplicate: counted once
+    // Delivered twice: again at the same attempt (another event, as after a
+    // crash on the wire), and at a later attempt (a second retry chain).
+    let again = |i: usize, attempt: u32| Event {
+        event_id: format!("again-{i}"),
+        attempt,
+        ..events[i].clone()
+    };
+    let repeats = [again(2, events[2].attempt), again(3, events[3].attempt + 1)];
+    events.extend(repeats);
     produce(&config, &events).await;
 
     let recorder = start(&config).await;
     let url = recorder.url();
-    wait_until("210 deliveries counted", Duration::from_secs(60), || {
+    wait_until("211 deliveries counted", Duration::from_secs(60), || {
         let url = url.clone();
-        async move { delivered_today(url).await == 210 }
+        async move { delivered_today(url).await == 211 }
     })
     .await;
     wait_until("the path is paused", Duration::from_secs(30), || {
@@ -89,7 +98,12 @@ async fn a_node_records_on_the_embedded_ledger_and_serves_it_after_a_restart() {
         }
     })
     .await;
-    assert_eq!(Metrics::get(&recorder.metrics.duplicates), 1);
+    assert_eq!(Metrics::get(&recorder.metrics.duplicates), 2);
+    assert_eq!(
+        Metrics::get(&recorder.metrics.duplicate_deliveries),
+        2,
+        "both second deliveries are visible"
+    );
     recorder.stop().await;
 
     // Reopened by the test and handed to run: everything is still there.
@@ -122,7 +136,7 @@ async fn a_node_records_on_the_embedded_ledger_and_serves_it_after_a_restart() {
         },
     )
     .await;
-    assert_eq!(delivered_today(url.clone()).await, 210);
+    assert_eq!(delivered_today(url.clone()).await, 211);
     let mut client = QueryClient::connect(url).await.expect("connect");
     let status = client
         .get_message(GetMessageRequest {

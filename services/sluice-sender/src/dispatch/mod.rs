@@ -8,6 +8,9 @@
 
 mod fates;
 mod pump;
+mod revoke;
+
+pub use revoke::Revocation;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -56,6 +59,8 @@ pub enum Intake {
         envelope: Envelope,
         reply: SmtpReply,
     },
+    /// Partitions revoked: drop their queued messages ([`Revocation`]).
+    Revoke(Revocation),
 }
 
 /// A message waiting in a site's ready queue.
@@ -300,6 +305,7 @@ impl Dispatcher {
                 self.count_fate(&fate);
                 self.spawn_publish(rec, fate);
             }
+            Intake::Revoke(revocation) => self.revoke(revocation),
         }
     }
 
@@ -342,7 +348,7 @@ impl Dispatcher {
         let publisher = self.publisher.clone();
         let tracker = self.tracker.clone();
         self.publishes.spawn(async move {
-            publisher.publish(&fate).await;
+            publisher.settle(&rec, &fate).await;
             tracker.lock().expect("offset tracker lock").finish(
                 &rec.topic,
                 rec.partition,
