@@ -33,6 +33,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "control_log",
         cql: include_str!("../migrations/0003_control_log.cql"),
     },
+    Migration {
+        version: 4,
+        name: "ip_leases",
+        cql: include_str!("../migrations/0004_ip_leases.cql"),
+    },
 ];
 
 impl Migration {
