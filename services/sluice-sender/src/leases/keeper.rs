@@ -35,6 +35,8 @@ pub struct Keeper<L> {
     margin: Duration,
     held: Held,
     live: usize,
+    /// Where the held set goes (the dispatcher); `None` in tests.
+    tx: Option<UnboundedSender<Held>>,
 }
 
 impl<L: Leases> Keeper<L> {
@@ -47,7 +49,22 @@ impl<L: Leases> Keeper<L> {
             margin: cfg.margin.into(),
             held: Held::new(),
             live: 1,
+            tx: None,
         }
+    }
+
+    /// Sends the held set to `tx` after every change that takes IPs away
+    /// (before the store hears of it) and after every round.
+    pub fn reporting_to(mut self, tx: UnboundedSender<Held>) -> Self {
+        self.tx = Some(tx);
+        self
+    }
+
+    /// Tells the dispatcher what is held now; false when it is gone.
+    fn report(&self) -> bool {
+        self.tx
+            .as_ref()
+            .is_none_or(|tx| tx.send(self.held.clone()).is_ok())
     }
 
     /// What the node holds after the last round.
@@ -88,7 +105,7 @@ impl<L: Leases> Keeper<L> {
         }
         self.renew_all().await;
         let share = fair_share(self.ips.len(), self.live);
-        self.release_extras(share).await;
+        self.release_extras(share, self.margin).await;
         self.take_up_to(share).await;
     }
 
@@ -120,7 +137,10 @@ impl<L: Leases> Keeper<L> {
         }
     }
 
-    async fn release_extras(&mut self, share: usize) {
+    /// Gives back what is beyond `share`. The dispatcher stops using the IPs
+    /// first; the lease ends `grace` later, so that transactions already on
+    /// the wire finish before another node may take the IP.
+    async fn release_extras(&mut self, share: usize, grace: Duration) {
         // Give back the IPs last in this node's preference.
         let extras: Vec<(IpAddr, u64)> = self
             .ips
@@ -129,14 +149,18 @@ impl<L: Leases> Keeper<L> {
             .filter_map(|ip| self.held.get(ip).map(|l| (*ip, l.epoch)))
             .take(self.held.len().saturating_sub(share))
             .collect();
+        for (ip, _) in &extras {
+            self.held.remove(ip);
+        }
+        if extras.is_empty() {
+            return;
+        }
+        // Stop using them first: the dispatcher hears of it before the store.
+        self.report();
         for (ip, epoch) in extras {
-            // Stop using it first: the dispatcher hears of it before the row changes.
-            self.held.remove(&ip);
             tracing::info!(%ip, epoch, share, live = self.live, "releasing a lease beyond the fair share");
-            let released = self.call(
-                self.leases
-                    .release(ip, &self.node, epoch, SystemTime::now()),
-            );
+            let ends = SystemTime::now() + grace;
+            let released = self.call(self.leases.release(ip, &self.node, epoch, ends));
             if let Err(e) = released.await {
                 tracing::warn!(%ip, error = %e, "lease release failed; it expires by itself");
             }
@@ -177,13 +201,14 @@ impl<L: Leases> Keeper<L> {
     /// Releases everything held (on shutdown), so the others need not wait
     /// for the leases to expire.
     pub async fn release_all(&mut self) {
-        self.release_extras(0).await;
+        self.release_extras(0, Duration::ZERO).await;
     }
 }
 
-/// Keeps leases every `cfg.renew_interval`, sending what is held after each
-/// round to `tx`, until `tx`'s receiver is gone; then releases them all.
-pub async fn keep<L: Leases>(mut keeper: Keeper<L>, every: Duration, tx: UnboundedSender<Held>) {
+/// Keeps leases every `every`, reporting what is held to `tx`, until `tx`'s
+/// receiver is gone (the dispatcher drained); then releases them all.
+pub async fn keep<L: Leases>(keeper: Keeper<L>, every: Duration, tx: UnboundedSender<Held>) {
+    let mut keeper = keeper.reporting_to(tx.clone());
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -192,7 +217,7 @@ pub async fn keep<L: Leases>(mut keeper: Keeper<L>, every: Duration, tx: Unbound
             _ = tx.closed() => break,
         }
         keeper.round().await;
-        if tx.send(keeper.held().clone()).is_err() {
+        if !keeper.report() {
             break;
         }
     }
@@ -232,10 +257,41 @@ mod tests {
         a.round().await;
         assert_eq!(a.held().len(), 2, "a sees b and gives half back");
         b.round().await;
+        assert_eq!(b.held().len(), 0, "a's release ends after the margin");
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        b.round().await;
         assert_eq!(b.held().len(), 2);
         for ip in b.held().keys() {
             assert!(!a.held().contains_key(ip), "{ip} held by both");
             assert_eq!(b.held()[ip].epoch, 2, "taken after a's release");
         }
+    }
+
+    #[tokio::test]
+    async fn a_lease_taken_by_another_node_is_dropped_at_the_next_renewal() {
+        let store = LocalLeases::default();
+        let one: Vec<IpAddr> = ips()[..1].to_vec();
+        let mut a = Keeper::new(store.clone(), "a", &one, &cfg());
+        a.round().await;
+        let epoch = a.held()[&one[0]].epoch;
+        // Another node takes it after it expired (as if a had been stalled).
+        let later = SystemTime::now() + Duration::from_secs(4);
+        let took = store
+            .acquire(one[0], "b", later, Duration::from_secs(3))
+            .await;
+        assert_eq!(took.unwrap(), Some(epoch + 1));
+        a.round().await;
+        assert!(
+            a.held().is_empty(),
+            "a's renewal fails: it stops using the IP"
+        );
+    }
+
+    #[test]
+    fn a_held_lease_ends_a_margin_before_its_ttl() {
+        let mut a = Keeper::new(LocalLeases::default(), "a", &ips(), &cfg());
+        let sent = Instant::now();
+        a.hold(ips()[0], 7, sent);
+        assert_eq!(a.held()[&ips()[0]].until, sent + Duration::from_secs(2));
     }
 }

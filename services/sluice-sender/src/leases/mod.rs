@@ -60,8 +60,9 @@ pub trait Leases: Send + Sync + 'static {
         now: SystemTime,
         ttl: Duration,
     ) -> impl Future<Output = Result<bool, SenderError>> + Send;
-    /// Gives `ip` up: the lease expires at `now` if it is still `node`'s at
-    /// `epoch` (the epoch stays, so the next take gets a higher one).
+    /// Gives `ip` up: the lease ends at `now` (the caller may pass a time a
+    /// little ahead, for transactions on the wire) if it is still `node`'s
+    /// at `epoch`. The epoch stays, so the next take gets a higher one.
     fn release(
         &self,
         ip: IpAddr,
