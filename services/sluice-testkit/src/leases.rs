@@ -53,22 +53,37 @@ pub fn spawn_sender(binary: &str, config: &Path, node: &str) -> Child {
         .expect("start `sluice sender`")
 }
 
-/// Joins the simulator's accepted messages with the delivered events of
-/// the same message and IP; messages without such an event are left out.
+/// Joins each of the simulator's accepted messages with the delivered event
+/// of the same message and IP whose time is closest to the acceptance (and
+/// within two seconds after it: the event is stamped right after the
+/// reply). A message delivered twice, by two nodes, has two events; the
+/// closest one is the attempt the simulator saw. Messages without such an
+/// event are left out.
 pub fn uses(report: &sluice_sim::Report, events: &HashMap<String, Vec<Event>>) -> Vec<Use> {
     let ids = crate::sender::accepted_ids(report);
     let mut out = Vec::new();
     for (m, id) in report.messages.iter().zip(ids) {
-        let delivered =
-            events.get(&id).into_iter().flatten().find(|e| {
-                e.kind() == EventKind::Delivered && e.source_ip == m.source_ip.to_string()
-            });
+        let accepted = m.accepted_at_unix_ms;
+        let ip = m.source_ip.to_string();
+        let delivered = events
+            .get(&id)
+            .into_iter()
+            .flatten()
+            .filter(|e| e.kind() == EventKind::Delivered && e.source_ip == ip)
+            .filter_map(|e| {
+                let t = e.at.as_ref()?;
+                let at = t.seconds as u64 * 1000 + t.nanos as u64 / 1_000_000;
+                (at + 100 >= accepted && at <= accepted + 2_000)
+                    .then_some((at.abs_diff(accepted), e))
+            })
+            .min_by_key(|(gap, _)| *gap)
+            .map(|(_, e)| e);
         if let Some(e) = delivered {
             out.push(Use {
                 ip: m.source_ip,
                 node: e.node.clone(),
                 epoch: e.lease_epoch,
-                at_ms: m.accepted_at_unix_ms,
+                at_ms: accepted,
             });
         }
     }
