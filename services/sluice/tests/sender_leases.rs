@@ -77,13 +77,17 @@ async fn two_processes_never_share_an_ip_and_a_killed_nodes_ips_are_taken_over()
     let envelopes: Vec<_> = (0..MESSAGES)
         .map(|i| envelope(&names.pool, i, &format!("user{i}@gmail.test"), 1024))
         .collect();
-    produce(&log, &names.outbound, &envelopes).await;
     let expected: HashSet<String> = envelopes.iter().map(|e| e.message_id.clone()).collect();
 
+    // a takes the whole pool, b joins and a hands two IPs over; the mail
+    // comes once both are in the consumer group, so that a does not read
+    // the partitions b is about to get.
     let binary = env!("CARGO_BIN_EXE_sluice");
     let mut a = spawn_sender(binary, &path, "node-a");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let mut b = spawn_sender(binary, &path, "node-b");
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    produce(&log, &names.outbound, &envelopes).await;
     wait_accepted(&sim, MESSAGES / 3, Duration::from_secs(60)).await;
     a.start_kill().expect("kill -9");
     let killed_at = now_ms();
