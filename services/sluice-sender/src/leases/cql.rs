@@ -31,8 +31,9 @@ struct Inner {
     pool: String,
     read: PreparedStatement,
     insert: PreparedStatement,
-    take: PreparedStatement,
-    renew: PreparedStatement,
+    /// Sets (owner, epoch, expires) if the row still has (owner, epoch):
+    /// every take, renewal and release.
+    swap: PreparedStatement,
     beat: PreparedStatement,
     live: PreparedStatement,
 }
@@ -68,7 +69,6 @@ impl CqlLeases {
                 "INSERT INTO {t} (pool, ip, owner, epoch, expires) VALUES (?, ?, ?, ?, ?) IF NOT EXISTS USING TTL {ROW_TTL}"
             ),
             format!("UPDATE {t} USING TTL {ROW_TTL} {set}"),
-            format!("UPDATE {t} USING TTL {ROW_TTL} {set}"),
             format!("INSERT INTO {h} (pool, node, seen) VALUES (?, ?, ?) USING TTL ?"),
             format!("SELECT node FROM {h} WHERE pool = ?"),
         ];
@@ -80,17 +80,15 @@ impl CqlLeases {
                 .map_err(|e| err(&format!("preparing `{text}`"), e))?;
             prepared.push(statement);
         }
-        let [read, insert, take, renew, beat, live]: [PreparedStatement; 6] =
-            prepared
-                .try_into()
-                .map_err(|_| err("preparing", "statement count"))?;
+        let [read, insert, swap, beat, live]: [PreparedStatement; 5] = prepared
+            .try_into()
+            .map_err(|_| err("preparing", "statement count"))?;
         let inner = Inner {
             session,
             pool: pool.to_owned(),
             read,
             insert,
-            take,
-            renew,
+            swap,
             beat,
             live,
         };
@@ -156,7 +154,8 @@ impl CqlLeases {
     ) -> Result<bool, SenderError> {
         let i = &self.inner;
         let values = (to.0, to.1, ts(until), &i.pool, ip, from.0, from.1);
-        self.applied(&i.take, values, "updating ip_leases").await
+        self.applied(&i.swap, values, "taking over in ip_leases")
+            .await
     }
 }
 
@@ -232,8 +231,7 @@ impl Leases for CqlLeases {
         let (ip, epoch) = (ip.to_string(), epoch as i64);
         let i = &self.inner;
         let values = (node, epoch, ts(now + ttl), &i.pool, &ip, node, epoch);
-        self.applied(&i.renew, values, "renewing in ip_leases")
-            .await
+        self.applied(&i.swap, values, "renewing in ip_leases").await
     }
 
     async fn release(
@@ -246,7 +244,7 @@ impl Leases for CqlLeases {
         let (ip, epoch) = (ip.to_string(), epoch as i64);
         let i = &self.inner;
         let values = (node, epoch, ts(now), &i.pool, &ip, node, epoch);
-        self.applied(&i.renew, values, "releasing in ip_leases")
+        self.applied(&i.swap, values, "releasing in ip_leases")
             .await?;
         Ok(())
     }
