@@ -5,7 +5,7 @@
 //! migration in `migrations/NNNN_name.cql`, applied in order by [`migrate`]
 //! (`sluice migrate`). No other crate creates tables. A service that works on
 //! the keyspace calls [`require_tables`] with the tables it uses
-//! ([`RECORDER_TABLES`], [`CONTROL_TABLES`]) before preparing statements, so
+//! ([`RECORDER_TABLES`], [`CONTROL_TABLES`], [`SENDER_TABLES`]) before preparing statements, so
 //! an unmigrated keyspace fails with an error that names the missing table
 //! and says to run `sluice migrate`.
 //!
@@ -20,5 +20,6 @@ pub use config::{CqlConfig, connect};
 pub use error::CqlError;
 pub use schema::{MIGRATIONS, Migration, migrate};
 pub use tables::{
-    CONTROL_TABLES, RECORDER_TABLES, existing_tables, migrated_tables, require_tables,
+    CONTROL_TABLES, RECORDER_TABLES, SENDER_TABLES, existing_tables, migrated_tables,
+    require_tables,
 };

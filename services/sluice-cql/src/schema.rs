@@ -38,6 +38,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "idempotency_keys",
         cql: include_str!("../migrations/0004_idempotency_keys.cql"),
     },
+    Migration {
+        version: 5,
+        name: "ip_leases",
+        cql: include_str!("../migrations/0005_ip_leases.cql"),
+    },
 ];
 
 impl Migration {

@@ -70,8 +70,9 @@ async fn migrations_create_every_table_and_are_idempotent() {
 }
 
 /// A keyspace migrated by an older `sluice` (versions 1 and 2 of the time,
-/// which also created three tables nothing used) is brought to the same
-/// tables as a fresh one.
+/// which also created three tables nothing used, one of them an
+/// `ip_leases` of another shape) is brought to the same tables as a fresh
+/// one: version 3 drops the old `ip_leases`, version 5 creates the new.
 #[tokio::test]
 async fn an_older_keyspace_ends_like_a_fresh_one() {
     let session = cassandra().await;
@@ -80,6 +81,9 @@ async fn an_older_keyspace_ends_like_a_fresh_one() {
         .await
         .expect("migrate");
     for cql in [
+        "DROP TABLE {ks}.ip_leases",
+        "DROP TABLE {ks}.sender_heartbeats",
+        "DELETE FROM {ks}.schema_version WHERE version = 5",
         "CREATE TABLE {ks}.warmup_state (source_ip text PRIMARY KEY, plan text)",
         "CREATE TABLE {ks}.ip_leases (source_ip text PRIMARY KEY, owner_node text)",
         "CREATE TABLE {ks}.config_api_keys (key_hash text PRIMARY KEY, tenant text)",
@@ -94,7 +98,7 @@ async fn an_older_keyspace_ends_like_a_fresh_one() {
     let applied = sluice_cql::migrate(&session, &ks, REPLICATION)
         .await
         .expect("migrate again");
-    assert_eq!(applied, [3]);
+    assert_eq!(applied, [3, 5]);
     let tables = sluice_cql::existing_tables(&session, &ks)
         .await
         .expect("tables");

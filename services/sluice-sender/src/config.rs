@@ -39,6 +39,10 @@ pub struct SenderConfig {
     /// The metrics endpoint.
     #[serde(default)]
     pub metrics: MetricsSection,
+    /// Source-IP leases: which of the pool's IPs this node may send from
+    /// (docs/leases.md).
+    #[serde(default)]
+    pub leases: crate::leases::LeasesSection,
     /// Static routes: recipient domain (or `"*"` for all) → list of
     /// `host:port`. Checked before DNS; use for smart hosts and tests.
     #[serde(default)]
@@ -238,6 +242,9 @@ impl RoleConfig for SenderConfig {
                 "max_in_flight and max_per_site must be at least 1",
             ));
         }
+        self.leases
+            .check()
+            .map_err(|reason| invalid("leases", reason))?;
         if !self.dns && self.routes.is_empty() {
             return Err(invalid(
                 "routes",
@@ -340,6 +347,19 @@ mod tests {
     }
 
     #[test]
+    fn leases_that_would_lapse_between_renewals_are_refused() {
+        let text = format!("{MINIMAL}\n[leases]\nttl = \"10s\"\nrenew_interval = \"8s\"\n");
+        let err = SenderConfig::from_toml(&text).unwrap_err().to_string();
+        assert!(err.contains("leases") && err.contains("ttl"), "{err}");
+        let c = SenderConfig::from_toml(MINIMAL).unwrap();
+        assert_eq!(
+            c.leases.kind,
+            crate::LeaseKind::Local,
+            "one node by default"
+        );
+    }
+
+    #[test]
     fn a_pool_without_ips_is_refused_with_the_field_name() {
         let text = MINIMAL.replace(
             "pool = \"shared\"\n        dns",
@@ -370,6 +390,7 @@ mod example_tests {
         assert_eq!(config.source_ips().len(), 2);
         assert_eq!(config.outbound_topic(), "sluice.outbound.shared");
         assert!(config.metrics.listen.is_some());
+        assert_eq!(config.leases.kind, crate::LeaseKind::Cql);
         sluice_shaping::Engine::new(config.shaping).expect("its shaping section builds an engine");
     }
 }

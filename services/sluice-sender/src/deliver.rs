@@ -22,6 +22,8 @@ pub struct Ticket {
     pub site: String,
     /// Time spent in the ready queue.
     pub queued: Duration,
+    /// Epoch of the source IP's lease when the delivery started.
+    pub lease_epoch: u64,
 }
 
 /// A message on its way out.

@@ -15,6 +15,10 @@ pub enum SenderError {
     Route(#[from] crate::route::RouteError),
     #[error("shaping state file {file}: {reason}")]
     State { file: String, reason: String },
+    #[error("IP leases: {0}")]
+    Leases(String),
+    #[error(transparent)]
+    Cql(#[from] sluice_cql::CqlError),
     #[error("internal error: {0}")]
     Internal(String),
 }

@@ -17,6 +17,10 @@ pub struct AttemptInfo {
     pub queued: Duration,
     pub connect: Duration,
     pub transaction: Duration,
+    /// The sender node that made the attempt.
+    pub node: String,
+    /// Epoch of the node's lease on `source_ip` when the attempt started.
+    pub lease_epoch: u64,
 }
 
 /// Everything that must be durable before the record's offset may be committed.
@@ -83,6 +87,8 @@ pub fn event(
         }),
         next_attempt_at: None,
         tags: envelope.tags.clone(),
+        node: info.node.clone(),
+        lease_epoch: info.lease_epoch,
     }
 }
 

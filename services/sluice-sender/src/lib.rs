@@ -15,6 +15,7 @@ mod dispatch;
 mod error;
 pub mod fate;
 mod fate_index;
+pub mod leases;
 pub mod metrics;
 pub mod offsets;
 pub mod publish;
@@ -36,6 +37,7 @@ use tokio_util::task::AbortOnDropHandle;
 pub use config::SenderConfig;
 pub use dispatch::Stats;
 pub use error::SenderError;
+pub use leases::{AnyLeases, CqlLeases, LeaseKind, Leases, LocalLeases};
 
 use crate::consume::Consume;
 use crate::dispatch::Dispatcher;
@@ -82,10 +84,13 @@ pub struct SenderBackends {
     pub log: Log,
     /// Counters the node keeps up to date.
     pub telemetry: Telemetry,
+    /// Where the node's IP leases are kept (docs/leases.md).
+    pub leases: AnyLeases,
 }
 
 impl SenderBackends {
-    /// Connects to the Kafka cluster of `config`.
+    /// Connects to the Kafka cluster of `config` and opens its lease store
+    /// (`leases.kind`: the CQL keyspace, or in process).
     pub async fn open(config: &SenderConfig) -> Result<Self, SenderError> {
         let kafka = KafkaConfig {
             brokers: config.kafka.brokers.clone(),
@@ -94,7 +99,25 @@ impl SenderBackends {
         Ok(Self {
             log: KafkaLog::connect(kafka).await?.into(),
             telemetry: Telemetry::default(),
+            leases: open_leases(config).await?,
         })
+    }
+}
+
+/// The lease store `config.leases` names.
+pub async fn open_leases(config: &SenderConfig) -> Result<AnyLeases, SenderError> {
+    let section = &config.leases;
+    match section.kind {
+        LeaseKind::Local => Ok(AnyLeases::Local(LocalLeases::default())),
+        LeaseKind::Cql => {
+            let cql = sluice_cql::CqlConfig {
+                contact_points: section.contact_points.clone(),
+                connect_timeout: std::time::Duration::from_secs(10),
+            };
+            let session = sluice_cql::connect(&cql).await?;
+            let leases = CqlLeases::open(session, &section.keyspace, &config.pool).await?;
+            Ok(AnyLeases::Cql(leases))
+        }
     }
 }
 
@@ -118,7 +141,7 @@ pub async fn run(
         let stop = shutdown.clone().cancelled_owned();
         AbortOnDropHandle::new(tokio::spawn(metrics::serve(listener, registry, stop)))
     });
-    let work = node.run(backends.log, shutdown.clone());
+    let work = node.run(backends.log, backends.leases, shutdown.clone());
     let outcome = sluice_node::drain_within("sender", &shutdown, drain, work).await;
     shutdown.cancel();
     if let Some(metrics) = metrics {
@@ -137,7 +160,12 @@ struct Node {
 }
 
 impl Node {
-    async fn run(self, log: Log, shutdown: CancellationToken) -> Result<(), SenderError> {
+    async fn run(
+        self,
+        log: Log,
+        leases: AnyLeases,
+        shutdown: CancellationToken,
+    ) -> Result<(), SenderError> {
         let cfg = self.cfg.clone();
         let engine = state::load(cfg.state.file.as_deref(), cfg.shaping.clone())?;
         // The consumer rolls domains up with the engine's own rules.
@@ -164,7 +192,13 @@ impl Node {
             AbortOnDropHandle::new(tokio::spawn(follow))
         });
         drop(signal_tx);
-        let dispatching = AbortOnDropHandle::new(tokio::spawn(dispatcher.run(rx, signal_rx)));
+        let (lease_tx, lease_rx) = tokio::sync::mpsc::unbounded_channel();
+        let keeper = leases::keeper::Keeper::new(leases, &cfg.node, &cfg.source_ips(), &cfg.leases);
+        let every = cfg.leases.renew_interval.into();
+        let keeping =
+            AbortOnDropHandle::new(tokio::spawn(leases::keeper::keep(keeper, every, lease_tx)));
+        let dispatching =
+            AbortOnDropHandle::new(tokio::spawn(dispatcher.run(rx, signal_rx, lease_rx)));
         tracing::info!(node = %cfg.node, pool = %cfg.pool, ips = ?cfg.source_ips(), ?topics, "sender running");
 
         Consume::new(cfg.clone(), router, sites, tracker.clone(), tx)
@@ -174,6 +208,11 @@ impl Node {
         dispatching
             .await
             .map_err(|e| SenderError::Internal(e.to_string()))?;
+        // The dispatcher is gone: the keeper releases every lease (bounded).
+        let released = tokio::time::timeout(cfg.leases.margin.into(), keeping).await;
+        if released.is_err() {
+            tracing::warn!("leases not released in time; they expire by themselves");
+        }
         consume::commit(&mut consumer, &tracker, &index).await;
         let stats = self.telemetry.stats.lock().expect("stats lock").clone();
         tracing::info!(?stats, "sender stopped");

@@ -43,6 +43,7 @@ pub struct SenderMetrics {
     pub in_delivery: Gauge,
     pub records_in_flight: Gauge,
     pub signaled_paths: Gauge,
+    pub leased_ips: Gauge,
 }
 
 impl Default for SenderMetrics {
@@ -100,6 +101,11 @@ impl SenderMetrics {
             "signaled_paths",
             "(IP, site) paths currently paused or slowed by the recorder's reputation signals",
         );
+        let leased_ips = gauge(
+            &mut registry,
+            "leased_ips",
+            "Source IPs this node holds a lease on and may send from",
+        );
         Self {
             registry,
             outcomes,
@@ -109,6 +115,7 @@ impl SenderMetrics {
             in_delivery,
             records_in_flight,
             signaled_paths,
+            leased_ips,
         }
     }
 

@@ -8,11 +8,15 @@
 //! - [`query`]: a Query server over a ledger;
 //! - [`sender`]: the ISP simulator, topics, envelopes in and events out, and a
 //!   sender node run through `sluice_sender::run`;
-//! - [`dev`]: the real `sluice dev` binary under test.
+//! - [`dev`]: the real `sluice dev` binary under test;
+//! - [`leases`]: who used which source IP when (simulator record joined
+//!   with events), overlaps and take-over times, and `sluice sender` as a
+//!   process.
 
 pub mod control;
 pub mod cql;
 pub mod dev;
+pub mod leases;
 pub mod query;
 pub mod sender;
 pub mod servers;

@@ -308,6 +308,9 @@ impl RunningSender {
             Some(log) => sluice_sender::SenderBackends {
                 log,
                 telemetry: sluice_sender::Telemetry::default(),
+                leases: sluice_sender::open_leases(&config)
+                    .await
+                    .unwrap_or_else(|err| panic!("opening the lease store: {err}")),
             },
             None => sluice_sender::SenderBackends::open(&config)
                 .await

@@ -7,6 +7,7 @@
 //! publish task makes durable before the record's offset is released.
 
 mod fates;
+mod leased;
 mod pump;
 mod revoke;
 
@@ -100,6 +101,8 @@ pub struct Stats {
     pub signaled_paths: usize,
     /// Tenants currently paused by reputation.
     pub paused_tenants: usize,
+    /// Source IPs this node currently holds a lease on.
+    pub leased_ips: usize,
 }
 
 pub struct Dispatcher {
@@ -125,6 +128,10 @@ pub struct Dispatcher {
     signaled: Vec<(std::net::IpAddr, String)>,
     /// Tenants paused by reputation: their mail waits in a delay tier.
     paused_tenants: std::collections::BTreeSet<String>,
+    /// Per-IP reputation signals (applied only while the IP is leased).
+    ip_signals: HashMap<std::net::IpAddr, sluice_shaping::Signal>,
+    /// The leases held, from the keeper; nothing else may send.
+    leases: crate::leases::Held,
 }
 
 impl Dispatcher {
@@ -136,7 +143,7 @@ impl Dispatcher {
         (stats, metrics): (Arc<Mutex<Stats>>, Arc<crate::metrics::SenderMetrics>),
     ) -> Option<Self> {
         let pool = engine.pool_key(&cfg.pool)?;
-        Some(Self {
+        let mut dispatcher = Self {
             cfg,
             engine,
             pool,
@@ -155,7 +162,12 @@ impl Dispatcher {
             saved_at: Instant::now(),
             signaled: Vec::new(),
             paused_tenants: Default::default(),
-        })
+            ip_signals: HashMap::new(),
+            leases: Default::default(),
+        };
+        // Nothing is leased until the keeper says so.
+        dispatcher.apply_leases(Default::default());
+        Some(dispatcher)
     }
 
     /// Runs until `intake` closes (the consumer stopped), then drains:
@@ -165,6 +177,7 @@ impl Dispatcher {
         mut self,
         mut intake: mpsc::UnboundedReceiver<Intake>,
         mut signals: mpsc::UnboundedReceiver<crate::reputation::Signals>,
+        mut leases: mpsc::UnboundedReceiver<crate::leases::Held>,
     ) {
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
         loop {
@@ -182,6 +195,7 @@ impl Dispatcher {
                 }
                 Some(_) = self.publishes.join_next(), if !self.publishes.is_empty() => {}
                 Some(s) = signals.recv() => self.apply_signals(s),
+                Some(held) = leases.recv() => self.apply_leases(held),
                 Some(closed) = self.closing.join_next(), if !self.closing.is_empty() => {
                     if let Ok(conn) = closed {
                         self.engine.on_connection_close(fate_now(), conn);
@@ -193,6 +207,7 @@ impl Dispatcher {
                     self.save_state_if_due().await;
                 }
             }
+            self.expire_leases();
             self.pump_all();
             self.publish_stats();
         }
@@ -234,7 +249,8 @@ impl Dispatcher {
             self.engine.set_site_signal(*ip, site, *signal);
         }
         for (ip, signal) in &s.ips {
-            self.engine.set_signal(*ip, *signal);
+            self.ip_signals.insert(*ip, *signal);
+            self.gate_ip(*ip);
         }
         self.signaled = s.sites.keys().cloned().collect();
         if s.paused_tenants != self.paused_tenants {

@@ -113,6 +113,7 @@ impl Dispatcher {
                 rec: q.rec,
                 site: site.name.clone(),
                 queued: q.arrived.elapsed(),
+                lease_epoch: self.lease_epoch(grant.ip),
             },
             envelope: q.envelope,
             grant,
@@ -139,6 +140,8 @@ impl Dispatcher {
             queued: done.ticket.queued,
             connect: done.connect_time,
             transaction: done.transaction_time,
+            node: self.cfg.node.clone(),
+            lease_epoch: done.ticket.lease_epoch,
         };
         let fate = match action.verdict {
             Verdict::Delivered => fates::delivered(&done.envelope, wire_reply, &info, now),

@@ -140,9 +140,12 @@ pub async fn start(mut cfg: DevConfig) -> anyhow::Result<Running> {
         "control",
         sluice_control::run(listeners.control, cfg.control, control, token.clone()),
     );
+    // One process is the only node of its pools: it takes every IP lease
+    // in process (docs/leases.md).
     let sender = sluice_sender::SenderBackends {
         log: log.clone(),
         telemetry: sluice_sender::Telemetry::default(),
+        leases: sluice_sender::LocalLeases::default().into(),
     };
     let stats = sender.telemetry.stats.clone();
     roles.spawn(
