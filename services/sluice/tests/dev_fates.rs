@@ -2,8 +2,9 @@
 //! dev` binary on its embedded log delivers a deep backlog through a binding
 //! per-IP rate (and overflows to a delay tier), is killed with -9 twice and
 //! restarted each time. Nothing accepted may be lost, and because a new
-//! owner skips every record that already has a durable fate, messages that
-//! reach the simulator more than once stay under 0.1 %.
+//! owner skips every record that already has a durable fate, only messages
+//! in flight at a kill can reach the simulator twice: at most 30 per kill at
+//! this rate (without the index, thousands). docs/fate-index.md.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -29,6 +30,11 @@ messages_per_minute = 60000
 /// Recipients per request and requests: 6,000 messages, all accepted before
 /// the first kill.
 const PER_REQUEST: usize = 20;
+/// Kills during the run.
+const KILLS: usize = 2;
+/// Messages that can be in flight at a kill at 100/s: 0.3 s of traffic
+/// (answered by the receiver, event and fate entry not yet fsync'd).
+const IN_FLIGHT_AT_A_KILL: usize = 30;
 const REQUESTS: usize = 300;
 
 /// The sender's own per-IP rate binds (100 messages/s from one IP), so the
@@ -104,7 +110,8 @@ async fn throttled_backlog_survives_two_kills_with_almost_no_duplicates() {
     assert_eq!(accepted.len(), total);
 
     let mut dev = first.child;
-    for kill_at in [total / 4, total / 2] {
+    // At a quarter and at half of the arrivals.
+    for kill_at in (1..=KILLS).map(|k| total * k / (2 * KILLS)) {
         wait_for_arrivals(&sim, kill_at).await;
         kill(dev).await;
         dev = start_dev(binary, &file).await.child;
@@ -138,7 +145,8 @@ async fn throttled_backlog_survives_two_kills_with_almost_no_duplicates() {
     );
     assert_eq!(report.total_violations(), 0, "limit violations:\n{report}");
     assert!(
-        twice * 1000 < total,
-        "{twice} of {total} messages arrived more than once (limit: 0.1 %)"
+        twice <= KILLS * IN_FLIGHT_AT_A_KILL,
+        "{twice} of {total} messages arrived more than once: more than the {IN_FLIGHT_AT_A_KILL} \
+         per kill that can be in flight (on the wire or awaiting their fate's fsync)"
     );
 }
