@@ -17,7 +17,7 @@ use crate::idempotency::Begin;
 use crate::model::Submission;
 use crate::publish::{OutRecord, Publisher};
 use crate::records::Common;
-use crate::shared_keys::{Idempotency, SharedOutcome};
+use crate::shared_keys::{Ending, Idempotency};
 use crate::suppression::Suppressions;
 use crate::tenant::{Tenant, Tenants};
 use crate::{IngestError, validate};
@@ -118,11 +118,11 @@ impl Ingestor {
         let ids = reuse.unwrap_or_else(|| new_ids(sub.recipients.len()));
         let result = self.process(tenant, &sub, Some(ids.clone())).await;
         let outcome = match &result {
-            Ok(response) => SharedOutcome::Done(response.clone()),
+            Ok(response) => Ending::Answered(response.clone()),
             Err(IngestError::Unavailable { .. } | IngestError::SuppressionsUnavailable { .. }) => {
-                SharedOutcome::Failed(ids)
+                Ending::Failed(ids)
             }
-            Err(_) => SharedOutcome::Failed(Vec::new()),
+            Err(_) => Ending::Failed(Vec::new()),
         };
         self.idempotency
             .settle(tenant.name(), &key, held, outcome)

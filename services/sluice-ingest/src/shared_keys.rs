@@ -32,14 +32,24 @@ pub enum SharedClaim {
     Started(Vec<String>),
     /// Another submission holds it.
     InFlight,
-    /// Answered before: the answer.
-    Done(SendResponse),
+    /// Answered before: the answer, an encoded `SendResponse`.
+    Done(Vec<u8>),
 }
 
-/// How a claimed submission ended.
+/// How a claimed submission ended, as a shared store keeps it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SharedOutcome {
-    Done(SendResponse),
+    /// The answer, an encoded `SendResponse`.
+    Done(Vec<u8>),
+    Failed(Vec<String>),
+}
+
+/// How a submission with a key ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ending {
+    /// It was accepted with this answer (replayed to retries).
+    Answered(SendResponse),
+    /// It failed; a retry reuses these ids (empty: new ones).
     Failed(Vec<String>),
 }
 
@@ -125,7 +135,11 @@ impl Idempotency {
                 match claim.map_err(|reason| unavailable(via, reason))? {
                     SharedClaim::Started(ids) => Begin::Start((!ids.is_empty()).then_some(ids)),
                     SharedClaim::InFlight => Begin::Busy,
-                    SharedClaim::Done(response) => Begin::Replay(response),
+                    SharedClaim::Done(answer) => {
+                        Begin::Replay(SendResponse::decode(answer.as_slice()).map_err(|e| {
+                            unavailable(via, format!("stored answer does not decode: {e}"))
+                        })?)
+                    }
                 }
             }
         };
@@ -134,15 +148,19 @@ impl Idempotency {
 
     /// Records how the submission of `held` ended. A shared store that
     /// fails here only loses the record: the claim lapses after its lease.
-    pub async fn settle(&self, tenant: &str, key: &str, held: Held, outcome: SharedOutcome) {
+    pub async fn settle(&self, tenant: &str, key: &str, held: Held, ending: Ending) {
         match self {
-            Self::Local(store) => match outcome {
-                SharedOutcome::Done(response) => store.succeed(tenant, key, response),
-                SharedOutcome::Failed(ids) => store.fail(tenant, key, ids),
+            Self::Local(store) => match ending {
+                Ending::Answered(response) => store.succeed(tenant, key, response),
+                Ending::Failed(ids) => store.fail(tenant, key, ids),
             },
             Self::Shared {
                 keys, via, ttl_ms, ..
             } => {
+                let outcome = match ending {
+                    Ending::Answered(response) => SharedOutcome::Done(response.encode_to_vec()),
+                    Ending::Failed(ids) => SharedOutcome::Failed(ids),
+                };
                 match keys
                     .settle(tenant, key, &held.holder, outcome, *ttl_ms)
                     .await
@@ -212,10 +230,7 @@ impl SharedKeys for QueryKeys {
             Ok(match reply.state() {
                 State::Started => SharedClaim::Started(reply.reuse_ids),
                 State::InFlight => SharedClaim::InFlight,
-                State::Done => SharedClaim::Done(
-                    SendResponse::decode(reply.response.as_slice())
-                        .map_err(|e| format!("stored answer does not decode: {e}"))?,
-                ),
+                State::Done => SharedClaim::Done(reply.response),
             })
         })
     }
@@ -230,7 +245,7 @@ impl SharedKeys for QueryKeys {
     ) -> KeysFuture<'a, bool> {
         Box::pin(async move {
             let outcome = match outcome {
-                SharedOutcome::Done(response) => Outcome::Response(response.encode_to_vec()),
+                SharedOutcome::Done(answer) => Outcome::Response(answer),
                 SharedOutcome::Failed(ids) => Outcome::Failed(FailedIds { ids }),
             };
             let request = SettleIdempotencyKeyRequest {

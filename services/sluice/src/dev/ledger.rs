@@ -4,10 +4,8 @@
 
 use std::sync::Arc;
 
-use prost::Message;
 use sluice_ingest::shared_keys::{KeysFuture, SharedClaim, SharedKeys, SharedOutcome};
 use sluice_ingest::{LookupFuture, SuppressionLookup};
-use sluice_proto::v1::SendResponse;
 use sluice_recorder::{AnyLedger, IdempotencyKeys, KeyClaim, KeyOutcome, Ledger};
 
 /// Ingest's suppression check and idempotency keys on the recorder's ledger.
@@ -37,10 +35,7 @@ impl SharedKeys for InProcessLedger {
             Ok(match claim.map_err(|e| e.to_string())? {
                 KeyClaim::Started(ids) => SharedClaim::Started(ids),
                 KeyClaim::InFlight => SharedClaim::InFlight,
-                KeyClaim::Done(bytes) => SharedClaim::Done(
-                    SendResponse::decode(bytes.as_slice())
-                        .map_err(|e| format!("stored answer does not decode: {e}"))?,
-                ),
+                KeyClaim::Done(answer) => SharedClaim::Done(answer),
             })
         })
     }
@@ -55,7 +50,7 @@ impl SharedKeys for InProcessLedger {
     ) -> KeysFuture<'a, bool> {
         Box::pin(async move {
             let outcome = match outcome {
-                SharedOutcome::Done(response) => KeyOutcome::Done(response.encode_to_vec()),
+                SharedOutcome::Done(answer) => KeyOutcome::Done(answer),
                 SharedOutcome::Failed(ids) => KeyOutcome::Failed(ids),
             };
             self.0
