@@ -14,7 +14,9 @@ const PROTOS: &[&str] = &[
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = prost_build::Config::new();
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    // Read at run time: a build script compiled for another checkout (a shared
+    // target directory) must still find the protos of this one.
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
     let include = protoc_bin_vendored::include_path()?;
     let protos: Vec<PathBuf> = PROTOS.iter().map(|p| root.join(p)).collect();
     tonic_prost_build::configure()

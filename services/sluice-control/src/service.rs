@@ -105,6 +105,34 @@ type WatchStream = Pin<Box<dyn Stream<Item = Result<ConfigChange, Status>> + Sen
 
 #[tonic::async_trait]
 impl Control for ControlService {
+    async fn list_providers(
+        &self,
+        _: Request<sluice_proto::v1::ListProvidersRequest>,
+    ) -> Result<Response<sluice_proto::v1::ListProvidersResponse>, Status> {
+        Err(Status::unimplemented("providers are being added"))
+    }
+
+    async fn put_provider(
+        &self,
+        _: Request<sluice_proto::v1::Provider>,
+    ) -> Result<Response<sluice_proto::v1::Provider>, Status> {
+        Err(Status::unimplemented("providers are being added"))
+    }
+
+    async fn delete(
+        &self,
+        _: Request<sluice_proto::v1::DeleteRequest>,
+    ) -> Result<Response<sluice_proto::v1::DeleteResponse>, Status> {
+        Err(Status::unimplemented("deletes are being added"))
+    }
+
+    async fn get_snapshot(
+        &self,
+        _: Request<sluice_proto::v1::GetSnapshotRequest>,
+    ) -> Result<Response<sluice_proto::v1::ConfigSnapshot>, Status> {
+        Err(Status::unimplemented("snapshots are being added"))
+    }
+
     async fn list_pools(
         &self,
         _: Request<ListPoolsRequest>,

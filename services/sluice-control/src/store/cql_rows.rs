@@ -81,6 +81,7 @@ pub(super) fn ip_from(row: IpRow) -> SourceIp {
         warmup_plan: row.3.unwrap_or_default(),
         ehlo_name: row.4.unwrap_or_default(),
         paused: row.5.unwrap_or(false),
+        lease: None,
     }
 }
 
@@ -168,6 +169,7 @@ pub(super) fn tenant_from(r: TenantRow) -> Tenant {
         default_pool: r.2.unwrap_or_default(),
         rate_quota: unsigned(r.3),
         paused: r.4.unwrap_or(false),
+        ..Tenant::default()
     }
 }
 

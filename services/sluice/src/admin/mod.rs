@@ -236,6 +236,7 @@ async fn execute(
                 warmup_plan: warmup.unwrap_or_default(),
                 ehlo_name: ehlo.unwrap_or_default(),
                 paused,
+                lease: None,
             };
             render::ips(&[client.put_ip(ip).await?.into_inner()], json)
         }

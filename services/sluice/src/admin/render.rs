@@ -183,6 +183,8 @@ pub(super) fn change(c: &ConfigChange, json: bool) -> String {
         Some(Change::Tenant(t)) => ("tenant", tenant_json(t)),
         Some(Change::SuppressionAdded(s)) => ("suppression_added", suppression_json(s)),
         Some(Change::SuppressionRemoved(s)) => ("suppression_removed", suppression_json(s)),
+        Some(Change::Provider(p)) => ("provider", json!({"name": p.name})),
+        Some(Change::Deleted(d)) => ("deleted", json!({"kind": d.kind, "name": d.name})),
         None => ("unknown", Value::Null),
     };
     if json {
