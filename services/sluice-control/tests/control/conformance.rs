@@ -31,6 +31,7 @@ pub fn ip(address: &str, pool: &str, plan: &str) -> SourceIp {
         warmup_plan: plan.into(),
         ehlo_name: "mta1.example.com".into(),
         paused: false,
+        lease: None,
     }
 }
 
@@ -109,6 +110,7 @@ async fn seed(c: &mut Client) {
         default_pool: "main".into(),
         rate_quota: 100,
         paused: false,
+        ..Default::default()
     };
     c.put_tenant(tenant).await.expect("put tenant");
     c.add_suppression(suppression("acme", "Bob@Example.com"))
