@@ -38,9 +38,14 @@ pub struct IngestConfig {
     /// Names of the sending pools this node accepts mail for.
     #[serde(default = "default_pools")]
     pub pools: Vec<String>,
-    /// Tenants allowed to submit mail.
+    /// Tenants allowed to submit mail. Must be empty when `control.addr`
+    /// is set: the tenants then come from control.
     #[serde(default)]
     pub tenants: Vec<TenantConfig>,
+    /// The control service this node takes its tenants and pools from
+    /// (docs/control.md). Unset: from this file.
+    #[serde(default)]
+    pub control: sluice_control_client::ControlSection,
     /// How topics are created when this node finds them missing (outbound
     /// topics of its pools and the events topic).
     #[serde(default)]
@@ -230,7 +235,7 @@ impl Default for SuppressionsConfig {
 }
 
 /// One tenant.
-#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TenantConfig {
     /// Tenant name, copied into every envelope and event.
@@ -255,10 +260,13 @@ pub struct TenantConfig {
     /// Suppressed recipient addresses (case-insensitive).
     #[serde(default)]
     pub suppressed: Vec<String>,
+    /// Refuse the tenant's submissions (403) while true.
+    #[serde(default)]
+    pub paused: bool,
 }
 
 /// SMTP AUTH credentials of a tenant.
-#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SmtpUserConfig {
     /// Login name.
@@ -269,7 +277,7 @@ pub struct SmtpUserConfig {
 }
 
 /// A sending domain of a tenant.
-#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DomainConfig {
     /// Domain name, e.g. `mail.example.com`.
@@ -302,6 +310,12 @@ impl RoleConfig for IngestConfig {
             return bad(
                 "unsubscribe.secret".into(),
                 "must be at least 32 characters".into(),
+            );
+        }
+        if self.control.enabled() && !self.tenants.is_empty() {
+            return bad(
+                "tenants".into(),
+                "tenants come from control when control.addr is set; remove [[tenants]] from this file and add them with `sluice admin tenant put`".into(),
             );
         }
         for tenant in &self.tenants {

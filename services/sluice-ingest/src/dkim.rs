@@ -19,7 +19,7 @@ use rustls::pki_types::pem::PemObject;
 use tokio::sync::Semaphore;
 
 use crate::IngestError;
-use crate::config::TenantConfig;
+use crate::config::{DomainConfig, TenantConfig};
 
 /// Headers covered by every signature (absent ones are over-signed).
 const SIGNED_HEADERS: &[&str] = &[
@@ -41,7 +41,11 @@ const SIGNED_HEADERS: &[&str] = &[
 /// Messages one blocking task signs before yielding its thread.
 const CHUNK: usize = 32;
 
-enum DomainKey {
+/// A loaded key and the configuration it came from (to reuse it while that
+/// configuration stays the same).
+pub(crate) type KeyCache = HashMap<String, (DomainConfig, Arc<DomainKey>)>;
+
+pub(crate) enum DomainKey {
     Rsa(DkimSigner<RsaKey<Sha256>, Done>),
     Ed25519(DkimSigner<Ed25519Key, Done>),
 }
@@ -58,7 +62,7 @@ impl DomainKey {
 /// The signing keys of every configured domain and the bounded pool.
 #[derive(Clone)]
 pub struct DkimSigners {
-    keys: Arc<HashMap<String, Arc<DomainKey>>>,
+    keys: Arc<KeyCache>,
     permits: Arc<Semaphore>,
 }
 
@@ -73,18 +77,9 @@ impl std::fmt::Debug for DkimSigners {
 impl DkimSigners {
     /// Loads every domain's key; the error names the tenant and domain.
     pub fn from_config(tenants: &[TenantConfig], threads: usize) -> Result<Self, IngestError> {
-        let mut keys = HashMap::new();
+        let mut keys = KeyCache::new();
         for tenant in tenants {
-            for domain in &tenant.domains {
-                let Some(file) = &domain.dkim_private_key_file else {
-                    continue;
-                };
-                let field = format!("tenants.{}.domains.{}", tenant.name, domain.name);
-                let key = load_key(&domain.dkim_algorithm, file)
-                    .map_err(|reason| IngestError::Config(format!("{field}: {reason}")))?;
-                let key = build(key, &domain.name, &domain.dkim_selector);
-                keys.insert(domain.name.to_ascii_lowercase(), Arc::new(key));
-            }
+            keys.extend(tenant_keys(tenant, &KeyCache::new())?);
         }
         let threads = if threads == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())
@@ -97,6 +92,19 @@ impl DkimSigners {
         })
     }
 
+    /// Signers with `keys` that share this one's signing threads.
+    pub(crate) fn with_keys(&self, keys: KeyCache) -> Self {
+        Self {
+            keys: Arc::new(keys),
+            permits: self.permits.clone(),
+        }
+    }
+
+    /// The loaded keys.
+    pub(crate) fn keys(&self) -> &KeyCache {
+        &self.keys
+    }
+
     /// Signs every message with `domain`'s key (unchanged when the domain has
     /// none). Waits for a free signing thread instead of blocking a worker.
     pub async fn sign_all(
@@ -104,7 +112,7 @@ impl DkimSigners {
         domain: &str,
         mut messages: Vec<Vec<u8>>,
     ) -> Result<Vec<Vec<u8>>, IngestError> {
-        let Some(key) = self.keys.get(&domain.to_ascii_lowercase()).cloned() else {
+        let Some((_, key)) = self.keys.get(&domain.to_ascii_lowercase()).cloned() else {
             return Ok(messages);
         };
         let mut tasks = Vec::new();
@@ -135,6 +143,31 @@ impl DkimSigners {
         }
         Ok(signed)
     }
+}
+
+/// The keys of `tenant`'s domains, reusing `cache` entries whose
+/// configuration is unchanged; the error names the tenant and domain.
+pub(crate) fn tenant_keys(
+    tenant: &TenantConfig,
+    cache: &KeyCache,
+) -> Result<KeyCache, IngestError> {
+    let mut keys = KeyCache::new();
+    for domain in &tenant.domains {
+        let Some(file) = &domain.dkim_private_key_file else {
+            continue;
+        };
+        let name = domain.name.to_ascii_lowercase();
+        if let Some(cached) = cache.get(&name).filter(|(config, _)| config == domain) {
+            keys.insert(name, cached.clone());
+            continue;
+        }
+        let field = format!("tenants.{}.domains.{}", tenant.name, domain.name);
+        let key = load_key(&domain.dkim_algorithm, file)
+            .map_err(|reason| IngestError::Config(format!("{field}: {reason}")))?;
+        let key = build(key, &domain.name, &domain.dkim_selector);
+        keys.insert(name, (domain.clone(), Arc::new(key)));
+    }
+    Ok(keys)
 }
 
 fn sign_one(key: &DomainKey, mut message: Vec<u8>) -> Result<Vec<u8>, IngestError> {

@@ -96,7 +96,7 @@ impl IngestService {
         let key = header.strip_prefix("Bearer ").ok_or_else(|| {
             IngestError::Unauthenticated("authorization must be `Bearer <api key>`".into())
         })?;
-        Ok(self.ingestor.tenants().by_api_key(key.trim())?)
+        Ok(self.ingestor.directory().tenants().by_api_key(key.trim())?)
     }
 
     async fn submit_one(

@@ -137,7 +137,7 @@ fn authenticate(ingestor: &Ingestor, headers: &HeaderMap) -> Result<Arc<Tenant>,
     let key = value.strip_prefix("Bearer ").ok_or_else(|| {
         IngestError::Unauthenticated("Authorization must be `Bearer <api key>`".into())
     })?;
-    ingestor.tenants().by_api_key(key.trim())
+    ingestor.directory().tenants().by_api_key(key.trim())
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, IngestError> {

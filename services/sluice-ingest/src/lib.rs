@@ -11,8 +11,10 @@ mod check;
 pub mod compliance;
 mod compose;
 pub mod config;
+pub mod directory;
 pub mod dkim;
 mod error;
+mod follow;
 pub mod grpc;
 pub mod http;
 mod idempotency;
@@ -111,12 +113,23 @@ pub async fn run(
     backends: IngestBackends,
     shutdown: CancellationToken,
 ) -> Result<(), IngestError> {
-    ensure_topics(&config, &backends.log).await;
+    let log = backends.log.clone();
     let ingestor = Ingestor::new(&config, backends.log)?
         .with_suppressions(backends.suppressions)
         .with_idempotency(backends.idempotency);
     let ingestor = Arc::new(ingestor);
+    let following = follow::start(&config, &ingestor, &shutdown).await?;
+    let pools: Vec<String> = ingestor.directory().pools().iter().cloned().collect();
+    ensure_topics(&config, &log, &pools).await;
     let mut tasks = front_doors(listeners, &config, &ingestor, &shutdown)?;
+    if let Some(following) = following {
+        tasks.spawn(follow::apply(
+            following,
+            ingestor.clone(),
+            config.clone(),
+            log,
+        ));
+    }
     tracing::info!("ingest running");
     let drain = config.drain_timeout.into();
     let outcome = sluice_node::drain_within("ingest", &shutdown, drain, async {
@@ -140,10 +153,9 @@ pub async fn run(
 
 /// Creates the topics the node writes to; a log that does not answer is
 /// logged (submissions fail until it does), not fatal.
-async fn ensure_topics(config: &IngestConfig, log: &sluice_log::Log) {
+pub(crate) async fn ensure_topics(config: &IngestConfig, log: &sluice_log::Log, pools: &[String]) {
     let specs = &config.topics;
-    let mut topics: Vec<(String, sluice_log::TopicSpec)> = config
-        .pools
+    let mut topics: Vec<(String, sluice_log::TopicSpec)> = pools
         .iter()
         .map(|pool| {
             let topic = format!("{}{pool}", config.kafka.outbound_topic_prefix);

@@ -1,8 +1,7 @@
 //! The submission pipeline every front door shares: idempotency, checks,
 //! quota, suppression, rendering, DKIM, and the durable publish.
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
 use sluice_proto::v1::{AcceptedRecipient, EventKind, SendResponse};
@@ -12,14 +11,14 @@ use crate::check::{self, Body, Checked};
 use crate::compliance::{self, Unsubscribe, UnsubscribeTarget};
 use crate::compose::Copy;
 use crate::config::{IngestConfig, LimitsConfig};
-use crate::dkim::DkimSigners;
+use crate::directory::Directory;
 use crate::idempotency::Begin;
 use crate::model::Submission;
 use crate::publish::{OutRecord, Publisher};
 use crate::records::Common;
 use crate::shared_keys::{Ending, Idempotency};
 use crate::suppression::Suppressions;
-use crate::tenant::{Tenant, Tenants};
+use crate::tenant::Tenant;
 use crate::{IngestError, validate};
 
 /// In-flight budget unit: permits count KiB.
@@ -27,11 +26,9 @@ const KIB: usize = 1024;
 
 /// Shared state of an ingest node.
 pub struct Ingestor {
-    tenants: Tenants,
-    pools: HashSet<String>,
+    directory: RwLock<Arc<Directory>>,
     limits: LimitsConfig,
     unsubscribe: Unsubscribe,
-    signers: DkimSigners,
     publisher: Publisher,
     idempotency: Idempotency,
     in_flight: Arc<Semaphore>,
@@ -42,7 +39,7 @@ pub struct Ingestor {
 impl std::fmt::Debug for Ingestor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Ingestor")
-            .field("pools", &self.pools)
+            .field("directory", &self.directory())
             .field("suppressions", &self.suppressions)
             .finish()
     }
@@ -53,11 +50,9 @@ impl Ingestor {
     pub fn new(config: &IngestConfig, log: sluice_log::Log) -> Result<Self, IngestError> {
         let budget_kib = (config.limits.max_in_flight_bytes / KIB).max(1);
         Ok(Self {
-            tenants: Tenants::from_config(&config.tenants)?,
-            pools: config.pools.iter().cloned().collect(),
+            directory: RwLock::new(Arc::new(Directory::from_config(config)?)),
             limits: config.limits.clone(),
             unsubscribe: Unsubscribe::new(&config.unsubscribe.base_url, &config.unsubscribe.secret),
-            signers: DkimSigners::from_config(&config.tenants, config.limits.signing_threads)?,
             publisher: Publisher::new(config, log),
             idempotency: Idempotency::from_config(&config.idempotency)?,
             in_flight: Arc::new(Semaphore::new(budget_kib)),
@@ -80,9 +75,15 @@ impl Ingestor {
         self
     }
 
-    /// The tenants, for authentication at the front doors.
-    pub fn tenants(&self) -> &Tenants {
-        &self.tenants
+    /// The tenants, keys and pools in force, for authentication at the
+    /// front doors and for each submission.
+    pub fn directory(&self) -> Arc<Directory> {
+        self.directory.read().expect("directory lock").clone()
+    }
+
+    /// Puts `directory` in force for every submission that starts from now.
+    pub fn replace_directory(&self, directory: Directory) {
+        *self.directory.write().expect("directory lock") = Arc::new(directory);
     }
 
     /// The configured limits.
@@ -136,7 +137,9 @@ impl Ingestor {
         sub: &Submission,
         ids: Option<Vec<String>>,
     ) -> Result<SendResponse, IngestError> {
-        let checked = check::submission(sub, tenant, &self.pools, &self.limits)?;
+        tenant.check_active()?;
+        let directory = self.directory();
+        let checked = check::submission(sub, tenant, directory.pools(), &self.limits)?;
         tenant.take_quota(sub.recipients.len())?;
         let _budget = self.reserve(checked.size_hint, sub.recipients.len())?;
         let suppressed = self.suppressed(tenant, sub).await?;
@@ -150,8 +153,8 @@ impl Ingestor {
             lifetime: self.limits.message_lifetime.into(),
         };
         let (sendable, messages) = self.render(tenant, sub, &checked, &ids, &suppressed, now)?;
-        let signed = self
-            .signers
+        let signed = directory
+            .signers()
             .sign_all(&checked.from_domain, messages)
             .await?;
         let copies = Copies { sendable, signed };

@@ -20,7 +20,10 @@ pub struct Tenant {
     bounce_domain: String,
     suppressed: HashSet<String>,
     quota: u32,
-    limiter: Option<DefaultDirectRateLimiter>,
+    /// Shared with the tenant's next version while the quota is unchanged,
+    /// so a configuration change does not hand out a fresh burst.
+    limiter: Option<Arc<DefaultDirectRateLimiter>>,
+    paused: bool,
 }
 
 impl Tenant {
@@ -41,6 +44,20 @@ impl Tenant {
         } else {
             &self.bounce_domain
         }
+    }
+
+    /// Fails when the tenant is paused (its submissions are refused).
+    pub fn check_active(&self) -> Result<(), IngestError> {
+        if self.paused {
+            return Err(IngestError::forbidden(
+                "tenant",
+                format!(
+                    "tenant {} is paused; nothing was accepted. An operator resumes it with `sluice admin tenant put {} ...` without --paused",
+                    self.name, self.name
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Fails unless `domain` is one of the tenant's sending domains.
@@ -86,14 +103,23 @@ impl Tenant {
 pub struct Tenants {
     api_keys: Vec<(SecretHash, Arc<Tenant>)>,
     smtp_users: HashMap<String, (SecretHash, Arc<Tenant>)>,
+    by_name: HashMap<String, Arc<Tenant>>,
 }
 
 impl Tenants {
     /// Builds the registry; the error names the tenant and field at fault.
     pub fn from_config(configs: &[TenantConfig]) -> Result<Self, IngestError> {
+        Self::rebuild(configs, &Self::default())
+    }
+
+    /// Like [`Tenants::from_config`], keeping the rate limiter of every
+    /// tenant of `previous` whose quota did not change.
+    pub fn rebuild(configs: &[TenantConfig], previous: &Tenants) -> Result<Self, IngestError> {
         let mut tenants = Self::default();
         for config in configs {
-            let tenant = Arc::new(build_tenant(config));
+            let before = previous.by_name.get(&config.name).map(Arc::as_ref);
+            let tenant = Arc::new(build_tenant(config, before));
+            tenants.by_name.insert(config.name.clone(), tenant.clone());
             for (i, stored) in config.api_keys.iter().enumerate() {
                 let hash = SecretHash::parse(stored).map_err(|reason| {
                     IngestError::Config(format!("tenants.{}.api_keys[{i}]: {reason}", config.name))
@@ -139,9 +165,12 @@ impl Tenants {
     }
 }
 
-fn build_tenant(config: &TenantConfig) -> Tenant {
-    let limiter =
-        NonZeroU32::new(config.rate_quota).map(|rate| RateLimiter::direct(Quota::per_second(rate)));
+fn build_tenant(config: &TenantConfig, previous: Option<&Tenant>) -> Tenant {
+    let limiter = match previous {
+        Some(p) if p.quota == config.rate_quota => p.limiter.clone(),
+        _ => NonZeroU32::new(config.rate_quota)
+            .map(|rate| Arc::new(RateLimiter::direct(Quota::per_second(rate)))),
+    };
     Tenant {
         name: config.name.clone(),
         domains: config
@@ -154,6 +183,7 @@ fn build_tenant(config: &TenantConfig) -> Tenant {
         suppressed: config.suppressed.iter().map(|a| a.to_lowercase()).collect(),
         quota: config.rate_quota,
         limiter,
+        paused: config.paused,
     }
 }
 
@@ -181,6 +211,7 @@ mod tests {
             rate_quota: quota,
             bounce_domain: String::new(),
             suppressed: vec!["Gone@Example.com".into()],
+            paused: false,
         }
     }
 
@@ -195,7 +226,7 @@ mod tests {
 
     #[test]
     fn domains_and_suppressions_are_case_insensitive() {
-        let tenant = build_tenant(&config(0));
+        let tenant = build_tenant(&config(0), None);
         assert!(tenant.check_domain("from", "acme.example").is_ok());
         let err = tenant
             .check_domain("from", "other.example")
@@ -206,13 +237,35 @@ mod tests {
 
     #[test]
     fn quota_refuses_beyond_one_second_of_burst() {
-        let tenant = build_tenant(&config(10));
+        let tenant = build_tenant(&config(10), None);
         assert!(tenant.take_quota(10).is_ok());
         let err = tenant.take_quota(5).expect_err("burst used up");
         assert_eq!(err.http_status(), 429);
         assert!(
             tenant.take_quota(11).is_err(),
             "more than the burst never fits"
+        );
+    }
+
+    #[test]
+    fn a_rebuild_keeps_the_used_burst_and_applies_pauses() {
+        let first = Tenants::from_config(&[config(10)]).expect("builds");
+        let tenant = first.by_api_key("k1").expect("key");
+        assert!(tenant.take_quota(10).is_ok());
+        assert!(tenant.check_active().is_ok());
+        let paused = TenantConfig {
+            paused: true,
+            ..config(10)
+        };
+        let second = Tenants::rebuild(&[paused], &first).expect("rebuilds");
+        let tenant = second.by_api_key("k1").expect("key");
+        assert!(tenant.take_quota(1).is_err(), "the burst stays used");
+        let err = tenant.check_active().expect_err("paused");
+        assert_eq!(err.http_status(), 403);
+        let raised = Tenants::rebuild(&[config(20)], &second).expect("rebuilds");
+        assert!(
+            raised.by_api_key("k1").expect("key").take_quota(20).is_ok(),
+            "a new quota starts full"
         );
     }
 }

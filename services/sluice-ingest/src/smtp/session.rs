@@ -195,7 +195,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return Ok(reply(501, "5.5.2 Malformed authentication response"));
         };
         Ok(
-            match self.ctx.ingestor.tenants().by_smtp_login(&user, &password) {
+            match self
+                .ctx
+                .ingestor
+                .directory()
+                .tenants()
+                .by_smtp_login(&user, &password)
+            {
                 Ok(tenant) => {
                     self.tenant = Some(tenant);
                     reply(235, "2.7.0 Authentication successful")
