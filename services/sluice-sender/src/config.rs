@@ -59,6 +59,11 @@ pub struct SenderConfig {
     #[serde(default)]
     #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
     pub shaping: EngineConfig,
+    /// The control service this node takes its pool's source IPs, warm-up
+    /// plans, site policies, providers and paused tenants from
+    /// (docs/control.md). Unset: from this file.
+    #[serde(default)]
+    pub control: sluice_control_client::ControlSection,
     /// How topics are created when this node finds them missing (its pool's
     /// outbound topic, the delay tiers and the events topic).
     #[serde(default)]
@@ -227,7 +232,9 @@ impl RoleConfig for SenderConfig {
         if self.pool.trim().is_empty() {
             return Err(invalid("pool", "must not be empty"));
         }
-        if !self.shaping.ips.iter().any(|ip| ip.pool == self.pool) {
+        if self.control.enabled() {
+            crate::control::check_file(self)?;
+        } else if !self.shaping.ips.iter().any(|ip| ip.pool == self.pool) {
             return Err(invalid(
                 "shaping.ips",
                 format!(

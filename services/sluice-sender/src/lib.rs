@@ -10,6 +10,7 @@
 
 pub mod config;
 mod consume;
+pub mod control;
 mod deliver;
 mod dispatch;
 mod error;
