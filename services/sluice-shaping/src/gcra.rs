@@ -32,6 +32,11 @@ impl GcraParams {
         }
     }
 
+    /// The emission interval (sustained spacing) in microseconds.
+    pub(crate) fn interval_us(self) -> u64 {
+        self.interval_us
+    }
+
     /// The same limit slowed to `permille`/1000 of its rate. Only the interval grows; the
     /// tolerance stays, which keeps the sliding-window bound of [`GcraParams::new`].
     pub fn slowed(self, permille: u16) -> GcraParams {
@@ -90,6 +95,16 @@ impl WindowCount {
     pub fn add(&mut self, window: u32) {
         self.count = self.get(window) + 1;
         self.window = window;
+    }
+
+    /// Adds the counts of `other` (of another counter) that still matter from the later of
+    /// the two windows on.
+    pub(crate) fn merge(&mut self, other: WindowCount) {
+        if other.window > self.window {
+            *self = other;
+        } else if other.window == self.window {
+            self.count += other.count;
+        }
     }
 }
 

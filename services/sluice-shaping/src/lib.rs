@@ -30,7 +30,8 @@ pub use classify::{BounceClass, Classification, Classifier};
 pub use config::{EngineConfig, IpConfig};
 pub use engine::{
     Action, Blocked, Connection, Counters, Decision, Engine, Grant, IpRecord, IpState, PathEffect,
-    PathId, PathRecord, PathState, PathView, PoolKey, ProviderRecord, SiteKey, Snapshot, Verdict,
+    PathId, PathRecord, PathState, PathView, PoolKey, ProviderRecord, Reconfigured, SiteKey,
+    Snapshot, Verdict,
 };
 pub use error::ConfigError;
 pub use gcra::{Gcra, GcraParams, WindowCount};

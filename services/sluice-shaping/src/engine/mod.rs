@@ -4,6 +4,7 @@ mod budget;
 mod connection;
 mod decide;
 mod outcome;
+mod reconfigure;
 mod slots;
 mod snapshot;
 
@@ -26,6 +27,7 @@ use crate::warmup::{Signal, WarmupPlan, WarmupState};
 pub use budget::Counters;
 pub use connection::Connection;
 pub use outcome::{Action, PathEffect, Verdict};
+pub use reconfigure::Reconfigured;
 use slots::{IpSlot, PathSlot, ProviderSlot};
 pub use snapshot::{IpRecord, PathRecord, ProviderRecord, Snapshot};
 

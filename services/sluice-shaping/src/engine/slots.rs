@@ -34,8 +34,9 @@ pub(crate) struct ProviderSlot {
 }
 
 impl Engine {
-    pub(super) fn add_ip(&mut self, addr: IpAddr, pool: &str, plan: Option<u32>) {
-        let pool = match self.pool_index.get(pool) {
+    /// Index of the pool named `pool`, interned on first use.
+    pub(super) fn intern_pool(&mut self, pool: &str) -> u32 {
+        match self.pool_index.get(pool) {
             Some(&p) => p,
             None => {
                 let p = self.pools.len() as u32;
@@ -44,7 +45,11 @@ impl Engine {
                 self.pools.push(Vec::new());
                 p
             }
-        };
+        }
+    }
+
+    pub(super) fn add_ip(&mut self, addr: IpAddr, pool: &str, plan: Option<u32>) {
+        let pool = self.intern_pool(pool);
         let index = self.ips.len() as u32;
         self.pools[pool as usize].push(index);
         self.ips.push(IpSlot {
