@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use sluice_control_client::ClusterConfig;
 use sluice_node::ConfigError;
@@ -12,6 +13,28 @@ use sluice_proto::v1 as pb;
 use sluice_shaping::{IpConfig, Limits, PlanDay, WarmupPlan};
 
 use crate::SenderConfig;
+
+/// A new configuration for the dispatcher, from control.
+#[derive(Debug, Clone)]
+pub struct ControlUpdate {
+    /// Control's revision it reflects.
+    pub revision: u64,
+    /// The node's configuration with control's records laid over the file.
+    pub cfg: Arc<SenderConfig>,
+    /// Tenants paused in control.
+    pub paused: BTreeSet<String>,
+}
+
+impl ControlUpdate {
+    /// The update for `cluster` over the node's file `base`.
+    pub fn new(base: &SenderConfig, cluster: &ClusterConfig) -> Self {
+        Self {
+            revision: cluster.revision,
+            cfg: Arc::new(overlay(base, cluster)),
+            paused: paused_tenants(cluster),
+        }
+    }
+}
 
 /// What the node's file may not set when it follows control (control holds
 /// it); each entry is (key, is it set).
@@ -24,7 +47,10 @@ pub fn conflicts(cfg: &SenderConfig) -> Vec<&'static str> {
         ("shaping.limits.providers", !s.limits.providers.is_empty()),
         ("shaping.limits.ips", !s.limits.ips.is_empty()),
         ("smtp.ehlo_names", !cfg.smtp.ehlo_names.is_empty()),
-        ("smtp.require_tls_sites", !cfg.smtp.require_tls_sites.is_empty()),
+        (
+            "smtp.require_tls_sites",
+            !cfg.smtp.require_tls_sites.is_empty(),
+        ),
     ]
     .into_iter()
     .filter(|(_, set)| *set)
@@ -213,18 +239,32 @@ mod tests {
     fn the_pools_enabled_ips_plans_and_policies_are_laid_over_the_file() {
         let base = SenderConfig::from_toml(FILE).expect("file");
         let cfg = overlay(&base, &cluster());
-        let ips: Vec<String> = cfg.shaping.ips.iter().map(|i| i.address.to_string()).collect();
+        let ips: Vec<String> = cfg
+            .shaping
+            .ips
+            .iter()
+            .map(|i| i.address.to_string())
+            .collect();
         assert_eq!(ips, ["192.0.2.1"], "other pools and paused IPs stay out");
         assert_eq!(cfg.shaping.ips[0].warmup_plan.as_deref(), Some("new"));
-        assert_eq!(cfg.ehlo_name("192.0.2.1".parse().unwrap()), "mta-192.0.2.1.example");
+        assert_eq!(
+            cfg.ehlo_name("192.0.2.1".parse().unwrap()),
+            "mta-192.0.2.1.example"
+        );
         let plan = &cfg.shaping.warmup.plans["new"];
         let daily: Vec<u32> = plan.days.iter().map(|d| d.daily).collect();
         assert_eq!(daily, [50, 50, 200], "day 2 keeps day 1's caps");
         assert_eq!(plan.days[2].hourly, Some(20));
-        assert_eq!(cfg.shaping.limits.sites["google"].messages_per_minute, Some(300));
+        assert_eq!(
+            cfg.shaping.limits.sites["google"].messages_per_minute,
+            Some(300)
+        );
         assert_eq!(cfg.shaping.limits.sites["google"].messages_per_hour, None);
         assert_eq!(cfg.smtp.require_tls_sites, ["google"]);
-        assert_eq!(paused_tenants(&cluster()).into_iter().collect::<Vec<_>>(), ["acme"]);
+        assert_eq!(
+            paused_tenants(&cluster()).into_iter().collect::<Vec<_>>(),
+            ["acme"]
+        );
         sluice_shaping::Engine::new(cfg.shaping).expect("the overlay compiles");
     }
 

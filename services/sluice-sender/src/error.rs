@@ -7,8 +7,12 @@ pub enum SenderError {
     Listen(std::io::Error),
     #[error("shaping configuration: {0}")]
     Shaping(sluice_shaping::ConfigError),
-    #[error("no source IP of this node belongs to pool `{0}` (set shaping.ips)")]
+    #[error(
+        "no enabled source IP belongs to pool `{0}` (set shaping.ips, or with control.addr set: `sluice admin ip put <address> --pool {0}`)"
+    )]
     NoIps(String),
+    #[error("control: {0}")]
+    Control(#[from] sluice_control_client::FollowError),
     #[error("message log: {0}")]
     Log(#[from] sluice_log::LogError),
     #[error(transparent)]

@@ -154,6 +154,31 @@ pub async fn run(
     outcome
 }
 
+type Following = tokio::sync::watch::Receiver<Arc<sluice_control_client::ClusterConfig>>;
+
+/// Turns every configuration control publishes into an update for the
+/// dispatcher and the pool's IPs for the lease keeper and reputation.
+async fn apply_control(
+    mut following: Following,
+    base: Arc<SenderConfig>,
+    updates: tokio::sync::mpsc::UnboundedSender<control::ControlUpdate>,
+    ips: tokio::sync::watch::Sender<Vec<std::net::IpAddr>>,
+) {
+    while following.changed().await.is_ok() {
+        let cluster = following.borrow_and_update().clone();
+        let update = control::ControlUpdate::new(&base, &cluster);
+        ips.send_if_modified(|now| {
+            let next = update.cfg.source_ips();
+            let changed = *now != next;
+            *now = next;
+            changed
+        });
+        if updates.send(update).is_err() {
+            return;
+        }
+    }
+}
+
 /// A configured sender node.
 struct Node {
     cfg: Arc<SenderConfig>,
@@ -167,7 +192,15 @@ impl Node {
         leases: AnyLeases,
         shutdown: CancellationToken,
     ) -> Result<(), SenderError> {
-        let cfg = self.cfg.clone();
+        let base = self.cfg.clone();
+        let following = self.follow_control(&shutdown).await?;
+        let first = following.as_ref().map(|f| {
+            let cluster = f.borrow().clone();
+            control::ControlUpdate::new(&base, &cluster)
+        });
+        let cfg = first
+            .as_ref()
+            .map_or_else(|| base.clone(), |u| u.cfg.clone());
         let engine = state::load(cfg.state.file.as_deref(), cfg.shaping.clone())?;
         // The consumer rolls domains up with the engine's own rules.
         let sites = engine.sites().clone();
@@ -186,20 +219,30 @@ impl Node {
             Dispatcher::new(cfg.clone(), engine, publisher, tracker.clone(), telemetry)
                 .ok_or_else(|| SenderError::NoIps(cfg.pool.clone()))?;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (ips_tx, ips_rx) = tokio::sync::watch::channel(cfg.source_ips());
+        let (control_tx, control_rx) = tokio::sync::mpsc::unbounded_channel();
+        if let Some(first) = first {
+            let _ = control_tx.send(first);
+        }
+        let _applying = following.map(|following| {
+            let apply = apply_control(following, base.clone(), control_tx, ips_tx);
+            AbortOnDropHandle::new(tokio::spawn(apply))
+        });
         let (signal_tx, signal_rx) = tokio::sync::mpsc::unbounded_channel();
         let _following = cfg.reputation.query_addr.clone().map(|addr| {
             let every = std::time::Duration::from_millis(cfg.reputation.interval.0.max(100));
-            let follow = reputation::follow(addr, every, cfg.source_ips(), signal_tx.clone());
+            let follow = reputation::follow(addr, every, ips_rx.clone(), signal_tx.clone());
             AbortOnDropHandle::new(tokio::spawn(follow))
         });
         drop(signal_tx);
         let (lease_tx, lease_rx) = tokio::sync::mpsc::unbounded_channel();
         let keeper = leases::keeper::Keeper::new(leases, &cfg.node, &cfg.source_ips(), &cfg.leases);
         let every = cfg.leases.renew_interval.into();
-        let keeping =
-            AbortOnDropHandle::new(tokio::spawn(leases::keeper::keep(keeper, every, lease_tx)));
-        let dispatching =
-            AbortOnDropHandle::new(tokio::spawn(dispatcher.run(rx, signal_rx, lease_rx)));
+        let changing = base.control.enabled().then_some(ips_rx);
+        let keep = leases::keeper::keep(keeper, every, lease_tx, changing);
+        let keeping = AbortOnDropHandle::new(tokio::spawn(keep));
+        let run = dispatcher.run(rx, signal_rx, lease_rx, control_rx);
+        let dispatching = AbortOnDropHandle::new(tokio::spawn(run));
         tracing::info!(node = %cfg.node, pool = %cfg.pool, ips = ?cfg.source_ips(), ?topics, "sender running");
 
         Consume::new(cfg.clone(), router, sites, tracker.clone(), tx)
@@ -218,6 +261,21 @@ impl Node {
         let stats = self.telemetry.stats.lock().expect("stats lock").clone();
         tracing::info!(?stats, "sender stopped");
         Ok(())
+    }
+
+    /// With `control.addr` set: control's first snapshot, and the channel
+    /// of the configurations that follow.
+    async fn follow_control(
+        &self,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<Following>, SenderError> {
+        if !self.cfg.control.enabled() {
+            return Ok(None);
+        }
+        let following =
+            sluice_control_client::follow(&self.cfg.control, &self.cfg.node, shutdown.clone())
+                .await?;
+        Ok(Some(following))
     }
 
     fn topics(&self, engine: &Engine) -> Vec<String> {

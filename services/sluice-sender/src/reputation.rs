@@ -60,10 +60,11 @@ pub fn signals(rows: &[ReputationRow], tenants: &[TenantReputationRow], ips: &[I
 
 /// Reads the table every `interval` and sends the signals; runs until the
 /// receiver is gone. A failed read is logged and keeps the last signals.
+/// `ips` holds this node's IPs (they change when control changes the pool).
 pub async fn follow(
     addr: String,
     interval: Duration,
-    ips: Vec<IpAddr>,
+    ips: tokio::sync::watch::Receiver<Vec<IpAddr>>,
     tx: UnboundedSender<Signals>,
 ) {
     let mut tick = tokio::time::interval(interval);
@@ -71,6 +72,7 @@ pub async fn follow(
         tick.tick().await;
         match read(&addr).await {
             Ok(table) => {
+                let ips = ips.borrow().clone();
                 if tx.send(signals(&table.rows, &table.tenants, &ips)).is_err() {
                     return;
                 }

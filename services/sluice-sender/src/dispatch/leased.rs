@@ -54,7 +54,7 @@ impl Dispatcher {
         self.engine.set_signal(ip, signal);
     }
 
-    fn gate_ips(&mut self) {
+    pub(super) fn gate_ips(&mut self) {
         for ip in self.cfg.source_ips() {
             self.gate_ip(ip);
         }

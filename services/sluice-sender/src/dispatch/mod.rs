@@ -6,6 +6,7 @@
 //! Every message that leaves the dispatcher leaves with a [`Fate`] that a
 //! publish task makes durable before the record's offset is released.
 
+mod configured;
 mod fates;
 mod leased;
 mod pump;
@@ -132,6 +133,8 @@ pub struct Dispatcher {
     ip_signals: HashMap<std::net::IpAddr, sluice_shaping::Signal>,
     /// The leases held, from the keeper; nothing else may send.
     leases: crate::leases::Held,
+    /// Tenants paused in control (their mail waits like reputation pauses).
+    control_paused: std::collections::BTreeSet<String>,
 }
 
 impl Dispatcher {
@@ -164,6 +167,7 @@ impl Dispatcher {
             paused_tenants: Default::default(),
             ip_signals: HashMap::new(),
             leases: Default::default(),
+            control_paused: Default::default(),
         };
         // Nothing is leased until the keeper says so.
         dispatcher.apply_leases(Default::default());
@@ -178,6 +182,7 @@ impl Dispatcher {
         mut intake: mpsc::UnboundedReceiver<Intake>,
         mut signals: mpsc::UnboundedReceiver<crate::reputation::Signals>,
         mut leases: mpsc::UnboundedReceiver<crate::leases::Held>,
+        mut control: mpsc::UnboundedReceiver<crate::control::ControlUpdate>,
     ) {
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
         loop {
@@ -196,6 +201,7 @@ impl Dispatcher {
                 Some(_) = self.publishes.join_next(), if !self.publishes.is_empty() => {}
                 Some(s) = signals.recv() => self.apply_signals(s),
                 Some(held) = leases.recv() => self.apply_leases(held),
+                Some(update) = control.recv() => self.apply_control(update),
                 Some(closed) = self.closing.join_next(), if !self.closing.is_empty() => {
                     if let Ok(conn) = closed {
                         self.engine.on_connection_close(fate_now(), conn);

@@ -34,7 +34,8 @@ impl Dispatcher {
                 self.spawn_publish(q.rec, fate);
                 continue;
             }
-            if self.paused_tenants.contains(&front.envelope.tenant) {
+            let tenant = &front.envelope.tenant;
+            if self.paused_tenants.contains(tenant) || self.control_paused.contains(tenant) {
                 let q = self.pop(idx);
                 let fate = fates::tenant_paused(&self.cfg, self.engine.retry(), &q.envelope, now);
                 self.count_fate(&fate);

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::{Leases, LeasesSection, fair_share, preference};
@@ -198,6 +199,35 @@ impl<L: Leases> Keeper<L> {
         self.held.insert(ip, HeldLease { epoch, until });
     }
 
+    /// The pool's IPs changed (control): IPs no longer in it are released at
+    /// once (the dispatcher hears first), new ones are taken in later rounds.
+    pub async fn set_ips(&mut self, ips: &[IpAddr]) {
+        self.ips = preference(ips, &self.node);
+        let gone: Vec<(IpAddr, u64)> = self
+            .held
+            .iter()
+            .filter(|(ip, _)| !self.ips.contains(ip))
+            .map(|(ip, l)| (*ip, l.epoch))
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        for (ip, _) in &gone {
+            self.held.remove(ip);
+        }
+        self.report();
+        for (ip, epoch) in gone {
+            tracing::info!(%ip, epoch, "releasing the lease of an IP no longer in the pool");
+            let ends = SystemTime::now() + self.margin;
+            if let Err(e) = self
+                .call(self.leases.release(ip, &self.node, epoch, ends))
+                .await
+            {
+                tracing::warn!(%ip, error = %e, "lease release failed; it expires by itself");
+            }
+        }
+    }
+
     /// Releases everything held (on shutdown), so the others need not wait
     /// for the leases to expire.
     pub async fn release_all(&mut self) {
@@ -207,13 +237,29 @@ impl<L: Leases> Keeper<L> {
 
 /// Keeps leases every `every`, reporting what is held to `tx`, until `tx`'s
 /// receiver is gone (the dispatcher drained); then releases them all.
-pub async fn keep<L: Leases>(keeper: Keeper<L>, every: Duration, tx: UnboundedSender<Held>) {
+/// `ips` carries the pool's IPs when they can change (control).
+pub async fn keep<L: Leases>(
+    keeper: Keeper<L>,
+    every: Duration,
+    tx: UnboundedSender<Held>,
+    mut ips: Option<watch::Receiver<Vec<IpAddr>>>,
+) {
     let mut keeper = keeper.reporting_to(tx.clone());
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        let changed = async {
+            let Some(rx) = ips.as_mut() else {
+                return std::future::pending().await;
+            };
+            match rx.changed().await {
+                Ok(()) => Some(rx.borrow_and_update().clone()),
+                Err(_) => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = tick.tick() => {}
+            Some(now) = changed => keeper.set_ips(&now).await,
             _ = tx.closed() => break,
         }
         keeper.round().await;
