@@ -4,5 +4,7 @@
 
 mod common;
 mod conformance;
+mod leases;
+mod records;
 mod embedded;
 mod unmigrated;
