@@ -9,8 +9,8 @@
 use sluice_node::secret::SecretHash;
 use tonic::Request;
 
-use crate::config::{ControlConfig, Role};
 use crate::ControlError;
+use crate::config::{ControlConfig, Role};
 
 /// The message of every `UNAUTHENTICATED` answer.
 pub const UNAUTHENTICATED: &str = "a valid control token is required";
@@ -86,7 +86,11 @@ impl Auth {
     }
 
     /// The role of the request's bearer token, if it allows `need`.
-    pub(crate) fn authorize<T>(&self, request: &Request<T>, need: Need) -> Result<Role, ControlError> {
+    pub(crate) fn authorize<T>(
+        &self,
+        request: &Request<T>,
+        need: Need,
+    ) -> Result<Role, ControlError> {
         if self.open {
             return Ok(Role::Admin);
         }
@@ -99,10 +103,11 @@ impl Auth {
             .filter(|t| !t.is_empty())
             .ok_or(ControlError::Unauthenticated)?;
         // Every entry is checked, so the time taken does not say which matched.
-        let found = self
-            .entries
-            .iter()
-            .fold(None, |found, e| if e.hash.verify(token) { Some(e) } else { found });
+        let found =
+            self.entries.iter().fold(
+                None,
+                |found, e| if e.hash.verify(token) { Some(e) } else { found },
+            );
         let entry = found.ok_or(ControlError::Unauthenticated)?;
         let allowed = match need {
             Need::Read => true,
@@ -167,26 +172,39 @@ mod tests {
             auth.authorize(&request(Some("wrong")), Need::Read),
             Err(ControlError::Unauthenticated)
         ));
-        assert_eq!(auth.authorize(&request(Some("n")), Need::Read).unwrap(), Role::Node);
-        let denied = auth.authorize(&request(Some("n")), Need::Pause).unwrap_err();
+        assert_eq!(
+            auth.authorize(&request(Some("n")), Need::Read).unwrap(),
+            Role::Node
+        );
+        let denied = auth
+            .authorize(&request(Some("n")), Need::Pause)
+            .unwrap_err();
         assert!(denied.to_string().contains("admin role"), "{denied}");
         assert_eq!(
             auth.authorize(&request(Some("o")), Need::Pause).unwrap(),
             Role::Operator
         );
         assert!(auth.authorize(&request(Some("o")), Need::Admin).is_err());
-        assert_eq!(auth.authorize(&request(Some("a")), Need::Admin).unwrap(), Role::Admin);
+        assert_eq!(
+            auth.authorize(&request(Some("a")), Need::Admin).unwrap(),
+            Role::Admin
+        );
     }
 
     #[test]
     fn no_credentials_needs_the_explicit_switch() {
-        let err = Auth::from_config(&ControlConfig::default()).err().expect("refused");
+        let err = Auth::from_config(&ControlConfig::default())
+            .err()
+            .expect("refused");
         assert!(err.to_string().contains("allow_unauthenticated"), "{err}");
         let open = ControlConfig {
             allow_unauthenticated: true,
             ..ControlConfig::default()
         };
         let auth = Auth::from_config(&open).expect("open");
-        assert_eq!(auth.authorize(&request(None), Need::Admin).unwrap(), Role::Admin);
+        assert_eq!(
+            auth.authorize(&request(None), Need::Admin).unwrap(),
+            Role::Admin
+        );
     }
 }

@@ -171,9 +171,8 @@ mod tests {
         let err = sluice_node::config::from_toml::<ControlConfig>(bad).unwrap_err();
         assert_eq!(err.key, "credentials[0].token_hash");
         let argon = sluice_node::secret::hash_password("t");
-        let slow = format!(
-            "[[credentials]]\nname = \"a\"\nrole = \"admin\"\ntoken_hash = \"{argon}\"\n"
-        );
+        let slow =
+            format!("[[credentials]]\nname = \"a\"\nrole = \"admin\"\ntoken_hash = \"{argon}\"\n");
         assert!(sluice_node::config::from_toml::<ControlConfig>(&slow).is_err());
     }
 

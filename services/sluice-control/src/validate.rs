@@ -314,15 +314,27 @@ fn smtp_users(users: &[SmtpUser]) -> Result<Vec<SmtpUser>, ControlError> {
         let field = format!("smtp_users[{i}].username");
         let n = u.username.chars().count();
         if n == 0 || n > MAX_NAME {
-            return Err(invalid(field, format!("must be 1 to {MAX_NAME} characters")));
+            return Err(invalid(
+                field,
+                format!("must be 1 to {MAX_NAME} characters"),
+            ));
         }
-        if u.username.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(invalid(field, "must not contain spaces or control characters"));
+        if u.username
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(invalid(
+                field,
+                "must not contain spaces or control characters",
+            ));
         }
         if !seen.insert(u.username.as_str()) {
             return Err(invalid(
                 field,
-                format!("`{}` is given twice; usernames are unique within a tenant", u.username),
+                format!(
+                    "`{}` is given twice; usernames are unique within a tenant",
+                    u.username
+                ),
             ));
         }
         secret_hash(&format!("smtp_users[{i}].password_hash"), &u.password_hash)?;
@@ -465,7 +477,10 @@ mod tests {
             f(&mut t);
             field(tenant(&t))
         };
-        assert_eq!(with(&|t| t.api_key_hashes[0] = "plain".into()), "api_key_hashes[0]");
+        assert_eq!(
+            with(&|t| t.api_key_hashes[0] = "plain".into()),
+            "api_key_hashes[0]"
+        );
         assert_eq!(
             with(&|t| t.api_key_hashes = vec![hash.clone(); 65]),
             "api_key_hashes"

@@ -157,11 +157,11 @@ pub async fn migrate(session: &Session, ks: &str, replication: &str) -> Result<V
     let mut applied = Vec::new();
     for m in MIGRATIONS.iter().filter(|m| !done.contains(&m.version)) {
         for cql in m.statements(ks) {
-            if let Some((table, column)) = added_column(&cql, ks) {
-                if column_exists(session, ks, &table, &column).await? {
-                    tracing::info!(table, column, "column exists; ADD skipped");
-                    continue;
-                }
+            if let Some((table, column)) = added_column(&cql, ks)
+                && column_exists(session, ks, &table, &column).await?
+            {
+                tracing::info!(table, column, "column exists; ADD skipped");
+                continue;
             }
             run(session, cql, m.version, m.name).await?;
         }
@@ -237,7 +237,10 @@ mod tests {
             Some(("config_tenants".into(), "bounce_domain".into()))
         );
         assert_eq!(added_column("ALTER TABLE ks.t DROP c", "ks"), None);
-        assert_eq!(added_column("CREATE TABLE IF NOT EXISTS ks.t (a int)", "ks"), None);
+        assert_eq!(
+            added_column("CREATE TABLE IF NOT EXISTS ks.t (a int)", "ks"),
+            None
+        );
         let adds = MIGRATIONS[5]
             .statements("ks")
             .iter()

@@ -204,7 +204,12 @@ pub struct AdminArgs {
     /// Control token, sent as `authorization: Bearer <token>` on every call
     /// (a credential of control's configuration; `sluice dev` keeps its admin
     /// token in `<data_dir>/control.token`).
-    #[arg(long, global = true, env = "SLUICE_CONTROL_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "SLUICE_CONTROL_TOKEN",
+        hide_env_values = true
+    )]
     pub token: Option<String>,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]

@@ -5,7 +5,7 @@ use scylla::value::{CqlTimestamp, CqlValue};
 use std::collections::BTreeMap;
 
 use sluice_proto::v1::{
-    DkimKey, Pool, Provider, SitePolicy, SourceIp, SmtpUser, Suppression, Tenant, WarmupStep,
+    DkimKey, Pool, Provider, SitePolicy, SmtpUser, SourceIp, Suppression, Tenant, WarmupStep,
 };
 
 /// Rows per partition of the change log (`config_changes`).
@@ -215,7 +215,12 @@ pub(super) fn tenant_from(r: TenantRow) -> Tenant {
                 password_hash,
             })
             .collect(),
-        dkim_keys: r.7.unwrap_or_default().iter().map(|k| dkim_from(k)).collect(),
+        dkim_keys: r
+            .7
+            .unwrap_or_default()
+            .iter()
+            .map(|k| dkim_from(k))
+            .collect(),
         bounce_domain: r.8.unwrap_or_default(),
     }
 }
@@ -243,12 +248,7 @@ pub(super) fn provider_from(r: ProviderRow) -> Provider {
 }
 
 /// A row of the sender's `ip_leases`: ip, owner, epoch, expires.
-pub(super) type LeaseRow = (
-    String,
-    Option<String>,
-    Option<i64>,
-    Option<CqlTimestamp>,
-);
+pub(super) type LeaseRow = (String, Option<String>, Option<i64>, Option<CqlTimestamp>);
 
 pub(super) type SuppressionRow = (String, String, Option<String>, Option<CqlTimestamp>);
 

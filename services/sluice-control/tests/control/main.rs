@@ -4,7 +4,7 @@
 
 mod common;
 mod conformance;
+mod embedded;
 mod leases;
 mod records;
-mod embedded;
 mod unmigrated;

@@ -114,7 +114,11 @@ pub async fn tenant_fields_round_trip(backend: Backend) {
     let server = serve(backend).await;
     let mut c = server.client().await;
     c.put_pool(pool("main")).await.expect("pool");
-    let put = c.put_tenant(full_tenant()).await.expect("tenant").into_inner();
+    let put = c
+        .put_tenant(full_tenant())
+        .await
+        .expect("tenant")
+        .into_inner();
     assert_eq!(put, full_tenant_stored());
     let listed = c.list_tenants(ListTenantsRequest {}).await.unwrap();
     assert_eq!(listed.into_inner().tenants, [full_tenant_stored()]);
@@ -161,9 +165,13 @@ pub async fn tenant_fields_round_trip(backend: Backend) {
 pub async fn providers_put_list_and_watch(backend: Backend) {
     let server = serve(backend).await;
     let mut c = server.client().await;
-    c.put_provider(provider("microsoft", 300)).await.expect("put");
+    c.put_provider(provider("microsoft", 300))
+        .await
+        .expect("put");
     c.put_provider(provider("google", 600)).await.expect("put");
-    c.put_provider(provider("microsoft", 200)).await.expect("replace");
+    c.put_provider(provider("microsoft", 200))
+        .await
+        .expect("replace");
     let list = c.list_providers(ListProvidersRequest {}).await.unwrap();
     assert_eq!(
         list.into_inner().providers,
@@ -176,7 +184,10 @@ pub async fn providers_put_list_and_watch(backend: Backend) {
         ..provider("yahoo", 1)
     };
     let status = c.put_provider(big).await.expect_err("too big");
-    assert!(status.message().contains("messages_per_minute"), "{status:?}");
+    assert!(
+        status.message().contains("messages_per_minute"),
+        "{status:?}"
+    );
     let mut stream = c
         .watch(WatchRequest {
             node: "t".into(),
@@ -186,7 +197,10 @@ pub async fn providers_put_list_and_watch(backend: Backend) {
         .unwrap()
         .into_inner();
     let first = next_change(&mut stream).await;
-    assert_eq!(first.change, Some(Change::Provider(provider("microsoft", 300))));
+    assert_eq!(
+        first.change,
+        Some(Change::Provider(provider("microsoft", 300)))
+    );
     assert_eq!(snapshot(&mut c).await.providers.len(), 2);
     drop(stream);
     server.stop().await;
@@ -206,7 +220,9 @@ pub async fn deletes(backend: Backend) {
         }],
     };
     c.put_warmup_plan(plan.clone()).await.unwrap();
-    c.put_ip(ip("2001:db8::10", "main", "new-ip")).await.unwrap();
+    c.put_ip(ip("2001:db8::10", "main", "new-ip"))
+        .await
+        .unwrap();
     let tenant = Tenant {
         name: "acme".into(),
         default_pool: "main".into(),
@@ -231,7 +247,11 @@ pub async fn deletes(backend: Backend) {
         let r = c.delete(delete(kind, name)).await.expect("absent delete");
         assert!(!r.into_inner().deleted, "{kind:?} {name}");
     }
-    assert_eq!(snapshot(&mut c).await, before, "absent deletes changed something");
+    assert_eq!(
+        snapshot(&mut c).await,
+        before,
+        "absent deletes changed something"
+    );
 
     // Still referenced: FAILED_PRECONDITION naming who refers, nothing changed.
     let status = c
@@ -240,14 +260,21 @@ pub async fn deletes(backend: Backend) {
         .expect_err("pool in use");
     assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
     let msg = status.message();
-    assert!(msg.contains("2001:db8::10") && msg.contains("tenant acme"), "{msg}");
+    assert!(
+        msg.contains("2001:db8::10") && msg.contains("tenant acme"),
+        "{msg}"
+    );
     let status = c
         .delete(delete(RecordKind::WarmupPlan, "new-ip"))
         .await
         .expect_err("plan in use");
     assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
     assert!(status.message().contains("2001:db8::10"), "{status:?}");
-    assert_eq!(snapshot(&mut c).await, before, "refused deletes changed something");
+    assert_eq!(
+        snapshot(&mut c).await,
+        before,
+        "refused deletes changed something"
+    );
 
     // Bad kind or key.
     let status = c
@@ -270,7 +297,10 @@ pub async fn deletes(backend: Backend) {
         .await
         .unwrap()
         .into_inner();
-    let r = c.delete(delete(RecordKind::Ip, "2001:DB8:0::10")).await.unwrap();
+    let r = c
+        .delete(delete(RecordKind::Ip, "2001:DB8:0::10"))
+        .await
+        .unwrap();
     assert!(r.into_inner().deleted);
     let change = next_change(&mut stream).await;
     assert_eq!(change.revision, before.revision + 1);
@@ -407,7 +437,10 @@ pub async fn tokens_decide_who_may_do_what(backend: Backend) {
         node: "t".into(),
         after_revision: 0,
     };
-    let status = c.watch(watch.clone()).await.expect_err("watch needs a token");
+    let status = c
+        .watch(watch.clone())
+        .await
+        .expect_err("watch needs a token");
     assert_eq!(status.code(), Code::Unauthenticated);
     assert_eq!(snap(&mut c).await, ConfigSnapshot::default());
 
@@ -459,7 +492,11 @@ pub async fn tokens_decide_who_may_do_what(backend: Backend) {
         .put_ip(with_token(absent, "operator-token"))
         .await
         .expect_err("operator cannot create");
-    assert_eq!(denied_absent.message(), status.message(), "same answer either way");
+    assert_eq!(
+        denied_absent.message(),
+        status.message(),
+        "same answer either way"
+    );
     let status = c
         .put_pool(with_token(pool("other"), "operator-token"))
         .await

@@ -157,9 +157,7 @@ fn parse_dkim(arg: &str) -> Result<DkimKey, String> {
         return Err("expected DOMAIN:SELECTOR:KEY_REF[:ALGORITHM]".into());
     };
     let (key_ref, algorithm) = match rest.rsplit_once(':') {
-        Some((key_ref, alg)) if ["rsa-sha256", "ed25519-sha256"].contains(&alg) => {
-            (key_ref, alg)
-        }
+        Some((key_ref, alg)) if ["rsa-sha256", "ed25519-sha256"].contains(&alg) => (key_ref, alg),
         _ => (rest, ""),
     };
     Ok(DkimKey {
@@ -230,11 +228,17 @@ pub(super) async fn provider(
 }
 
 pub(super) async fn sites(client: &mut Client, json: bool) -> anyhow::Result<String> {
-    let list = client.list_site_policies(ListSitePoliciesRequest {}).await?;
+    let list = client
+        .list_site_policies(ListSitePoliciesRequest {})
+        .await?;
     Ok(render::sites(&list.into_inner().policies, json))
 }
 
-pub(super) async fn site(client: &mut Client, cmd: SiteCommand, json: bool) -> anyhow::Result<String> {
+pub(super) async fn site(
+    client: &mut Client,
+    cmd: SiteCommand,
+    json: bool,
+) -> anyhow::Result<String> {
     let SiteCommand::Put {
         site,
         per_minute,
@@ -291,7 +295,10 @@ mod tests {
         assert!(u.password_hash.starts_with("$argon2id$"));
         assert!(parse_smtp_user("nohash").is_err());
         let k = parse_dkim("acme.example:s1:/keys/a.pem").unwrap();
-        assert_eq!((k.key_ref.as_str(), k.algorithm.as_str()), ("/keys/a.pem", ""));
+        assert_eq!(
+            (k.key_ref.as_str(), k.algorithm.as_str()),
+            ("/keys/a.pem", "")
+        );
         let k = parse_dkim("acme.example:s1:/keys/a.pem:ed25519-sha256").unwrap();
         assert_eq!(k.algorithm, "ed25519-sha256");
         assert_eq!(k.key_ref, "/keys/a.pem");

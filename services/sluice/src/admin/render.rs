@@ -136,7 +136,9 @@ pub(super) fn ips(ips: &[SourceIp], json: bool) -> String {
                 or_dash(&ip.ehlo_name),
                 if ip.paused { "paused" } else { "active" }.into(),
                 ip.lease.as_ref().map_or("-".into(), |l| l.node.clone()),
-                ip.lease.as_ref().map_or("-".into(), |l| l.epoch.to_string()),
+                ip.lease
+                    .as_ref()
+                    .map_or("-".into(), |l| l.epoch.to_string()),
                 ip.lease.as_ref().map_or("-".into(), expiry),
             ]
         })
@@ -237,7 +239,13 @@ pub(super) fn providers(list: &[Provider], json: bool) -> String {
         })
         .collect();
     table(
-        &["provider", "per minute", "per hour", "per day", "connections"],
+        &[
+            "provider",
+            "per minute",
+            "per hour",
+            "per day",
+            "connections",
+        ],
         rows,
     )
 }
@@ -260,7 +268,14 @@ pub(super) fn sites(list: &[SitePolicy], json: bool) -> String {
         })
         .collect();
     table(
-        &["site", "per minute", "per hour", "per day", "connections", "tls"],
+        &[
+            "site",
+            "per minute",
+            "per hour",
+            "per day",
+            "connections",
+            "tls",
+        ],
         rows,
     )
 }

@@ -160,7 +160,15 @@ async fn tenants_providers_sites_and_deletes() {
     .await;
     assert!(out.contains("microsoft") && out.contains("300"), "{out}");
     assert!(run(args(&["providers"])).await.contains("microsoft"));
-    run(args(&["site", "put", "gmail", "--per-minute", "600", "--require-tls"])).await;
+    run(args(&[
+        "site",
+        "put",
+        "gmail",
+        "--per-minute",
+        "600",
+        "--require-tls",
+    ]))
+    .await;
     assert!(run(args(&["sites"])).await.contains("required"));
     run(args(&["ip", "put", "192.0.2.10", "--pool", "main"])).await;
     let ips = run(args(&["ips"])).await;
@@ -173,8 +181,16 @@ async fn tenants_providers_sites_and_deletes() {
     let msg = format!("{err:#}");
     assert!(msg.contains("192.0.2.10") && msg.contains("acme"), "{msg}");
     assert!(msg.contains("Move or delete those"), "{msg}");
-    assert!(run(args(&["delete", "ip", "192.0.2.10"])).await.contains("deleted ip"));
-    assert!(run(args(&["delete", "ip", "192.0.2.10"])).await.contains("nothing changed"));
+    assert!(
+        run(args(&["delete", "ip", "192.0.2.10"]))
+            .await
+            .contains("deleted ip")
+    );
+    assert!(
+        run(args(&["delete", "ip", "192.0.2.10"]))
+            .await
+            .contains("nothing changed")
+    );
     run(args(&["delete", "tenant", "acme"])).await;
     let json = run(args(&["--json", "delete", "pool", "main"])).await;
     let v: serde_json::Value = serde_json::from_str(&json).expect("JSON");
@@ -205,7 +221,9 @@ async fn the_token_is_sent_and_missing_tokens_are_explained() {
     admin_as(&ep, Some("s3cret"), &["pool", "put", "main"])
         .await
         .expect("admin token");
-    let pools = admin_as(&ep, Some("s3cret"), &["pools"]).await.expect("list");
+    let pools = admin_as(&ep, Some("s3cret"), &["pools"])
+        .await
+        .expect("list");
     assert!(pools.contains("main"), "{pools}");
     server.stop().await;
 }
@@ -227,5 +245,8 @@ fn help_texts_teach_with_examples() {
         .expect("tenant put")
         .render_long_help()
         .to_string();
-    assert!(help.contains("sluice hash-secret") && help.contains("--dkim"), "{help}");
+    assert!(
+        help.contains("sluice hash-secret") && help.contains("--dkim"),
+        "{help}"
+    );
 }

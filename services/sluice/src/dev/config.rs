@@ -292,7 +292,10 @@ mod tests {
         c.control_token().expect("token");
         let file = c.control_token_file();
         let mode = std::fs::metadata(&file).expect("token file").permissions();
-        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o600
+        );
         let token = std::fs::read_to_string(&file).expect("read");
         let hash = &c.control.credentials[0].token_hash;
         let parsed = sluice_node::secret::SecretHash::parse(hash).expect("hash");
