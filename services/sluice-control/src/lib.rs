@@ -1,6 +1,7 @@
 //! Sluice control: the source of truth for configuration — pools, source
-//! IPs, warm-up plans, site policies, tenants and suppressions — served over
-//! gRPC (`sluice.v1.Control`) with a Watch stream that nodes follow. Every
+//! IPs, warm-up plans, site policies, tenants, providers and suppressions —
+//! served over gRPC (`sluice.v1.Control`) with a Watch stream that nodes
+//! follow. Every
 //! call needs a bearer token of a configured credential (admin, operator or
 //! node role) unless the service is explicitly left open.
 //!
