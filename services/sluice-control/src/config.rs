@@ -27,6 +27,53 @@ pub struct ControlConfig {
     /// How long open Watch streams and requests may take to finish after
     /// shutdown before they are cut.
     pub drain_timeout: Span,
+    /// Who may call the service: each entry's token is sent as
+    /// `authorization: Bearer <token>` and grants its role. Empty: control
+    /// refuses to start unless `allow_unauthenticated` is set.
+    pub credentials: Vec<Credential>,
+    /// Serve every call without a token when `credentials` is empty. Only
+    /// for a control reachable by trusted hosts alone; a warning is logged.
+    pub allow_unauthenticated: bool,
+}
+
+/// One control token and what it may do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Credential {
+    /// Who holds the token (unique; for logs).
+    pub name: String,
+    /// `admin` (every call), `operator` (every read, Watch and snapshots,
+    /// and pausing or resuming an existing IP or tenant) or `node` (lists,
+    /// snapshots and Watch only).
+    pub role: Role,
+    /// The token hashed by `sluice hash-secret` (`sha256$<salt>$<digest>`;
+    /// not the `--password` form, which is too slow to check on every call).
+    pub token_hash: String,
+}
+
+/// What a control token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Every call.
+    Admin,
+    /// Every read, Watch and GetSnapshot, and changing only `paused` of an
+    /// existing source IP or tenant.
+    Operator,
+    /// ListX, GetSnapshot and Watch: what a node following the configuration
+    /// needs.
+    Node,
+}
+
+impl Role {
+    /// Lower-case name, as in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Operator => "operator",
+            Role::Node => "node",
+        }
+    }
 }
 
 /// Where control keeps the configuration.
@@ -48,6 +95,8 @@ impl Default for ControlConfig {
             cassandra: "127.0.0.1:9042".into(),
             keyspace: "sluice".into(),
             drain_timeout: sluice_node::DEFAULT_DRAIN,
+            credentials: Vec::new(),
+            allow_unauthenticated: false,
         }
     }
 }
@@ -68,6 +117,19 @@ impl RoleConfig for ControlConfig {
                 "keyspace",
                 "letters, digits and `_` only, 1 to 48 of them",
             ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, c) in self.credentials.iter().enumerate() {
+            if c.name.is_empty() || !names.insert(c.name.as_str()) {
+                return Err(ConfigError::invalid(
+                    Self::ROLE,
+                    format!("credentials[{i}].name"),
+                    "empty or given twice; every credential needs its own name",
+                ));
+            }
+            crate::auth::token_hash(&c.token_hash).map_err(|reason| {
+                ConfigError::invalid(Self::ROLE, format!("credentials[{i}].token_hash"), reason)
+            })?;
         }
         if self.store == StoreKind::Cassandra && self.cassandra.trim().is_empty() {
             return Err(ConfigError::invalid(
@@ -95,6 +157,23 @@ mod tests {
         let err =
             sluice_node::config::from_toml::<ControlConfig>("keyspace = \"a-b\"\n").unwrap_err();
         assert_eq!(err.key, "keyspace");
+    }
+
+    #[test]
+    fn credentials_are_checked_when_loaded() {
+        let hash = sluice_node::secret::hash_secret("t");
+        let ok = format!(
+            "[[credentials]]\nname = \"ops\"\nrole = \"operator\"\ntoken_hash = \"{hash}\"\n"
+        );
+        let config: ControlConfig = sluice_node::config::from_toml(&ok).expect("credential");
+        assert_eq!(config.credentials[0].role, Role::Operator);
+        let bad = "[[credentials]]\nname = \"ops\"\nrole = \"admin\"\ntoken_hash = \"plain\"\n";
+        let err = sluice_node::config::from_toml::<ControlConfig>(bad).unwrap_err();
+        assert_eq!(err.key, "credentials[0].token_hash");
+        let argon = sluice_node::secret::hash_password("t");
+        let slow =
+            format!("[[credentials]]\nname = \"a\"\nrole = \"admin\"\ntoken_hash = \"{argon}\"\n");
+        assert!(sluice_node::config::from_toml::<ControlConfig>(&slow).is_err());
     }
 
     #[test]

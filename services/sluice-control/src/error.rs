@@ -30,6 +30,19 @@ pub enum ControlError {
     /// A CQL statement failed.
     #[error("Cassandra/ScyllaDB {context}: {reason}")]
     Cql { context: String, reason: String },
+    /// No token, or one that matches no credential.
+    #[error("{}", crate::auth::UNAUTHENTICATED)]
+    Unauthenticated,
+    /// The token's role does not allow the call; says which role does.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// The change cannot be made in the current state (a delete of a record
+    /// others still name); says who refers to it.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// The configuration cannot be served as given; names the key.
+    #[error("control configuration: {0}")]
+    Config(String),
     /// Another writer changed the revision at the same time too often.
     #[error("the configuration revision is contended; retry the change")]
     Contended,
@@ -78,6 +91,9 @@ impl From<ControlError> for tonic::Status {
         let code = match &err {
             ControlError::InvalidArgument { .. } => Code::InvalidArgument,
             ControlError::Contended => Code::Aborted,
+            ControlError::Unauthenticated => Code::Unauthenticated,
+            ControlError::PermissionDenied(_) => Code::PermissionDenied,
+            ControlError::FailedPrecondition(_) => Code::FailedPrecondition,
             ControlError::CqlSetup(err) => match **err {
                 sluice_cql::CqlError::MissingTable { .. } => Code::FailedPrecondition,
                 sluice_cql::CqlError::Migration { .. } => Code::Internal,
@@ -88,7 +104,8 @@ impl From<ControlError> for tonic::Status {
             | ControlError::Embedded(_)
             | ControlError::Corrupt(_)
             | ControlError::Task(_)
-            | ControlError::Listen(_) => Code::Internal,
+            | ControlError::Listen(_)
+            | ControlError::Config(_) => Code::Internal,
         };
         tonic::Status::new(code, err.to_string())
     }

@@ -1,6 +1,9 @@
 //! Sluice control: the source of truth for configuration — pools, source
-//! IPs, warm-up plans, site policies, tenants and suppressions — served over
-//! gRPC (`sluice.v1.Control`) with a Watch stream that nodes follow.
+//! IPs, warm-up plans, site policies, tenants, providers and suppressions —
+//! served over gRPC (`sluice.v1.Control`) with a Watch stream that nodes
+//! follow. Every
+//! call needs a bearer token of a configured credential (admin, operator or
+//! node role) unless the service is explicitly left open.
 //!
 //! The configuration lives in a [`ConfigStore`]: [`EmbeddedConfigStore`]
 //! (fjall in a data directory, for `sluice dev` and single machines) or
@@ -8,6 +11,7 @@
 //! created). [`run`] serves it. The operator CLI (`sluice admin`) lives in
 //! the `sluice` binary and talks to the service over gRPC.
 
+mod auth;
 mod config;
 mod error;
 mod node;
@@ -20,7 +24,8 @@ mod watch;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use config::{ControlConfig, StoreKind};
+pub use auth::UNAUTHENTICATED;
+pub use config::{ControlConfig, Credential, Role, StoreKind};
 pub use error::ControlError;
 pub use node::{ControlBackends, ControlListeners};
 pub use record::{Kind, Record};

@@ -1,6 +1,9 @@
 //! The typed configuration records control keeps, keyed by (kind, name).
 
-use sluice_proto::v1::{Pool, SitePolicy, SourceIp, Tenant, WarmupPlan, config_change::Change};
+use sluice_proto::v1::{
+    Deleted, Pool, Provider, RecordKind, SitePolicy, SourceIp, Tenant, WarmupPlan,
+    config_change::Change,
+};
 
 /// The kinds of named configuration record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -10,16 +13,18 @@ pub enum Kind {
     WarmupPlan,
     SitePolicy,
     Tenant,
+    Provider,
 }
 
 impl Kind {
     /// Every kind, in the order a snapshot lists them.
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Pool,
         Kind::WarmupPlan,
         Kind::Ip,
         Kind::SitePolicy,
         Kind::Tenant,
+        Kind::Provider,
     ];
 
     /// Stable lower-case name, used in store keys and messages.
@@ -30,7 +35,41 @@ impl Kind {
             Kind::WarmupPlan => "warmup_plan",
             Kind::SitePolicy => "site_policy",
             Kind::Tenant => "tenant",
+            Kind::Provider => "provider",
         }
+    }
+
+    /// The kind a wire `RecordKind` names; `None` for `UNSPECIFIED`.
+    pub fn from_proto(kind: RecordKind) -> Option<Kind> {
+        Some(match kind {
+            RecordKind::Unspecified => return None,
+            RecordKind::Pool => Kind::Pool,
+            RecordKind::Ip => Kind::Ip,
+            RecordKind::WarmupPlan => Kind::WarmupPlan,
+            RecordKind::SitePolicy => Kind::SitePolicy,
+            RecordKind::Tenant => Kind::Tenant,
+            RecordKind::Provider => Kind::Provider,
+        })
+    }
+
+    /// The wire `RecordKind` of this kind.
+    pub fn to_proto(self) -> RecordKind {
+        match self {
+            Kind::Pool => RecordKind::Pool,
+            Kind::Ip => RecordKind::Ip,
+            Kind::WarmupPlan => RecordKind::WarmupPlan,
+            Kind::SitePolicy => RecordKind::SitePolicy,
+            Kind::Tenant => RecordKind::Tenant,
+            Kind::Provider => RecordKind::Provider,
+        }
+    }
+
+    /// The change that announces the record `name` of this kind was deleted.
+    pub fn deleted(self, name: &str) -> Change {
+        Change::Deleted(Deleted {
+            kind: self.to_proto().into(),
+            name: name.to_owned(),
+        })
     }
 }
 
@@ -42,6 +81,7 @@ pub enum Record {
     WarmupPlan(WarmupPlan),
     SitePolicy(SitePolicy),
     Tenant(Tenant),
+    Provider(Provider),
 }
 
 impl Record {
@@ -53,6 +93,7 @@ impl Record {
             Record::WarmupPlan(_) => Kind::WarmupPlan,
             Record::SitePolicy(_) => Kind::SitePolicy,
             Record::Tenant(_) => Kind::Tenant,
+            Record::Provider(_) => Kind::Provider,
         }
     }
 
@@ -64,6 +105,7 @@ impl Record {
             Record::WarmupPlan(p) => &p.name,
             Record::SitePolicy(s) => &s.site,
             Record::Tenant(t) => &t.name,
+            Record::Provider(p) => &p.name,
         }
     }
 
@@ -75,6 +117,20 @@ impl Record {
             Record::WarmupPlan(p) => Change::WarmupPlan(p),
             Record::SitePolicy(s) => Change::SitePolicy(s),
             Record::Tenant(t) => Change::Tenant(t),
+            Record::Provider(p) => Change::Provider(p),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_round_trip_through_the_wire_enum() {
+        for kind in Kind::ALL {
+            assert_eq!(Kind::from_proto(kind.to_proto()), Some(kind));
+        }
+        assert_eq!(Kind::from_proto(RecordKind::Unspecified), None);
     }
 }

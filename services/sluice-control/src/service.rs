@@ -11,6 +11,8 @@ use sluice_proto::v1::*;
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
+use crate::auth::{Auth, Need};
+use crate::config::Role;
 use crate::record::{Kind, Record};
 use crate::store::ConfigStore;
 use crate::{ControlBackends, ControlConfig, ControlError, ControlListeners, validate};
@@ -20,21 +22,132 @@ pub const DEFAULT_PAGE_SIZE: u32 = 100;
 /// Most suppressions one page may hold.
 pub const MAX_PAGE_SIZE: u32 = 1000;
 
+/// Most referring records a FAILED_PRECONDITION answer names.
+const MAX_NAMED_REFERENCES: usize = 10;
+
 /// The Control service. Writes are announced to watchers through `head`.
 pub struct ControlService {
     store: Arc<dyn ConfigStore>,
     head: watch::Sender<u64>,
     stop: CancellationToken,
+    auth: Auth,
 }
 
 impl ControlService {
-    /// A service over `store`; watch streams end when `stop` is cancelled.
+    /// A service over `store` that admits the callers `config.credentials`
+    /// names (or everyone, with `allow_unauthenticated` and no credentials);
+    /// watch streams end when `stop` is cancelled.
     pub async fn new(
         store: Arc<dyn ConfigStore>,
+        config: &ControlConfig,
         stop: CancellationToken,
     ) -> Result<Self, ControlError> {
+        let auth = Auth::from_config(config)?;
         let (head, _) = watch::channel(store.revision().await?);
-        Ok(Self { store, head, stop })
+        Ok(Self {
+            store,
+            head,
+            stop,
+            auth,
+        })
+    }
+
+    /// Fails unless an operator's put changes only `paused` of an existing
+    /// record (`stored`); admins pass. The same answer whether the record
+    /// exists or not.
+    fn pause_only<T: PartialEq>(
+        role: Role,
+        stored: Option<T>,
+        unpaused: impl Fn(T) -> T,
+        wanted: &T,
+    ) -> Result<(), ControlError> {
+        if role == Role::Admin {
+            return Ok(());
+        }
+        match stored.map(unpaused) {
+            Some(same) if same == *wanted => Ok(()),
+            _ => Err(ControlError::PermissionDenied(
+                "this change needs the admin role; an operator token may only change `paused` \
+                 of an existing IP or tenant"
+                    .into(),
+            )),
+        }
+    }
+
+    /// The IPs with their leases filled in (when the store sees leases).
+    async fn with_leases(&self, mut ips: Vec<SourceIp>) -> Result<Vec<SourceIp>, ControlError> {
+        let leases = self.store.leases().await?;
+        for ip in &mut ips {
+            ip.lease = leases.get(&ip.address).cloned();
+        }
+        Ok(ips)
+    }
+
+    /// Fails with FAILED_PRECONDITION when other records still name the
+    /// pool or warm-up plan `name`.
+    async fn unreferenced(&self, kind: Kind, name: &str) -> Result<(), ControlError> {
+        let mut refs = Vec::new();
+        if matches!(kind, Kind::Pool | Kind::WarmupPlan) {
+            for r in self.store.list(Kind::Ip).await? {
+                if let Record::Ip(ip) = r {
+                    if kind == Kind::Pool && ip.pool == name {
+                        refs.push(format!("ip {} (pool)", ip.address));
+                    } else if kind == Kind::WarmupPlan && ip.warmup_plan == name {
+                        refs.push(format!("ip {} (warmup_plan)", ip.address));
+                    }
+                }
+            }
+        }
+        if kind == Kind::Pool {
+            for r in self.store.list(Kind::Tenant).await? {
+                if let Record::Tenant(t) = r
+                    && t.default_pool == name
+                {
+                    refs.push(format!("tenant {} (default_pool)", t.name));
+                }
+            }
+        }
+        if refs.is_empty() {
+            return Ok(());
+        }
+        let total = refs.len();
+        refs.truncate(MAX_NAMED_REFERENCES);
+        let more = match total - refs.len() {
+            0 => String::new(),
+            n => format!(" and {n} more"),
+        };
+        let what = kind.as_str().replace('_', "-");
+        Err(ControlError::FailedPrecondition(format!(
+            "{what} `{name}` is still used by {}{more}; change or delete those first",
+            refs.join(", ")
+        )))
+    }
+
+    /// Everything but suppressions, at the revision read first.
+    async fn snapshot(&self) -> Result<ConfigSnapshot, ControlError> {
+        // The revision first: every change up to it is in the lists below.
+        // A change committed while they are read may show too; a watcher
+        // from `revision` then sees it again, which is harmless because a
+        // change carries the whole record (docs/control.md).
+        let revision = self.store.revision().await?;
+        let mut snap = ConfigSnapshot {
+            revision,
+            ..Default::default()
+        };
+        for kind in Kind::ALL {
+            for record in self.store.list(kind).await? {
+                match record {
+                    Record::Pool(p) => snap.pools.push(p),
+                    Record::Ip(ip) => snap.ips.push(ip),
+                    Record::WarmupPlan(p) => snap.warmup_plans.push(p),
+                    Record::SitePolicy(s) => snap.site_policies.push(s),
+                    Record::Tenant(t) => snap.tenants.push(t),
+                    Record::Provider(p) => snap.providers.push(p),
+                }
+            }
+        }
+        snap.ips = self.with_leases(std::mem::take(&mut snap.ips)).await?;
+        Ok(snap)
     }
 
     async fn require(&self, kind: Kind, field: &str, name: &str) -> Result<(), ControlError> {
@@ -64,7 +177,7 @@ pub async fn run(
     backends: ControlBackends,
     shutdown: CancellationToken,
 ) -> Result<(), ControlError> {
-    let service = ControlService::new(backends.store, shutdown.clone()).await?;
+    let service = ControlService::new(backends.store, &config, shutdown.clone()).await?;
     tracing::info!(addr = ?listeners.grpc.local_addr().ok(), "control serving");
     let stop = shutdown.clone();
     let server = tonic::transport::Server::builder()
@@ -107,36 +220,70 @@ type WatchStream = Pin<Box<dyn Stream<Item = Result<ConfigChange, Status>> + Sen
 impl Control for ControlService {
     async fn list_providers(
         &self,
-        _: Request<sluice_proto::v1::ListProvidersRequest>,
-    ) -> Result<Response<sluice_proto::v1::ListProvidersResponse>, Status> {
-        Err(Status::unimplemented("providers are being added"))
+        request: Request<ListProvidersRequest>,
+    ) -> Result<Response<ListProvidersResponse>, Status> {
+        self.auth.authorize(&request, Need::Read)?;
+        let list = self.store.list(Kind::Provider).await?;
+        let providers = records(list, |r| match r {
+            Record::Provider(p) => Some(p),
+            _ => None,
+        });
+        Ok(Response::new(ListProvidersResponse { providers }))
     }
 
-    async fn put_provider(
-        &self,
-        _: Request<sluice_proto::v1::Provider>,
-    ) -> Result<Response<sluice_proto::v1::Provider>, Status> {
-        Err(Status::unimplemented("providers are being added"))
+    async fn put_provider(&self, request: Request<Provider>) -> Result<Response<Provider>, Status> {
+        self.auth.authorize(&request, Need::Admin)?;
+        let provider = request.into_inner();
+        validate::provider(&provider)?;
+        self.put(Record::Provider(provider.clone())).await?;
+        Ok(Response::new(provider))
     }
 
     async fn delete(
         &self,
-        _: Request<sluice_proto::v1::DeleteRequest>,
-    ) -> Result<Response<sluice_proto::v1::DeleteResponse>, Status> {
-        Err(Status::unimplemented("deletes are being added"))
+        request: Request<DeleteRequest>,
+    ) -> Result<Response<DeleteResponse>, Status> {
+        self.auth.authorize(&request, Need::Admin)?;
+        let req = request.into_inner();
+        let kind = RecordKind::try_from(req.kind)
+            .ok()
+            .and_then(Kind::from_proto)
+            .ok_or_else(|| {
+                ControlError::invalid(
+                    "kind",
+                    "must be one of pool, ip, warmup plan, site policy, tenant, provider",
+                )
+            })?;
+        let name = match kind {
+            Kind::Ip => validate::ip_address("name", &req.name)?,
+            _ => {
+                validate::name("name", &req.name)?;
+                req.name
+            }
+        };
+        self.unreferenced(kind, &name).await?;
+        let deleted = self.store.delete(kind, &name).await?;
+        if let Some(revision) = deleted {
+            self.head.send_replace(revision);
+        }
+        Ok(Response::new(DeleteResponse {
+            deleted: deleted.is_some(),
+        }))
     }
 
     async fn get_snapshot(
         &self,
-        _: Request<sluice_proto::v1::GetSnapshotRequest>,
-    ) -> Result<Response<sluice_proto::v1::ConfigSnapshot>, Status> {
-        Err(Status::unimplemented("snapshots are being added"))
+        request: Request<GetSnapshotRequest>,
+    ) -> Result<Response<ConfigSnapshot>, Status> {
+        self.auth.authorize(&request, Need::Read)?;
+        Ok(Response::new(self.snapshot().await?))
     }
 
     async fn list_pools(
         &self,
-        _: Request<ListPoolsRequest>,
+        request: Request<ListPoolsRequest>,
     ) -> Result<Response<ListPoolsResponse>, Status> {
+        self.auth.authorize(&request, Need::Read)?;
         let list = self.store.list(Kind::Pool).await?;
         let pools = records(list, |r| match r {
             Record::Pool(p) => Some(p),
@@ -146,6 +293,7 @@ impl Control for ControlService {
     }
 
     async fn put_pool(&self, request: Request<Pool>) -> Result<Response<Pool>, Status> {
+        self.auth.authorize(&request, Need::Admin)?;
         let pool = request.into_inner();
         validate::pool(&pool)?;
         self.put(Record::Pool(pool.clone())).await?;
@@ -156,17 +304,32 @@ impl Control for ControlService {
         &self,
         request: Request<ListIpsRequest>,
     ) -> Result<Response<ListIpsResponse>, Status> {
+        self.auth.authorize(&request, Need::Read)?;
         let pool = request.into_inner().pool;
         let list = self.store.list(Kind::Ip).await?;
         let ips = records(list, |r| match r {
             Record::Ip(ip) if pool.is_empty() || ip.pool == pool => Some(ip),
             _ => None,
         });
+        let ips = self.with_leases(ips).await?;
         Ok(Response::new(ListIpsResponse { ips }))
     }
 
     async fn put_ip(&self, request: Request<SourceIp>) -> Result<Response<SourceIp>, Status> {
+        let role = self.auth.authorize(&request, Need::Pause)?;
         let ip = validate::source_ip(&request.into_inner())?;
+        if role != Role::Admin {
+            let stored = match self.store.get(Kind::Ip, &ip.address).await? {
+                Some(Record::Ip(old)) => Some(old),
+                _ => None,
+            };
+            let unpaused = |old: SourceIp| SourceIp {
+                paused: ip.paused,
+                lease: None,
+                ..old
+            };
+            Self::pause_only(role, stored, unpaused, &ip)?;
+        }
         self.require(Kind::Pool, "pool", &ip.pool).await?;
         if !ip.warmup_plan.is_empty() {
             self.require(Kind::WarmupPlan, "warmup_plan", &ip.warmup_plan)
@@ -178,8 +341,9 @@ impl Control for ControlService {
 
     async fn list_warmup_plans(
         &self,
-        _: Request<ListWarmupPlansRequest>,
+        request: Request<ListWarmupPlansRequest>,
     ) -> Result<Response<ListWarmupPlansResponse>, Status> {
+        self.auth.authorize(&request, Need::Read)?;
         let list = self.store.list(Kind::WarmupPlan).await?;
         let plans = records(list, |r| match r {
             Record::WarmupPlan(p) => Some(p),
@@ -192,6 +356,7 @@ impl Control for ControlService {
         &self,
         request: Request<WarmupPlan>,
     ) -> Result<Response<WarmupPlan>, Status> {
+        self.auth.authorize(&request, Need::Admin)?;
         let plan = request.into_inner();
         validate::warmup_plan(&plan)?;
         self.put(Record::WarmupPlan(plan.clone())).await?;
@@ -200,8 +365,9 @@ impl Control for ControlService {
 
     async fn list_site_policies(
         &self,
-        _: Request<ListSitePoliciesRequest>,
+        request: Request<ListSitePoliciesRequest>,
     ) -> Result<Response<ListSitePoliciesResponse>, Status> {
+        self.auth.authorize(&request, Need::Read)?;
         let list = self.store.list(Kind::SitePolicy).await?;
         let policies = records(list, |r| match r {
             Record::SitePolicy(s) => Some(s),
@@ -214,6 +380,7 @@ impl Control for ControlService {
         &self,
         request: Request<SitePolicy>,
     ) -> Result<Response<SitePolicy>, Status> {
+        self.auth.authorize(&request, Need::Admin)?;
         let policy = request.into_inner();
         validate::site_policy(&policy)?;
         self.put(Record::SitePolicy(policy.clone())).await?;
@@ -222,8 +389,9 @@ impl Control for ControlService {
 
     async fn list_tenants(
         &self,
-        _: Request<ListTenantsRequest>,
+        request: Request<ListTenantsRequest>,
     ) -> Result<Response<ListTenantsResponse>, Status> {
+        self.auth.authorize(&request, Need::Read)?;
         let list = self.store.list(Kind::Tenant).await?;
         let tenants = records(list, |r| match r {
             Record::Tenant(t) => Some(t),
@@ -233,7 +401,19 @@ impl Control for ControlService {
     }
 
     async fn put_tenant(&self, request: Request<Tenant>) -> Result<Response<Tenant>, Status> {
+        let role = self.auth.authorize(&request, Need::Pause)?;
         let tenant = validate::tenant(&request.into_inner())?;
+        if role != Role::Admin {
+            let stored = match self.store.get(Kind::Tenant, &tenant.name).await? {
+                Some(Record::Tenant(old)) => Some(old),
+                _ => None,
+            };
+            let unpaused = |old: Tenant| Tenant {
+                paused: tenant.paused,
+                ..old
+            };
+            Self::pause_only(role, stored, unpaused, &tenant)?;
+        }
         if !tenant.default_pool.is_empty() {
             self.require(Kind::Pool, "default_pool", &tenant.default_pool)
                 .await?;
@@ -246,6 +426,7 @@ impl Control for ControlService {
         &self,
         request: Request<Suppression>,
     ) -> Result<Response<Suppression>, Status> {
+        self.auth.authorize(&request, Need::Admin)?;
         let mut s = validate::suppression(&request.into_inner())?;
         if s.created_at.is_none() {
             s.created_at = Some(prost_types::Timestamp::from(SystemTime::now()));
@@ -259,6 +440,7 @@ impl Control for ControlService {
         &self,
         request: Request<RemoveSuppressionRequest>,
     ) -> Result<Response<RemoveSuppressionResponse>, Status> {
+        self.auth.authorize(&request, Need::Admin)?;
         let req = request.into_inner();
         validate::name("tenant", &req.tenant)?;
         let address = validate::email("address", &req.address)?;
@@ -275,6 +457,7 @@ impl Control for ControlService {
         &self,
         request: Request<ListSuppressionsRequest>,
     ) -> Result<Response<ListSuppressionsResponse>, Status> {
+        self.auth.authorize(&request, Need::Read)?;
         let req = request.into_inner();
         validate::name("tenant", &req.tenant)?;
         let after = parse_page_token(&req.page_token)?;
@@ -302,6 +485,7 @@ impl Control for ControlService {
         &self,
         request: Request<WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        self.auth.authorize(&request, Need::Read)?;
         let req = request.into_inner();
         tracing::debug!(node = %req.node, after = req.after_revision, "watch started");
         let stream = crate::watch::changes(

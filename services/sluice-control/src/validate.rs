@@ -4,12 +4,29 @@
 
 use std::net::IpAddr;
 
-use sluice_proto::v1::{Pool, SitePolicy, SourceIp, Suppression, Tenant, WarmupPlan};
+use sluice_node::secret::SecretHash;
+use sluice_proto::v1::{
+    DkimKey, Pool, Provider, SitePolicy, SmtpUser, SourceIp, Suppression, Tenant, WarmupPlan,
+};
 
 use crate::ControlError;
 
 /// Longest name of a pool, plan, site, tenant or node.
 pub const MAX_NAME: usize = 128;
+/// Longest free text (descriptions, key references, hashes, ...).
+pub const MAX_TEXT: usize = 1024;
+/// Most steps of a warm-up plan (a year, day by day).
+pub const MAX_PLAN_STEPS: usize = 366;
+/// Most sending domains of a tenant.
+pub const MAX_SENDING_DOMAINS: usize = 1000;
+/// Most API keys of a tenant.
+pub const MAX_API_KEYS: usize = 64;
+/// Most SMTP users of a tenant.
+pub const MAX_SMTP_USERS: usize = 1000;
+/// Most DKIM keys of a tenant.
+pub const MAX_DKIM_KEYS: usize = 1000;
+/// DKIM algorithms a key may name; empty means `rsa-sha256`.
+pub const DKIM_ALGORITHMS: &[&str] = &["rsa-sha256", "ed25519-sha256"];
 /// Reasons a suppression may carry.
 pub const REASONS: &[&str] = &["hard_bounce", "complaint", "unsubscribe", "manual"];
 
@@ -103,20 +120,69 @@ fn fits_bigint(field: &str, v: u64) -> Result<(), ControlError> {
 /// A pool.
 pub fn pool(p: &Pool) -> Result<(), ControlError> {
     name("name", &p.name)?;
-    if p.description.len() > 1024 {
-        return Err(invalid("description", "longer than 1024 characters"));
+    text("description", &p.description)
+}
+
+/// Free text of at most [`MAX_TEXT`] characters.
+pub fn text(field: &str, value: &str) -> Result<(), ControlError> {
+    if value.chars().count() > MAX_TEXT {
+        return Err(invalid(field, format!("longer than {MAX_TEXT} characters")));
     }
     Ok(())
 }
 
-/// A source IP; returns it with its address in canonical form.
-pub fn source_ip(ip: &SourceIp) -> Result<SourceIp, ControlError> {
-    let addr: IpAddr = ip.address.parse().map_err(|_| {
+fn at_most<T>(field: &str, list: &[T], max: usize) -> Result<(), ControlError> {
+    if list.len() > max {
+        return Err(invalid(
+            field,
+            format!("{} entries; at most {max} are allowed", list.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// A stored secret as `sluice hash-secret` prints it: `sha256$<salt
+/// hex>$<digest hex>`, or (for passwords, `--password`) an Argon2 PHC
+/// string. Only the shape is checked; the secret stays unknown.
+pub fn secret_hash(field: &str, value: &str) -> Result<(), ControlError> {
+    text(field, value)?;
+    SecretHash::parse(value).map(drop).map_err(|reason| {
         invalid(
-            "address",
-            format!("`{}` is not an IPv4 or IPv6 literal", ip.address),
+            field,
+            format!("{reason}; make one with `printf %s 'secret' | sluice hash-secret`"),
         )
-    })?;
+    })
+}
+
+/// A DNS label: 1–63 letters, digits and `-`, not starting or ending with `-`.
+pub fn label(field: &str, value: &str) -> Result<(), ControlError> {
+    let ok = !value.is_empty()
+        && value.len() <= 63
+        && !value.starts_with('-')
+        && !value.ends_with('-')
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if !ok {
+        return Err(invalid(
+            field,
+            format!("`{value}` is not a DNS label (1-63 letters, digits, `-`)"),
+        ));
+    }
+    Ok(())
+}
+
+/// An IPv4 or IPv6 literal, in canonical form (`2001:DB8:0::1` →
+/// `2001:db8::1`): the key of a source IP.
+pub fn ip_address(field: &str, value: &str) -> Result<String, ControlError> {
+    let addr: IpAddr = value
+        .parse()
+        .map_err(|_| invalid(field, format!("`{value}` is not an IPv4 or IPv6 literal")))?;
+    Ok(addr.to_string())
+}
+
+/// A source IP; returns it with its address in canonical form. `lease` is
+/// output only and dropped.
+pub fn source_ip(ip: &SourceIp) -> Result<SourceIp, ControlError> {
+    let addr = ip_address("address", &ip.address)?;
     name("pool", &ip.pool)?;
     if !ip.owner_node.is_empty() {
         name("owner_node", &ip.owner_node)?;
@@ -129,8 +195,9 @@ pub fn source_ip(ip: &SourceIp) -> Result<SourceIp, ControlError> {
         e => domain("ehlo_name", e)?,
     };
     Ok(SourceIp {
-        address: addr.to_string(),
+        address: addr,
         ehlo_name,
+        lease: None,
         ..ip.clone()
     })
 }
@@ -142,6 +209,7 @@ pub fn warmup_plan(plan: &WarmupPlan) -> Result<(), ControlError> {
     if plan.steps.is_empty() {
         return Err(invalid("steps", "needs at least one step"));
     }
+    at_most("steps", &plan.steps, MAX_PLAN_STEPS)?;
     let mut previous = 0;
     for (i, step) in plan.steps.iter().enumerate() {
         if step.day == 0 {
@@ -185,9 +253,25 @@ pub fn site_policy(s: &SitePolicy) -> Result<(), ControlError> {
     fits_bigint("messages_per_day", s.messages_per_day)
 }
 
-/// A tenant; returns it with its sending domains lower-cased.
+/// A provider (limits shared by the sites of one mailbox provider).
+pub fn provider(p: &Provider) -> Result<(), ControlError> {
+    name("name", &p.name)?;
+    for (field, v) in [
+        ("messages_per_minute", p.messages_per_minute),
+        ("messages_per_hour", p.messages_per_hour),
+        ("max_connections", p.max_connections),
+    ] {
+        fits_int(field, v)?;
+    }
+    fits_bigint("messages_per_day", p.messages_per_day)
+}
+
+/// A tenant; returns it normalized: sending domains lower-cased, sorted and
+/// de-duplicated, SMTP users sorted by username, DKIM domains and the
+/// bounce domain lower-cased.
 pub fn tenant(t: &Tenant) -> Result<Tenant, ControlError> {
     name("name", &t.name)?;
+    at_most("sending_domains", &t.sending_domains, MAX_SENDING_DOMAINS)?;
     let mut domains = Vec::with_capacity(t.sending_domains.len());
     for (i, d) in t.sending_domains.iter().enumerate() {
         domains.push(domain(&format!("sending_domains[{i}]"), d)?);
@@ -198,9 +282,96 @@ pub fn tenant(t: &Tenant) -> Result<Tenant, ControlError> {
         name("default_pool", &t.default_pool)?;
     }
     fits_int("rate_quota", t.rate_quota)?;
+    at_most("api_key_hashes", &t.api_key_hashes, MAX_API_KEYS)?;
+    for (i, h) in t.api_key_hashes.iter().enumerate() {
+        secret_hash(&format!("api_key_hashes[{i}]"), h)?;
+    }
+    let smtp_users = smtp_users(&t.smtp_users)?;
+    at_most("dkim_keys", &t.dkim_keys, MAX_DKIM_KEYS)?;
+    let dkim_keys = t
+        .dkim_keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| dkim_key(i, k, &domains))
+        .collect::<Result<Vec<_>, _>>()?;
+    let bounce_domain = match t.bounce_domain.as_str() {
+        "" => String::new(),
+        d => domain("bounce_domain", d)?,
+    };
     Ok(Tenant {
         sending_domains: domains,
+        smtp_users,
+        dkim_keys,
+        bounce_domain,
         ..t.clone()
+    })
+}
+
+fn smtp_users(users: &[SmtpUser]) -> Result<Vec<SmtpUser>, ControlError> {
+    at_most("smtp_users", users, MAX_SMTP_USERS)?;
+    let mut seen = std::collections::HashSet::new();
+    for (i, u) in users.iter().enumerate() {
+        let field = format!("smtp_users[{i}].username");
+        let n = u.username.chars().count();
+        if n == 0 || n > MAX_NAME {
+            return Err(invalid(
+                field,
+                format!("must be 1 to {MAX_NAME} characters"),
+            ));
+        }
+        if u.username
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(invalid(
+                field,
+                "must not contain spaces or control characters",
+            ));
+        }
+        if !seen.insert(u.username.as_str()) {
+            return Err(invalid(
+                field,
+                format!(
+                    "`{}` is given twice; usernames are unique within a tenant",
+                    u.username
+                ),
+            ));
+        }
+        secret_hash(&format!("smtp_users[{i}].password_hash"), &u.password_hash)?;
+    }
+    let mut sorted = users.to_vec();
+    sorted.sort_by(|a, b| a.username.cmp(&b.username));
+    Ok(sorted)
+}
+
+fn dkim_key(i: usize, k: &DkimKey, sending_domains: &[String]) -> Result<DkimKey, ControlError> {
+    let d = domain(&format!("dkim_keys[{i}].domain"), &k.domain)?;
+    if !sending_domains.contains(&d) {
+        return Err(invalid(
+            format!("dkim_keys[{i}].domain"),
+            format!("`{d}` is not one of the tenant's sending_domains"),
+        ));
+    }
+    label(&format!("dkim_keys[{i}].selector"), &k.selector)?;
+    if !k.algorithm.is_empty() && !DKIM_ALGORITHMS.contains(&k.algorithm.as_str()) {
+        return Err(invalid(
+            format!("dkim_keys[{i}].algorithm"),
+            format!(
+                "`{}` is not one of {} (empty means rsa-sha256)",
+                k.algorithm,
+                DKIM_ALGORITHMS.join(", ")
+            ),
+        ));
+    }
+    let field = format!("dkim_keys[{i}].key_ref");
+    if k.key_ref.is_empty() {
+        return Err(invalid(field, "must name where nodes find the key"));
+    }
+    text(&field, &k.key_ref)?;
+    Ok(DkimKey {
+        domain: d,
+        selector: k.selector.to_ascii_lowercase(),
+        ..k.clone()
     })
 }
 
@@ -272,6 +443,84 @@ mod tests {
     }
 
     #[test]
+    fn tenant_credentials_and_keys_are_checked() {
+        let hash = sluice_node::secret::hash_secret("k");
+        let good = Tenant {
+            name: "acme".into(),
+            sending_domains: vec!["Example.com".into()],
+            api_key_hashes: vec![hash.clone()],
+            smtp_users: vec![
+                SmtpUser {
+                    username: "z".into(),
+                    password_hash: hash.clone(),
+                },
+                SmtpUser {
+                    username: "a".into(),
+                    password_hash: hash.clone(),
+                },
+            ],
+            dkim_keys: vec![DkimKey {
+                domain: "EXAMPLE.com".into(),
+                selector: "s1".into(),
+                algorithm: String::new(),
+                key_ref: "/keys/s1.pem".into(),
+            }],
+            bounce_domain: "Bounce.Example.com".into(),
+            ..Default::default()
+        };
+        let t = tenant(&good).expect("valid");
+        assert_eq!(t.smtp_users[0].username, "a");
+        assert_eq!(t.dkim_keys[0].domain, "example.com");
+        assert_eq!(t.bounce_domain, "bounce.example.com");
+        let with = |f: &dyn Fn(&mut Tenant)| {
+            let mut t = good.clone();
+            f(&mut t);
+            field(tenant(&t))
+        };
+        assert_eq!(
+            with(&|t| t.api_key_hashes[0] = "plain".into()),
+            "api_key_hashes[0]"
+        );
+        assert_eq!(
+            with(&|t| t.api_key_hashes = vec![hash.clone(); 65]),
+            "api_key_hashes"
+        );
+        assert_eq!(
+            with(&|t| t.smtp_users[1].username = "z".into()),
+            "smtp_users[1].username"
+        );
+        assert_eq!(
+            with(&|t| t.smtp_users[0].password_hash = "x".into()),
+            "smtp_users[0].password_hash"
+        );
+        assert_eq!(
+            with(&|t| t.dkim_keys[0].domain = "other.com".into()),
+            "dkim_keys[0].domain"
+        );
+        assert_eq!(
+            with(&|t| t.dkim_keys[0].selector = "a.b".into()),
+            "dkim_keys[0].selector"
+        );
+        assert_eq!(
+            with(&|t| t.dkim_keys[0].algorithm = "md5".into()),
+            "dkim_keys[0].algorithm"
+        );
+        assert_eq!(
+            with(&|t| t.dkim_keys[0].key_ref = String::new()),
+            "dkim_keys[0].key_ref"
+        );
+        assert_eq!(
+            with(&|t| t.dkim_keys[0].key_ref = "x".repeat(1025)),
+            "dkim_keys[0].key_ref"
+        );
+        assert_eq!(with(&|t| t.bounce_domain = "nodot".into()), "bounce_domain");
+        assert_eq!(
+            with(&|t| t.sending_domains = vec!["a.example.com".into(); 1001]),
+            "sending_domains"
+        );
+    }
+
+    #[test]
     fn warmup_steps_must_increase_with_caps() {
         let step = |day, daily_cap| WarmupStep {
             day,
@@ -292,5 +541,8 @@ mod tests {
             field(warmup_plan(&plan(vec![step(1, 0)]))),
             "steps[0].daily_cap"
         );
+        let year: Vec<WarmupStep> = (1..=367).map(|d| step(d, 10)).collect();
+        assert_eq!(field(warmup_plan(&plan(year[..367].to_vec()))), "steps");
+        assert!(warmup_plan(&plan(year[..366].to_vec())).is_ok());
     }
 }

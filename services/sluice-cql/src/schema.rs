@@ -43,6 +43,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "ip_leases",
         cql: include_str!("../migrations/0005_ip_leases.cql"),
     },
+    Migration {
+        version: 6,
+        name: "control_records",
+        cql: include_str!("../migrations/0006_control_records.cql"),
+    },
 ];
 
 impl Migration {
@@ -78,6 +83,42 @@ async fn run(
             name,
             reason: e.to_string(),
         })
+}
+
+/// `(table, column)` of an `ALTER TABLE <ks>.<table> ADD <column> <type>`
+/// statement; `None` for any other statement.
+fn added_column(cql: &str, ks: &str) -> Option<(String, String)> {
+    let rest = cql.strip_prefix(&format!("ALTER TABLE {ks}."))?;
+    let mut words = rest.split_whitespace();
+    let table = words.next()?;
+    if !words.next()?.eq_ignore_ascii_case("ADD") {
+        return None;
+    }
+    let column = words.next()?;
+    Some((table.to_owned(), column.to_owned()))
+}
+
+/// True when `ks.table` has `column` (from `system_schema.columns`): a
+/// migration re-run after a failure must not ADD it again, which both
+/// ScyllaDB and Cassandra refuse.
+async fn column_exists(
+    session: &Session,
+    ks: &str,
+    table: &str,
+    column: &str,
+) -> Result<bool, CqlError> {
+    let context = format!("reading the columns of {ks}.{table}");
+    let rows = session
+        .query_unpaged(
+            "SELECT column_name FROM system_schema.columns \
+             WHERE keyspace_name = ? AND table_name = ? AND column_name = ?",
+            (ks, table, column),
+        )
+        .await
+        .map_err(|e| CqlError::statement(&context, e))?
+        .into_rows_result()
+        .map_err(|e| CqlError::statement(&context, e))?;
+    Ok(rows.rows_num() > 0)
 }
 
 async fn applied_versions(session: &Session, ks: &str) -> Result<Vec<u32>, CqlError> {
@@ -116,6 +157,12 @@ pub async fn migrate(session: &Session, ks: &str, replication: &str) -> Result<V
     let mut applied = Vec::new();
     for m in MIGRATIONS.iter().filter(|m| !done.contains(&m.version)) {
         for cql in m.statements(ks) {
+            if let Some((table, column)) = added_column(&cql, ks)
+                && column_exists(session, ks, &table, &column).await?
+            {
+                tracing::info!(table, column, "column exists; ADD skipped");
+                continue;
+            }
             run(session, cql, m.version, m.name).await?;
         }
         await_agreement(session).await?;
@@ -170,6 +217,7 @@ mod tests {
                 statements.iter().all(|s| {
                     s.starts_with("CREATE TABLE IF NOT EXISTS ks_x.")
                         || s.starts_with("DROP TABLE IF EXISTS ks_x.")
+                        || added_column(s, "ks_x").is_some()
                 }),
                 "migration {}: {statements:#?}",
                 m.version
@@ -180,6 +228,25 @@ mod tests {
                     .all(|s| !s.contains("{ks}") && !s.contains("--"))
             );
         }
+    }
+
+    #[test]
+    fn added_columns_are_recognized() {
+        assert_eq!(
+            added_column("ALTER TABLE ks.config_tenants ADD bounce_domain text", "ks"),
+            Some(("config_tenants".into(), "bounce_domain".into()))
+        );
+        assert_eq!(added_column("ALTER TABLE ks.t DROP c", "ks"), None);
+        assert_eq!(
+            added_column("CREATE TABLE IF NOT EXISTS ks.t (a int)", "ks"),
+            None
+        );
+        let adds = MIGRATIONS[5]
+            .statements("ks")
+            .iter()
+            .filter(|s| added_column(s, "ks").is_some())
+            .count();
+        assert_eq!(adds, 4);
     }
 
     #[test]

@@ -21,17 +21,20 @@ pub const RECORDER_TABLES: &[&str] = &[
 
 /// The tables control's CQL configuration store reads and writes
 /// (`CqlConfigStore`). It also writes manual suppressions to the recorder's
-/// `suppressions`, so that ingest and the sender see them.
+/// `suppressions`, so that ingest and the sender see them, and reads
+/// `ip_leases` (the sender's table) to show who holds each IP.
 pub const CONTROL_TABLES: &[&str] = &[
     "config_pools",
     "config_ips",
     "config_warmup_plans",
     "config_site_policies",
     "config_tenants",
+    "config_providers",
     "config_revision",
     "config_suppressions",
     "config_changes",
     "suppressions",
+    "ip_leases",
 ];
 
 /// The tables the sender's CQL lease store reads and writes (`CqlLeases`,

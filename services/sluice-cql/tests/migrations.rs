@@ -106,6 +106,43 @@ async fn an_older_keyspace_ends_like_a_fresh_one() {
     drop_keyspace(&session, &ks).await;
 }
 
+/// Version 6 adds columns with ALTER TABLE, which fails when a column
+/// exists: a re-run after a half-applied version 6 must skip those.
+#[tokio::test]
+async fn a_half_applied_version_6_runs_again() {
+    let session = cassandra().await;
+    let ks = fresh_name("mig_alter");
+    sluice_cql::migrate(&session, &ks, REPLICATION)
+        .await
+        .expect("migrate");
+    for cql in [
+        "ALTER TABLE {ks}.config_tenants DROP bounce_domain",
+        "DROP TABLE {ks}.config_providers",
+        "DELETE FROM {ks}.schema_version WHERE version = 6",
+    ] {
+        session
+            .query_unpaged(cql.replace("{ks}", &ks), ())
+            .await
+            .unwrap_or_else(|e| panic!("{cql}: {e}"));
+    }
+    let applied = sluice_cql::migrate(&session, &ks, REPLICATION)
+        .await
+        .expect("migrate again: existing columns are skipped");
+    assert_eq!(applied, [6]);
+    let tables = sluice_cql::existing_tables(&session, &ks)
+        .await
+        .expect("tables");
+    assert_eq!(tables, sluice_cql::migrated_tables());
+    session
+        .query_unpaged(
+            format!("SELECT bounce_domain, api_key_hashes FROM {ks}.config_tenants"),
+            (),
+        )
+        .await
+        .expect("the dropped column is back");
+    drop_keyspace(&session, &ks).await;
+}
+
 #[tokio::test]
 async fn an_unmigrated_keyspace_names_the_missing_table_and_the_fix() {
     let session = cassandra().await;

@@ -16,10 +16,13 @@
 //! named after their setting, and [`config`], the one configuration loader
 //! (TOML file, then `SLUICE_<ROLE>_<KEY>` environment overrides, unknown keys
 //! rejected) with [`Span`], the one duration format.
+//! [`secret`] parses and verifies the hashed secrets (`sluice hash-secret`)
+//! that ingest (API keys, SMTP passwords) and control (tokens) check.
 
 pub mod config;
 mod lifecycle;
 pub mod reference;
+pub mod secret;
 mod supervisor;
 
 pub use config::{ConfigError, RoleConfig};

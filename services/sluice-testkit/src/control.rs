@@ -19,8 +19,19 @@ pub struct Server {
 }
 
 impl Server {
-    /// Serves `store`.
+    /// Serves `store` to every caller without a token
+    /// (`allow_unauthenticated`, no credentials).
     pub async fn start(store: Arc<dyn ConfigStore>) -> Self {
+        let config = ControlConfig {
+            allow_unauthenticated: true,
+            ..ControlConfig::default()
+        };
+        Self::start_with(store, config).await
+    }
+
+    /// Serves `store` with `config` (its credentials; `listen` is ignored:
+    /// the server binds 127.0.0.1:0).
+    pub async fn start_with(store: Arc<dyn ConfigStore>, config: ControlConfig) -> Self {
         let grpc = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1:0");
@@ -28,7 +39,7 @@ impl Server {
         let stop = CancellationToken::new();
         let task = tokio::spawn(sluice_control::run(
             ControlListeners { grpc },
-            ControlConfig::default(),
+            config,
             ControlBackends { store },
             stop.clone(),
         ));
@@ -45,6 +56,15 @@ impl Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = sluice_control::open_embedded(dir.path()).expect("open embedded store");
         let mut server = Self::start(store).await;
+        server._dir = Some(dir);
+        server
+    }
+
+    /// Serves a fresh embedded store in a temporary directory with `config`.
+    pub async fn embedded_with(config: ControlConfig) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = sluice_control::open_embedded(dir.path()).expect("open embedded store");
+        let mut server = Self::start_with(store, config).await;
         server._dir = Some(dir);
         server
     }

@@ -188,7 +188,9 @@ pub struct DevArgs {
 /// `sluice admin` options.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  sluice admin pools\n  sluice admin ip put 192.0.2.10 --pool default --warmup standard\n  sluice admin --json suppressions dev"
+    after_help = "Examples:\n  export SLUICE_CONTROL_TOKEN=$(cat sluice-data/control.token)   # the token sluice dev made\n  \
+                  sluice admin pools\n  sluice admin ip put 192.0.2.10 --pool default --warmup standard\n  \
+                  sluice admin --json suppressions dev\n  sluice admin delete ip 192.0.2.10"
 )]
 pub struct AdminArgs {
     /// Control service address (`host:port` or URL).
@@ -199,6 +201,16 @@ pub struct AdminArgs {
         env = "SLUICE_CONTROL"
     )]
     pub endpoint: String,
+    /// Control token, sent as `authorization: Bearer <token>` on every call
+    /// (a credential of control's configuration; `sluice dev` keeps its admin
+    /// token in `<data_dir>/control.token`).
+    #[arg(
+        long,
+        global = true,
+        env = "SLUICE_CONTROL_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,

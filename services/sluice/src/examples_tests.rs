@@ -23,6 +23,7 @@ fn every_role_example_loads() {
     let control: sluice_control::ControlConfig =
         sluice_node::config::load(Some(&example("control.toml"))).expect("control.toml");
     assert_eq!(control.store, sluice_control::StoreKind::Cassandra);
+    assert_eq!(control.credentials.len(), 3, "one credential per role");
     crate::dev::DevConfig::load(Some(&example("dev.toml"))).expect("dev.toml");
 }
 

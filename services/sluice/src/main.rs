@@ -49,7 +49,8 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => demo::run(args).await,
         Command::Control(args) => run::control(args).await,
         Command::Admin(args) => {
-            admin::run_admin(&args.endpoint, args.command, args.json).await?;
+            let token = args.token.as_deref();
+            admin::run_admin(&args.endpoint, token, args.command, args.json).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Status(args) => {

@@ -97,9 +97,18 @@ pub async fn dev(args: cli::DevArgs) -> anyhow::Result<ExitCode> {
     } else {
         ""
     };
+    let token_hint = if config.generated_control_token() {
+        format!(
+            "Admin token of control: in {file} (`export SLUICE_CONTROL_TOKEN=$(cat {file})`, \
+             then `sluice admin pools`).\n",
+            file = config.control_token_file().display()
+        )
+    } else {
+        String::new()
+    };
     let mut running = crate::dev::start(config).await?;
     println!(
-        "sluice dev is running on the embedded store in {}\n{}\n{key_hint}Ctrl-C stops it.",
+        "sluice dev is running on the embedded store in {}\n{}\n{key_hint}{token_hint}Ctrl-C stops it.",
         dir.display(),
         running.endpoints
     );

@@ -4,6 +4,7 @@
 //! on `config_revision`, so two control processes never reuse one; a change
 //! is then one logged batch (record rows plus its `config_changes` entry).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -14,7 +15,7 @@ use scylla::deserialize::row::DeserializeRow;
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::{CqlTimestamp, CqlValue, Row};
-use sluice_proto::v1::{ConfigChange, Suppression, WarmupPlan, config_change::Change};
+use sluice_proto::v1::{ConfigChange, IpLease, Suppression, WarmupPlan, config_change::Change};
 
 mod read;
 
@@ -216,19 +217,25 @@ impl CqlConfigStore {
 }
 
 fn record_writes(ks: &str, record: &Record, w: &mut Writes, rev: u64, ts: i64) {
+    // Every row carries the change's timestamp, so a later delete (at a
+    // later timestamp) removes it and a delete before does not shadow it.
     let with_rev = |mut v: Vec<CqlValue>| {
         v.push(big(rev));
+        v.push(CqlValue::BigInt(ts));
         v
     };
     match record {
         Record::Pool(p) => w.add(
-            format!("INSERT INTO {ks}.config_pools (name, description, revision) VALUES (?, ?, ?)"),
+            format!(
+                "INSERT INTO {ks}.config_pools (name, description, revision) VALUES (?, ?, ?) \
+                 USING TIMESTAMP ?"
+            ),
             with_rev(rows::pool_values(p)),
         ),
         Record::Ip(ip) => w.add(
             format!(
                 "INSERT INTO {ks}.config_ips (address, pool, owner_node, warmup_plan, ehlo_name, \
-                 paused, revision) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                 paused, revision) VALUES (?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
             ),
             with_rev(rows::ip_values(ip)),
         ),
@@ -238,18 +245,48 @@ fn record_writes(ks: &str, record: &Record, w: &mut Writes, rev: u64, ts: i64) {
                 "INSERT INTO {ks}.config_site_policies (site, messages_per_minute, \
                  messages_per_hour, messages_per_day, max_connections, new_connections_per_minute, \
                  messages_per_connection, recipients_per_transaction, require_tls, revision) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
             ),
             with_rev(rows::site_values(s)),
         ),
         Record::Tenant(t) => w.add(
             format!(
                 "INSERT INTO {ks}.config_tenants (name, sending_domains, default_pool, rate_quota, \
-                 paused, revision) VALUES (?, ?, ?, ?, ?, ?)"
+                 paused, api_key_hashes, smtp_users, dkim_keys, bounce_domain, revision) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
             ),
             with_rev(rows::tenant_values(t)),
         ),
+        Record::Provider(p) => w.add(
+            format!(
+                "INSERT INTO {ks}.config_providers (name, messages_per_minute, messages_per_hour, \
+                 messages_per_day, max_connections, revision) VALUES (?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
+            ),
+            with_rev(rows::provider_values(p)),
+        ),
     }
+}
+
+/// The table and key column of a kind's rows.
+fn table_of(kind: Kind) -> (&'static str, &'static str) {
+    match kind {
+        Kind::Pool => ("config_pools", "name"),
+        Kind::Ip => ("config_ips", "address"),
+        Kind::WarmupPlan => ("config_warmup_plans", "name"),
+        Kind::SitePolicy => ("config_site_policies", "site"),
+        Kind::Tenant => ("config_tenants", "name"),
+        Kind::Provider => ("config_providers", "name"),
+    }
+}
+
+/// Removes a record's rows. A plan's delete carries the change's timestamp,
+/// so it removes every day written before and none a later put writes.
+fn delete_writes(ks: &str, kind: Kind, name: &str, w: &mut Writes, ts: i64) {
+    let (table, key) = table_of(kind);
+    w.add(
+        format!("DELETE FROM {ks}.{table} USING TIMESTAMP ? WHERE {key} = ?"),
+        vec![CqlValue::BigInt(ts), text(name)],
+    );
 }
 
 /// A plan replaces its whole partition: the delete is timestamped just
@@ -280,6 +317,19 @@ impl ConfigStore for CqlConfigStore {
         let build = |w: &mut Writes, rev, ts| record_writes(&ks, &record, w, rev, ts);
         let change = record.clone().into_change();
         self.commit(build, change).await
+    }
+
+    async fn delete(&self, kind: Kind, name: &str) -> Result<Option<u64>, ControlError> {
+        if self.get(kind, name).await?.is_none() {
+            return Ok(None);
+        }
+        let ks = self.inner.ks.clone();
+        let build = |w: &mut Writes, _rev, ts| delete_writes(&ks, kind, name, w, ts);
+        self.commit(build, kind.deleted(name)).await.map(Some)
+    }
+
+    async fn leases(&self) -> Result<HashMap<String, IpLease>, ControlError> {
+        self.unexpired_leases().await
     }
 
     async fn get(&self, kind: Kind, name: &str) -> Result<Option<Record>, ControlError> {

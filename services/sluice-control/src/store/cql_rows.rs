@@ -2,7 +2,11 @@
 //! records. The tables are defined by the migrations of crate `sluice-cql`.
 
 use scylla::value::{CqlTimestamp, CqlValue};
-use sluice_proto::v1::{Pool, SitePolicy, SourceIp, Suppression, Tenant, WarmupStep};
+use std::collections::BTreeMap;
+
+use sluice_proto::v1::{
+    DkimKey, Pool, Provider, SitePolicy, SmtpUser, SourceIp, Suppression, Tenant, WarmupStep,
+};
 
 /// Rows per partition of the change log (`config_changes`).
 pub(super) const CHANGES_PER_BUCKET: u64 = 10_000;
@@ -151,7 +155,35 @@ pub(super) fn tenant_values(t: &Tenant) -> Vec<CqlValue> {
         text(&t.default_pool),
         int(t.rate_quota),
         CqlValue::Boolean(t.paused),
+        CqlValue::List(t.api_key_hashes.iter().map(|h| text(h)).collect()),
+        CqlValue::Map(
+            t.smtp_users
+                .iter()
+                .map(|u| (text(&u.username), text(&u.password_hash)))
+                .collect(),
+        ),
+        CqlValue::List(t.dkim_keys.iter().map(|k| text(&dkim_text(k))).collect()),
+        text(&t.bounce_domain),
     ]
+}
+
+/// A DKIM key as one text of `config_tenants.dkim_keys`: `domain selector
+/// algorithm key_ref`, single spaces. Domain, selector and algorithm hold no
+/// space (validation), so the key reference is the rest of the text.
+pub(super) fn dkim_text(k: &DkimKey) -> String {
+    format!("{} {} {} {}", k.domain, k.selector, k.algorithm, k.key_ref)
+}
+
+/// The inverse of [`dkim_text`].
+pub(super) fn dkim_from(stored: &str) -> DkimKey {
+    let mut parts = stored.splitn(4, ' ');
+    let mut next = || parts.next().unwrap_or_default().to_owned();
+    DkimKey {
+        domain: next(),
+        selector: next(),
+        algorithm: next(),
+        key_ref: next(),
+    }
 }
 
 pub(super) type TenantRow = (
@@ -160,6 +192,10 @@ pub(super) type TenantRow = (
     Option<String>,
     Option<i32>,
     Option<bool>,
+    Option<Vec<String>>,
+    Option<BTreeMap<String, String>>,
+    Option<Vec<String>>,
+    Option<String>,
 );
 
 pub(super) fn tenant_from(r: TenantRow) -> Tenant {
@@ -169,9 +205,50 @@ pub(super) fn tenant_from(r: TenantRow) -> Tenant {
         default_pool: r.2.unwrap_or_default(),
         rate_quota: unsigned(r.3),
         paused: r.4.unwrap_or(false),
-        ..Tenant::default()
+        api_key_hashes: r.5.unwrap_or_default(),
+        smtp_users: r
+            .6
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(username, password_hash)| SmtpUser {
+                username,
+                password_hash,
+            })
+            .collect(),
+        dkim_keys: r
+            .7
+            .unwrap_or_default()
+            .iter()
+            .map(|k| dkim_from(k))
+            .collect(),
+        bounce_domain: r.8.unwrap_or_default(),
     }
 }
+
+pub(super) fn provider_values(p: &Provider) -> Vec<CqlValue> {
+    vec![
+        text(&p.name),
+        int(p.messages_per_minute),
+        int(p.messages_per_hour),
+        big(p.messages_per_day),
+        int(p.max_connections),
+    ]
+}
+
+pub(super) type ProviderRow = (String, Option<i32>, Option<i32>, Option<i64>, Option<i32>);
+
+pub(super) fn provider_from(r: ProviderRow) -> Provider {
+    Provider {
+        name: r.0,
+        messages_per_minute: unsigned(r.1),
+        messages_per_hour: unsigned(r.2),
+        messages_per_day: unsigned64(r.3),
+        max_connections: unsigned(r.4),
+    }
+}
+
+/// A row of the sender's `ip_leases`: ip, owner, epoch, expires.
+pub(super) type LeaseRow = (String, Option<String>, Option<i64>, Option<CqlTimestamp>);
 
 pub(super) type SuppressionRow = (String, String, Option<String>, Option<CqlTimestamp>);
 
@@ -196,6 +273,22 @@ mod tests {
         };
         assert_eq!(timestamp(timestamp_millis(Some(&t))), t);
         assert_eq!(timestamp_millis(None), 0);
+    }
+
+    #[test]
+    fn dkim_keys_round_trip_through_their_text() {
+        let k = DkimKey {
+            domain: "example.com".into(),
+            selector: "s1".into(),
+            algorithm: String::new(),
+            key_ref: "/etc/keys/with space.pem".into(),
+        };
+        assert_eq!(dkim_from(&dkim_text(&k)), k);
+        let k = DkimKey {
+            algorithm: "ed25519-sha256".into(),
+            ..k
+        };
+        assert_eq!(dkim_from(&dkim_text(&k)), k);
     }
 
     #[test]

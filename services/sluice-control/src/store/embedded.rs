@@ -1,7 +1,8 @@
 //! The embedded back end: fjall keyspaces in a data directory.
 //!
 //! Layout (all keys byte strings, values protobuf):
-//! - `records`: `<kind>\0<name>` → the record (`Pool`, `SourceIp`, ...).
+//! - `records`: `<kind>\0<name>` → the record (`Pool`, `SourceIp`, ...);
+//!   a delete removes the key.
 //! - `suppressions`: `<tenant>\0<address>` → `Suppression`.
 //! - `changes`: revision (u64 big-endian) → `ConfigChange`.
 //! - `meta`: `revision` → the latest revision (u64 big-endian).
@@ -17,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use prost::Message;
 use sluice_proto::v1::{
-    ConfigChange, Pool, SitePolicy, SourceIp, Suppression, Tenant, WarmupPlan,
+    ConfigChange, Pool, Provider, SitePolicy, SourceIp, Suppression, Tenant, WarmupPlan,
     config_change::Change,
 };
 
@@ -73,6 +74,7 @@ fn decode_record(kind: Kind, bytes: &[u8]) -> Result<Record, ControlError> {
         Kind::WarmupPlan => Record::WarmupPlan(WarmupPlan::decode(bytes).map_err(bad)?),
         Kind::SitePolicy => Record::SitePolicy(SitePolicy::decode(bytes).map_err(bad)?),
         Kind::Tenant => Record::Tenant(Tenant::decode(bytes).map_err(bad)?),
+        Kind::Provider => Record::Provider(Provider::decode(bytes).map_err(bad)?),
     })
 }
 
@@ -83,6 +85,7 @@ fn encode_record(record: &Record) -> Vec<u8> {
         Record::WarmupPlan(p) => p.encode_to_vec(),
         Record::SitePolicy(s) => s.encode_to_vec(),
         Record::Tenant(t) => t.encode_to_vec(),
+        Record::Provider(p) => p.encode_to_vec(),
     }
 }
 
@@ -139,7 +142,17 @@ impl EmbeddedConfigStore {
     /// Commits `writes` plus the change log entry and the new revision in
     /// one durable batch; returns the new revision.
     fn commit(&self, writes: Vec<Write<'_>>, change: Change) -> Result<u64, ControlError> {
-        let mut revision = self.lock();
+        let revision = self.lock();
+        self.commit_locked(revision, writes, change)
+    }
+
+    /// [`Self::commit`] with the revision lock already held.
+    fn commit_locked(
+        &self,
+        mut revision: MutexGuard<'_, u64>,
+        writes: Vec<Write<'_>>,
+        change: Change,
+    ) -> Result<u64, ControlError> {
         let next = *revision + 1;
         let mut batch = self.inner.db.batch().durability(Some(PersistMode::SyncAll));
         for (ks, k, v) in writes {
@@ -167,6 +180,18 @@ impl EmbeddedConfigStore {
             vec![(&self.inner.records, k, Some(v))],
             record.into_change(),
         )
+    }
+
+    fn delete_blocking(&self, kind: Kind, name: &str) -> Result<Option<u64>, ControlError> {
+        let k = key(kind.as_str(), name);
+        // Checked under the lock, so a concurrent delete cannot log twice.
+        let revision = self.lock();
+        if self.inner.records.get(&k)?.is_none() {
+            return Ok(None);
+        }
+        let write = (&self.inner.records, k, None);
+        self.commit_locked(revision, vec![write], kind.deleted(name))
+            .map(Some)
     }
 
     fn get_blocking(&self, kind: Kind, name: &str) -> Result<Option<Record>, ControlError> {
@@ -268,6 +293,11 @@ fn decode_u64(bytes: &[u8]) -> Result<u64, ControlError> {
 impl ConfigStore for EmbeddedConfigStore {
     async fn put(&self, record: Record) -> Result<u64, ControlError> {
         self.blocking(move |s| s.put_blocking(record)).await
+    }
+
+    async fn delete(&self, kind: Kind, name: &str) -> Result<Option<u64>, ControlError> {
+        let name = name.to_owned();
+        self.blocking(move |s| s.delete_blocking(kind, &name)).await
     }
 
     async fn get(&self, kind: Kind, name: &str) -> Result<Option<Record>, ControlError> {

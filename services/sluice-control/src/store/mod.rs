@@ -13,7 +13,9 @@ mod embedded;
 pub use cql::CqlConfigStore;
 pub use embedded::EmbeddedConfigStore;
 
-use sluice_proto::v1::{ConfigChange, Suppression};
+use std::collections::HashMap;
+
+use sluice_proto::v1::{ConfigChange, IpLease, Suppression};
 
 use crate::ControlError;
 use crate::record::{Kind, Record};
@@ -24,6 +26,9 @@ use crate::record::{Kind, Record};
 pub trait ConfigStore: Send + Sync + 'static {
     /// Writes (creates or replaces) a record; returns the new revision.
     async fn put(&self, record: Record) -> Result<u64, ControlError>;
+    /// Removes a record; the new revision (its change log entry is a
+    /// `Deleted`), or `None`, changing nothing, when there was none.
+    async fn delete(&self, kind: Kind, name: &str) -> Result<Option<u64>, ControlError>;
     /// The record of `kind` named `name`, if any.
     async fn get(&self, kind: Kind, name: &str) -> Result<Option<Record>, ControlError>;
     /// Every record of `kind`, ordered by name.
@@ -46,6 +51,12 @@ pub trait ConfigStore: Send + Sync + 'static {
     ) -> Result<Vec<Suppression>, ControlError>;
     /// The revision of the latest change (0 before any).
     async fn revision(&self) -> Result<u64, ControlError>;
+    /// The unexpired IP leases the store can see, by canonical address.
+    /// Only the CQL store sees them (the sender's `ip_leases` table in the
+    /// same keyspace); the embedded store has none.
+    async fn leases(&self) -> Result<HashMap<String, IpLease>, ControlError> {
+        Ok(HashMap::new())
+    }
     /// Up to `limit` logged changes with revisions above `revision`, in order.
     async fn changes_after(
         &self,

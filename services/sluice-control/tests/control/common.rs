@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use sluice_control::{ConfigStore, CqlConfigStore};
+use sluice_control::{ConfigStore, ControlConfig, CqlConfigStore};
 pub use sluice_testkit::control::Server;
 
 /// The two back ends under test.
@@ -19,6 +19,14 @@ pub async fn serve(backend: Backend) -> Server {
     match backend {
         Backend::Embedded => Server::embedded().await,
         Backend::Cassandra => Server::start(cassandra_store().await).await,
+    }
+}
+
+/// Like [`serve`], with `config` (credentials).
+pub async fn serve_with(backend: Backend, config: ControlConfig) -> Server {
+    match backend {
+        Backend::Embedded => Server::embedded_with(config).await,
+        Backend::Cassandra => Server::start_with(cassandra_store().await, config).await,
     }
 }
 

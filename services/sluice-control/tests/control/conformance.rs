@@ -275,6 +275,15 @@ pub async fn bad_input_is_rejected_and_changes_nothing(backend: Backend) {
     rejected(&mut c, r, "steps[1].daily_cap", &before).await;
     let r = c.put_warmup_plan(plan(vec![])).await;
     rejected(&mut c, r, "steps", &before).await;
+    // Size limits: a plan of more than 366 days, a description over 1024.
+    let r = c.put_warmup_plan(plan(steps(&[10; 367]))).await;
+    rejected(&mut c, r, "steps", &before).await;
+    let long = Pool {
+        name: "main".into(),
+        description: "x".repeat(1025),
+    };
+    let r = c.put_pool(long).await;
+    rejected(&mut c, r, "description", &before).await;
     let r = c.put_site_policy(SitePolicy::default()).await;
     rejected(&mut c, r, "site", &before).await;
     let tenant = |domain: &str, pool: &str| Tenant {

@@ -5,4 +5,6 @@
 mod common;
 mod conformance;
 mod embedded;
+mod leases;
+mod records;
 mod unmigrated;

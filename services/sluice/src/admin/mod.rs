@@ -1,6 +1,7 @@
 //! `sluice admin`: the operator's commands. They talk gRPC to the control
 //! service and print tables or JSON ([`render`]).
 
+mod records;
 mod render;
 #[cfg(test)]
 mod tests;
@@ -12,7 +13,32 @@ use clap::Subcommand;
 use futures::StreamExt;
 use sluice_proto::v1::control_client::ControlClient;
 use sluice_proto::v1::*;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
+
+pub use records::{DeleteKind, ProviderCommand, SiteCommand, TenantCommand};
+
+/// A Control client that sends the bearer token on every call.
+type Client = ControlClient<InterceptedService<Channel, Bearer>>;
+
+/// Adds `authorization: Bearer <token>` to every request (nothing without a
+/// token).
+#[derive(Clone)]
+struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
 
 /// Admin commands for the control service.
 #[derive(Debug, Clone, Subcommand)]
@@ -23,7 +49,9 @@ pub enum AdminCommand {
     /// Create or change a pool.
     #[command(subcommand)]
     Pool(PoolCommand),
-    /// List source IPs, their pool, owner node and warm-up plan.
+    /// List source IPs: pool, configured node, warm-up plan, EHLO name, state,
+    /// and the current lease (owner, epoch, expiry; on the Cassandra store
+    /// only).
     #[command(after_help = "Examples:\n  sluice admin ips\n  sluice admin ips --pool marketing")]
     Ips {
         /// Only the IPs of this pool.
@@ -38,8 +66,37 @@ pub enum AdminCommand {
     /// Create or replace a warm-up plan.
     #[command(subcommand)]
     Plan(PlanCommand),
-    /// List tenants.
+    /// List tenants: domains, default pool, rate, state, and how many API
+    /// keys, SMTP users and DKIM keys each has.
     Tenants,
+    /// Create or replace a tenant.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// List provider limits (shared by every site of one mailbox provider).
+    #[command(after_help = "Example:\n  sluice admin providers")]
+    Providers,
+    /// Create or replace a provider's limits.
+    #[command(subcommand)]
+    Provider(ProviderCommand),
+    /// List site policies (limits per source IP and site).
+    #[command(after_help = "Example:\n  sluice admin sites")]
+    Sites,
+    /// Create or replace a site policy.
+    #[command(subcommand)]
+    Site(SiteCommand),
+    /// Delete a pool, IP, warm-up plan, site policy, tenant or provider.
+    /// A pool still used by IPs or tenants, or a plan still used by IPs, is
+    /// not deleted: the answer names who uses it.
+    #[command(after_help = "Examples:\n  sluice admin delete ip 192.0.2.10\n  \
+                            sluice admin delete tenant acme\n  \
+                            sluice admin delete pool marketing   # after moving its IPs and tenants")]
+    Delete {
+        /// What to delete.
+        #[arg(value_enum)]
+        kind: DeleteKind,
+        /// Its name (for an IP, its address).
+        name: String,
+    },
     /// Add an address to a tenant's suppression list in control (ingest still
     /// checks only its own config's `suppressed` list; docs/control.md).
     #[command(
@@ -148,16 +205,23 @@ pub enum PlanCommand {
     },
 }
 
-/// Runs `cmd` against control at `endpoint` (`host:port` or a URL) and
-/// prints the result to standard output: tables, or JSON with `json`.
-pub async fn run_admin(endpoint: &str, cmd: AdminCommand, json: bool) -> anyhow::Result<()> {
+/// Runs `cmd` against control at `endpoint` (`host:port` or a URL) with
+/// `token` as bearer, and prints the result to standard output: tables, or
+/// JSON with `json`.
+pub async fn run_admin(
+    endpoint: &str,
+    token: Option<&str>,
+    cmd: AdminCommand,
+    json: bool,
+) -> anyhow::Result<()> {
     let mut out = std::io::stdout();
-    run_admin_to(endpoint, cmd, json, &mut out).await
+    run_admin_to(endpoint, token, cmd, json, &mut out).await
 }
 
 /// [`run_admin`] writing to `out`.
 pub async fn run_admin_to(
     endpoint: &str,
+    token: Option<&str>,
     cmd: AdminCommand,
     json: bool,
     out: &mut (dyn Write + Send),
@@ -167,12 +231,25 @@ pub async fn run_admin_to(
     } else {
         format!("http://{endpoint}")
     };
-    let mut client = ControlClient::connect(url.clone()).await.map_err(|e| {
-        anyhow!(
-            "cannot reach control at {url} ({e}); start it with `sluice control` \
-             (or `sluice dev`), or point the admin command at a running control service"
-        )
-    })?;
+    let bearer = match token.map(str::trim).filter(|t| !t.is_empty()) {
+        Some(t) => Some(
+            format!("Bearer {t}")
+                .parse()
+                .context("--token must be printable ASCII")?,
+        ),
+        None => None,
+    };
+    let channel = tonic::transport::Endpoint::from_shared(url.clone())
+        .with_context(|| format!("`{url}` is not a valid control address"))?
+        .connect()
+        .await
+        .map_err(|e| {
+            anyhow!(
+                "cannot reach control at {url} ({e}); start it with `sluice control` \
+                 (or `sluice dev`), or point the admin command at a running control service"
+            )
+        })?;
+    let mut client = ControlClient::with_interceptor(channel, Bearer(bearer));
     execute(&mut client, cmd, json, out)
         .await
         .map_err(|e| match e.downcast::<tonic::Status>() {
@@ -192,6 +269,14 @@ fn explain(url: &str, status: &tonic::Status) -> anyhow::Error {
         }
         Code::InvalidArgument => "Nothing was changed. Fix that field and retry.",
         Code::Aborted => "Another change raced this one; retry.",
+        Code::Unauthenticated => {
+            "Pass a control token with --token or SLUICE_CONTROL_TOKEN (`sluice dev` keeps \
+             its admin token in <data_dir>/control.token)."
+        }
+        Code::PermissionDenied => "Nothing was changed. Use a token with that role.",
+        Code::FailedPrecondition if msg.contains("still used") => {
+            "Nothing was changed. Move or delete those records first, then retry."
+        }
         Code::Unavailable => {
             "Control or its database is unavailable; check that control is running \
              and that its store is reachable, then retry."
@@ -202,7 +287,7 @@ fn explain(url: &str, status: &tonic::Status) -> anyhow::Error {
 }
 
 async fn execute(
-    client: &mut ControlClient<Channel>,
+    client: &mut Client,
     cmd: AdminCommand,
     json: bool,
     out: &mut (dyn Write + Send),
@@ -260,13 +345,19 @@ async fn execute(
             let tenants = client.list_tenants(ListTenantsRequest {}).await?;
             render::tenants(&tenants.into_inner().tenants, json)
         }
+        AdminCommand::Tenant(cmd) => records::tenant(client, cmd, json).await?,
+        AdminCommand::Providers => records::providers(client, json).await?,
+        AdminCommand::Provider(cmd) => records::provider(client, cmd, json).await?,
+        AdminCommand::Sites => records::sites(client, json).await?,
+        AdminCommand::Site(cmd) => records::site(client, cmd, json).await?,
+        AdminCommand::Delete { kind, name } => records::delete(client, kind, name, json).await?,
         other => return execute_more(client, other, json, out).await,
     };
     out.write_all(text.as_bytes()).context("writing output")
 }
 
 async fn execute_more(
-    client: &mut ControlClient<Channel>,
+    client: &mut Client,
     cmd: AdminCommand,
     json: bool,
     out: &mut (dyn Write + Send),
@@ -306,7 +397,7 @@ async fn execute_more(
 }
 
 async fn all_suppressions(
-    client: &mut ControlClient<Channel>,
+    client: &mut Client,
     tenant: String,
     limit: usize,
 ) -> anyhow::Result<Vec<Suppression>> {
@@ -330,7 +421,7 @@ async fn all_suppressions(
 }
 
 async fn watch(
-    client: &mut ControlClient<Channel>,
+    client: &mut Client,
     after: u64,
     count: Option<usize>,
     json: bool,

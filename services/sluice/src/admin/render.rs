@@ -27,9 +27,39 @@ fn pool_json(p: &Pool) -> Value {
     json!({"name": p.name, "description": p.description})
 }
 
+fn lease_json(lease: Option<&IpLease>) -> Value {
+    match lease {
+        Some(l) => json!({"node": l.node, "epoch": l.epoch, "expires_at": expiry(l)}),
+        None => Value::Null,
+    }
+}
+
+fn expiry(l: &IpLease) -> String {
+    l.expires_at.map(|t| t.to_string()).unwrap_or_default()
+}
+
 fn ip_json(ip: &SourceIp) -> Value {
     json!({"address": ip.address, "pool": ip.pool, "owner_node": ip.owner_node,
-           "warmup_plan": ip.warmup_plan, "ehlo_name": ip.ehlo_name, "paused": ip.paused})
+           "warmup_plan": ip.warmup_plan, "ehlo_name": ip.ehlo_name, "paused": ip.paused,
+           "lease": lease_json(ip.lease.as_ref())})
+}
+
+fn provider_json(p: &Provider) -> Value {
+    json!({"name": p.name, "messages_per_minute": p.messages_per_minute,
+           "messages_per_hour": p.messages_per_hour, "messages_per_day": p.messages_per_day,
+           "max_connections": p.max_connections})
+}
+
+fn kind_name(kind: i32) -> &'static str {
+    match RecordKind::try_from(kind) {
+        Ok(RecordKind::Pool) => "pool",
+        Ok(RecordKind::Ip) => "ip",
+        Ok(RecordKind::WarmupPlan) => "warmup_plan",
+        Ok(RecordKind::SitePolicy) => "site_policy",
+        Ok(RecordKind::Tenant) => "tenant",
+        Ok(RecordKind::Provider) => "provider",
+        _ => "unknown",
+    }
 }
 
 fn plan_json(p: &WarmupPlan) -> Value {
@@ -52,8 +82,23 @@ fn site_json(s: &SitePolicy) -> Value {
 }
 
 fn tenant_json(t: &Tenant) -> Value {
+    let users: Vec<Value> = t
+        .smtp_users
+        .iter()
+        .map(|u| json!({"username": u.username, "password_hash": u.password_hash}))
+        .collect();
+    let dkim: Vec<Value> = t
+        .dkim_keys
+        .iter()
+        .map(|k| {
+            json!({"domain": k.domain, "selector": k.selector, "algorithm": k.algorithm,
+                   "key_ref": k.key_ref})
+        })
+        .collect();
     json!({"name": t.name, "sending_domains": t.sending_domains,
-           "default_pool": t.default_pool, "rate_quota": t.rate_quota, "paused": t.paused})
+           "default_pool": t.default_pool, "rate_quota": t.rate_quota, "paused": t.paused,
+           "api_key_hashes": t.api_key_hashes, "smtp_users": users, "dkim_keys": dkim,
+           "bounce_domain": t.bounce_domain})
 }
 
 fn created(s: &Suppression) -> String {
@@ -90,11 +135,26 @@ pub(super) fn ips(ips: &[SourceIp], json: bool) -> String {
                 or_dash(&ip.warmup_plan),
                 or_dash(&ip.ehlo_name),
                 if ip.paused { "paused" } else { "active" }.into(),
+                ip.lease.as_ref().map_or("-".into(), |l| l.node.clone()),
+                ip.lease
+                    .as_ref()
+                    .map_or("-".into(), |l| l.epoch.to_string()),
+                ip.lease.as_ref().map_or("-".into(), expiry),
             ]
         })
         .collect();
     table(
-        &["address", "pool", "node", "warm-up", "ehlo", "state"],
+        &[
+            "address",
+            "pool",
+            "node",
+            "warm-up",
+            "ehlo",
+            "state",
+            "lease owner",
+            "epoch",
+            "lease expires",
+        ],
         rows,
     )
 }
@@ -126,6 +186,16 @@ pub(super) fn tenants(tenants: &[Tenant], json: bool) -> String {
                 or_dash(&t.default_pool),
                 t.rate_quota.to_string(),
                 if t.paused { "paused" } else { "active" }.into(),
+                t.api_key_hashes.len().to_string(),
+                t.smtp_users.len().to_string(),
+                or_dash(
+                    &t.dkim_keys
+                        .iter()
+                        .map(|k| format!("{}._domainkey.{}", k.selector, k.domain))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ),
+                or_dash(&t.bounce_domain),
             ]
         })
         .collect();
@@ -136,9 +206,92 @@ pub(super) fn tenants(tenants: &[Tenant], json: bool) -> String {
             "default pool",
             "rate/s",
             "state",
+            "api keys",
+            "smtp users",
+            "dkim",
+            "bounce domain",
         ],
         rows,
     )
+}
+
+fn limit(v: impl Into<u64>) -> String {
+    match v.into() {
+        0 => "-".into(),
+        n => n.to_string(),
+    }
+}
+
+pub(super) fn providers(list: &[Provider], json: bool) -> String {
+    if json {
+        return to_json(list.iter().map(provider_json).collect());
+    }
+    let rows = list
+        .iter()
+        .map(|p| {
+            vec![
+                p.name.clone(),
+                limit(p.messages_per_minute),
+                limit(p.messages_per_hour),
+                limit(p.messages_per_day),
+                limit(p.max_connections),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "provider",
+            "per minute",
+            "per hour",
+            "per day",
+            "connections",
+        ],
+        rows,
+    )
+}
+
+pub(super) fn sites(list: &[SitePolicy], json: bool) -> String {
+    if json {
+        return to_json(list.iter().map(site_json).collect());
+    }
+    let rows = list
+        .iter()
+        .map(|s| {
+            vec![
+                s.site.clone(),
+                limit(s.messages_per_minute),
+                limit(s.messages_per_hour),
+                limit(s.messages_per_day),
+                limit(s.max_connections),
+                if s.require_tls { "required" } else { "-" }.into(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "site",
+            "per minute",
+            "per hour",
+            "per day",
+            "connections",
+            "tls",
+        ],
+        rows,
+    )
+}
+
+pub(super) fn deleted(kind: &str, name: &str, deleted: bool, json: bool) -> String {
+    if json {
+        return format!(
+            "{}\n",
+            json!({"kind": kind, "name": name, "deleted": deleted})
+        );
+    }
+    if deleted {
+        format!("deleted {kind} {name}\n")
+    } else {
+        format!("there is no {kind} {name}; nothing changed\n")
+    }
 }
 
 pub(super) fn suppressions(list: &[Suppression], json: bool) -> String {
@@ -183,8 +336,11 @@ pub(super) fn change(c: &ConfigChange, json: bool) -> String {
         Some(Change::Tenant(t)) => ("tenant", tenant_json(t)),
         Some(Change::SuppressionAdded(s)) => ("suppression_added", suppression_json(s)),
         Some(Change::SuppressionRemoved(s)) => ("suppression_removed", suppression_json(s)),
-        Some(Change::Provider(p)) => ("provider", json!({"name": p.name})),
-        Some(Change::Deleted(d)) => ("deleted", json!({"kind": d.kind, "name": d.name})),
+        Some(Change::Provider(p)) => ("provider", provider_json(p)),
+        Some(Change::Deleted(d)) => (
+            "deleted",
+            json!({"kind": kind_name(d.kind), "name": d.name}),
+        ),
         None => ("unknown", Value::Null),
     };
     if json {

@@ -123,6 +123,56 @@ impl DevConfig {
     }
 }
 
+impl DevConfig {
+    /// True when the config gives control no credentials (and does not
+    /// open it): the node then keeps a generated admin token in
+    /// `<data_dir>/control.token` ([`DevConfig::control_token`]).
+    pub fn generated_control_token(&self) -> bool {
+        self.control.credentials.is_empty() && !self.control.allow_unauthenticated
+    }
+
+    /// The file holding the generated control admin token.
+    pub fn control_token_file(&self) -> std::path::PathBuf {
+        self.data_dir.join("control.token")
+    }
+
+    /// Gives control one admin credential, `dev-admin`, whose token is kept
+    /// in `<data_dir>/control.token` (mode 0600, created on first start),
+    /// unless the config names credentials or opens control.
+    pub fn control_token(&mut self) -> anyhow::Result<()> {
+        if !self.generated_control_token() {
+            return Ok(());
+        }
+        let file = self.control_token_file();
+        let token = match std::fs::read_to_string(&file) {
+            Ok(token) => token.trim().to_owned(),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                let token = format!(
+                    "{}{}",
+                    uuid::Uuid::new_v4().simple(),
+                    uuid::Uuid::new_v4().simple()
+                );
+                write_private(&file, &token)
+                    .with_context(|| format!("cannot write {}", file.display()))?;
+                token
+            }
+            Err(err) => bail!("cannot read {}: {err}", file.display()),
+        };
+        if token.is_empty() {
+            bail!(
+                "{} is empty; delete it and a new token is made",
+                file.display()
+            );
+        }
+        self.control.credentials = vec![sluice_control::Credential {
+            name: "dev-admin".into(),
+            role: sluice_control::Role::Admin,
+            token_hash: sluice_node::secret::hash_secret(&token),
+        }];
+        Ok(())
+    }
+}
+
 /// Writes `text` to a new file only its owner may read (mode 0600).
 fn write_private(file: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
@@ -231,6 +281,30 @@ mod tests {
         let own = include_str!("../../../../deploy/examples/dev.toml")
             .replace("sha256$80e0", "sha256$90e0");
         assert!(!has_dev_key(&DevConfig::from_toml(&own).expect("own key")));
+    }
+
+    #[test]
+    fn the_control_token_is_kept_private_and_reused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut c = DevConfig::from_toml("").expect("defaults");
+        c.data_dir = dir.path().to_path_buf();
+        assert!(c.generated_control_token());
+        c.control_token().expect("token");
+        let file = c.control_token_file();
+        let mode = std::fs::metadata(&file).expect("token file").permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o600
+        );
+        let token = std::fs::read_to_string(&file).expect("read");
+        let hash = &c.control.credentials[0].token_hash;
+        let parsed = sluice_node::secret::SecretHash::parse(hash).expect("hash");
+        assert!(parsed.verify(token.trim()));
+        // The next start uses the same token.
+        let mut again = DevConfig::from_toml("").expect("defaults");
+        again.data_dir = dir.path().to_path_buf();
+        again.control_token().expect("token again");
+        assert_eq!(std::fs::read_to_string(&file).expect("read"), token);
     }
 
     #[test]

@@ -98,6 +98,7 @@ pub async fn start(mut cfg: DevConfig) -> anyhow::Result<Running> {
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
     cfg.secret()?;
+    cfg.control_token()?;
     let (log, ledger, store) = open_back_ends(&dir, &cfg.recorder).await?;
     let listeners = Listeners::bind(&cfg).await?;
     let endpoints = listeners.endpoints()?;

@@ -1,7 +1,12 @@
-//! The read side of [`CqlConfigStore`]: records by kind, one suppression.
+//! The read side of [`CqlConfigStore`]: records by kind, one suppression,
+//! the IP leases.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::SystemTime;
 
 use scylla::value::CqlValue;
-use sluice_proto::v1::{Suppression, WarmupPlan};
+use sluice_proto::v1::{IpLease, Suppression, WarmupPlan};
 
 use super::CqlConfigStore;
 use crate::ControlError;
@@ -14,7 +19,10 @@ const PLAN_COLS: &str = "name, day, daily_cap, hourly_cap";
 const SITE_COLS: &str = "site, messages_per_minute, messages_per_hour, messages_per_day, \
      max_connections, new_connections_per_minute, messages_per_connection, \
      recipients_per_transaction, require_tls";
-const TENANT_COLS: &str = "name, sending_domains, default_pool, rate_quota, paused";
+const TENANT_COLS: &str = "name, sending_domains, default_pool, rate_quota, paused, \
+     api_key_hashes, smtp_users, dkim_keys, bounce_domain";
+const PROVIDER_COLS: &str =
+    "name, messages_per_minute, messages_per_hour, messages_per_day, max_connections";
 
 /// Groups warm-up step rows into plans, in row order.
 fn plans_from(steps: Vec<rows::StepRow>) -> Vec<WarmupPlan> {
@@ -45,6 +53,7 @@ impl CqlConfigStore {
             Kind::WarmupPlan => ("config_warmup_plans", PLAN_COLS, "name"),
             Kind::SitePolicy => ("config_site_policies", SITE_COLS, "site"),
             Kind::Tenant => ("config_tenants", TENANT_COLS, "name"),
+            Kind::Provider => ("config_providers", PROVIDER_COLS, "name"),
         };
         let mut cql = format!("SELECT {cols} FROM {ks}.{table}");
         let values: Vec<CqlValue> = match name {
@@ -71,9 +80,38 @@ impl CqlConfigStore {
             Kind::Tenant => map(self.rows(&cql, values).await?, |r| {
                 Record::Tenant(rows::tenant_from(r))
             }),
+            Kind::Provider => map(self.rows(&cql, values).await?, |r| {
+                Record::Provider(rows::provider_from(r))
+            }),
         };
         records.sort_by(|a, b| a.name().cmp(b.name()));
         Ok(records)
+    }
+
+    /// The unexpired rows of the sender's `ip_leases` (one small partition
+    /// per pool; read whole), by canonical IP address.
+    pub(super) async fn unexpired_leases(&self) -> Result<HashMap<String, IpLease>, ControlError> {
+        let ks = &self.inner.ks;
+        let cql = format!("SELECT ip, owner, epoch, expires FROM {ks}.ip_leases");
+        let found: Vec<rows::LeaseRow> = self.rows(&cql, ()).await?;
+        let now = rows::timestamp_millis(Some(&prost_types::Timestamp::from(SystemTime::now())));
+        let mut leases = HashMap::new();
+        for (ip, owner, epoch, expires) in found {
+            let (Some(owner), Some(expires)) = (owner, expires) else {
+                continue;
+            };
+            if expires.0 <= now || owner.is_empty() {
+                continue;
+            }
+            let address = ip.parse::<IpAddr>().map_or(ip, |a| a.to_string());
+            let lease = IpLease {
+                node: owner,
+                epoch: epoch.and_then(|e| u64::try_from(e).ok()).unwrap_or(0),
+                expires_at: Some(rows::timestamp(expires.0)),
+            };
+            leases.insert(address, lease);
+        }
+        Ok(leases)
     }
 
     pub(super) async fn get_suppression(

@@ -1,0 +1,159 @@
+//! Hashed secrets, in one of two stored forms:
+//!
+//! - `sha256$<salt hex>$<hex of SHA-256(salt || secret)>` for API keys:
+//!   generated, high-entropy tokens checked on every request, where a slow
+//!   hash would only cost time;
+//! - an Argon2id PHC string (`$argon2id$v=19$...`) for SMTP passwords, which
+//!   people choose and which a leaked config must not give away cheaply.
+//!
+//! Both forms are accepted wherever a hash is configured; see docs/ingest.md.
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use ring::digest::{SHA256, digest};
+use ring::rand::{SecureRandom, SystemRandom};
+
+/// A parsed stored secret.
+#[derive(Debug, Clone)]
+pub enum SecretHash {
+    /// `sha256$salt$digest`.
+    Sha256 { salt: Vec<u8>, digest: Vec<u8> },
+    /// An Argon2 PHC string, kept as text.
+    Argon2(String),
+}
+
+impl SecretHash {
+    /// Parses the stored form; the error names what is wrong.
+    pub fn parse(stored: &str) -> Result<Self, String> {
+        if stored.starts_with("$argon2") {
+            let phc = PasswordHash::new(stored)
+                .map_err(|e| format!("not a valid Argon2 PHC string: {e}"))?;
+            if phc.salt.is_none() || phc.hash.is_none() {
+                return Err("the Argon2 PHC string has no salt or no hash".into());
+            }
+            return Ok(Self::Argon2(stored.to_owned()));
+        }
+        Self::parse_sha256(stored)
+    }
+
+    fn parse_sha256(stored: &str) -> Result<Self, String> {
+        let mut parts = stored.split('$');
+        let (Some("sha256"), Some(salt), Some(hash), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err("expected `sha256$<salt hex>$<digest hex>` or an Argon2 PHC string".into());
+        };
+        let salt = from_hex(salt).ok_or("salt is not hex")?;
+        let digest = from_hex(hash).ok_or("digest is not hex")?;
+        if digest.len() != 32 {
+            return Err("digest must be 32 bytes (64 hex digits)".into());
+        }
+        Ok(Self::Sha256 { salt, digest })
+    }
+
+    /// True when `secret` hashes to this entry (constant-time comparison).
+    pub fn verify(&self, secret: &str) -> bool {
+        match self {
+            Self::Sha256 { salt, digest } => {
+                let actual = salted(salt, secret);
+                actual
+                    .iter()
+                    .zip(digest)
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                    == 0
+            }
+            Self::Argon2(stored) => PasswordHash::new(stored)
+                .map(|h| {
+                    Argon2::default()
+                        .verify_password(secret.as_bytes(), &h)
+                        .is_ok()
+                })
+                .unwrap_or(false),
+        }
+    }
+}
+
+/// Hashes a password chosen by a person (SMTP users) with Argon2id and a
+/// random salt, into a PHC string.
+pub fn hash_password(password: &str) -> String {
+    let mut bytes = [0u8; 16];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .expect("the operating system's random source failed; cannot make a salt");
+    let salt = SaltString::encode_b64(&bytes).expect("16 bytes make a valid salt");
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .expect("Argon2 with default parameters accepts any password")
+        .to_string()
+}
+
+/// Hashes `secret` with a fresh random salt into the stored form.
+pub fn hash_secret(secret: &str) -> String {
+    let mut salt = [0u8; 16];
+    // A predictable salt would be worse than no answer: refuse instead.
+    SystemRandom::new()
+        .fill(&mut salt)
+        .expect("the operating system's random source failed; cannot make a salt");
+    format!(
+        "sha256${}${}",
+        to_hex(&salt),
+        to_hex(&salted(&salt, secret))
+    )
+}
+
+fn salted(salt: &[u8], secret: &str) -> Vec<u8> {
+    let mut input = Vec::with_capacity(salt.len() + secret.len());
+    input.extend_from_slice(salt);
+    input.extend_from_slice(secret.as_bytes());
+    digest(&SHA256, &input).as_ref().to_vec()
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn from_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashed_secret_verifies_and_others_do_not() {
+        let stored = hash_secret("key-123");
+        let hash = SecretHash::parse(&stored).expect("parses");
+        assert!(hash.verify("key-123"));
+        assert!(!hash.verify("key-124"));
+        assert!(!hash.verify(""));
+    }
+
+    #[test]
+    fn argon2_passwords_verify_and_others_do_not() {
+        let stored = hash_password("correct horse");
+        assert!(stored.starts_with("$argon2id$"), "{stored}");
+        let hash = SecretHash::parse(&stored).expect("parses");
+        assert!(hash.verify("correct horse"));
+        assert!(!hash.verify("correct horse "));
+        assert!(SecretHash::parse("$argon2id$garbage").is_err());
+    }
+
+    #[test]
+    fn same_secret_gets_different_salts() {
+        assert_ne!(hash_secret("x"), hash_secret("x"));
+    }
+
+    #[test]
+    fn malformed_entries_are_rejected() {
+        assert!(SecretHash::parse("plain").is_err());
+        assert!(SecretHash::parse("sha256$zz$00").is_err());
+        assert!(SecretHash::parse("sha256$00$00").is_err());
+    }
+}
