@@ -67,7 +67,26 @@ impl Interceptor for Bearer {
     }
 }
 
-type Client = ControlClient<InterceptedService<Channel, Bearer>>;
+impl Bearer {
+    /// Sends `token` (`None`: no credential).
+    pub fn new(token: Option<&str>) -> Result<Self, String> {
+        match token {
+            None => Ok(Self(None)),
+            Some(token) => format!("Bearer {}", token.trim())
+                .parse()
+                .map(|v| Self(Some(v)))
+                .map_err(|_| "the token must be printable ASCII".to_owned()),
+        }
+    }
+}
+
+/// A Control client that sends a bearer credential on every call.
+pub type Client = ControlClient<InterceptedService<Channel, Bearer>>;
+
+/// Connects to `addr` (`http://host:port`), sending `token` with every call.
+pub async fn client(addr: &str, token: Option<&str>) -> Result<Client, String> {
+    connect(addr, &Bearer::new(token)?).await
+}
 
 /// Loads the first snapshot (waiting up to `control.startup_timeout`), then
 /// follows control in a task until `shutdown` is cancelled or every receiver
@@ -117,10 +136,7 @@ fn bearer(section: &ControlSection) -> Result<Bearer, FollowError> {
     if token.is_empty() {
         return Err(token_error("the file is empty".into()));
     }
-    let value = format!("Bearer {token}")
-        .parse()
-        .map_err(|_| token_error("the token must be printable ASCII".into()))?;
-    Ok(Bearer(Some(value)))
+    Bearer::new(Some(token)).map_err(token_error)
 }
 
 async fn connect(addr: &str, bearer: &Bearer) -> Result<Client, String> {

@@ -13,5 +13,5 @@ mod follow;
 mod section;
 
 pub use cluster::ClusterConfig;
-pub use follow::{FollowError, follow};
+pub use follow::{Bearer, Client, FollowError, client, follow};
 pub use section::ControlSection;

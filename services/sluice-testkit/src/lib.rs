@@ -5,6 +5,8 @@
 //!   a message that names the server and how to start it;
 //! - [`cql`]: a fresh, migrated keyspace;
 //! - [`control`]: a Control server on `127.0.0.1:0`;
+//! - [`cluster`]: real `sluice` processes (control replicas, ingest, senders)
+//!   following control, and an admin client;
 //! - [`query`]: a Query server over a ledger;
 //! - [`sender`]: the ISP simulator, topics, envelopes in and events out, and a
 //!   sender node run through `sluice_sender::run`;
@@ -13,6 +15,7 @@
 //!   with events), overlaps and take-over times, and `sluice sender` as a
 //!   process.
 
+pub mod cluster;
 pub mod control;
 pub mod cql;
 pub mod dev;
