@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::{CREATE_VISIBLE, KafkaLog, Pending, REQUEST_TIMEOUT, blocking, lock, read};
+use super::{
+    CREATE_VISIBLE, KafkaLog, Pending, REQUEST_TIMEOUT, blocking, lock, read, while_settling,
+};
 use crate::{
     LogError, MessageLog, NewRecord, Position, ReadLimit, Record, TopicSpec, check_record,
     check_topic,
@@ -101,9 +103,10 @@ impl MessageLog for KafkaLog {
             let mut start = TopicPartitionList::new();
             for elem in committed.elements() {
                 if !matches!(elem.offset(), Offset::Offset(_)) {
-                    let (low, _) = consumer
-                        .fetch_watermarks(&topic, elem.partition(), REQUEST_TIMEOUT)
-                        .map_err(config.fail(Some(&topic)))?;
+                    let (low, _) = while_settling(|| {
+                        consumer.fetch_watermarks(&topic, elem.partition(), REQUEST_TIMEOUT)
+                    })
+                    .map_err(config.fail(Some(&topic)))?;
                     start
                         .add_partition_offset(&topic, elem.partition(), Offset::Offset(low))
                         .map_err(config.fail(Some(&topic)))?;
@@ -159,9 +162,9 @@ impl MessageLog for KafkaLog {
         let (topic, group) = (topic.to_owned(), group.to_owned());
         let config = self.inner.config.clone();
         blocking(move || {
-            let (_, end) = consumer
-                .fetch_watermarks(&topic, partition, REQUEST_TIMEOUT)
-                .map_err(config.fail(Some(&topic)))?;
+            let (_, end) =
+                while_settling(|| consumer.fetch_watermarks(&topic, partition, REQUEST_TIMEOUT))
+                    .map_err(config.fail(Some(&topic)))?;
             if !(0..=end).contains(&next_offset) {
                 return Err(LogError::OffsetOutOfRange {
                     group,

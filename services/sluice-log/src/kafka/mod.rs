@@ -48,6 +48,31 @@ use read::Reader;
 
 /// Timeout of metadata, watermark and offset requests.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs the blocking call `op` again while a new topic's partitions are
+/// still getting their leaders, for up to [`REQUEST_TIMEOUT`].
+fn while_settling<T>(mut op: impl FnMut() -> Result<T, KafkaError>) -> Result<T, KafkaError> {
+    let deadline = std::time::Instant::now() + REQUEST_TIMEOUT;
+    loop {
+        match op() {
+            Err(KafkaError::MetadataFetch(code))
+                if settling_code(code) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Answers a new topic gives while its partitions get their leaders (an
+/// unknown topic is not one of them: it fails at once).
+fn settling_code(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::NotLeaderForPartition | RDKafkaErrorCode::LeaderNotAvailable
+    )
+}
 /// How long a send may wait for room in the producer's queue.
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a freshly created topic may take to show up in the metadata.
@@ -127,19 +152,34 @@ impl KafkaLog {
         Ok(n)
     }
 
+    /// Asks the cluster; a topic that was just created can answer "no
+    /// leader yet" for a moment, which is retried for up to
+    /// [`REQUEST_TIMEOUT`] instead of failing the caller.
     async fn fetch_partition_count(&self, topic: &str) -> Result<i32, LogError> {
         let (inner, name) = (self.inner.clone(), topic.to_owned());
         blocking(move || {
-            let metadata = inner
-                .meta
-                .fetch_metadata(Some(&name), REQUEST_TIMEOUT)
-                .map_err(inner.config.fail(Some(&name)))?;
-            let found = metadata.topics().iter().find(|t| t.name() == name);
-            match found {
-                Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
-                    Ok(t.partitions().len() as i32)
+            let deadline = std::time::Instant::now() + REQUEST_TIMEOUT;
+            loop {
+                let found = inner
+                    .meta
+                    .fetch_metadata(Some(&name), REQUEST_TIMEOUT)
+                    .map(|m| {
+                        let t = m.topics().iter().find(|t| t.name() == name);
+                        t.map(|t| (t.error(), t.partitions().len()))
+                    });
+                let settling = match &found {
+                    Ok(Some((None, n))) if *n > 0 => return Ok(*n as i32),
+                    Ok(Some((Some(code), _))) => settling_code((*code).into()),
+                    Err(KafkaError::MetadataFetch(code)) => settling_code(*code),
+                    _ => false,
+                };
+                if !settling || std::time::Instant::now() >= deadline {
+                    return match found {
+                        Err(err) => Err(inner.config.fail(Some(&name))(err)),
+                        Ok(_) => Err(LogError::TopicNotFound { topic: name }),
+                    };
                 }
-                _ => Err(LogError::TopicNotFound { topic: name }),
+                std::thread::sleep(Duration::from_millis(200));
             }
         })
         .await
