@@ -173,6 +173,10 @@ impl GroupConsumer for LogConsumer {
         member!(self, c => c.leave())
     }
 
+    fn fence(&self) -> crate::Fence {
+        member!(self, c => c.fence())
+    }
+
     async fn commit(&mut self, commits: &[Commit]) -> Result<(), LogError> {
         member!(self, c => c.commit(commits).await)
     }

@@ -143,6 +143,15 @@ pub trait GroupConsumer: Send + 'static {
     /// Dropping a member leaves too, without an event.
     fn leave(&mut self);
 
+    /// The partitions this member must not start work on any more: closed
+    /// the moment the group takes them away (on Kafka inside the rebalance
+    /// callback, before the [`Rebalance::Revoked`] event is even polled),
+    /// opened again when they are assigned. Shared and cheap to check, so a
+    /// caller's other tasks can stop at once. The default never closes.
+    fn fence(&self) -> Fence {
+        Fence::default()
+    }
+
     /// Durably commits the group's progress; returns once it is durable.
     fn commit(&mut self, commits: &[Commit]) -> impl Future<Output = Result<(), LogError>> + Send;
 }
@@ -173,5 +182,52 @@ mod tests {
             [("a".into(), 0, 8), ("a".into(), 1, 10), ("b".into(), 0, 1)]
         );
         assert!(Commit::after(&[]).is_empty());
+    }
+}
+
+/// Partitions taken away from a member; see [`GroupConsumer::fence`].
+#[derive(Debug, Clone, Default)]
+pub struct Fence(std::sync::Arc<std::sync::Mutex<std::collections::HashSet<(String, i32)>>>);
+
+impl Fence {
+    fn set(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<(String, i32)>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// True when `partition` of `topic` was taken away and not given back.
+    pub fn is_closed(&self, topic: &str, partition: i32) -> bool {
+        let set = self.set();
+        !set.is_empty() && set.contains(&(topic.to_owned(), partition))
+    }
+
+    /// Closes `partitions` (they were revoked).
+    pub fn close(&self, partitions: &[(String, i32)]) {
+        self.set().extend(partitions.iter().cloned());
+    }
+
+    /// Opens `partitions` again (they were assigned).
+    pub fn open(&self, partitions: &[(String, i32)]) {
+        let mut set = self.set();
+        for p in partitions {
+            set.remove(p);
+        }
+    }
+}
+
+#[cfg(test)]
+mod fence_tests {
+    use super::*;
+
+    #[test]
+    fn a_fence_closes_revoked_partitions_until_they_are_assigned_again() {
+        let fence = Fence::default();
+        let other = fence.clone();
+        assert!(!fence.is_closed("t", 0));
+        fence.close(&[("t".into(), 0), ("t".into(), 1)]);
+        assert!(other.is_closed("t", 0), "clones share the set");
+        assert!(!other.is_closed("t", 2));
+        fence.open(&[("t".into(), 0)]);
+        assert!(!other.is_closed("t", 0));
+        assert!(other.is_closed("t", 1));
     }
 }

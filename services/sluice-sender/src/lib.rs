@@ -28,7 +28,7 @@ mod state;
 
 use std::sync::{Arc, Mutex};
 
-use sluice_log::MessageLog;
+use sluice_log::{GroupConsumer, MessageLog};
 use sluice_log::{KafkaConfig, KafkaLog, Log};
 use sluice_node::CancellationToken;
 use sluice_shaping::Engine;
@@ -217,7 +217,8 @@ impl Node {
         let telemetry = (self.telemetry.stats.clone(), self.telemetry.metrics.clone());
         let dispatcher =
             Dispatcher::new(cfg.clone(), engine, publisher, tracker.clone(), telemetry)
-                .ok_or_else(|| SenderError::NoIps(cfg.pool.clone()))?;
+                .ok_or_else(|| SenderError::NoIps(cfg.pool.clone()))?
+                .with_fence(consumer.fence());
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let (ips_tx, ips_rx) = tokio::sync::watch::channel(cfg.source_ips());
         let (control_tx, control_rx) = tokio::sync::mpsc::unbounded_channel();

@@ -15,7 +15,9 @@ use tokio::sync::mpsc::{self, UnboundedReceiver};
 
 use super::context::RebalanceContext;
 use crate::group::push_rebalance;
-use crate::{Commit, Delivery, GroupConsumer, KafkaConfig, LogError, Rebalance, check_group};
+use crate::{
+    Commit, Delivery, Fence, GroupConsumer, KafkaConfig, LogError, Rebalance, check_group,
+};
 
 /// A member of a Kafka consumer group.
 pub struct KafkaConsumer {
@@ -26,6 +28,8 @@ pub struct KafkaConsumer {
     events: UnboundedReceiver<Rebalance>,
     /// Events a poll took off the channel, for [`GroupConsumer::rebalances`].
     pending: VecDeque<Rebalance>,
+    /// Closed by the context the moment partitions are revoked.
+    fence: Fence,
 }
 
 impl std::fmt::Debug for KafkaConsumer {
@@ -47,13 +51,14 @@ impl KafkaConsumer {
     ) -> Result<Self, LogError> {
         check_group(group)?;
         let (sender, events) = mpsc::unbounded_channel();
+        let fence = Fence::default();
         let consumer: StreamConsumer<RebalanceContext> = config
             .consumer(group)
             .set(
                 "max.partition.fetch.bytes",
                 crate::MAX_RECORD_BYTES.to_string(),
             )
-            .create_with_context(RebalanceContext::new(group, sender))
+            .create_with_context(RebalanceContext::new(group, sender, fence.clone()))
             .map_err(config.fail(None))?;
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&names).map_err(config.fail(None))?;
@@ -63,6 +68,7 @@ impl KafkaConsumer {
             brokers: config.brokers.clone(),
             events,
             pending: VecDeque::new(),
+            fence,
         })
     }
 
@@ -151,6 +157,10 @@ impl GroupConsumer for KafkaConsumer {
     fn leave(&mut self) {
         // librdkafka revokes the assignment on the next poll.
         self.consumer.unsubscribe();
+    }
+
+    fn fence(&self) -> Fence {
+        self.fence.clone()
     }
 
     async fn commit(&mut self, commits: &[Commit]) -> Result<(), LogError> {

@@ -3,7 +3,9 @@
 //! assignments and revocations into [`Rebalance`] events on a tokio channel
 //! that [`super::KafkaConsumer`] reads.
 //!
-//! Revocation timing: `pre_rebalance` runs before librdkafka gives the
+//! Revocation timing: `pre_rebalance` closes the member's [`Fence`] for the
+//! revoked partitions at once (other tasks check it before starting work),
+//! then queues the event. It runs before librdkafka gives the
 //! partitions up, on the task that polls. So everything the caller committed
 //! before that poll is durable before the partitions move; records it read
 //! and did not commit yet are read again by their next owner (at least
@@ -14,19 +16,21 @@ use rdkafka::consumer::{BaseConsumer, ConsumerContext};
 use rdkafka::{ClientContext, TopicPartitionList};
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::Rebalance;
+use crate::{Fence, Rebalance};
 
 /// Sends a member's rebalances to its [`super::KafkaConsumer`].
 pub(super) struct RebalanceContext {
     group: String,
     events: UnboundedSender<Rebalance>,
+    fence: Fence,
 }
 
 impl RebalanceContext {
-    pub(super) fn new(group: &str, events: UnboundedSender<Rebalance>) -> Self {
+    pub(super) fn new(group: &str, events: UnboundedSender<Rebalance>, fence: Fence) -> Self {
         Self {
             group: group.to_owned(),
             events,
+            fence,
         }
     }
 
@@ -53,14 +57,21 @@ impl ClientContext for RebalanceContext {}
 impl ConsumerContext for RebalanceContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &rdkafka::consumer::Rebalance<'_>) {
         if let rdkafka::consumer::Rebalance::Revoke(tpl) = rebalance {
-            self.send(Rebalance::Revoked(partitions(tpl)));
+            let revoked = partitions(tpl);
+            // Closed before librdkafka gives the partitions up: the member's
+            // other tasks stop starting work on them now, not when the event
+            // is polled.
+            self.fence.close(&revoked);
+            self.send(Rebalance::Revoked(revoked));
         }
     }
 
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &rdkafka::consumer::Rebalance<'_>) {
         match rebalance {
             rdkafka::consumer::Rebalance::Assign(tpl) => {
-                self.send(Rebalance::Assigned(partitions(tpl)));
+                let assigned = partitions(tpl);
+                self.fence.open(&assigned);
+                self.send(Rebalance::Assigned(assigned));
             }
             rdkafka::consumer::Rebalance::Revoke(_) => {}
             rdkafka::consumer::Rebalance::Error(err) => {

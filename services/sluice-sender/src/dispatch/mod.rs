@@ -135,6 +135,8 @@ pub struct Dispatcher {
     leases: crate::leases::Held,
     /// Tenants paused in control (their mail waits like reputation pauses).
     control_paused: std::collections::BTreeSet<String>,
+    /// Partitions the group took away; no delivery starts for their records.
+    fence: sluice_log::Fence,
 }
 
 impl Dispatcher {
@@ -168,10 +170,18 @@ impl Dispatcher {
             ip_signals: HashMap::new(),
             leases: Default::default(),
             control_paused: Default::default(),
+            fence: Default::default(),
         };
         // Nothing is leased until the keeper says so.
         dispatcher.apply_leases(Default::default());
         Some(dispatcher)
+    }
+
+    /// Stops starting deliveries for partitions `fence` closes (the
+    /// consumer's: closed when the group revokes them).
+    pub fn with_fence(mut self, fence: sluice_log::Fence) -> Self {
+        self.fence = fence;
+        self
     }
 
     /// Runs until `intake` closes (the consumer stopped), then drains:

@@ -34,6 +34,15 @@ impl Dispatcher {
                 self.spawn_publish(q.rec, fate);
                 continue;
             }
+            if self.fence.is_closed(&front.rec.topic, front.rec.partition) {
+                // Revoked: the record leaves without a fate and without a
+                // delivery; the commit stays below it and the next owner
+                // reads it.
+                let q = self.pop(idx);
+                let mut tracker = self.tracker.lock().expect("offset tracker lock");
+                tracker.abandon(&q.rec.topic, q.rec.partition, q.rec.offset);
+                continue;
+            }
             let tenant = &front.envelope.tenant;
             if self.paused_tenants.contains(tenant) || self.control_paused.contains(tenant) {
                 let q = self.pop(idx);
