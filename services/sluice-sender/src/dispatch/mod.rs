@@ -8,6 +8,7 @@
 
 mod configured;
 mod fates;
+mod ipstate;
 mod leased;
 mod pump;
 mod revoke;
@@ -135,6 +136,8 @@ pub struct Dispatcher {
     leases: crate::leases::Held,
     /// Tenants paused in control (their mail waits like reputation pauses).
     control_paused: std::collections::BTreeSet<String>,
+    /// The per-IP state store, when state moves with the leases.
+    ip_states: Option<ipstate::IpStateSync>,
 }
 
 impl Dispatcher {
@@ -168,10 +171,20 @@ impl Dispatcher {
             ip_signals: HashMap::new(),
             leases: Default::default(),
             control_paused: Default::default(),
+            ip_states: None,
         };
         // Nothing is leased until the keeper says so.
         dispatcher.apply_leases(Default::default());
         Some(dispatcher)
+    }
+
+    /// Moves each IP's state with its lease through `store`: an IP is used
+    /// only once its stored state is loaded (docs/leases.md).
+    pub fn with_ip_states(mut self, store: crate::leases::AnyIpStates) -> Self {
+        let timeout = self.cfg.leases.margin.into();
+        self.ip_states = Some(ipstate::IpStateSync::new(store, timeout));
+        self.gate_ips();
+        self
     }
 
     /// Runs until `intake` closes (the consumer stopped), then drains:
@@ -201,6 +214,7 @@ impl Dispatcher {
                 Some(_) = self.publishes.join_next(), if !self.publishes.is_empty() => {}
                 Some(s) = signals.recv() => self.apply_signals(s),
                 Some(held) = leases.recv() => self.apply_leases(held),
+                event = ipstate::next_event(&mut self.ip_states) => self.on_ip_state_event(event),
                 Some(update) = control.recv() => self.apply_control(update),
                 Some(closed) = self.closing.join_next(), if !self.closing.is_empty() => {
                     if let Ok(conn) = closed {
@@ -238,6 +252,7 @@ impl Dispatcher {
         }
         while self.closing.join_next().await.is_some() {}
         self.save_state().await;
+        self.flush_ip_states().await;
         self.publish_stats();
     }
 
@@ -271,6 +286,8 @@ impl Dispatcher {
     async fn save_state_if_due(&mut self) {
         let interval = std::time::Duration::from_millis(self.cfg.state.interval.0);
         if self.saved_at.elapsed() >= interval {
+            self.saved_at = Instant::now();
+            self.save_ip_states();
             self.save_state().await;
         }
     }
