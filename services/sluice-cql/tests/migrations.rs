@@ -49,7 +49,11 @@ async fn migrations_create_every_table_and_are_idempotent() {
         .await
         .expect("tables");
     assert_eq!(tables, sluice_cql::migrated_tables());
-    for t in RECORDER_TABLES.iter().chain(CONTROL_TABLES).chain(SENDER_TABLES) {
+    for t in RECORDER_TABLES
+        .iter()
+        .chain(CONTROL_TABLES)
+        .chain(SENDER_TABLES)
+    {
         assert!(tables.contains(*t), "missing table {t}; have {tables:?}");
     }
     sluice_cql::require_tables(&session, &ks, RECORDER_TABLES)

@@ -39,8 +39,8 @@ pub use config::SenderConfig;
 pub use dispatch::Stats;
 pub use error::SenderError;
 pub use leases::{
-    AnyIpStates, AnyLeases, Claim, CqlIpStates, CqlLeases, IpStates, LeaseKind, Leases, LocalIpStates,
-    LocalLeases, StoredIpState,
+    AnyIpStates, AnyLeases, Claim, CqlIpStates, CqlLeases, IpStates, LeaseKind, Leases,
+    LocalIpStates, LocalLeases, StoredIpState,
 };
 
 use crate::consume::Consume;

@@ -40,7 +40,10 @@ async fn a_write_with_an_older_epoch_is_refused_and_changes_nothing() {
         !a.save(ip, "a", 1, &state(ip, 1, 1), now).await.unwrap(),
         "no write before a claim"
     );
-    assert_eq!(a.claim(ip, "a", 1, now).await.unwrap(), Claim::Claimed(None));
+    assert_eq!(
+        a.claim(ip, "a", 1, now).await.unwrap(),
+        Claim::Claimed(None)
+    );
     assert!(a.save(ip, "a", 1, &state(ip, 1, 111), now).await.unwrap());
     assert!(a.save(ip, "a", 1, &state(ip, 1, 222), now).await.unwrap());
 
@@ -55,7 +58,11 @@ async fn a_write_with_an_older_epoch_is_refused_and_changes_nothing() {
         !a.save(ip, "a", 1, &state(ip, 1, 333), now).await.unwrap(),
         "a's write at epoch 1 is refused"
     );
-    assert_eq!(b.read(ip).await.unwrap().unwrap(), before, "and changed nothing");
+    assert_eq!(
+        b.read(ip).await.unwrap().unwrap(),
+        before,
+        "and changed nothing"
+    );
     assert_eq!(
         a.claim(ip, "a", 1, now).await.unwrap(),
         Claim::Newer(2),
@@ -76,7 +83,10 @@ async fn a_write_with_an_older_epoch_is_refused_and_changes_nothing() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(a.claim(other, "a", e, now).await.unwrap(), Claim::Claimed(None));
+    assert_eq!(
+        a.claim(other, "a", e, now).await.unwrap(),
+        Claim::Claimed(None)
+    );
     assert!(a.read(ip).await.unwrap().is_some(), "other rows untouched");
     sluice_testkit::cql::drop_keyspace(&session, &keyspace).await;
 }

@@ -118,7 +118,12 @@ impl Dispatcher {
 
     /// A claim finished: absorb the state if the lease is still held at that
     /// epoch, or retry.
-    pub(super) fn ip_state_loaded(&mut self, ip: IpAddr, epoch: u64, result: Result<Claim, String>) {
+    pub(super) fn ip_state_loaded(
+        &mut self,
+        ip: IpAddr,
+        epoch: u64,
+        result: Result<Claim, String>,
+    ) {
         let node = self.cfg.node.clone();
         let Some(sync) = self.ip_states.as_mut() else {
             return;

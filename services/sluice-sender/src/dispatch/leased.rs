@@ -49,11 +49,10 @@ impl Dispatcher {
     /// Sets the engine's signal of `ip`: `Pause` when not leased (or its
     /// stored state is not loaded yet), otherwise the reputation signal.
     pub(super) fn gate_ip(&mut self, ip: IpAddr) {
-        let usable = self.leases.get(&ip).is_some_and(|l| {
-            self.ip_states
-                .as_ref()
-                .is_none_or(|s| s.ready(ip, l.epoch))
-        });
+        let usable = self
+            .leases
+            .get(&ip)
+            .is_some_and(|l| self.ip_states.as_ref().is_none_or(|s| s.ready(ip, l.epoch)));
         let signal = if usable {
             self.ip_signals.get(&ip).copied().unwrap_or(Signal::Ok)
         } else {

@@ -231,7 +231,9 @@ impl CqlIpStates {
         let t = format!("{keyspace}.ip_state");
         let ttl = STATE_ROW_TTL;
         let texts = [
-            format!("SELECT epoch, node, written, write_id, state FROM {t} WHERE pool = ? AND ip = ?"),
+            format!(
+                "SELECT epoch, node, written, write_id, state FROM {t} WHERE pool = ? AND ip = ?"
+            ),
             format!(
                 "INSERT INTO {t} (pool, ip, epoch, node, written, write_id) VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS USING TTL {ttl}"
             ),
@@ -310,7 +312,12 @@ fn decode(ip: &str, bytes: Option<Vec<u8>>) -> Result<Option<Snapshot>, SenderEr
     bytes
         .map(|b| serde_json::from_slice::<Snapshot>(&b))
         .transpose()
-        .map_err(|e| err(&format!("the stored state of {ip} is not a shaping state"), e))
+        .map_err(|e| {
+            err(
+                &format!("the stored state of {ip} is not a shaping state"),
+                e,
+            )
+        })
 }
 
 impl IpStates for CqlIpStates {
@@ -412,13 +419,19 @@ mod tests {
         let s = LocalIpStates::default();
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         let now = SystemTime::now();
-        assert_eq!(s.claim(ip, "a", 1, now).await.unwrap(), Claim::Claimed(None));
+        assert_eq!(
+            s.claim(ip, "a", 1, now).await.unwrap(),
+            Claim::Claimed(None)
+        );
         assert!(s.save(ip, "a", 1, &snap(1), now).await.unwrap());
         assert_eq!(
             s.claim(ip, "b", 2, now).await.unwrap(),
             Claim::Claimed(Some(snap(1)))
         );
-        assert!(!s.save(ip, "a", 1, &snap(9), now).await.unwrap(), "a lost it");
+        assert!(
+            !s.save(ip, "a", 1, &snap(9), now).await.unwrap(),
+            "a lost it"
+        );
         assert_eq!(s.read(ip).await.unwrap().unwrap().state, Some(snap(1)));
         assert_eq!(s.claim(ip, "a", 1, now).await.unwrap(), Claim::Newer(2));
         assert!(s.save(ip, "b", 2, &snap(2), now).await.unwrap());
