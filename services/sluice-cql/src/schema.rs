@@ -48,6 +48,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "control_records",
         cql: include_str!("../migrations/0006_control_records.cql"),
     },
+    Migration {
+        version: 7,
+        name: "ip_state",
+        cql: include_str!("../migrations/0007_ip_state.cql"),
+    },
 ];
 
 impl Migration {

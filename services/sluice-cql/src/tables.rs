@@ -37,9 +37,9 @@ pub const CONTROL_TABLES: &[&str] = &[
     "ip_leases",
 ];
 
-/// The tables the sender's CQL lease store reads and writes (`CqlLeases`,
-/// docs/leases.md).
-pub const SENDER_TABLES: &[&str] = &["ip_leases", "sender_heartbeats"];
+/// The tables the sender's CQL lease store and per-IP state store read and
+/// write (`CqlLeases`, `CqlIpStates`, docs/leases.md).
+pub const SENDER_TABLES: &[&str] = &["ip_leases", "sender_heartbeats", "ip_state"];
 
 /// The tables of a keyspace that [`crate::migrate`] brought up to date,
 /// `schema_version` included: every table a migration creates and no later
@@ -125,6 +125,7 @@ mod tests {
         assert!(tables.contains("config_changes"), "{tables:?}");
         // Dropped by version 3, created anew (another shape) by version 5.
         assert!(tables.contains("ip_leases"), "{tables:?}");
+        assert!(tables.contains("ip_state"), "version 7: {tables:?}");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! Needs a node: `deploy/servers/cassandra.sh start`.
 
 use scylla::client::session::Session;
-use sluice_cql::{CONTROL_TABLES, CqlConfig, CqlError, MIGRATIONS, RECORDER_TABLES};
+use sluice_cql::{CONTROL_TABLES, CqlConfig, CqlError, MIGRATIONS, RECORDER_TABLES, SENDER_TABLES};
 
 const REPLICATION: &str = "{'class': 'SimpleStrategy', 'replication_factor': 1}";
 
@@ -49,7 +49,11 @@ async fn migrations_create_every_table_and_are_idempotent() {
         .await
         .expect("tables");
     assert_eq!(tables, sluice_cql::migrated_tables());
-    for t in RECORDER_TABLES.iter().chain(CONTROL_TABLES) {
+    for t in RECORDER_TABLES
+        .iter()
+        .chain(CONTROL_TABLES)
+        .chain(SENDER_TABLES)
+    {
         assert!(tables.contains(*t), "missing table {t}; have {tables:?}");
     }
     sluice_cql::require_tables(&session, &ks, RECORDER_TABLES)
@@ -58,6 +62,9 @@ async fn migrations_create_every_table_and_are_idempotent() {
     sluice_cql::require_tables(&session, &ks, CONTROL_TABLES)
         .await
         .expect("control's tables");
+    sluice_cql::require_tables(&session, &ks, SENDER_TABLES)
+        .await
+        .expect("the senders' tables (ip_state since version 7)");
     let versions = session
         .query_unpaged(format!("SELECT version FROM {ks}.schema_version"), ())
         .await

@@ -191,7 +191,9 @@ pub struct Fence(std::sync::Arc<std::sync::Mutex<std::collections::HashSet<(Stri
 
 impl Fence {
     fn set(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<(String, i32)>> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// True when `partition` of `topic` was taken away and not given back.

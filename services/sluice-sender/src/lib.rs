@@ -38,7 +38,10 @@ use tokio_util::task::AbortOnDropHandle;
 pub use config::SenderConfig;
 pub use dispatch::Stats;
 pub use error::SenderError;
-pub use leases::{AnyLeases, CqlLeases, LeaseKind, Leases, LocalLeases};
+pub use leases::{
+    AnyIpStates, AnyLeases, Claim, CqlIpStates, CqlLeases, IpStates, LeaseKind, Leases,
+    LocalIpStates, LocalLeases, StoredIpState,
+};
 
 use crate::consume::Consume;
 use crate::dispatch::Dispatcher;
@@ -218,7 +221,8 @@ impl Node {
         let dispatcher =
             Dispatcher::new(cfg.clone(), engine, publisher, tracker.clone(), telemetry)
                 .ok_or_else(|| SenderError::NoIps(cfg.pool.clone()))?
-                .with_fence(consumer.fence());
+                .with_fence(consumer.fence())
+                .with_ip_states(leases.ip_states());
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let (ips_tx, ips_rx) = tokio::sync::watch::channel(cfg.source_ips());
         let (control_tx, control_rx) = tokio::sync::mpsc::unbounded_channel();

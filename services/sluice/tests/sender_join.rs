@@ -67,7 +67,10 @@ async fn a_node_joining_mid_backlog_causes_no_double_sends_beyond_the_wire() {
     let mut a = spawn_sender(binary, &path, "node-a");
     let deadline = Instant::now() + Duration::from_secs(60);
     while sim.snapshot().messages.len() < MESSAGES / 5 {
-        assert!(Instant::now() < deadline, "node-a did not deliver within 60 s");
+        assert!(
+            Instant::now() < deadline,
+            "node-a did not deliver within 60 s"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let mut b = spawn_sender(binary, &path, "node-b");
@@ -83,7 +86,11 @@ async fn a_node_joining_mid_backlog_causes_no_double_sends_beyond_the_wire() {
     let finals = finals(&events);
     let delivered = expected
         .iter()
-        .filter(|id| finals.get(*id).is_some_and(|e| e.kind() == EventKind::Delivered))
+        .filter(|id| {
+            finals
+                .get(*id)
+                .is_some_and(|e| e.kind() == EventKind::Delivered)
+        })
         .count();
     let by_node: HashSet<&str> = events
         .values()

@@ -17,7 +17,8 @@ impl Dispatcher {
         if held.keys().ne(self.leases.keys()) {
             tracing::info!(node = %self.cfg.node, held = ?held.iter().map(|(ip, l)| (ip, l.epoch)).collect::<Vec<_>>(), "leased IPs changed");
         }
-        self.leases = held;
+        let old = std::mem::replace(&mut self.leases, held);
+        self.sync_ip_states(&old);
         self.gate_ips();
     }
 
@@ -25,7 +26,10 @@ impl Dispatcher {
     /// delivery starts from an IP whose lease could have expired.
     pub(super) fn expire_leases(&mut self) {
         let now = Instant::now();
-        let before = self.leases.len();
+        if self.leases.values().all(|l| l.until > now) {
+            return;
+        }
+        let old = self.leases.clone();
         self.leases.retain(|ip, lease| {
             let live = lease.until > now;
             if !live {
@@ -33,9 +37,8 @@ impl Dispatcher {
             }
             live
         });
-        if self.leases.len() != before {
-            self.gate_ips();
-        }
+        self.sync_ip_states(&old);
+        self.gate_ips();
     }
 
     /// The epoch of the lease on `ip`, 0 when not held.
@@ -43,10 +46,14 @@ impl Dispatcher {
         self.leases.get(&ip).map_or(0, |l| l.epoch)
     }
 
-    /// Sets the engine's signal of `ip`: `Pause` when not leased, otherwise
-    /// the reputation signal.
+    /// Sets the engine's signal of `ip`: `Pause` when not leased (or its
+    /// stored state is not loaded yet), otherwise the reputation signal.
     pub(super) fn gate_ip(&mut self, ip: IpAddr) {
-        let signal = if self.leases.contains_key(&ip) {
+        let usable = self
+            .leases
+            .get(&ip)
+            .is_some_and(|l| self.ip_states.as_ref().is_none_or(|s| s.ready(ip, l.epoch)));
+        let signal = if usable {
             self.ip_signals.get(&ip).copied().unwrap_or(Signal::Ok)
         } else {
             Signal::Pause

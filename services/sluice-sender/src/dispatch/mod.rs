@@ -8,6 +8,7 @@
 
 mod configured;
 mod fates;
+mod ipstate;
 mod leased;
 mod pump;
 mod revoke;
@@ -137,6 +138,8 @@ pub struct Dispatcher {
     control_paused: std::collections::BTreeSet<String>,
     /// Partitions the group took away; no delivery starts for their records.
     fence: sluice_log::Fence,
+    /// The per-IP state store, when state moves with the leases.
+    ip_states: Option<ipstate::IpStateSync>,
 }
 
 impl Dispatcher {
@@ -171,6 +174,7 @@ impl Dispatcher {
             leases: Default::default(),
             control_paused: Default::default(),
             fence: Default::default(),
+            ip_states: None,
         };
         // Nothing is leased until the keeper says so.
         dispatcher.apply_leases(Default::default());
@@ -181,6 +185,15 @@ impl Dispatcher {
     /// consumer's: closed when the group revokes them).
     pub fn with_fence(mut self, fence: sluice_log::Fence) -> Self {
         self.fence = fence;
+        self
+    }
+
+    /// Moves each IP's state with its lease through `store`: an IP is used
+    /// only once its stored state is loaded (docs/leases.md).
+    pub fn with_ip_states(mut self, store: crate::leases::AnyIpStates) -> Self {
+        let timeout = self.cfg.leases.margin.into();
+        self.ip_states = Some(ipstate::IpStateSync::new(store, timeout));
+        self.gate_ips();
         self
     }
 
@@ -211,6 +224,7 @@ impl Dispatcher {
                 Some(_) = self.publishes.join_next(), if !self.publishes.is_empty() => {}
                 Some(s) = signals.recv() => self.apply_signals(s),
                 Some(held) = leases.recv() => self.apply_leases(held),
+                event = ipstate::next_event(&mut self.ip_states) => self.on_ip_state_event(event),
                 Some(update) = control.recv() => self.apply_control(update),
                 Some(closed) = self.closing.join_next(), if !self.closing.is_empty() => {
                     if let Ok(conn) = closed {
@@ -248,6 +262,7 @@ impl Dispatcher {
         }
         while self.closing.join_next().await.is_some() {}
         self.save_state().await;
+        self.flush_ip_states().await;
         self.publish_stats();
     }
 
@@ -281,6 +296,8 @@ impl Dispatcher {
     async fn save_state_if_due(&mut self) {
         let interval = std::time::Duration::from_millis(self.cfg.state.interval.0);
         if self.saved_at.elapsed() >= interval {
+            self.saved_at = Instant::now();
+            self.save_ip_states();
             self.save_state().await;
         }
     }

@@ -17,8 +17,10 @@ use scylla::value::CqlTimestamp;
 use super::Leases;
 use crate::SenderError;
 
-/// How long a lease row outlives its last write (one day).
-const ROW_TTL: i32 = 86_400;
+/// How long a lease row outlives its last write (30 days). Longer than an
+/// `ip_state` row (`STATE_ROW_TTL`), so the epochs a state row follows never
+/// start again at 1 under it.
+const ROW_TTL: i32 = super::state::STATE_ROW_TTL + 86_400;
 
 /// The CQL lease store of one pool.
 #[derive(Clone)]
@@ -27,7 +29,8 @@ pub struct CqlLeases {
 }
 
 struct Inner {
-    session: Session,
+    session: Arc<Session>,
+    states: super::CqlIpStates,
     pool: String,
     read: PreparedStatement,
     insert: PreparedStatement,
@@ -83,8 +86,11 @@ impl CqlLeases {
         let [read, insert, swap, beat, live]: [PreparedStatement; 5] = prepared
             .try_into()
             .map_err(|_| err("preparing", "statement count"))?;
+        let session = Arc::new(session);
+        let states = super::CqlIpStates::open(session.clone(), keyspace, pool).await?;
         let inner = Inner {
             session,
+            states,
             pool: pool.to_owned(),
             read,
             insert,
@@ -95,6 +101,11 @@ impl CqlLeases {
         Ok(Self {
             inner: Arc::new(inner),
         })
+    }
+
+    /// The `ip_state` store on the same session.
+    pub fn ip_states(&self) -> super::CqlIpStates {
+        self.inner.states.clone()
     }
 
     /// The current row of `ip`: (owner, epoch, expires).

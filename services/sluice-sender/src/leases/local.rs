@@ -30,9 +30,15 @@ struct Table {
 #[derive(Debug, Clone, Default)]
 pub struct LocalLeases {
     table: Arc<Mutex<Table>>,
+    states: super::LocalIpStates,
 }
 
 impl LocalLeases {
+    /// The per-IP state store of this process (clones share it).
+    pub fn ip_states(&self) -> super::LocalIpStates {
+        self.states.clone()
+    }
+
     fn table(&self) -> std::sync::MutexGuard<'_, Table> {
         self.table.lock().expect("lease table lock")
     }

@@ -13,6 +13,7 @@ mod config;
 mod cql;
 pub mod keeper;
 mod local;
+pub mod state;
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -23,6 +24,7 @@ pub use config::{LeaseKind, LeasesSection};
 pub use cql::CqlLeases;
 pub use keeper::{Held, HeldLease};
 pub use local::LocalLeases;
+pub use state::{AnyIpStates, Claim, CqlIpStates, IpStates, LocalIpStates, StoredIpState};
 
 use crate::SenderError;
 
@@ -79,6 +81,17 @@ pub enum AnyLeases {
     Cql(CqlLeases),
     /// In process, for one node.
     Local(LocalLeases),
+}
+
+impl AnyLeases {
+    /// The per-IP state store next to this lease store (same database, or
+    /// the same process): what moves with a lease.
+    pub fn ip_states(&self) -> AnyIpStates {
+        match self {
+            AnyLeases::Cql(l) => AnyIpStates::Cql(l.ip_states()),
+            AnyLeases::Local(l) => AnyIpStates::Local(l.ip_states()),
+        }
+    }
 }
 
 impl From<LocalLeases> for AnyLeases {

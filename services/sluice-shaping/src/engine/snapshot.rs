@@ -119,3 +119,92 @@ impl Engine {
         Ok(engine)
     }
 }
+
+impl Engine {
+    /// The persistent state of one source IP alone: its [`IpRecord`], and the
+    /// [`PathRecord`]s and [`ProviderRecord`]s of that IP. `None` when the IP
+    /// is not configured. What a node hands to the next owner of the IP.
+    pub fn ip_snapshot(&self, ip: IpAddr) -> Option<Snapshot> {
+        let i = self.ips.iter().position(|s| s.addr == ip)?;
+        let ips = vec![IpRecord {
+            address: ip,
+            state: self.ips[i].state,
+        }];
+        let paths = self
+            .paths
+            .iter()
+            .filter(|p| p.ip as usize == i)
+            .map(|p| PathRecord {
+                ip,
+                site: self.sites[p.site as usize].clone(),
+                state: p.state,
+            })
+            .collect();
+        let mut providers: Vec<ProviderRecord> = self
+            .provider_index
+            .iter()
+            .filter(|((owner, _), _)| *owner as usize == i)
+            .map(|((_, name), &slot)| ProviderRecord {
+                ip,
+                provider: name.clone(),
+                counters: self.providers[slot as usize].counters,
+            })
+            .collect();
+        providers.sort_by(|a, b| a.provider.cmp(&b.provider));
+        Some(Snapshot {
+            generation: self.generation,
+            ips,
+            paths,
+            providers,
+        })
+    }
+
+    /// Replaces the persistent state of the IPs of `part` (usually one, from
+    /// [`Engine::ip_snapshot`] of another engine) with the state in it: the
+    /// IP's suspension and warm-up progress, and the counters, adaptive rates
+    /// and suspensions of every path and provider of that IP. Paths and
+    /// providers of the IP that `part` does not name start fresh; paths it
+    /// names are created here if needed. Other IPs are untouched.
+    ///
+    /// What is live in this engine stays: open connection counts (so every
+    /// [`Connection`](super::Connection) and [`PathId`](super::PathId) the
+    /// caller holds stays valid and is counted), the IP's reputation signal
+    /// and the per-site signals (the caller sets those from what it knows
+    /// now). False when no IP of `part` is configured here.
+    pub fn absorb_ip(&mut self, part: &Snapshot) -> bool {
+        let mut absorbed = false;
+        for r in &part.ips {
+            let Some(i) = self.ips.iter().position(|s| s.addr == r.address) else {
+                continue;
+            };
+            absorbed = true;
+            let slot = &mut self.ips[i];
+            slot.state = IpState {
+                signal: slot.state.signal,
+                ..r.state
+            };
+            for p in self.paths.iter_mut().filter(|p| p.ip as usize == i) {
+                p.state = PathState::default();
+            }
+            for (_, &v) in self
+                .provider_index
+                .iter()
+                .filter(|((o, _), _)| *o as usize == i)
+            {
+                self.providers[v as usize].counters = Counters::default();
+            }
+            for p in part.paths.iter().filter(|p| p.ip == r.address) {
+                let site = self.site_key(&p.site);
+                if let Some(path) = self.path_for(p.ip, site) {
+                    self.paths[path.0 as usize].state = p.state;
+                }
+            }
+            for v in part.providers.iter().filter(|v| v.ip == r.address) {
+                if let Some(slot) = self.provider_slot(i as u32, v.provider.clone()) {
+                    self.providers[slot as usize].counters = v.counters;
+                }
+            }
+        }
+        absorbed
+    }
+}
