@@ -1,5 +1,8 @@
 //! Two real `sluice sender` processes share one pool of four source IPs
-//! through leases in Cassandra, against the ISP simulator and Kafka. From
+//! through leases in Cassandra, against the ISP simulator and Kafka. The
+//! backlog is produced before the first node starts; the second joins while
+//! the first works through it (no double sends beyond what is on the wire).
+//! From
 //! the simulator's record (source IP and time of every accepted message)
 //! joined with the delivered events (node, lease epoch): no IP is used by
 //! two nodes at overlapping times. Then one node is killed with -9: the
@@ -14,6 +17,8 @@ use sluice_testkit::leases::{leases_toml, overlaps, spans, spawn_sender, takeove
 use sluice_testkit::sender::*;
 
 const MESSAGES: usize = 1600;
+/// Connections per IP × IPs: the most deliveries one node has on the wire.
+const ON_THE_WIRE: usize = 2 * 4;
 /// Lease TTL (s), renewal interval and margin of both nodes.
 const TTL_S: u64 = 3;
 
@@ -79,16 +84,17 @@ async fn two_processes_never_share_an_ip_and_a_killed_nodes_ips_are_taken_over()
         .collect();
     let expected: HashSet<String> = envelopes.iter().map(|e| e.message_id.clone()).collect();
 
-    // a takes the whole pool, b joins and a hands two IPs over; the mail
-    // comes once both are in the consumer group, so that a does not read
-    // the partitions b is about to get.
+    // The whole backlog is there before a starts: a takes the whole pool
+    // and reads far ahead of its limits. b joins after a fifth was accepted:
+    // a hands two IPs over and Kafka moves half the partitions, so a must
+    // stop delivering what it read of them (the revocation fence). Then a is
+    // killed with -9 and b takes its IPs over.
+    produce(&log, &names.outbound, &envelopes).await;
     let binary = env!("CARGO_BIN_EXE_sluice");
     let mut a = spawn_sender(binary, &path, "node-a");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    wait_accepted(&sim, MESSAGES / 5, Duration::from_secs(60)).await;
     let mut b = spawn_sender(binary, &path, "node-b");
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    produce(&log, &names.outbound, &envelopes).await;
-    wait_accepted(&sim, MESSAGES / 3, Duration::from_secs(60)).await;
+    wait_accepted(&sim, MESSAGES / 2, Duration::from_secs(90)).await;
     a.start_kill().expect("kill -9");
     let killed_at = now_ms();
     a.wait().await.expect("reap");
@@ -149,6 +155,11 @@ async fn two_processes_never_share_an_ip_and_a_killed_nodes_ips_are_taken_over()
     let nodes: HashSet<&str> = uses.iter().map(|u| u.node.as_str()).collect();
     assert_eq!(nodes.len(), 2, "both nodes delivered: {nodes:?}");
 
+    let twice = report.duplicates().len();
+    assert!(
+        twice <= 2 * ON_THE_WIRE,
+        "{twice} messages delivered twice; only those on the wire at the rebalance and at the kill may be (at most {ON_THE_WIRE} each)"
+    );
     let taken = takeovers(&uses, "node-a", killed_at);
     println!(
         "{MESSAGES} messages, {} accepted by the simulator ({} joined with their event), \
