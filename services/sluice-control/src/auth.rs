@@ -37,12 +37,9 @@ impl Auth {
     /// The credentials of `config`. Fails when there are none and
     /// `allow_unauthenticated` is not set, or when a hash does not parse.
     pub(crate) fn from_config(config: &ControlConfig) -> Result<Self, ControlError> {
-        let credentials = Credentials::new(
-            &config.credentials,
-            config.allow_unauthenticated,
-            "control",
-        )
-        .map_err(ControlError::Config)?;
+        let credentials =
+            Credentials::new(&config.credentials, config.allow_unauthenticated, "control")
+                .map_err(ControlError::Config)?;
         Ok(Self { credentials })
     }
 

@@ -347,15 +347,20 @@ mod tests {
     #[test]
     fn ids_are_ulid_shaped_and_independent() {
         let ids = new_ids(64);
-        assert!(ids.iter().all(|id| id.len() == 26
-            && id.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
-            && ulid::Ulid::from_string(id).is_ok()));
+        assert!(ids.iter().all(|id| {
+            id.len() == 26
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+                && ulid::Ulid::from_string(id).is_ok()
+        }));
         let unique: std::collections::HashSet<_> = ids.iter().collect();
         assert_eq!(unique.len(), ids.len());
         // A monotonic ULID generator makes neighbours share their first
         // 16 characters (the time and most of the random part); random ids
         // share a prefix of 2 or more characters by chance only rarely.
-        let shared = |a: &str, b: &str| a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
+        let shared =
+            |a: &str, b: &str| a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
         let close = ids.windows(2).filter(|w| shared(&w[0], &w[1]) >= 3).count();
         assert!(close <= 1, "neighbouring ids look related: {ids:?}");
     }

@@ -10,13 +10,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prost::Message;
+use sluice_control_client::Bearer;
 use sluice_proto::v1::claim_idempotency_key_response::State;
 use sluice_proto::v1::query_client::QueryClient;
 use sluice_proto::v1::settle_idempotency_key_request::Outcome;
 use sluice_proto::v1::{
     ClaimIdempotencyKeyRequest, FailedIds, SendResponse, SettleIdempotencyKeyRequest,
 };
-use sluice_control_client::Bearer;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 

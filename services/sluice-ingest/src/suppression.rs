@@ -11,9 +11,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sluice_control_client::Bearer;
 use sluice_proto::v1::CheckSuppressionsRequest;
 use sluice_proto::v1::query_client::QueryClient;
-use sluice_control_client::Bearer;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 

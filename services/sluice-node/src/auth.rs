@@ -71,7 +71,8 @@ pub fn check(credentials: &[Credential]) -> Result<(), (String, String)> {
                 "empty or given twice; every credential needs its own name".into(),
             ));
         }
-        token_hash(&c.token_hash).map_err(|reason| (format!("credentials[{i}].token_hash"), reason))?;
+        token_hash(&c.token_hash)
+            .map_err(|reason| (format!("credentials[{i}].token_hash"), reason))?;
     }
     Ok(())
 }

@@ -3,12 +3,12 @@
 //! requests. The `sluice` binary renders the answers (`sluice status`,
 //! `sluice stats`, `sluice reputation`).
 
+use sluice_control_client::Bearer;
 use sluice_proto::v1::query_client::QueryClient as GrpcQueryClient;
 use sluice_proto::v1::{
     GetMessageRequest, GetReputationRequest, GetReputationResponse, GetStatsRequest, MessageStatus,
     StatsDimension, StatsRow,
 };
-use sluice_control_client::Bearer;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 

@@ -42,6 +42,7 @@ mod service;
 pub mod time;
 mod writer;
 
+pub use auth::{QueryAuth, TenantKeys};
 pub use config::{LedgerKind, RecorderConfig, ReputationConfig};
 pub use error::RecorderError;
 pub use keys::{IdempotencyKeys, KeyClaim, KeyOutcome};
@@ -49,7 +50,6 @@ pub use ledger::{AnyLedger, Claim, Ledger};
 pub use ledger_cql::CqlLedger;
 pub use ledger_embedded::EmbeddedLedger;
 pub use metrics::Metrics;
-pub use auth::{QueryAuth, TenantKeys};
 pub use query::{Authenticate, QueryService};
 pub use scoring::{Dirty, score_once};
 pub use service::{RecorderBackends, RecorderListeners, run};

@@ -6,13 +6,13 @@
 use std::sync::Arc;
 
 use sluice_proto::v1::query_server::Query;
+use sluice_proto::v1::query_server::QueryServer;
 use sluice_proto::v1::{
     CheckSuppressionsRequest, CheckSuppressionsResponse, ClaimIdempotencyKeyRequest,
     ClaimIdempotencyKeyResponse, GetMessageRequest, GetReputationRequest, GetReputationResponse,
     GetStatsRequest, GetStatsResponse, MessageStatus, SettleIdempotencyKeyRequest,
     SettleIdempotencyKeyResponse, StatsDimension, StatsRow,
 };
-use sluice_proto::v1::query_server::QueryServer;
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};

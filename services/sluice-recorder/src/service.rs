@@ -207,14 +207,20 @@ async fn follow_tenants(
 
 /// Applies the tenants' API keys of every configuration control publishes
 /// until the stream ends.
-async fn apply_tenants(following: Option<Following>, auth: Arc<QueryAuth>) -> Result<(), RecorderError> {
+async fn apply_tenants(
+    following: Option<Following>,
+    auth: Arc<QueryAuth>,
+) -> Result<(), RecorderError> {
     let Some(mut rx) = following else {
         return Ok(());
     };
     while rx.changed().await.is_ok() {
         let cluster = rx.borrow_and_update().clone();
         auth.set_tenants(TenantKeys::from_cluster(&cluster));
-        tracing::debug!(revision = cluster.revision, "tenants' API keys from control applied");
+        tracing::debug!(
+            revision = cluster.revision,
+            "tenants' API keys from control applied"
+        );
     }
     Ok(())
 }

@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use sluice_control_client::Bearer;
 use sluice_proto::v1::query_client::QueryClient;
 use sluice_proto::v1::{
     GetReputationRequest, GetReputationResponse, ReputationRow, TenantReputationRow,
 };
-use sluice_control_client::Bearer;
 use sluice_shaping::Signal;
 use tokio::sync::mpsc::UnboundedSender;
 

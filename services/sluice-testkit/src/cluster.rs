@@ -18,7 +18,13 @@ pub fn free_addr() -> SocketAddr {
 
 /// Starts `binary <role> --config <config>` with `env` added; its log goes
 /// to the test's stderr at `log` level.
-pub fn spawn_role(binary: &str, role: &str, config: &Path, env: &[(&str, &str)], log: &str) -> Child {
+pub fn spawn_role(
+    binary: &str,
+    role: &str,
+    config: &Path,
+    env: &[(&str, &str)],
+    log: &str,
+) -> Child {
     let mut command = Command::new(binary);
     command
         .args([role, "--config"])

@@ -62,7 +62,11 @@ pub async fn serve(ledger: Arc<AnyLedger>) -> Server {
         credentials: credentials(),
         ..RecorderConfig::default()
     };
-    serve_with(ledger, QueryAuth::from_config(&config).expect("test credentials")).await
+    serve_with(
+        ledger,
+        QueryAuth::from_config(&config).expect("test credentials"),
+    )
+    .await
 }
 
 /// Serves Query from `ledger` to the callers `auth` admits.
@@ -100,9 +104,7 @@ pub async fn client(url: impl AsRef<str>, token: Option<&str>) -> Result<Client,
         .await
         .map_err(|e| e.to_string())?;
     let bearer = sluice_control_client::Bearer::new(token)?;
-    Ok(sluice_proto::v1::query_client::QueryClient::with_interceptor(
-        channel, bearer,
-    ))
+    Ok(sluice_proto::v1::query_client::QueryClient::with_interceptor(channel, bearer))
 }
 
 /// [`client`] with [`ADMIN_TOKEN`].

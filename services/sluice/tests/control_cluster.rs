@@ -146,7 +146,10 @@ fn quiet_from(accepted: &[u64], from: u64, quiet: u64, allowed: usize) -> Option
     let last = *accepted.iter().max()?;
     let mut t = from;
     while t <= last {
-        let after = accepted.iter().filter(|a| **a > t && **a <= t + quiet).count();
+        let after = accepted
+            .iter()
+            .filter(|a| **a > t && **a <= t + quiet)
+            .count();
         if after <= allowed {
             return Some(t);
         }
@@ -169,7 +172,11 @@ async fn nodes_take_every_setting_from_control_and_obey_changes_within_seconds()
     let controls = [free_addr(), free_addr()];
     let mut replicas = Vec::new();
     for (i, addr) in controls.iter().enumerate() {
-        let path = write(dir.path(), &format!("control{i}.toml"), &control_toml(*addr, &keyspace, &tokens));
+        let path = write(
+            dir.path(),
+            &format!("control{i}.toml"),
+            &control_toml(*addr, &keyspace, &tokens),
+        );
         replicas.push(spawn_role(binary, "control", &path, &[], "warn"));
     }
     for addr in &controls {
@@ -179,12 +186,34 @@ async fn nodes_take_every_setting_from_control_and_obey_changes_within_seconds()
 
     let follow = follow_toml(&controls, &tokens);
     let grpc = free_addr();
-    let ingest_path = write(dir.path(), "ingest.toml", &ingest_toml(grpc, &kafka.brokers, &names, &follow));
-    let mut ingest_node = spawn_role(binary, "ingest", &ingest_path, &[], "warn,sluice_ingest=info");
-    let sender_path = write(dir.path(), "sender.toml", &sender_toml(&names, &sim, &kafka.brokers, &follow));
-    let mut sender = spawn_role(binary, "sender", &sender_path, &[], "warn,sluice_sender::dispatch=info");
+    let ingest_path = write(
+        dir.path(),
+        "ingest.toml",
+        &ingest_toml(grpc, &kafka.brokers, &names, &follow),
+    );
+    let mut ingest_node = spawn_role(
+        binary,
+        "ingest",
+        &ingest_path,
+        &[],
+        "warn,sluice_ingest=info",
+    );
+    let sender_path = write(
+        dir.path(),
+        "sender.toml",
+        &sender_toml(&names, &sim, &kafka.brokers, &follow),
+    );
+    let mut sender = spawn_role(
+        binary,
+        "sender",
+        &sender_path,
+        &[],
+        "warn,sluice_sender::dispatch=info",
+    );
     wait_listening(grpc, "sluice ingest", Duration::from_secs(60)).await;
-    let mut ingest = IngestClient::connect(format!("http://{grpc}")).await.expect("ingest");
+    let mut ingest = IngestClient::connect(format!("http://{grpc}"))
+        .await
+        .expect("ingest");
 
     // Load at the site policy's 600/min per IP (two IPs: about 20/s).
     let mut accepted: HashSet<String> = HashSet::new();
@@ -200,9 +229,17 @@ async fn nodes_take_every_setting_from_control_and_obey_changes_within_seconds()
     // 1. Lower the site's limit to 1 per minute on the second replica.
     let mut admin2 = admin(controls[1], &tokens).await;
     let lowered_at = now_ms();
-    admin2.put_site_policy(policy(1)).await.expect("lower the limit");
+    admin2
+        .put_site_policy(policy(1))
+        .await
+        .expect("lower the limit");
     tokio::time::sleep(Duration::from_secs(8)).await;
-    let times: Vec<u64> = sim.snapshot().messages.iter().map(|m| m.accepted_at_unix_ms).collect();
+    let times: Vec<u64> = sim
+        .snapshot()
+        .messages
+        .iter()
+        .map(|m| m.accepted_at_unix_ms)
+        .collect();
     let stopped = quiet_from(&times, lowered_at, 3_000, 2).expect("accepted messages") - lowered_at;
     eprintln!("limit lowered: deliveries stopped {stopped} ms after the admin call");
     assert!(
@@ -212,7 +249,10 @@ async fn nodes_take_every_setting_from_control_and_obey_changes_within_seconds()
 
     // 2. Pause the tenant: ingest refuses its submissions.
     let paused_at = Instant::now();
-    admin2.put_tenant(tenant(&names.pool, true)).await.expect("pause");
+    admin2
+        .put_tenant(tenant(&names.pool, true))
+        .await
+        .expect("pause");
     let mut n = 10_000;
     let refused = loop {
         match submit(&mut ingest, n).await {
@@ -222,11 +262,17 @@ async fn nodes_take_every_setting_from_control_and_obey_changes_within_seconds()
             }
             Err(status) => break status,
         }
-        assert!(paused_at.elapsed() < EFFECT_BOUND, "ingest still accepts {EFFECT_BOUND:?} after the pause");
+        assert!(
+            paused_at.elapsed() < EFFECT_BOUND,
+            "ingest still accepts {EFFECT_BOUND:?} after the pause"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let pause_effect = paused_at.elapsed();
-    eprintln!("tenant paused: ingest refused after {pause_effect:?}: {}", refused.message());
+    eprintln!(
+        "tenant paused: ingest refused after {pause_effect:?}: {}",
+        refused.message()
+    );
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
     assert!(refused.message().contains("paused"), "{refused:?}");
 
@@ -236,8 +282,14 @@ async fn nodes_take_every_setting_from_control_and_obey_changes_within_seconds()
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = sim.snapshot().messages.len();
     let resumed_at = Instant::now();
-    admin2.put_site_policy(policy(600)).await.expect("raise the limit");
-    admin2.put_tenant(tenant(&names.pool, false)).await.expect("resume");
+    admin2
+        .put_site_policy(policy(600))
+        .await
+        .expect("raise the limit");
+    admin2
+        .put_tenant(tenant(&names.pool, false))
+        .await
+        .expect("resume");
     let resume_effect = loop {
         match submit(&mut ingest, n).await {
             Ok(id) => {
@@ -247,30 +299,46 @@ async fn nodes_take_every_setting_from_control_and_obey_changes_within_seconds()
             }
             Err(status) => assert_eq!(status.code(), Code::PermissionDenied, "{status:?}"),
         }
-        assert!(resumed_at.elapsed() < EFFECT_BOUND * 2, "ingest still refuses after the resume on the other replica");
+        assert!(
+            resumed_at.elapsed() < EFFECT_BOUND * 2,
+            "ingest still refuses after the resume on the other replica"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let flowing = loop {
         if sim.snapshot().messages.len() >= before + 10 {
             break resumed_at.elapsed();
         }
-        assert!(resumed_at.elapsed() < EFFECT_BOUND * 2, "deliveries did not resume after the limit was raised on the other replica");
+        assert!(
+            resumed_at.elapsed() < EFFECT_BOUND * 2,
+            "deliveries did not resume after the limit was raised on the other replica"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    eprintln!("after kill -9 of a replica: ingest accepted again after {resume_effect:?}, deliveries resumed after {flowing:?}");
+    eprintln!(
+        "after kill -9 of a replica: ingest accepted again after {resume_effect:?}, deliveries resumed after {flowing:?}"
+    );
 
     // 4. Everything accepted is delivered, within the simulator's limits.
     let events = collect_fates(&log, &names.events, &accepted, Duration::from_secs(120)).await;
     let finals = finals(&events);
     let delivered = accepted
         .iter()
-        .filter(|id| finals.get(*id).is_some_and(|e| e.kind() == EventKind::Delivered))
+        .filter(|id| {
+            finals
+                .get(*id)
+                .is_some_and(|e| e.kind() == EventKind::Delivered)
+        })
         .count();
     sender.start_kill().expect("stop sender");
     ingest_node.start_kill().expect("stop ingest");
     replicas[1].start_kill().expect("stop control");
     let report = sim.shutdown().await;
     sluice_testkit::cql::drop_keyspace(&session, &keyspace).await;
-    assert_eq!(delivered, accepted.len(), "every accepted message is delivered");
+    assert_eq!(
+        delivered,
+        accepted.len(),
+        "every accepted message is delivered"
+    );
     assert_eq!(report.total_violations(), 0, "limit violations:\n{report}");
 }

@@ -135,7 +135,10 @@ async fn check_access(ledger: AnyLedger) {
             Code::Unauthenticated
         );
         assert_eq!(
-            code(anon.check_suppressions(suppressions(a, &world.addr_a)).await),
+            code(
+                anon.check_suppressions(suppressions(a, &world.addr_a))
+                    .await
+            ),
             Code::Unauthenticated
         );
         assert_eq!(
@@ -212,11 +215,19 @@ async fn check_access(ledger: AnyLedger) {
         Code::PermissionDenied
     );
     assert_eq!(
-        code(tenant_a.get_stats(stats(StatsDimension::Campaign, "spring")).await),
+        code(
+            tenant_a
+                .get_stats(stats(StatsDimension::Campaign, "spring"))
+                .await
+        ),
         Code::PermissionDenied
     );
     assert_eq!(
-        code(tenant_a.get_stats(stats(StatsDimension::SourceIp, "192.0.2.1")).await),
+        code(
+            tenant_a
+                .get_stats(stats(StatsDimension::SourceIp, "192.0.2.1"))
+                .await
+        ),
         Code::PermissionDenied
     );
     let found = tenant_a
@@ -226,11 +237,19 @@ async fn check_access(ledger: AnyLedger) {
         .into_inner();
     assert_eq!(found.suppressed, vec![world.addr_a.clone()]);
     assert_eq!(
-        code(tenant_a.check_suppressions(suppressions(b, &world.addr_b)).await),
+        code(
+            tenant_a
+                .check_suppressions(suppressions(b, &world.addr_b))
+                .await
+        ),
         Code::PermissionDenied
     );
     assert_eq!(
-        code(tenant_a.get_reputation(GetReputationRequest::default()).await),
+        code(
+            tenant_a
+                .get_reputation(GetReputationRequest::default())
+                .await
+        ),
         Code::PermissionDenied
     );
     assert_eq!(

@@ -226,9 +226,10 @@ async fn check_query_service(recorder: &Running) {
 
 async fn check_typed_client(recorder: &Running) {
     use sluice_recorder::client::{QueryClient, today};
-    let mut client = QueryClient::connect(&recorder.url(), Some(sluice_testkit::query::ADMIN_TOKEN))
-        .await
-        .expect("connect");
+    let mut client =
+        QueryClient::connect(&recorder.url(), Some(sluice_testkit::query::ADMIN_TOKEN))
+            .await
+            .expect("connect");
     let status = client.message("m-hard").await.expect("status");
     assert_eq!(status.state(), EventKind::Bounced);
     let reputation = client.reputation(BAD_IP, "").await.expect("reputation");

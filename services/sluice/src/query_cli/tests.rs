@@ -123,9 +123,15 @@ async fn query_commands_render_tables_and_json() {
         .await
         .expect("the tenant's own message");
     assert!(text.contains("m-hard: bounced"), "{text}");
-    let err = super::stats(tenant, "campaign", "spring", ("2026-01-01", "2026-01-01"), false)
-        .await
-        .expect_err("campaign stats mix tenants");
+    let err = super::stats(
+        tenant,
+        "campaign",
+        "spring",
+        ("2026-01-01", "2026-01-01"),
+        false,
+    )
+    .await
+    .expect_err("campaign stats mix tenants");
     assert!(err.to_string().contains("by tenant only"), "{err}");
     let json = super::reputation(admin, BAD_IP, "", true)
         .await
