@@ -43,7 +43,7 @@ pub enum Suppressions {
     None,
     /// The Query service's `CheckSuppressions` (`suppressions.query_addr`).
     Query {
-        client: QueryClient<InterceptedService<Channel, Bearer>>,
+        client: Box<QueryClient<InterceptedService<Channel, Bearer>>>,
         addr: String,
     },
     /// An in-process lookup (the ledger of `sluice dev`).
@@ -81,7 +81,7 @@ impl Suppressions {
             .connect_lazy();
         let bearer = query_bearer("suppressions.token_file", config.token_file.as_deref())?;
         Ok(Self::Query {
-            client: QueryClient::with_interceptor(channel, bearer),
+            client: Box::new(QueryClient::with_interceptor(channel, bearer)),
             addr: addr.to_owned(),
         })
     }
@@ -103,7 +103,9 @@ impl Suppressions {
         }
         let found = match self {
             Self::None => Vec::new(),
-            Self::Query { client, addr } => query(client.clone(), addr, tenant, addresses).await?,
+            Self::Query { client, addr } => {
+                query((**client).clone(), addr, tenant, addresses).await?
+            }
             Self::InProcess(lookup) => {
                 lookup
                     .suppressed(tenant, addresses)
