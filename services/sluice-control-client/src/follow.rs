@@ -80,6 +80,30 @@ impl Bearer {
     }
 }
 
+impl Bearer {
+    /// Sends the token kept in `file` (surrounding blanks trimmed); the
+    /// error says what is wrong with the file. Clients of the recorder's
+    /// Query service read their `token_file` with this too.
+    pub fn from_file(file: &std::path::Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(file).map_err(|e| e.to_string())?;
+        let token = text.trim();
+        if token.is_empty() {
+            return Err("the file is empty".into());
+        }
+        Self::new(Some(token))
+    }
+
+    /// [`Bearer::from_file`] of `file` when set, else no credential; the
+    /// error names `key` (the setting) and the file.
+    pub fn from_setting(key: &str, file: Option<&std::path::Path>) -> Result<Self, String> {
+        match file {
+            None => Ok(Self(None)),
+            Some(file) => Self::from_file(file)
+                .map_err(|reason| format!("{key} {}: {reason}", file.display())),
+        }
+    }
+}
+
 /// A Control client that sends a bearer credential on every call.
 pub type Client = ControlClient<InterceptedService<Channel, Bearer>>;
 
@@ -127,16 +151,10 @@ fn bearer(section: &ControlSection) -> Result<Bearer, FollowError> {
     let Some(path) = &section.token_file else {
         return Ok(Bearer(None));
     };
-    let token_error = |reason: String| FollowError::Token {
+    Bearer::from_file(path).map_err(|reason| FollowError::Token {
         path: path.display().to_string(),
         reason,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| token_error(e.to_string()))?;
-    let token = text.trim();
-    if token.is_empty() {
-        return Err(token_error("the file is empty".into()));
-    }
-    Bearer::new(Some(token)).map_err(token_error)
+    })
 }
 
 async fn connect(addr: &str, bearer: &Bearer) -> Result<Client, String> {

@@ -6,7 +6,7 @@
 //! Both are decided before the request is read, so neither answer says
 //! anything about the records.
 
-use sluice_node::secret::SecretHash;
+use sluice_node::auth::{Credentials, bearer_token};
 use tonic::Request;
 
 use crate::ControlError;
@@ -27,62 +27,20 @@ pub(crate) enum Need {
     Admin,
 }
 
-/// Parses a configured token hash: the `sha256$salt$digest` form only.
-pub(crate) fn token_hash(stored: &str) -> Result<SecretHash, String> {
-    match SecretHash::parse(stored)? {
-        hash @ SecretHash::Sha256 { .. } => Ok(hash),
-        SecretHash::Argon2(_) => Err(
-            "use the `sha256$...` form of `sluice hash-secret` (without --password): a token \
-             is checked on every call"
-                .into(),
-        ),
-    }
-}
-
-struct Entry {
-    name: String,
-    role: Role,
-    hash: SecretHash,
-}
-
-/// The credentials a service checks; no entries and `open` serves everyone
-/// as admin.
+/// The credentials a service checks; no entries and `allow_unauthenticated`
+/// serves everyone as admin.
 pub(crate) struct Auth {
-    entries: Vec<Entry>,
-    open: bool,
+    credentials: Credentials,
 }
 
 impl Auth {
     /// The credentials of `config`. Fails when there are none and
     /// `allow_unauthenticated` is not set, or when a hash does not parse.
     pub(crate) fn from_config(config: &ControlConfig) -> Result<Self, ControlError> {
-        let mut entries = Vec::with_capacity(config.credentials.len());
-        for (i, c) in config.credentials.iter().enumerate() {
-            let hash = token_hash(&c.token_hash).map_err(|reason| {
-                ControlError::Config(format!("credentials[{i}].token_hash: {reason}"))
-            })?;
-            entries.push(Entry {
-                name: c.name.clone(),
-                role: c.role,
-                hash,
-            });
-        }
-        if entries.is_empty() && !config.allow_unauthenticated {
-            return Err(ControlError::Config(
-                "credentials: none configured. Add [[credentials]] entries (name, role, \
-                 token_hash from `sluice hash-secret`), or set allow_unauthenticated = true \
-                 to serve every caller without a token"
-                    .into(),
-            ));
-        }
-        let open = entries.is_empty();
-        if open {
-            tracing::warn!(
-                "control serves EVERY caller WITHOUT A TOKEN (allow_unauthenticated = true and \
-                 no credentials): anyone who reaches its port may change the configuration"
-            );
-        }
-        Ok(Self { entries, open })
+        let credentials =
+            Credentials::new(&config.credentials, config.allow_unauthenticated, "control")
+                .map_err(ControlError::Config)?;
+        Ok(Self { credentials })
     }
 
     /// The role of the request's bearer token, if it allows `need`.
@@ -91,24 +49,16 @@ impl Auth {
         request: &Request<T>,
         need: Need,
     ) -> Result<Role, ControlError> {
-        if self.open {
+        if self.credentials.is_open() {
             return Ok(Role::Admin);
         }
-        let token = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
+        let header = request.metadata().get("authorization");
+        let token = bearer_token(header.and_then(|v| v.to_str().ok()))
             .ok_or(ControlError::Unauthenticated)?;
-        // Every entry is checked, so the time taken does not say which matched.
-        let found =
-            self.entries.iter().fold(
-                None,
-                |found, e| if e.hash.verify(token) { Some(e) } else { found },
-            );
-        let entry = found.ok_or(ControlError::Unauthenticated)?;
+        let entry = self
+            .credentials
+            .holder(token)
+            .ok_or(ControlError::Unauthenticated)?;
         let allowed = match need {
             Need::Read => true,
             Need::Pause => matches!(entry.role, Role::Admin | Role::Operator),

@@ -36,45 +36,7 @@ pub struct ControlConfig {
     pub allow_unauthenticated: bool,
 }
 
-/// One control token and what it may do.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Credential {
-    /// Who holds the token (unique; for logs).
-    pub name: String,
-    /// `admin` (every call), `operator` (every read, Watch and snapshots,
-    /// and pausing or resuming an existing IP or tenant) or `node` (lists,
-    /// snapshots and Watch only).
-    pub role: Role,
-    /// The token hashed by `sluice hash-secret` (`sha256$<salt>$<digest>`;
-    /// not the `--password` form, which is too slow to check on every call).
-    pub token_hash: String,
-}
-
-/// What a control token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Every call.
-    Admin,
-    /// Every read, Watch and GetSnapshot, and changing only `paused` of an
-    /// existing source IP or tenant.
-    Operator,
-    /// ListX, GetSnapshot and Watch: what a node following the configuration
-    /// needs.
-    Node,
-}
-
-impl Role {
-    /// Lower-case name, as in the configuration.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::Operator => "operator",
-            Role::Node => "node",
-        }
-    }
-}
+pub use sluice_node::auth::{Credential, Role};
 
 /// Where control keeps the configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -118,19 +80,8 @@ impl RoleConfig for ControlConfig {
                 "letters, digits and `_` only, 1 to 48 of them",
             ));
         }
-        let mut names = std::collections::HashSet::new();
-        for (i, c) in self.credentials.iter().enumerate() {
-            if c.name.is_empty() || !names.insert(c.name.as_str()) {
-                return Err(ConfigError::invalid(
-                    Self::ROLE,
-                    format!("credentials[{i}].name"),
-                    "empty or given twice; every credential needs its own name",
-                ));
-            }
-            crate::auth::token_hash(&c.token_hash).map_err(|reason| {
-                ConfigError::invalid(Self::ROLE, format!("credentials[{i}].token_hash"), reason)
-            })?;
-        }
+        sluice_node::auth::check(&self.credentials)
+            .map_err(|(key, reason)| ConfigError::invalid(Self::ROLE, key, reason))?;
         if self.store == StoreKind::Cassandra && self.cassandra.trim().is_empty() {
             return Err(ConfigError::invalid(
                 Self::ROLE,

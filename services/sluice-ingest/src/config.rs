@@ -193,6 +193,10 @@ pub struct IdempotencyConfig {
     /// it does not answer within `timeout`, a keyed submission is refused as
     /// unavailable (clients retry).
     pub query_addr: String,
+    /// File holding the token sent to `query_addr` as `authorization:
+    /// Bearer` (a recorder credential with role `node`). Unset: no token
+    /// (only a recorder with `allow_unauthenticated` answers).
+    pub token_file: Option<PathBuf>,
     /// Time one claim or settle at `query_addr` may take.
     pub timeout: Span,
     /// How long a claim holds a key when its node dies before answering;
@@ -206,6 +210,7 @@ impl Default for IdempotencyConfig {
             ttl: Span::hours(24),
             max_entries: 100_000,
             query_addr: String::new(),
+            token_file: None,
             timeout: Span::secs(2),
             lease: Span::mins(2),
         }
@@ -221,6 +226,10 @@ pub struct SuppressionsConfig {
     /// apply. When set and it does not answer within `timeout`, the
     /// submission is refused as unavailable (fail closed; clients retry).
     pub query_addr: String,
+    /// File holding the token sent to `query_addr` as `authorization:
+    /// Bearer` (a recorder credential with role `node`; may be the file of
+    /// `idempotency.token_file`). Unset: no token.
+    pub token_file: Option<PathBuf>,
     /// Time one check (connect and call) may take. Default 2s.
     pub timeout: Span,
 }
@@ -229,6 +238,7 @@ impl Default for SuppressionsConfig {
     fn default() -> Self {
         Self {
             query_addr: String::new(),
+            token_file: None,
             timeout: Span::secs(2),
         }
     }

@@ -306,14 +306,19 @@ struct Copies {
     signed: Vec<Vec<u8>>,
 }
 
-fn new_ids(n: usize) -> Vec<String> {
-    let mut generator = ulid::Generator::new();
+/// One message id per recipient, each 128 random bits from the system's
+/// secure generator, written as 26 Crockford base32 characters (the length
+/// and alphabet of a ULID, so every id parses as one). Ids of one submission
+/// are independent: one message's id says nothing about another's.
+pub(crate) fn new_ids(n: usize) -> Vec<String> {
+    use ring::rand::{SecureRandom, SystemRandom};
+    let rng = SystemRandom::new();
     (0..n)
         .map(|_| {
-            generator
-                .generate()
-                .unwrap_or_else(|_| ulid::Ulid::new())
-                .to_string()
+            let mut bytes = [0u8; 16];
+            rng.fill(&mut bytes)
+                .expect("the system's secure random generator failed");
+            ulid::Ulid::from(u128::from_be_bytes(bytes)).to_string()
         })
         .collect()
 }
@@ -332,5 +337,31 @@ fn response(sub: &Submission, ids: &[String], suppressed: &[bool]) -> SendRespon
             })
             .collect(),
         replayed: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::new_ids;
+
+    #[test]
+    fn ids_are_ulid_shaped_and_independent() {
+        let ids = new_ids(64);
+        assert!(ids.iter().all(|id| {
+            id.len() == 26
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+                && ulid::Ulid::from_string(id).is_ok()
+        }));
+        let unique: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(unique.len(), ids.len());
+        // A monotonic ULID generator makes neighbours share their first
+        // 16 characters (the time and most of the random part); random ids
+        // share a prefix of 2 or more characters by chance only rarely.
+        let shared =
+            |a: &str, b: &str| a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
+        let close = ids.windows(2).filter(|w| shared(&w[0], &w[1]) >= 3).count();
+        assert!(close <= 1, "neighbouring ids look related: {ids:?}");
     }
 }

@@ -10,12 +10,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prost::Message;
+use sluice_control_client::Bearer;
 use sluice_proto::v1::claim_idempotency_key_response::State;
 use sluice_proto::v1::query_client::QueryClient;
 use sluice_proto::v1::settle_idempotency_key_request::Outcome;
 use sluice_proto::v1::{
     ClaimIdempotencyKeyRequest, FailedIds, SendResponse, SettleIdempotencyKeyRequest,
 };
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::IngestError;
@@ -102,7 +104,11 @@ impl Idempotency {
             let store = IdempotencyStore::new(config.ttl.into(), config.max_entries);
             return Ok(Self::Local(store));
         }
-        let keys = QueryKeys::connect(addr, config.timeout.into())?;
+        let bearer = crate::suppression::query_bearer(
+            "idempotency.token_file",
+            config.token_file.as_deref(),
+        )?;
+        let keys = QueryKeys::connect(addr, config.timeout.into(), bearer)?;
         Ok(Self::shared(
             Arc::new(keys),
             format!("the Query service at idempotency.query_addr {addr}"),
@@ -187,12 +193,13 @@ fn unavailable(via: &str, reason: String) -> IngestError {
 
 /// Shared keys on the recorder's Query service.
 pub struct QueryKeys {
-    client: QueryClient<Channel>,
+    client: QueryClient<InterceptedService<Channel, Bearer>>,
 }
 
 impl QueryKeys {
-    /// A lazily connecting client of the Query service at `addr`.
-    pub fn connect(addr: &str, timeout: Duration) -> Result<Self, IngestError> {
+    /// A lazily connecting client of the Query service at `addr`, sending
+    /// `bearer` (`idempotency.token_file`) with every call.
+    pub fn connect(addr: &str, timeout: Duration, bearer: Bearer) -> Result<Self, IngestError> {
         let endpoint = Endpoint::from_shared(addr.to_owned()).map_err(|err| {
             IngestError::Config(format!(
                 "idempotency.query_addr: {addr:?} is not a URL like http://127.0.0.1:7402: {err}"
@@ -203,7 +210,7 @@ impl QueryKeys {
             .timeout(timeout)
             .connect_lazy();
         Ok(Self {
-            client: QueryClient::new(channel),
+            client: QueryClient::with_interceptor(channel, bearer),
         })
     }
 }

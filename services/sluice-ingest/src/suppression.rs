@@ -11,8 +11,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sluice_control_client::Bearer;
 use sluice_proto::v1::CheckSuppressionsRequest;
 use sluice_proto::v1::query_client::QueryClient;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::IngestError;
@@ -41,7 +43,7 @@ pub enum Suppressions {
     None,
     /// The Query service's `CheckSuppressions` (`suppressions.query_addr`).
     Query {
-        client: QueryClient<Channel>,
+        client: Box<QueryClient<InterceptedService<Channel, Bearer>>>,
         addr: String,
     },
     /// An in-process lookup (the ledger of `sluice dev`).
@@ -77,8 +79,9 @@ impl Suppressions {
             .connect_timeout(timeout)
             .timeout(timeout)
             .connect_lazy();
+        let bearer = query_bearer("suppressions.token_file", config.token_file.as_deref())?;
         Ok(Self::Query {
-            client: QueryClient::new(channel),
+            client: Box::new(QueryClient::with_interceptor(channel, bearer)),
             addr: addr.to_owned(),
         })
     }
@@ -100,7 +103,9 @@ impl Suppressions {
         }
         let found = match self {
             Self::None => Vec::new(),
-            Self::Query { client, addr } => query(client.clone(), addr, tenant, addresses).await?,
+            Self::Query { client, addr } => {
+                query((**client).clone(), addr, tenant, addresses).await?
+            }
             Self::InProcess(lookup) => {
                 lookup
                     .suppressed(tenant, addresses)
@@ -115,8 +120,17 @@ impl Suppressions {
     }
 }
 
+/// The token in `file` (the setting `key`), sent to the Query service as
+/// `authorization: Bearer`; none when unset.
+pub(crate) fn query_bearer(
+    key: &str,
+    file: Option<&std::path::Path>,
+) -> Result<Bearer, IngestError> {
+    Bearer::from_setting(key, file).map_err(IngestError::Config)
+}
+
 async fn query(
-    mut client: QueryClient<Channel>,
+    mut client: QueryClient<InterceptedService<Channel, Bearer>>,
     addr: &str,
     tenant: &str,
     addresses: &[String],

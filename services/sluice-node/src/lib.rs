@@ -17,8 +17,11 @@
 //! (TOML file, then `SLUICE_<ROLE>_<KEY>` environment overrides, unknown keys
 //! rejected) with [`Span`], the one duration format.
 //! [`secret`] parses and verifies the hashed secrets (`sluice hash-secret`)
-//! that ingest (API keys, SMTP passwords) and control (tokens) check.
+//! that ingest (API keys, SMTP passwords) and control (tokens) check;
+//! [`auth`] holds the bearer-token credentials (name, role, token hash) that
+//! control and the recorder's Query service check on every call.
 
+pub mod auth;
 pub mod config;
 mod lifecycle;
 pub mod reference;

@@ -3,11 +3,13 @@
 //! requests. The `sluice` binary renders the answers (`sluice status`,
 //! `sluice stats`, `sluice reputation`).
 
+use sluice_control_client::Bearer;
 use sluice_proto::v1::query_client::QueryClient as GrpcQueryClient;
 use sluice_proto::v1::{
     GetMessageRequest, GetReputationRequest, GetReputationResponse, GetStatsRequest, MessageStatus,
     StatsDimension, StatsRow,
 };
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use crate::RecorderError;
@@ -18,14 +20,20 @@ pub const DEFAULT_QUERY_ADDR: &str = "http://127.0.0.1:7402";
 /// A connection to one recorder's Query service.
 #[derive(Debug, Clone)]
 pub struct QueryClient {
-    grpc: GrpcQueryClient<Channel>,
+    grpc: GrpcQueryClient<InterceptedService<Channel, Bearer>>,
 }
 
 impl QueryClient {
     /// Connects to the Query service at `addr` (a URL such as
-    /// [`DEFAULT_QUERY_ADDR`]); [`RecorderError::QueryUnreachable`] says how
-    /// to start one when nothing answers.
-    pub async fn connect(addr: &str) -> Result<Self, RecorderError> {
+    /// [`DEFAULT_QUERY_ADDR`]), sending `token` (a Query credential's token
+    /// or a tenant's API key) as `authorization: Bearer` on every call;
+    /// [`RecorderError::QueryUnreachable`] says how to start one when
+    /// nothing answers.
+    pub async fn connect(addr: &str, token: Option<&str>) -> Result<Self, RecorderError> {
+        let bearer = Bearer::new(token).map_err(|reason| RecorderError::InvalidArgument {
+            field: "--token",
+            reason,
+        })?;
         let endpoint =
             Channel::from_shared(addr.to_owned()).map_err(|e| RecorderError::InvalidArgument {
                 field: "--query-addr",
@@ -39,7 +47,7 @@ impl QueryClient {
                 reason: e.to_string(),
             })?;
         Ok(Self {
-            grpc: GrpcQueryClient::new(channel),
+            grpc: GrpcQueryClient::with_interceptor(channel, bearer),
         })
     }
 

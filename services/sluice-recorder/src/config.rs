@@ -66,6 +66,23 @@ pub struct RecorderConfig {
     /// How topics are created when the recorder finds them missing (only
     /// `topics.events` is used: the recorder creates the events topic).
     pub topics: sluice_log::TopicsConfig,
+    /// Who may call the Query service: each entry's token, sent as
+    /// `authorization: Bearer <token>`, grants its role (`admin`: every
+    /// call; `operator`: every read; `node`: what senders and ingest call).
+    /// Empty: the recorder refuses to start unless `allow_unauthenticated`
+    /// is set.
+    pub credentials: Vec<sluice_node::auth::Credential>,
+    /// Serve every Query call without a token when `credentials` is empty.
+    /// Only for a recorder reachable by trusted hosts alone; a warning is
+    /// logged.
+    pub allow_unauthenticated: bool,
+    /// Tenants whose API keys may read their own messages, stats and
+    /// suppressions here. Must be empty when `control.addr` is set: the
+    /// tenants' key hashes then come from control.
+    pub tenants: Vec<crate::auth::TenantKeysConfig>,
+    /// The control service this recorder takes the tenants' API key hashes
+    /// from (docs/control.md). Unset: from `tenants`.
+    pub control: sluice_control_client::ControlSection,
 }
 
 /// The ledger back ends.
@@ -135,6 +152,10 @@ impl Default for RecorderConfig {
             drain_timeout: sluice_node::DEFAULT_DRAIN,
             reputation: ReputationConfig::default(),
             topics: sluice_log::TopicsConfig::default(),
+            credentials: Vec::new(),
+            allow_unauthenticated: false,
+            tenants: Vec::new(),
+            control: sluice_control_client::ControlSection::default(),
         }
     }
 }
@@ -144,7 +165,20 @@ impl RoleConfig for RecorderConfig {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.check()
-            .map_err(|(key, reason)| ConfigError::invalid(Self::ROLE, key, reason))
+            .map_err(|(key, reason)| ConfigError::invalid(Self::ROLE, key, reason))?;
+        let access = || -> Result<(), (String, String)> {
+            sluice_node::auth::check(&self.credentials)?;
+            crate::auth::TenantKeys::from_config(&self.tenants)?;
+            if self.control.enabled() && !self.tenants.is_empty() {
+                return Err((
+                    "tenants".into(),
+                    "must be empty when control.addr is set: the tenants' API keys come from control"
+                        .into(),
+                ));
+            }
+            Ok(())
+        };
+        access().map_err(|(key, reason)| ConfigError::invalid(Self::ROLE, key, reason))
     }
 }
 

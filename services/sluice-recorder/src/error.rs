@@ -14,6 +14,12 @@ pub enum RecorderError {
     /// A request argument is invalid; names the field and the reason.
     #[error("invalid {field}: {reason}")]
     InvalidArgument { field: &'static str, reason: String },
+    /// No token, or one that is neither a credential's nor a tenant's API key.
+    #[error("{}", crate::auth::UNAUTHENTICATED)]
+    Unauthenticated,
+    /// The caller's role or tenant does not allow the call; says what would.
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
     /// The thing asked for does not exist.
     #[error("{0} not found")]
     NotFound(String),
@@ -89,6 +95,8 @@ impl From<RecorderError> for tonic::Status {
         let code = match &err {
             RecorderError::InvalidArgument { .. } => Code::InvalidArgument,
             RecorderError::NotFound(_) => Code::NotFound,
+            RecorderError::Unauthenticated => Code::Unauthenticated,
+            RecorderError::PermissionDenied(_) => Code::PermissionDenied,
             RecorderError::Config(_) | RecorderError::Configuration(_) => Code::FailedPrecondition,
             RecorderError::CqlSetup(err) => match **err {
                 sluice_cql::CqlError::MissingTable { .. } => Code::FailedPrecondition,

@@ -18,6 +18,7 @@
 //! service; [`run`] wires them; [`client`] is a typed client of the Query
 //! service. See docs/recorder.md.
 
+pub mod auth;
 pub mod client;
 mod config;
 mod consumer;
@@ -41,6 +42,7 @@ mod service;
 pub mod time;
 mod writer;
 
+pub use auth::{QueryAuth, TenantKeys};
 pub use config::{LedgerKind, RecorderConfig, ReputationConfig};
 pub use error::RecorderError;
 pub use keys::{IdempotencyKeys, KeyClaim, KeyOutcome};
@@ -48,6 +50,6 @@ pub use ledger::{AnyLedger, Claim, Ledger};
 pub use ledger_cql::CqlLedger;
 pub use ledger_embedded::EmbeddedLedger;
 pub use metrics::Metrics;
-pub use query::QueryService;
+pub use query::{Authenticate, QueryService};
 pub use scoring::{Dirty, score_once};
 pub use service::{RecorderBackends, RecorderListeners, run};

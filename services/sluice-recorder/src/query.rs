@@ -1,18 +1,24 @@
 //! The `sluice.v1.Query` gRPC service: message status, stats, reputation,
-//! suppressions.
+//! suppressions. Every call is authenticated first ([`Authenticate`], before
+//! the body is decoded) and checked against the caller's role and tenant
+//! before the ledger is read (see `auth` and docs/recorder.md).
 
 use std::sync::Arc;
 
 use sluice_proto::v1::query_server::Query;
+use sluice_proto::v1::query_server::QueryServer;
 use sluice_proto::v1::{
     CheckSuppressionsRequest, CheckSuppressionsResponse, ClaimIdempotencyKeyRequest,
     ClaimIdempotencyKeyResponse, GetMessageRequest, GetReputationRequest, GetReputationResponse,
     GetStatsRequest, GetStatsResponse, MessageStatus, SettleIdempotencyKeyRequest,
     SettleIdempotencyKeyResponse, StatsDimension, StatsRow,
 };
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
 use crate::RecorderError;
+use crate::auth::{Call, Caller, QueryAuth};
 use crate::ledger::{AnyLedger, Ledger};
 use crate::record::Deltas;
 use crate::time::{days_between, parse_day};
@@ -25,13 +31,78 @@ pub const MAX_SUPPRESSION_ADDRESSES: usize = 1_000;
 /// Query service over the recorder's tables, on either ledger back end.
 pub struct QueryService {
     ledger: Arc<AnyLedger>,
+    auth: Arc<QueryAuth>,
+}
+
+/// Authenticates every call from its metadata before the body is decoded:
+/// an unknown caller gets `UNAUTHENTICATED` at once; a known one is put in
+/// the request's extensions for the service.
+#[derive(Clone)]
+pub struct Authenticate(Arc<QueryAuth>);
+
+impl Interceptor for Authenticate {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        let caller = self.0.caller(request.metadata())?;
+        request.extensions_mut().insert(caller);
+        Ok(request)
+    }
 }
 
 impl QueryService {
-    /// Serves Query from `ledger` (e.g. `Arc::new(embedded.into())`).
-    pub fn new(ledger: Arc<AnyLedger>) -> Self {
-        Self { ledger }
+    /// Serves Query from `ledger` (e.g. `Arc::new(embedded.into())`) to the
+    /// callers `auth` admits.
+    pub fn new(ledger: Arc<AnyLedger>, auth: Arc<QueryAuth>) -> Self {
+        Self { ledger, auth }
     }
+
+    /// The gRPC service: this service behind [`Authenticate`].
+    pub fn server(
+        ledger: Arc<AnyLedger>,
+        auth: Arc<QueryAuth>,
+    ) -> InterceptedService<QueryServer<Self>, Authenticate> {
+        let check = Authenticate(auth.clone());
+        QueryServer::with_interceptor(Self::new(ledger, auth), check)
+    }
+
+    /// The caller [`Authenticate`] found, or (when the service is served
+    /// without it) the caller of the request's metadata; then whether it
+    /// may make `call`.
+    fn caller<T>(&self, request: &Request<T>, call: Call) -> Result<Caller, RecorderError> {
+        let caller = match request.extensions().get::<Caller>() {
+            Some(caller) => caller.clone(),
+            None => self.auth.caller(request.metadata())?,
+        };
+        caller.may(call)?;
+        Ok(caller)
+    }
+}
+
+/// True when `caller` may see the message whose events are `history`: staff
+/// always; a tenant when the events are its own.
+fn visible(caller: &Caller, history: &[sluice_proto::v1::Event]) -> bool {
+    match caller {
+        Caller::Staff(_) => true,
+        Caller::Tenant(own) => {
+            history.iter().any(|e| e.tenant == *own)
+                && history
+                    .iter()
+                    .all(|e| e.tenant.is_empty() || e.tenant == *own)
+        }
+    }
+}
+
+/// Fails unless `caller` may read the stats of `req`: a tenant reads its
+/// own tenant row only (campaign, IP and site counters are not kept per
+/// tenant).
+fn stats_allowed(caller: &Caller, req: &GetStatsRequest) -> Result<(), RecorderError> {
+    if matches!(caller, Caller::Tenant(_)) && req.dimension() != StatsDimension::Tenant {
+        return Err(RecorderError::PermissionDenied(
+            "a tenant's API key reads stats by tenant only (--by tenant --key <its tenant>); \
+             campaign, IP and site counters are not kept per tenant"
+                .into(),
+        ));
+    }
+    caller.may_see(&req.key)
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> RecorderError {
@@ -119,13 +190,16 @@ impl Query for QueryService {
         &self,
         request: Request<GetMessageRequest>,
     ) -> Result<Response<MessageStatus>, Status> {
+        let caller = self.caller(&request, Call::GetMessage)?;
         let id = request.into_inner().message_id;
         if id.is_empty() {
             return Err(invalid("message_id", "must not be empty").into());
         }
         let history = self.ledger.history(&id).await?;
+        // Another tenant's message gets the answer of an unknown one.
         let last = history
             .last()
+            .filter(|_| visible(&caller, &history))
             .ok_or_else(|| RecorderError::NotFound(format!("message {id}")))?;
         Ok(Response::new(MessageStatus {
             message_id: id.clone(),
@@ -138,7 +212,9 @@ impl Query for QueryService {
         &self,
         request: Request<GetStatsRequest>,
     ) -> Result<Response<GetStatsResponse>, Status> {
+        let caller = self.caller(&request, Call::GetStats)?;
         let req = request.into_inner();
+        stats_allowed(&caller, &req)?;
         let (scope, days) = stats_plan(&req)?;
         let mut rows = Vec::new();
         for day in days {
@@ -159,6 +235,7 @@ impl Query for QueryService {
         &self,
         request: Request<GetReputationRequest>,
     ) -> Result<Response<GetReputationResponse>, Status> {
+        self.caller(&request, Call::GetReputation)?;
         let req = request.into_inner();
         let rows = self
             .ledger
@@ -176,7 +253,9 @@ impl Query for QueryService {
         &self,
         request: Request<CheckSuppressionsRequest>,
     ) -> Result<Response<CheckSuppressionsResponse>, Status> {
+        let caller = self.caller(&request, Call::CheckSuppressions)?;
         let req = request.into_inner();
+        caller.may_see(&req.tenant)?;
         check_suppressions_request(&req)?;
         let suppressed = self.ledger.suppressed(&req.tenant, &req.addresses).await?;
         Ok(Response::new(CheckSuppressionsResponse { suppressed }))
@@ -186,6 +265,7 @@ impl Query for QueryService {
         &self,
         request: Request<ClaimIdempotencyKeyRequest>,
     ) -> Result<Response<ClaimIdempotencyKeyResponse>, Status> {
+        self.caller(&request, Call::IdempotencyKeys)?;
         let response = crate::query_keys::claim(&self.ledger, request.into_inner()).await?;
         Ok(Response::new(response))
     }
@@ -194,6 +274,7 @@ impl Query for QueryService {
         &self,
         request: Request<SettleIdempotencyKeyRequest>,
     ) -> Result<Response<SettleIdempotencyKeyResponse>, Status> {
+        self.caller(&request, Call::IdempotencyKeys)?;
         let response = crate::query_keys::settle(&self.ledger, request.into_inner()).await?;
         Ok(Response::new(response))
     }

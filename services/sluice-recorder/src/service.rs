@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use sluice_log::{KafkaLog, Log};
 use sluice_node::CancellationToken;
-use sluice_proto::v1::query_server::QueryServer;
 use tokio::net::TcpListener;
 
+use crate::auth::{QueryAuth, TenantKeys};
 use crate::config::LedgerKind;
 use crate::ledger::AnyLedger;
 use crate::ledger_cql::CqlLedger;
@@ -155,6 +155,8 @@ async fn serve(
         ledger: store,
         metrics,
     } = backends;
+    let auth = Arc::new(QueryAuth::from_config(config)?);
+    let following = follow_tenants(config, &auth, &stop).await?;
     let dirty = Dirty::default();
     let writer = Writer {
         ledger: store.clone(),
@@ -165,7 +167,7 @@ async fn serve(
         stop: stop.clone(),
     };
     let server = tonic::transport::Server::builder()
-        .add_service(QueryServer::new(QueryService::new(store.clone())))
+        .add_service(QueryService::server(store.clone(), auth.clone()))
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener),
             stop.clone().cancelled_owned(),
@@ -178,7 +180,47 @@ async fn serve(
     tokio::try_join!(
         async { server.await.map_err(RecorderError::from) },
         consume,
-        score
+        score,
+        apply_tenants(following, auth)
     )?;
+    Ok(())
+}
+
+type Following = tokio::sync::watch::Receiver<Arc<sluice_control_client::ClusterConfig>>;
+
+/// With `control.addr` set: waits for control's snapshot and puts its
+/// tenants' API keys in force; the receiver then brings every change.
+async fn follow_tenants(
+    config: &RecorderConfig,
+    auth: &QueryAuth,
+    stop: &CancellationToken,
+) -> Result<Option<Following>, RecorderError> {
+    if !config.control.enabled() {
+        return Ok(None);
+    }
+    let rx = sluice_control_client::follow(&config.control, "recorder", stop.clone())
+        .await
+        .map_err(|err| RecorderError::Config(format!("control: {err}")))?;
+    auth.set_tenants(TenantKeys::from_cluster(&rx.borrow()));
+    Ok(Some(rx))
+}
+
+/// Applies the tenants' API keys of every configuration control publishes
+/// until the stream ends.
+async fn apply_tenants(
+    following: Option<Following>,
+    auth: Arc<QueryAuth>,
+) -> Result<(), RecorderError> {
+    let Some(mut rx) = following else {
+        return Ok(());
+    };
+    while rx.changed().await.is_ok() {
+        let cluster = rx.borrow_and_update().clone();
+        auth.set_tenants(TenantKeys::from_cluster(&cluster));
+        tracing::debug!(
+            revision = cluster.revision,
+            "tenants' API keys from control applied"
+        );
+    }
     Ok(())
 }

@@ -200,6 +200,10 @@ pub struct ReputationSection {
     /// Address of the Query service, e.g. `http://127.0.0.1:7402`. Unset: the
     /// node ignores reputation (it still reacts to replies).
     pub query_addr: Option<String>,
+    /// File holding the token sent to the Query service as `authorization:
+    /// Bearer` (a credential of the recorder with role `node`). Unset: no
+    /// token (only a recorder with `allow_unauthenticated` answers).
+    pub token_file: Option<std::path::PathBuf>,
     /// How often the table is read.
     pub interval: Span,
 }
@@ -208,6 +212,7 @@ impl Default for ReputationSection {
     fn default() -> Self {
         Self {
             query_addr: None,
+            token_file: None,
             interval: Span::secs(30),
         }
     }

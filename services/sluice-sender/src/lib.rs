@@ -234,9 +234,16 @@ impl Node {
             AbortOnDropHandle::new(tokio::spawn(apply))
         });
         let (signal_tx, signal_rx) = tokio::sync::mpsc::unbounded_channel();
+        let bearer = sluice_control_client::Bearer::from_setting(
+            "reputation.token_file",
+            cfg.reputation.token_file.as_deref(),
+        )
+        .map_err(|reason| {
+            sluice_node::ConfigError::invalid("sender", "reputation.token_file", reason)
+        })?;
         let _following = cfg.reputation.query_addr.clone().map(|addr| {
             let every = std::time::Duration::from_millis(cfg.reputation.interval.0.max(100));
-            let follow = reputation::follow(addr, every, ips_rx.clone(), signal_tx.clone());
+            let follow = reputation::follow(addr, bearer, every, ips_rx.clone(), signal_tx.clone());
             AbortOnDropHandle::new(tokio::spawn(follow))
         });
         drop(signal_tx);

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use sluice_control_client::Bearer;
 use sluice_proto::v1::query_client::QueryClient;
 use sluice_proto::v1::{
     GetReputationRequest, GetReputationResponse, ReputationRow, TenantReputationRow,
@@ -60,9 +61,11 @@ pub fn signals(rows: &[ReputationRow], tenants: &[TenantReputationRow], ips: &[I
 
 /// Reads the table every `interval` and sends the signals; runs until the
 /// receiver is gone. A failed read is logged and keeps the last signals.
-/// `ips` holds this node's IPs (they change when control changes the pool).
+/// `ips` holds this node's IPs (they change when control changes the pool);
+/// every call carries `bearer` (`reputation.token_file`).
 pub async fn follow(
     addr: String,
+    bearer: Bearer,
     interval: Duration,
     ips: tokio::sync::watch::Receiver<Vec<IpAddr>>,
     tx: UnboundedSender<Signals>,
@@ -70,7 +73,7 @@ pub async fn follow(
     let mut tick = tokio::time::interval(interval);
     loop {
         tick.tick().await;
-        match read(&addr).await {
+        match read(&addr, &bearer).await {
             Ok(table) => {
                 let ips = ips.borrow().clone();
                 if tx.send(signals(&table.rows, &table.tenants, &ips)).is_err() {
@@ -79,7 +82,7 @@ pub async fn follow(
             }
             Err(err) => tracing::warn!(
                 %addr, %err,
-                "cannot read reputation from the recorder's Query service; keeping the last signals (check reputation.query_addr)"
+                "cannot read reputation from the recorder's Query service; keeping the last signals (check reputation.query_addr and reputation.token_file)"
             ),
         }
     }
@@ -87,8 +90,12 @@ pub async fn follow(
 
 async fn read(
     addr: &str,
+    bearer: &Bearer,
 ) -> Result<GetReputationResponse, Box<dyn std::error::Error + Send + Sync>> {
-    let mut client = QueryClient::connect(addr.to_owned()).await?;
+    let channel = tonic::transport::Endpoint::from_shared(addr.to_owned())?
+        .connect()
+        .await?;
+    let mut client = QueryClient::with_interceptor(channel, bearer.clone());
     let table = client
         .get_reputation(GetReputationRequest::default())
         .await?

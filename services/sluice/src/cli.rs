@@ -113,6 +113,12 @@ pub struct QueryArgs {
         default_value = "http://127.0.0.1:7402"
     )]
     pub query_addr: String,
+    /// Token sent as `authorization: Bearer <token>`: a credential of the
+    /// recorder (`sluice dev`: the admin token in `<data_dir>/control.token`),
+    /// or a tenant's API key, which reads that tenant's own messages and
+    /// stats.
+    #[arg(long, env = "SLUICE_QUERY_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,

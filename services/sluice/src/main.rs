@@ -55,19 +55,22 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Status(args) => {
             let q = &args.query;
-            printed(query_cli::status(&q.query_addr, &args.message_id, q.json).await)
+            let at = (q.query_addr.as_str(), q.token.as_deref());
+            printed(query_cli::status(at, &args.message_id, q.json).await)
         }
         Command::Stats(args) => {
             let from = args.from.unwrap_or_else(sluice_recorder::client::today);
             let to = args.to.unwrap_or_else(|| from.clone());
             let (q, days) = (&args.query, (from.as_str(), to.as_str()));
-            let out = query_cli::stats(&q.query_addr, &args.by, &args.key, days, q.json);
+            let at = (q.query_addr.as_str(), q.token.as_deref());
+            let out = query_cli::stats(at, &args.by, &args.key, days, q.json);
             printed(out.await)
         }
         Command::Reputation(args) => {
             let (ip, site) = (args.ip.unwrap_or_default(), args.site.unwrap_or_default());
             let q = &args.query;
-            printed(query_cli::reputation(&q.query_addr, &ip, &site, q.json).await)
+            let at = (q.query_addr.as_str(), q.token.as_deref());
+            printed(query_cli::reputation(at, &ip, &site, q.json).await)
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `sluice status`, `sluice stats`, `sluice reputation`: ask the recorder's
 //! Query service (through [`sluice_recorder::client::QueryClient`]) and
-//! render the answer as a table (comfy-table), or JSON with `--json`.
+//! render the answer as a table (comfy-table), or JSON with `--json`. Each
+//! takes the address and the token (`--token` / `SLUICE_QUERY_TOKEN`).
 
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::{Value, json};
@@ -12,8 +13,12 @@ use sluice_recorder::client::QueryClient;
 mod tests;
 
 /// `sluice status <message-id>`: the message's state and history.
-pub async fn status(addr: &str, message_id: &str, as_json: bool) -> Result<String, RecorderError> {
-    let status = QueryClient::connect(addr)
+pub async fn status(
+    (addr, token): (&str, Option<&str>),
+    message_id: &str,
+    as_json: bool,
+) -> Result<String, RecorderError> {
+    let status = QueryClient::connect(addr, token)
         .await?
         .message(message_id)
         .await?;
@@ -23,13 +28,13 @@ pub async fn status(addr: &str, message_id: &str, as_json: bool) -> Result<Strin
 /// `sluice stats --by D --key K --from DAY --to DAY`: one row per day with
 /// traffic; `by` is campaign, tenant, ip or site; days are UTC `YYYY-MM-DD`.
 pub async fn stats(
-    addr: &str,
+    (addr, token): (&str, Option<&str>),
     by: &str,
     key: &str,
     days: (&str, &str),
     as_json: bool,
 ) -> Result<String, RecorderError> {
-    let rows = QueryClient::connect(addr)
+    let rows = QueryClient::connect(addr, token)
         .await?
         .stats(by, key, days)
         .await?;
@@ -38,12 +43,12 @@ pub async fn stats(
 
 /// `sluice reputation [--ip] [--site]`: paths, then tenants.
 pub async fn reputation(
-    addr: &str,
+    (addr, token): (&str, Option<&str>),
     ip: &str,
     site: &str,
     as_json: bool,
 ) -> Result<String, RecorderError> {
-    let resp = QueryClient::connect(addr)
+    let resp = QueryClient::connect(addr, token)
         .await?
         .reputation(ip, site)
         .await?;

@@ -99,8 +99,8 @@ pub async fn dev(args: cli::DevArgs) -> anyhow::Result<ExitCode> {
     };
     let token_hint = if config.generated_control_token() {
         format!(
-            "Admin token of control: in {file} (`export SLUICE_CONTROL_TOKEN=$(cat {file})`, \
-             then `sluice admin pools`).\n",
+            "Admin token of control and Query: in {file} (`export SLUICE_CONTROL_TOKEN=$(cat {file}) \
+             SLUICE_QUERY_TOKEN=$(cat {file})`, then `sluice admin pools`, `sluice status <id>`).\n",
             file = config.control_token_file().display()
         )
     } else {

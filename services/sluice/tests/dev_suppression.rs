@@ -6,7 +6,6 @@
 use std::time::{Duration, Instant};
 
 use sluice_proto::v1::ingest_client::IngestClient;
-use sluice_proto::v1::query_client::QueryClient;
 use sluice_proto::v1::{EventKind, GetMessageRequest, SendResponse};
 use sluice_testkit::dev::{dev_config, send_request, start_dev};
 use sluice_testkit::sender::start_sim;
@@ -29,9 +28,10 @@ async fn send(client: &mut IngestClient<tonic::transport::Channel>, to: &[&str])
     client.send(request).await.expect("send").into_inner()
 }
 
-/// Waits until the Query service reports `message_id` in `state`.
-async fn wait_for_state(query: &str, message_id: &str, state: EventKind) {
-    let mut client = QueryClient::connect(query.to_owned())
+/// Waits until the Query service reports `message_id` in `state`, asking
+/// with `token`.
+async fn wait_for_state(query: &str, token: &str, message_id: &str, state: EventKind) {
+    let mut client = sluice_testkit::query::client(query, Some(token))
         .await
         .expect("connect query");
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -76,9 +76,27 @@ async fn a_hard_bounced_address_is_suppressed_on_the_next_submission() {
         .await
         .expect("connect ingest");
 
+    // Query takes the admin token dev made for control.
+    let token = std::fs::read_to_string(dir.path().join("data/control.token"))
+        .expect("dev's control.token");
+    let token = token.trim();
+
     let first = send(&mut client, &[GHOST]).await;
     assert!(!first.recipients[0].suppressed, "not suppressed yet");
-    wait_for_state(&query, &first.recipients[0].message_id, EventKind::Bounced).await;
+    let first_id = &first.recipients[0].message_id;
+    let mut anonymous = sluice_testkit::query::client(&query, None)
+        .await
+        .expect("connect query");
+    let refused = anonymous
+        .get_message(GetMessageRequest {
+            message_id: first_id.clone(),
+        })
+        .await
+        .expect_err("no token");
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+    wait_for_state(&query, token, first_id, EventKind::Bounced).await;
+    // The dev tenant's API key reads its own message.
+    wait_for_state(&query, "sluice-dev-key", first_id, EventKind::Bounced).await;
     assert_eq!(
         rejected(&sim.snapshot()),
         1,
@@ -92,9 +110,9 @@ async fn a_hard_bounced_address_is_suppressed_on_the_next_submission() {
     // The friend's copy arriving proves the sender has handled the second
     // submission: had the ghost's been published, it would have gone too.
     let friend = &second.recipients[1].message_id;
-    wait_for_state(&query, friend, EventKind::Delivered).await;
+    wait_for_state(&query, token, friend, EventKind::Delivered).await;
     let ghost = &second.recipients[0].message_id;
-    wait_for_state(&query, ghost, EventKind::Suppressed).await;
+    wait_for_state(&query, token, ghost, EventKind::Suppressed).await;
     child.start_kill().expect("stop");
     child.wait().await.expect("reaped");
     let report = sim.shutdown().await;

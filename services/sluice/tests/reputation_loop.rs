@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use sluice_cql::CqlConfig;
 use sluice_recorder::{RecorderConfig, ReputationConfig};
 use sluice_sender::SenderConfig;
+use sluice_testkit::query::NODE_TOKEN;
 use sluice_testkit::sender::*;
 
 const SCENARIO: &str = r#"
@@ -68,6 +69,7 @@ async fn hard_bounces_pause_the_path_and_the_tenant_and_nothing_else() {
             thresholds,
             ..Default::default()
         },
+        credentials: sluice_testkit::query::credentials(),
         ..RecorderConfig::default()
     };
     sluice_cql::migrate(&session, &recorder_cfg.keyspace, &recorder_cfg.replication)
@@ -92,12 +94,15 @@ async fn hard_bounces_pause_the_path_and_the_tenant_and_nothing_else() {
     ));
 
     let sim = start_sim(SCENARIO).await;
+    let token_dir = tempfile::tempdir().expect("temp dir");
+    let token_file = sluice_testkit::query::token_file(token_dir.path(), NODE_TOKEN);
     let config = format!(
-        "{}\n{}\n{}\n{}\n[reputation]\nquery_addr = \"{query}\"\ninterval = \"1s\"\n",
+        "{}\n{}\n{}\n{}\n[reputation]\nquery_addr = \"{query}\"\ninterval = \"1s\"\ntoken_file = \"{}\"\n",
         base_config(&names, &kafka.brokers),
         routes_toml(&sim, &[("bad", &["bad.test"]), ("good", &["good.test"])]),
         site_rules_toml(&sim),
         ips_toml(&names.pool, 1),
+        token_file.display(),
     );
     let config = SenderConfig::from_toml(&config).expect("config");
     let sender = RunningSender::start(config, None, None).await;

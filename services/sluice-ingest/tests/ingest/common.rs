@@ -205,14 +205,23 @@ pub async fn read(kafka: &KafkaConfig, topic: &str, n: usize) -> Vec<Vec<u8>> {
 }
 
 fn config_toml(options: &Options, brokers: &str, prefix: &str, events: &str, dir: &Path) -> String {
+    // The Query service of sluice_testkit::query takes its node token.
+    let token = || {
+        let file = sluice_testkit::query::token_file(dir, sluice_testkit::query::NODE_TOKEN);
+        file.display().to_string()
+    };
     let suppressions = match &options.suppressions_query {
-        Some((addr, timeout_ms)) => {
-            format!("[suppressions]\nquery_addr = \"{addr}\"\ntimeout = \"{timeout_ms}ms\"\n")
-        }
+        Some((addr, timeout_ms)) => format!(
+            "[suppressions]\nquery_addr = \"{addr}\"\ntimeout = \"{timeout_ms}ms\"\ntoken_file = \"{}\"\n",
+            token()
+        ),
         None => String::new(),
     };
     let idempotency = match &options.idempotency_query {
-        Some(addr) => format!("[idempotency]\nquery_addr = \"{addr}\"\n"),
+        Some(addr) => format!(
+            "[idempotency]\nquery_addr = \"{addr}\"\ntoken_file = \"{}\"\n",
+            token()
+        ),
         None => String::new(),
     };
     format!(

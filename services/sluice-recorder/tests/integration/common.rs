@@ -58,6 +58,7 @@ pub async fn fresh_config() -> (RecorderConfig, Session) {
             interval: Span::secs(1),
             ..Default::default()
         },
+        credentials: sluice_testkit::query::credentials(),
         ..RecorderConfig::default()
     };
     sluice_cql::migrate(&session, &config.keyspace, &config.replication)

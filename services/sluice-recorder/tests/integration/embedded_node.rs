@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_proto::v1::query_client::QueryClient;
 use sluice_proto::v1::{
     BounceClass, Event, EventKind, GetMessageRequest, GetReputationRequest, GetStatsRequest,
     StatsDimension,
@@ -32,6 +31,7 @@ async fn embedded_config(data_dir: &std::path::Path) -> RecorderConfig {
             interval: sluice_node::Span::secs(1),
             ..Default::default()
         },
+        credentials: sluice_testkit::query::credentials(),
         ..RecorderConfig::default()
     };
     sluice_log::create_topic(&kafka, &config.topic, PARTITIONS)
@@ -41,7 +41,7 @@ async fn embedded_config(data_dir: &std::path::Path) -> RecorderConfig {
 }
 
 async fn delivered_today(url: String) -> u64 {
-    let mut client = QueryClient::connect(url).await.expect("connect");
+    let mut client = sluice_testkit::query::admin(url).await.expect("connect");
     let today = sluice_recorder::time::day_of(now_secs());
     let stats = client
         .get_stats(GetStatsRequest {
@@ -88,7 +88,7 @@ async fn a_node_records_on_the_embedded_ledger_and_serves_it_after_a_restart() {
     wait_until("the path is paused", Duration::from_secs(30), || {
         let url = url.clone();
         async move {
-            let mut client = QueryClient::connect(url).await.expect("connect");
+            let mut client = sluice_testkit::query::admin(url).await.expect("connect");
             let req = GetReputationRequest {
                 source_ip: IP.into(),
                 ..Default::default()
@@ -132,12 +132,12 @@ async fn a_node_records_on_the_embedded_ledger_and_serves_it_after_a_restart() {
         Duration::from_secs(30),
         || {
             let url = url.clone();
-            async move { QueryClient::connect(url).await.is_ok() }
+            async move { sluice_testkit::query::admin(url).await.is_ok() }
         },
     )
     .await;
     assert_eq!(delivered_today(url.clone()).await, 211);
-    let mut client = QueryClient::connect(url).await.expect("connect");
+    let mut client = sluice_testkit::query::admin(url).await.expect("connect");
     let status = client
         .get_message(GetMessageRequest {
             message_id: "e-8".into(),

@@ -11,6 +11,7 @@ mod keys;
 mod ledger_cql;
 mod ledger_embedded;
 mod outage;
+mod query_auth;
 mod query_suppressions;
 mod recording;
 mod restart;

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use sluice_proto::v1::query_client::QueryClient;
 use sluice_proto::v1::{BounceClass, CheckSuppressionsRequest, Event};
 use sluice_recorder::{AnyLedger, CqlLedger, EmbeddedLedger, Ledger};
 
@@ -28,7 +27,7 @@ async fn check_over_grpc(ledger: AnyLedger) {
     ledger.write_rows(&hard, now_secs()).await.expect("write");
     let server = sluice_testkit::query::serve(Arc::new(ledger)).await;
     let url = server.url.clone();
-    let mut client = QueryClient::connect(url).await.expect("connect");
+    let mut client = sluice_testkit::query::admin(url).await.expect("connect");
     let gone = hard.recipient.to_uppercase();
     let fine = fresh("fine") + "@example.com";
     let addresses = [fine.clone(), gone.clone()];

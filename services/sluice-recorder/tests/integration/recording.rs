@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use sluice_proto::v1::query_client::QueryClient;
 use sluice_proto::v1::{
     BounceClass, EventKind, GetMessageRequest, GetReputationRequest, GetStatsRequest,
     StatsDimension,
@@ -129,7 +128,7 @@ async fn check_suppressions(session: &scylla::client::session::Session, ks: &str
 }
 
 async fn check_query_service(recorder: &Running) {
-    let mut client = QueryClient::connect(recorder.url())
+    let mut client = sluice_testkit::query::admin(recorder.url())
         .await
         .expect("gRPC connect");
     let status = client
@@ -227,9 +226,10 @@ async fn check_query_service(recorder: &Running) {
 
 async fn check_typed_client(recorder: &Running) {
     use sluice_recorder::client::{QueryClient, today};
-    let mut client = QueryClient::connect(&recorder.url())
-        .await
-        .expect("connect");
+    let mut client =
+        QueryClient::connect(&recorder.url(), Some(sluice_testkit::query::ADMIN_TOKEN))
+            .await
+            .expect("connect");
     let status = client.message("m-hard").await.expect("status");
     assert_eq!(status.state(), EventKind::Bounced);
     let reputation = client.reputation(BAD_IP, "").await.expect("reputation");
@@ -245,7 +245,7 @@ async fn check_typed_client(recorder: &Running) {
         .await
         .expect_err("not a dimension");
     assert!(err.to_string().contains("--by"), "{err}");
-    let err = QueryClient::connect("http://127.0.0.1:1")
+    let err = QueryClient::connect("http://127.0.0.1:1", None)
         .await
         .expect_err("nothing there");
     assert!(err.to_string().contains("sluice recorder"), "{err}");

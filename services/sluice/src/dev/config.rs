@@ -173,6 +173,36 @@ impl DevConfig {
     }
 }
 
+impl DevConfig {
+    /// Gives the recorder's Query service control's credentials (so the
+    /// token in `<data_dir>/control.token` is its admin token too) and the
+    /// ingest tenants' API keys (a tenant's key reads its own messages and
+    /// stats), unless the `[recorder]` table names its own; and, when
+    /// `token_file` is the generated control token, gives it to the
+    /// sender's reputation reads. Call after [`DevConfig::control_token`].
+    pub fn query_access(&mut self, token_file: Option<PathBuf>) {
+        let recorder = &mut self.recorder;
+        if recorder.credentials.is_empty() && !recorder.allow_unauthenticated {
+            recorder.credentials = self.control.credentials.clone();
+            recorder.allow_unauthenticated = self.control.allow_unauthenticated;
+        }
+        if recorder.tenants.is_empty() && !recorder.control.enabled() {
+            recorder.tenants = self
+                .ingest
+                .tenants
+                .iter()
+                .map(|t| sluice_recorder::auth::TenantKeysConfig {
+                    name: t.name.clone(),
+                    api_keys: t.api_keys.clone(),
+                })
+                .collect();
+        }
+        if let Some(file) = token_file {
+            self.sender.reputation.token_file.get_or_insert(file);
+        }
+    }
+}
+
 /// Writes `text` to a new file only its owner may read (mode 0600).
 fn write_private(file: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;

@@ -98,7 +98,13 @@ pub async fn start(mut cfg: DevConfig) -> anyhow::Result<Running> {
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
     cfg.secret()?;
+    let generated = cfg
+        .generated_control_token()
+        .then(|| cfg.control_token_file());
     cfg.control_token()?;
+    // Query takes the same admin token and the tenants' API keys; the
+    // sender reads reputation with that token.
+    cfg.query_access(generated);
     let (log, ledger, store) = open_back_ends(&dir, &cfg.recorder).await?;
     let listeners = Listeners::bind(&cfg).await?;
     let endpoints = listeners.endpoints()?;

@@ -4,9 +4,11 @@
 
 use std::sync::Arc;
 
-use sluice_proto::v1::query_server::QueryServer;
 use sluice_proto::v1::{BounceClass, Event, EventKind, ReputationRow};
-use sluice_recorder::{AnyLedger, EmbeddedLedger, Ledger, QueryService, record};
+use sluice_recorder::auth::TenantKeysConfig;
+use sluice_recorder::{
+    AnyLedger, EmbeddedLedger, Ledger, QueryAuth, QueryService, RecorderConfig, record,
+};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -66,6 +68,26 @@ async fn fill(ledger: &AnyLedger) {
     ledger.put_path_reputation(&row).await.expect("reputation");
 }
 
+const ADMIN: &str = "cli-test-admin";
+const ACME_KEY: &str = "acme-api-key";
+
+/// An admin token and tenant `acme`'s API key.
+fn auth() -> QueryAuth {
+    let config = RecorderConfig {
+        credentials: vec![sluice_node::auth::Credential {
+            name: "admin".into(),
+            role: sluice_node::auth::Role::Admin,
+            token_hash: sluice_node::secret::hash_secret(ADMIN),
+        }],
+        tenants: vec![TenantKeysConfig {
+            name: "acme".into(),
+            api_keys: vec![sluice_node::secret::hash_secret(ACME_KEY)],
+        }],
+        ..RecorderConfig::default()
+    };
+    QueryAuth::from_config(&config).expect("auth")
+}
+
 #[tokio::test]
 async fn query_commands_render_tables_and_json() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -78,7 +100,7 @@ async fn query_commands_render_tables_and_json() {
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(QueryServer::new(QueryService::new(Arc::new(ledger))))
+            .add_service(QueryService::server(Arc::new(ledger), Arc::new(auth())))
             .serve_with_incoming_shutdown(
                 tonic::transport::server::TcpIncoming::from(listener),
                 async move {
@@ -87,28 +109,48 @@ async fn query_commands_render_tables_and_json() {
             ),
     );
 
-    let text = super::status(&url, "m-hard", false)
+    let admin = (url.as_str(), Some(ADMIN));
+    let err = super::status((&url, None), "m-hard", false)
+        .await
+        .expect_err("no token");
+    assert!(err.to_string().contains("SLUICE_QUERY_TOKEN"), "{err}");
+    let text = super::status(admin, "m-hard", false)
         .await
         .expect("status table");
     assert!(text.contains("m-hard: bounced"), "{text}");
-    let json = super::reputation(&url, BAD_IP, "", true)
+    let tenant = (url.as_str(), Some(ACME_KEY));
+    let text = super::status(tenant, "m-hard", false)
+        .await
+        .expect("the tenant's own message");
+    assert!(text.contains("m-hard: bounced"), "{text}");
+    let err = super::stats(
+        tenant,
+        "campaign",
+        "spring",
+        ("2026-01-01", "2026-01-01"),
+        false,
+    )
+    .await
+    .expect_err("campaign stats mix tenants");
+    assert!(err.to_string().contains("by tenant only"), "{err}");
+    let json = super::reputation(admin, BAD_IP, "", true)
         .await
         .expect("json");
     let doc: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
     assert_eq!(doc["paths"][0]["signal"], "pause", "{doc}");
     let today = sluice_recorder::client::today();
-    let table = super::stats(&url, "campaign", "spring", (&today, &today), false)
+    let table = super::stats(admin, "campaign", "spring", (&today, &today), false)
         .await
         .expect("stats table");
     assert!(table.contains("spring") && table.contains("221"), "{table}");
-    let err = super::stats(&url, "pool", "x", (&today, &today), false)
+    let err = super::stats(admin, "pool", "x", (&today, &today), false)
         .await
         .expect_err("not a dimension");
     assert!(err.to_string().contains("--by"), "{err}");
 
     let _ = stop.send(());
     server.await.expect("server task").expect("server");
-    let err = super::status(&url, "x", false)
+    let err = super::status(admin, "x", false)
         .await
         .expect_err("nothing there");
     assert!(err.to_string().contains("sluice recorder"), "{err}");
