@@ -258,7 +258,9 @@ async fn nodes_take_every_setting_from_control_and_obey_changes_within_seconds()
         "mail must be flowing when the limit is lowered for the time to mean anything ({before} in the 2 s before)"
     );
     let stopped = quiet_from(&times, lowered_at, 3_000, 2).expect("accepted messages") - lowered_at;
-    eprintln!("limit lowered: {before} accepted in the 2 s before; deliveries stopped {stopped} ms after the admin call");
+    eprintln!(
+        "limit lowered: {before} accepted in the 2 s before; deliveries stopped {stopped} ms after the admin call"
+    );
     assert!(
         stopped <= EFFECT_BOUND.as_millis() as u64,
         "deliveries went on for {stopped} ms after the limit was lowered"
