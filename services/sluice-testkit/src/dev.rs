@@ -57,6 +57,8 @@ pub struct Dev {
     pub child: Child,
     pub ingest: String,
     pub query: String,
+    /// `host:port` of the embedded control service.
+    pub control: String,
 }
 
 /// Starts `binary dev --config FILE` (the test passes
@@ -73,8 +75,8 @@ pub async fn start_dev(binary: &Path, config: &Path) -> Dev {
         .expect("start `sluice dev`");
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
     let deadline = Instant::now() + Duration::from_secs(60);
-    let (mut ingest, mut query) = (None, None);
-    while ingest.is_none() || query.is_none() {
+    let (mut ingest, mut query, mut control) = (None, None, None);
+    while ingest.is_none() || query.is_none() || control.is_none() {
         let line = tokio::time::timeout_at(deadline.into(), lines.next_line())
             .await
             .expect("`sluice dev` printed its endpoints within 60 s")
@@ -85,6 +87,8 @@ pub async fn start_dev(binary: &Path, config: &Path) -> Dev {
             ingest = url(addr);
         } else if let Some(addr) = line.trim().strip_prefix("query gRPC") {
             query = url(addr);
+        } else if let Some(addr) = line.trim().strip_prefix("control gRPC") {
+            control = Some(addr.trim().to_owned());
         }
     }
     // Keep draining stdout so the child never blocks on it.
@@ -93,6 +97,7 @@ pub async fn start_dev(binary: &Path, config: &Path) -> Dev {
         child,
         ingest: ingest.unwrap_or_default(),
         query: query.unwrap_or_default(),
+        control: control.unwrap_or_default(),
     }
 }
 

@@ -50,7 +50,9 @@ use read::Reader;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs the blocking call `op` again while a new topic's partitions are
-/// still getting their leaders, for up to [`REQUEST_TIMEOUT`].
+/// still getting their leaders, for up to [`REQUEST_TIMEOUT`]. Called only
+/// on the blocking pool (inside [`blocking`]), where sleeping is fine.
+#[allow(clippy::disallowed_methods)]
 fn while_settling<T>(mut op: impl FnMut() -> Result<T, KafkaError>) -> Result<T, KafkaError> {
     let deadline = std::time::Instant::now() + REQUEST_TIMEOUT;
     loop {
@@ -154,7 +156,9 @@ impl KafkaLog {
 
     /// Asks the cluster; a topic that was just created can answer "no
     /// leader yet" for a moment, which is retried for up to
-    /// [`REQUEST_TIMEOUT`] instead of failing the caller.
+    /// [`REQUEST_TIMEOUT`] instead of failing the caller (sleeping on the
+    /// blocking pool, not on an async worker).
+    #[allow(clippy::disallowed_methods)]
     async fn fetch_partition_count(&self, topic: &str) -> Result<i32, LogError> {
         let (inner, name) = (self.inner.clone(), topic.to_owned());
         blocking(move || {

@@ -4,6 +4,7 @@
 //! ends handed to each role's `run` differ.
 
 pub mod config;
+mod follow;
 mod ledger;
 
 use std::net::SocketAddr;
@@ -104,7 +105,7 @@ pub async fn start(mut cfg: DevConfig) -> anyhow::Result<Running> {
     cfg.control_token()?;
     // Query takes the same admin token and the tenants' API keys; the
     // sender reads reputation with that token.
-    cfg.query_access(generated);
+    cfg.query_access(generated.clone());
     let (log, ledger, store) = open_back_ends(&dir, &cfg.recorder).await?;
     let listeners = Listeners::bind(&cfg).await?;
     let endpoints = listeners.endpoints()?;
@@ -147,6 +148,10 @@ pub async fn start(mut cfg: DevConfig) -> anyhow::Result<Running> {
         "control",
         sluice_control::run(listeners.control, cfg.control, control, token.clone()),
     );
+    // Ingest and the sender take their configuration from control (seeded
+    // from this file where control lacks it).
+    let nodes = (&mut cfg.ingest, &mut cfg.sender);
+    follow::follow_control(nodes, endpoints.control, generated).await?;
     // One process is the only node of its pools: it takes every IP lease
     // in process (docs/leases.md).
     let sender = sluice_sender::SenderBackends {
