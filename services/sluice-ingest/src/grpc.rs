@@ -60,22 +60,29 @@ impl Ingest for IngestService {
         let mut pending = FuturesOrdered::new();
         let mut results = Vec::new();
         let mut read_error = None;
+        let mut ended = false;
+        // Reading the stream and finishing submissions go on together: a
+        // submission that holds a signing permit must be polled to its end
+        // while the loop waits for the client's next message, or another
+        // stream's submissions wait on that permit and the client, blocked
+        // on flow control, never sends the next message.
         loop {
-            if pending.len() < BATCH_CONCURRENCY {
-                match stream.message().await {
-                    Ok(Some(message)) => {
-                        pending.push_back(self.submit_one(&tenant, message));
-                        continue;
-                    }
-                    Ok(None) => break,
+            let read = !ended && pending.len() < BATCH_CONCURRENCY;
+            if !read && pending.is_empty() {
+                break;
+            }
+            tokio::select! {
+                // `Streaming::message` is cancel-safe: the loser loses nothing.
+                message = stream.message(), if read => match message {
+                    Ok(Some(message)) => pending.push_back(self.submit_one(&tenant, message)),
+                    Ok(None) => ended = true,
                     Err(status) => {
                         read_error = Some(status);
-                        break;
+                        ended = true;
                     }
-                }
-            }
-            if let Some(result) = pending.next().await {
-                results.push(result);
+                },
+                Some(result) = pending.next(), if !pending.is_empty() => results.push(result),
+                else => break,
             }
         }
         results.extend(pending.collect::<Vec<_>>().await);

@@ -192,6 +192,49 @@ async fn send_batch_answers_once_every_message_is_durable() {
     node.stop().await;
 }
 
+/// Issue #14's hang: RSA-signed 100 KB messages over several `SendBatch`
+/// streams sharing one HTTP/2 connection stalled (40 of 1,000 in 120 s)
+/// because a batch did not poll its submissions while it waited for the
+/// next message. Every batch must finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_signed_batches_on_one_connection_all_finish() {
+    let node = common::start(Options::default()).await;
+    let client = connect(&node).await;
+    let body = format!("{}\r\n", "y".repeat(76)).repeat(100 * 1024 / 78);
+    let big = |n: usize| SendRequest {
+        recipients: vec![recipient(&format!("big{n}@example.org"), "Big")],
+        content: Some(send_request::Content::Raw(
+            format!("From: news@acme.example\r\nSubject: big {n}\r\n\r\n{body}").into_bytes(),
+        )),
+        ..Default::default()
+    };
+    const STREAMS: usize = 4;
+    const PER_STREAM: usize = 25;
+    let batches = (0..STREAMS).map(|s| {
+        let mut client = client.clone();
+        let messages: Vec<SendRequest> = (0..PER_STREAM).map(|i| big(s * PER_STREAM + i)).collect();
+        async move {
+            let stream = futures::stream::iter(messages);
+            client.send_batch(authed(stream, ACME_KEY)).await
+        }
+    });
+    let all = futures::future::join_all(batches);
+    let answers = tokio::time::timeout(Duration::from_secs(90), all)
+        .await
+        .expect("every batch answers within 90 s (no hang)");
+    for answer in answers {
+        let response = answer.expect("batch accepted").into_inner();
+        assert_eq!(response.responses.len(), PER_STREAM);
+    }
+    let published = node.envelopes("shared", STREAMS * PER_STREAM).await;
+    assert_eq!(published.len(), STREAMS * PER_STREAM);
+    assert!(
+        published.iter().all(|e| header(&e.content, "DKIM-Signature").is_some()),
+        "every message is signed"
+    );
+    node.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_idempotency_key_replays_and_publishes_nothing() {
     let node = common::start(Options::default()).await;
