@@ -53,6 +53,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "ip_state",
         cql: include_str!("../migrations/0007_ip_state.cql"),
     },
+    Migration {
+        version: 8,
+        name: "ingest_heartbeats",
+        cql: include_str!("../migrations/0008_ingest_heartbeats.cql"),
+    },
 ];
 
 impl Migration {

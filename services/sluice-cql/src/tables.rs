@@ -17,6 +17,7 @@ pub const RECORDER_TABLES: &[&str] = &[
     "path_reputation",
     "tenant_reputation",
     "idempotency_keys",
+    "ingest_heartbeats",
 ];
 
 /// The tables control's CQL configuration store reads and writes
@@ -126,6 +127,10 @@ mod tests {
         // Dropped by version 3, created anew (another shape) by version 5.
         assert!(tables.contains("ip_leases"), "{tables:?}");
         assert!(tables.contains("ip_state"), "version 7: {tables:?}");
+        assert!(
+            tables.contains("ingest_heartbeats"),
+            "version 8: {tables:?}"
+        );
     }
 
     #[test]

@@ -31,6 +31,10 @@ pub struct IngestConfig {
     /// Replay window of idempotency keys.
     #[serde(default)]
     pub idempotency: IdempotencyConfig,
+    /// Tenant quotas shared by every ingest node that shares its keys
+    /// through `idempotency.query_addr`.
+    #[serde(default)]
+    pub quota: QuotaConfig,
     /// Where to read the recorder's suppressions (hard bounces, complaints,
     /// unsubscribes), checked for every submission besides `tenants[].suppressed`.
     #[serde(default)]
@@ -217,6 +221,36 @@ impl Default for IdempotencyConfig {
     }
 }
 
+/// How tenant quotas hold across ingest nodes (docs/ingest.md, "Quotas
+/// across nodes").
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuotaConfig {
+    /// Divide every tenant's `rate_quota` among the live ingest nodes when
+    /// `idempotency.query_addr` is set: this node heartbeats to that Query
+    /// service and enforces `rate_quota / live nodes` (rounded up, at least
+    /// 1). false, or no `query_addr`: this node enforces the whole quota
+    /// (N nodes let N × quota through).
+    pub shared: bool,
+    /// How often this node tells the Query service it is alive (and learns
+    /// how many ingest nodes are).
+    pub heartbeat_interval: Span,
+    /// How long a node counts as alive after its last heartbeat (1s to
+    /// 60s, more than `heartbeat_interval`): how long a dead node's share
+    /// stays missing from the others.
+    pub node_ttl: Span,
+}
+
+impl Default for QuotaConfig {
+    fn default() -> Self {
+        Self {
+            shared: true,
+            heartbeat_interval: Span::secs(1),
+            node_ttl: Span::secs(5),
+        }
+    }
+}
+
 /// The recorder's suppressions, read through its Query service.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
@@ -328,6 +362,21 @@ impl RoleConfig for IngestConfig {
                 "tenants come from control when control.addr is set; remove [[tenants]] from this file and add them with `sluice admin tenant put`".into(),
             );
         }
+        let (beat, ttl) = (self.quota.heartbeat_interval.0, self.quota.node_ttl.0);
+        if !(1_000..=60_000).contains(&ttl) || ttl <= beat {
+            return bad(
+                "quota.node_ttl".into(),
+                format!(
+                    "must be between 1s and 60s and longer than quota.heartbeat_interval ({beat} ms), not {ttl} ms"
+                ),
+            );
+        }
+        if beat == 0 {
+            return bad(
+                "quota.heartbeat_interval".into(),
+                "must be more than 0".into(),
+            );
+        }
         for tenant in &self.tenants {
             if !self.pools.contains(&tenant.default_pool) {
                 return bad(
@@ -380,6 +429,16 @@ mod tests {
         assert_eq!(config.pools, vec!["shared".to_owned()]);
         assert_eq!(config.suppressions.query_addr, "");
         assert_eq!(config.suppressions.timeout, Span::secs(2));
+        assert!(config.quota.shared);
+        assert_eq!(config.quota.heartbeat_interval, Span::secs(1));
+        assert_eq!(config.quota.node_ttl, Span::secs(5));
+    }
+
+    #[test]
+    fn quota_node_ttl_must_outlast_the_heartbeat() {
+        let text = format!("{MINIMAL}\n[quota]\nheartbeat_interval = \"2s\"\nnode_ttl = \"2s\"\n");
+        let err = IngestConfig::from_toml(&text).expect_err("too short");
+        assert!(err.to_string().contains("quota.node_ttl"), "{err}");
     }
 
     #[test]

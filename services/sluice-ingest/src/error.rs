@@ -21,8 +21,16 @@ pub enum IngestError {
         actual: usize,
     },
     /// The tenant's rate quota is used up; retry later.
-    #[error("rate quota of tenant {tenant} exceeded ({quota} recipients/s); retry later")]
-    RateLimited { tenant: String, quota: u32 },
+    #[error(
+        "rate quota of tenant {tenant} exceeded ({quota} recipients/s for the cluster; \
+         this node's share: {share}/s of {live_nodes} live ingest nodes); retry later"
+    )]
+    RateLimited {
+        tenant: String,
+        quota: u32,
+        share: u32,
+        live_nodes: u32,
+    },
     /// The node has too much work in flight; retry later with backoff.
     #[error("ingest is overloaded: {0}; retry later with backoff")]
     Backpressure(String),

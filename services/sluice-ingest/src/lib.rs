@@ -21,6 +21,7 @@ mod idempotency;
 pub mod model;
 mod pipeline;
 mod publish;
+pub mod quota;
 mod raw;
 mod records;
 pub mod secret;
@@ -85,6 +86,9 @@ pub struct IngestBackends {
     pub log: sluice_log::Log,
     pub suppressions: Suppressions,
     pub idempotency: shared_keys::Idempotency,
+    /// Where this node heartbeats so that tenant quotas are divided among
+    /// the live ingest nodes; `None`: this node keeps whole quotas.
+    pub heartbeat: Option<Arc<dyn quota::NodeHeartbeat>>,
 }
 
 impl IngestBackends {
@@ -100,6 +104,7 @@ impl IngestBackends {
             log: log.into(),
             suppressions,
             idempotency: shared_keys::Idempotency::from_config(&config.idempotency)?,
+            heartbeat: quota::QueryHeartbeat::from_config(config)?,
         })
     }
 }
@@ -119,6 +124,7 @@ pub async fn run(
         .with_idempotency(backends.idempotency);
     let ingestor = Arc::new(ingestor);
     let following = follow::start(&config, &ingestor, &shutdown).await?;
+    start_heartbeats(backends.heartbeat, &config, &ingestor, &shutdown).await;
     let pools: Vec<String> = ingestor.directory().pools().iter().cloned().collect();
     ensure_topics(&config, &log, &pools).await;
     let mut tasks = front_doors(listeners, &config, &ingestor, &shutdown)?;
@@ -149,6 +155,25 @@ pub async fn run(
     .await;
     tracing::info!("ingest stopped");
     outcome
+}
+
+/// With a heartbeat: learns the live ingest nodes once before the front
+/// doors open (so a joining node does not take a whole quota), then keeps
+/// heartbeating until `shutdown`.
+async fn start_heartbeats(
+    heartbeat: Option<Arc<dyn quota::NodeHeartbeat>>,
+    config: &IngestConfig,
+    ingestor: &Arc<Ingestor>,
+    shutdown: &CancellationToken,
+) {
+    let Some(beat) = heartbeat else {
+        return;
+    };
+    let heartbeats = quota::Heartbeats::new(beat, config);
+    let live = ingestor.live_nodes().clone();
+    let answered = heartbeats.once(&live, false).await;
+    tracing::info!(node = %heartbeats.node, live_nodes = live.get(), "tenant quotas are shared by the live ingest nodes");
+    tokio::spawn(heartbeats.run(live, !answered, shutdown.clone()));
 }
 
 /// Creates the topics the node writes to; a log that does not answer is

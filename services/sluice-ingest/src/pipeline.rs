@@ -15,6 +15,7 @@ use crate::directory::Directory;
 use crate::idempotency::Begin;
 use crate::model::Submission;
 use crate::publish::{OutRecord, Publisher};
+use crate::quota::LiveNodes;
 use crate::records::Common;
 use crate::shared_keys::{Ending, Idempotency};
 use crate::suppression::Suppressions;
@@ -34,6 +35,7 @@ pub struct Ingestor {
     in_flight: Arc<Semaphore>,
     budget_kib: usize,
     suppressions: Suppressions,
+    live_nodes: Arc<LiveNodes>,
 }
 
 impl std::fmt::Debug for Ingestor {
@@ -58,7 +60,13 @@ impl Ingestor {
             in_flight: Arc::new(Semaphore::new(budget_kib)),
             budget_kib,
             suppressions: Suppressions::None,
+            live_nodes: Arc::default(),
         })
+    }
+
+    /// The live ingest nodes this node's tenant quotas are divided by.
+    pub fn live_nodes(&self) -> &Arc<LiveNodes> {
+        &self.live_nodes
     }
 
     /// Keeps idempotency keys in `idempotency` instead of where the config says.
@@ -140,7 +148,7 @@ impl Ingestor {
         tenant.check_active()?;
         let directory = self.directory();
         let checked = check::submission(sub, tenant, directory.pools(), &self.limits)?;
-        tenant.take_quota(sub.recipients.len())?;
+        tenant.take_quota(sub.recipients.len(), self.live_nodes.get())?;
         let _budget = self.reserve(checked.size_hint, sub.recipients.len())?;
         let suppressed = self.suppressed(tenant, sub).await?;
         let ids = ids.unwrap_or_else(|| new_ids(sub.recipients.len()));

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
@@ -22,8 +22,43 @@ pub struct Tenant {
     quota: u32,
     /// Shared with the tenant's next version while the quota is unchanged,
     /// so a configuration change does not hand out a fresh burst.
-    limiter: Option<Arc<DefaultDirectRateLimiter>>,
+    limiter: Option<Arc<QuotaLimiter>>,
     paused: bool,
+}
+
+/// A tenant's limiter on this node: `share(quota, live nodes)` recipients
+/// per second, burst of one second. Rebuilt (full) when the count of live
+/// ingest nodes changes the share; kept otherwise.
+#[derive(Debug)]
+struct QuotaLimiter {
+    quota: u32,
+    current: Mutex<(u32, Arc<DefaultDirectRateLimiter>)>,
+}
+
+fn limiter_of(share: u32) -> Option<Arc<DefaultDirectRateLimiter>> {
+    NonZeroU32::new(share).map(|rate| Arc::new(RateLimiter::direct(Quota::per_second(rate))))
+}
+
+impl QuotaLimiter {
+    fn new(quota: u32) -> Option<Self> {
+        let limiter = limiter_of(quota)?;
+        Some(Self {
+            quota,
+            current: Mutex::new((quota, limiter)),
+        })
+    }
+
+    /// The share of `live` nodes and its limiter.
+    fn for_live(&self, live: u32) -> (u32, Arc<DefaultDirectRateLimiter>) {
+        let share = crate::quota::share(self.quota, live);
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if current.0 != share
+            && let Some(limiter) = limiter_of(share)
+        {
+            *current = (share, limiter);
+        }
+        current.clone()
+    }
 }
 
 impl Tenant {
@@ -80,14 +115,18 @@ impl Tenant {
         self.suppressed.contains(&address.to_lowercase())
     }
 
-    /// Takes `recipients` from the rate quota or fails with `RateLimited`.
-    pub fn take_quota(&self, recipients: usize) -> Result<(), IngestError> {
-        let Some(limiter) = &self.limiter else {
+    /// Takes `recipients` from this node's share of the rate quota when
+    /// `live_nodes` ingest nodes share it, or fails with `RateLimited`.
+    pub fn take_quota(&self, recipients: usize, live_nodes: u32) -> Result<(), IngestError> {
+        let Some(quota) = &self.limiter else {
             return Ok(());
         };
+        let (share, limiter) = quota.for_live(live_nodes);
         let limited = || IngestError::RateLimited {
             tenant: self.name.clone(),
             quota: self.quota,
+            share,
+            live_nodes: live_nodes.max(1),
         };
         let n = u32::try_from(recipients.max(1)).map_err(|_| limited())?;
         let n = NonZeroU32::new(n).ok_or_else(limited)?;
@@ -168,8 +207,7 @@ impl Tenants {
 fn build_tenant(config: &TenantConfig, previous: Option<&Tenant>) -> Tenant {
     let limiter = match previous {
         Some(p) if p.quota == config.rate_quota => p.limiter.clone(),
-        _ => NonZeroU32::new(config.rate_quota)
-            .map(|rate| Arc::new(RateLimiter::direct(Quota::per_second(rate)))),
+        _ => QuotaLimiter::new(config.rate_quota).map(Arc::new),
     };
     Tenant {
         name: config.name.clone(),
@@ -238,11 +276,11 @@ mod tests {
     #[test]
     fn quota_refuses_beyond_one_second_of_burst() {
         let tenant = build_tenant(&config(10), None);
-        assert!(tenant.take_quota(10).is_ok());
-        let err = tenant.take_quota(5).expect_err("burst used up");
+        assert!(tenant.take_quota(10, 1).is_ok());
+        let err = tenant.take_quota(5, 1).expect_err("burst used up");
         assert_eq!(err.http_status(), 429);
         assert!(
-            tenant.take_quota(11).is_err(),
+            tenant.take_quota(11, 1).is_err(),
             "more than the burst never fits"
         );
     }
@@ -251,7 +289,7 @@ mod tests {
     fn a_rebuild_keeps_the_used_burst_and_applies_pauses() {
         let first = Tenants::from_config(&[config(10)]).expect("builds");
         let tenant = first.by_api_key("k1").expect("key");
-        assert!(tenant.take_quota(10).is_ok());
+        assert!(tenant.take_quota(10, 1).is_ok());
         assert!(tenant.check_active().is_ok());
         let paused = TenantConfig {
             paused: true,
@@ -259,13 +297,37 @@ mod tests {
         };
         let second = Tenants::rebuild(&[paused], &first).expect("rebuilds");
         let tenant = second.by_api_key("k1").expect("key");
-        assert!(tenant.take_quota(1).is_err(), "the burst stays used");
+        assert!(tenant.take_quota(1, 1).is_err(), "the burst stays used");
         let err = tenant.check_active().expect_err("paused");
         assert_eq!(err.http_status(), 403);
         let raised = Tenants::rebuild(&[config(20)], &second).expect("rebuilds");
         assert!(
-            raised.by_api_key("k1").expect("key").take_quota(20).is_ok(),
+            raised
+                .by_api_key("k1")
+                .expect("key")
+                .take_quota(20, 1)
+                .is_ok(),
             "a new quota starts full"
         );
+    }
+
+    #[test]
+    fn the_limit_is_this_nodes_share_of_live_nodes() {
+        let tenant = build_tenant(&config(20), None);
+        let err = tenant.take_quota(11, 2).expect_err("share of two is 10");
+        assert!(err.to_string().contains("10/s of 2"), "{err}");
+        assert!(tenant.take_quota(10, 2).is_ok());
+        assert!(
+            tenant.take_quota(1, 2).is_err(),
+            "the share's burst is used"
+        );
+        assert!(
+            tenant.take_quota(20, 1).is_ok(),
+            "a node left: the whole quota, a new limiter"
+        );
+        assert!(tenant.take_quota(7, 3).is_ok(), "share of three is 7");
+        assert!(tenant.take_quota(1, 3).is_err());
+        let unlimited = build_tenant(&config(0), None);
+        assert!(unlimited.take_quota(1_000, 5).is_ok());
     }
 }

@@ -105,6 +105,8 @@ pub enum Call {
     CheckSuppressions,
     /// `ClaimIdempotencyKey` and `SettleIdempotencyKey`.
     IdempotencyKeys,
+    /// `IngestHeartbeat`.
+    IngestHeartbeat,
 }
 
 impl Caller {
@@ -113,10 +115,15 @@ impl Caller {
     pub fn may(&self, call: Call) -> Result<(), RecorderError> {
         let allowed = match (self, call) {
             (Caller::Staff(Role::Admin), _) => true,
-            (Caller::Staff(Role::Operator), c) => c != Call::IdempotencyKeys,
+            (Caller::Staff(Role::Operator), c) => {
+                !matches!(c, Call::IdempotencyKeys | Call::IngestHeartbeat)
+            }
             (Caller::Staff(Role::Node), c) => matches!(
                 c,
-                Call::GetReputation | Call::CheckSuppressions | Call::IdempotencyKeys
+                Call::GetReputation
+                    | Call::CheckSuppressions
+                    | Call::IdempotencyKeys
+                    | Call::IngestHeartbeat
             ),
             (Caller::Tenant(_), c) => matches!(
                 c,
@@ -134,7 +141,7 @@ impl Caller {
             Call::GetMessage | Call::GetStats => "admin, operator or the tenant's API key",
             Call::GetReputation => "admin, operator or node",
             Call::CheckSuppressions => "admin, operator, node or the tenant's API key",
-            Call::IdempotencyKeys => "admin or node",
+            Call::IdempotencyKeys | Call::IngestHeartbeat => "admin or node",
         };
         Err(RecorderError::PermissionDenied(format!(
             "{call:?} needs {needed}; {who} may not call it"
@@ -272,7 +279,12 @@ mod tests {
         let node = Caller::Staff(Role::Node);
         let ops = Caller::Staff(Role::Operator);
         let tenant = Caller::Tenant("acme".into());
-        for call in [GetReputation, CheckSuppressions, IdempotencyKeys] {
+        for call in [
+            GetReputation,
+            CheckSuppressions,
+            IdempotencyKeys,
+            IngestHeartbeat,
+        ] {
             assert!(node.may(call).is_ok(), "{call:?}");
         }
         assert!(node.may(GetStats).is_err() && node.may(GetMessage).is_err());
@@ -280,6 +292,7 @@ mod tests {
         assert!(tenant.may(GetMessage).is_ok() && tenant.may(GetReputation).is_err());
         let denied = tenant.may(IdempotencyKeys).unwrap_err().to_string();
         assert!(denied.contains("admin or node"), "{denied}");
+        assert!(ops.may(IngestHeartbeat).is_err() && tenant.may(IngestHeartbeat).is_err());
         assert!(tenant.may_see("acme").is_ok() && tenant.may_see("other").is_err());
         assert!(ops.may_see("other").is_ok());
     }

@@ -35,6 +35,7 @@ pub(crate) mod table {
     pub const TENANTS: u8 = b't';
     pub const EXPIRY: u8 = b'x';
     pub const KEYS: u8 = b'k';
+    pub const INGEST_NODES: u8 = b'n';
 }
 
 /// Least time between two lazy purges of expired rows.

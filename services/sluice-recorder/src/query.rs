@@ -10,8 +10,9 @@ use sluice_proto::v1::query_server::QueryServer;
 use sluice_proto::v1::{
     CheckSuppressionsRequest, CheckSuppressionsResponse, ClaimIdempotencyKeyRequest,
     ClaimIdempotencyKeyResponse, GetMessageRequest, GetReputationRequest, GetReputationResponse,
-    GetStatsRequest, GetStatsResponse, MessageStatus, SettleIdempotencyKeyRequest,
-    SettleIdempotencyKeyResponse, StatsDimension, StatsRow,
+    GetStatsRequest, GetStatsResponse, IngestHeartbeatRequest, IngestHeartbeatResponse,
+    MessageStatus, SettleIdempotencyKeyRequest, SettleIdempotencyKeyResponse, StatsDimension,
+    StatsRow,
 };
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
@@ -276,6 +277,15 @@ impl Query for QueryService {
     ) -> Result<Response<SettleIdempotencyKeyResponse>, Status> {
         self.caller(&request, Call::IdempotencyKeys)?;
         let response = crate::query_keys::settle(&self.ledger, request.into_inner()).await?;
+        Ok(Response::new(response))
+    }
+
+    async fn ingest_heartbeat(
+        &self,
+        request: Request<IngestHeartbeatRequest>,
+    ) -> Result<Response<IngestHeartbeatResponse>, Status> {
+        self.caller(&request, Call::IngestHeartbeat)?;
+        let response = crate::heartbeats::heartbeat(&self.ledger, request.into_inner()).await?;
         Ok(Response::new(response))
     }
 }

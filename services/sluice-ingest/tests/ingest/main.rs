@@ -7,5 +7,6 @@ mod dkim;
 mod grpc;
 mod http;
 mod shared_keys;
+mod shared_quota;
 mod smtp;
 mod suppressions;

@@ -7,6 +7,7 @@ mod common;
 mod conformance;
 mod dedup;
 mod embedded_node;
+mod heartbeats;
 mod keys;
 mod ledger_cql;
 mod ledger_embedded;

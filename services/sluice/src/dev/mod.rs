@@ -168,6 +168,8 @@ pub async fn start(mut cfg: DevConfig) -> anyhow::Result<Running> {
         log: log.clone(),
         suppressions,
         idempotency,
+        // One node: it keeps whole tenant quotas.
+        heartbeat: None,
     };
     roles.spawn(
         "ingest",
