@@ -129,7 +129,13 @@ fn ingest_toml(grpc: SocketAddr, brokers: &str, names: &Names, follow: &str) -> 
     )
 }
 
-fn sender_toml(names: &Names, sim: &sluice_sim::SimHandle, brokers: &str, keyspace: &str, follow: &str) -> String {
+fn sender_toml(
+    names: &Names,
+    sim: &sluice_sim::SimHandle,
+    brokers: &str,
+    keyspace: &str,
+    follow: &str,
+) -> String {
     let domains: Vec<(&str, &[&str])> = vec![("gmail", &["gmail.test"])];
     format!(
         "{}\n{}\n{}\n[shaping.limits.default]\nburst = 5\nmax_connections = 2\n\n{}\n{follow}\n{TOPICS}",
@@ -140,7 +146,13 @@ fn sender_toml(names: &Names, sim: &sluice_sim::SimHandle, brokers: &str, keyspa
     )
 }
 
-fn recorder_toml(query: SocketAddr, brokers: &str, keyspace: &str, names: &Names, tokens: &Tokens) -> String {
+fn recorder_toml(
+    query: SocketAddr,
+    brokers: &str,
+    keyspace: &str,
+    names: &Names,
+    tokens: &Tokens,
+) -> String {
     let contact = sluice_cql::CqlConfig::from_env().contact_points;
     let admin = sluice_node::secret::hash_secret(&tokens.admin);
     format!(
@@ -187,7 +199,9 @@ async fn configure(control: SocketAddr, tokens: &Tokens, pool: &str) {
         };
         c.put_ip(ip).await.expect("put ip");
     }
-    c.put_site_policy(policy(per_minute())).await.expect("put policy");
+    c.put_site_policy(policy(per_minute()))
+        .await
+        .expect("put policy");
     c.put_tenant(tenant(pool, false)).await.expect("put tenant");
 }
 
@@ -214,7 +228,11 @@ fn request(n: usize) -> tonic::Request<SendRequest> {
 
 /// Submits messages `range` through `ingest`, retrying refusals (a pause)
 /// and unavailability (a lost broker) until each is accepted.
-async fn submit_all(mut ingest: Ingest, range: std::ops::Range<usize>, accepted: Arc<Mutex<HashSet<String>>>) {
+async fn submit_all(
+    mut ingest: Ingest,
+    range: std::ops::Range<usize>,
+    accepted: Arc<Mutex<HashSet<String>>>,
+) {
     for n in range {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
@@ -225,7 +243,10 @@ async fn submit_all(mut ingest: Ingest, range: std::ops::Range<usize>, accepted:
                     break;
                 }
                 Err(status) => {
-                    assert!(Instant::now() < deadline, "message {n} not accepted within 120 s: {status:?}");
+                    assert!(
+                        Instant::now() < deadline,
+                        "message {n} not accepted within 120 s: {status:?}"
+                    );
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
@@ -236,13 +257,22 @@ async fn submit_all(mut ingest: Ingest, range: std::ops::Range<usize>, accepted:
 async fn wait_accepted(sim: &sluice_sim::SimHandle, at_least: usize, limit: Duration) {
     let deadline = Instant::now() + limit;
     while sim.snapshot().messages.len() < at_least {
-        assert!(Instant::now() < deadline, "fewer than {at_least} messages delivered in {limit:?}");
+        assert!(
+            Instant::now() < deadline,
+            "fewer than {at_least} messages delivered in {limit:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
 fn spawn_sender(binary: &str, path: &Path, node: &str) -> Child {
-    spawn_role(binary, "sender", path, &[("SLUICE_SENDER_NODE", node)], "warn,sluice_sender::leases=info")
+    spawn_role(
+        binary,
+        "sender",
+        path,
+        &[("SLUICE_SENDER_NODE", node)],
+        "warn,sluice_sender::leases=info",
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -260,30 +290,52 @@ async fn the_whole_cluster_survives_kills_a_join_a_lost_broker_and_admin_changes
     let dir = tempfile::tempdir().expect("temp dir");
     let tokens = Tokens::new(dir.path());
     let mut names = Names::new();
-    names.outbound = format!("sluice.test.cluster.{}.{}", &names.group[19..27], names.pool);
+    names.outbound = format!(
+        "sluice.test.cluster.{}.{}",
+        &names.group[19..27],
+        names.pool
+    );
     let sim = start_sim(&scenario()).await;
     let binary = env!("CARGO_BIN_EXE_sluice");
 
     let control = free_addr();
-    let path = write(dir.path(), "control.toml", &control_toml(control, &keyspace, &tokens));
+    let path = write(
+        dir.path(),
+        "control.toml",
+        &control_toml(control, &keyspace, &tokens),
+    );
     let _control = spawn_role(binary, "control", &path, &[], "warn");
     wait_listening(control, "sluice control", Duration::from_secs(60)).await;
     configure(control, &tokens, &names.pool).await;
     let follow = follow_toml(&[control], &tokens);
 
     let query = free_addr();
-    let path = write(dir.path(), "recorder.toml", &recorder_toml(query, &brokers, &keyspace, &names, &tokens));
+    let path = write(
+        dir.path(),
+        "recorder.toml",
+        &recorder_toml(query, &brokers, &keyspace, &names, &tokens),
+    );
     let _recorder = spawn_role(binary, "recorder", &path, &[], "warn");
     let mut ingest_nodes = Vec::new();
     let mut ingest_addrs = Vec::new();
     for i in 0..2 {
         let grpc = free_addr();
-        let path = write(dir.path(), &format!("ingest{i}.toml"), &ingest_toml(grpc, &brokers, &names, &follow));
+        let path = write(
+            dir.path(),
+            &format!("ingest{i}.toml"),
+            &ingest_toml(grpc, &brokers, &names, &follow),
+        );
         ingest_nodes.push(spawn_role(binary, "ingest", &path, &[], "warn"));
         ingest_addrs.push(grpc);
     }
-    let sender_path = write(dir.path(), "sender.toml", &sender_toml(&names, &sim, &brokers, &keyspace, &follow));
-    let mut senders: Vec<Child> = (1..=3).map(|i| spawn_sender(binary, &sender_path, &format!("sender-{i}"))).collect();
+    let sender_path = write(
+        dir.path(),
+        "sender.toml",
+        &sender_toml(&names, &sim, &brokers, &keyspace, &follow),
+    );
+    let mut senders: Vec<Child> = (1..=3)
+        .map(|i| spawn_sender(binary, &sender_path, &format!("sender-{i}")))
+        .collect();
     for grpc in &ingest_addrs {
         wait_listening(*grpc, "sluice ingest", Duration::from_secs(60)).await;
     }
@@ -292,7 +344,9 @@ async fn the_whole_cluster_survives_kills_a_join_a_lost_broker_and_admin_changes
     let accepted = Arc::new(Mutex::new(HashSet::new()));
     let mut submitting = Vec::new();
     for (i, grpc) in ingest_addrs.iter().enumerate() {
-        let client = IngestClient::connect(format!("http://{grpc}")).await.expect("ingest");
+        let client = IngestClient::connect(format!("http://{grpc}"))
+            .await
+            .expect("ingest");
         let half = messages() / 2;
         let range = i * half..(i + 1) * half;
         submitting.push(tokio::spawn(submit_all(client, range, accepted.clone())));
@@ -318,8 +372,12 @@ async fn the_whole_cluster_survives_kills_a_join_a_lost_broker_and_admin_changes
     let mut c = admin(control, &tokens).await;
     let lowered = Instant::now();
     c.put_site_policy(policy(1)).await.expect("lower");
-    c.put_tenant(tenant(&names.pool, true)).await.expect("pause");
-    let mut probe = IngestClient::connect(format!("http://{}", ingest_addrs[1])).await.expect("ingest");
+    c.put_tenant(tenant(&names.pool, true))
+        .await
+        .expect("pause");
+    let mut probe = IngestClient::connect(format!("http://{}", ingest_addrs[1]))
+        .await
+        .expect("ingest");
     let refused = loop {
         match probe.send(request(messages() + 1)).await {
             Ok(response) => {
@@ -329,15 +387,22 @@ async fn the_whole_cluster_survives_kills_a_join_a_lost_broker_and_admin_changes
             Err(status) if status.code() == Code::PermissionDenied => break lowered.elapsed(),
             Err(_) => {}
         }
-        assert!(lowered.elapsed() < Duration::from_secs(10), "the pause was not obeyed within 10 s");
+        assert!(
+            lowered.elapsed() < Duration::from_secs(10),
+            "the pause was not obeyed within 10 s"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     tokio::time::sleep(Duration::from_secs(3)).await;
     let held = sim.snapshot().messages.len();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let during = sim.snapshot().messages.len() - held;
-    c.put_site_policy(policy(per_minute())).await.expect("raise");
-    c.put_tenant(tenant(&names.pool, false)).await.expect("resume");
+    c.put_site_policy(policy(per_minute()))
+        .await
+        .expect("raise");
+    c.put_tenant(tenant(&names.pool, false))
+        .await
+        .expect("resume");
 
     for task in submitting {
         task.await.expect("submitter");
@@ -348,7 +413,11 @@ async fn the_whole_cluster_survives_kills_a_join_a_lost_broker_and_admin_changes
     let finals = finals(&events);
     let delivered = expected
         .iter()
-        .filter(|id| finals.get(*id).is_some_and(|e| e.kind() == EventKind::Delivered))
+        .filter(|id| {
+            finals
+                .get(*id)
+                .is_some_and(|e| e.kind() == EventKind::Delivered)
+        })
         .count();
     let mut stats = sluice_testkit::query::client(&format!("http://{query}"), Some(&tokens.admin))
         .await
@@ -389,12 +458,29 @@ async fn the_whole_cluster_survives_kills_a_join_a_lost_broker_and_admin_changes
         expected.len(),
         report.messages.len(),
     );
-    assert_eq!(delivered, expected.len(), "every accepted message is delivered");
+    assert_eq!(
+        delivered,
+        expected.len(),
+        "every accepted message is delivered"
+    );
     assert_eq!(report.total_violations(), 0, "limit violations:\n{report}");
-    assert!(found.is_empty(), "IPs used by two nodes at once: {found:#?}");
-    assert!(twice <= 3 * ON_THE_WIRE, "{twice} delivered twice (bound {})", 3 * ON_THE_WIRE);
-    assert!(during <= 6, "{during} deliveries while the limit was 1/min on 6 IPs and the tenant paused");
-    assert!(recorded >= delivered as u64, "the recorder counted {recorded} of {delivered} deliveries");
+    assert!(
+        found.is_empty(),
+        "IPs used by two nodes at once: {found:#?}"
+    );
+    assert!(
+        twice <= 3 * ON_THE_WIRE,
+        "{twice} delivered twice (bound {})",
+        3 * ON_THE_WIRE
+    );
+    assert!(
+        during <= 6,
+        "{during} deliveries while the limit was 1/min on 6 IPs and the tenant paused"
+    );
+    assert!(
+        recorded >= delivered as u64,
+        "the recorder counted {recorded} of {delivered} deliveries"
+    );
     for (ip, ms) in &taken {
         assert!(*ms <= 7_000, "{ip} taken over after {ms} ms");
     }

@@ -229,7 +229,9 @@ async fn concurrent_signed_batches_on_one_connection_all_finish() {
     let published = node.envelopes("shared", STREAMS * PER_STREAM).await;
     assert_eq!(published.len(), STREAMS * PER_STREAM);
     assert!(
-        published.iter().all(|e| header(&e.content, "DKIM-Signature").is_some()),
+        published
+            .iter()
+            .all(|e| header(&e.content, "DKIM-Signature").is_some()),
         "every message is signed"
     );
     node.stop().await;
