@@ -110,5 +110,7 @@ wait_server kafka
 wait_server kafka-cluster
 wait_server cassandra
 
-step "cargo test (Kafka at $SLUICE_KAFKA_BROKERS, cluster at $SLUICE_KAFKA_CLUSTER, Cassandra at $SLUICE_CASSANDRA)"
-cargo test --workspace --locked
+step "cargo test, two test binaries at a time (Kafka at $SLUICE_KAFKA_BROKERS, cluster at $SLUICE_KAFKA_CLUSTER, Cassandra at $SLUICE_CASSANDRA)"
+# Every test binary and the doc tests, as `cargo test --workspace` runs
+# them, but two binaries at once (deploy/run-tests.py says why).
+python3 deploy/run-tests.py --jobs "${SLUICE_TEST_JOBS:-2}"

@@ -67,7 +67,7 @@ impl FateIndex {
             Ok(()) | Err(LogError::PartitionMismatch { .. }) => {}
             Err(err) => return Err(err),
         }
-        let count = log.partitions(&topic).await?;
+        let count = visible_partitions(&log, &topic).await?;
         for source in sources {
             log.join(&fate_group(&group, source), &topic).await?;
         }
@@ -303,3 +303,18 @@ fn parse_entry(payload: &[u8]) -> Option<(&str, i32, i64)> {
 #[cfg(test)]
 #[path = "fate_index_tests.rs"]
 mod tests;
+
+/// The partition count of `topic`, which this node or another one just
+/// created: a broker's metadata can lag the creation for a moment (several
+/// senders starting at once), so "not found" is asked again for 10 s.
+async fn visible_partitions(log: &Log, topic: &str) -> Result<i32, LogError> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match log.partitions(topic).await {
+            Err(LogError::TopicNotFound { .. }) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            other => return other,
+        }
+    }
+}

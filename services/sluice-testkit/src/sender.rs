@@ -277,10 +277,8 @@ pub fn accepted_ids(report: &sluice_sim::Report) -> Vec<String> {
         .messages
         .iter()
         .map(|m| {
-            m.message_id
-                .trim_matches(['<', '>'])
-                .trim_end_matches("@sluice.test")
-                .to_owned()
+            let id = m.message_id.trim_matches(['<', '>']);
+            id.split('@').next().unwrap_or(id).to_owned()
         })
         .collect()
 }

@@ -108,6 +108,26 @@ fn kafka_cluster(args: &[&str]) {
     assert!(status.success(), "kafka-cluster.sh {args:?} failed");
 }
 
+/// Starts broker 2 again when dropped, also when the test fails, so the
+/// tests after this one find the whole cluster.
+struct BrokerBack;
+
+impl Drop for BrokerBack {
+    fn drop(&mut self) {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/servers/kafka-cluster.sh");
+        let status = Command::new("bash")
+            .arg(path)
+            .args(["restart", "2"])
+            .status();
+        if !status.is_ok_and(|s| s.success()) {
+            eprintln!(
+                "could not start broker 2 again: run `deploy/servers/kafka-cluster.sh restart 2`"
+            );
+        }
+    }
+}
+
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).expect("write config");
@@ -363,6 +383,7 @@ async fn the_whole_cluster_survives_kills_a_join_a_lost_broker_and_admin_changes
     // 3. a broker dies.
     wait_accepted(&sim, messages() / 2, stage_limit()).await;
     kafka_cluster(&["kill", "2"]);
+    let _back = BrokerBack;
     let broker_lost = Instant::now();
     let before = sim.snapshot().messages.len();
     wait_accepted(&sim, before + 20, stage_limit()).await;
@@ -409,7 +430,7 @@ async fn the_whole_cluster_survives_kills_a_join_a_lost_broker_and_admin_changes
     }
     let expected: HashSet<String> = accepted.lock().expect("accepted").clone();
     let events = collect_fates(&log, &names.events, &expected, stage_limit() * 2).await;
-    kafka_cluster(&["restart", "2"]);
+    drop(_back);
     let finals = finals(&events);
     let delivered = expected
         .iter()
@@ -449,11 +470,15 @@ async fn the_whole_cluster_survives_kills_a_join_a_lost_broker_and_admin_changes
 
     let uses = uses(&report, &events);
     let found = overlaps(&uses);
+    let mut by_node: std::collections::BTreeMap<&str, usize> = Default::default();
+    for u in &uses {
+        *by_node.entry(u.node.as_str()).or_default() += 1;
+    }
     let twice = report.duplicates().len();
     let taken = sluice_testkit::leases::takeovers(&uses, "sender-1", killed_at);
     println!(
         "whole cluster: {} accepted, {delivered} delivered, {} accepted by the simulator, {twice} delivered twice, \
-         recorder counted {recorded}; take-over after kill -9 (ms): {taken:?}; broker loss: 20 more deliveries after {stall:?}; \
+         recorder counted {recorded}; deliveries per node {by_node:?}; take-over after kill -9 (ms): {taken:?}; broker loss: 20 more deliveries after {stall:?}; \
          pause refused after {refused:?}; {during} delivered in 3 s while the limit was 1/min per IP and the tenant paused",
         expected.len(),
         report.messages.len(),
