@@ -14,6 +14,9 @@ pub const RECORDER_TABLES: &[&str] = &[
     "hourly_counters",
     "event_dedup",
     "suppressions",
+    // Written with every suppression the recorder learns, so control lists
+    // (and removes) one list per tenant.
+    "config_suppressions",
     "path_reputation",
     "tenant_reputation",
     "idempotency_keys",

@@ -23,6 +23,7 @@ pub struct CqlLedger {
     insert_event: PreparedStatement,
     insert_campaign: PreparedStatement,
     insert_suppression: PreparedStatement,
+    list_suppression: PreparedStatement,
     pub(crate) select_suppression: PreparedStatement,
     claim: PreparedStatement,
     bump_daily: PreparedStatement,
@@ -76,6 +77,11 @@ impl CqlLedger {
             insert_suppression: prep(format!(
                 "INSERT INTO {ks}.suppressions (tenant, address, reason, created_at, message_id) \
                  VALUES (?, ?, ?, ?, ?)"
+            ))
+            .await?,
+            list_suppression: prep(format!(
+                "INSERT INTO {ks}.config_suppressions (tenant, address, reason, created_at, revision) \
+                 VALUES (?, ?, ?, ?, 0)"
             ))
             .await?,
             select_suppression: prep(format!(
@@ -144,11 +150,17 @@ impl CqlLedger {
                 .map_err(|e| RecorderError::cql("writing campaign_events", e))?;
         }
         if let Some((tenant, address, reason)) = record::suppression(event) {
-            let values = (tenant, address, reason, at, &event.message_id);
+            let values = (tenant, &address, reason, at, &event.message_id);
             self.session
                 .execute_unpaged(&self.insert_suppression, values)
                 .await
                 .map_err(|e| RecorderError::cql("writing suppressions", e))?;
+            // The same list control lists and removes from (revision 0: not
+            // a configuration change), so a tenant has one suppression list.
+            self.session
+                .execute_unpaged(&self.list_suppression, (tenant, &address, reason, at))
+                .await
+                .map_err(|e| RecorderError::cql("writing config_suppressions", e))?;
         }
         Ok(())
     }

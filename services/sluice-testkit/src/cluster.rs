@@ -103,3 +103,109 @@ pub async fn admin(addr: SocketAddr, tokens: &Tokens) -> sluice_control_client::
         .await
         .unwrap_or_else(|e| panic!("connect to control at {addr}: {e}"))
 }
+
+/// The API key of tenant `acme` in [`tenant`].
+pub const API_KEY: &str = "cluster-test-api-key";
+
+/// Writes `text` to `dir/name`.
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// An ingest node's file: gRPC only on `grpc`, publishing to the topics of
+/// `names` (`<prefix><pool>`), following control as `follow` says; `extra`
+/// is appended.
+pub fn ingest_toml(
+    grpc: SocketAddr,
+    brokers: &str,
+    names: &crate::sender::Names,
+    follow: &str,
+    extra: &str,
+) -> String {
+    let prefix = names
+        .outbound
+        .strip_suffix(&names.pool)
+        .expect("the outbound topic ends with the pool's name");
+    format!(
+        "pools = []\n\n[listen]\ngrpc = \"{grpc}\"\nhttp = \"\"\nsmtp_submission = \"\"\nsmtp_implicit_tls = \"\"\n\n\
+         [kafka]\nbrokers = \"{brokers}\"\noutbound_topic_prefix = \"{prefix}\"\nevents_topic = \"{events}\"\n\n\
+         [unsubscribe]\nbase_url = \"https://u.sluice.test/u\"\nsecret = \"cluster-test-secret-cluster-test-secret\"\n\n{follow}\n{extra}",
+        events = names.events,
+    )
+}
+
+/// Names whose outbound topic is `<prefix><pool>`, as ingest publishes it.
+pub fn cluster_names() -> crate::sender::Names {
+    let mut names = crate::sender::Names::new();
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    names.outbound = format!("sluice.test.cluster.{}.{}", &id[..8], names.pool);
+    names
+}
+
+/// The site policy of site `gmail`: `per_minute` per IP, 2 connections.
+pub fn gmail_policy(per_minute: u32) -> sluice_proto::v1::SitePolicy {
+    sluice_proto::v1::SitePolicy {
+        site: "gmail".into(),
+        messages_per_minute: per_minute,
+        max_connections: 2,
+        ..Default::default()
+    }
+}
+
+/// Tenant `acme`: sends from `origin.test` through `pool` with [`API_KEY`].
+pub fn tenant(pool: &str, paused: bool) -> sluice_proto::v1::Tenant {
+    sluice_proto::v1::Tenant {
+        name: "acme".into(),
+        sending_domains: vec!["origin.test".into()],
+        default_pool: pool.into(),
+        api_key_hashes: vec![sluice_node::secret::hash_secret(API_KEY)],
+        paused,
+        ..Default::default()
+    }
+}
+
+/// Puts pool `pool` with `ips` of [`crate::sender::IPS`], the gmail policy at
+/// `per_minute` and tenant `acme` into control.
+pub async fn configure(control: SocketAddr, tokens: &Tokens, pool: &str, ips: usize, per_minute: u32) {
+    let mut c = admin(control, tokens).await;
+    let record = sluice_proto::v1::Pool {
+        name: pool.into(),
+        description: "cluster test".into(),
+    };
+    c.put_pool(record).await.expect("put pool");
+    for ip in &crate::sender::IPS[..ips] {
+        let ip = sluice_proto::v1::SourceIp {
+            address: (*ip).into(),
+            pool: pool.into(),
+            ehlo_name: "mta.sluice.test".into(),
+            ..Default::default()
+        };
+        c.put_ip(ip).await.expect("put ip");
+    }
+    c.put_site_policy(gmail_policy(per_minute)).await.expect("put policy");
+    c.put_tenant(tenant(pool, false)).await.expect("put tenant");
+}
+
+/// A `Send` of one templated message to `user<n>@gmail.test` from tenant
+/// `acme`, with [`API_KEY`].
+pub fn numbered_send(n: usize) -> tonic::Request<sluice_proto::v1::SendRequest> {
+    use sluice_proto::v1::{Recipient, SendRequest, Template, send_request::Content};
+    let mut request = tonic::Request::new(SendRequest {
+        from: "news@origin.test".into(),
+        recipients: vec![Recipient {
+            address: format!("user{n}@gmail.test"),
+            ..Recipient::default()
+        }],
+        content: Some(Content::Template(Template {
+            subject: format!("cluster test {n}"),
+            text: "hello".into(),
+            html: String::new(),
+        })),
+        ..SendRequest::default()
+    });
+    let auth = format!("Bearer {API_KEY}").parse().expect("header");
+    request.metadata_mut().insert("authorization", auth);
+    request
+}

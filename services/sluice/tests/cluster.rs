@@ -21,20 +21,17 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sluice_log::{KafkaConfig, KafkaLog, Log};
 use sluice_proto::v1::ingest_client::IngestClient;
-use sluice_proto::v1::send_request::Content;
-use sluice_proto::v1::{
-    EventKind, GetStatsRequest, Pool, Recipient, SendRequest, SitePolicy, SourceIp, StatsDimension,
-    Template, Tenant,
-};
+use sluice_proto::v1::{EventKind, GetStatsRequest, StatsDimension};
 use sluice_testkit::cluster::{
-    Tokens, admin, control_toml, follow_toml, free_addr, spawn_role, wait_listening,
+    Tokens, admin, cluster_names, configure, control_toml, follow_toml, free_addr, gmail_policy,
+    ingest_toml, numbered_send, spawn_role, tenant, wait_listening, write,
 };
 use sluice_testkit::leases::{leases_toml, overlaps, uses};
 use sluice_testkit::sender::*;
@@ -68,7 +65,6 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         Err(_) => default,
     }
 }
-const API_KEY: &str = "whole-cluster-api-key";
 /// Sender nodes' open connections at most (2 per IP, 6 IPs): what can be on
 /// the wire at one kill or rebalance.
 const ON_THE_WIRE: usize = 12;
@@ -128,26 +124,7 @@ impl Drop for BrokerBack {
     }
 }
 
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).expect("write config");
-    path
-}
-
 const TOPICS: &str = "[topics.outbound]\npartitions = 12\n[topics.delay]\npartitions = 12\n[topics.events]\npartitions = 12\n";
-
-fn ingest_toml(grpc: SocketAddr, brokers: &str, names: &Names, follow: &str) -> String {
-    let prefix = names
-        .outbound
-        .strip_suffix(&names.pool)
-        .expect("the outbound topic ends with the pool's name");
-    format!(
-        "pools = []\n\n[listen]\ngrpc = \"{grpc}\"\nhttp = \"\"\nsmtp_submission = \"\"\nsmtp_implicit_tls = \"\"\n\n\
-         [kafka]\nbrokers = \"{brokers}\"\noutbound_topic_prefix = \"{prefix}\"\nevents_topic = \"{events}\"\n\n\
-         [unsubscribe]\nbase_url = \"https://u.sluice.test/u\"\nsecret = \"whole-cluster-secret-whole-cluster-secret\"\n\n{follow}\n{TOPICS}",
-        events = names.events,
-    )
-}
 
 fn sender_toml(
     names: &Names,
@@ -184,67 +161,7 @@ fn recorder_toml(
     )
 }
 
-fn policy(per_minute: u32) -> SitePolicy {
-    SitePolicy {
-        site: "gmail".into(),
-        messages_per_minute: per_minute,
-        max_connections: 2,
-        ..SitePolicy::default()
-    }
-}
-
-fn tenant(pool: &str, paused: bool) -> Tenant {
-    Tenant {
-        name: "acme".into(),
-        sending_domains: vec!["origin.test".into()],
-        default_pool: pool.into(),
-        api_key_hashes: vec![sluice_node::secret::hash_secret(API_KEY)],
-        paused,
-        ..Tenant::default()
-    }
-}
-
-async fn configure(control: SocketAddr, tokens: &Tokens, pool: &str) {
-    let mut c = admin(control, tokens).await;
-    let pool_record = Pool {
-        name: pool.into(),
-        description: "whole cluster test".into(),
-    };
-    c.put_pool(pool_record).await.expect("put pool");
-    for ip in &IPS[..6] {
-        let ip = SourceIp {
-            address: (*ip).into(),
-            pool: pool.into(),
-            ..SourceIp::default()
-        };
-        c.put_ip(ip).await.expect("put ip");
-    }
-    c.put_site_policy(policy(per_minute()))
-        .await
-        .expect("put policy");
-    c.put_tenant(tenant(pool, false)).await.expect("put tenant");
-}
-
 type Ingest = IngestClient<tonic::transport::Channel>;
-
-fn request(n: usize) -> tonic::Request<SendRequest> {
-    let mut request = tonic::Request::new(SendRequest {
-        from: "news@origin.test".into(),
-        recipients: vec![Recipient {
-            address: format!("user{n}@gmail.test"),
-            ..Recipient::default()
-        }],
-        content: Some(Content::Template(Template {
-            subject: format!("whole cluster {n}"),
-            text: "hello".into(),
-            html: String::new(),
-        })),
-        ..SendRequest::default()
-    });
-    let auth = format!("Bearer {API_KEY}").parse().expect("header");
-    request.metadata_mut().insert("authorization", auth);
-    request
-}
 
 /// Submits messages `range` through `ingest`, retrying refusals (a pause)
 /// and unavailability (a lost broker) until each is accepted.
@@ -256,7 +173,7 @@ async fn submit_all(
     for n in range {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            match ingest.send(request(n)).await {
+            match ingest.send(numbered_send(n)).await {
                 Ok(response) => {
                     let id = response.into_inner().recipients[0].message_id.clone();
                     accepted.lock().expect("accepted").insert(id);
@@ -326,7 +243,7 @@ async fn the_whole_cluster_survives_kills_a_join_a_lost_broker_and_admin_changes
     );
     let _control = spawn_role(binary, "control", &path, &[], "warn");
     wait_listening(control, "sluice control", Duration::from_secs(60)).await;
-    configure(control, &tokens, &names.pool).await;
+    configure(control, &tokens, &names.pool, 6, per_minute()).await;
     let follow = follow_toml(&[control], &tokens);
 
     let query = free_addr();
@@ -343,7 +260,7 @@ async fn the_whole_cluster_survives_kills_a_join_a_lost_broker_and_admin_changes
         let path = write(
             dir.path(),
             &format!("ingest{i}.toml"),
-            &ingest_toml(grpc, &brokers, &names, &follow),
+            &ingest_toml(grpc, &brokers, &names, &follow, TOPICS),
         );
         ingest_nodes.push(spawn_role(binary, "ingest", &path, &[], "warn"));
         ingest_addrs.push(grpc);
@@ -392,7 +309,7 @@ async fn the_whole_cluster_survives_kills_a_join_a_lost_broker_and_admin_changes
     wait_accepted(&sim, messages() * 3 / 5, stage_limit()).await;
     let mut c = admin(control, &tokens).await;
     let lowered = Instant::now();
-    c.put_site_policy(policy(1)).await.expect("lower");
+    c.put_site_gmail_policy(gmail_policy(1)).await.expect("lower");
     c.put_tenant(tenant(&names.pool, true))
         .await
         .expect("pause");
@@ -400,7 +317,7 @@ async fn the_whole_cluster_survives_kills_a_join_a_lost_broker_and_admin_changes
         .await
         .expect("ingest");
     let refused = loop {
-        match probe.send(request(messages() + 1)).await {
+        match probe.send(numbered_send(messages() + 1)).await {
             Ok(response) => {
                 let id = response.into_inner().recipients[0].message_id.clone();
                 accepted.lock().expect("accepted").insert(id);
@@ -418,7 +335,7 @@ async fn the_whole_cluster_survives_kills_a_join_a_lost_broker_and_admin_changes
     let held = sim.snapshot().messages.len();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let during = sim.snapshot().messages.len() - held;
-    c.put_site_policy(policy(per_minute()))
+    c.put_site_gmail_policy(gmail_policy(per_minute()))
         .await
         .expect("raise");
     c.put_tenant(tenant(&names.pool, false))

@@ -11,17 +11,13 @@
 //! message is delivered and the simulator saw no limit violated.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
-use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use sluice_proto::v1::EventKind;
 use sluice_proto::v1::ingest_client::IngestClient;
-use sluice_proto::v1::send_request::Content;
-use sluice_proto::v1::{
-    EventKind, Pool, Recipient, SendRequest, SitePolicy, SourceIp, Template, Tenant,
-};
 use sluice_testkit::cluster::{
-    Tokens, admin, control_toml, follow_toml, free_addr, spawn_role, wait_listening,
+    Tokens, admin, cluster_names, configure, control_toml, follow_toml, free_addr, gmail_policy,
+    ingest_toml, numbered_send, spawn_role, tenant, wait_listening, write,
 };
 use sluice_testkit::sender::*;
 use tonic::Code;
@@ -39,7 +35,6 @@ connections_per_ip = 8
 messages_per_minute = 6000
 "#;
 
-const API_KEY: &str = "cluster-test-api-key";
 /// The effect of an admin call must be seen within this (the aim is 2 s;
 /// the bound leaves room for a loaded machine).
 const EFFECT_BOUND: Duration = Duration::from_secs(6);
@@ -48,25 +43,6 @@ fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).expect("write config");
-    path
-}
-
-fn ingest_toml(grpc: SocketAddr, brokers: &str, names: &Names, follow: &str) -> String {
-    let prefix = names
-        .outbound
-        .strip_suffix(&names.pool)
-        .expect("the outbound topic ends with the pool's name");
-    format!(
-        "pools = []\n\n[listen]\ngrpc = \"{grpc}\"\nhttp = \"\"\nsmtp_submission = \"\"\nsmtp_implicit_tls = \"\"\n\n\
-         [kafka]\nbrokers = \"{brokers}\"\noutbound_topic_prefix = \"{prefix}\"\nevents_topic = \"{events}\"\n\n\
-         [unsubscribe]\nbase_url = \"https://u.sluice.test/u\"\nsecret = \"cluster-test-secret-cluster-test-secret\"\n\n{follow}",
-        events = names.events,
-    )
 }
 
 fn sender_toml(names: &Names, sim: &sluice_sim::SimHandle, brokers: &str, follow: &str) -> String {
@@ -79,67 +55,11 @@ fn sender_toml(names: &Names, sim: &sluice_sim::SimHandle, brokers: &str, follow
     )
 }
 
-fn policy(per_minute: u32) -> SitePolicy {
-    SitePolicy {
-        site: "gmail".into(),
-        messages_per_minute: per_minute,
-        max_connections: 2,
-        ..SitePolicy::default()
-    }
-}
-
-fn tenant(pool: &str, paused: bool) -> Tenant {
-    Tenant {
-        name: "acme".into(),
-        sending_domains: vec!["origin.test".into()],
-        default_pool: pool.into(),
-        api_key_hashes: vec![sluice_node::secret::hash_secret(API_KEY)],
-        paused,
-        ..Tenant::default()
-    }
-}
-
-async fn configure(control: SocketAddr, tokens: &Tokens, pool: &str) {
-    let mut c = admin(control, tokens).await;
-    c.put_pool(Pool {
-        name: pool.into(),
-        description: "cluster test".into(),
-    })
-    .await
-    .expect("put pool");
-    for ip in &IPS[..2] {
-        let ip = SourceIp {
-            address: (*ip).into(),
-            pool: pool.into(),
-            ehlo_name: "mta.sluice.test".into(),
-            ..SourceIp::default()
-        };
-        c.put_ip(ip).await.expect("put ip");
-    }
-    c.put_site_policy(policy(600)).await.expect("put policy");
-    c.put_tenant(tenant(pool, false)).await.expect("put tenant");
-}
-
 type Ingest = IngestClient<tonic::transport::Channel>;
 
 /// Submits one message to `n`@gmail.test; `Ok(message id)` or the status.
 async fn submit(ingest: &mut Ingest, n: usize) -> Result<String, tonic::Status> {
-    let mut request = tonic::Request::new(SendRequest {
-        from: "news@origin.test".into(),
-        recipients: vec![Recipient {
-            address: format!("user{n}@gmail.test"),
-            ..Recipient::default()
-        }],
-        content: Some(Content::Template(Template {
-            subject: format!("cluster test {n}"),
-            text: "hello".into(),
-            html: String::new(),
-        })),
-        ..SendRequest::default()
-    });
-    let auth = format!("Bearer {API_KEY}").parse().expect("header");
-    request.metadata_mut().insert("authorization", auth);
-    let response = ingest.send(request).await?.into_inner();
+    let response = ingest.send(numbered_send(n)).await?.into_inner();
     Ok(response.recipients[0].message_id.clone())
 }
 
@@ -168,13 +88,8 @@ async fn nodes_take_every_setting_from_control_and_obey_changes_within_seconds()
     let (session, keyspace) = sluice_testkit::cql::migrated_keyspace("control_cluster").await;
     let dir = tempfile::tempdir().expect("temp dir");
     let tokens = Tokens::new(dir.path());
-    let mut names = Names::new();
     // Ingest publishes to `<prefix><pool>`; the sender reads that topic.
-    names.outbound = format!(
-        "sluice.test.cluster.{}.{}",
-        &names.group[19..27],
-        names.pool
-    );
+    let names = cluster_names();
     let sim = start_sim(SCENARIO).await;
     let binary = env!("CARGO_BIN_EXE_sluice");
 
@@ -191,14 +106,14 @@ async fn nodes_take_every_setting_from_control_and_obey_changes_within_seconds()
     for addr in &controls {
         wait_listening(*addr, "sluice control", Duration::from_secs(60)).await;
     }
-    configure(controls[1], &tokens, &names.pool).await;
+    configure(controls[1], &tokens, &names.pool, 2, 600).await;
 
     let follow = follow_toml(&controls, &tokens);
     let grpc = free_addr();
     let ingest_path = write(
         dir.path(),
         "ingest.toml",
-        &ingest_toml(grpc, &kafka.brokers, &names, &follow),
+        &ingest_toml(grpc, &kafka.brokers, &names, &follow, ""),
     );
     let mut ingest_node = spawn_role(
         binary,
@@ -239,7 +154,7 @@ async fn nodes_take_every_setting_from_control_and_obey_changes_within_seconds()
     let mut admin2 = admin(controls[1], &tokens).await;
     let lowered_at = now_ms();
     admin2
-        .put_site_policy(policy(1))
+        .put_site_gmail_policy(gmail_policy(1))
         .await
         .expect("lower the limit");
     tokio::time::sleep(Duration::from_secs(8)).await;
@@ -302,7 +217,7 @@ async fn nodes_take_every_setting_from_control_and_obey_changes_within_seconds()
     let before = sim.snapshot().messages.len();
     let resumed_at = Instant::now();
     admin2
-        .put_site_policy(policy(600))
+        .put_site_gmail_policy(gmail_policy(600))
         .await
         .expect("raise the limit");
     admin2

@@ -56,3 +56,45 @@ async fn an_unmigrated_keyspace_is_refused_with_the_fix() {
     assert!(err.contains(&format!("{ks}.message_events")), "{err}");
     assert!(err.contains("sluice migrate"), "{err}");
 }
+
+/// One suppression list per tenant: a hard bounce the recorder writes is in
+/// the list control serves (`ListSuppressions`), and removing it through
+/// control lifts it for ingest's check (`Ledger::suppressed`) too.
+#[tokio::test]
+async fn recorder_and_control_share_one_suppression_list() {
+    use sluice_control::ConfigStore;
+    use sluice_proto::v1::{BounceClass, Event, EventKind};
+    use sluice_recorder::Ledger;
+
+    let (ledger, admin, ks) = fresh_ledger().await;
+    let control = sluice_control::CqlConfigStore::open(cassandra().await, &ks)
+        .await
+        .expect("control store on the same keyspace");
+    let tenant = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let bounce = Event {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        message_id: "m1".into(),
+        tenant: tenant.clone(),
+        recipient: "gone@example.com".into(),
+        kind: EventKind::Bounced.into(),
+        bounce_class: BounceClass::BadMailbox.into(),
+        ..Event::default()
+    };
+    ledger.write_rows(&bounce, 1_800_000_000).await.expect("write the bounce");
+    let asked = vec!["gone@example.com".to_owned()];
+    assert_eq!(ledger.suppressed(&tenant, &asked).await.expect("check"), asked);
+    let listed = control.list_suppressions(&tenant, "", 10).await.expect("list");
+    assert_eq!(listed.len(), 1, "control lists the recorder's suppression: {listed:?}");
+    assert_eq!(listed[0].address, "gone@example.com");
+    assert_eq!(listed[0].reason, "hard_bounce");
+    let removed = control
+        .remove_suppression(&tenant, "gone@example.com")
+        .await
+        .expect("remove");
+    assert!(removed.is_some(), "control removed it");
+    assert!(
+        ledger.suppressed(&tenant, &asked).await.expect("check").is_empty(),
+        "removed through control, no longer suppressed for ingest"
+    );
+    drop_keyspace(&admin, &ks).await;
+}
