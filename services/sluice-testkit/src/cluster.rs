@@ -168,7 +168,13 @@ pub fn tenant(pool: &str, paused: bool) -> sluice_proto::v1::Tenant {
 
 /// Puts pool `pool` with `ips` of [`crate::sender::IPS`], the gmail policy at
 /// `per_minute` and tenant `acme` into control.
-pub async fn configure(control: SocketAddr, tokens: &Tokens, pool: &str, ips: usize, per_minute: u32) {
+pub async fn configure(
+    control: SocketAddr,
+    tokens: &Tokens,
+    pool: &str,
+    ips: usize,
+    per_minute: u32,
+) {
     let mut c = admin(control, tokens).await;
     let record = sluice_proto::v1::Pool {
         name: pool.into(),
@@ -184,7 +190,9 @@ pub async fn configure(control: SocketAddr, tokens: &Tokens, pool: &str, ips: us
         };
         c.put_ip(ip).await.expect("put ip");
     }
-    c.put_site_policy(gmail_policy(per_minute)).await.expect("put policy");
+    c.put_site_policy(gmail_policy(per_minute))
+        .await
+        .expect("put policy");
     c.put_tenant(tenant(pool, false)).await.expect("put tenant");
 }
 

@@ -154,7 +154,7 @@ async fn nodes_take_every_setting_from_control_and_obey_changes_within_seconds()
     let mut admin2 = admin(controls[1], &tokens).await;
     let lowered_at = now_ms();
     admin2
-        .put_site_gmail_policy(gmail_policy(1))
+        .put_site_policy(gmail_policy(1))
         .await
         .expect("lower the limit");
     tokio::time::sleep(Duration::from_secs(8)).await;
@@ -217,7 +217,7 @@ async fn nodes_take_every_setting_from_control_and_obey_changes_within_seconds()
     let before = sim.snapshot().messages.len();
     let resumed_at = Instant::now();
     admin2
-        .put_site_gmail_policy(gmail_policy(600))
+        .put_site_policy(gmail_policy(600))
         .await
         .expect("raise the limit");
     admin2

@@ -80,11 +80,24 @@ async fn recorder_and_control_share_one_suppression_list() {
         bounce_class: BounceClass::BadMailbox.into(),
         ..Event::default()
     };
-    ledger.write_rows(&bounce, 1_800_000_000).await.expect("write the bounce");
+    ledger
+        .write_rows(&bounce, 1_800_000_000)
+        .await
+        .expect("write the bounce");
     let asked = vec!["gone@example.com".to_owned()];
-    assert_eq!(ledger.suppressed(&tenant, &asked).await.expect("check"), asked);
-    let listed = control.list_suppressions(&tenant, "", 10).await.expect("list");
-    assert_eq!(listed.len(), 1, "control lists the recorder's suppression: {listed:?}");
+    assert_eq!(
+        ledger.suppressed(&tenant, &asked).await.expect("check"),
+        asked
+    );
+    let listed = control
+        .list_suppressions(&tenant, "", 10)
+        .await
+        .expect("list");
+    assert_eq!(
+        listed.len(),
+        1,
+        "control lists the recorder's suppression: {listed:?}"
+    );
     assert_eq!(listed[0].address, "gone@example.com");
     assert_eq!(listed[0].reason, "hard_bounce");
     let removed = control
@@ -93,7 +106,11 @@ async fn recorder_and_control_share_one_suppression_list() {
         .expect("remove");
     assert!(removed.is_some(), "control removed it");
     assert!(
-        ledger.suppressed(&tenant, &asked).await.expect("check").is_empty(),
+        ledger
+            .suppressed(&tenant, &asked)
+            .await
+            .expect("check")
+            .is_empty(),
         "removed through control, no longer suppressed for ingest"
     );
     drop_keyspace(&admin, &ks).await;
