@@ -236,10 +236,16 @@ pub async fn collect_events(
             }
             checked = Instant::now();
         }
-        let records = consumer
-            .poll(Duration::from_millis(500))
-            .await
-            .expect("consume events");
+        // A broker lost during the test makes reads fail for a while: the
+        // log recovers, so keep reading until the deadline.
+        let records = match consumer.poll(Duration::from_millis(500)).await {
+            Ok(records) => records,
+            Err(err) => {
+                eprintln!("reading events failed ({err}); reading again");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
         for record in records {
             let event = Event::decode(record.payload.as_slice()).expect("events decode");
             events
