@@ -41,7 +41,7 @@ struct Inner {
     live: PreparedStatement,
 }
 
-fn err(context: &str, e: impl std::fmt::Display) -> SenderError {
+pub(super) fn err(context: &str, e: impl std::fmt::Display) -> SenderError {
     SenderError::Leases(format!("{context}: {e}"))
 }
 
@@ -130,31 +130,6 @@ impl CqlLeases {
         }))
     }
 
-    /// Runs a conditional statement and says whether it was applied.
-    async fn applied(
-        &self,
-        statement: &PreparedStatement,
-        values: impl scylla::serialize::row::SerializeRow,
-        context: &str,
-    ) -> Result<bool, SenderError> {
-        let rows = self
-            .inner
-            .session
-            .execute_unpaged(statement, values)
-            .await
-            .map_err(|e| err(context, e))?
-            .into_rows_result()
-            .map_err(|e| err(context, e))?;
-        let row = rows
-            .rows::<scylla::value::Row>()
-            .map_err(|e| err(context, e))?
-            .next()
-            .ok_or_else(|| err(context, "no [applied] row"))?
-            .map_err(|e| err(context, e))?;
-        let first = row.columns.first().and_then(Option::as_ref);
-        Ok(first.and_then(|v| v.as_boolean()) == Some(true))
-    }
-
     /// Moves the lease from (`owner`, `epoch`) to (`node`, `new_epoch`) until `until`.
     async fn swap(
         &self,
@@ -165,8 +140,7 @@ impl CqlLeases {
     ) -> Result<bool, SenderError> {
         let i = &self.inner;
         let values = (to.0, to.1, ts(until), &i.pool, ip, from.0, from.1);
-        self.applied(&i.swap, values, "taking over in ip_leases")
-            .await
+        applied(&i.session, &i.swap, values, "taking over in ip_leases").await
     }
 }
 
@@ -216,9 +190,8 @@ impl Leases for CqlLeases {
             None => {
                 let i = &self.inner;
                 let values = (&i.pool, &ip, node, 1_i64, ts(until));
-                let won = self
-                    .applied(&i.insert, values, "inserting into ip_leases")
-                    .await?;
+                let won =
+                    applied(&i.session, &i.insert, values, "inserting into ip_leases").await?;
                 Ok(won.then_some(1))
             }
             Some((_, _, expires)) if expires.0 > ts(now).0 => Ok(None),
@@ -242,7 +215,7 @@ impl Leases for CqlLeases {
         let (ip, epoch) = (ip.to_string(), epoch as i64);
         let i = &self.inner;
         let values = (node, epoch, ts(now + ttl), &i.pool, &ip, node, epoch);
-        self.applied(&i.swap, values, "renewing in ip_leases").await
+        applied(&i.session, &i.swap, values, "renewing in ip_leases").await
     }
 
     async fn release(
@@ -255,8 +228,30 @@ impl Leases for CqlLeases {
         let (ip, epoch) = (ip.to_string(), epoch as i64);
         let i = &self.inner;
         let values = (node, epoch, ts(now), &i.pool, &ip, node, epoch);
-        self.applied(&i.swap, values, "releasing in ip_leases")
-            .await?;
+        applied(&i.session, &i.swap, values, "releasing in ip_leases").await?;
         Ok(())
     }
+}
+
+/// Runs a lightweight transaction; true when it applied (`[applied]`).
+pub(super) async fn applied(
+    session: &Session,
+    statement: &PreparedStatement,
+    values: impl scylla::serialize::row::SerializeRow,
+    context: &str,
+) -> Result<bool, SenderError> {
+    let rows = session
+        .execute_unpaged(statement, values)
+        .await
+        .map_err(|e| err(context, e))?
+        .into_rows_result()
+        .map_err(|e| err(context, e))?;
+    let row = rows
+        .rows::<scylla::value::Row>()
+        .map_err(|e| err(context, e))?
+        .next()
+        .ok_or_else(|| err(context, "no [applied] row"))?
+        .map_err(|e| err(context, e))?;
+    let first = row.columns.first().and_then(Option::as_ref);
+    Ok(first.and_then(|v| v.as_boolean()) == Some(true))
 }

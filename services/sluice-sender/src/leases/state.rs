@@ -23,6 +23,7 @@ use scylla::statement::Consistency;
 use scylla::statement::prepared::PreparedStatement;
 use sluice_shaping::Snapshot;
 
+use super::cql::{applied, err};
 use crate::SenderError;
 
 /// How long an `ip_state` row outlives its last write: one day less than an
@@ -197,10 +198,6 @@ struct Inner {
 /// How often a claim re-reads after losing a race with a write.
 const CLAIM_TRIES: usize = 5;
 
-fn err(context: &str, e: impl std::fmt::Display) -> SenderError {
-    SenderError::Leases(format!("{context}: {e}"))
-}
-
 fn write_id() -> i64 {
     ulid::Ulid::new().random() as i64
 }
@@ -282,30 +279,6 @@ impl CqlIpStates {
         rows.maybe_first_row::<Row>()
             .map_err(|e| err("reading ip_state", e))
     }
-
-    async fn applied(
-        &self,
-        statement: &PreparedStatement,
-        values: impl scylla::serialize::row::SerializeRow,
-        context: &str,
-    ) -> Result<bool, SenderError> {
-        let rows = self
-            .inner
-            .session
-            .execute_unpaged(statement, values)
-            .await
-            .map_err(|e| err(context, e))?
-            .into_rows_result()
-            .map_err(|e| err(context, e))?;
-        let row = rows
-            .rows::<scylla::value::Row>()
-            .map_err(|e| err(context, e))?
-            .next()
-            .ok_or_else(|| err(context, "no [applied] row"))?
-            .map_err(|e| err(context, e))?;
-        let first = row.columns.first().and_then(Option::as_ref);
-        Ok(first.and_then(|v| v.as_boolean()) == Some(true))
-    }
 }
 
 fn decode(ip: &str, bytes: Option<Vec<u8>>) -> Result<Option<Snapshot>, SenderError> {
@@ -334,10 +307,7 @@ impl IpStates for CqlIpStates {
             match self.row(&ip).await? {
                 None => {
                     let values = (&i.pool, &ip, e, node, ms(now), write_id());
-                    if self
-                        .applied(&i.create, values, "creating in ip_state")
-                        .await?
-                    {
+                    if applied(&i.session, &i.create, values, "creating in ip_state").await? {
                         return Ok(Claim::Claimed(None));
                     }
                 }
@@ -355,10 +325,7 @@ impl IpStates for CqlIpStates {
                         stored.unwrap_or(0),
                         id.unwrap_or(0),
                     );
-                    if self
-                        .applied(&i.claim, values, "claiming in ip_state")
-                        .await?
-                    {
+                    if applied(&i.session, &i.claim, values, "claiming in ip_state").await? {
                         return Ok(Claim::Claimed(decode(&ip, state)?));
                     }
                 }
@@ -384,7 +351,7 @@ impl IpStates for CqlIpStates {
         let e = epoch as i64;
         // `epoch` is rewritten (same value) to refresh its TTL with the rest.
         let values = (e, bytes, node, ms(now), write_id(), &i.pool, &ip, e);
-        self.applied(&i.save, values, "writing ip_state").await
+        applied(&i.session, &i.save, values, "writing ip_state").await
     }
 
     async fn read(&self, ip: IpAddr) -> Result<Option<StoredIpState>, SenderError> {
