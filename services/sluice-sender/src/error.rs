@@ -7,10 +7,6 @@ pub enum SenderError {
     Listen(std::io::Error),
     #[error("shaping configuration: {0}")]
     Shaping(sluice_shaping::ConfigError),
-    #[error(
-        "no enabled source IP belongs to pool `{0}` (set shaping.ips, or with control.addr set: `sluice admin ip put <address> --pool {0}`)"
-    )]
-    NoIps(String),
     #[error("control: {0}")]
     Control(#[from] sluice_control_client::FollowError),
     #[error("message log: {0}")]

@@ -220,7 +220,6 @@ impl Node {
         let telemetry = (self.telemetry.stats.clone(), self.telemetry.metrics.clone());
         let dispatcher =
             Dispatcher::new(cfg.clone(), engine, publisher, tracker.clone(), telemetry)
-                .ok_or_else(|| SenderError::NoIps(cfg.pool.clone()))?
                 .with_fence(consumer.fence())
                 .with_ip_states(leases.ip_states());
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();

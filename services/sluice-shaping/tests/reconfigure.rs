@@ -568,3 +568,15 @@ proptest! {
         run(ops);
     }
 }
+
+#[test]
+fn a_pool_without_ips_holds_its_mail_until_one_is_added() {
+    let mut e = Engine::new(config(vec![], per_minute(100, 10))).unwrap();
+    assert!(e.pool_key("p").is_none());
+    let (pool, s) = (e.pool_key_or_new("p"), e.site_key(&Site::new("x", None)));
+    assert_eq!(e.decide(T0, pool, s, 0), Err(Blocked::Held));
+    e.reconfigure(config(vec![ipc(1, "p", None)], per_minute(100, 10)))
+        .unwrap();
+    assert_eq!(e.pool_key("p"), Some(pool), "the key stays valid");
+    assert_eq!(e.decide(T0, pool, s, 0).unwrap().ip, ip(1));
+}

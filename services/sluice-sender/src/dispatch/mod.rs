@@ -149,8 +149,12 @@ impl Dispatcher {
         publisher: Publisher,
         tracker: Arc<Mutex<OffsetTracker>>,
         (stats, metrics): (Arc<Mutex<Stats>>, Arc<crate::metrics::SenderMetrics>),
-    ) -> Option<Self> {
-        let pool = engine.pool_key(&cfg.pool)?;
+    ) -> Self {
+        let mut engine = engine;
+        if engine.pool_key(&cfg.pool).is_none() {
+            tracing::warn!(pool = %cfg.pool, "no enabled source IP in this pool yet: its mail waits until one is added (`sluice admin ip put <address> --pool {}`)", cfg.pool);
+        }
+        let pool = engine.pool_key_or_new(&cfg.pool);
         let mut dispatcher = Self {
             cfg,
             engine,
@@ -178,7 +182,7 @@ impl Dispatcher {
         };
         // Nothing is leased until the keeper says so.
         dispatcher.apply_leases(Default::default());
-        Some(dispatcher)
+        dispatcher
     }
 
     /// Stops starting deliveries for partitions `fence` closes (the

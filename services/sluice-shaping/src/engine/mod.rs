@@ -212,6 +212,13 @@ impl Engine {
         self.pool_index.get(pool).map(|&i| PoolKey(i))
     }
 
+    /// The key of `pool`, interned now when no IP of it is configured yet:
+    /// its mail is held ([`Blocked::Held`]) until [`Engine::reconfigure`]
+    /// adds one, and the key stays valid across reconfigurations.
+    pub fn pool_key_or_new(&mut self, pool: &str) -> PoolKey {
+        PoolKey(self.intern_pool(pool))
+    }
+
     /// Interns a site (the same site always gets the same key).
     pub fn site_key(&mut self, site: &Site) -> SiteKey {
         if let Some(&i) = self.site_index.get(site) {
