@@ -7,7 +7,8 @@ protocol, on lease TTLs), so running two at once roughly halves the wall
 time on a two-core machine. Each binary runs from its package's directory,
 as `cargo test` would run it. Tests that share one server they disturb (the
 three-broker Kafka cluster, whose brokers they kill) never run at the same
-time. Doc tests run afterwards through cargo.
+time, and the heaviest multi-process tests run one at a time. Doc tests
+run afterwards through cargo.
 
 Usage: deploy/run-tests.py [--jobs N]   (after `cargo test --no-run`)
 Exits non-zero when any test binary fails, after printing its output.
@@ -21,10 +22,19 @@ import tempfile
 import threading
 import time
 
-# Binaries that must not run at the same time as each other.
+# Binaries that must not run at the same time as others of a group:
+# "kafka-cluster" kill a broker of the shared three-broker cluster; "heavy"
+# run many processes and bound timings or duplicates that double load skews
+# (one of them runs at a time; the other lane takes the lighter binaries).
 EXCLUSIVE = {
-    ("sluice-log", "kafka_broker_loss"): "kafka-cluster",
-    ("sluice", "cluster"): "kafka-cluster",
+    ("sluice-log", "kafka_broker_loss"): {"kafka-cluster"},
+    ("sluice", "cluster"): {"kafka-cluster", "heavy"},
+    ("sluice", "dev_fates"): {"heavy"},
+    ("sluice", "dev_crash"): {"heavy"},
+    ("sluice", "sender_leases"): {"heavy"},
+    ("sluice", "sender_crash"): {"heavy"},
+    ("sluice", "ip_state_handover"): {"heavy"},
+    ("sluice", "control_cluster"): {"heavy"},
 }
 # Started first (longest first), so the two lanes end close together.
 LONG_FIRST = [
@@ -77,18 +87,16 @@ class Runner:
                 if not self.work:
                     return None
                 for i, job in enumerate(self.work):
-                    group = EXCLUSIVE.get((job[0], job[1]))
-                    if group is None or group not in self.busy_groups:
+                    groups = EXCLUSIVE.get((job[0], job[1]), set())
+                    if not groups & self.busy_groups:
                         del self.work[i]
-                        if group:
-                            self.busy_groups.add(group)
+                        self.busy_groups |= groups
                         return job
                 self.lock.wait()
 
     def done(self, job, result):
         with self.lock:
-            group = EXCLUSIVE.get((job[0], job[1]))
-            self.busy_groups.discard(group)
+            self.busy_groups -= EXCLUSIVE.get((job[0], job[1]), set())
             self.results.append(result)
             self.lock.notify_all()
 
