@@ -64,12 +64,24 @@ impl FateIndex {
             count = count.max(log.partitions(source).await?);
         }
         match log.create_topic(&topic, count).await {
-            Ok(()) | Err(LogError::PartitionMismatch { .. }) => {}
+            // Not visible yet: waited for below.
+            Ok(()) | Err(LogError::PartitionMismatch { .. } | LogError::TopicNotFound { .. }) => {}
             Err(err) => return Err(err),
         }
         let count = visible_partitions(&log, &topic).await?;
         for source in sources {
-            log.join(&fate_group(&group, source), &topic).await?;
+            let fates_group = fate_group(&group, source);
+            let deadline = tokio::time::Instant::now() + VISIBLE_WITHIN;
+            loop {
+                match log.join(&fates_group, &topic).await {
+                    Err(LogError::TopicNotFound { .. })
+                        if tokio::time::Instant::now() < deadline =>
+                    {
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    }
+                    other => break other?,
+                }
+            }
         }
         Ok(Self {
             log,
@@ -304,11 +316,15 @@ fn parse_entry(payload: &[u8]) -> Option<(&str, i32, i64)> {
 #[path = "fate_index_tests.rs"]
 mod tests;
 
+/// How long a just-created topic may stay invisible to a broker's metadata
+/// (several senders starting at once on a cluster that just started).
+const VISIBLE_WITHIN: Duration = Duration::from_secs(60);
+
 /// The partition count of `topic`, which this node or another one just
-/// created: a broker's metadata can lag the creation for a moment (several
-/// senders starting at once), so "not found" is asked again for 10 s.
+/// created: a broker's metadata can lag the creation, so "not found" is
+/// asked again for up to [`VISIBLE_WITHIN`].
 async fn visible_partitions(log: &Log, topic: &str) -> Result<i32, LogError> {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + VISIBLE_WITHIN;
     loop {
         match log.partitions(topic).await {
             Err(LogError::TopicNotFound { .. }) if tokio::time::Instant::now() < deadline => {
