@@ -59,6 +59,10 @@ pub enum ControlError {
     /// The gRPC listener or transport failed.
     #[error("gRPC transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// A store that keeps part of its data elsewhere (`sluice dev`'s
+    /// suppressions, in the recorder's ledger) failed there; says where.
+    #[error("{0}")]
+    Delegated(String),
 }
 
 impl ControlError {
@@ -104,6 +108,7 @@ impl From<ControlError> for tonic::Status {
             | ControlError::Embedded(_)
             | ControlError::Corrupt(_)
             | ControlError::Task(_)
+            | ControlError::Delegated(_)
             | ControlError::Listen(_)
             | ControlError::Config(_) => Code::Internal,
         };

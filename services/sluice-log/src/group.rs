@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::LogError;
+use crate::{Fence, LogError};
 
 /// Most records one [`GroupConsumer::poll`] returns.
 pub const POLL_RECORDS: usize = 500;
@@ -147,7 +147,9 @@ pub trait GroupConsumer: Send + 'static {
     /// the moment the group takes them away (on Kafka inside the rebalance
     /// callback, before the [`Rebalance::Revoked`] event is even polled),
     /// opened again when they are assigned. Shared and cheap to check, so a
-    /// caller's other tasks can stop at once. The default never closes.
+    /// caller's other tasks can stop at once. Work begun through it
+    /// ([`Fence::begin`]) is waited for before the partitions are given up,
+    /// for up to the fence's drain time. The default never closes.
     fn fence(&self) -> Fence {
         Fence::default()
     }
@@ -182,54 +184,5 @@ mod tests {
             [("a".into(), 0, 8), ("a".into(), 1, 10), ("b".into(), 0, 1)]
         );
         assert!(Commit::after(&[]).is_empty());
-    }
-}
-
-/// Partitions taken away from a member; see [`GroupConsumer::fence`].
-#[derive(Debug, Clone, Default)]
-pub struct Fence(std::sync::Arc<std::sync::Mutex<std::collections::HashSet<(String, i32)>>>);
-
-impl Fence {
-    fn set(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<(String, i32)>> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// True when `partition` of `topic` was taken away and not given back.
-    pub fn is_closed(&self, topic: &str, partition: i32) -> bool {
-        let set = self.set();
-        !set.is_empty() && set.contains(&(topic.to_owned(), partition))
-    }
-
-    /// Closes `partitions` (they were revoked).
-    pub fn close(&self, partitions: &[(String, i32)]) {
-        self.set().extend(partitions.iter().cloned());
-    }
-
-    /// Opens `partitions` again (they were assigned).
-    pub fn open(&self, partitions: &[(String, i32)]) {
-        let mut set = self.set();
-        for p in partitions {
-            set.remove(p);
-        }
-    }
-}
-
-#[cfg(test)]
-mod fence_tests {
-    use super::*;
-
-    #[test]
-    fn a_fence_closes_revoked_partitions_until_they_are_assigned_again() {
-        let fence = Fence::default();
-        let other = fence.clone();
-        assert!(!fence.is_closed("t", 0));
-        fence.close(&[("t".into(), 0), ("t".into(), 1)]);
-        assert!(other.is_closed("t", 0), "clones share the set");
-        assert!(!other.is_closed("t", 2));
-        fence.open(&[("t".into(), 0)]);
-        assert!(!other.is_closed("t", 0));
-        assert!(other.is_closed("t", 1));
     }
 }

@@ -21,6 +21,7 @@ mod any;
 pub mod conformance;
 pub mod embedded;
 mod error;
+mod fence;
 mod group;
 pub mod kafka;
 mod log;
@@ -29,7 +30,8 @@ mod topics;
 pub use any::{DEFAULT_PARTITIONS, Log, LogConsumer};
 pub use embedded::{EmbeddedConsumer, EmbeddedLog};
 pub use error::LogError;
-pub use group::{Commit, Delivery, Fence, GroupConsumer, POLL_RECORDS, Rebalance};
+pub use fence::{Fence, Work};
+pub use group::{Commit, Delivery, GroupConsumer, POLL_RECORDS, Rebalance};
 pub use kafka::{
     KafkaConfig, KafkaConsumer, KafkaLog, TopicHealth, create_topic, create_topic_as, probe,
     topic_health,

@@ -136,3 +136,67 @@ async fn a_second_member_splits_the_partitions() {
     let extra = first.poll(Duration::from_millis(300)).await.expect("poll");
     assert!(extra.is_empty(), "the first member read more: {extra:?}");
 }
+
+/// How long the test keeps work in progress after the revocation began.
+const HOLD: Duration = Duration::from_secs(4);
+
+/// Work begun through a member's fence holds its partitions: the group's
+/// next assignment of them waits until the work settles (here: a token
+/// dropped `HOLD` after the revocation closed the fence). Without the wait
+/// the second member is assigned within the same rebalance, well before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_waits_for_work_begun_on_the_partitions() {
+    let log = kafka_log().await;
+    let (topic, group) = (fresh("hold"), fresh("g"));
+    log.create_topic(&topic, PARTITIONS).await.expect("create");
+    let topics = [topic.clone()];
+
+    let mut first = log.subscribe(&group, &topics).await.expect("first member");
+    poll_until_rebalance(&mut first, |e| matches!(e, Rebalance::Assigned(_))).await;
+    let fence = first.fence();
+    fence.set_drain(Duration::from_secs(60));
+    let work = fence.begin(&topic, 0);
+
+    let watched = (fence.clone(), topic.clone());
+    let releaser = std::thread::spawn(move || {
+        let (fence, topic) = watched;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !fence.is_closed(&topic, 0) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the revocation never closed the fence"
+            );
+            #[allow(clippy::disallowed_methods, reason = "a plain thread of the test")]
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        #[allow(clippy::disallowed_methods, reason = "a plain thread of the test")]
+        std::thread::sleep(HOLD);
+        let released = std::time::Instant::now();
+        drop(work);
+        released
+    });
+
+    let mut second = log.subscribe(&group, &topics).await.expect("second member");
+    let assigned = async {
+        poll_until_rebalance(
+            &mut second,
+            |e| matches!(e, Rebalance::Assigned(p) if !p.is_empty()),
+        )
+        .await;
+        std::time::Instant::now()
+    };
+    let (first_events, assigned_at) = tokio::join!(revoked_then_assigned(&mut first), assigned);
+    let released_at = releaser.join().expect("the releasing thread");
+    assert!(
+        assigned_at >= released_at,
+        "the second member was assigned {:?} before the work on the revoked partitions settled",
+        released_at - assigned_at
+    );
+    assert!(
+        first_events
+            .iter()
+            .any(|e| matches!(e, Rebalance::Revoked(p) if p.contains(&(topic.clone(), 0)))),
+        "{first_events:?}"
+    );
+    assert_eq!(fence.busy(&[(topic.clone(), 0)]), 0);
+}

@@ -177,6 +177,28 @@ impl EmbeddedLedger {
         Ok(result.0)
     }
 
+    /// Removes the row at `key` under the write mutex, durable when it
+    /// returns; false (nothing written) when there was none.
+    pub(crate) fn remove(&self, key: &Key) -> Res<bool> {
+        let seq = {
+            let _guard = self.inner.write.lock().unwrap_or_else(|e| e.into_inner());
+            let rows = &self.inner.rows;
+            if rows
+                .get(&key.0)
+                .map_err(fjall_err("reading a row"))?
+                .is_none()
+            {
+                return Ok(false);
+            }
+            let mut batch = self.inner.db.batch();
+            batch.remove(rows, key.0.clone());
+            batch.commit().map_err(fjall_err("removing a row"))?;
+            self.inner.written.fetch_add(1, Ordering::SeqCst) + 1
+        };
+        self.sync_through(seq)?;
+        Ok(true)
+    }
+
     /// Returns once write batch `seq` is fsync'd. A writer that finds a
     /// later fsync already covered its batch returns at once; otherwise it
     /// syncs everything committed so far, for itself and the writers behind it.

@@ -24,6 +24,9 @@ pub struct Ticket {
     pub queued: Duration,
     /// Epoch of the source IP's lease when the delivery started.
     pub lease_epoch: u64,
+    /// Held until the fate is published: a revocation of the record's
+    /// partition waits for it (docs/fate-index.md).
+    pub work: sluice_log::Work,
 }
 
 /// A message on its way out.

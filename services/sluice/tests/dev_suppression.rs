@@ -1,12 +1,16 @@
 //! `sluice dev` closes the suppression loop: the real binary sends to an
 //! address the ISP simulator rejects with `550 5.1.1`; once the recorder has
 //! the hard bounce, a second submission to that address is answered
-//! `suppressed` and the simulator never sees a second attempt.
+//! `suppressed` and the simulator never sees a second attempt. Control's
+//! suppression calls read and write that same list (one list per tenant).
 
 use std::time::{Duration, Instant};
 
 use sluice_proto::v1::ingest_client::IngestClient;
-use sluice_proto::v1::{EventKind, GetMessageRequest, SendResponse};
+use sluice_proto::v1::{
+    EventKind, GetMessageRequest, ListSuppressionsRequest, RemoveSuppressionRequest, SendResponse,
+    Suppression,
+};
 use sluice_testkit::dev::{dev_config, send_request, start_dev};
 use sluice_testkit::sender::start_sim;
 
@@ -71,7 +75,7 @@ async fn a_hard_bounced_address_is_suppressed_on_the_next_submission() {
     let config = dev_config(dir.path(), &sim, "bouncy", "bouncy.test", "");
     std::fs::write(&file, config).expect("write config");
     let dev = start_dev(std::path::Path::new(env!("CARGO_BIN_EXE_sluice")), &file).await;
-    let (mut child, query) = (dev.child, dev.query);
+    let (mut child, query) = (dev.child, dev.query.clone());
     let mut client = IngestClient::connect(dev.ingest)
         .await
         .expect("connect ingest");
@@ -113,6 +117,8 @@ async fn a_hard_bounced_address_is_suppressed_on_the_next_submission() {
     wait_for_state(&query, token, friend, EventKind::Delivered).await;
     let ghost = &second.recipients[0].message_id;
     wait_for_state(&query, token, ghost, EventKind::Suppressed).await;
+
+    one_list_through_control(&dev.control, token, &mut client).await;
     child.start_kill().expect("stop");
     child.wait().await.expect("reaped");
     let report = sim.shutdown().await;
@@ -121,5 +127,63 @@ async fn a_hard_bounced_address_is_suppressed_on_the_next_submission() {
         rejected(&report),
         1,
         "the simulator saw a second attempt to {GHOST}:\n{report}"
+    );
+}
+
+/// The tenant's suppressions as control lists them, as (address, reason).
+async fn listed(control: &mut sluice_control_client::Client) -> Vec<(String, String)> {
+    let request = ListSuppressionsRequest {
+        tenant: "dev".into(),
+        ..Default::default()
+    };
+    let page = control.list_suppressions(request).await.expect("list");
+    let page = page.into_inner().suppressions;
+    page.into_iter().map(|s| (s.address, s.reason)).collect()
+}
+
+/// Control lists what the recorder learned, and what control adds or
+/// removes is what ingest checks on the next submission.
+async fn one_list_through_control(
+    addr: &str,
+    token: &str,
+    ingest: &mut IngestClient<tonic::transport::Channel>,
+) {
+    let mut control = sluice_control_client::client(&format!("http://{addr}"), Some(token))
+        .await
+        .expect("connect control");
+    assert_eq!(
+        listed(&mut control).await,
+        [(GHOST.to_owned(), "hard_bounce".to_owned())],
+        "control lists the recorder's suppression"
+    );
+    let manual = Suppression {
+        tenant: "dev".into(),
+        address: "Manual@Bouncy.test".into(),
+        reason: "manual".into(),
+        created_at: None,
+    };
+    control.add_suppression(manual).await.expect("add");
+    let ghost = (GHOST.to_owned(), "hard_bounce".to_owned());
+    let manual = ("manual@bouncy.test".to_owned(), "manual".to_owned());
+    assert_eq!(listed(&mut control).await, [ghost.clone(), manual.clone()]);
+    let held = send(ingest, &[&manual.0]).await;
+    assert!(
+        held.recipients[0].suppressed,
+        "ingest checks what control added"
+    );
+
+    let removed = control
+        .remove_suppression(RemoveSuppressionRequest {
+            tenant: "dev".into(),
+            address: manual.0.clone(),
+        })
+        .await
+        .expect("remove");
+    assert!(removed.into_inner().removed);
+    assert_eq!(listed(&mut control).await, [ghost]);
+    let sent = send(ingest, &[&manual.0]).await;
+    assert!(
+        !sent.recipients[0].suppressed,
+        "ingest no longer holds what control removed"
     );
 }

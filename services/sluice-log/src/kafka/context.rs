@@ -5,7 +5,8 @@
 //!
 //! Revocation timing: `pre_rebalance` closes the member's [`Fence`] for the
 //! revoked partitions at once (other tasks check it before starting work),
-//! then queues the event. It runs before librdkafka gives the
+//! waits for the work begun on them to settle (up to the fence's drain
+//! time), then queues the event. It runs before librdkafka gives the
 //! partitions up, on the task that polls. So everything the caller committed
 //! before that poll is durable before the partitions move; records it read
 //! and did not commit yet are read again by their next owner (at least
@@ -31,6 +32,31 @@ impl RebalanceContext {
             group: group.to_owned(),
             events,
             fence,
+        }
+    }
+
+    /// Waits, before librdkafka gives `revoked` up, for the work begun on
+    /// them to settle (its fates published), so their next owner's fate
+    /// index already holds those fates.
+    fn drain(&self, revoked: &[(String, i32)]) {
+        let busy = self.fence.busy(revoked);
+        if busy == 0 {
+            return;
+        }
+        let started = std::time::Instant::now();
+        match crate::fence::block_while_draining(|| self.fence.wait_idle(revoked)) {
+            Some(0) => tracing::info!(
+                group = %self.group, settled = busy, waited_ms = started.elapsed().as_millis() as u64,
+                "work in progress on the revoked partitions settled before giving them up"
+            ),
+            Some(left) => tracing::warn!(
+                group = %self.group, left,
+                "the drain time passed with work still in progress on revoked partitions; their next owner may deliver those records again (raise `drain_timeout` if deliveries take longer)"
+            ),
+            None => tracing::debug!(
+                group = %self.group, busy,
+                "single-threaded runtime: revoked partitions are given up without waiting for their work"
+            ),
         }
     }
 
@@ -62,6 +88,7 @@ impl ConsumerContext for RebalanceContext {
             // other tasks stop starting work on them now, not when the event
             // is polled.
             self.fence.close(&revoked);
+            self.drain(&revoked);
             self.send(Rebalance::Revoked(revoked));
         }
     }

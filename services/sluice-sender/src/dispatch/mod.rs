@@ -188,6 +188,7 @@ impl Dispatcher {
     /// Stops starting deliveries for partitions `fence` closes (the
     /// consumer's: closed when the group revokes them).
     pub fn with_fence(mut self, fence: sluice_log::Fence) -> Self {
+        fence.set_drain(self.cfg.drain_timeout.into());
         self.fence = fence;
         self
     }
@@ -400,8 +401,12 @@ impl Dispatcher {
     fn spawn_publish(&mut self, rec: RecordRef, fate: Fate) {
         let publisher = self.publisher.clone();
         let tracker = self.tracker.clone();
+        // Taken before the delivery's own token drops, so a revocation
+        // never sees the record settled before its fate is published.
+        let work = self.fence.begin(&rec.topic, rec.partition);
         self.publishes.spawn(async move {
             publisher.settle(&rec, &fate).await;
+            drop(work);
             tracker.lock().expect("offset tracker lock").finish(
                 &rec.topic,
                 rec.partition,

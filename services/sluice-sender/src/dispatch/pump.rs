@@ -120,6 +120,7 @@ impl Dispatcher {
         };
         let job = Job {
             ticket: Ticket {
+                work: self.fence.begin(&q.rec.topic, q.rec.partition),
                 rec: q.rec,
                 site: site.name.clone(),
                 queued: q.arrived.elapsed(),
@@ -180,6 +181,8 @@ impl Dispatcher {
         let keep = matches!(&done.attempt, Attempt::Replied { reply } if reply.code != 421);
         self.settle_connection(now, done.conn, done.live.filter(|_| keep));
         self.spawn_publish(done.ticket.rec, fate);
+        // Only now: the publish holds its own token for the record.
+        drop(done.ticket.work);
     }
 
     fn settle_connection(&mut self, now: Millis, mut conn: Connection, live: Option<Live>) {

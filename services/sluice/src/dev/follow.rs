@@ -104,19 +104,10 @@ async fn connect(addr: &str, token: &str) -> anyhow::Result<sluice_control_clien
 
 /// What keeps ingest on its file, if anything.
 fn ingest_blocker(ingest: &IngestConfig) -> Option<String> {
-    if ingest.control.enabled() {
-        return Some("ingest.control.addr is set (it follows that control)".into());
-    }
     ingest
-        .tenants
-        .iter()
-        .find(|t| !t.suppressed.is_empty())
-        .map(|t| {
-            format!(
-                "ingest.tenants.{}.suppressed (use `sluice admin suppress`)",
-                t.name
-            )
-        })
+        .control
+        .enabled()
+        .then(|| "ingest.control.addr is set (it follows that control)".into())
 }
 
 /// What keeps the sender on its file, if anything.
@@ -169,6 +160,8 @@ struct Records {
     sites: Vec<pb::SitePolicy>,
     providers: Vec<pb::Provider>,
     tenants: Vec<pb::Tenant>,
+    /// The tenants' `suppressed` lists, added with their tenant.
+    suppressions: Vec<pb::Suppression>,
 }
 
 impl Records {
@@ -177,6 +170,7 @@ impl Records {
         if ingest {
             r.pools.extend(i.pools.iter().cloned());
             r.tenants = i.tenants.iter().map(tenant).collect();
+            r.suppressions = i.tenants.iter().flat_map(suppressions).collect();
             r.pools
                 .extend(r.tenants.iter().map(|t| t.default_pool.clone()));
         }
@@ -265,6 +259,11 @@ impl Records {
                 .await
                 .with_context(|| format!("seeding tenant {}", t.name))?;
             added += 1;
+            for s in self.suppressions.iter().filter(|s| s.tenant == t.name) {
+                c.add_suppression(s.clone())
+                    .await
+                    .with_context(|| format!("seeding tenant {}'s suppressions", t.name))?;
+            }
         }
         Ok(added)
     }
@@ -302,6 +301,20 @@ fn tenant(t: &sluice_ingest::config::TenantConfig) -> pb::Tenant {
         dkim_keys,
         bounce_domain: t.bounce_domain.clone(),
     }
+}
+
+/// A tenant's `suppressed` list as control records (in dev: the ledger's
+/// suppression list, which ingest checks).
+fn suppressions(t: &sluice_ingest::config::TenantConfig) -> Vec<pb::Suppression> {
+    t.suppressed
+        .iter()
+        .map(|address| pb::Suppression {
+            tenant: t.name.clone(),
+            address: address.clone(),
+            reason: "manual".into(),
+            created_at: None,
+        })
+        .collect()
 }
 
 fn plan(name: &str, p: &sluice_shaping::WarmupPlan) -> pb::WarmupPlan {
@@ -401,8 +414,15 @@ mod tests {
         let cfg = DevConfig::from_toml(text).expect("parses");
         let why = sender_blocker(&cfg.sender).expect("burst");
         assert!(why.contains("slowmail"), "{why}");
-        let why = ingest_blocker(&cfg.ingest).expect("suppressed");
-        assert!(why.contains("suppressed"), "{why}");
+        // A tenant's `suppressed` list goes into control (the ledger's list).
+        assert_eq!(ingest_blocker(&cfg.ingest), None);
+        let records = Records::of((&cfg.ingest, true), (&cfg.sender, false));
+        let listed: Vec<(&str, &str)> = records
+            .suppressions
+            .iter()
+            .map(|s| (s.tenant.as_str(), s.address.as_str()))
+            .collect();
+        assert_eq!(listed, [("t", "a@b.example")]);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 pub mod config;
 mod follow;
 mod ledger;
+mod store;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -196,8 +197,11 @@ async fn open_back_ends(
         let log = EmbeddedLog::open(&log_dir)?;
         std::fs::create_dir_all(&ledger_dir)?;
         let ledger = EmbeddedLedger::open(&ledger_dir, status_ttl, dedup_ttl)?;
-        let control = sluice_control::open_embedded(&control_dir)?;
-        Ok((log.into(), Arc::new(ledger.into()), control))
+        let records = sluice_control::open_embedded(&control_dir)?;
+        let ledger = Arc::new(ledger.into());
+        // One suppression list: control's are the ledger's.
+        let control = store::DevStore::shared(records, Arc::clone(&ledger));
+        Ok((log.into(), ledger, control))
     })
     .await?
 }
