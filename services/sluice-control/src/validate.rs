@@ -247,6 +247,8 @@ pub fn site_policy(s: &SitePolicy) -> Result<(), ControlError> {
         ("new_connections_per_minute", s.new_connections_per_minute),
         ("messages_per_connection", s.messages_per_connection),
         ("recipients_per_transaction", s.recipients_per_transaction),
+        ("messages_per_second", s.messages_per_second),
+        ("burst", s.burst),
     ] {
         fits_int(field, v)?;
     }
@@ -260,6 +262,8 @@ pub fn provider(p: &Provider) -> Result<(), ControlError> {
         ("messages_per_minute", p.messages_per_minute),
         ("messages_per_hour", p.messages_per_hour),
         ("max_connections", p.max_connections),
+        ("messages_per_second", p.messages_per_second),
+        ("burst", p.burst),
     ] {
         fits_int(field, v)?;
     }

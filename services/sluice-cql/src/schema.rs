@@ -58,6 +58,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "ingest_heartbeats",
         cql: include_str!("../migrations/0008_ingest_heartbeats.cql"),
     },
+    Migration {
+        version: 9,
+        name: "control_bursts",
+        cql: include_str!("../migrations/0009_control_bursts.cql"),
+    },
 ];
 
 impl Migration {

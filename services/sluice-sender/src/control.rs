@@ -142,7 +142,8 @@ fn site_limits(p: &pb::SitePolicy) -> Limits {
         new_connections_per_minute: some(p.new_connections_per_minute),
         messages_per_connection: some(p.messages_per_connection),
         recipients_per_transaction: some(p.recipients_per_transaction),
-        ..Limits::default()
+        messages_per_second: some(p.messages_per_second),
+        burst: some(p.burst),
     }
 }
 
@@ -152,6 +153,8 @@ fn provider_limits(p: &pb::Provider) -> Limits {
         messages_per_hour: some(p.messages_per_hour),
         messages_per_day: some64(p.messages_per_day),
         max_connections: some(p.max_connections),
+        messages_per_second: some(p.messages_per_second),
+        burst: some(p.burst),
         ..Limits::default()
     }
 }
@@ -220,6 +223,8 @@ mod tests {
             pb::SitePolicy {
                 site: "google".into(),
                 messages_per_minute: 300,
+                messages_per_second: 10,
+                burst: 3,
                 require_tls: true,
                 ..pb::SitePolicy::default()
             },
@@ -260,6 +265,11 @@ mod tests {
             Some(300)
         );
         assert_eq!(cfg.shaping.limits.sites["google"].messages_per_hour, None);
+        let google = &cfg.shaping.limits.sites["google"];
+        assert_eq!(
+            (google.messages_per_second, google.burst),
+            (Some(10), Some(3))
+        );
         assert_eq!(cfg.smtp.require_tls_sites, ["google"]);
         assert_eq!(
             paused_tenants(&cluster()).into_iter().collect::<Vec<_>>(),

@@ -119,6 +119,8 @@ pub(super) fn site_values(s: &SitePolicy) -> Vec<CqlValue> {
         int(s.messages_per_connection),
         int(s.recipients_per_transaction),
         CqlValue::Boolean(s.require_tls),
+        int(s.messages_per_second),
+        int(s.burst),
     ]
 }
 
@@ -132,6 +134,8 @@ pub(super) type SiteRow = (
     Option<i32>,
     Option<i32>,
     Option<bool>,
+    Option<i32>,
+    Option<i32>,
 );
 
 pub(super) fn site_from(r: SiteRow) -> SitePolicy {
@@ -145,6 +149,8 @@ pub(super) fn site_from(r: SiteRow) -> SitePolicy {
         messages_per_connection: unsigned(r.6),
         recipients_per_transaction: unsigned(r.7),
         require_tls: r.8.unwrap_or(false),
+        messages_per_second: unsigned(r.9),
+        burst: unsigned(r.10),
     }
 }
 
@@ -232,10 +238,20 @@ pub(super) fn provider_values(p: &Provider) -> Vec<CqlValue> {
         int(p.messages_per_hour),
         big(p.messages_per_day),
         int(p.max_connections),
+        int(p.messages_per_second),
+        int(p.burst),
     ]
 }
 
-pub(super) type ProviderRow = (String, Option<i32>, Option<i32>, Option<i64>, Option<i32>);
+pub(super) type ProviderRow = (
+    String,
+    Option<i32>,
+    Option<i32>,
+    Option<i64>,
+    Option<i32>,
+    Option<i32>,
+    Option<i32>,
+);
 
 pub(super) fn provider_from(r: ProviderRow) -> Provider {
     Provider {
@@ -244,6 +260,8 @@ pub(super) fn provider_from(r: ProviderRow) -> Provider {
         messages_per_hour: unsigned(r.2),
         messages_per_day: unsigned64(r.3),
         max_connections: unsigned(r.4),
+        messages_per_second: unsigned(r.5),
+        burst: unsigned(r.6),
     }
 }
 

@@ -101,6 +101,8 @@ async fn seed(c: &mut Client) {
         messages_per_day: 1_000_000,
         max_connections: 10,
         require_tls: true,
+        messages_per_second: 20,
+        burst: 4,
         ..Default::default()
     };
     c.put_site_policy(site).await.expect("put site policy");
@@ -158,6 +160,7 @@ pub async fn put_and_list_each_kind(backend: Backend) {
         (sites[0].site.as_str(), sites[0].messages_per_day),
         ("google", 1_000_000)
     );
+    assert_eq!((sites[0].messages_per_second, sites[0].burst), (20, 4));
     assert!(sites[0].require_tls);
     let tenants = c
         .list_tenants(ListTenantsRequest {})

@@ -31,6 +31,8 @@ fn provider(name: &str, per_minute: u32) -> Provider {
         messages_per_hour: 10_000,
         messages_per_day: 3_000_000_000,
         max_connections: 20,
+        messages_per_second: 50,
+        burst: 5,
     }
 }
 

@@ -75,6 +75,13 @@ pub enum ProviderCommand {
         /// Concurrent connections.
         #[arg(long, default_value_t = 0)]
         connections: u32,
+        /// Messages per second.
+        #[arg(long, default_value_t = 0)]
+        per_second: u32,
+        /// Messages that may leave back to back within the per-second,
+        /// per-minute and new-connection limits (0: the sender's default).
+        #[arg(long, default_value_t = 0)]
+        burst: u32,
     },
 }
 
@@ -112,6 +119,13 @@ pub enum SiteCommand {
         /// Deliver only over TLS.
         #[arg(long)]
         require_tls: bool,
+        /// Messages per second.
+        #[arg(long, default_value_t = 0)]
+        per_second: u32,
+        /// Messages that may leave back to back within the per-second,
+        /// per-minute and new-connection limits (0: the sender's default).
+        #[arg(long, default_value_t = 0)]
+        burst: u32,
     },
 }
 
@@ -215,6 +229,8 @@ pub(super) async fn provider(
         per_hour,
         per_day,
         connections,
+        per_second,
+        burst,
     } = cmd;
     let p = Provider {
         name,
@@ -222,6 +238,8 @@ pub(super) async fn provider(
         messages_per_hour: per_hour,
         messages_per_day: per_day,
         max_connections: connections,
+        messages_per_second: per_second,
+        burst,
     };
     let put = client.put_provider(p).await?.into_inner();
     Ok(render::providers(&[put], json))
@@ -249,6 +267,8 @@ pub(super) async fn site(
         per_connection,
         recipients,
         require_tls,
+        per_second,
+        burst,
     } = cmd;
     let policy = SitePolicy {
         site,
@@ -260,6 +280,8 @@ pub(super) async fn site(
         messages_per_connection: per_connection,
         recipients_per_transaction: recipients,
         require_tls,
+        messages_per_second: per_second,
+        burst,
     };
     let put = client.put_site_policy(policy).await?.into_inner();
     Ok(render::sites(&[put], json))

@@ -47,7 +47,8 @@ fn ip_json(ip: &SourceIp) -> Value {
 fn provider_json(p: &Provider) -> Value {
     json!({"name": p.name, "messages_per_minute": p.messages_per_minute,
            "messages_per_hour": p.messages_per_hour, "messages_per_day": p.messages_per_day,
-           "max_connections": p.max_connections})
+           "max_connections": p.max_connections,
+           "messages_per_second": p.messages_per_second, "burst": p.burst})
 }
 
 fn kind_name(kind: i32) -> &'static str {
@@ -78,7 +79,8 @@ fn site_json(s: &SitePolicy) -> Value {
            "new_connections_per_minute": s.new_connections_per_minute,
            "messages_per_connection": s.messages_per_connection,
            "recipients_per_transaction": s.recipients_per_transaction,
-           "require_tls": s.require_tls})
+           "require_tls": s.require_tls,
+           "messages_per_second": s.messages_per_second, "burst": s.burst})
 }
 
 fn tenant_json(t: &Tenant) -> Value {
@@ -231,20 +233,24 @@ pub(super) fn providers(list: &[Provider], json: bool) -> String {
         .map(|p| {
             vec![
                 p.name.clone(),
+                limit(p.messages_per_second),
                 limit(p.messages_per_minute),
                 limit(p.messages_per_hour),
                 limit(p.messages_per_day),
                 limit(p.max_connections),
+                limit(p.burst),
             ]
         })
         .collect();
     table(
         &[
             "provider",
+            "per second",
             "per minute",
             "per hour",
             "per day",
             "connections",
+            "burst",
         ],
         rows,
     )
@@ -259,10 +265,12 @@ pub(super) fn sites(list: &[SitePolicy], json: bool) -> String {
         .map(|s| {
             vec![
                 s.site.clone(),
+                limit(s.messages_per_second),
                 limit(s.messages_per_minute),
                 limit(s.messages_per_hour),
                 limit(s.messages_per_day),
                 limit(s.max_connections),
+                limit(s.burst),
                 if s.require_tls { "required" } else { "-" }.into(),
             ]
         })
@@ -270,10 +278,12 @@ pub(super) fn sites(list: &[SitePolicy], json: bool) -> String {
     table(
         &[
             "site",
+            "per second",
             "per minute",
             "per hour",
             "per day",
             "connections",
+            "burst",
             "tls",
         ],
         rows,

@@ -119,15 +119,6 @@ fn sender_blocker(sender: &SenderConfig) -> Option<String> {
     if !limits.ips.is_empty() {
         return Some("sender.shaping.limits.ips".into());
     }
-    let site = limits
-        .sites
-        .iter()
-        .find(|(_, l)| l.messages_per_second.is_some() || l.burst.is_some());
-    if let Some((name, _)) = site {
-        return Some(format!(
-            "sender.shaping.limits.sites.{name} (messages_per_second or burst)"
-        ));
-    }
     let provider = limits.providers.iter().find(|(_, l)| !provider_only(l));
     if let Some((name, _)) = provider {
         return Some(format!("sender.shaping.limits.providers.{name}"));
@@ -146,6 +137,8 @@ fn provider_only(l: &Limits) -> bool {
         messages_per_hour: l.messages_per_hour,
         messages_per_day: l.messages_per_day,
         max_connections: l.max_connections,
+        messages_per_second: l.messages_per_second,
+        burst: l.burst,
         ..Limits::default()
     };
     kept == *l
@@ -372,6 +365,8 @@ fn site_policies(s: &SenderConfig) -> Vec<pb::SitePolicy> {
                 messages_per_connection: l.messages_per_connection.unwrap_or(0),
                 recipients_per_transaction: l.recipients_per_transaction.unwrap_or(0),
                 require_tls: s.smtp.require_tls_sites.contains(name),
+                messages_per_second: l.messages_per_second.unwrap_or(0),
+                burst: l.burst.unwrap_or(0),
             }
         })
         .collect()
@@ -384,6 +379,8 @@ fn provider(name: &str, l: &Limits) -> pb::Provider {
         messages_per_hour: l.messages_per_hour.unwrap_or(0),
         messages_per_day: l.messages_per_day.map_or(0, u64::from),
         max_connections: l.max_connections.unwrap_or(0),
+        messages_per_second: l.messages_per_second.unwrap_or(0),
+        burst: l.burst.unwrap_or(0),
     }
 }
 
@@ -409,11 +406,15 @@ mod tests {
 
     #[test]
     fn settings_control_cannot_hold_keep_a_node_on_its_file() {
-        let text = "[sender.shaping.limits.sites.slowmail]\nmessages_per_minute = 60\nburst = 5\n\
+        let text = "[sender.shaping.limits.ips.\"0.0.0.0\".default]\nmessages_per_minute = 60\n\
+                    [sender.shaping.limits.sites.slowmail]\nmessages_per_minute = 60\nburst = 5\n\
                     [[ingest.tenants]]\nname = \"t\"\ndefault_pool = \"default\"\nsuppressed = [\"a@b.example\"]\n";
         let cfg = DevConfig::from_toml(text).expect("parses");
-        let why = sender_blocker(&cfg.sender).expect("burst");
-        assert!(why.contains("slowmail"), "{why}");
+        let why = sender_blocker(&cfg.sender).expect("per-IP limits");
+        assert!(why.contains("limits.ips"), "{why}");
+        // Bursts and per-second limits are site policy fields now.
+        let sites = site_policies(&cfg.sender);
+        assert_eq!((sites[0].site.as_str(), sites[0].burst), ("slowmail", 5));
         // A tenant's `suppressed` list goes into control (the ledger's list).
         assert_eq!(ingest_blocker(&cfg.ingest), None);
         let records = Records::of((&cfg.ingest, true), (&cfg.sender, false));

@@ -18,11 +18,11 @@ const IP_COLS: &str = "address, pool, owner_node, warmup_plan, ehlo_name, paused
 const PLAN_COLS: &str = "name, day, daily_cap, hourly_cap";
 const SITE_COLS: &str = "site, messages_per_minute, messages_per_hour, messages_per_day, \
      max_connections, new_connections_per_minute, messages_per_connection, \
-     recipients_per_transaction, require_tls";
+     recipients_per_transaction, require_tls, messages_per_second, burst";
 const TENANT_COLS: &str = "name, sending_domains, default_pool, rate_quota, paused, \
      api_key_hashes, smtp_users, dkim_keys, bounce_domain";
-const PROVIDER_COLS: &str =
-    "name, messages_per_minute, messages_per_hour, messages_per_day, max_connections";
+const PROVIDER_COLS: &str = "name, messages_per_minute, messages_per_hour, messages_per_day, \
+     max_connections, messages_per_second, burst";
 
 /// Groups warm-up step rows into plans, in row order.
 fn plans_from(steps: Vec<rows::StepRow>) -> Vec<WarmupPlan> {
