@@ -82,6 +82,9 @@ pub fn submission(
             size_limit("raw", bytes.len(), limits.max_message_bytes)?;
             let raw = RawMessage::parse(bytes)?;
             let header_domain = sender(tenant, "raw (From header)", raw.sender_value())?;
+            if let Some(value) = raw.sender_header() {
+                sender(tenant, "raw (Sender header)", value)?;
+            }
             let size = raw.size() + 2048;
             (Body::Raw(raw), header_domain, size)
         }
@@ -156,9 +159,8 @@ fn pool(sub: &Submission, tenant: &Tenant, pools: &HashSet<String>) -> Result<St
 
 /// Checks a From value and that its domain belongs to the tenant.
 fn sender(tenant: &Tenant, field: &str, from: &str) -> Result<String, IngestError> {
-    validate::no_line_breaks(field, from)?;
-    let address = validate::mailbox_of(from);
-    let domain = validate::address(field, address)?;
+    let mailbox = crate::mailbox::one(field, from)?;
+    let domain = validate::address(field, &mailbox.address)?;
     tenant.check_domain(field, domain)?;
     Ok(domain.to_ascii_lowercase())
 }

@@ -128,13 +128,12 @@ fn context(recipient: &RecipientInput) -> Value {
 }
 
 /// `Name <a@b>` → (`Name`, `a@b`); a bare address has an empty name.
-fn split_from(from: &str) -> (&str, &str) {
-    let address = crate::validate::mailbox_of(from);
-    let name = match from.rfind('<') {
-        Some(open) => from[..open].trim().trim_matches('"'),
-        None => "",
-    };
-    (name, address)
+/// `from` passed the submission check, which parsed it the same way.
+fn split_from(from: &str) -> (String, String) {
+    match crate::mailbox::one("from", from) {
+        Ok(m) => (m.name, m.address),
+        Err(_) => (String::new(), from.trim().to_owned()),
+    }
 }
 
 #[cfg(test)]

@@ -62,9 +62,31 @@ async fn openapi() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
 }
 
-async fn send(State(ingestor): State<Arc<Ingestor>>, headers: HeaderMap, body: Bytes) -> Response {
+/// The tenant whose API key the request carries. An extractor from the
+/// request's head, so a request without a valid key is refused before its
+/// body is read (axum reads the body last, only for the `Bytes` argument).
+struct Authed(Arc<Tenant>);
+
+impl axum::extract::FromRequestParts<Arc<Ingestor>> for Authed {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        ingestor: &Arc<Ingestor>,
+    ) -> Result<Self, Response> {
+        authenticate(ingestor, &parts.headers)
+            .map(Authed)
+            .map_err(|err| error_response(&err, None))
+    }
+}
+
+async fn send(
+    State(ingestor): State<Arc<Ingestor>>,
+    Authed(tenant): Authed,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let result = async {
-        let tenant = authenticate(&ingestor, &headers)?;
         let mut request: JsonSendRequest = parse(&body)?;
         if request.idempotency_key.is_empty()
             && let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok())
@@ -84,15 +106,13 @@ async fn send(State(ingestor): State<Arc<Ingestor>>, headers: HeaderMap, body: B
 
 async fn send_batch(
     State(ingestor): State<Arc<Ingestor>>,
-    headers: HeaderMap,
+    Authed(tenant): Authed,
     body: Bytes,
 ) -> Response {
-    let batch =
-        match authenticate(&ingestor, &headers).and_then(|t| Ok((t, parse::<JsonBatch>(&body)?))) {
-            Ok(batch) => batch,
-            Err(err) => return error_response(&err, None),
-        };
-    let (tenant, batch) = batch;
+    let batch = match parse::<JsonBatch>(&body) {
+        Ok(batch) => batch,
+        Err(err) => return error_response(&err, None),
+    };
     let results: Vec<_> = futures::stream::iter(batch.messages)
         .map(|message| submit_json(&ingestor, &tenant, message))
         .buffered(BATCH_CONCURRENCY)

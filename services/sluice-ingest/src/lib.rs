@@ -18,6 +18,7 @@ mod follow;
 pub mod grpc;
 pub mod http;
 mod idempotency;
+mod mailbox;
 pub mod model;
 mod pipeline;
 mod publish;

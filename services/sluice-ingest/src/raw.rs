@@ -11,6 +11,8 @@ use crate::compose::Copy;
 pub struct RawMessage {
     bytes: Vec<u8>,
     from: String,
+    /// The `Sender` header's value, if any (its domain is checked too).
+    sender: Option<String>,
     has_date: bool,
     has_message_id: bool,
     has_list_unsubscribe: bool,
@@ -25,6 +27,7 @@ impl RawMessage {
         let mut message = Self {
             bytes,
             from: String::new(),
+            sender: None,
             has_date: false,
             has_message_id: false,
             has_list_unsubscribe: false,
@@ -33,11 +36,20 @@ impl RawMessage {
         let mut froms = 0;
         let header = message.bytes[..header_end].to_vec();
         for (number, (name, value)) in fields(&header)?.into_iter().enumerate() {
+            let at = format!("header {}", number + 1);
+            crate::validate::not_a_receiver_header("raw", &at, &name)?;
             match name.to_ascii_lowercase().as_str() {
                 "from" => {
                     froms += 1;
                     message.from = value;
                 }
+                "sender" if message.sender.is_some() => {
+                    return Err(IngestError::invalid(
+                        "raw",
+                        format!("{at}: a second Sender header"),
+                    ));
+                }
+                "sender" => message.sender = Some(value),
                 "date" => message.has_date = true,
                 "message-id" => message.has_message_id = true,
                 "list-unsubscribe" => message.has_list_unsubscribe = true,
@@ -66,6 +78,11 @@ impl RawMessage {
     /// The From header's value (unfolded).
     pub fn sender_value(&self) -> &str {
         &self.from
+    }
+
+    /// The Sender header's value (unfolded), if the message has one.
+    pub fn sender_header(&self) -> Option<&str> {
+        self.sender.as_deref()
     }
 
     /// Size after normalization.
@@ -212,5 +229,27 @@ mod tests {
         assert!(err.to_string().contains("From"), "{err}");
         let err = RawMessage::parse(b"From: a@b.c\r\nFrom: d@e.f\r\n\r\n").expect_err("two");
         assert!(err.to_string().contains("found 2"), "{err}");
+    }
+
+    #[test]
+    fn receiver_headers_are_refused_and_the_sender_header_kept_for_its_check() {
+        for name in [
+            "Authentication-Results",
+            "ARC-Seal",
+            "Received",
+            "Return-Path",
+        ] {
+            let raw = format!("From: a@acme.example\r\n{name}: x\r\n\r\nbody");
+            let err = RawMessage::parse(raw.as_bytes())
+                .expect_err(name)
+                .to_string();
+            assert!(err.contains("header 2") && err.contains(name), "{err}");
+        }
+        let raw = b"From: a@acme.example\r\nSender: ops@acme.example\r\n\r\nbody";
+        let m = RawMessage::parse(raw).expect("ok");
+        assert_eq!(m.sender_header(), Some("ops@acme.example"));
+        let two = b"From: a@acme.example\r\nSender: a@b.c\r\nSender: d@e.f\r\n\r\n";
+        let err = RawMessage::parse(two).expect_err("two senders").to_string();
+        assert!(err.contains("second Sender"), "{err}");
     }
 }

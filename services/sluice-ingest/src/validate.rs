@@ -120,15 +120,35 @@ pub fn extra_header(name: &str, value: &str) -> Result<(), IngestError> {
             "this header is set by ingest and cannot be supplied",
         ));
     }
+    not_a_receiver_header(&field, "header", name)?;
     no_line_breaks(&field, value)
 }
 
-/// Extracts the address from an RFC 5322 From value (`Name <a@b>` or `a@b`).
-pub fn mailbox_of(value: &str) -> &str {
-    match (value.rfind('<'), value.rfind('>')) {
-        (Some(open), Some(close)) if open < close => value[open + 1..close].trim(),
-        _ => value.trim(),
+/// Headers only receivers and relays write: authentication verdicts and
+/// trace fields. A tenant supplying one could forge a verdict or a path,
+/// so they are refused in raw messages and as extra headers.
+const RECEIVER_HEADERS: &[&str] = &[
+    "authentication-results",
+    "arc-seal",
+    "arc-message-signature",
+    "arc-authentication-results",
+    "received",
+    "received-spf",
+    "return-path",
+];
+
+/// Refuses a header only receivers write; `at` says where it was found.
+pub fn not_a_receiver_header(field: &str, at: &str, name: &str) -> Result<(), IngestError> {
+    let lower = name.to_ascii_lowercase();
+    if RECEIVER_HEADERS.contains(&lower.as_str()) {
+        return Err(IngestError::invalid(
+            field,
+            format!(
+                "{at}: {name} is written by receivers and relays, not senders; remove it (submit the message before a relay adds trace headers)"
+            ),
+        ));
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -174,9 +194,18 @@ mod tests {
     }
 
     #[test]
-    fn finds_the_mailbox_in_a_from_value() {
-        assert_eq!(mailbox_of("Bob <bob@example.com>"), "bob@example.com");
-        assert_eq!(mailbox_of(" bob@example.com "), "bob@example.com");
+    fn receiver_headers_are_refused_as_extra_headers() {
+        for name in [
+            "Authentication-Results",
+            "ARC-Seal",
+            "Received",
+            "received-spf",
+        ] {
+            let err = extra_header(name, "x").expect_err(name).to_string();
+            assert!(err.contains(&format!("headers.{name}")), "{err}");
+            assert!(err.contains("receivers"), "{err}");
+        }
+        assert!(extra_header("X-Campaign", "spring").is_ok());
     }
 
     proptest! {

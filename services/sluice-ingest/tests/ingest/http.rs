@@ -141,6 +141,94 @@ async fn json_send_and_batch_publish_durably_and_openapi_lists_every_route() {
     node.stop().await;
 }
 
+/// A request without a valid key is answered 401 from its head alone: the
+/// test announces a 40 MB body, sends none of it, and still gets the answer
+/// (a server reading the body first would wait for it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_are_checked_before_the_body_is_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let node = common::start(Options::default()).await;
+    for auth in ["", "Authorization: Bearer wrong-key\r\n"] {
+        let mut conn = tokio::net::TcpStream::connect(node.http)
+            .await
+            .expect("connect");
+        let head = format!(
+            "POST /v1/messages HTTP/1.1\r\nHost: x\r\n{auth}content-type: application/json\r\n\
+             content-length: 40000000\r\n\r\n"
+        );
+        conn.write_all(head.as_bytes()).await.expect("write head");
+        let mut answer = vec![0u8; 512];
+        let read = tokio::time::timeout(std::time::Duration::from_secs(10), conn.read(&mut answer))
+            .await
+            .expect("answered without the body")
+            .expect("read");
+        let text = String::from_utf8_lossy(&answer[..read]);
+        assert!(text.starts_with("HTTP/1.1 401"), "{auth:?}: {text}");
+    }
+    node.stop().await;
+}
+
+/// Posts one raw message from the acme tenant; returns status and error text.
+async fn post_raw(node: &common::Node, raw: &str) -> (u16, String) {
+    let message = json!({ "recipients": [{ "address": "carl@example.org" }], "raw": raw });
+    let (status, body) = call(node, "POST", "/v1/messages", Some(ACME_KEY), Some(message)).await;
+    let text = body["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    (status, text)
+}
+
+/// A tenant cannot pass a domain it does not own as the author: the From
+/// value is parsed as receivers parse it (comments and display names are
+/// not the address, several mailboxes are refused), a Sender header must be
+/// the tenant's too, and receiver-written headers are refused. Each refusal
+/// names the field; none publishes anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_authors_and_receiver_headers_are_refused() {
+    let node = common::start(Options::default()).await;
+    for (raw, status, says) in [
+        (
+            "From: ceo@evil.example (news@acme.example)\r\n\r\nx",
+            403,
+            "evil.example",
+        ),
+        (
+            "From: \"news@acme.example\" <ceo@evil.example>\r\n\r\nx",
+            403,
+            "evil.example",
+        ),
+        (
+            "From: news@acme.example, ceo@evil.example\r\n\r\nx",
+            400,
+            "2 mailboxes",
+        ),
+        (
+            "From: news@acme.example\r\nSender: ceo@evil.example\r\n\r\nx",
+            403,
+            "Sender header",
+        ),
+        (
+            "From: news@acme.example\r\nAuthentication-Results: mx; dmarc=pass\r\n\r\nx",
+            400,
+            "Authentication-Results",
+        ),
+    ] {
+        let (got, text) = post_raw(&node, raw).await;
+        assert_eq!(got, status, "{raw:?}: {text}");
+        assert!(text.contains(says), "{raw:?}: {text}");
+        assert!(text.contains("raw"), "names the field: {text}");
+    }
+    let (got, text) = post_raw(&node, "From: \"Acme, Inc\" <news@acme.example>\r\n\r\nx").await;
+    assert_eq!(got, 200, "{text}");
+    // The refused ones came first on this one-partition topic: the first
+    // record being the genuine message shows none of them was published.
+    let published = node.envelopes("shared", 1).await;
+    let from = header(&published[0].content, "From").unwrap_or_default();
+    assert!(from.contains("Acme, Inc"), "{from}");
+    node.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_errors_have_the_right_status_and_name_the_field() {
     let node = common::start(Options::default()).await;
