@@ -68,7 +68,7 @@ pub fn submission(
             }
             let size = subject.len() + text.len() + html.len();
             size_limit("template", size, limits.max_message_bytes)?;
-            let templates = Templates::compile(subject, text, html)?;
+            let templates = Templates::compile(subject, text, html, limits.max_message_bytes)?;
             let from = sub.from.clone();
             (Body::Template { from, templates }, from_domain, size + 2048)
         }

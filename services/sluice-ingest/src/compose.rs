@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use mail_builder::MessageBuilder;
 use mail_builder::headers::raw::Raw;
-use minijinja::{Environment, UndefinedBehavior, Value};
+use minijinja::{Environment, Value};
 
 use crate::IngestError;
 use crate::model::RecipientInput;
@@ -28,6 +28,8 @@ pub struct Templates {
     env: Environment<'static>,
     has_text: bool,
     has_html: bool,
+    /// Most bytes one rendered part may have.
+    limit: usize,
 }
 
 const SUBJECT: &str = "subject.txt";
@@ -35,21 +37,28 @@ const TEXT: &str = "text.txt";
 const HTML: &str = "html.html";
 
 impl Templates {
-    /// Compiles the parts; a syntax error names the part.
-    pub fn compile(subject: &str, text: &str, html: &str) -> Result<Self, IngestError> {
+    /// Compiles the parts, each rendered part at most `limit` bytes; a
+    /// syntax error or a refused construct names the part
+    /// ([`crate::template_rules`]).
+    pub fn compile(
+        subject: &str,
+        text: &str,
+        html: &str,
+        limit: usize,
+    ) -> Result<Self, IngestError> {
         if text.is_empty() && html.is_empty() {
             return Err(IngestError::invalid(
                 "template",
                 "needs a text or an html part",
             ));
         }
-        let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        let mut env = crate::template_rules::environment();
         for (name, field, source) in [
             (SUBJECT, "template.subject", subject),
             (TEXT, "template.text", text),
             (HTML, "template.html", html),
         ] {
+            crate::template_rules::check(field, source)?;
             env.add_template_owned(name, source.to_owned())
                 .map_err(|err| IngestError::invalid(field, err.to_string()))?;
         }
@@ -57,6 +66,7 @@ impl Templates {
             env,
             has_text: !text.is_empty(),
             has_html: !html.is_empty(),
+            limit,
         })
     }
 
@@ -65,13 +75,29 @@ impl Templates {
             .env
             .get_template(name)
             .map_err(|err| IngestError::Internal(err.to_string()))?;
-        template.render(ctx).map_err(|err| {
-            let part = name.split('.').next().unwrap_or(name);
-            IngestError::invalid(
-                format!("recipients[{index}].substitutions"),
-                format!("template.{part}: {err}"),
-            )
-        })
+        let mut out = crate::template_rules::Capped {
+            out: Vec::new(),
+            limit: self.limit,
+        };
+        let rendered = template.render_captured_to(ctx, &mut out);
+        let part = name.split('.').next().unwrap_or(name);
+        let field = format!("recipients[{index}].substitutions");
+        rendered.map_err(|err| {
+            let reason = match err.kind() {
+                minijinja::ErrorKind::WriteFailure => format!(
+                    "template.{part} renders to more than {} bytes (the message size limit)",
+                    self.limit
+                ),
+                minijinja::ErrorKind::OutOfFuel => format!(
+                    "template.{part} takes more than {} steps to render (loops too large)",
+                    crate::template_rules::FUEL
+                ),
+                _ => format!("template.{part}: {err}"),
+            };
+            IngestError::invalid(field, reason)
+        })?;
+        String::from_utf8(out.out)
+            .map_err(|_| IngestError::Internal(format!("template.{part} rendered invalid UTF-8")))
     }
 
     /// Renders the message of one recipient.
@@ -140,6 +166,8 @@ fn split_from(from: &str) -> (String, String) {
 mod tests {
     use super::*;
 
+    const LIMIT: usize = 1024 * 1024;
+
     fn recipient(vars: &[(&str, &str)]) -> RecipientInput {
         RecipientInput {
             address: "bob@example.com".into(),
@@ -164,8 +192,13 @@ mod tests {
 
     #[test]
     fn renders_per_recipient_and_escapes_html() {
-        let t = Templates::compile("Hi {{ first }}", "Hello {{ first }}", "<p>{{ first }}</p>")
-            .expect("compiles");
+        let t = Templates::compile(
+            "Hi {{ first }}",
+            "Hello {{ first }}",
+            "<p>{{ first }}</p>",
+            LIMIT,
+        )
+        .expect("compiles");
         let r = recipient(&[("first", "<Bob>")]);
         let msg = t
             .message("Acme <news@acme.example>", &BTreeMap::new(), copy(&r))
@@ -180,7 +213,7 @@ mod tests {
 
     #[test]
     fn missing_variable_names_the_recipient_and_part() {
-        let t = Templates::compile("Hi", "Hello {{ first }}", "").expect("compiles");
+        let t = Templates::compile("Hi", "Hello {{ first }}", "", LIMIT).expect("compiles");
         let r = recipient(&[]);
         let err = t
             .message("news@acme.example", &BTreeMap::new(), copy(&r))
@@ -192,7 +225,7 @@ mod tests {
 
     #[test]
     fn syntax_errors_name_the_part() {
-        let err = Templates::compile("{{ oops", "x", "")
+        let err = Templates::compile("{{ oops", "x", "", LIMIT)
             .err()
             .expect("syntax error");
         assert!(err.to_string().contains("template.subject"), "{err}");
@@ -200,7 +233,7 @@ mod tests {
 
     #[test]
     fn substitutions_cannot_inject_headers_through_the_subject() {
-        let t = Templates::compile("Hi {{ first }}", "x", "").expect("compiles");
+        let t = Templates::compile("Hi {{ first }}", "x", "", LIMIT).expect("compiles");
         let r = recipient(&[("first", "x\r\nBcc: eve@evil.example")]);
         let err = t
             .message("news@acme.example", &BTreeMap::new(), copy(&r))

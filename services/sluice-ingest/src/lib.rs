@@ -29,6 +29,7 @@ pub mod secret;
 pub mod shared_keys;
 pub mod smtp;
 pub mod suppression;
+mod template_rules;
 mod tenant;
 mod validate;
 

@@ -149,7 +149,7 @@ impl Ingestor {
         let directory = self.directory();
         let checked = check::submission(sub, tenant, directory.pools(), &self.limits)?;
         tenant.take_quota(sub.recipients.len(), self.live_nodes.get())?;
-        let _budget = self.reserve(checked.size_hint, sub.recipients.len())?;
+        let mut budget = self.reserve(checked.size_hint, sub.recipients.len())?;
         let suppressed = self.suppressed(tenant, sub).await?;
         let ids = ids.unwrap_or_else(|| new_ids(sub.recipients.len()));
         let now = SystemTime::now();
@@ -160,7 +160,8 @@ impl Ingestor {
             now,
             lifetime: self.limits.message_lifetime.into(),
         };
-        let (sendable, messages) = self.render(tenant, sub, &checked, &ids, &suppressed, now)?;
+        let rendering = (&checked, ids.as_slice(), suppressed.as_slice(), now);
+        let (sendable, messages) = self.render(tenant, sub, rendering, &mut budget)?;
         let signed = directory
             .signers()
             .sign_all(&checked.from_domain, messages)
@@ -216,17 +217,46 @@ impl Ingestor {
         })
     }
 
+    /// Makes `budget` cover `bytes` (it only grows).
+    fn grow<'b>(
+        &'b self,
+        budget: &mut tokio::sync::SemaphorePermit<'b>,
+        bytes: usize,
+    ) -> Result<(), IngestError> {
+        let need = bytes.div_ceil(KIB);
+        let held = budget.num_permits();
+        if need <= held {
+            return Ok(());
+        }
+        if need > self.budget_kib {
+            return Err(IngestError::TooLarge {
+                field: "recipients (rendered copies)".into(),
+                limit: self.budget_kib * KIB,
+                actual: bytes,
+            });
+        }
+        let more =
+            u32::try_from(need - held).map_err(|_| IngestError::Backpressure("budget".into()))?;
+        let extra = self.in_flight.try_acquire_many(more).map_err(|_| {
+            IngestError::Backpressure("too many bytes of mail in flight on this node".into())
+        })?;
+        budget.merge(extra);
+        Ok(())
+    }
+
     /// Renders the copies of every recipient that is not suppressed; any
     /// error aborts the whole submission before anything is published.
-    fn render(
-        &self,
+    /// What rendered copies hold counts against the in-flight budget: when
+    /// they pass what was reserved from the submission's size, the rest is
+    /// reserved as they are made (or the submission is refused).
+    fn render<'b>(
+        &'b self,
         tenant: &Tenant,
         sub: &Submission,
-        checked: &Checked,
-        ids: &[String],
-        suppressed: &[bool],
-        now: SystemTime,
+        (checked, ids, suppressed, now): (&Checked, &[String], &[bool], SystemTime),
+        budget: &mut tokio::sync::SemaphorePermit<'b>,
     ) -> Result<(Vec<usize>, Vec<Vec<u8>>), IngestError> {
+        let mut rendered = 0usize;
         let now_unix = now
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
@@ -261,6 +291,8 @@ impl Ingestor {
                 Body::Raw(raw) => raw.copy(copy),
             };
             check::rendered_size(index, message.len(), self.limits.max_message_bytes)?;
+            rendered += message.len();
+            self.grow(budget, rendered)?;
             sendable.push(index);
             messages.push(message);
         }

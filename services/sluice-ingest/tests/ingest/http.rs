@@ -168,6 +168,38 @@ async fn keys_are_checked_before_the_body_is_read() {
     node.stop().await;
 }
 
+/// Templates that would render without bound are refused: one that grows
+/// a string at submission (naming the operator), one that loops a billion
+/// times on the engine's fuel, both quickly and without publishing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn templates_cannot_render_without_bound() {
+    let node = common::start(Options::default()).await;
+    let mut grow = message();
+    grow["template"]["text"] = json!("{{ 'x' * 1000000000 }}");
+    let loops = "{% for a in first %}{% for b in first %}{% for c in first %}xxxxxxxx\
+                 {% endfor %}{% endfor %}{% endfor %}";
+    let mut spin = message();
+    spin["template"]["text"] = json!(loops);
+    spin["recipients"][0]["substitutions"]["first"] = json!("a".repeat(1_000));
+    for (body, field, says) in [
+        (grow, "template.text", "`*` operator"),
+        (spin, "recipients[0].substitutions", "steps"),
+    ] {
+        let started = std::time::Instant::now();
+        let (status, answer) =
+            call(&node, "POST", "/v1/messages", Some(ACME_KEY), Some(body)).await;
+        let text = answer["error"]["message"].as_str().unwrap_or_default();
+        assert_eq!(status, 400, "{answer}");
+        assert!(text.contains(field) && text.contains(says), "{text}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "took {:?}",
+            started.elapsed()
+        );
+    }
+    node.stop().await;
+}
+
 /// Posts one raw message from the acme tenant; returns status and error text.
 async fn post_raw(node: &common::Node, raw: &str) -> (u16, String) {
     let message = json!({ "recipients": [{ "address": "carl@example.org" }], "raw": raw });
