@@ -4,7 +4,9 @@
 //! Memory is bounded: the consumer stops reading while `queues.max_in_flight`
 //! records have no durable fate. A delay-tier record that is not due yet
 //! pauses its partition until it is (the tier's records are in due order),
-//! so waiting mail occupies Kafka, not memory.
+//! so waiting mail occupies Kafka, not memory. A message on the outbound
+//! topic scheduled for later is moved to the delay tier that fits its wait
+//! (hops until it is due) rather than pausing the outbound partition.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -26,6 +28,10 @@ use crate::route::{Route, Router};
 
 /// Longest a DNS lookup may hold the partition before the message is deferred.
 const ROUTE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A message on the outbound topic due later than this is moved to a delay
+/// tier instead of pausing the partition until it is due.
+const PARK_AT_MOST: u64 = 1_000;
 
 pub struct Consume {
     pub cfg: Arc<SenderConfig>,
@@ -146,15 +152,37 @@ impl Consume {
         let due = fate::millis(&envelope.not_before).unwrap_or(Millis(0));
         let key = (rec.topic.clone(), rec.partition);
         let already_parked = self.parked.get(&key).is_some_and(|q| !q.is_empty());
-        if already_parked || due > fate::now() {
+        let now = fate::now();
+        if !already_parked
+            && rec.topic == self.cfg.outbound_topic()
+            && due.0 > now.0.saturating_add(PARK_AT_MOST)
+        {
+            // Scheduled: it waits in a delay tier, not in front of the
+            // partition's later mail.
+            return self.send(Intake::Schedule { rec, envelope });
+        }
+        // A tier record is held until its hop ends (a scheduled message's
+        // `hold_until`) or it is due.
+        let hold = fate::millis(&envelope.hold_until).unwrap_or(due);
+        if already_parked || hold > now {
             if !already_parked {
                 consumer.pause(&rec.topic, rec.partition);
             }
             self.parked
                 .entry(key)
                 .or_default()
-                .push_back((rec, envelope, due));
+                .push_back((rec, envelope, hold));
             return;
+        }
+        self.next_step(rec, envelope).await;
+    }
+
+    /// A record whose hold is over: another hop while it is not due yet,
+    /// else on its way.
+    async fn next_step(&mut self, rec: RecordRef, envelope: Envelope) {
+        let due = fate::millis(&envelope.not_before).unwrap_or(Millis(0));
+        if due > fate::now() {
+            return self.send(Intake::Schedule { rec, envelope });
         }
         self.route(rec, envelope).await;
     }
@@ -170,7 +198,7 @@ impl Consume {
                 match queue.front() {
                     Some((_, _, due)) if *due <= now => {
                         let (rec, envelope, _) = queue.pop_front().expect("front exists");
-                        self.route(rec, envelope).await;
+                        self.next_step(rec, envelope).await;
                     }
                     Some(_) => break,
                     None => {

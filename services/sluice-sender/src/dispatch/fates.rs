@@ -9,6 +9,27 @@ use crate::deliver::Attempt;
 use crate::fate::{self, AttemptInfo, Fate, synthetic, timestamp};
 use crate::smtp::SmtpError;
 
+/// The next hop of a message scheduled for later: the delay tier whose
+/// delay fits the time left (the longest not beyond it, else the shortest),
+/// held there for that delay or the time left, whichever is shorter. No
+/// event: nothing was attempted.
+pub(super) fn scheduled(
+    cfg: &SenderConfig,
+    retry: &RetrySchedule,
+    envelope: &Envelope,
+    now: Millis,
+) -> Fate {
+    let due = fate::millis(&envelope.not_before).unwrap_or(now);
+    let left = Span(due.0.saturating_sub(now.0));
+    let tier = retry.tier_for(left);
+    let mut next = envelope.clone();
+    next.hold_until = Some(timestamp(Millis(now.0 + tier.delay.0.min(left.0))));
+    Fate {
+        requeue: Some((cfg.delay_topic(&tier.name), next)),
+        event: None,
+    }
+}
+
 pub(super) fn final_fate(
     envelope: &Envelope,
     kind: EventKind,
@@ -256,5 +277,38 @@ impl Dispatcher {
             EventKind::Expired => stats.expired += 1,
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod scheduled_tests {
+    use super::*;
+    use sluice_shaping::RetryConfig;
+
+    fn hop(left: Span) -> (String, Millis) {
+        let file = "node = \"s1\"\npool = \"shared\"\n[control]\naddr = \"127.0.0.1:7090\"\n";
+        let cfg = SenderConfig::from_toml(file).expect("config");
+        let retry = RetrySchedule::new(&RetryConfig::default()).expect("default tiers");
+        let now = Millis(1_000_000_000);
+        let envelope = Envelope {
+            not_before: Some(timestamp(Millis(now.0 + left.0))),
+            ..Default::default()
+        };
+        let fate = scheduled(&cfg, &retry, &envelope, now);
+        assert!(fate.event.is_none(), "nothing was attempted");
+        let (topic, next) = fate.requeue.expect("a hop");
+        assert_eq!(next.not_before, envelope.not_before, "the due time stays");
+        let hold = fate::millis(&next.hold_until).expect("held");
+        (topic, Millis(hold.0 - now.0))
+    }
+
+    #[test]
+    fn a_hop_takes_the_longest_tier_within_the_wait_and_never_passes_the_due_time() {
+        let tier = |t: &str| format!("sluice.outbound.shared.delay-{t}");
+        assert_eq!(hop(Span::days(2)), (tier("6h"), Millis(Span::hours(6).0)));
+        assert_eq!(hop(Span::mins(90)), (tier("1h"), Millis(Span::hours(1).0)));
+        assert_eq!(hop(Span::mins(10)), (tier("10m"), Millis(Span::mins(10).0)));
+        // Shorter than every tier: held in the shortest, only until due.
+        assert_eq!(hop(Span::secs(20)), (tier("1m"), Millis(20_000)));
     }
 }

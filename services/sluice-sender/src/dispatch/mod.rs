@@ -62,6 +62,9 @@ pub enum Intake {
         envelope: Envelope,
         reply: SmtpReply,
     },
+    /// A message scheduled for later than a hop ahead: moved to the delay
+    /// tier that fits the wait, so it holds no partition meanwhile.
+    Schedule { rec: RecordRef, envelope: Envelope },
     /// Partitions revoked: drop their queued messages ([`Revocation`]).
     Revoke(Revocation),
 }
@@ -357,6 +360,10 @@ impl Dispatcher {
                     sluice_shaping::Span(0),
                 );
                 self.count_fate(&fate);
+                self.spawn_publish(rec, fate);
+            }
+            Intake::Schedule { rec, envelope } => {
+                let fate = fates::scheduled(&self.cfg, self.engine.retry(), &envelope, fate_now());
                 self.spawn_publish(rec, fate);
             }
             Intake::Revoke(revocation) => self.revoke(revocation),
