@@ -132,6 +132,12 @@ pub struct LimitsConfig {
     pub signing_threads: usize,
     /// How long after `not_before` undelivered mail expires. Default 5d.
     pub message_lifetime: Span,
+    /// Connections one listener (gRPC, HTTP, each SMTP port) keeps open at
+    /// once; more are closed on arrival (SMTP says 421 first). Default 4096.
+    pub max_connections: usize,
+    /// Connections one client address may keep open on one listener.
+    /// Default 64.
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for LimitsConfig {
@@ -142,6 +148,8 @@ impl Default for LimitsConfig {
             max_in_flight_bytes: 1 << 30,
             signing_threads: 0,
             message_lifetime: Span::days(5),
+            max_connections: 4096,
+            max_connections_per_ip: 64,
         }
     }
 }

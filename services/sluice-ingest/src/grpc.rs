@@ -10,7 +10,6 @@ use sluice_proto::v1::{SendBatchResponse, SendRequest, SendResponse, send_reques
 use tokio::net::TcpListener;
 use tonic::metadata::MetadataMap;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::model::{Content, RecipientInput, Submission};
@@ -27,13 +26,19 @@ pub async fn serve(
     ingestor: Arc<Ingestor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), IngestError> {
-    let max = ingestor.limits().max_message_bytes * 2 + 1024 * 1024;
+    let limits = ingestor.limits();
+    let gate = sluice_node::gate::Gate::new(limits.max_connections, limits.max_connections_per_ip);
+    let max = limits.max_message_bytes * 2 + 1024 * 1024;
     let service = IngestServer::new(IngestService { ingestor })
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
+    let incoming = futures::stream::unfold((listener, gate), |(listener, gate)| async move {
+        let (stream, _) = gate.accept(&listener, "ingest gRPC", |_, _| {}).await;
+        Some((Ok::<_, std::io::Error>(stream), (listener, gate)))
+    });
     Server::builder()
         .add_service(service)
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .map_err(|err| IngestError::Internal(format!("gRPC server: {err}")))
 }

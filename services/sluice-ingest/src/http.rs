@@ -40,10 +40,33 @@ pub async fn serve(
     ingestor: Arc<Ingestor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), IngestError> {
-    axum::serve(listener, router(ingestor))
+    let limits = ingestor.limits();
+    let gate = sluice_node::gate::Gate::new(limits.max_connections, limits.max_connections_per_ip);
+    axum::serve(Gated { listener, gate }, router(ingestor))
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(IngestError::Io)
+}
+
+/// The HTTP listener behind a connection gate (`limits.max_connections`).
+struct Gated {
+    listener: TcpListener,
+    gate: sluice_node::gate::Gate,
+}
+
+impl axum::serve::Listener for Gated {
+    type Io = sluice_node::gate::GatedStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        self.gate
+            .accept(&self.listener, "ingest HTTP", |_, _| {})
+            .await
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.listener.local_addr()
+    }
 }
 
 /// The API's routes.

@@ -23,6 +23,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod gate;
 mod lifecycle;
 pub mod reference;
 pub mod secret;

@@ -7,6 +7,7 @@ mod tls;
 use std::sync::Arc;
 
 use sluice_node::CancellationToken;
+use sluice_node::gate::{Gate, GatedStream, Refused};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
@@ -55,19 +56,11 @@ pub async fn serve(
     stopped: CancellationToken,
 ) -> Result<(), IngestError> {
     let mut sessions = JoinSet::new();
+    let limits = ctx.ingestor.limits();
+    let gate = Gate::new(limits.max_connections, limits.max_connections_per_ip);
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(accepted) => accepted,
-                    Err(err) => {
-                        // Out of file descriptors, typically: wait instead of
-                        // spinning on the error (and flooding the log).
-                        tracing::warn!(%err, "SMTP accept failed; pausing 100 ms (raise the open-file limit if this repeats)");
-                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
+            (stream, peer) = gate.accept(&listener, "SMTP submission", refuse) => {
                 let ctx = ctx.clone();
                 let stopped = stopped.clone();
                 sessions.spawn(async move {
@@ -84,21 +77,40 @@ pub async fn serve(
     Ok(())
 }
 
+/// Says why, then closes (in the background: a refused client gets no
+/// more of the listener's time than one short write).
+fn refuse(stream: TcpStream, why: Refused) {
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let mut stream = stream;
+        let line = format!("421 4.7.0 {}\r\n", why.reason());
+        let write = stream.write_all(line.as_bytes());
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), write).await;
+    });
+}
+
 async fn connection(
-    stream: TcpStream,
+    stream: GatedStream,
     ctx: SmtpContext,
     implicit_tls: bool,
     stopped: CancellationToken,
 ) -> std::io::Result<()> {
     let acceptor = ctx.tls.clone();
+    // A handshake gets the idle timeout, like a command.
+    let handshake = ctx.idle_timeout;
+    let timed_out = || std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out");
     if implicit_tls {
-        let tls = acceptor.accept(stream).await?;
+        let tls = tokio::time::timeout(handshake, acceptor.accept(stream))
+            .await
+            .map_err(|_| timed_out())??;
         Session::new(tls, ctx, true, stopped).run(true).await?;
         return Ok(());
     }
     let plain = Session::new(stream, ctx.clone(), false, stopped.clone());
     if let Ended::StartTls(stream) = plain.run(true).await? {
-        let tls = acceptor.accept(stream).await?;
+        let tls = tokio::time::timeout(handshake, acceptor.accept(stream))
+            .await
+            .map_err(|_| timed_out())??;
         Session::new(tls, ctx, true, stopped).run(false).await?;
     }
     Ok(())

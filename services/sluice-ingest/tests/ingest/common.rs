@@ -36,6 +36,8 @@ pub struct Options {
     pub suppressions_query: Option<(String, u64)>,
     /// `idempotency.query_addr`: keys shared through a Query service.
     pub idempotency_query: Option<String>,
+    /// `limits.max_connections_per_ip`.
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for Options {
@@ -48,6 +50,7 @@ impl Default for Options {
             globex_quota: 0,
             suppressions_query: None,
             idempotency_query: None,
+            max_connections_per_ip: 64,
         }
     }
 }
@@ -242,6 +245,7 @@ max_queued_records = {queued}
 [limits]
 max_message_bytes = {max_bytes}
 signing_threads = 2
+max_connections_per_ip = {per_ip}
 
 [smtp]
 hostname = "ingest.test"
@@ -273,6 +277,7 @@ domains = [{{ name = "globex.example" }}]
         timeout = options.publish_timeout_ms,
         queued = options.max_queued_records,
         max_bytes = options.max_message_bytes,
+        per_ip = options.max_connections_per_ip,
         acme_key = hash_secret(ACME_KEY),
         user = SMTP_USER,
         password = hash_password(SMTP_PASSWORD),

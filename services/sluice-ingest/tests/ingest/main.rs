@@ -6,6 +6,7 @@ mod common;
 mod dkim;
 mod grpc;
 mod http;
+mod limits;
 mod shared_keys;
 mod shared_quota;
 mod smtp;
