@@ -6,7 +6,8 @@ use std::net::IpAddr;
 
 use sluice_node::secret::SecretHash;
 use sluice_proto::v1::{
-    DkimKey, Pool, Provider, SitePolicy, SmtpUser, SourceIp, Suppression, Tenant, WarmupPlan,
+    DkimKey, LimitOverrides, Pool, Provider, SitePolicy, SmtpUser, SourceIp, Suppression, Tenant,
+    WarmupPlan, WarmupStep,
 };
 
 use crate::ControlError;
@@ -25,6 +26,8 @@ pub const MAX_API_KEYS: usize = 64;
 pub const MAX_SMTP_USERS: usize = 1000;
 /// Most DKIM keys of a tenant.
 pub const MAX_DKIM_KEYS: usize = 1000;
+/// Most sites one source IP or one warm-up day may name.
+pub const MAX_SITES: usize = 256;
 /// DKIM algorithms a key may name; empty means `rsa-sha256`.
 pub const DKIM_ALGORITHMS: &[&str] = &["rsa-sha256", "ed25519-sha256"];
 /// Reasons a suppression may carry.
@@ -194,6 +197,19 @@ pub fn source_ip(ip: &SourceIp) -> Result<SourceIp, ControlError> {
         "" => String::new(),
         e => domain("ehlo_name", e)?,
     };
+    if let Some(l) = &ip.limits {
+        overrides("limits", l)?;
+    }
+    if ip.site_limits.len() > MAX_SITES {
+        return Err(invalid(
+            "site_limits",
+            format!("{} sites; at most {MAX_SITES}", ip.site_limits.len()),
+        ));
+    }
+    for (site, l) in &ip.site_limits {
+        name(&format!("site_limits.{site}"), site)?;
+        overrides(&format!("site_limits.{site}"), l)?;
+    }
     Ok(SourceIp {
         address: addr,
         ehlo_name,
@@ -232,7 +248,44 @@ pub fn warmup_plan(plan: &WarmupPlan) -> Result<(), ControlError> {
                 "is above the daily cap",
             ));
         }
+        site_caps(i, step)?;
         previous = step.day;
+    }
+    Ok(())
+}
+
+/// Limit overrides of a source IP: every value fits its column type.
+fn overrides(field: &str, l: &LimitOverrides) -> Result<(), ControlError> {
+    for (key, v) in [
+        ("messages_per_second", l.messages_per_second),
+        ("messages_per_minute", l.messages_per_minute),
+        ("messages_per_hour", l.messages_per_hour),
+        ("burst", l.burst),
+        ("max_connections", l.max_connections),
+        ("new_connections_per_minute", l.new_connections_per_minute),
+        ("messages_per_connection", l.messages_per_connection),
+        ("recipients_per_transaction", l.recipients_per_transaction),
+    ] {
+        fits_int(&format!("{field}.{key}"), v)?;
+    }
+    fits_bigint(&format!("{field}.messages_per_day"), l.messages_per_day)
+}
+
+/// A warm-up day's per-site caps: valid site names, each cap above zero
+/// and within the day's cap.
+fn site_caps(i: usize, step: &WarmupStep) -> Result<(), ControlError> {
+    if step.site_caps.len() > MAX_SITES {
+        return Err(invalid(
+            format!("steps[{i}].site_caps"),
+            format!("{} sites; at most {MAX_SITES}", step.site_caps.len()),
+        ));
+    }
+    for (site, cap) in &step.site_caps {
+        let field = format!("steps[{i}].site_caps.{site}");
+        name(&field, site)?;
+        if *cap == 0 || *cap > step.daily_cap {
+            return Err(invalid(field, "must be above 0 and within the daily cap"));
+        }
     }
     Ok(())
 }
@@ -529,7 +582,7 @@ mod tests {
         let step = |day, daily_cap| WarmupStep {
             day,
             daily_cap,
-            hourly_cap: 0,
+            ..WarmupStep::default()
         };
         let plan = |steps| WarmupPlan {
             name: "w".into(),
@@ -548,5 +601,33 @@ mod tests {
         let year: Vec<WarmupStep> = (1..=367).map(|d| step(d, 10)).collect();
         assert_eq!(field(warmup_plan(&plan(year[..367].to_vec()))), "steps");
         assert!(warmup_plan(&plan(year[..366].to_vec())).is_ok());
+        let mut capped = step(1, 50);
+        capped.site_caps.insert("gmail".into(), 20);
+        assert!(warmup_plan(&plan(vec![capped.clone()])).is_ok());
+        capped.site_caps.insert("yahoo".into(), 51);
+        assert_eq!(
+            field(warmup_plan(&plan(vec![capped]))),
+            "steps[0].site_caps.yahoo"
+        );
+    }
+
+    #[test]
+    fn ip_limit_overrides_are_checked_per_field() {
+        let ip = |limits: LimitOverrides| SourceIp {
+            address: "192.0.2.1".into(),
+            pool: "p".into(),
+            site_limits: [("gmail".to_owned(), limits)].into(),
+            ..Default::default()
+        };
+        let ok = LimitOverrides {
+            burst: 5,
+            ..Default::default()
+        };
+        assert!(source_ip(&ip(ok)).is_ok());
+        let big = LimitOverrides {
+            burst: u32::MAX,
+            ..Default::default()
+        };
+        assert_eq!(field(source_ip(&ip(big))), "site_limits.gmail.burst");
     }
 }

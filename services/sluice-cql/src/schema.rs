@@ -63,6 +63,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "control_bursts",
         cql: include_str!("../migrations/0009_control_bursts.cql"),
     },
+    Migration {
+        version: 10,
+        name: "control_ip_limits",
+        cql: include_str!("../migrations/0010_control_ip_limits.cql"),
+    },
 ];
 
 impl Migration {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use sluice_control_client::ClusterConfig;
 use sluice_node::ConfigError;
 use sluice_proto::v1 as pb;
-use sluice_shaping::{IpConfig, Limits, PlanDay, WarmupPlan};
+use sluice_shaping::{IpConfig, IpLimits, Limits, PlanDay, WarmupPlan};
 
 use crate::SenderConfig;
 
@@ -95,6 +95,17 @@ pub fn overlay(base: &SenderConfig, cluster: &ClusterConfig) -> SenderConfig {
         if !ip.ehlo_name.is_empty() {
             cfg.smtp.ehlo_names.insert(address, ip.ehlo_name.clone());
         }
+        if ip.limits.is_some() || !ip.site_limits.is_empty() {
+            let limits = IpLimits {
+                default: ip.limits.as_ref().map(overrides).unwrap_or_default(),
+                sites: ip
+                    .site_limits
+                    .iter()
+                    .map(|(site, l)| (site.clone(), overrides(l)))
+                    .collect(),
+            };
+            shaping.limits.ips.insert(address, limits);
+        }
     }
     for policy in cluster.site_policies.values() {
         shaping
@@ -147,6 +158,20 @@ fn site_limits(p: &pb::SitePolicy) -> Limits {
     }
 }
 
+fn overrides(l: &pb::LimitOverrides) -> Limits {
+    Limits {
+        messages_per_second: some(l.messages_per_second),
+        messages_per_minute: some(l.messages_per_minute),
+        messages_per_hour: some(l.messages_per_hour),
+        messages_per_day: some64(l.messages_per_day),
+        burst: some(l.burst),
+        max_connections: some(l.max_connections),
+        new_connections_per_minute: some(l.new_connections_per_minute),
+        messages_per_connection: some(l.messages_per_connection),
+        recipients_per_transaction: some(l.recipients_per_transaction),
+    }
+}
+
 fn provider_limits(p: &pb::Provider) -> Limits {
     Limits {
         messages_per_minute: some(p.messages_per_minute),
@@ -166,6 +191,11 @@ fn warmup_plan(plan: &pb::WarmupPlan) -> WarmupPlan {
     for step in &plan.steps {
         let day = PlanDay {
             hourly: some64(step.hourly_cap),
+            sites: step
+                .site_caps
+                .iter()
+                .map(|(site, cap)| (site.clone(), u32::try_from(*cap).unwrap_or(u32::MAX)))
+                .collect(),
             ..PlanDay::daily(u32::try_from(step.daily_cap).unwrap_or(u32::MAX))
         };
         let upto = step.day.max(1) as usize;
@@ -199,8 +229,23 @@ mod tests {
             paused,
             ..pb::SourceIp::default()
         };
+        let limited = pb::SourceIp {
+            limits: Some(pb::LimitOverrides {
+                messages_per_minute: 120,
+                ..Default::default()
+            }),
+            site_limits: [(
+                "google".to_owned(),
+                pb::LimitOverrides {
+                    burst: 2,
+                    ..Default::default()
+                },
+            )]
+            .into(),
+            ..ip("192.0.2.1", "shared", "new", false)
+        };
         for ip in [
-            ip("192.0.2.1", "shared", "new", false),
+            limited,
             ip("192.0.2.2", "shared", "", true),
             ip("192.0.2.3", "other", "", false),
         ] {
@@ -210,12 +255,19 @@ mod tests {
             day,
             daily_cap,
             hourly_cap,
+            ..Default::default()
         };
         c.warmup_plans.insert(
             "new".into(),
             pb::WarmupPlan {
                 name: "new".into(),
-                steps: vec![step(1, 50, 0), step(3, 200, 20)],
+                steps: vec![
+                    pb::WarmupStep {
+                        site_caps: [("google".to_owned(), 10)].into(),
+                        ..step(1, 50, 0)
+                    },
+                    step(3, 200, 20),
+                ],
             },
         );
         c.site_policies.insert(
@@ -260,6 +312,10 @@ mod tests {
         let daily: Vec<u32> = plan.days.iter().map(|d| d.daily).collect();
         assert_eq!(daily, [50, 50, 200], "day 2 keeps day 1's caps");
         assert_eq!(plan.days[2].hourly, Some(20));
+        assert_eq!(plan.days[0].sites["google"], 10, "per-site caps");
+        let ip_limits = &cfg.shaping.limits.ips[&"192.0.2.1".parse().unwrap()];
+        assert_eq!(ip_limits.default.messages_per_minute, Some(120));
+        assert_eq!(ip_limits.sites["google"].burst, Some(2));
         assert_eq!(
             cfg.shaping.limits.sites["google"].messages_per_minute,
             Some(300)

@@ -235,7 +235,8 @@ fn record_writes(ks: &str, record: &Record, w: &mut Writes, rev: u64, ts: i64) {
         Record::Ip(ip) => w.add(
             format!(
                 "INSERT INTO {ks}.config_ips (address, pool, owner_node, warmup_plan, ehlo_name, \
-                 paused, revision) VALUES (?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
+                 paused, limits, site_limits, revision) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 USING TIMESTAMP ?"
             ),
             with_rev(rows::ip_values(ip)),
         ),
@@ -304,8 +305,8 @@ fn plan_writes(ks: &str, plan: &WarmupPlan, w: &mut Writes, rev: u64, ts: i64) {
         values.push(CqlValue::BigInt(ts));
         w.add(
             format!(
-                "INSERT INTO {ks}.config_warmup_plans (name, day, daily_cap, hourly_cap, revision) \
-                 VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ?"
+                "INSERT INTO {ks}.config_warmup_plans (name, day, daily_cap, hourly_cap, site_caps, \
+                 revision) VALUES (?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
             ),
             values,
         );

@@ -4,8 +4,10 @@
 use scylla::value::{CqlTimestamp, CqlValue};
 use std::collections::BTreeMap;
 
+use prost::Message;
 use sluice_proto::v1::{
-    DkimKey, Pool, Provider, SitePolicy, SmtpUser, SourceIp, Suppression, Tenant, WarmupStep,
+    DkimKey, LimitOverrides, Pool, Provider, SitePolicy, SmtpUser, SourceIp, Suppression, Tenant,
+    WarmupStep,
 };
 
 /// Rows per partition of the change log (`config_changes`).
@@ -65,6 +67,18 @@ pub(super) fn ip_values(ip: &SourceIp) -> Vec<CqlValue> {
         text(&ip.warmup_plan),
         text(&ip.ehlo_name),
         CqlValue::Boolean(ip.paused),
+        CqlValue::Blob(
+            ip.limits
+                .as_ref()
+                .map(Message::encode_to_vec)
+                .unwrap_or_default(),
+        ),
+        CqlValue::Map(
+            ip.site_limits
+                .iter()
+                .map(|(site, l)| (text(site), CqlValue::Blob(l.encode_to_vec())))
+                .collect(),
+        ),
     ]
 }
 
@@ -75,7 +89,18 @@ pub(super) type IpRow = (
     Option<String>,
     Option<String>,
     Option<bool>,
+    Option<Vec<u8>>,
+    Option<BTreeMap<String, Vec<u8>>>,
 );
+
+/// A stored `LimitOverrides`; empty or undecodable bytes are none (the
+/// record was written by validated code, so only an empty blob is expected).
+fn overrides(bytes: &[u8]) -> Option<LimitOverrides> {
+    if bytes.is_empty() {
+        return None;
+    }
+    LimitOverrides::decode(bytes).ok()
+}
 
 pub(super) fn ip_from(row: IpRow) -> SourceIp {
     SourceIp {
@@ -86,6 +111,13 @@ pub(super) fn ip_from(row: IpRow) -> SourceIp {
         ehlo_name: row.4.unwrap_or_default(),
         paused: row.5.unwrap_or(false),
         lease: None,
+        limits: row.6.as_deref().and_then(overrides),
+        site_limits: row
+            .7
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(site, bytes)| Some((site, overrides(&bytes)?)))
+            .collect(),
     }
 }
 
@@ -95,16 +127,34 @@ pub(super) fn step_values(plan: &str, step: &WarmupStep) -> Vec<CqlValue> {
         int(step.day),
         big(step.daily_cap),
         big(step.hourly_cap),
+        CqlValue::Map(
+            step.site_caps
+                .iter()
+                .map(|(site, cap)| (text(site), big(*cap)))
+                .collect(),
+        ),
     ]
 }
 
-pub(super) type StepRow = (String, i32, Option<i64>, Option<i64>);
+pub(super) type StepRow = (
+    String,
+    i32,
+    Option<i64>,
+    Option<i64>,
+    Option<BTreeMap<String, i64>>,
+);
 
 pub(super) fn step_from(row: &StepRow) -> WarmupStep {
     WarmupStep {
         day: unsigned(Some(row.1)),
         daily_cap: unsigned64(row.2),
         hourly_cap: unsigned64(row.3),
+        site_caps: row
+            .4
+            .iter()
+            .flatten()
+            .map(|(site, cap)| (site.clone(), unsigned64(Some(*cap))))
+            .collect(),
     }
 }
 

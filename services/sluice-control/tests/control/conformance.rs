@@ -19,6 +19,11 @@ fn steps(caps: &[u64]) -> Vec<WarmupStep> {
             day,
             daily_cap,
             hourly_cap: 0,
+            // Day 1 caps one site, so the per-site caps round-trip too.
+            site_caps: match day {
+                1 => [("google".to_owned(), daily_cap.min(10))].into(),
+                _ => Default::default(),
+            },
         })
         .collect()
 }
@@ -32,6 +37,20 @@ pub fn ip(address: &str, pool: &str, plan: &str) -> SourceIp {
         ehlo_name: "mta1.example.com".into(),
         paused: false,
         lease: None,
+        limits: Some(LimitOverrides {
+            messages_per_minute: 300,
+            burst: 3,
+            ..Default::default()
+        }),
+        site_limits: [(
+            "google".to_owned(),
+            LimitOverrides {
+                max_connections: 2,
+                messages_per_day: 5_000_000_000,
+                ..Default::default()
+            },
+        )]
+        .into(),
     }
 }
 

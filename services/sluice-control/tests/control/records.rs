@@ -218,7 +218,7 @@ pub async fn deletes(backend: Backend) {
         steps: vec![WarmupStep {
             day: 1,
             daily_cap: 50,
-            hourly_cap: 0,
+            ..Default::default()
         }],
     };
     c.put_warmup_plan(plan.clone()).await.unwrap();

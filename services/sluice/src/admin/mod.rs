@@ -1,6 +1,7 @@
 //! `sluice admin`: the operator's commands. They talk gRPC to the control
 //! service and print tables or JSON ([`render`]).
 
+mod limits;
 mod records;
 mod render;
 #[cfg(test)]
@@ -167,7 +168,9 @@ pub enum IpCommand {
     /// given) must exist.
     #[command(after_help = "Examples:\n  sluice admin pool put marketing\n  \
                             sluice admin plan put new-ip --steps 50,100,250,500,1000\n  \
-                            sluice admin ip put 192.0.2.10 --pool marketing --warmup new-ip --node sender-1")]
+                            sluice admin ip put 192.0.2.10 --pool marketing --warmup new-ip --node sender-1\n  \
+                            sluice admin ip put 192.0.2.11 --pool marketing --limit messages_per_minute=300 \\\n      \
+                            --site-limit gmail:max_connections=2")]
     Put {
         /// IPv4 or IPv6 literal.
         address: String,
@@ -186,6 +189,14 @@ pub enum IpCommand {
         /// Stop sending from this IP.
         #[arg(long)]
         paused: bool,
+        /// A limit for every site sent from this IP, over the site
+        /// policies: `name=value` (repeat for several; names as in
+        /// `shaping.limits`, e.g. messages_per_minute, burst).
+        #[arg(long = "limit")]
+        limits: Vec<String>,
+        /// A limit for one site sent from this IP: `site:name=value`.
+        #[arg(long = "site-limit")]
+        site_limits: Vec<String>,
     },
 }
 
@@ -194,7 +205,7 @@ pub enum IpCommand {
 pub enum PlanCommand {
     /// Create or replace a warm-up plan: one daily cap per day, from day 1.
     #[command(
-        after_help = "Example:\n  sluice admin plan put new-ip --steps 50,100,250,500,1000,2500"
+        after_help = "Example:\n  sluice admin plan put new-ip --steps 50,100,250,500,1000,2500 \\\n      --site-cap 1:gmail=20 --site-cap 2:gmail=40"
     )]
     Put {
         /// Plan name.
@@ -202,6 +213,9 @@ pub enum PlanCommand {
         /// Daily caps for day 1, 2, 3, ... separated by commas.
         #[arg(long, value_delimiter = ',', required = true)]
         steps: Vec<u64>,
+        /// A daily cap for one site on one day: `day:site=cap` (repeat).
+        #[arg(long = "site-cap")]
+        site_caps: Vec<String>,
     },
 }
 
@@ -313,6 +327,8 @@ async fn execute(
             node,
             ehlo,
             paused,
+            limits,
+            site_limits,
         }) => {
             let ip = SourceIp {
                 address,
@@ -322,6 +338,8 @@ async fn execute(
                 ehlo_name: ehlo.unwrap_or_default(),
                 paused,
                 lease: None,
+                limits: self::limits::ip_limits(&limits)?,
+                site_limits: self::limits::site_limits(&site_limits)?,
             };
             render::ips(&[client.put_ip(ip).await?.into_inner()], json)
         }
@@ -329,15 +347,20 @@ async fn execute(
             let plans = client.list_warmup_plans(ListWarmupPlansRequest {}).await?;
             render::plans(&plans.into_inner().plans, json)
         }
-        AdminCommand::Plan(PlanCommand::Put { name, steps }) => {
-            let steps = (1..)
+        AdminCommand::Plan(PlanCommand::Put {
+            name,
+            steps,
+            site_caps,
+        }) => {
+            let mut steps: Vec<WarmupStep> = (1..)
                 .zip(steps)
                 .map(|(day, daily_cap)| WarmupStep {
                     day,
                     daily_cap,
-                    hourly_cap: 0,
+                    ..WarmupStep::default()
                 })
                 .collect();
+            self::limits::add_site_caps(&mut steps, &site_caps)?;
             let plan = client.put_warmup_plan(WarmupPlan { name, steps }).await?;
             render::plans(&[plan.into_inner()], json)
         }

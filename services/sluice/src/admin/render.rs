@@ -41,7 +41,21 @@ fn expiry(l: &IpLease) -> String {
 fn ip_json(ip: &SourceIp) -> Value {
     json!({"address": ip.address, "pool": ip.pool, "owner_node": ip.owner_node,
            "warmup_plan": ip.warmup_plan, "ehlo_name": ip.ehlo_name, "paused": ip.paused,
-           "lease": lease_json(ip.lease.as_ref())})
+           "lease": lease_json(ip.lease.as_ref()),
+           "limits": ip.limits.as_ref().map(limits_json),
+           "site_limits": ip.site_limits.iter()
+               .map(|(site, l)| (site.clone(), limits_json(l)))
+               .collect::<serde_json::Map<String, Value>>()})
+}
+
+fn limits_json(l: &sluice_proto::v1::LimitOverrides) -> Value {
+    json!({"messages_per_second": l.messages_per_second,
+           "messages_per_minute": l.messages_per_minute,
+           "messages_per_hour": l.messages_per_hour, "messages_per_day": l.messages_per_day,
+           "burst": l.burst, "max_connections": l.max_connections,
+           "new_connections_per_minute": l.new_connections_per_minute,
+           "messages_per_connection": l.messages_per_connection,
+           "recipients_per_transaction": l.recipients_per_transaction})
 }
 
 fn provider_json(p: &Provider) -> Value {
@@ -67,7 +81,10 @@ fn plan_json(p: &WarmupPlan) -> Value {
     let steps: Vec<Value> = p
         .steps
         .iter()
-        .map(|s| json!({"day": s.day, "daily_cap": s.daily_cap, "hourly_cap": s.hourly_cap}))
+        .map(|s| {
+            json!({"day": s.day, "daily_cap": s.daily_cap, "hourly_cap": s.hourly_cap,
+                   "site_caps": s.site_caps})
+        })
         .collect();
     json!({"name": p.name, "steps": steps})
 }

@@ -116,18 +116,21 @@ fn sender_blocker(sender: &SenderConfig) -> Option<String> {
         return Some("sender.control.addr is set (it follows that control)".into());
     }
     let limits = &sender.shaping.limits;
-    if !limits.ips.is_empty() {
-        return Some("sender.shaping.limits.ips".into());
+    // Per-IP limits are part of an IP's record: they need the IP.
+    let orphan = limits
+        .ips
+        .keys()
+        .find(|a| !sender.shaping.ips.iter().any(|ip| ip.address == **a));
+    if let Some(address) = orphan {
+        return Some(format!(
+            "sender.shaping.limits.ips.\"{address}\" (an IP not in shaping.ips)"
+        ));
     }
-    let provider = limits.providers.iter().find(|(_, l)| !provider_only(l));
-    if let Some((name, _)) = provider {
-        return Some(format!("sender.shaping.limits.providers.{name}"));
-    }
-    let plans = &sender.shaping.warmup.plans;
-    plans
+    limits
+        .providers
         .iter()
-        .find(|(_, p)| p.days.iter().any(|d| !d.sites.is_empty()))
-        .map(|(name, _)| format!("sender.shaping.warmup.plans.{name} (per-site caps)"))
+        .find(|(_, l)| !provider_only(l))
+        .map(|(name, _)| format!("sender.shaping.limits.providers.{name}"))
 }
 
 /// True when `l` sets only what a control provider record holds.
@@ -319,6 +322,11 @@ fn plan(name: &str, p: &sluice_shaping::WarmupPlan) -> pb::WarmupPlan {
             day: i as u32 + 1,
             daily_cap: u64::from(d.daily),
             hourly_cap: d.hourly.map_or(0, u64::from),
+            site_caps: d
+                .sites
+                .iter()
+                .map(|(site, cap)| (site.clone(), u64::from(*cap)))
+                .collect(),
         })
         .collect();
     pb::WarmupPlan {
@@ -338,7 +346,40 @@ fn source_ip(ip: &sluice_shaping::IpConfig, s: &SenderConfig) -> pb::SourceIp {
             .get(&ip.address)
             .cloned()
             .unwrap_or_default(),
+        limits: s
+            .shaping
+            .limits
+            .ips
+            .get(&ip.address)
+            .map(|l| overrides(&l.default)),
+        site_limits: s
+            .shaping
+            .limits
+            .ips
+            .get(&ip.address)
+            .map(|l| {
+                l.sites
+                    .iter()
+                    .map(|(n, l)| (n.clone(), overrides(l)))
+                    .collect()
+            })
+            .unwrap_or_default(),
         ..pb::SourceIp::default()
+    }
+}
+
+/// A limits layer of the file as control's per-IP overrides.
+fn overrides(l: &Limits) -> pb::LimitOverrides {
+    pb::LimitOverrides {
+        messages_per_second: l.messages_per_second.unwrap_or(0),
+        messages_per_minute: l.messages_per_minute.unwrap_or(0),
+        messages_per_hour: l.messages_per_hour.unwrap_or(0),
+        messages_per_day: l.messages_per_day.map_or(0, u64::from),
+        burst: l.burst.unwrap_or(0),
+        max_connections: l.max_connections.unwrap_or(0),
+        new_connections_per_minute: l.new_connections_per_minute.unwrap_or(0),
+        messages_per_connection: l.messages_per_connection.unwrap_or(0),
+        recipients_per_transaction: l.recipients_per_transaction.unwrap_or(0),
     }
 }
 
@@ -406,12 +447,12 @@ mod tests {
 
     #[test]
     fn settings_control_cannot_hold_keep_a_node_on_its_file() {
-        let text = "[sender.shaping.limits.ips.\"0.0.0.0\".default]\nmessages_per_minute = 60\n\
+        let text = "[sender.shaping.limits.ips.\"192.0.2.1\".default]\nmessages_per_minute = 60\n\
                     [sender.shaping.limits.sites.slowmail]\nmessages_per_minute = 60\nburst = 5\n\
                     [[ingest.tenants]]\nname = \"t\"\ndefault_pool = \"default\"\nsuppressed = [\"a@b.example\"]\n";
         let cfg = DevConfig::from_toml(text).expect("parses");
-        let why = sender_blocker(&cfg.sender).expect("per-IP limits");
-        assert!(why.contains("limits.ips"), "{why}");
+        let why = sender_blocker(&cfg.sender).expect("limits of an unknown IP");
+        assert!(why.contains("192.0.2.1"), "{why}");
         // Bursts and per-second limits are site policy fields now.
         let sites = site_policies(&cfg.sender);
         assert_eq!((sites[0].site.as_str(), sites[0].burst), ("slowmail", 5));
@@ -437,5 +478,30 @@ mod tests {
         assert_eq!(sites[0].messages_per_minute, 60);
         assert!(sites[0].require_tls && sites[1].require_tls);
         assert_eq!(sites[1].messages_per_minute, 0, "no limit: only TLS");
+    }
+
+    #[test]
+    fn per_ip_limits_and_per_site_warmup_caps_become_records() {
+        let text = "[[sender.shaping.ips]]\naddress = \"192.0.2.7\"\npool = \"default\"\n\
+                    warmup_plan = \"new\"\n\
+                    [sender.shaping.limits.ips.\"192.0.2.7\".default]\nmessages_per_minute = 90\n\
+                    [sender.shaping.limits.ips.\"192.0.2.7\".sites.gmail]\nburst = 2\n\
+                    [[sender.shaping.warmup.plans.new.days]]\ndaily = 100\nsites = { gmail = 30 }\n";
+        let cfg = DevConfig::from_toml(text).expect("parses");
+        assert_eq!(sender_blocker(&cfg.sender), None, "control holds all of it");
+        let records = Records::of((&cfg.ingest, false), (&cfg.sender, true));
+        let ip = records
+            .ips
+            .iter()
+            .find(|ip| ip.address == "192.0.2.7")
+            .expect("the IP");
+        assert_eq!(ip.limits.as_ref().map(|l| l.messages_per_minute), Some(90));
+        assert_eq!(ip.site_limits["gmail"].burst, 2);
+        let plan = records
+            .plans
+            .iter()
+            .find(|p| p.name == "new")
+            .expect("plan");
+        assert_eq!(plan.steps[0].site_caps["gmail"], 30);
     }
 }

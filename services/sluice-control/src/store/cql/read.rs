@@ -14,8 +14,9 @@ use crate::record::{Kind, Record};
 use crate::store::cql_rows::{self as rows, text};
 
 const POOL_COLS: &str = "name, description";
-const IP_COLS: &str = "address, pool, owner_node, warmup_plan, ehlo_name, paused";
-const PLAN_COLS: &str = "name, day, daily_cap, hourly_cap";
+const IP_COLS: &str =
+    "address, pool, owner_node, warmup_plan, ehlo_name, paused, limits, site_limits";
+const PLAN_COLS: &str = "name, day, daily_cap, hourly_cap, site_caps";
 const SITE_COLS: &str = "site, messages_per_minute, messages_per_hour, messages_per_day, \
      max_connections, new_connections_per_minute, messages_per_connection, \
      recipients_per_transaction, require_tls, messages_per_second, burst";
