@@ -34,6 +34,9 @@ pub struct ControlConfig {
     /// Serve every call without a token when `credentials` is empty. Only
     /// for a control reachable by trusted hosts alone; a warning is logged.
     pub allow_unauthenticated: bool,
+    /// Watch streams this process serves at once; more are refused with
+    /// RESOURCE_EXHAUSTED (each holds at most one batch of 256 changes).
+    pub max_watchers: usize,
 }
 
 pub use sluice_node::auth::{Credential, Role};
@@ -59,6 +62,7 @@ impl Default for ControlConfig {
             drain_timeout: sluice_node::DEFAULT_DRAIN,
             credentials: Vec::new(),
             allow_unauthenticated: false,
+            max_watchers: 1024,
         }
     }
 }

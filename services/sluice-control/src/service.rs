@@ -31,6 +31,9 @@ pub struct ControlService {
     head: watch::Sender<u64>,
     stop: CancellationToken,
     auth: Auth,
+    /// One permit per open Watch stream (`max_watchers`).
+    watchers: Arc<tokio::sync::Semaphore>,
+    max_watchers: usize,
 }
 
 impl ControlService {
@@ -49,6 +52,8 @@ impl ControlService {
             head,
             stop,
             auth,
+            watchers: Arc::new(tokio::sync::Semaphore::new(config.max_watchers)),
+            max_watchers: config.max_watchers,
         })
     }
 
@@ -486,6 +491,12 @@ impl Control for ControlService {
         request: Request<WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         self.auth.authorize(&request, Need::Read)?;
+        let permit = self.watchers.clone().try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(format!(
+                "this control process serves {} watch streams already (max_watchers); retry later or watch another replica",
+                self.max_watchers
+            ))
+        })?;
         let req = request.into_inner();
         tracing::debug!(node = %req.node, after = req.after_revision, "watch started");
         let stream = crate::watch::changes(
@@ -494,6 +505,11 @@ impl Control for ControlService {
             self.head.subscribe(),
             self.stop.clone(),
         );
+        // The permit lives as long as the stream.
+        let stream = futures::StreamExt::map(stream, move |item| {
+            let _held = &permit;
+            item
+        });
         Ok(Response::new(Box::pin(stream)))
     }
 }

@@ -195,13 +195,28 @@ impl Tenants {
         username: &str,
         password: &str,
     ) -> Result<Arc<Tenant>, IngestError> {
+        let invalid = || IngestError::Unauthenticated("authentication credentials invalid".into());
         match self.smtp_users.get(username) {
             Some((hash, tenant)) if hash.verify(password) => Ok(tenant.clone()),
-            _ => Err(IngestError::Unauthenticated(
-                "authentication credentials invalid".into(),
-            )),
+            Some(_) => Err(invalid()),
+            None => {
+                // As slow as a known user's check, so the answer's time
+                // does not tell which usernames exist.
+                unknown_user_hash().verify(password);
+                Err(invalid())
+            }
         }
     }
+}
+
+/// An Argon2 hash checked for unknown usernames (its answer is ignored).
+fn unknown_user_hash() -> &'static SecretHash {
+    static HASH: std::sync::OnceLock<SecretHash> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| {
+        // The result is never used: only the time the check takes.
+        let stored = crate::secret::hash_password("no user has this password");
+        SecretHash::parse(&stored).expect("a fresh Argon2 hash parses")
+    })
 }
 
 fn build_tenant(config: &TenantConfig, previous: Option<&Tenant>) -> Tenant {

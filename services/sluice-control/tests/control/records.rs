@@ -526,6 +526,40 @@ async fn no_credentials_and_no_switch_refuses_to_start() {
     assert!(err.to_string().contains("allow_unauthenticated"), "{err}");
 }
 
+/// Watch streams beyond `max_watchers` are refused, naming the limit; a
+/// closed stream frees its place.
+#[tokio::test]
+async fn watch_streams_are_capped_per_process() {
+    let config = ControlConfig {
+        allow_unauthenticated: true,
+        max_watchers: 2,
+        ..ControlConfig::default()
+    };
+    let server = serve_with(crate::common::Backend::Embedded, config).await;
+    let mut c = server.client().await;
+    let watch = || WatchRequest {
+        node: "n".into(),
+        after_revision: 0,
+    };
+    let first = c.watch(watch()).await.expect("first").into_inner();
+    let _second = c.watch(watch()).await.expect("second").into_inner();
+    let refused = c.watch(watch()).await.expect_err("third");
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    assert!(refused.message().contains("max_watchers"), "{refused:?}");
+    drop(first);
+    // The server sees the stream go away shortly after.
+    let mut admitted = false;
+    for _ in 0..50 {
+        if c.watch(watch()).await.is_ok() {
+            admitted = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(admitted, "a closed stream frees its place");
+    server.stop().await;
+}
+
 macro_rules! suite {
     ($backend:ident, $module:ident) => {
         mod $module {

@@ -1,6 +1,7 @@
 //! SMTP submission: port 587 (STARTTLS, then AUTH PLAIN/LOGIN before MAIL)
 //! and port 465 (implicit TLS).
 
+mod auth_guard;
 mod session;
 mod tls;
 
@@ -25,6 +26,10 @@ pub struct SmtpContext {
     hostname: String,
     idle_timeout: std::time::Duration,
     tls: TlsAcceptor,
+    /// Failed logins per client address, shared by the listener's sessions.
+    auth_guard: Arc<auth_guard::AuthGuard>,
+    /// The client's address (set per connection).
+    peer: Option<std::net::IpAddr>,
 }
 
 impl std::fmt::Debug for SmtpContext {
@@ -43,6 +48,8 @@ impl SmtpContext {
             hostname: config.hostname.clone(),
             idle_timeout: config.idle_timeout.into(),
             tls: tls::acceptor(config)?,
+            auth_guard: Arc::default(),
+            peer: None,
         })
     }
 }
@@ -61,7 +68,8 @@ pub async fn serve(
     loop {
         tokio::select! {
             (stream, peer) = gate.accept(&listener, "SMTP submission", refuse) => {
-                let ctx = ctx.clone();
+                let mut ctx = ctx.clone();
+                ctx.peer = Some(peer.ip());
                 let stopped = stopped.clone();
                 sessions.spawn(async move {
                     if let Err(err) = connection(stream, ctx, implicit_tls, stopped).await {
@@ -153,13 +161,18 @@ mod tests {
 
     /// Feeds `input` to a session and returns everything it answered.
     fn converse(input: &[u8], tls: bool) -> String {
+        converse_with(context(), input, tls)
+    }
+
+    /// [`converse`] with a given context.
+    fn converse_with(ctx: SmtpContext, input: &[u8], tls: bool) -> String {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("runtime");
         runtime.block_on(async {
             let (mut client, server) = tokio::io::duplex(1 << 16);
-            let session = Session::new(server, context(), tls, CancellationToken::new());
+            let session = Session::new(server, ctx, tls, CancellationToken::new());
             let talk = async {
                 client.write_all(input).await.expect("write");
                 client.shutdown().await.expect("shutdown");
@@ -183,6 +196,47 @@ mod tests {
                     && line.as_bytes()[..3].iter().all(u8::is_ascii_digit)
                     && matches!(line.as_bytes()[3], b' ' | b'-')
             })
+    }
+
+    /// `AUTH PLAIN` of an unknown user, three times, then more commands.
+    const THREE_BAD_LOGINS: &[u8] =
+        b"EHLO x\r\nAUTH PLAIN AG5vYm9keQB4\r\nAUTH PLAIN AG5vYm9keQB4\r\n\
+        AUTH PLAIN AG5vYm9keQB4\r\nNOOP\r\n";
+
+    #[test]
+    fn three_failed_logins_end_the_session_and_ten_lock_the_address() {
+        let replies = converse(THREE_BAD_LOGINS, true);
+        assert_eq!(replies.matches("535 5.7.8").count(), 3, "{replies}");
+        assert!(
+            replies
+                .trim_end()
+                .ends_with("421 4.7.0 Too many failed logins, closing"),
+            "{replies}"
+        );
+        assert!(
+            !replies.contains("250 2.0.0"),
+            "NOOP after the close: {replies}"
+        );
+
+        // The same address over several sessions: locked after ten.
+        let mut ctx = context();
+        ctx.auth_guard = Arc::default();
+        ctx.peer = Some(std::net::IpAddr::from([192, 0, 2, 9]));
+        for _ in 0..3 {
+            converse_with(ctx.clone(), THREE_BAD_LOGINS, true);
+        }
+        let locked = converse_with(ctx.clone(), THREE_BAD_LOGINS, true);
+        assert!(locked.contains("535 5.7.8"), "the tenth failure: {locked}");
+        assert!(
+            locked.contains("454 4.7.0 Too many failed logins from your address"),
+            "{locked}"
+        );
+        ctx.peer = Some(std::net::IpAddr::from([192, 0, 2, 10]));
+        let other = converse_with(ctx, b"EHLO x\r\nAUTH PLAIN AG5vYm9keQB4\r\nQUIT\r\n", true);
+        assert!(
+            other.contains("535 5.7.8") && !other.contains("454"),
+            "{other}"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! RFC 3207 §4.2).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -26,6 +27,8 @@ const MAX_COMMAND: usize = 4096 + 1;
 const MAX_DATA_LINE: usize = 64 * 1024 + 1;
 /// Errors after which the client is disconnected.
 const MAX_ERRORS: u32 = 20;
+/// Failed AUTH attempts after which the client is disconnected.
+const MAX_AUTH_FAILURES: u32 = 3;
 
 /// How a session ended.
 pub enum Ended<S> {
@@ -44,6 +47,7 @@ pub struct Session<S> {
     mail_from: Option<String>,
     recipients: Vec<String>,
     errors: u32,
+    auth_failures: u32,
 }
 
 fn reply(code: u16, text: impl Into<String>) -> Reply {
@@ -61,6 +65,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             mail_from: None,
             recipients: Vec::new(),
             errors: 0,
+            auth_failures: 0,
         }
     }
 
@@ -106,6 +111,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             if self.errors >= MAX_ERRORS {
                 self.send(&reply(421, "4.7.0 Too many errors, closing"))
+                    .await?;
+                return Ok(Ended::Closed);
+            }
+            if self.auth_failures >= MAX_AUTH_FAILURES {
+                self.send(&reply(421, "4.7.0 Too many failed logins, closing"))
                     .await?;
                 return Ok(Ended::Closed);
             }
@@ -194,21 +204,38 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let Some((user, password)) = credentials else {
             return Ok(reply(501, "5.5.2 Malformed authentication response"));
         };
-        Ok(
-            match self
-                .ctx
-                .ingestor
-                .directory()
-                .tenants()
-                .by_smtp_login(&user, &password)
-            {
-                Ok(tenant) => {
-                    self.tenant = Some(tenant);
-                    reply(235, "2.7.0 Authentication successful")
+        let guard = self.ctx.auth_guard.clone();
+        let peer = self.ctx.peer;
+        if peer.is_some_and(|ip| guard.locked(ip, Instant::now())) {
+            self.auth_failures += 1;
+            return Ok(reply(
+                454,
+                "4.7.0 Too many failed logins from your address; try again later",
+            ));
+        }
+        // Argon2 takes tens of milliseconds of CPU: not on an async worker.
+        let directory = self.ctx.ingestor.directory();
+        let verified = tokio::task::spawn_blocking(move || {
+            directory.tenants().by_smtp_login(&user, &password)
+        })
+        .await
+        .map_err(std::io::Error::other)?;
+        Ok(match verified {
+            Ok(tenant) => {
+                if let Some(ip) = peer {
+                    guard.succeeded(ip);
                 }
-                Err(_) => reply(535, "5.7.8 Authentication credentials invalid"),
-            },
-        )
+                self.tenant = Some(tenant);
+                reply(235, "2.7.0 Authentication successful")
+            }
+            Err(_) => {
+                if let Some(ip) = peer {
+                    guard.failed(ip, Instant::now());
+                }
+                self.auth_failures += 1;
+                reply(535, "5.7.8 Authentication credentials invalid")
+            }
+        })
     }
 
     async fn auth_plain(
