@@ -29,9 +29,15 @@ pub async fn serve(
     let limits = ingestor.limits();
     let gate = sluice_node::gate::Gate::new(limits.max_connections, limits.max_connections_per_ip);
     let max = limits.max_message_bytes * 2 + 1024 * 1024;
-    let service = IngestServer::new(IngestService { ingestor })
-        .max_decoding_message_size(max)
-        .max_encoding_message_size(max);
+    let server = IngestServer::new(IngestService {
+        ingestor: ingestor.clone(),
+    })
+    .max_decoding_message_size(max)
+    .max_encoding_message_size(max);
+    // The key is checked from the request's metadata before tonic decodes
+    // its body: an unauthenticated caller costs no decoding.
+    let service =
+        tonic::service::interceptor::InterceptedService::new(server, Authenticate(ingestor));
     let incoming = futures::stream::unfold((listener, gate), |(listener, gate)| async move {
         let (stream, _) = gate.accept(&listener, "ingest gRPC", |_, _| {}).await;
         Some((Ok::<_, std::io::Error>(stream), (listener, gate)))
@@ -47,10 +53,51 @@ struct IngestService {
     ingestor: Arc<Ingestor>,
 }
 
+/// The tenant the interceptor found for a request's API key.
+#[derive(Clone)]
+struct Caller(Arc<Tenant>);
+
+/// Checks the API key and hands the tenant to the handler.
+#[derive(Clone)]
+struct Authenticate(Arc<Ingestor>);
+
+impl tonic::service::Interceptor for Authenticate {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        let tenant = authenticate(&self.0, request.metadata())?;
+        request.extensions_mut().insert(Caller(tenant));
+        Ok(request)
+    }
+}
+
+/// The tenant of the request's `authorization: Bearer <api key>`.
+fn authenticate(ingestor: &Ingestor, metadata: &MetadataMap) -> Result<Arc<Tenant>, Status> {
+    let header = metadata
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            IngestError::Unauthenticated(
+                "missing `authorization: Bearer <api key>` metadata".into(),
+            )
+        })?;
+    let key = header.strip_prefix("Bearer ").ok_or_else(|| {
+        IngestError::Unauthenticated("authorization must be `Bearer <api key>`".into())
+    })?;
+    Ok(ingestor.directory().tenants().by_api_key(key.trim())?)
+}
+
+/// The caller the interceptor authenticated (it runs before every call).
+fn caller<T>(request: &Request<T>) -> Result<Arc<Tenant>, Status> {
+    request
+        .extensions()
+        .get::<Caller>()
+        .map(|c| c.0.clone())
+        .ok_or_else(|| Status::unauthenticated("the request was not authenticated"))
+}
+
 #[tonic::async_trait]
 impl Ingest for IngestService {
     async fn send(&self, request: Request<SendRequest>) -> Result<Response<SendResponse>, Status> {
-        let tenant = self.authenticate(request.metadata())?;
+        let tenant = caller(&request)?;
         let submission = submission(request.into_inner())?;
         let response = self.ingestor.submit(&tenant, submission).await?;
         Ok(Response::new(response))
@@ -60,7 +107,7 @@ impl Ingest for IngestService {
         &self,
         request: Request<Streaming<SendRequest>>,
     ) -> Result<Response<SendBatchResponse>, Status> {
-        let tenant = self.authenticate(request.metadata())?;
+        let tenant = caller(&request)?;
         let mut stream = request.into_inner();
         let mut pending = FuturesOrdered::new();
         let mut results = Vec::new();
@@ -96,21 +143,6 @@ impl Ingest for IngestService {
 }
 
 impl IngestService {
-    fn authenticate(&self, metadata: &MetadataMap) -> Result<Arc<Tenant>, Status> {
-        let header = metadata
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| {
-                IngestError::Unauthenticated(
-                    "missing `authorization: Bearer <api key>` metadata".into(),
-                )
-            })?;
-        let key = header.strip_prefix("Bearer ").ok_or_else(|| {
-            IngestError::Unauthenticated("authorization must be `Bearer <api key>`".into())
-        })?;
-        Ok(self.ingestor.directory().tenants().by_api_key(key.trim())?)
-    }
-
     async fn submit_one(
         &self,
         tenant: &Tenant,

@@ -436,3 +436,45 @@ async fn rate_quota_is_enforced_per_tenant() {
         .expect("other tenants unaffected");
     node.stop().await;
 }
+
+/// The key is checked before the body is decoded: a unary call without a
+/// key whose body announces a message and then stalls is answered
+/// UNAUTHENTICATED at once (a server decoding first would wait for the
+/// body). Raw HTTP/2, so the body can stall.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_without_a_key_is_refused_before_its_body_is_read() {
+    let node = common::start(Options::default()).await;
+    let tcp = tokio::net::TcpStream::connect(node.grpc)
+        .await
+        .expect("connect");
+    let (client, connection) = h2::client::handshake(tcp).await.expect("HTTP/2");
+    let driver = tokio::spawn(connection);
+    let mut client = client.ready().await.expect("ready");
+    let request = axum::http::Request::builder()
+        .method("POST")
+        .uri(format!("http://{}/sluice.v1.Ingest/Send", node.grpc))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .expect("request");
+    let (response, mut body) = client.send_request(request, false).expect("send");
+    // A frame header announcing 1 MiB, and three bytes of it.
+    let stalled = bytes::Bytes::from_static(&[0, 0, 0x10, 0, 0, 1, 2, 3]);
+    body.send_data(stalled, false).expect("data");
+    let response = tokio::time::timeout(std::time::Duration::from_secs(10), response)
+        .await
+        .expect("answered without the rest of the body")
+        .expect("response");
+    let status = response
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    assert_eq!(
+        status.as_deref(),
+        Some("16"),
+        "UNAUTHENTICATED: {response:?}"
+    );
+    driver.abort();
+    node.stop().await;
+}
