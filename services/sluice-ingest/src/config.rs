@@ -166,6 +166,9 @@ pub struct SmtpConfig {
     pub key_file: Option<PathBuf>,
     /// Time a client may stay idle between commands.
     pub idle_timeout: Span,
+    /// Time a client has for the whole DATA body, after the 354; a body
+    /// that takes longer is refused with 421 and the session ends.
+    pub data_timeout: Span,
 }
 
 impl Default for SmtpConfig {
@@ -175,6 +178,7 @@ impl Default for SmtpConfig {
             cert_file: None,
             key_file: None,
             idle_timeout: Span::mins(5),
+            data_timeout: Span::mins(10),
         }
     }
 }

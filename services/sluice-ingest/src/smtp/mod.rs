@@ -25,6 +25,7 @@ pub struct SmtpContext {
     ingestor: Arc<Ingestor>,
     hostname: String,
     idle_timeout: std::time::Duration,
+    data_timeout: std::time::Duration,
     tls: TlsAcceptor,
     /// Failed logins per client address, shared by the listener's sessions.
     auth_guard: Arc<auth_guard::AuthGuard>,
@@ -47,6 +48,7 @@ impl SmtpContext {
             ingestor,
             hostname: config.hostname.clone(),
             idle_timeout: config.idle_timeout.into(),
+            data_timeout: config.data_timeout.into(),
             tls: tls::acceptor(config)?,
             auth_guard: Arc::default(),
             peer: None,

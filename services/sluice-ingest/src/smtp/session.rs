@@ -48,6 +48,15 @@ pub struct Session<S> {
     recipients: Vec<String>,
     errors: u32,
     auth_failures: u32,
+    /// Set when the session must end after the current answer.
+    closing: bool,
+}
+
+/// How reading a DATA body ended.
+enum BodyRead {
+    Read(Option<Result<Vec<u8>, Reply>>),
+    TimedOut,
+    Stopped,
 }
 
 fn reply(code: u16, text: impl Into<String>) -> Reply {
@@ -66,6 +75,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             recipients: Vec::new(),
             errors: 0,
             auth_failures: 0,
+            closing: false,
         }
     }
 
@@ -108,6 +118,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                         self.send(&answer).await?;
                     }
                 }
+            }
+            if self.closing {
+                return Ok(Ended::Closed);
             }
             if self.errors >= MAX_ERRORS {
                 self.send(&reply(421, "4.7.0 Too many errors, closing"))
@@ -321,13 +334,37 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         self.send(&reply(354, "Start mail input; end with <CRLF>.<CRLF>"))
             .await?;
-        let body = match self.read_body().await? {
-            Some(Ok(body)) => body,
-            Some(Err(answer)) => {
+        let (stopped, limit) = (self.stopped.clone(), self.ctx.data_timeout);
+        let read = tokio::select! {
+            read = tokio::time::timeout(limit, self.read_body()) => match read {
+                Ok(read) => BodyRead::Read(read?),
+                Err(_) => BodyRead::TimedOut,
+            },
+            () = stopped.cancelled() => BodyRead::Stopped,
+        };
+        let body = match read {
+            BodyRead::Read(Some(Ok(body))) => body,
+            BodyRead::Read(Some(Err(answer))) => {
                 self.reset();
                 return Ok(answer);
             }
-            None => return Ok(reply(421, "4.4.2 Connection closed during DATA")),
+            BodyRead::Read(None) => return Ok(reply(421, "4.4.2 Connection closed during DATA")),
+            BodyRead::TimedOut => {
+                self.closing = true;
+                return Ok(reply(
+                    421,
+                    format!(
+                        "4.4.2 The message took longer than {limit:?} to send; nothing was queued, closing"
+                    ),
+                ));
+            }
+            BodyRead::Stopped => {
+                self.closing = true;
+                return Ok(reply(
+                    421,
+                    "4.3.2 Shutting down; nothing was queued, send it again later",
+                ));
+            }
         };
         let answer = self.submit(body).await;
         self.reset();

@@ -38,6 +38,8 @@ pub struct Options {
     pub idempotency_query: Option<String>,
     /// `limits.max_connections_per_ip`.
     pub max_connections_per_ip: usize,
+    /// `smtp.data_timeout`.
+    pub data_timeout: &'static str,
 }
 
 impl Default for Options {
@@ -51,6 +53,7 @@ impl Default for Options {
             suppressions_query: None,
             idempotency_query: None,
             max_connections_per_ip: 64,
+            data_timeout: "60s",
         }
     }
 }
@@ -250,6 +253,7 @@ max_connections_per_ip = {per_ip}
 [smtp]
 hostname = "ingest.test"
 idle_timeout = "30s"
+data_timeout = "{data_timeout}"
 
 [unsubscribe]
 base_url = "https://unsub.test/u"
@@ -278,6 +282,7 @@ domains = [{{ name = "globex.example" }}]
         queued = options.max_queued_records,
         max_bytes = options.max_message_bytes,
         per_ip = options.max_connections_per_ip,
+        data_timeout = options.data_timeout,
         acme_key = hash_secret(ACME_KEY),
         user = SMTP_USER,
         password = hash_password(SMTP_PASSWORD),

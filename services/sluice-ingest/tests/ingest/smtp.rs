@@ -154,3 +154,48 @@ async fn submission_refuses_unauthenticated_and_foreign_senders() {
     assert_eq!(code("bogus"), "500");
     node.stop().await;
 }
+
+const SLOW_DATA: &str = r#"
+s = smtplib.SMTP(host, port, timeout=20)
+s.ehlo("client.test")
+s.starttls(context=ctx)
+s.ehlo("client.test")
+s.login(user, password)
+s.docmd("MAIL", "FROM:<news@acme.example>")
+s.docmd("RCPT", "TO:<ann@example.org>")
+result("data", s.docmd("DATA"))
+s.send(b"From: news@acme.example\r\nSubject: slow\r\n")
+result("stalled", s.getreply())
+try:
+    print("after", s.docmd("NOOP")[0])
+except smtplib.SMTPServerDisconnected:
+    print("after closed")
+"#;
+
+/// A body that is not finished within `smtp.data_timeout` (1 s here) is
+/// refused with 421 and the session ends; nothing is queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_slower_than_the_data_timeout_is_refused_and_the_session_closed() {
+    let node = common::start(Options {
+        data_timeout: "1s",
+        ..Options::default()
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let lines = smtplib(&format!("{PRELUDE}{SLOW_DATA}"), node.smtp, SMTP_PASSWORD);
+    let step = |name: &str| {
+        lines
+            .iter()
+            .find(|l| l.starts_with(name))
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert!(step("data ").starts_with("data 354"), "{lines:?}");
+    assert!(
+        step("stalled").starts_with("stalled 421 4.4.2"),
+        "{lines:?}"
+    );
+    assert_eq!(step("after"), "after closed", "{lines:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+    node.stop().await;
+}
