@@ -37,7 +37,7 @@ fn sim(extra: &str) -> Sim {
     );
     let config = Scenario::parse(&text).unwrap().providers.remove(0);
     let ledger = Arc::new(Mutex::new(Ledger::default()));
-    let tls = Some(self_signed_acceptor(vec!["localhost".into()]).unwrap());
+    let tls = Some(self_signed_acceptor(vec!["localhost".into()]).unwrap().0);
     let provider = Provider::new(
         config,
         "127.0.0.2:25".parse().unwrap(),

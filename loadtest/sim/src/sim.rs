@@ -25,6 +25,8 @@ pub struct SimHandle {
     ledger: Arc<Mutex<Ledger>>,
     stop: watch::Sender<bool>,
     servers: JoinSet<()>,
+    /// The STARTTLS certificate (DER), when a provider offers STARTTLS.
+    tls_cert: Option<Vec<u8>>,
 }
 
 impl Simulator {
@@ -56,7 +58,10 @@ impl Simulator {
             );
             return Err(SimError::Invalid(msg));
         }
-        let tls = tls_for(&scenario)?;
+        let (tls, tls_cert) = match tls_for(&scenario)? {
+            Some((acceptor, cert)) => (Some(acceptor), Some(cert.to_vec())),
+            None => (None, None),
+        };
         let ledger = Arc::new(Mutex::new(Ledger::default()));
         let (stop, _) = watch::channel(false);
         let mut servers = JoinSet::new();
@@ -85,20 +90,34 @@ impl Simulator {
             ledger,
             stop,
             servers,
+            tls_cert,
         })
     }
 }
 
-fn tls_for(scenario: &Scenario) -> Result<Option<TlsAcceptor>, SimError> {
+fn tls_for(
+    scenario: &Scenario,
+) -> Result<Option<(TlsAcceptor, rustls::pki_types::CertificateDer<'static>)>, SimError> {
     if !scenario.providers.iter().any(|p| p.starttls) {
         return Ok(None);
     }
     let mut hosts: Vec<String> = scenario.providers.iter().map(|p| p.host()).collect();
     hosts.push("localhost".to_string());
+    // A static route reaches a provider by address, and a client that
+    // verifies the certificate checks that address.
+    hosts.extend(scenario.providers.iter().map(|p| p.listen.ip().to_string()));
+    hosts.sort();
+    hosts.dedup();
     self_signed_acceptor(hosts).map(Some)
 }
 
 impl SimHandle {
+    /// The certificate the providers offer with STARTTLS (DER; self-signed,
+    /// naming every provider's host and `localhost`), if any offers it.
+    pub fn tls_certificate_der(&self) -> Option<&[u8]> {
+        self.tls_cert.as_deref()
+    }
+
     /// The bound address of the provider called `name`.
     pub fn addr(&self, name: &str) -> Option<SocketAddr> {
         self.providers

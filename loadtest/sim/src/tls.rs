@@ -8,9 +8,12 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::error::SimError;
 
-/// A TLS acceptor for a fresh self-signed certificate naming `hosts`.
-/// Clients must not verify it; this is a test server.
-pub fn self_signed_acceptor(hosts: Vec<String>) -> Result<TlsAcceptor, SimError> {
+/// A TLS acceptor for a fresh self-signed certificate naming `hosts`, and
+/// the certificate (DER). A client verifies it only by trusting exactly
+/// this certificate ([`crate::SimHandle::tls_certificate_der`]).
+pub fn self_signed_acceptor(
+    hosts: Vec<String>,
+) -> Result<(TlsAcceptor, CertificateDer<'static>), SimError> {
     let certified =
         rcgen::generate_simple_self_signed(hosts).map_err(|e| SimError::Tls(e.to_string()))?;
     let cert: CertificateDer<'static> = certified.cert.der().clone();
@@ -22,7 +25,7 @@ pub fn self_signed_acceptor(hosts: Vec<String>) -> Result<TlsAcceptor, SimError>
         .with_safe_default_protocol_versions()
         .map_err(|e| SimError::Tls(e.to_string()))?
         .with_no_client_auth()
-        .with_single_cert(vec![cert], key)
+        .with_single_cert(vec![cert.clone()], key)
         .map_err(|e| SimError::Tls(e.to_string()))?;
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    Ok((TlsAcceptor::from(Arc::new(config)), cert))
 }

@@ -126,6 +126,11 @@ pub struct SmtpSection {
     pub opportunistic_tls: bool,
     /// Sites (by name) to which mail must only go over TLS.
     pub require_tls_sites: Vec<String>,
+    /// PEM certificates trusted besides the public web PKI roots when a
+    /// site requires TLS (its servers' certificates are verified; the
+    /// opportunistic TLS of other sites is not). For private relays and
+    /// tests.
+    pub tls_trust_file: Option<std::path::PathBuf>,
 }
 
 impl Default for SmtpSection {
@@ -140,6 +145,7 @@ impl Default for SmtpSection {
             idle_timeout: Span::secs(5),
             opportunistic_tls: true,
             require_tls_sites: Vec::new(),
+            tls_trust_file: None,
         }
     }
 }

@@ -196,6 +196,11 @@ impl Node {
         shutdown: CancellationToken,
     ) -> Result<(), SenderError> {
         let base = self.cfg.clone();
+        let tls = smtp::TlsClients::from_trust_file(base.smtp.tls_trust_file.as_deref())
+            .map(Arc::new)
+            .map_err(|reason| {
+                sluice_node::ConfigError::invalid("sender", "smtp.tls_trust_file", reason)
+            })?;
         let following = self.follow_control(&shutdown).await?;
         let first = following.as_ref().map(|f| {
             let cluster = f.borrow().clone();
@@ -218,10 +223,16 @@ impl Node {
         let publisher =
             Publisher::new(log, cfg.kafka.events_topic.clone()).with_index(index.clone());
         let telemetry = (self.telemetry.stats.clone(), self.telemetry.metrics.clone());
-        let dispatcher =
-            Dispatcher::new(cfg.clone(), engine, publisher, tracker.clone(), telemetry)
-                .with_fence(consumer.fence())
-                .with_ip_states(leases.ip_states());
+        let dispatcher = Dispatcher::new(
+            cfg.clone(),
+            engine,
+            publisher,
+            tracker.clone(),
+            telemetry,
+            tls,
+        )
+        .with_fence(consumer.fence())
+        .with_ip_states(leases.ip_states());
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let (ips_tx, ips_rx) = tokio::sync::watch::channel(cfg.source_ips());
         let (control_tx, control_rx) = tokio::sync::mpsc::unbounded_channel();

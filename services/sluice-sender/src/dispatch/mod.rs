@@ -143,6 +143,8 @@ pub struct Dispatcher {
     fence: sluice_log::Fence,
     /// The per-IP state store, when state moves with the leases.
     ip_states: Option<ipstate::IpStateSync>,
+    /// TLS clients (verified for sites that require TLS).
+    tls: Arc<crate::smtp::TlsClients>,
 }
 
 impl Dispatcher {
@@ -152,6 +154,7 @@ impl Dispatcher {
         publisher: Publisher,
         tracker: Arc<Mutex<OffsetTracker>>,
         (stats, metrics): (Arc<Mutex<Stats>>, Arc<crate::metrics::SenderMetrics>),
+        tls: Arc<crate::smtp::TlsClients>,
     ) -> Self {
         let mut engine = engine;
         if engine.pool_key(&cfg.pool).is_none() {
@@ -182,6 +185,7 @@ impl Dispatcher {
             control_paused: Default::default(),
             fence: Default::default(),
             ip_states: None,
+            tls,
         };
         // Nothing is leased until the keeper says so.
         dispatcher.apply_leases(Default::default());

@@ -117,6 +117,7 @@ impl Dispatcher {
             command_timeout: Duration::from_millis(smtp.command_timeout.0),
             require_tls: site.require_tls,
             opportunistic_tls: smtp.opportunistic_tls,
+            tls: self.tls.clone(),
         };
         let job = Job {
             ticket: Ticket {

@@ -40,11 +40,73 @@ pub struct ConnectOptions {
     pub require_tls: bool,
     /// Use STARTTLS when offered.
     pub opportunistic_tls: bool,
+    /// The TLS clients: verifying for `require_tls`, else opportunistic.
+    pub tls: Arc<TlsClients>,
+}
+
+/// The two TLS client configurations a sender uses.
+pub struct TlsClients {
+    /// Any certificate (opportunistic TLS, RFC 7435).
+    any: TlsConnector,
+    /// Verified against the public web PKI roots and the trusted extras.
+    verified: TlsConnector,
+}
+
+impl std::fmt::Debug for TlsClients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsClients")
+    }
+}
+
+impl TlsClients {
+    /// Clients trusting, for verified TLS, the public roots and `extra`.
+    pub fn new(extra: &[CertificateDer<'static>]) -> Result<Self, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        for cert in extra {
+            roots
+                .add(cert.clone())
+                .map_err(|e| format!("a trusted certificate is not usable: {e}"))?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .map_err(|e| format!("building the certificate verifier: {e}"))?;
+        let verified = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_webpki_verifier(verifier)
+            .with_no_client_auth();
+        Ok(Self {
+            any: connector(),
+            verified: TlsConnector::from(Arc::new(verified)),
+        })
+    }
+
+    /// Reads the PEM certificates of `file` (none when `None`) and builds
+    /// the clients; errors name the file.
+    pub fn from_trust_file(file: Option<&std::path::Path>) -> Result<Self, String> {
+        use rustls::pki_types::pem::PemObject;
+        let extra: Vec<CertificateDer<'static>> = match file {
+            None => Vec::new(),
+            Some(path) => CertificateDer::pem_file_iter(path)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| format!("smtp.tls_trust_file {}: {e}", path.display()))?,
+        };
+        if file.is_some() && extra.is_empty() {
+            return Err("smtp.tls_trust_file holds no PEM certificate".into());
+        }
+        Self::new(&extra)
+    }
 }
 
 /// Connects from `opts.source_ip` to `mx`, reads the banner, says EHLO and,
 /// when offered, upgrades to TLS. Opportunistic TLS does not verify the
-/// certificate (RFC 7435): it protects against passive observers only.
+/// certificate (RFC 7435): it protects against passive observers only. A
+/// site that requires TLS gets its certificate verified for `tls_name`.
 pub async fn connect(
     mx: SocketAddr,
     tls_name: &str,
@@ -94,7 +156,13 @@ async fn upgrade(
     };
     let name = ServerName::try_from(tls_name.to_owned())
         .unwrap_or_else(|_| ServerName::try_from("localhost").expect("static name"));
-    let tls = connector()
+    // A site that requires TLS gets a verified certificate, or no delivery.
+    let connector = if opts.require_tls {
+        &opts.tls.verified
+    } else {
+        &opts.tls.any
+    };
+    let tls = connector
         .connect(name, stream)
         .await
         .map_err(|e| SmtpError::Tls(e.to_string()))?;

@@ -5,7 +5,7 @@
 mod connect;
 mod session;
 
-pub use connect::{ConnectOptions, Transport, connect};
+pub use connect::{ConnectOptions, TlsClients, Transport, connect};
 pub use session::{Session, Stage, TxOutcome};
 pub use sluice_smtp::{Capabilities, Reply};
 
