@@ -185,7 +185,9 @@ pub async fn run(
     let service = ControlService::new(backends.store, &config, shutdown.clone()).await?;
     tracing::info!(addr = ?listeners.grpc.local_addr().ok(), "control serving");
     let stop = shutdown.clone();
+    let health = sluice_node::health::service(&["sluice.v1.Control"], shutdown.clone()).await;
     let server = tonic::transport::Server::builder()
+        .add_service(health)
         .add_service(ControlServer::new(service))
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listeners.grpc),

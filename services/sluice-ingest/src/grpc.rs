@@ -1,6 +1,5 @@
 //! gRPC front door: `sluice.v1.Ingest`.
 
-use std::future::Future;
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -20,12 +19,14 @@ use crate::{IngestError, error::DURABLE_IDS_METADATA};
 /// Messages of one `SendBatch` stream processed concurrently.
 const BATCH_CONCURRENCY: usize = 16;
 
-/// Serves `sluice.v1.Ingest` on `listener` until `shutdown` resolves.
+/// Serves `sluice.v1.Ingest` (and `grpc.health.v1.Health`) on `listener`
+/// until `shutdown` is cancelled.
 pub async fn serve(
     listener: TcpListener,
     ingestor: Arc<Ingestor>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    shutdown: sluice_node::CancellationToken,
 ) -> Result<(), IngestError> {
+    let health = sluice_node::health::service(&["sluice.v1.Ingest"], shutdown.clone()).await;
     let limits = ingestor.limits();
     let gate = sluice_node::gate::Gate::new(limits.max_connections, limits.max_connections_per_ip);
     let max = limits.max_message_bytes * 2 + 1024 * 1024;
@@ -43,8 +44,9 @@ pub async fn serve(
         Some((Ok::<_, std::io::Error>(stream), (listener, gate)))
     });
     Server::builder()
+        .add_service(health)
         .add_service(service)
-        .serve_with_incoming_shutdown(incoming, shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
         .await
         .map_err(|err| IngestError::Internal(format!("gRPC server: {err}")))
 }

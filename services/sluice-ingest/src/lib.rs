@@ -213,7 +213,7 @@ fn front_doors(
     let mut tasks = JoinSet::new();
     let stop = || shutdown.clone().cancelled_owned();
     if let Some(listener) = listeners.grpc {
-        tasks.spawn(grpc::serve(listener, ingestor.clone(), stop()));
+        tasks.spawn(grpc::serve(listener, ingestor.clone(), shutdown.clone()));
     }
     if let Some(listener) = listeners.http {
         tasks.spawn(http::serve(listener, ingestor.clone(), stop()));

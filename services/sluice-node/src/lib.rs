@@ -24,6 +24,7 @@
 pub mod auth;
 pub mod config;
 pub mod gate;
+pub mod health;
 mod lifecycle;
 pub mod reference;
 pub mod secret;

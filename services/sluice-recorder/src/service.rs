@@ -166,7 +166,9 @@ async fn serve(
         metrics,
         stop: stop.clone(),
     };
+    let health = sluice_node::health::service(&["sluice.v1.Query"], stop.clone()).await;
     let server = tonic::transport::Server::builder()
+        .add_service(health)
         .add_service(QueryService::server(store.clone(), auth.clone()))
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener),

@@ -3,6 +3,7 @@
 //! the hard bounce, a second submission to that address is answered
 //! `suppressed` and the simulator never sees a second attempt. Control's
 //! suppression calls read and write that same list (one list per tenant).
+//! Every gRPC listener answers `grpc.health.v1` without credentials.
 
 use std::time::{Duration, Instant};
 
@@ -76,9 +77,18 @@ async fn a_hard_bounced_address_is_suppressed_on_the_next_submission() {
     std::fs::write(&file, config).expect("write config");
     let dev = start_dev(std::path::Path::new(env!("CARGO_BIN_EXE_sluice")), &file).await;
     let (mut child, query) = (dev.child, dev.query.clone());
-    let mut client = IngestClient::connect(dev.ingest)
+    let mut client = IngestClient::connect(dev.ingest.clone())
         .await
         .expect("connect ingest");
+
+    for (url, service) in [
+        (dev.ingest.clone(), "sluice.v1.Ingest"),
+        (query.clone(), "sluice.v1.Query"),
+        (format!("http://{}", dev.control), "sluice.v1.Control"),
+        (dev.ingest.clone(), ""),
+    ] {
+        assert_serving(&url, service).await;
+    }
 
     // Query takes the admin token dev made for control.
     let token = std::fs::read_to_string(dir.path().join("data/control.token"))
@@ -185,5 +195,30 @@ async fn one_list_through_control(
     assert!(
         !sent.recipients[0].suppressed,
         "ingest no longer holds what control removed"
+    );
+}
+
+/// `grpc.health.v1` at `url` says `service` is SERVING, asked without
+/// credentials (as a probe asks).
+async fn assert_serving(url: &str, service: &str) {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
+        .expect("URL")
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+    let mut client = HealthClient::new(channel);
+    let request = HealthCheckRequest {
+        service: service.into(),
+    };
+    let answer = client
+        .check(request)
+        .await
+        .unwrap_or_else(|e| panic!("health of {service:?} at {url}: {e}"));
+    assert_eq!(
+        answer.into_inner().status(),
+        ServingStatus::Serving,
+        "{service:?} at {url}"
     );
 }
