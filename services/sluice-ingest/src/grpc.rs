@@ -73,18 +73,8 @@ impl tonic::service::Interceptor for Authenticate {
 
 /// The tenant of the request's `authorization: Bearer <api key>`.
 fn authenticate(ingestor: &Ingestor, metadata: &MetadataMap) -> Result<Arc<Tenant>, Status> {
-    let header = metadata
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| {
-            IngestError::Unauthenticated(
-                "missing `authorization: Bearer <api key>` metadata".into(),
-            )
-        })?;
-    let key = header.strip_prefix("Bearer ").ok_or_else(|| {
-        IngestError::Unauthenticated("authorization must be `Bearer <api key>`".into())
-    })?;
-    Ok(ingestor.directory().tenants().by_api_key(key.trim())?)
+    let value = metadata.get("authorization").and_then(|v| v.to_str().ok());
+    Ok(ingestor.directory().tenants().by_bearer(value)?)
 }
 
 /// The caller the interceptor authenticated (it runs before every call).

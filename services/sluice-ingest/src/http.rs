@@ -173,14 +173,8 @@ async fn submit_json(
 fn authenticate(ingestor: &Ingestor, headers: &HeaderMap) -> Result<Arc<Tenant>, IngestError> {
     let value = headers
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| {
-            IngestError::Unauthenticated("missing `Authorization: Bearer <api key>` header".into())
-        })?;
-    let key = value.strip_prefix("Bearer ").ok_or_else(|| {
-        IngestError::Unauthenticated("Authorization must be `Bearer <api key>`".into())
-    })?;
-    ingestor.directory().tenants().by_api_key(key.trim())
+        .and_then(|v| v.to_str().ok());
+    ingestor.directory().tenants().by_bearer(value)
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, IngestError> {

@@ -180,6 +180,18 @@ impl Tenants {
         Ok(tenants)
     }
 
+    /// The tenant of an `authorization` value (HTTP header or gRPC
+    /// metadata) of the form `Bearer <api key>`.
+    pub fn by_bearer(&self, authorization: Option<&str>) -> Result<Arc<Tenant>, IngestError> {
+        let value = authorization.ok_or_else(|| {
+            IngestError::Unauthenticated("missing `authorization: Bearer <api key>`".into())
+        })?;
+        let key = value.strip_prefix("Bearer ").ok_or_else(|| {
+            IngestError::Unauthenticated("authorization must be `Bearer <api key>`".into())
+        })?;
+        self.by_api_key(key.trim())
+    }
+
     /// The tenant owning API key `key`.
     pub fn by_api_key(&self, key: &str) -> Result<Arc<Tenant>, IngestError> {
         self.api_keys

@@ -116,7 +116,13 @@ impl Gate {
                 }
             };
             match self.admit(peer.ip()) {
-                Ok(admitted) => return (GatedStream { stream, admitted }, peer),
+                Ok(admitted) => {
+                    let gated = GatedStream {
+                        stream,
+                        _admitted: admitted,
+                    };
+                    return (gated, peer);
+                }
                 Err(refused) => {
                     tracing::debug!(%peer, listener = what, reason = refused.reason(), "connection refused");
                     refuse(stream, refused);
@@ -142,15 +148,8 @@ impl Drop for Admitted {
 /// A TCP connection holding its place at the gate until dropped.
 #[derive(Debug)]
 pub struct GatedStream {
-    pub stream: TcpStream,
-    admitted: Admitted,
-}
-
-impl GatedStream {
-    /// The connection's address, for the client's IP.
-    pub fn peer(&self) -> IpAddr {
-        self.admitted.ip
-    }
+    stream: TcpStream,
+    _admitted: Admitted,
 }
 
 impl tonic::transport::server::Connected for GatedStream {

@@ -41,6 +41,8 @@ pub struct Consume {
     pub intake: UnboundedSender<Intake>,
     pub(crate) parked: HashMap<(String, i32), VecDeque<Parked>>,
     pub(crate) index: Option<Arc<FateIndex>>,
+    /// The pool's outbound topic (scheduled records there move to a tier).
+    outbound: String,
 }
 
 /// A delay-tier record waiting for its `not_before`, with its due time.
@@ -54,6 +56,7 @@ impl Consume {
         tracker: Arc<Mutex<OffsetTracker>>,
         intake: UnboundedSender<Intake>,
     ) -> Self {
+        let outbound = cfg.outbound_topic();
         Self {
             cfg,
             router,
@@ -62,6 +65,7 @@ impl Consume {
             intake,
             parked: HashMap::new(),
             index: None,
+            outbound,
         }
     }
 
@@ -154,7 +158,7 @@ impl Consume {
         let already_parked = self.parked.get(&key).is_some_and(|q| !q.is_empty());
         let now = fate::now();
         if !already_parked
-            && rec.topic == self.cfg.outbound_topic()
+            && rec.topic == self.outbound
             && due.0 > now.0.saturating_add(PARK_AT_MOST)
         {
             // Scheduled: it waits in a delay tier, not in front of the
