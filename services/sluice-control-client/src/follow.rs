@@ -4,13 +4,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_node::CancellationToken;
+use sluice_node::tls::TlsConfig;
 use sluice_proto::v1::control_client::ControlClient;
 use sluice_proto::v1::{GetSnapshotRequest, WatchRequest};
 use tokio::sync::watch;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
 use crate::{ClusterConfig, ControlSection};
@@ -85,12 +86,8 @@ impl Bearer {
     /// error says what is wrong with the file. Clients of the recorder's
     /// Query service read their `token_file` with this too.
     pub fn from_file(file: &std::path::Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(file).map_err(|e| e.to_string())?;
-        let token = text.trim();
-        if token.is_empty() {
-            return Err("the file is empty".into());
-        }
-        Self::new(Some(token))
+        let token = sluice_node::secret::read_token_file(file)?;
+        Self::new(Some(&token))
     }
 
     /// [`Bearer::from_file`] of `file` when set, else no credential; the
@@ -109,7 +106,20 @@ pub type Client = ControlClient<InterceptedService<Channel, Bearer>>;
 
 /// Connects to `addr` (`http://host:port`), sending `token` with every call.
 pub async fn client(addr: &str, token: Option<&str>) -> Result<Client, String> {
-    connect(addr, &Bearer::new(token)?).await
+    client_over(addr, token, &TlsConfig::default()).await
+}
+
+/// [`client`] for `https://` addresses too, verified as `tls` says.
+pub async fn client_over(
+    addr: &str,
+    token: Option<&str>,
+    tls: &TlsConfig,
+) -> Result<Client, String> {
+    let caller = Caller {
+        bearer: Bearer::new(token)?,
+        tls: tls.clone(),
+    };
+    caller.connect(addr).await
 }
 
 /// Loads the first snapshot (waiting up to `control.startup_timeout`), then
@@ -117,12 +127,16 @@ pub async fn client(addr: &str, token: Option<&str>) -> Result<Client, String> {
 /// is dropped. The receiver always holds a complete configuration.
 pub async fn follow(
     section: &ControlSection,
+    tls: &TlsConfig,
     node: &str,
     shutdown: CancellationToken,
 ) -> Result<watch::Receiver<Arc<ClusterConfig>>, FollowError> {
-    let bearer = bearer(section)?;
+    let caller = Caller {
+        bearer: bearer(section)?,
+        tls: tls.clone(),
+    };
     let addrs = section.addrs();
-    let first = first_snapshot(&addrs, &bearer, section.startup_timeout.into()).await?;
+    let first = first_snapshot(&addrs, &caller, section.startup_timeout.into()).await?;
     tracing::info!(
         revision = first.revision,
         tenants = first.tenants.len(),
@@ -132,7 +146,7 @@ pub async fn follow(
     let (tx, rx) = watch::channel(Arc::new(first));
     let follower = Follower {
         addrs,
-        bearer,
+        caller,
         node: node.to_owned(),
         tx,
     };
@@ -157,16 +171,27 @@ fn bearer(section: &ControlSection) -> Result<Bearer, FollowError> {
     })
 }
 
-async fn connect(addr: &str, bearer: &Bearer) -> Result<Client, String> {
-    let endpoint = Endpoint::from_shared(addr.to_owned())
-        .map_err(|e| format!("{addr}: {e}"))?
-        .connect_timeout(CALL_TIMEOUT)
-        .tcp_nodelay(true);
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| format!("{addr}: {e}"))?;
-    Ok(ControlClient::with_interceptor(channel, bearer.clone()))
+/// How this node calls control: its credential and its TLS settings.
+struct Caller {
+    bearer: Bearer,
+    tls: TlsConfig,
+}
+
+impl Caller {
+    async fn connect(&self, addr: &str) -> Result<Client, String> {
+        let endpoint = sluice_node::tls::endpoint(addr, &self.tls)
+            .map_err(|e| format!("{addr}: {e}"))?
+            .connect_timeout(CALL_TIMEOUT)
+            .tcp_nodelay(true);
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| format!("{addr}: {e}"))?;
+        Ok(ControlClient::with_interceptor(
+            channel,
+            self.bearer.clone(),
+        ))
+    }
 }
 
 fn refused(status: &Status) -> bool {
@@ -178,7 +203,7 @@ fn refused(status: &Status) -> bool {
 
 async fn first_snapshot(
     addrs: &[String],
-    bearer: &Bearer,
+    caller: &Caller,
     timeout: Duration,
 ) -> Result<ClusterConfig, FollowError> {
     let deadline = tokio::time::Instant::now() + timeout;
@@ -186,7 +211,7 @@ async fn first_snapshot(
     let mut pause = FIRST_PAUSE;
     loop {
         for addr in addrs {
-            match snapshot(addr, bearer).await {
+            match snapshot(addr, caller).await {
                 Ok(config) => return Ok(config),
                 Err(Err(status)) => return Err(FollowError::Refused(status.message().to_owned())),
                 Err(Ok(reason)) => {
@@ -208,9 +233,9 @@ async fn first_snapshot(
 }
 
 /// A snapshot from `addr`; `Err(Err(_))` when control refused the credential.
-async fn snapshot(addr: &str, bearer: &Bearer) -> Result<ClusterConfig, Result<String, Status>> {
+async fn snapshot(addr: &str, caller: &Caller) -> Result<ClusterConfig, Result<String, Status>> {
     let call = async {
-        let mut client = connect(addr, bearer).await.map_err(Ok)?;
+        let mut client = caller.connect(addr).await.map_err(Ok)?;
         match client.get_snapshot(GetSnapshotRequest {}).await {
             Ok(response) => Ok(ClusterConfig::from_snapshot(response.into_inner())),
             Err(status) if refused(&status) => Err(Err(status)),
@@ -225,7 +250,7 @@ async fn snapshot(addr: &str, bearer: &Bearer) -> Result<ClusterConfig, Result<S
 
 struct Follower {
     addrs: Vec<String>,
-    bearer: Bearer,
+    caller: Caller,
     node: String,
     tx: watch::Sender<Arc<ClusterConfig>>,
 }
@@ -252,7 +277,7 @@ impl Follower {
 
     /// Applies changes from `addr` until the stream ends; returns how many.
     async fn stream(&self, addr: &str, config: &mut ClusterConfig) -> Result<u64, String> {
-        let mut client = connect(addr, &self.bearer).await?;
+        let mut client = self.caller.connect(addr).await?;
         let request = WatchRequest {
             node: self.node.clone(),
             after_revision: config.revision,

@@ -37,6 +37,14 @@ pub struct ControlConfig {
     /// Watch streams this process serves at once; more are refused with
     /// RESOURCE_EXHAUSTED (each holds at most one batch of 256 changes).
     pub max_watchers: usize,
+    /// Connections the listener keeps open at once; more are closed on
+    /// arrival.
+    pub max_connections: usize,
+    /// Connections one client address may keep open.
+    pub max_connections_per_ip: usize,
+    /// TLS of the listener (docs/security.md). Without a certificate the
+    /// listener must be on a loopback address.
+    pub tls: sluice_node::tls::TlsConfig,
 }
 
 pub use sluice_node::auth::{Credential, Role};
@@ -63,6 +71,9 @@ impl Default for ControlConfig {
             credentials: Vec::new(),
             allow_unauthenticated: false,
             max_watchers: 1024,
+            max_connections: 1024,
+            max_connections_per_ip: 256,
+            tls: sluice_node::tls::TlsConfig::default(),
         }
     }
 }

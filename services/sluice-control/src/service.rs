@@ -182,17 +182,25 @@ pub async fn run(
     backends: ControlBackends,
     shutdown: CancellationToken,
 ) -> Result<(), ControlError> {
+    let gate = sluice_node::gate::Gate::new(config.max_connections, config.max_connections_per_ip);
+    let unauthenticated = config.credentials.is_empty();
+    let incoming = sluice_node::listen::open_for(
+        listeners.grpc,
+        "listen",
+        &config.tls,
+        gate,
+        sluice_node::listen::GRPC,
+        unauthenticated,
+    )
+    .map_err(|err| ControlError::Config(err.0))?;
     let service = ControlService::new(backends.store, &config, shutdown.clone()).await?;
-    tracing::info!(addr = ?listeners.grpc.local_addr().ok(), "control serving");
+    tracing::info!(addr = %incoming.local_addr(), tls = config.tls.cert_file.is_some(), "control serving");
     let stop = shutdown.clone();
     let health = sluice_node::health::service(&["sluice.v1.Control"], shutdown.clone()).await;
     let server = tonic::transport::Server::builder()
         .add_service(health)
         .add_service(ControlServer::new(service))
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listeners.grpc),
-            stop.cancelled_owned(),
-        );
+        .serve_with_incoming_shutdown(incoming, stop.cancelled_owned());
     let drain = config.drain_timeout.into();
     sluice_node::drain_within("control", &shutdown, drain, async {
         server.await.map_err(ControlError::from)

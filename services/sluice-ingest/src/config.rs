@@ -54,6 +54,12 @@ pub struct IngestConfig {
     /// topics of its pools and the events topic).
     #[serde(default)]
     pub topics: sluice_log::TopicsConfig,
+    /// TLS of the gRPC and HTTP listeners and of calls to control and Query
+    /// (docs/security.md); SMTP submission has its own certificate
+    /// (`smtp.cert_file`). Without a certificate, gRPC and HTTP must be on
+    /// loopback addresses.
+    #[serde(default)]
+    pub tls: sluice_node::tls::TlsConfig,
     /// How long submissions in flight may take to be acknowledged after
     /// shutdown before the node stops anyway (their clients get no answer
     /// and retry with their idempotency keys).

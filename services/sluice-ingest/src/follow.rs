@@ -21,9 +21,10 @@ pub(crate) async fn start(
     if !config.control.enabled() {
         return Ok(None);
     }
-    let following = sluice_control_client::follow(&config.control, "ingest", shutdown.clone())
-        .await
-        .map_err(|err| IngestError::Config(format!("control: {err}")))?;
+    let following =
+        sluice_control_client::follow(&config.control, &config.tls, "ingest", shutdown.clone())
+            .await
+            .map_err(|err| IngestError::Config(format!("control: {err}")))?;
     let cluster = following.borrow().clone();
     ingestor.replace_directory(Directory::from_control(&cluster, &ingestor.directory()));
     Ok(Some(following))

@@ -6,7 +6,6 @@ use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use sluice_proto::v1::ingest_server::{Ingest, IngestServer};
 use sluice_proto::v1::{SendBatchResponse, SendRequest, SendResponse, send_request};
-use tokio::net::TcpListener;
 use tonic::metadata::MetadataMap;
 use tonic::transport::Server;
 use tonic::{Request, Response, Status, Streaming};
@@ -19,16 +18,15 @@ use crate::{IngestError, error::DURABLE_IDS_METADATA};
 /// Messages of one `SendBatch` stream processed concurrently.
 const BATCH_CONCURRENCY: usize = 16;
 
-/// Serves `sluice.v1.Ingest` (and `grpc.health.v1.Health`) on `listener`
+/// Serves `sluice.v1.Ingest` (and `grpc.health.v1.Health`) on `incoming`
 /// until `shutdown` is cancelled.
 pub async fn serve(
-    listener: TcpListener,
+    incoming: sluice_node::listen::Incoming,
     ingestor: Arc<Ingestor>,
     shutdown: sluice_node::CancellationToken,
 ) -> Result<(), IngestError> {
     let health = sluice_node::health::service(&["sluice.v1.Ingest"], shutdown.clone()).await;
     let limits = ingestor.limits();
-    let gate = sluice_node::gate::Gate::new(limits.max_connections, limits.max_connections_per_ip);
     let max = limits.max_message_bytes * 2 + 1024 * 1024;
     let server = IngestServer::new(IngestService {
         ingestor: ingestor.clone(),
@@ -39,10 +37,6 @@ pub async fn serve(
     // its body: an unauthenticated caller costs no decoding.
     let service =
         tonic::service::interceptor::InterceptedService::new(server, Authenticate(ingestor));
-    let incoming = futures::stream::unfold((listener, gate), |(listener, gate)| async move {
-        let (stream, _) = gate.accept(&listener, "ingest gRPC", |_, _| {}).await;
-        Some((Ok::<_, std::io::Error>(stream), (listener, gate)))
-    });
     Server::builder()
         .add_service(health)
         .add_service(service)

@@ -15,7 +15,6 @@ use base64::Engine;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use sluice_proto::v1::SendResponse;
-use tokio::net::TcpListener;
 
 use crate::IngestError;
 use crate::model::{Content, RecipientInput, Submission};
@@ -34,39 +33,16 @@ pub const ROUTES: &[(&str, &str)] = &[
 
 const BATCH_CONCURRENCY: usize = 16;
 
-/// Serves the API on `listener` until `shutdown` resolves.
+/// Serves the API on `incoming` until `shutdown` resolves.
 pub async fn serve(
-    listener: TcpListener,
+    incoming: sluice_node::listen::Incoming,
     ingestor: Arc<Ingestor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), IngestError> {
-    let limits = ingestor.limits();
-    let gate = sluice_node::gate::Gate::new(limits.max_connections, limits.max_connections_per_ip);
-    axum::serve(Gated { listener, gate }, router(ingestor))
+    axum::serve(incoming, router(ingestor))
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(IngestError::Io)
-}
-
-/// The HTTP listener behind a connection gate (`limits.max_connections`).
-struct Gated {
-    listener: TcpListener,
-    gate: sluice_node::gate::Gate,
-}
-
-impl axum::serve::Listener for Gated {
-    type Io = sluice_node::gate::GatedStream;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        self.gate
-            .accept(&self.listener, "ingest HTTP", |_, _| {})
-            .await
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.listener.local_addr()
-    }
 }
 
 /// The API's routes.

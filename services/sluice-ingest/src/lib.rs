@@ -36,6 +36,7 @@ mod validate;
 use std::sync::Arc;
 
 use sluice_node::CancellationToken;
+use sluice_node::gate::Gate;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
@@ -101,11 +102,11 @@ impl IngestBackends {
     pub fn open(config: &IngestConfig) -> Result<Self, IngestError> {
         let log = sluice_log::KafkaLog::lazy(config.kafka_client())
             .map_err(|err| IngestError::Config(format!("kafka: {err}")))?;
-        let suppressions = Suppressions::from_config(&config.suppressions)?;
+        let suppressions = Suppressions::from_config(&config.suppressions, &config.tls)?;
         Ok(Self {
             log: log.into(),
             suppressions,
-            idempotency: shared_keys::Idempotency::from_config(&config.idempotency)?,
+            idempotency: shared_keys::Idempotency::from_config(&config.idempotency, &config.tls)?,
             heartbeat: quota::QueryHeartbeat::from_config(config)?,
         })
     }
@@ -203,7 +204,8 @@ pub(crate) async fn ensure_topics(config: &IngestConfig, log: &sluice_log::Log, 
     }
 }
 
-/// Starts a server per listener; each stops on `shutdown`.
+/// Starts a server per listener; each stops on `shutdown`. A gRPC or HTTP
+/// listener off loopback without TLS is refused here, before any serves.
 fn front_doors(
     listeners: IngestListeners,
     config: &IngestConfig,
@@ -212,11 +214,19 @@ fn front_doors(
 ) -> Result<JoinSet<Result<(), IngestError>>, IngestError> {
     let mut tasks = JoinSet::new();
     let stop = || shutdown.clone().cancelled_owned();
+    let door = |listener, setting, alpn| {
+        let limits = ingestor.limits();
+        let gate = Gate::new(limits.max_connections, limits.max_connections_per_ip);
+        sluice_node::listen::open_for(listener, setting, &config.tls, gate, alpn, false)
+            .map_err(|err| IngestError::Config(err.0))
+    };
     if let Some(listener) = listeners.grpc {
-        tasks.spawn(grpc::serve(listener, ingestor.clone(), shutdown.clone()));
+        let incoming = door(listener, "listen.grpc", sluice_node::listen::GRPC)?;
+        tasks.spawn(grpc::serve(incoming, ingestor.clone(), shutdown.clone()));
     }
     if let Some(listener) = listeners.http {
-        tasks.spawn(http::serve(listener, ingestor.clone(), stop()));
+        let incoming = door(listener, "listen.http", sluice_node::listen::HTTP1)?;
+        tasks.spawn(http::serve(incoming, ingestor.clone(), stop()));
     }
     let smtp_listeners = [
         (listeners.smtp_submission, false),

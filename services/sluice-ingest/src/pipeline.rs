@@ -56,7 +56,7 @@ impl Ingestor {
             limits: config.limits.clone(),
             unsubscribe: Unsubscribe::new(&config.unsubscribe.base_url, &config.unsubscribe.secret),
             publisher: Publisher::new(config, log),
-            idempotency: Idempotency::from_config(&config.idempotency)?,
+            idempotency: Idempotency::from_config(&config.idempotency, &config.tls)?,
             in_flight: Arc::new(Semaphore::new(budget_kib)),
             budget_kib,
             suppressions: Suppressions::None,

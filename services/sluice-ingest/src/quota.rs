@@ -15,7 +15,7 @@ use sluice_node::CancellationToken;
 use sluice_proto::v1::IngestHeartbeatRequest;
 use sluice_proto::v1::query_client::QueryClient;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::IngestError;
 use crate::config::IngestConfig;
@@ -82,15 +82,12 @@ impl QueryHeartbeat {
             config.idempotency.token_file.as_deref(),
         )?;
         let timeout = config.idempotency.timeout.into();
-        let endpoint = Endpoint::from_shared(addr.to_owned()).map_err(|err| {
-            IngestError::Config(format!(
-                "idempotency.query_addr: {addr:?} is not a URL like http://127.0.0.1:7402: {err}"
-            ))
-        })?;
-        let channel = endpoint
-            .connect_timeout(timeout)
-            .timeout(timeout)
-            .connect_lazy();
+        let channel = crate::suppression::query_channel(
+            "idempotency.query_addr",
+            addr,
+            timeout,
+            &config.tls,
+        )?;
         Ok(Some(Arc::new(Self {
             client: QueryClient::with_interceptor(channel, bearer),
         })))

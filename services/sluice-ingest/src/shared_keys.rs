@@ -18,7 +18,7 @@ use sluice_proto::v1::{
     ClaimIdempotencyKeyRequest, FailedIds, SendResponse, SettleIdempotencyKeyRequest,
 };
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::IngestError;
 use crate::config::IdempotencyConfig;
@@ -98,7 +98,10 @@ fn millis(d: Duration) -> u64 {
 impl Idempotency {
     /// The store `config` names: the Query service at `query_addr`, or
     /// memory when it is empty. Connects lazily.
-    pub fn from_config(config: &IdempotencyConfig) -> Result<Self, IngestError> {
+    pub fn from_config(
+        config: &IdempotencyConfig,
+        tls: &sluice_node::tls::TlsConfig,
+    ) -> Result<Self, IngestError> {
         let addr = config.query_addr.trim();
         if addr.is_empty() {
             let store = IdempotencyStore::new(config.ttl.into(), config.max_entries);
@@ -108,7 +111,7 @@ impl Idempotency {
             "idempotency.token_file",
             config.token_file.as_deref(),
         )?;
-        let keys = QueryKeys::connect(addr, config.timeout.into(), bearer)?;
+        let keys = QueryKeys::connect(addr, config.timeout.into(), bearer, tls)?;
         Ok(Self::shared(
             Arc::new(keys),
             format!("the Query service at idempotency.query_addr {addr}"),
@@ -199,16 +202,14 @@ pub struct QueryKeys {
 impl QueryKeys {
     /// A lazily connecting client of the Query service at `addr`, sending
     /// `bearer` (`idempotency.token_file`) with every call.
-    pub fn connect(addr: &str, timeout: Duration, bearer: Bearer) -> Result<Self, IngestError> {
-        let endpoint = Endpoint::from_shared(addr.to_owned()).map_err(|err| {
-            IngestError::Config(format!(
-                "idempotency.query_addr: {addr:?} is not a URL like http://127.0.0.1:7402: {err}"
-            ))
-        })?;
-        let channel = endpoint
-            .connect_timeout(timeout)
-            .timeout(timeout)
-            .connect_lazy();
+    pub fn connect(
+        addr: &str,
+        timeout: Duration,
+        bearer: Bearer,
+        tls: &sluice_node::tls::TlsConfig,
+    ) -> Result<Self, IngestError> {
+        let key = "idempotency.query_addr";
+        let channel = crate::suppression::query_channel(key, addr, timeout, tls)?;
         Ok(Self {
             client: QueryClient::with_interceptor(channel, bearer),
         })

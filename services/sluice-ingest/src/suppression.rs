@@ -15,7 +15,7 @@ use sluice_control_client::Bearer;
 use sluice_proto::v1::CheckSuppressionsRequest;
 use sluice_proto::v1::query_client::QueryClient;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::IngestError;
 use crate::config::SuppressionsConfig;
@@ -64,21 +64,16 @@ impl Suppressions {
     /// The source `config` names: the Query service at `query_addr`, or
     /// none when it is empty. Connects lazily (the recorder may start
     /// later); must run inside a tokio runtime.
-    pub fn from_config(config: &SuppressionsConfig) -> Result<Self, IngestError> {
+    pub fn from_config(
+        config: &SuppressionsConfig,
+        tls: &sluice_node::tls::TlsConfig,
+    ) -> Result<Self, IngestError> {
         let addr = config.query_addr.trim();
         if addr.is_empty() {
             return Ok(Self::None);
         }
         let timeout = config.timeout.as_duration().max(Duration::from_millis(1));
-        let endpoint = Endpoint::from_shared(addr.to_owned()).map_err(|err| {
-            IngestError::Config(format!(
-                "suppressions.query_addr: {addr:?} is not a URL like http://127.0.0.1:7402: {err}"
-            ))
-        })?;
-        let channel = endpoint
-            .connect_timeout(timeout)
-            .timeout(timeout)
-            .connect_lazy();
+        let channel = query_channel("suppressions.query_addr", addr, timeout, tls)?;
         let bearer = query_bearer("suppressions.token_file", config.token_file.as_deref())?;
         Ok(Self::Query {
             client: Box::new(QueryClient::with_interceptor(channel, bearer)),
@@ -118,6 +113,25 @@ impl Suppressions {
         };
         Ok(found.iter().map(|a| a.to_lowercase()).collect())
     }
+}
+
+/// A lazily connecting channel to the Query service at `addr` (the setting
+/// `key`), each call within `timeout`; `https://` addresses use `tls`.
+pub(crate) fn query_channel(
+    key: &str,
+    addr: &str,
+    timeout: Duration,
+    tls: &sluice_node::tls::TlsConfig,
+) -> Result<Channel, IngestError> {
+    let endpoint = sluice_node::tls::endpoint(addr, tls).map_err(|err| {
+        IngestError::Config(format!(
+            "{key}: {addr:?} (a URL like http://127.0.0.1:7402): {err}"
+        ))
+    })?;
+    Ok(endpoint
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .connect_lazy())
 }
 
 /// The token in `file` (the setting `key`), sent to the Query service as

@@ -20,15 +20,20 @@
 //! that ingest (API keys, SMTP passwords) and control (tokens) check;
 //! [`auth`] holds the bearer-token credentials (name, role, token hash) that
 //! control and the recorder's Query service check on every call.
+//! [`tls`] is the one `[tls]` section (certificates reloaded on change,
+//! mutual TLS, plaintext refused off loopback) and [`listen`] turns a bound
+//! listener into gated, TLS-terminated connections for tonic and axum.
 
 pub mod auth;
 pub mod config;
 pub mod gate;
 pub mod health;
 mod lifecycle;
+pub mod listen;
 pub mod reference;
 pub mod secret;
 mod supervisor;
+pub mod tls;
 
 pub use config::{ConfigError, RoleConfig};
 pub use lifecycle::{DEFAULT_DRAIN, bind, default_drain, drain_within, shutdown_on_signals};

@@ -122,6 +122,27 @@ fn from_hex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// The token kept in `file`, surrounding blanks trimmed; the error says
+/// what is wrong with the file (not its content); callers name the file.
+pub fn read_token_file(file: &std::path::Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(file).map_err(|e| e.to_string())?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err("the file is empty".into());
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("the token must be printable ASCII without blanks".into());
+    }
+    Ok(token.to_owned())
+}
+
+/// Whether a token a caller sent is the expected one, compared by SHA-256
+/// digest so the time taken says nothing about how much of it matched.
+pub fn same_token(given: &str, expected: &str) -> bool {
+    let digest = |text: &str| ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    digest(given).as_ref() == digest(expected).as_ref()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,12 +30,22 @@ impl QueryClient {
     /// [`RecorderError::QueryUnreachable`] says how to start one when
     /// nothing answers.
     pub async fn connect(addr: &str, token: Option<&str>) -> Result<Self, RecorderError> {
+        Self::connect_over(addr, token, &sluice_node::tls::TlsConfig::default()).await
+    }
+
+    /// [`QueryClient::connect`] for `https://` addresses too, verified as
+    /// `tls` says (and presenting its client certificate, if any).
+    pub async fn connect_over(
+        addr: &str,
+        token: Option<&str>,
+        tls: &sluice_node::tls::TlsConfig,
+    ) -> Result<Self, RecorderError> {
         let bearer = Bearer::new(token).map_err(|reason| RecorderError::InvalidArgument {
             field: "--token",
             reason,
         })?;
         let endpoint =
-            Channel::from_shared(addr.to_owned()).map_err(|e| RecorderError::InvalidArgument {
+            sluice_node::tls::endpoint(addr, tls).map_err(|e| RecorderError::InvalidArgument {
                 field: "--query-addr",
                 reason: format!("{addr}: {e}"),
             })?;

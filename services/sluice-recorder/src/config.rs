@@ -39,6 +39,15 @@ pub struct RecorderConfig {
     pub group: String,
     /// Address the Query gRPC service listens on (`sluice recorder` binds it).
     pub query_listen: String,
+    /// Connections the Query listener keeps open at once; more are closed
+    /// on arrival.
+    pub query_max_connections: usize,
+    /// Connections one client address may keep open to the Query listener.
+    pub query_max_connections_per_ip: usize,
+    /// TLS of the Query listener and of calls to control
+    /// (docs/security.md). Without a certificate the listener must be on a
+    /// loopback address.
+    pub tls: sluice_node::tls::TlsConfig,
     /// Most events written per batch.
     pub batch_max_events: usize,
     /// Longest time a batch waits to fill before it is written.
@@ -141,6 +150,9 @@ impl Default for RecorderConfig {
             topic: "sluice.events".into(),
             group: "sluice-recorder".into(),
             query_listen: "127.0.0.1:7402".into(),
+            query_max_connections: 4096,
+            query_max_connections_per_ip: 256,
+            tls: sluice_node::tls::TlsConfig::default(),
             batch_max_events: 1000,
             batch_max_wait: Span(200),
             write_concurrency: 128,

@@ -155,6 +155,20 @@ async fn serve(
         ledger: store,
         metrics,
     } = backends;
+    let gate = sluice_node::gate::Gate::new(
+        config.query_max_connections,
+        config.query_max_connections_per_ip,
+    );
+    let unauthenticated = config.credentials.is_empty();
+    let incoming = sluice_node::listen::open_for(
+        listener,
+        "query_listen",
+        &config.tls,
+        gate,
+        sluice_node::listen::GRPC,
+        unauthenticated,
+    )
+    .map_err(|err| RecorderError::Config(err.0))?;
     let auth = Arc::new(QueryAuth::from_config(config)?);
     let following = follow_tenants(config, &auth, &stop).await?;
     let dirty = Dirty::default();
@@ -170,10 +184,7 @@ async fn serve(
     let server = tonic::transport::Server::builder()
         .add_service(health)
         .add_service(QueryService::server(store.clone(), auth.clone()))
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener),
-            stop.clone().cancelled_owned(),
-        );
+        .serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned());
     let consume = crate::consumer::run(&log, config, &writer, &dirty, stop.clone());
     let score = async {
         crate::scoring::run(&store, &config.reputation, &dirty, stop.clone()).await;
@@ -200,7 +211,7 @@ async fn follow_tenants(
     if !config.control.enabled() {
         return Ok(None);
     }
-    let rx = sluice_control_client::follow(&config.control, "recorder", stop.clone())
+    let rx = sluice_control_client::follow(&config.control, &config.tls, "recorder", stop.clone())
         .await
         .map_err(|err| RecorderError::Config(format!("control: {err}")))?;
     auth.set_tenants(TenantKeys::from_cluster(&rx.borrow()));

@@ -39,6 +39,10 @@ pub struct SenderConfig {
     /// The metrics endpoint.
     #[serde(default)]
     pub metrics: MetricsSection,
+    /// TLS of the metrics endpoint and of calls to control and Query
+    /// (docs/security.md).
+    #[serde(default)]
+    pub tls: sluice_node::tls::TlsConfig,
     /// Source-IP leases: which of the pool's IPs this node may send from
     /// (docs/leases.md).
     #[serde(default)]
@@ -230,6 +234,10 @@ impl Default for ReputationSection {
 pub struct MetricsSection {
     /// Address to listen on, e.g. `127.0.0.1:9464`; unset: no endpoint.
     pub listen: Option<SocketAddr>,
+    /// File holding the bearer token scrapers must send
+    /// (`authorization: Bearer <token>`; Prometheus: `authorization.credentials_file`).
+    /// Unset: no token, and the endpoint must be on a loopback address.
+    pub token_file: Option<std::path::PathBuf>,
 }
 
 fn yes() -> bool {

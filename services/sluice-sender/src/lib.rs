@@ -140,11 +140,16 @@ pub async fn run(
         telemetry: backends.telemetry,
     };
     let drain = node.cfg.drain_timeout.into();
-    let metrics = listeners.metrics.map(|listener| {
-        let registry = node.telemetry.metrics.clone();
-        let stop = shutdown.clone().cancelled_owned();
-        AbortOnDropHandle::new(tokio::spawn(metrics::serve(listener, registry, stop)))
-    });
+    let metrics = match listeners.metrics {
+        Some(listener) => {
+            let (incoming, token) = metrics_door(listener, &node.cfg)?;
+            let registry = node.telemetry.metrics.clone();
+            let stop = shutdown.clone().cancelled_owned();
+            let serve = metrics::serve(incoming, registry, token, stop);
+            Some(AbortOnDropHandle::new(tokio::spawn(serve)))
+        }
+        None => None,
+    };
     let work = node.run(backends.log, backends.leases, shutdown.clone());
     let outcome = sluice_node::drain_within("sender", &shutdown, drain, work).await;
     shutdown.cancel();
@@ -155,6 +160,38 @@ pub async fn run(
         served.map_err(SenderError::Listen)?;
     }
     outcome
+}
+
+/// The metrics listener behind TLS (when configured) and its token;
+/// refused off loopback without TLS or without a token.
+fn metrics_door(
+    listener: TcpListener,
+    cfg: &SenderConfig,
+) -> Result<(sluice_node::listen::Incoming, Option<String>), SenderError> {
+    let token = match &cfg.metrics.token_file {
+        Some(file) => Some(sluice_node::secret::read_token_file(file).map_err(|err| {
+            let reason = format!("{}: {err}", file.display());
+            SenderError::Config(sluice_node::ConfigError::invalid(
+                "sender",
+                "metrics.token_file",
+                reason,
+            ))
+        })?),
+        None => None,
+    };
+    let gate = sluice_node::gate::Gate::new(64, 16);
+    let incoming = sluice_node::listen::open_for(
+        listener,
+        "metrics.listen",
+        &cfg.tls,
+        gate,
+        sluice_node::listen::HTTP1,
+        token.is_none(),
+    )
+    .map_err(|err| {
+        SenderError::Config(sluice_node::ConfigError::invalid("sender", "tls", err.0))
+    })?;
+    Ok((incoming, token))
 }
 
 type Following = tokio::sync::watch::Receiver<Arc<sluice_control_client::ClusterConfig>>;
@@ -253,7 +290,9 @@ impl Node {
         })?;
         let _following = cfg.reputation.query_addr.clone().map(|addr| {
             let every = std::time::Duration::from_millis(cfg.reputation.interval.0.max(100));
-            let follow = reputation::follow(addr, bearer, every, ips_rx.clone(), signal_tx.clone());
+            let tls = self.cfg.tls.clone();
+            let follow =
+                reputation::follow(addr, bearer, tls, every, ips_rx.clone(), signal_tx.clone());
             AbortOnDropHandle::new(tokio::spawn(follow))
         });
         drop(signal_tx);
@@ -294,9 +333,13 @@ impl Node {
         if !self.cfg.control.enabled() {
             return Ok(None);
         }
-        let following =
-            sluice_control_client::follow(&self.cfg.control, &self.cfg.node, shutdown.clone())
-                .await?;
+        let following = sluice_control_client::follow(
+            &self.cfg.control,
+            &self.cfg.tls,
+            &self.cfg.node,
+            shutdown.clone(),
+        )
+        .await?;
         Ok(Some(following))
     }
 

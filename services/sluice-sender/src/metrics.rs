@@ -6,7 +6,8 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -15,7 +16,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
-use tokio::net::TcpListener;
 
 /// Labels of an outcome.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -129,17 +129,25 @@ impl SenderMetrics {
     }
 }
 
-/// Serves `GET /metrics` on `listener` until `shutdown` resolves.
+/// Serves `GET /metrics` on `incoming` until `shutdown` resolves; with a
+/// `token`, only to requests carrying `authorization: Bearer <token>`
+/// (401 otherwise).
 pub(crate) async fn serve(
-    listener: TcpListener,
+    incoming: sluice_node::listen::Incoming,
     metrics: Arc<SenderMetrics>,
+    token: Option<String>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let token = Arc::new(token);
     let app = Router::new().route(
         "/metrics",
-        get(move || {
-            let metrics = metrics.clone();
+        get(move |headers: HeaderMap| {
+            let (metrics, token) = (metrics.clone(), token.clone());
             async move {
+                if !authorized(token.as_deref(), &headers) {
+                    return (StatusCode::UNAUTHORIZED, "a bearer token is required\n")
+                        .into_response();
+                }
                 (
                     [(
                         CONTENT_TYPE,
@@ -151,9 +159,23 @@ pub(crate) async fn serve(
             }
         }),
     );
-    axum::serve(listener, app)
+    axum::serve(incoming, app)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// Whether the request may read the metrics: no token configured, or its
+/// bearer token is the configured one.
+fn authorized(token: Option<&str>, headers: &HeaderMap) -> bool {
+    let Some(token) = token else {
+        return true;
+    };
+    let given = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    sluice_node::secret::same_token(given, token)
 }
 
 #[cfg(test)]

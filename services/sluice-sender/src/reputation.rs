@@ -62,10 +62,12 @@ pub fn signals(rows: &[ReputationRow], tenants: &[TenantReputationRow], ips: &[I
 /// Reads the table every `interval` and sends the signals; runs until the
 /// receiver is gone. A failed read is logged and keeps the last signals.
 /// `ips` holds this node's IPs (they change when control changes the pool);
-/// every call carries `bearer` (`reputation.token_file`).
+/// every call carries `bearer` (`reputation.token_file`); `https://`
+/// addresses are verified as `tls` says.
 pub async fn follow(
     addr: String,
     bearer: Bearer,
+    tls: sluice_node::tls::TlsConfig,
     interval: Duration,
     ips: tokio::sync::watch::Receiver<Vec<IpAddr>>,
     tx: UnboundedSender<Signals>,
@@ -73,7 +75,7 @@ pub async fn follow(
     let mut tick = tokio::time::interval(interval);
     loop {
         tick.tick().await;
-        match read(&addr, &bearer).await {
+        match read(&addr, &bearer, &tls).await {
             Ok(table) => {
                 let ips = ips.borrow().clone();
                 if tx.send(signals(&table.rows, &table.tenants, &ips)).is_err() {
@@ -91,10 +93,9 @@ pub async fn follow(
 async fn read(
     addr: &str,
     bearer: &Bearer,
+    tls: &sluice_node::tls::TlsConfig,
 ) -> Result<GetReputationResponse, Box<dyn std::error::Error + Send + Sync>> {
-    let channel = tonic::transport::Endpoint::from_shared(addr.to_owned())?
-        .connect()
-        .await?;
+    let channel = sluice_node::tls::endpoint(addr, tls)?.connect().await?;
     let mut client = QueryClient::with_interceptor(channel, bearer.clone());
     let table = client
         .get_reputation(GetReputationRequest::default())

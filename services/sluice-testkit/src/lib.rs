@@ -20,6 +20,7 @@ pub mod control;
 pub mod cql;
 pub mod dev;
 pub mod leases;
+pub mod pki;
 pub mod query;
 pub mod sender;
 pub mod servers;

@@ -122,6 +122,56 @@ pub struct QueryArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub tls: ClientTlsArgs,
+}
+
+impl QueryArgs {
+    /// The Query service these arguments name.
+    pub fn remote(&self) -> crate::query_cli::Remote<'_> {
+        crate::query_cli::Remote {
+            addr: &self.query_addr,
+            token: self.token.as_deref(),
+            tls: self.tls.config(),
+        }
+    }
+}
+
+/// TLS for `https://` service addresses (docs/security.md).
+#[derive(Debug, Args)]
+pub struct ClientTlsArgs {
+    /// PEM CA certificates that signed the service's certificate (default:
+    /// the webpki roots).
+    #[arg(long, global = true, env = "SLUICE_CA_FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// PEM client certificate, for services that require mutual TLS.
+    #[arg(
+        long,
+        global = true,
+        env = "SLUICE_CLIENT_CERT",
+        requires = "client_key"
+    )]
+    pub client_cert: Option<std::path::PathBuf>,
+    /// PEM private key of `--client-cert`.
+    #[arg(
+        long,
+        global = true,
+        env = "SLUICE_CLIENT_KEY",
+        requires = "client_cert"
+    )]
+    pub client_key: Option<std::path::PathBuf>,
+}
+
+impl ClientTlsArgs {
+    /// The TLS settings these arguments give.
+    pub fn config(&self) -> sluice_node::tls::TlsConfig {
+        sluice_node::tls::TlsConfig {
+            ca_file: self.ca_file.clone(),
+            cert_file: self.client_cert.clone(),
+            key_file: self.client_key.clone(),
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -220,6 +270,8 @@ pub struct AdminArgs {
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
+    #[command(flatten)]
+    pub tls: ClientTlsArgs,
     #[command(subcommand)]
     pub command: crate::admin::AdminCommand,
 }

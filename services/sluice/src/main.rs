@@ -49,27 +49,27 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => demo::run(args).await,
         Command::Control(args) => run::control(args).await,
         Command::Admin(args) => {
-            let token = args.token.as_deref();
-            admin::run_admin(&args.endpoint, token, args.command, args.json).await?;
+            let (token, tls) = (args.token.as_deref(), args.tls.config());
+            admin::run_admin((&args.endpoint, token, &tls), args.command, args.json).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Status(args) => {
             let q = &args.query;
-            let at = (q.query_addr.as_str(), q.token.as_deref());
+            let at = &q.remote();
             printed(query_cli::status(at, &args.message_id, q.json).await)
         }
         Command::Stats(args) => {
             let from = args.from.unwrap_or_else(sluice_recorder::client::today);
             let to = args.to.unwrap_or_else(|| from.clone());
             let (q, days) = (&args.query, (from.as_str(), to.as_str()));
-            let at = (q.query_addr.as_str(), q.token.as_deref());
+            let at = &q.remote();
             let out = query_cli::stats(at, &args.by, &args.key, days, q.json);
             printed(out.await)
         }
         Command::Reputation(args) => {
             let (ip, site) = (args.ip.unwrap_or_default(), args.site.unwrap_or_default());
             let q = &args.query;
-            let at = (q.query_addr.as_str(), q.token.as_deref());
+            let at = &q.remote();
             printed(query_cli::reputation(at, &ip, &site, q.json).await)
         }
     }

@@ -12,46 +12,50 @@ use sluice_recorder::client::QueryClient;
 #[cfg(test)]
 mod tests;
 
+/// Where the Query service is and how to reach it.
+pub struct Remote<'a> {
+    pub addr: &'a str,
+    pub token: Option<&'a str>,
+    pub tls: sluice_node::tls::TlsConfig,
+}
+
+impl Remote<'_> {
+    async fn connect(&self) -> Result<QueryClient, RecorderError> {
+        QueryClient::connect_over(self.addr, self.token, &self.tls).await
+    }
+}
+
 /// `sluice status <message-id>`: the message's state and history.
 pub async fn status(
-    (addr, token): (&str, Option<&str>),
+    at: &Remote<'_>,
     message_id: &str,
     as_json: bool,
 ) -> Result<String, RecorderError> {
-    let status = QueryClient::connect(addr, token)
-        .await?
-        .message(message_id)
-        .await?;
+    let status = at.connect().await?.message(message_id).await?;
     Ok(render_status(&status, as_json))
 }
 
 /// `sluice stats --by D --key K --from DAY --to DAY`: one row per day with
 /// traffic; `by` is campaign, tenant, ip or site; days are UTC `YYYY-MM-DD`.
 pub async fn stats(
-    (addr, token): (&str, Option<&str>),
+    at: &Remote<'_>,
     by: &str,
     key: &str,
     days: (&str, &str),
     as_json: bool,
 ) -> Result<String, RecorderError> {
-    let rows = QueryClient::connect(addr, token)
-        .await?
-        .stats(by, key, days)
-        .await?;
+    let rows = at.connect().await?.stats(by, key, days).await?;
     Ok(render_stats(&rows, as_json))
 }
 
 /// `sluice reputation [--ip] [--site]`: paths, then tenants.
 pub async fn reputation(
-    (addr, token): (&str, Option<&str>),
+    at: &Remote<'_>,
     ip: &str,
     site: &str,
     as_json: bool,
 ) -> Result<String, RecorderError> {
-    let resp = QueryClient::connect(addr, token)
-        .await?
-        .reputation(ip, site)
-        .await?;
+    let resp = at.connect().await?.reputation(ip, site).await?;
     Ok(render_reputation(&resp, as_json))
 }
 

@@ -1,44 +1,42 @@
 //! The TLS server configuration of SMTP submission: the configured
-//! certificate, or a self-signed one generated at start (rcgen).
+//! certificate (reloaded when its files change), or a self-signed one
+//! generated at start (rcgen).
 
 use std::sync::Arc;
 
 use rustls::ServerConfig;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use sluice_node::tls::ReloadingCert;
 use tokio_rustls::TlsAcceptor;
 
 use crate::IngestError;
 use crate::config::SmtpConfig;
 
-/// Builds the acceptor; errors name the file or setting at fault.
+/// Builds the acceptor; errors name the file or setting at fault. A
+/// configured certificate is read again when its files change.
 pub fn acceptor(config: &SmtpConfig) -> Result<TlsAcceptor, IngestError> {
-    let (chain, key) = match (&config.cert_file, &config.key_file) {
+    let builder = ServerConfig::builder_with_provider(sluice_node::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|err| IngestError::Config(format!("TLS versions: {err}")))?
+        .with_no_client_auth();
+    let server = match (&config.cert_file, &config.key_file) {
         (Some(cert), Some(key)) => {
-            let chain = CertificateDer::pem_file_iter(cert)
-                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-                .map_err(|err| {
-                    IngestError::Config(format!("smtp.cert_file {}: {err}", cert.display()))
-                })?;
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|err| {
-                IngestError::Config(format!("smtp.key_file {}: {err}", key.display()))
-            })?;
-            (chain, key)
+            let reloading =
+                ReloadingCert::load(cert, key, "smtp").map_err(|err| IngestError::Config(err.0))?;
+            builder.with_cert_resolver(Arc::new(reloading))
         }
-        (None, None) => self_signed(&config.hostname)?,
+        (None, None) => {
+            let (chain, key) = self_signed(&config.hostname)?;
+            builder
+                .with_single_cert(chain, key)
+                .map_err(|err| IngestError::Config(format!("smtp certificate: {err}")))?
+        }
         _ => {
             return Err(IngestError::Config(
                 "smtp.cert_file and smtp.key_file must be set together".into(),
             ));
         }
     };
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let server = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|err| IngestError::Config(format!("TLS versions: {err}")))?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(|err| IngestError::Config(format!("smtp certificate: {err}")))?;
     Ok(TlsAcceptor::from(Arc::new(server)))
 }
 

@@ -222,20 +222,18 @@ pub enum PlanCommand {
 /// Runs `cmd` against control at `endpoint` (`host:port` or a URL) with
 /// `token` as bearer, and prints the result to standard output: tables, or
 /// JSON with `json`.
-pub async fn run_admin(
-    endpoint: &str,
-    token: Option<&str>,
-    cmd: AdminCommand,
-    json: bool,
-) -> anyhow::Result<()> {
+pub async fn run_admin(control: Control<'_>, cmd: AdminCommand, json: bool) -> anyhow::Result<()> {
     let mut out = std::io::stdout();
-    run_admin_to(endpoint, token, cmd, json, &mut out).await
+    run_admin_to(control, cmd, json, &mut out).await
 }
+
+/// Control's address, the token to send and the TLS settings for
+/// `https://` addresses.
+pub type Control<'a> = (&'a str, Option<&'a str>, &'a sluice_node::tls::TlsConfig);
 
 /// [`run_admin`] writing to `out`.
 pub async fn run_admin_to(
-    endpoint: &str,
-    token: Option<&str>,
+    (endpoint, token, tls): Control<'_>,
     cmd: AdminCommand,
     json: bool,
     out: &mut (dyn Write + Send),
@@ -253,7 +251,7 @@ pub async fn run_admin_to(
         ),
         None => None,
     };
-    let channel = tonic::transport::Endpoint::from_shared(url.clone())
+    let channel = sluice_node::tls::endpoint(&url, tls)
         .with_context(|| format!("`{url}` is not a valid control address"))?
         .connect()
         .await

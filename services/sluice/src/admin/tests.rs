@@ -25,7 +25,8 @@ async fn admin_as(endpoint: &str, token: Option<&str>, args: &[&str]) -> anyhow:
     let cli = Cli::try_parse_from(std::iter::once("sluice").chain(args.iter().copied()))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut out = Vec::new();
-    run_admin_to(endpoint, token, cli.cmd, cli.json, &mut out).await?;
+    let tls = sluice_node::tls::TlsConfig::default();
+    run_admin_to((endpoint, token, &tls), cli.cmd, cli.json, &mut out).await?;
     Ok(String::from_utf8(out).expect("utf-8 output"))
 }
 

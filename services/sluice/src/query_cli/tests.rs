@@ -109,8 +109,13 @@ async fn query_commands_render_tables_and_json() {
             ),
     );
 
-    let admin = (url.as_str(), Some(ADMIN));
-    let err = super::status((&url, None), "m-hard", false)
+    let at = |token| super::Remote {
+        addr: url.as_str(),
+        token,
+        tls: Default::default(),
+    };
+    let admin = &at(Some(ADMIN));
+    let err = super::status(&at(None), "m-hard", false)
         .await
         .expect_err("no token");
     assert!(err.to_string().contains("SLUICE_QUERY_TOKEN"), "{err}");
@@ -118,7 +123,7 @@ async fn query_commands_render_tables_and_json() {
         .await
         .expect("status table");
     assert!(text.contains("m-hard: bounced"), "{text}");
-    let tenant = (url.as_str(), Some(ACME_KEY));
+    let tenant = &at(Some(ACME_KEY));
     let text = super::status(tenant, "m-hard", false)
         .await
         .expect("the tenant's own message");
