@@ -36,6 +36,7 @@ install_missing() {
   command -v cc >/dev/null || missing+=(build-essential)
   command -v make >/dev/null || missing+=(make)
   command -v perl >/dev/null || missing+=(perl)
+  command -v curl >/dev/null || missing+=(curl)
   if [ "${#missing[@]}" -gt 0 ]; then
     step "installing apt packages: ${missing[*]}"
     apt-get update -qq

@@ -208,15 +208,16 @@ impl Tenants {
         password: &str,
     ) -> Result<Arc<Tenant>, IngestError> {
         let invalid = || IngestError::Unauthenticated("authentication credentials invalid".into());
-        match self.smtp_users.get(username) {
+        let known = self.smtp_users.get(username);
+        // Every login costs one Argon2 check, whoever the user and however
+        // the password is stored (`sha256$` checks take microseconds), so
+        // the answer's time does not tell which usernames exist.
+        if !matches!(known, Some((SecretHash::Argon2(_), _))) {
+            unknown_user_hash().verify(password);
+        }
+        match known {
             Some((hash, tenant)) if hash.verify(password) => Ok(tenant.clone()),
-            Some(_) => Err(invalid()),
-            None => {
-                // As slow as a known user's check, so the answer's time
-                // does not tell which usernames exist.
-                unknown_user_hash().verify(password);
-                Err(invalid())
-            }
+            _ => Err(invalid()),
         }
     }
 }
@@ -356,5 +357,32 @@ mod tests {
         assert!(tenant.take_quota(1, 3).is_err());
         let unlimited = build_tenant(&config(0), None);
         assert!(unlimited.take_quota(1_000, 5).is_ok());
+    }
+
+    #[test]
+    fn logins_take_an_argon2_check_whether_or_not_the_user_exists() {
+        use std::time::{Duration, Instant};
+        let tenants = Tenants::from_config(&[config(0)]).expect("builds");
+        let fastest = |user: &str| {
+            (0..3)
+                .map(|_| {
+                    let started = Instant::now();
+                    let _ = tenants.by_smtp_login(user, "wrong");
+                    started.elapsed()
+                })
+                .min()
+                .unwrap_or(Duration::ZERO)
+        };
+        let (unknown, known) = (fastest("nobody"), fastest("u"));
+        // `u` is stored as `sha256$`: without the Argon2 check its answer
+        // came a thousand times sooner than an unknown user's.
+        assert!(
+            known * 2 >= unknown,
+            "known sha256$ user answered in {known:?}, unknown in {unknown:?}"
+        );
+        assert!(
+            tenants.by_smtp_login("u", "p").is_ok(),
+            "the right password"
+        );
     }
 }
