@@ -37,6 +37,9 @@ install_missing() {
   command -v make >/dev/null || missing+=(make)
   command -v perl >/dev/null || missing+=(perl)
   command -v curl >/dev/null || missing+=(curl)
+  command -v pkg-config >/dev/null || missing+=(pkg-config)
+  # OpenSSL's libcrypto signs DKIM (openssl-sys links the system library).
+  dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
   if [ "${#missing[@]}" -gt 0 ]; then
     step "installing apt packages: ${missing[*]}"
     apt-get update -qq

@@ -1,6 +1,6 @@
-//! DKIM signing (RSA-SHA256 and Ed25519-SHA256, relaxed/relaxed) with
-//! per-domain keys, on a bounded pool of blocking threads so that async
-//! workers never stall on RSA.
+//! DKIM signing (RSA-SHA256 through OpenSSL, Ed25519-SHA256 through ring;
+//! relaxed/relaxed) with per-domain keys, on a fixed set of signing threads
+//! ([`pool`]) so that async workers never stall on RSA.
 //!
 //! Workaround: mail-auth 0.13.3 hashes relaxed bodies that end in
 //! whitespace-only lines wrongly. Relaxed canonicalization ignores such lines
@@ -11,15 +11,18 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256};
+mod pool;
+mod rsa;
+
+use mail_auth::common::crypto::Ed25519Key;
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::{Canonicalization, DkimSigner, Done};
 use rustls::pki_types::PrivateKeyDer;
 use rustls::pki_types::pem::PemObject;
-use tokio::sync::Semaphore;
 
 use crate::IngestError;
 use crate::config::{DomainConfig, TenantConfig};
+pub use rsa::OpensslRsa;
 
 /// Headers covered by every signature (absent ones are over-signed).
 const SIGNED_HEADERS: &[&str] = &[
@@ -38,7 +41,8 @@ const SIGNED_HEADERS: &[&str] = &[
     "Feedback-ID",
 ];
 
-/// Messages one blocking task signs before yielding its thread.
+/// Messages of one submission signed as one job (a larger submission is
+/// spread over several threads, chunk by chunk).
 const CHUNK: usize = 32;
 
 /// A loaded key and the configuration it came from (to reuse it while that
@@ -46,7 +50,7 @@ const CHUNK: usize = 32;
 pub(crate) type KeyCache = HashMap<String, (DomainConfig, Arc<DomainKey>)>;
 
 pub(crate) enum DomainKey {
-    Rsa(DkimSigner<RsaKey<Sha256>, Done>),
+    Rsa(DkimSigner<OpensslRsa, Done>),
     Ed25519(DkimSigner<Ed25519Key, Done>),
 }
 
@@ -59,11 +63,11 @@ impl DomainKey {
     }
 }
 
-/// The signing keys of every configured domain and the bounded pool.
+/// The signing keys of every configured domain and the signing threads.
 #[derive(Clone)]
 pub struct DkimSigners {
     keys: Arc<KeyCache>,
-    permits: Arc<Semaphore>,
+    pool: Arc<pool::Pool>,
 }
 
 impl std::fmt::Debug for DkimSigners {
@@ -88,7 +92,7 @@ impl DkimSigners {
         };
         Ok(Self {
             keys: Arc::new(keys),
-            permits: Arc::new(Semaphore::new(threads)),
+            pool: Arc::new(pool::Pool::new(threads)),
         })
     }
 
@@ -96,7 +100,7 @@ impl DkimSigners {
     pub(crate) fn with_keys(&self, keys: KeyCache) -> Self {
         Self {
             keys: Arc::new(keys),
-            permits: self.permits.clone(),
+            pool: self.pool.clone(),
         }
     }
 
@@ -106,7 +110,9 @@ impl DkimSigners {
     }
 
     /// Signs every message with `domain`'s key (unchanged when the domain has
-    /// none). Waits for a free signing thread instead of blocking a worker.
+    /// none) on the signing threads, [`CHUNK`] messages per job, the jobs
+    /// running side by side; waits (without blocking a worker) while every
+    /// thread is busy and the queue is full.
     pub async fn sign_all(
         &self,
         domain: &str,
@@ -115,31 +121,23 @@ impl DkimSigners {
         let Some((_, key)) = self.keys.get(&domain.to_ascii_lowercase()).cloned() else {
             return Ok(messages);
         };
-        let mut tasks = Vec::new();
+        let mut jobs = Vec::new();
         while !messages.is_empty() {
             let rest = messages.split_off(messages.len().min(CHUNK));
             let chunk = std::mem::replace(&mut messages, rest);
-            let permit = self
-                .permits
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|_| IngestError::Internal("signing pool closed".into()))?;
             let key = key.clone();
-            tasks.push(tokio::task::spawn_blocking(move || {
-                let _permit = permit;
+            jobs.push(self.pool.run(move || {
                 chunk
                     .into_iter()
                     .map(|message| sign_one(&key, message))
                     .collect::<Result<Vec<_>, _>>()
             }));
         }
+        let closed = |_| IngestError::Internal("the signing threads are gone".into());
+        let chunks = futures::future::try_join_all(jobs).await.map_err(closed)?;
         let mut signed = Vec::new();
-        for task in tasks {
-            let chunk = task
-                .await
-                .map_err(|err| IngestError::Internal(format!("signing task: {err}")))??;
-            signed.extend(chunk);
+        for chunk in chunks {
+            signed.extend(chunk?);
         }
         Ok(signed)
     }
@@ -182,19 +180,19 @@ fn sign_one(key: &DomainKey, mut message: Vec<u8>) -> Result<Vec<u8>, IngestErro
 }
 
 enum LoadedKey {
-    Rsa(RsaKey<Sha256>),
+    Rsa(OpensslRsa),
     Ed25519(Ed25519Key),
 }
 
 fn load_key(algorithm: &str, file: &Path) -> Result<LoadedKey, String> {
     let pem = std::fs::read(file).map_err(|err| format!("reading {}: {err}", file.display()))?;
-    let der = PrivateKeyDer::from_pem_slice(&pem)
-        .map_err(|err| format!("{} is not a PEM private key: {err}", file.display()))?;
     match algorithm {
-        "rsa-sha256" => RsaKey::<Sha256>::from_key_der(der)
+        "rsa-sha256" => OpensslRsa::from_pem(&pem)
             .map(LoadedKey::Rsa)
-            .map_err(|err| format!("not an RSA key: {err}")),
-        "ed25519-sha256" => match der {
+            .map_err(|err| format!("{}: {err}", file.display())),
+        "ed25519-sha256" => match PrivateKeyDer::from_pem_slice(&pem)
+            .map_err(|err| format!("{} is not a PEM private key: {err}", file.display()))?
+        {
             PrivateKeyDer::Pkcs8(pkcs8) => {
                 Ed25519Key::from_pkcs8_maybe_unchecked_der(pkcs8.secret_pkcs8_der())
                     .map(LoadedKey::Ed25519)
