@@ -2,9 +2,11 @@
 //! each message (static table, then DNS) and hands it to the dispatcher.
 //!
 //! Memory is bounded: the consumer stops reading while `queues.max_in_flight`
-//! records have no durable fate. A delay-tier record that is not due yet
-//! pauses its partition until it is (the tier's records are in due order),
-//! so waiting mail occupies Kafka, not memory. A message on the outbound
+//! records have no durable fate. A delay-tier record still held
+//! (`hold_until`: written at most one tier delay ahead, so a tier's holds
+//! are in order) pauses its partition until its hold ends, so waiting mail
+//! occupies Kafka, not memory; a record whose hold ended before it is due
+//! hops to the tier that fits the time left. A message on the outbound
 //! topic scheduled for later is moved to the delay tier that fits its wait
 //! (hops until it is due) rather than pausing the outbound partition.
 

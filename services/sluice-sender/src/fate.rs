@@ -55,6 +55,19 @@ pub fn millis(ts: &Option<Timestamp>) -> Option<Millis> {
         .map(|t| Millis(t.seconds.max(0) as u64 * 1000 + (t.nanos.max(0) as u64) / 1_000_000))
 }
 
+/// Readies `envelope` for a delay tier of `tier_delay`: held there until
+/// now plus the tier's delay, or until due (`not_before`) if sooner. A
+/// tier's records are then held in the order they were written, so the
+/// consumer may hold a tier partition at its first record still held
+/// without keeping due records behind it waiting longer than one tier
+/// delay; a record that comes out before it is due hops on by the time
+/// left. Every re-queue goes through this (retry, overflow, schedule).
+pub fn hold_in_tier(envelope: &mut Envelope, tier_delay: sluice_shaping::Span, now: Millis) {
+    let due = millis(&envelope.not_before).unwrap_or(now);
+    let left = due.0.saturating_sub(now.0);
+    envelope.hold_until = Some(timestamp(Millis(now.0 + tier_delay.0.min(left))));
+}
+
 /// Builds the event of one outcome.
 pub fn event(
     envelope: &Envelope,
@@ -162,5 +175,22 @@ mod tests {
             None,
             "zero means unset"
         );
+    }
+
+    #[test]
+    fn a_tier_holds_for_its_delay_or_until_due_whichever_is_sooner() {
+        let now = Millis(1_000_000);
+        let mut retry = Envelope {
+            not_before: Some(timestamp(Millis(now.0 + 600_000))),
+            ..Default::default()
+        };
+        hold_in_tier(&mut retry, sluice_shaping::Span::mins(1), now);
+        assert_eq!(millis(&retry.hold_until), Some(Millis(now.0 + 60_000)));
+        let mut soon = Envelope {
+            not_before: Some(timestamp(Millis(now.0 + 20_000))),
+            ..Default::default()
+        };
+        hold_in_tier(&mut soon, sluice_shaping::Span::mins(1), now);
+        assert_eq!(millis(&soon.hold_until), Some(Millis(now.0 + 20_000)));
     }
 }

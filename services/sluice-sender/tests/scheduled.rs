@@ -109,3 +109,75 @@ async fn scheduled_mail_waits_in_the_tiers_not_in_front_of_later_mail() {
         delivered_at.0 - soon_at.0
     );
 }
+
+/// A retry due in 20 s sits in the 5 s tier (the longest within its wait)
+/// in front of an overflow due in 5 s on the same partition. Each is held
+/// there at most the tier's delay, so the overflow leaves after about 5 s
+/// instead of waiting behind the retry for 20 s; the retry hops on and is
+/// delivered once due, not before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_retry_in_a_tier_does_not_hold_up_the_mail_behind_it() {
+    let kafka = kafka().await;
+    let log = kafka_log(&kafka).await;
+    let names = Names::new();
+    let sim = start_sim(SCENARIO).await;
+    let config = format!(
+        "{}\n{}\n{}\n{}\n[shaping.limits.default]\nmessages_per_minute = 3000\nburst = 20\nmax_connections = 4\n",
+        base_config(&names, &kafka.brokers),
+        routes_toml(&sim, &[("alpha", &["alpha.test"])]),
+        site_rules_toml(&sim),
+        ips_toml(&names.pool, 1),
+    );
+    let config = SenderConfig::from_toml(&config).expect("config");
+    let tier = config.delay_topic("5s");
+    let sender = RunningSender::start(config, None, None).await;
+    // Once a first message is delivered the sender reads every partition
+    // (group joined, fate index loaded): what follows measures the tier.
+    let first = envelope(&names.pool, 999, "first@alpha.test", 1024);
+    let first_id = HashSet::from([first.message_id.clone()]);
+    produce(&log, &names.outbound, &[first]).await;
+    collect_fates(&log, &names.events, &first_id, Duration::from_secs(60)).await;
+
+    // Two records of one partition of the 5 s tier, written as the
+    // dispatcher writes a retry and an overflow.
+    let partition =
+        |e: &sluice_proto::v1::Envelope| partition_for(e.message_id.as_bytes(), DEFAULT_PARTITIONS);
+    let started = now();
+    let mut retry = scheduled(&names.pool, 0, Millis(started.0 + 20_000));
+    sluice_sender::fate::hold_in_tier(&mut retry, sluice_shaping::Span::secs(5), started);
+    let mut n = 1;
+    let overflow = loop {
+        let mut e = scheduled(&names.pool, n, Millis(started.0 + 5_000));
+        sluice_sender::fate::hold_in_tier(&mut e, sluice_shaping::Span::secs(5), started);
+        if partition(&e) == partition(&retry) {
+            break e;
+        }
+        n += 1;
+    };
+    let (retry_id, overflow_id) = (retry.message_id.clone(), overflow.message_id.clone());
+    produce(&log, &tier, &[retry, overflow]).await;
+
+    let expected = HashSet::from([retry_id.clone(), overflow_id.clone()]);
+    let events = collect_fates(&log, &names.events, &expected, Duration::from_secs(60)).await;
+    sender.stop().await;
+    let report = sim.shutdown().await;
+    let finals = finals(&events);
+    let at = |id: &String| millis(&finals.get(id).expect("delivered").at).expect("time");
+    let (overflow_at, retry_at) = (at(&overflow_id), at(&retry_id));
+    assert!(
+        overflow_at.0 >= started.0 + 5_000 && overflow_at.0 <= started.0 + 9_000,
+        "the overflow was delivered {} ms after it was written (due at 5,000)",
+        overflow_at.0 - started.0
+    );
+    assert!(
+        retry_at.0 >= started.0 + 20_000 && retry_at.0 <= started.0 + 30_000,
+        "the retry was delivered {} ms after it was written (due at 20,000)",
+        retry_at.0 - started.0
+    );
+    assert_eq!(report.total_violations(), 0, "{report}");
+    println!(
+        "tier order: overflow delivered {} ms, retry {} ms after they were written (due 5,000 and 20,000)",
+        overflow_at.0 - started.0,
+        retry_at.0 - started.0
+    );
+}

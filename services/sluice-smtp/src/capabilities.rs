@@ -15,6 +15,8 @@ pub struct Capabilities {
     pub eightbitmime: bool,
     /// `ENHANCEDSTATUSCODES` (RFC 2034).
     pub enhanced_status_codes: bool,
+    /// `SIZE` announced (RFC 1870): only then may `MAIL` carry `SIZE=`.
+    pub size_extension: bool,
     /// `SIZE` limit in bytes (RFC 1870); 0 when not announced or unlimited.
     pub size: u64,
     /// `AUTH` mechanisms (RFC 4954), upper-cased.
@@ -34,7 +36,10 @@ impl Capabilities {
                 "SMTPUTF8" => caps.smtputf8 = true,
                 "8BITMIME" => caps.eightbitmime = true,
                 "ENHANCEDSTATUSCODES" => caps.enhanced_status_codes = true,
-                "SIZE" => caps.size = words.next().and_then(|s| s.parse().ok()).unwrap_or(0),
+                "SIZE" => {
+                    caps.size_extension = true;
+                    caps.size = words.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+                }
                 "AUTH" => caps.auth = words.map(str::to_ascii_uppercase).collect(),
                 _ => {}
             }
@@ -65,5 +70,9 @@ mod tests {
         );
         let bad_size = Reply::new(250, "x\nSIZE lots");
         assert_eq!(Capabilities::from_ehlo(&bad_size).size, 0);
+        let unlimited = Capabilities::from_ehlo(&Reply::new(250, "x\nSIZE"));
+        assert!(unlimited.size_extension && unlimited.size == 0);
+        assert!(caps.size_extension);
+        assert!(!Capabilities::from_ehlo(&Reply::new(250, "x\nPIPELINING")).size_extension);
     }
 }

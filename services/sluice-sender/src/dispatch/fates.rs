@@ -23,7 +23,7 @@ pub(super) fn scheduled(
     let left = Span(due.0.saturating_sub(now.0));
     let tier = retry.tier_for(left);
     let mut next = envelope.clone();
-    next.hold_until = Some(timestamp(Millis(now.0 + tier.delay.0.min(left.0))));
+    fate::hold_in_tier(&mut next, tier.delay, now);
     Fate {
         requeue: Some((cfg.delay_topic(&tier.name), next)),
         event: None,
@@ -114,6 +114,7 @@ pub(super) fn overflow(
     let tier = retry.tier_for(delay);
     let mut envelope = envelope.clone();
     envelope.not_before = Some(timestamp(now.after(delay)));
+    fate::hold_in_tier(&mut envelope, tier.delay, now);
     Fate {
         requeue: Some((cfg.delay_topic(&tier.name), envelope)),
         event: None,
@@ -216,6 +217,7 @@ impl Dispatcher {
                 let mut next = envelope.clone();
                 next.attempt += 1;
                 next.not_before = Some(timestamp(at));
+                fate::hold_in_tier(&mut next, tier.delay, now);
                 next.previous_replies.push(reply.clone());
                 if !info.source_ip.is_empty() {
                     next.last_source_ip = info.source_ip.clone();
@@ -300,6 +302,26 @@ mod scheduled_tests {
         assert_eq!(next.not_before, envelope.not_before, "the due time stays");
         let hold = fate::millis(&next.hold_until).expect("held");
         (topic, Millis(hold.0 - now.0))
+    }
+
+    #[test]
+    fn an_overflow_is_held_no_longer_than_its_tier_delay() {
+        let file = "node = \"s1\"\npool = \"shared\"\n[control]\naddr = \"127.0.0.1:7090\"\n";
+        let cfg = SenderConfig::from_toml(file).expect("config");
+        let retry = RetrySchedule::new(&RetryConfig::default()).expect("default tiers");
+        let now = Millis(1_000_000_000);
+        let envelope = Envelope {
+            // A stale hold from an earlier hop must not survive the re-queue.
+            hold_until: Some(timestamp(Millis(now.0 - 5_000))),
+            ..Default::default()
+        };
+        let fate = overflow(&cfg, &retry, &envelope, now);
+        let (_, next) = fate.requeue.expect("re-queued");
+        let hold = fate::millis(&next.hold_until).expect("held");
+        let due = fate::millis(&next.not_before).expect("due");
+        assert!(hold > now && hold <= due, "hold {hold:?}, due {due:?}");
+        let tier = retry.tier_for(cfg.queues.overflow_delay);
+        assert!(hold.0 - now.0 <= tier.delay.0);
     }
 
     #[test]

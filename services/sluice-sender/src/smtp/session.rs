@@ -163,7 +163,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     fn mail_params(&self, from: &str, to: &str, content: &[u8]) -> String {
         let mut params = String::new();
-        if self.caps.size > 0 || content.len() > 1_000_000 {
+        // Only to servers that announced SIZE (RFC 1870 §6).
+        if self.caps.size_extension {
             params.push_str(&format!(" SIZE={}", content.len()));
         }
         if self.caps.eightbitmime && !content.is_ascii() {
