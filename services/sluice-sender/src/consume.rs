@@ -1,5 +1,6 @@
-//! The consumer: reads the pool's outbound topic and its delay tiers, routes
-//! each message (static table, then DNS) and hands it to the dispatcher.
+//! The consumer: reads the pool's outbound topic and its delay tiers and
+//! hands each message to routing (static table, then DNS, off this path:
+//! [`crate::routing`]), which hands it to the dispatcher.
 //!
 //! Memory is bounded: the consumer stops reading while `queues.max_in_flight`
 //! records have no durable fate. A delay-tier record still held
@@ -17,7 +18,7 @@ use std::time::Duration;
 use prost::Message as _;
 use sluice_log::LogConsumer;
 use sluice_log::{Delivery, GroupConsumer};
-use sluice_proto::v1::{BounceClass, Envelope, EventKind, SmtpReply};
+use sluice_proto::v1::{BounceClass, Envelope, SmtpReply};
 use sluice_shaping::{Millis, SiteResolver};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -26,10 +27,8 @@ use crate::dispatch::{Intake, RecordRef};
 use crate::fate::{self, synthetic};
 use crate::fate_index::FateIndex;
 use crate::offsets::OffsetTracker;
-use crate::route::{Route, Router};
-
-/// Longest a DNS lookup may hold the partition before the message is deferred.
-const ROUTE_TIMEOUT: Duration = Duration::from_secs(30);
+use crate::route::Router;
+use crate::routing::{self, Routing};
 
 /// A message on the outbound topic due later than this is moved to a delay
 /// tier instead of pausing the partition until it is due.
@@ -37,8 +36,7 @@ const PARK_AT_MOST: u64 = 1_000;
 
 pub struct Consume {
     pub cfg: Arc<SenderConfig>,
-    pub router: Router,
-    pub sites: SiteResolver,
+    routing: Routing,
     pub tracker: Arc<Mutex<OffsetTracker>>,
     pub intake: UnboundedSender<Intake>,
     pub(crate) parked: HashMap<(String, i32), VecDeque<Parked>>,
@@ -61,8 +59,7 @@ impl Consume {
         let outbound = cfg.outbound_topic();
         Self {
             cfg,
-            router,
-            sites,
+            routing: Routing::new(router, sites, intake.clone()),
             tracker,
             intake,
             parked: HashMap::new(),
@@ -190,7 +187,7 @@ impl Consume {
         if due > fate::now() {
             return self.send(Intake::Schedule { rec, envelope });
         }
-        self.route(rec, envelope).await;
+        self.route(rec, envelope);
     }
 
     /// Hands over parked records that are due, in order; resumes a partition
@@ -217,7 +214,7 @@ impl Consume {
         }
     }
 
-    async fn route(&mut self, rec: RecordRef, envelope: Envelope) {
+    fn route(&mut self, rec: RecordRef, envelope: Envelope) {
         let Some(domain) = fate::recipient_domain(&envelope.recipient) else {
             let reply = synthetic(
                 553,
@@ -226,44 +223,7 @@ impl Consume {
             );
             return self.final_(rec, envelope, reply, BounceClass::BadMailbox);
         };
-        let routed = tokio::time::timeout(ROUTE_TIMEOUT, self.router.route(&domain)).await;
-        match routed {
-            Ok(Ok(Route::Hosts(hosts))) => {
-                let names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
-                let site = self.sites.resolve(&domain, &names);
-                self.send(Intake::Deliver {
-                    rec,
-                    envelope,
-                    site,
-                    hosts,
-                });
-            }
-            Ok(Ok(Route::NullMx)) => {
-                let reply = synthetic(
-                    556,
-                    "5.1.10",
-                    format!("{domain} publishes a null MX (RFC 7505): it accepts no mail"),
-                );
-                self.final_(rec, envelope, reply, BounceClass::BadDomain);
-            }
-            Ok(Ok(Route::NoSuchDomain)) => {
-                let reply = synthetic(550, "5.1.2", format!("{domain} does not exist (NXDOMAIN)"));
-                self.final_(rec, envelope, reply, BounceClass::BadDomain);
-            }
-            Ok(Ok(Route::NoMailHosts)) => {
-                let reply = synthetic(
-                    550,
-                    "5.1.2",
-                    format!("{domain} has no MX and no address records"),
-                );
-                self.final_(rec, envelope, reply, BounceClass::BadDomain);
-            }
-            Ok(Err(err)) => self.defer(rec, envelope, synthetic(451, "4.4.3", err.to_string())),
-            Err(_) => {
-                let text = format!("DNS lookup for {domain} took longer than {ROUTE_TIMEOUT:?}");
-                self.defer(rec, envelope, synthetic(451, "4.4.3", text));
-            }
-        }
+        self.routing.route(rec, envelope, domain);
     }
 
     fn malformed(&self, rec: RecordRef, error: &str) {
@@ -279,28 +239,11 @@ impl Consume {
     }
 
     fn final_(&self, rec: RecordRef, envelope: Envelope, reply: SmtpReply, class: BounceClass) {
-        self.send(Intake::Final {
-            rec,
-            envelope,
-            kind: EventKind::Bounced,
-            reply,
-            class,
-        });
-    }
-
-    fn defer(&self, rec: RecordRef, envelope: Envelope, reply: SmtpReply) {
-        tracing::info!(message_id = %envelope.message_id, reply = %reply.text, "deferred before delivery");
-        self.send(Intake::Defer {
-            rec,
-            envelope,
-            reply,
-        });
+        self.send(routing::bounced(rec, envelope, reply, class));
     }
 
     pub(crate) fn send(&self, intake: Intake) {
-        if self.intake.send(intake).is_err() {
-            tracing::error!("the dispatcher stopped; the record stays uncommitted");
-        }
+        routing::send(&self.intake, intake);
     }
 }
 

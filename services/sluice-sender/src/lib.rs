@@ -23,6 +23,7 @@ pub mod publish;
 mod rebalance;
 pub mod reputation;
 pub mod route;
+mod routing;
 pub mod smtp;
 mod state;
 

@@ -1,6 +1,9 @@
 //! Where a recipient domain's mail goes: a static route table first (smart
 //! hosts, tests), then DNS MX records through hickory-resolver, whose cache
-//! honours record TTLs.
+//! honours record TTLs and shares a query in flight among everyone who asks
+//! for the same name (checked by a test below: fifty records of one domain,
+//! one MX query). A domain's MX hosts are resolved to addresses
+//! concurrently.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -33,7 +36,7 @@ pub enum Route {
 }
 
 /// Why routing failed temporarily.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("DNS lookup for {domain} failed: {reason}")]
 pub struct RouteError {
     pub domain: String,
@@ -136,20 +139,27 @@ impl Router {
         }
     }
 
+    /// The static route of `domain`, if the table has one.
+    pub fn static_route(&self, domain: &str) -> Option<Route> {
+        self.statics.lookup(domain)
+    }
+
+    /// The route of `domain`: static, else DNS.
     pub async fn route(&self, domain: &str) -> Result<Route, RouteError> {
         if let Some(route) = self.statics.lookup(domain) {
             return Ok(route);
         }
-        let Some(dns) = &self.dns else {
+        if self.dns.is_none() {
             return Err(RouteError {
                 domain: domain.into(),
                 reason: "no static route and DNS is disabled".into(),
             });
-        };
-        self.route_dns(dns, domain).await
+        }
+        self.route_dns(domain).await
     }
 
-    async fn route_dns(&self, dns: &TokioResolver, domain: &str) -> Result<Route, RouteError> {
+    async fn route_dns(&self, domain: &str) -> Result<Route, RouteError> {
+        let dns = self.dns.as_ref().expect("route_dns only runs with DNS");
         let fqdn = format!("{}.", domain.trim_end_matches('.'));
         let mut mx = match dns.mx_lookup(fqdn.as_str()).await {
             Ok(lookup) => mx_records(lookup.answers()),
@@ -165,9 +175,12 @@ impl Router {
             mx.push((0, fqdn.trim_end_matches('.').to_owned()));
         }
         mx.sort();
+        let mx: Vec<_> = mx.into_iter().filter(|(_, n)| !n.is_empty()).collect();
+        let lookups = mx.iter().map(|(_, name)| self.addresses(dns, name));
+        let resolved = futures::future::join_all(lookups).await;
         let mut hosts = Vec::new();
-        for (preference, name) in mx.into_iter().filter(|(_, n)| !n.is_empty()) {
-            let addrs = self.addresses(dns, &name).await?;
+        for ((preference, name), addrs) in mx.into_iter().zip(resolved) {
+            let addrs = addrs?;
             if !addrs.is_empty() {
                 hosts.push(MxHost {
                     name,
@@ -266,5 +279,88 @@ mod tests {
         let router = Router::static_only(StaticRoutes::default());
         let err = router.route("nowhere.test").await.unwrap_err();
         assert!(err.to_string().contains("no static route"), "{err}");
+    }
+
+    /// A name server that answers every query after `delay`, with one MX
+    /// (`mx.<name>`) for MX queries and 127.0.0.9 for A queries, counting
+    /// the MX queries it gets.
+    async fn slow_name_server(
+        delay: std::time::Duration,
+    ) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use hickory_resolver::proto::op::{Message, MessageType};
+        use hickory_resolver::proto::rr::rdata::{A, MX};
+        use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
+        use std::sync::Arc;
+        let socket = Arc::new(
+            tokio::net::UdpSocket::bind("127.0.0.1:0")
+                .await
+                .expect("bind"),
+        );
+        let addr = socket.local_addr().expect("addr");
+        let mx_queries = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = mx_queries.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1500];
+            while let Ok((n, peer)) = socket.recv_from(&mut buf).await {
+                let Ok(query) = Message::from_vec(&buf[..n]) else {
+                    continue;
+                };
+                let (socket, counted) = (socket.clone(), counted.clone());
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let q = query.queries[0].clone();
+                    let mut reply = Message::response(query.metadata.id, query.metadata.op_code);
+                    reply.metadata.message_type = MessageType::Response;
+                    reply.metadata.recursion_available = true;
+                    reply.add_query(q.clone());
+                    let name = q.name().clone();
+                    match q.query_type() {
+                        RecordType::MX => {
+                            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            let host =
+                                Name::from_ascii(format!("mx.{}", name.to_ascii())).expect("name");
+                            reply.add_answer(Record::from_rdata(
+                                name,
+                                60,
+                                RData::MX(MX::new(10, host)),
+                            ));
+                        }
+                        RecordType::A => {
+                            let a = RData::A(A(std::net::Ipv4Addr::new(127, 0, 0, 9)));
+                            reply.add_answer(Record::from_rdata(name, 60, a));
+                        }
+                        _ => {}
+                    }
+                    if let Ok(bytes) = reply.to_vec() {
+                        let _ = socket.send_to(&bytes, peer).await;
+                    }
+                });
+            }
+        });
+        (addr, mx_queries)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_lookup_per_domain_in_flight_whoever_asks() {
+        let delay = std::time::Duration::from_millis(300);
+        let (dns, mx_queries) = slow_name_server(delay).await;
+        let router = std::sync::Arc::new(
+            Router::with_servers(StaticRoutes::default(), &[dns], 25).expect("router"),
+        );
+        let asks = (0..50).map(|_| {
+            let router = router.clone();
+            tokio::spawn(async move { router.route("slow.test").await })
+        });
+        for asked in futures::future::join_all(asks).await {
+            let Route::Hosts(hosts) = asked.expect("task").expect("routed") else {
+                panic!("no hosts");
+            };
+            assert_eq!(hosts[0].name, "mx.slow.test");
+        }
+        assert_eq!(
+            mx_queries.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "50 records of one domain, one MX query"
+        );
     }
 }
