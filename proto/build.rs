@@ -19,9 +19,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
     let include = protoc_bin_vendored::include_path()?;
     let protos: Vec<PathBuf> = PROTOS.iter().map(|p| root.join(p)).collect();
+    // The encoded descriptors, for gRPC server reflection.
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
+        .file_descriptor_set_path(out.join("sluice_v1_descriptor.bin"))
         .compile_with_config(config, &protos, &[root, include])?;
     for proto in PROTOS {
         println!("cargo:rerun-if-changed={proto}");

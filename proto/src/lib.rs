@@ -4,6 +4,11 @@
 //! format: the Kafka payloads ([`v1::Envelope`], [`v1::Event`]) and the gRPC
 //! services (`Ingest`, `Control`, `Query`) with their clients and servers.
 
+/// The encoded `FileDescriptorSet` of every `sluice.v1` proto, which the
+/// gRPC listeners serve through server reflection (`grpcurl`, Postman).
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/sluice_v1_descriptor.bin"));
+
 /// Version 1 of the Sluice protocol (`package sluice.v1`).
 pub mod v1 {
     #![allow(clippy::large_enum_variant, clippy::doc_lazy_continuation)]

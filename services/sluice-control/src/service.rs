@@ -197,8 +197,10 @@ pub async fn run(
     tracing::info!(addr = %incoming.local_addr(), tls = config.tls.cert_file.is_some(), "control serving");
     let stop = shutdown.clone();
     let health = sluice_node::health::service(&["sluice.v1.Control"], shutdown.clone()).await;
+    let reflection = sluice_node::health::reflection(&[sluice_proto::FILE_DESCRIPTOR_SET]);
     let server = tonic::transport::Server::builder()
         .add_service(health)
+        .add_service(reflection)
         .add_service(ControlServer::new(service))
         .serve_with_incoming_shutdown(incoming, stop.cancelled_owned());
     let drain = config.drain_timeout.into();

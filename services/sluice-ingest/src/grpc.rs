@@ -37,8 +37,10 @@ pub async fn serve(
     // its body: an unauthenticated caller costs no decoding.
     let service =
         tonic::service::interceptor::InterceptedService::new(server, Authenticate(ingestor));
+    let reflection = sluice_node::health::reflection(&[sluice_proto::FILE_DESCRIPTOR_SET]);
     Server::builder()
         .add_service(health)
+        .add_service(reflection)
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
         .await

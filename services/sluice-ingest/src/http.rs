@@ -2,7 +2,6 @@
 //! document served at `/openapi.json`.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
@@ -29,18 +28,28 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/messages"),
     ("post", "/v1/messages/batch"),
     ("get", "/openapi.json"),
+    ("get", "/healthz"),
+    ("get", "/readyz"),
 ];
 
 const BATCH_CONCURRENCY: usize = 16;
 
-/// Serves the API on `incoming` until `shutdown` resolves.
+/// Serves the API and the probes (`/healthz`, `/readyz`: ready while the
+/// message log answers and shutdown has not started) on `incoming` until
+/// `shutdown` is cancelled.
 pub async fn serve(
     incoming: sluice_node::listen::Incoming,
     ingestor: Arc<Ingestor>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    shutdown: sluice_node::CancellationToken,
 ) -> Result<(), IngestError> {
-    axum::serve(incoming, router(ingestor))
-        .with_graceful_shutdown(shutdown)
+    let ready = ingestor.clone();
+    let check: sluice_node::probes::Check = Arc::new(move || {
+        let ready = ready.clone();
+        Box::pin(async move { ready.ready().await })
+    });
+    let app = router(ingestor).merge(sluice_node::probes::routes(shutdown.clone(), check));
+    axum::serve(incoming, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
         .map_err(IngestError::Io)
 }

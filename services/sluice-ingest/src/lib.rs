@@ -213,7 +213,6 @@ fn front_doors(
     shutdown: &CancellationToken,
 ) -> Result<JoinSet<Result<(), IngestError>>, IngestError> {
     let mut tasks = JoinSet::new();
-    let stop = || shutdown.clone().cancelled_owned();
     let door = |listener, setting, alpn| {
         let limits = ingestor.limits();
         let gate = Gate::new(limits.max_connections, limits.max_connections_per_ip);
@@ -226,7 +225,7 @@ fn front_doors(
     }
     if let Some(listener) = listeners.http {
         let incoming = door(listener, "listen.http", sluice_node::listen::HTTP1)?;
-        tasks.spawn(http::serve(incoming, ingestor.clone(), stop()));
+        tasks.spawn(http::serve(incoming, ingestor.clone(), shutdown.clone()));
     }
     let smtp_listeners = [
         (listeners.smtp_submission, false),

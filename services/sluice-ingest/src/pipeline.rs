@@ -94,6 +94,12 @@ impl Ingestor {
         *self.directory.write().expect("directory lock") = Arc::new(directory);
     }
 
+    /// Whether the node can take submissions now (the message log answers
+    /// and has room); else why not.
+    pub async fn ready(&self) -> Result<(), String> {
+        self.publisher.ready().await
+    }
+
     /// The configured limits.
     pub fn limits(&self) -> &LimitsConfig {
         &self.limits

@@ -68,6 +68,20 @@ impl Publisher {
         }
     }
 
+    /// Whether the log answers now (the events topic's metadata within 2 s)
+    /// and has room for more records; else why not.
+    pub async fn ready(&self) -> Result<(), String> {
+        if self.queued.load(Ordering::Relaxed) >= self.max_queued {
+            return Err("kafka.max_queued_records are waiting for the log".into());
+        }
+        let asked = self.log.partitions(&self.events_topic);
+        match tokio::time::timeout(Duration::from_secs(2), asked).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(err)) => Err(format!("the message log: {err}")),
+            Err(_) => Err("the message log did not answer within 2 s".into()),
+        }
+    }
+
     /// Outbound topic of `pool`.
     pub fn outbound_topic(&self, pool: &str) -> String {
         format!("{}{pool}", self.outbound_prefix)

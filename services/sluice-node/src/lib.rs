@@ -30,6 +30,7 @@ pub mod gate;
 pub mod health;
 mod lifecycle;
 pub mod listen;
+pub mod probes;
 pub mod reference;
 pub mod secret;
 mod supervisor;

@@ -181,8 +181,10 @@ async fn serve(
         stop: stop.clone(),
     };
     let health = sluice_node::health::service(&["sluice.v1.Query"], stop.clone()).await;
+    let reflection = sluice_node::health::reflection(&[sluice_proto::FILE_DESCRIPTOR_SET]);
     let server = tonic::transport::Server::builder()
         .add_service(health)
+        .add_service(reflection)
         .add_service(QueryService::server(store.clone(), auth.clone()))
         .serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned());
     let consume = crate::consumer::run(&log, config, &writer, &dirty, stop.clone());

@@ -145,8 +145,7 @@ pub async fn run(
         Some(listener) => {
             let (incoming, token) = metrics_door(listener, &node.cfg)?;
             let registry = node.telemetry.metrics.clone();
-            let stop = shutdown.clone().cancelled_owned();
-            let serve = metrics::serve(incoming, registry, token, stop);
+            let serve = metrics::serve(incoming, registry, token, shutdown.clone());
             Some(AbortOnDropHandle::new(tokio::spawn(serve)))
         }
         None => None,

@@ -129,14 +129,15 @@ impl SenderMetrics {
     }
 }
 
-/// Serves `GET /metrics` on `incoming` until `shutdown` resolves; with a
-/// `token`, only to requests carrying `authorization: Bearer <token>`
-/// (401 otherwise).
+/// Serves `GET /metrics` on `incoming` until `shutdown` is cancelled; with
+/// a `token`, only to requests carrying `authorization: Bearer <token>`
+/// (401 otherwise). `/healthz` and `/readyz` (ready until shutdown starts)
+/// need no token.
 pub(crate) async fn serve(
     incoming: sluice_node::listen::Incoming,
     metrics: Arc<SenderMetrics>,
     token: Option<String>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    shutdown: sluice_node::CancellationToken,
 ) -> std::io::Result<()> {
     let token = Arc::new(token);
     let app = Router::new().route(
@@ -159,8 +160,9 @@ pub(crate) async fn serve(
             }
         }),
     );
-    axum::serve(incoming, app)
-        .with_graceful_shutdown(shutdown)
+    let probes = sluice_node::probes::routes(shutdown.clone(), sluice_node::probes::always_ready());
+    axum::serve(incoming, app.merge(probes))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
 }
 

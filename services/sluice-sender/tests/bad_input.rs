@@ -117,14 +117,16 @@ async fn bad_peers() -> u16 {
     }
 }
 
-/// `GET /metrics` over a plain TCP connection.
-async fn scrape(addr: SocketAddr) -> String {
+/// `GET <path>` over a plain TCP connection.
+async fn scrape(addr: SocketAddr, path: &str) -> String {
     use tokio::io::AsyncReadExt;
     let mut stream = tokio::net::TcpStream::connect(addr)
         .await
         .expect("connect to metrics");
     stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: sluice\r\nConnection: close\r\n\r\n")
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: sluice\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
         .await
         .expect("send request");
     let mut body = String::new();
@@ -205,10 +207,15 @@ async fn every_bad_input_gets_a_clear_event_and_the_partition_keeps_moving() {
             && events.keys().any(|k| k.starts_with("kafka:"))
     })
     .await;
-    let scraped = scrape(metrics_addr).await;
+    let scraped = scrape(metrics_addr, "/metrics").await;
+    let readiness = scrape(metrics_addr, "/readyz").await;
     sender.stop().await;
     sim.shutdown().await;
     assert!(scraped.starts_with("HTTP/1.1 200"), "{scraped}");
+    assert!(
+        readiness.starts_with("HTTP/1.1 200") && readiness.ends_with("ready\n"),
+        "{readiness}"
+    );
     assert!(
         scraped.contains("sluice_sender_outcomes_total{kind=\"delivered\",site=\"good\"} 1"),
         "{scraped}"

@@ -3,7 +3,8 @@
 //! the hard bounce, a second submission to that address is answered
 //! `suppressed` and the simulator never sees a second attempt. Control's
 //! suppression calls read and write that same list (one list per tenant).
-//! Every gRPC listener answers `grpc.health.v1` without credentials.
+//! Every gRPC listener answers `grpc.health.v1` and describes itself through
+//! gRPC server reflection, both without credentials.
 
 use std::time::{Duration, Instant};
 
@@ -88,6 +89,9 @@ async fn a_hard_bounced_address_is_suppressed_on_the_next_submission() {
         (dev.ingest.clone(), ""),
     ] {
         assert_serving(&url, service).await;
+        if !service.is_empty() {
+            assert_reflected(&url, service).await;
+        }
     }
 
     // Query takes the admin token dev made for control.
@@ -220,5 +224,43 @@ async fn assert_serving(url: &str, service: &str) {
         answer.into_inner().status(),
         ServingStatus::Serving,
         "{service:?} at {url}"
+    );
+}
+
+/// Server reflection at `url` lists `service` and the health service, asked
+/// without credentials (as grpcurl asks).
+async fn assert_reflected(url: &str, service: &str) {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
+        .expect("URL")
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+    let mut client = ServerReflectionClient::new(channel);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = client
+        .server_reflection_info(futures::stream::iter([request]))
+        .await
+        .unwrap_or_else(|e| panic!("reflection at {url}: {e}"))
+        .into_inner();
+    let answer = answers
+        .message()
+        .await
+        .expect("reflection answer")
+        .expect("one answer");
+    let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
+        panic!("not a service list: {answer:?}");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(names.iter().any(|n| n == service), "{url}: {names:?}");
+    assert!(
+        names.iter().any(|n| n == "grpc.health.v1.Health"),
+        "{url}: {names:?}"
     );
 }

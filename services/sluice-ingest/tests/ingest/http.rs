@@ -138,6 +138,11 @@ async fn json_send_and_batch_publish_durably_and_openapi_lists_every_route() {
             "{method} {path} not documented"
         );
     }
+    // Probes need no key; the message log answers, so the node is ready.
+    let (status, body) = call(&node, "GET", "/healthz", None, None).await;
+    assert_eq!((status, body["text"].as_str()), (200, Some("ok\n")));
+    let (status, body) = call(&node, "GET", "/readyz", None, None).await;
+    assert_eq!((status, body["text"].as_str()), (200, Some("ready\n")));
     node.stop().await;
 }
 
