@@ -162,6 +162,11 @@ fn authenticate(ingestor: &Ingestor, headers: &HeaderMap) -> Result<Arc<Tenant>,
     ingestor.directory().tenants().by_bearer(value)
 }
 
+/// A `POST /v1/messages` body as the submission it asks for.
+pub(crate) fn decode_json(body: &[u8]) -> Result<Submission, IngestError> {
+    parse::<JsonSendRequest>(body)?.into_submission()
+}
+
 fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, IngestError> {
     serde_json::from_slice(body).map_err(|err| IngestError::invalid("body", err.to_string()))
 }

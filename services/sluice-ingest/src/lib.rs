@@ -15,6 +15,8 @@ pub mod directory;
 pub mod dkim;
 mod error;
 mod follow;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod grpc;
 pub mod http;
 mod idempotency;

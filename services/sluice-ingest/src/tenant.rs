@@ -192,6 +192,11 @@ impl Tenants {
         self.by_api_key(key.trim())
     }
 
+    /// The tenant named `name`.
+    pub fn by_name(&self, name: &str) -> Option<Arc<Tenant>> {
+        self.by_name.get(name).cloned()
+    }
+
     /// The tenant owning API key `key`.
     pub fn by_api_key(&self, key: &str) -> Result<Arc<Tenant>, IngestError> {
         self.api_keys
