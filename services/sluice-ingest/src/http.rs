@@ -48,8 +48,7 @@ pub async fn serve(
         Box::pin(async move { ready.ready().await })
     });
     let app = router(ingestor).merge(sluice_node::probes::routes(shutdown.clone(), check));
-    axum::serve(incoming, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
+    sluice_node::listen::serve_http(incoming, app, shutdown)
         .await
         .map_err(IngestError::Io)
 }

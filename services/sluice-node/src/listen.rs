@@ -260,3 +260,53 @@ impl AsyncWrite for Conn {
         }
     }
 }
+
+/// Longest a client may take to send a request's head (request line and
+/// headers) on an HTTP listener; slower clients are disconnected.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `app` over HTTP/1.1 on `incoming` until `shutdown` is cancelled,
+/// then lets the requests in progress finish (the role's drain deadline
+/// bounds how long). Unlike `axum::serve`, a request's head must arrive
+/// within [`HEADER_TIMEOUT`]: a client that trickles headers (slowloris)
+/// does not keep its connection.
+pub async fn serve_http(
+    mut incoming: Incoming,
+    app: axum::Router,
+    shutdown: crate::CancellationToken,
+) -> io::Result<()> {
+    use futures::StreamExt;
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::server::graceful::GracefulShutdown;
+    use hyper_util::service::TowerToHyperService;
+
+    let graceful = GracefulShutdown::new();
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
+    let builder = builder.http1_only();
+    loop {
+        let conn = tokio::select! {
+            () = shutdown.cancelled() => break,
+            next = incoming.next() => match next {
+                Some(Ok(conn)) => conn,
+                _ => break,
+            },
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let served = builder
+            .serve_connection_with_upgrades(TokioIo::new(conn), service)
+            .into_owned();
+        let watched = graceful.watch(served);
+        tokio::spawn(async move {
+            if let Err(err) = watched.await {
+                tracing::trace!(%err, "HTTP connection ended with an error");
+            }
+        });
+    }
+    graceful.shutdown().await;
+    Ok(())
+}

@@ -161,9 +161,7 @@ pub(crate) async fn serve(
         }),
     );
     let probes = sluice_node::probes::routes(shutdown.clone(), sluice_node::probes::always_ready());
-    axum::serve(incoming, app.merge(probes))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    sluice_node::listen::serve_http(incoming, app.merge(probes), shutdown).await
 }
 
 /// Whether the request may read the metrics: no token configured, or its
