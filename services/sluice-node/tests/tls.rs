@@ -86,18 +86,25 @@ async fn visit(
     (leaf.into_owned(), read)
 }
 
+/// A listener greeting every client, with a fresh CA's certificate (and
+/// mutual TLS if asked); the temp dir, the CA, the config and the address.
+async fn greeting(mutual: bool) -> (tempfile::TempDir, Pki, TlsConfig, std::net::SocketAddr) {
+    let dir = tempfile::tempdir().expect("dir");
+    let pki = Pki::new("test CA");
+    let config = tls_config(dir.path(), &pki, mutual);
+    let incoming = open(&config, &[]).await;
+    let addr = incoming.local_addr();
+    greet(incoming);
+    (dir, pki, config, addr)
+}
+
 fn leaf_of(path: &Path) -> CertificateDer<'static> {
     read_chain(path, "cert").expect("chain").remove(0)
 }
 
 #[tokio::test]
 async fn a_tls_listener_reloads_its_certificate_when_the_files_change() {
-    let dir = tempfile::tempdir().expect("dir");
-    let pki = Pki::new("test CA");
-    let config = tls_config(dir.path(), &pki, false);
-    let incoming = open(&config, &[]).await;
-    let addr = incoming.local_addr();
-    greet(incoming);
+    let (dir, pki, config, addr) = greeting(false).await;
     let ca = config.ca_file.clone().expect("ca");
     let cert_file = config.cert_file.clone().expect("cert");
 
@@ -124,12 +131,7 @@ async fn a_tls_listener_reloads_its_certificate_when_the_files_change() {
 
 #[tokio::test]
 async fn mutual_tls_serves_only_clients_with_a_certificate_of_the_ca() {
-    let dir = tempfile::tempdir().expect("dir");
-    let pki = Pki::new("cluster CA");
-    let config = tls_config(dir.path(), &pki, true);
-    let incoming = open(&config, &[]).await;
-    let addr = incoming.local_addr();
-    greet(incoming);
+    let (dir, pki, config, addr) = greeting(true).await;
     let ca = config.ca_file.clone().expect("ca");
 
     let (cert, key) = pki.issue("sender-1").write(dir.path(), "client");
@@ -151,12 +153,7 @@ async fn mutual_tls_serves_only_clients_with_a_certificate_of_the_ca() {
 
 #[tokio::test]
 async fn a_silent_client_does_not_hold_up_other_handshakes() {
-    let dir = tempfile::tempdir().expect("dir");
-    let pki = Pki::new("test CA");
-    let config = tls_config(dir.path(), &pki, false);
-    let incoming = open(&config, &[]).await;
-    let addr = incoming.local_addr();
-    greet(incoming);
+    let (_dir, _pki, config, addr) = greeting(false).await;
     let _silent = TcpStream::connect(addr).await.expect("connect");
     let ca = config.ca_file.clone().expect("ca");
     let visited = tokio::time::timeout(Duration::from_secs(5), visit(addr, &ca, None)).await;

@@ -15,7 +15,7 @@ use sluice_proto::v1::{Envelope, EventKind};
 use sluice_sender::SenderConfig;
 use sluice_testkit::sender::*;
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 
 const SCENARIO: &str = r#"
 [[provider]]
@@ -73,25 +73,6 @@ fn answer(query: &Message) -> Message {
     reply
 }
 
-async fn name_server() -> SocketAddr {
-    let socket = UdpSocket::bind("127.0.0.1:0")
-        .await
-        .expect("bind name server");
-    let addr = socket.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let mut buf = [0u8; 1500];
-        while let Ok((n, peer)) = socket.recv_from(&mut buf).await {
-            let Ok(query) = Message::from_vec(&buf[..n]) else {
-                continue;
-            };
-            if let Ok(bytes) = answer(&query).to_vec() {
-                let _ = socket.send_to(&bytes, peer).await;
-            }
-        }
-    });
-    addr
-}
-
 /// A host that accepts and closes at once (127.0.0.7) and one that answers
 /// HTTP instead of SMTP (127.0.0.8), on one port.
 async fn bad_peers() -> u16 {
@@ -143,7 +124,7 @@ async fn every_bad_input_gets_a_clear_event_and_the_partition_keeps_moving() {
     let log = kafka_log(&kafka).await;
     let names = Names::new();
     let sim = start_sim(SCENARIO).await;
-    let dns = name_server().await;
+    let dns = sluice_testkit::dns::serve(|q| (answer(q), Duration::ZERO)).await;
     let port = bad_peers().await;
     let config = format!(
         "{}\n{}\n{}\n{}",

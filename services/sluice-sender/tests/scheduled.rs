@@ -22,20 +22,25 @@ fn scheduled(pool: &str, n: usize, at: Millis) -> sluice_proto::v1::Envelope {
     e
 }
 
+/// A sender of `names` delivering `alpha.test` to the simulator.
+fn sender_config(names: &Names, brokers: &str, sim: &sluice_sim::SimHandle) -> SenderConfig {
+    let config = format!(
+        "{}\n{}\n{}\n{}\n[shaping.limits.default]\nmessages_per_minute = 3000\nburst = 20\nmax_connections = 4\n",
+        base_config(names, brokers),
+        routes_toml(sim, &[("alpha", &["alpha.test"])]),
+        site_rules_toml(sim),
+        ips_toml(&names.pool, 1),
+    );
+    SenderConfig::from_toml(&config).expect("config")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduled_mail_waits_in_the_tiers_not_in_front_of_later_mail() {
     let kafka = kafka().await;
     let log = kafka_log(&kafka).await;
     let names = Names::new();
     let sim = start_sim(SCENARIO).await;
-    let config = format!(
-        "{}\n{}\n{}\n{}\n[shaping.limits.default]\nmessages_per_minute = 3000\nburst = 20\nmax_connections = 4\n",
-        base_config(&names, &kafka.brokers),
-        routes_toml(&sim, &[("alpha", &["alpha.test"])]),
-        site_rules_toml(&sim),
-        ips_toml(&names.pool, 1),
-    );
-    let config = SenderConfig::from_toml(&config).expect("config");
+    let config = sender_config(&names, &kafka.brokers, &sim);
 
     // Two hours ahead, first on every partition of the outbound topic.
     let far = Millis(now().0 + 2 * 3_600_000);
@@ -121,14 +126,7 @@ async fn a_long_retry_in_a_tier_does_not_hold_up_the_mail_behind_it() {
     let log = kafka_log(&kafka).await;
     let names = Names::new();
     let sim = start_sim(SCENARIO).await;
-    let config = format!(
-        "{}\n{}\n{}\n{}\n[shaping.limits.default]\nmessages_per_minute = 3000\nburst = 20\nmax_connections = 4\n",
-        base_config(&names, &kafka.brokers),
-        routes_toml(&sim, &[("alpha", &["alpha.test"])]),
-        site_rules_toml(&sim),
-        ips_toml(&names.pool, 1),
-    );
-    let config = SenderConfig::from_toml(&config).expect("config");
+    let config = sender_config(&names, &kafka.brokers, &sim);
     let tier = config.delay_topic("5s");
     let sender = RunningSender::start(config, None, None).await;
     // Once a first message is delivered the sender reads every partition

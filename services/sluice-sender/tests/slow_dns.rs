@@ -4,8 +4,7 @@
 //! over UDP), real Kafka, the ISP simulator.
 
 use std::collections::HashSet;
-use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use hickory_resolver::proto::op::{Message, MessageType};
@@ -13,14 +12,13 @@ use hickory_resolver::proto::rr::rdata::{A, MX};
 use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
 use sluice_sender::SenderConfig;
 use sluice_testkit::sender::*;
-use tokio::net::UdpSocket;
 
 const SCENARIO: &str = "seed = 9\n[[provider]]\nname = \"fast\"\nlisten = \"127.0.0.2:0\"\ndomains = [\"fast.test\"]\n[provider.limits]\nconnections_per_ip = 8\nmessages_per_minute = 60000\n";
 
 /// How long the name server keeps `slow.test` waiting.
 const SLOW: Duration = Duration::from_secs(20);
 
-fn answer(query: &Message) -> (Message, bool) {
+fn answer(query: &Message) -> (Message, Duration) {
     let q = &query.queries[0];
     let mut reply = Message::response(query.metadata.id, query.metadata.op_code);
     reply.metadata.message_type = MessageType::Response;
@@ -40,32 +38,7 @@ fn answer(query: &Message) -> (Message, bool) {
         }
         _ => {}
     }
-    (reply, slow)
-}
-
-/// Answers every query; those about `slow.test` after [`SLOW`].
-async fn name_server() -> SocketAddr {
-    let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind"));
-    let addr = socket.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let mut buf = [0u8; 1500];
-        while let Ok((n, peer)) = socket.recv_from(&mut buf).await {
-            let Ok(query) = Message::from_vec(&buf[..n]) else {
-                continue;
-            };
-            let socket = socket.clone();
-            tokio::spawn(async move {
-                let (reply, slow) = answer(&query);
-                if slow {
-                    tokio::time::sleep(SLOW).await;
-                }
-                if let Ok(bytes) = reply.to_vec() {
-                    let _ = socket.send_to(&bytes, peer).await;
-                }
-            });
-        }
-    });
-    addr
+    (reply, if slow { SLOW } else { Duration::ZERO })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,7 +47,7 @@ async fn a_slow_domain_does_not_hold_up_other_domains() {
     let log = kafka_log(&kafka).await;
     let names = Names::new();
     let sim = start_sim(SCENARIO).await;
-    let dns = name_server().await;
+    let dns = sluice_testkit::dns::serve(answer).await;
     let port = sim.addr("fast").expect("bound").port();
     let config = format!(
         "{}\n{}\n{}\n[shaping.limits.default]\nmessages_per_minute = 60000\nburst = 100\nmax_connections = 8\n",

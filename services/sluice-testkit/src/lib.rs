@@ -19,6 +19,7 @@ pub mod cluster;
 pub mod control;
 pub mod cql;
 pub mod dev;
+pub mod dns;
 pub mod leases;
 pub mod pki;
 pub mod query;
