@@ -97,9 +97,9 @@ impl MessageLog for KafkaLog {
             for p in 0..partitions {
                 query.add_partition(&topic, p);
             }
-            let committed = consumer
-                .committed_offsets(query, REQUEST_TIMEOUT)
-                .map_err(config.fail(Some(&topic)))?;
+            let committed =
+                while_settling(|| consumer.committed_offsets(query.clone(), REQUEST_TIMEOUT))
+                    .map_err(config.fail(Some(&topic)))?;
             let mut start = TopicPartitionList::new();
             for elem in committed.elements() {
                 if !matches!(elem.offset(), Offset::Offset(_)) {
@@ -135,9 +135,9 @@ impl MessageLog for KafkaLog {
         blocking(move || {
             let mut query = TopicPartitionList::new();
             query.add_partition(&topic, partition);
-            let committed = consumer
-                .committed_offsets(query, REQUEST_TIMEOUT)
-                .map_err(config.fail(Some(&topic)))?;
+            let committed =
+                while_settling(|| consumer.committed_offsets(query.clone(), REQUEST_TIMEOUT))
+                    .map_err(config.fail(Some(&topic)))?;
             Ok(committed
                 .elements()
                 .iter()

@@ -67,12 +67,17 @@ fn while_settling<T>(mut op: impl FnMut() -> Result<T, KafkaError>) -> Result<T,
     }
 }
 
-/// Answers a new topic gives while its partitions get their leaders (an
-/// unknown topic is not one of them: it fails at once).
+/// Answers a new topic gives while its partitions get their leaders, and a
+/// fresh cluster gives while its group coordinators load (an unknown topic
+/// is not one of them: it fails at once).
 fn settling_code(code: RDKafkaErrorCode) -> bool {
     matches!(
         code,
-        RDKafkaErrorCode::NotLeaderForPartition | RDKafkaErrorCode::LeaderNotAvailable
+        RDKafkaErrorCode::NotLeaderForPartition
+            | RDKafkaErrorCode::LeaderNotAvailable
+            | RDKafkaErrorCode::NotCoordinator
+            | RDKafkaErrorCode::CoordinatorNotAvailable
+            | RDKafkaErrorCode::CoordinatorLoadInProgress
     )
 }
 /// How long a send may wait for room in the producer's queue.
