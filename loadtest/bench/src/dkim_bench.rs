@@ -9,6 +9,9 @@
 //!
 //! `cargo run --release -p sluice-loadtest --bin dkim-bench -- --seconds 3`
 
+#[path = "machine.rs"]
+mod machine;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -40,7 +43,7 @@ const HEADERS: &[&str] = &[
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpus = machine::cpus().max(1);
     let threads = if args.threads == 0 {
         cpus
     } else {
@@ -49,7 +52,7 @@ fn main() -> anyhow::Result<()> {
     let span = Duration::from_secs_f64(args.seconds);
     println!(
         "dkim-bench: {cpus} CPUs ({}), {threads} threads, {:.1} s per row",
-        cpu_model(),
+        machine::cpu_model(),
         args.seconds
     );
     println!("method: each row signs for the whole span on its threads and counts signatures;");
@@ -221,16 +224,4 @@ fn through_ingest(pem: &str, threads: usize, span: Duration) -> anyhow::Result<(
     println!("{label:<52} {rate:>12.0}");
     std::fs::remove_dir_all(&dir)?;
     Ok(())
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
 }

@@ -9,6 +9,9 @@
 //! 10 KB with one recipient each, so one signature per recipient; the
 //! default, 100, is a templated campaign send.
 
+#[path = "machine.rs"]
+mod machine;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
@@ -83,7 +86,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
               RSA-2048 DKIM-signed and acknowledged by Kafka (acks=all, idempotent) \
               with its accepted event"
     );
-    println!("machine: {}", machine());
+    println!(
+        "machine: {}, {} CPUs visible (shared with other builds), {}",
+        machine::cpu_model(),
+        machine::cpus(),
+        std::env::consts::ARCH
+    );
     println!("ingest: {rate:.0} accepted recipients/s ({elapsed:.2?})");
     println!("openssl speed -multi {cpus} -seconds 3 rsa2048: {openssl_rate:.0} signs/s");
     println!(
@@ -182,20 +190,4 @@ fn openssl_sign_rate(cpus: usize) -> Result<f64, Box<dyn std::error::Error>> {
         .ok_or("no rsa 2048 line")?;
     let fields: Vec<&str> = line.split_whitespace().collect();
     Ok(fields.get(5).ok_or("short line")?.parse()?)
-}
-
-fn machine() -> String {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("model name")
-                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!(
-        "{model}, {cpus} CPUs visible (shared with other builds), {}",
-        std::env::consts::ARCH
-    )
 }

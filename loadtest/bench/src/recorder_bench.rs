@@ -9,6 +9,9 @@
 //! with `--embedded`, the embedded log and ledger of `sluice dev` in a
 //! temporary directory instead (no servers).
 
+#[path = "machine.rs"]
+mod machine;
+
 use std::error::Error;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,18 +35,6 @@ fn arg(name: &str, default: u64) -> Res<u64> {
             .parse()?),
         None => Ok(default),
     }
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
 }
 
 /// A realistic mix: 90 % delivered, 5 % deferred, 3 % soft and 2 % hard
@@ -113,8 +104,11 @@ async fn timed(metrics: &Metrics, n: u64) -> (f64, f64) {
 }
 
 fn print_machine(total: f64, steady: f64) {
-    let cores = std::thread::available_parallelism().map_or(0, usize::from);
-    println!("machine: {cores} cores, {}", cpu_model());
+    println!(
+        "machine: {} cores, {}",
+        machine::cpus(),
+        machine::cpu_model()
+    );
     println!("events/s (incl. group join): {total:.0}");
     println!("events/s (after first batch): {steady:.0}");
 }

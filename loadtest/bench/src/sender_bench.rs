@@ -9,6 +9,9 @@
 //!
 //! Needs Kafka (`deploy/servers/kafka.sh start`); reads SLUICE_KAFKA_BROKERS.
 
+#[path = "machine.rs"]
+mod machine;
+
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -203,16 +206,5 @@ async fn produce(
 }
 
 fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
-    format!("{cores} cores, {cpu}")
+    format!("{} cores, {}", machine::cpus(), machine::cpu_model())
 }

@@ -11,6 +11,9 @@
 //! batched runs write 10×N. Figures are recorded in `docs/message-log.md`.
 //! Without `--features bench-all` only fjall (the chosen engine) is measured.
 
+#[path = "machine.rs"]
+mod machine;
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -171,16 +174,8 @@ fn row(engine: &str, size: usize, what: &str, count: u64, secs: f64) {
 }
 
 fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let (cpu, cores) = (machine::cpu_model(), machine::cpus());
     format!("{cpu}, {cores} cores, Linux {}", kernel.trim())
 }
 

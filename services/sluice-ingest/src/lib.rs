@@ -215,11 +215,20 @@ fn front_doors(
     shutdown: &CancellationToken,
 ) -> Result<JoinSet<Result<(), IngestError>>, IngestError> {
     let mut tasks = JoinSet::new();
+    use sluice_node::listen::{Door, open};
+    let bad = |err: sluice_node::tls::TlsError| IngestError::Config(err.0);
+    // One certificate (and its reloading) for both doors.
+    let tls = sluice_node::tls::ServerTls::from_config(&config.tls).map_err(bad)?;
     let door = |listener, setting, alpn| {
         let limits = ingestor.limits();
-        let gate = Gate::new(limits.max_connections, limits.max_connections_per_ip);
-        sluice_node::listen::open_for(listener, setting, &config.tls, gate, alpn, false)
-            .map_err(|err| IngestError::Config(err.0))
+        let door = Door {
+            setting,
+            gate: Gate::new(limits.max_connections, limits.max_connections_per_ip),
+            tls: tls.as_ref(),
+            alpn,
+            config: &config.tls,
+        };
+        open(listener, door).map_err(bad)
     };
     if let Some(listener) = listeners.grpc {
         let incoming = door(listener, "listen.grpc", sluice_node::listen::GRPC)?;

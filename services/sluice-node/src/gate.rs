@@ -152,13 +152,6 @@ pub struct GatedStream {
     _admitted: Admitted,
 }
 
-impl GatedStream {
-    /// The client's address.
-    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.stream.peer_addr()
-    }
-}
-
 impl tonic::transport::server::Connected for GatedStream {
     type ConnectInfo = tonic::transport::server::TcpConnectInfo;
 

@@ -2,8 +2,9 @@
 //! connection [`Gate`], then through the TLS handshake when the node has a
 //! certificate. Handshakes run concurrently, each within
 //! [`HANDSHAKE_TIMEOUT`], so a client that connects and says nothing holds
-//! one gate place for that long and delays no one. [`Incoming`] is both a
-//! `Stream` (tonic's `serve_with_incoming`) and an `axum::serve::Listener`.
+//! one gate place for that long and delays no one. [`Incoming`] is a
+//! `Stream` of connections: tonic's `serve_with_incoming` takes it, and
+//! [`serve_http`] serves HTTP from it.
 
 use std::io;
 use std::net::SocketAddr;
@@ -150,29 +151,6 @@ impl futures::Stream for Incoming {
     }
 }
 
-impl axum::serve::Listener for Incoming {
-    type Io = Conn;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            match self.rx.recv().await {
-                Some(conn) => {
-                    let peer = conn.peer();
-                    return (conn, peer);
-                }
-                // The accept loop ended (only when aborted): nothing more
-                // will come; the server is being shut down.
-                None => std::future::pending::<()>().await,
-            }
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        Ok(self.local)
-    }
-}
-
 /// One admitted connection, plaintext or after its TLS handshake.
 pub enum Conn {
     Plain(GatedStream),
@@ -185,13 +163,6 @@ impl Conn {
             Conn::Plain(stream) => stream,
             Conn::Tls(tls) => tls.get_ref().0,
         }
-    }
-
-    /// The client's address.
-    pub fn peer(&self) -> SocketAddr {
-        self.gated()
-            .peer_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 }
 

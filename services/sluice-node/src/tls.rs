@@ -129,11 +129,6 @@ impl ServerTls {
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         TlsAcceptor::from(Arc::new(config))
     }
-
-    /// Whether clients must present a certificate.
-    pub fn mutual(&self) -> bool {
-        self.clients.is_some()
-    }
 }
 
 /// Refuses a listener that would serve without credentials on a

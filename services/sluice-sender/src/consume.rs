@@ -82,7 +82,7 @@ impl Consume {
         let interval = Duration::from_millis(self.cfg.kafka.commit_interval.0.max(50));
         let mut last_commit = tokio::time::Instant::now();
         loop {
-            self.release_due(consumer).await;
+            self.release_due(consumer);
             if last_commit.elapsed() >= interval {
                 self.commit(consumer).await;
                 last_commit = tokio::time::Instant::now();
@@ -97,7 +97,7 @@ impl Consume {
             match polled {
                 Ok(records) => {
                     for record in records {
-                        self.handle(consumer, record).await;
+                        self.handle(consumer, record);
                     }
                 }
                 Err(err) => {
@@ -115,7 +115,7 @@ impl Consume {
             .in_flight()
     }
 
-    async fn handle(&mut self, consumer: &mut LogConsumer, msg: Delivery) {
+    fn handle(&mut self, consumer: &mut LogConsumer, msg: Delivery) {
         let rec = RecordRef {
             topic: msg.topic,
             partition: msg.partition,
@@ -177,12 +177,12 @@ impl Consume {
                 .push_back((rec, envelope, hold));
             return;
         }
-        self.next_step(rec, envelope).await;
+        self.next_step(rec, envelope);
     }
 
     /// A record whose hold is over: another hop while it is not due yet,
     /// else on its way.
-    async fn next_step(&mut self, rec: RecordRef, envelope: Envelope) {
+    fn next_step(&mut self, rec: RecordRef, envelope: Envelope) {
         let due = fate::millis(&envelope.not_before).unwrap_or(Millis(0));
         if due > fate::now() {
             return self.send(Intake::Schedule { rec, envelope });
@@ -192,7 +192,7 @@ impl Consume {
 
     /// Hands over parked records that are due, in order; resumes a partition
     /// whose parked records are all gone.
-    async fn release_due(&mut self, consumer: &mut LogConsumer) {
+    fn release_due(&mut self, consumer: &mut LogConsumer) {
         let now = fate::now();
         let keys: Vec<_> = self.parked.keys().cloned().collect();
         for key in keys {
@@ -201,7 +201,7 @@ impl Consume {
                 match queue.front() {
                     Some((_, _, due)) if *due <= now => {
                         let (rec, envelope, _) = queue.pop_front().expect("front exists");
-                        self.next_step(rec, envelope).await;
+                        self.next_step(rec, envelope);
                     }
                     Some(_) => break,
                     None => {

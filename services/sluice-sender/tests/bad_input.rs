@@ -128,15 +128,10 @@ async fn every_bad_input_gets_a_clear_event_and_the_partition_keeps_moving() {
     let port = bad_peers().await;
     let config = format!(
         "{}\n{}\n{}\n{}",
-        base_config(&names, &kafka.brokers)
-            .replace(
-                "dns = false",
-                &format!("dns = true\ndns_servers = [\"{dns}\"]")
-            )
-            .replace(
-                "[smtp]\n",
-                &format!("[smtp]\nport = {port}\nrequire_tls_sites = [\"plain\"]\n")
-            ),
+        with_dns(&base_config(&names, &kafka.brokers), dns).replace(
+            "[smtp]\n",
+            &format!("[smtp]\nport = {port}\nrequire_tls_sites = [\"plain\"]\n")
+        ),
         routes_toml(
             &sim,
             &[("good", &["good.test"]), ("plain", &["plain.test"])]

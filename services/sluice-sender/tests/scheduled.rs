@@ -129,12 +129,7 @@ async fn a_long_retry_in_a_tier_does_not_hold_up_the_mail_behind_it() {
     let config = sender_config(&names, &kafka.brokers, &sim);
     let tier = config.delay_topic("5s");
     let sender = RunningSender::start(config, None, None).await;
-    // Once a first message is delivered the sender reads every partition
-    // (group joined, fate index loaded): what follows measures the tier.
-    let first = envelope(&names.pool, 999, "first@alpha.test", 1024);
-    let first_id = HashSet::from([first.message_id.clone()]);
-    produce(&log, &names.outbound, &[first]).await;
-    collect_fates(&log, &names.events, &first_id, Duration::from_secs(60)).await;
+    warm_up(&log, &names, "first@alpha.test").await;
 
     // Two records of one partition of the 5 s tier, written as the
     // dispatcher writes a retry and an overflow.

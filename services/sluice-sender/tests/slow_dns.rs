@@ -51,11 +51,7 @@ async fn a_slow_domain_does_not_hold_up_other_domains() {
     let port = sim.addr("fast").expect("bound").port();
     let config = format!(
         "{}\n{}\n{}\n[shaping.limits.default]\nmessages_per_minute = 60000\nburst = 100\nmax_connections = 8\n",
-        base_config(&names, &kafka.brokers)
-            .replace(
-                "dns = false",
-                &format!("dns = true\ndns_servers = [\"{dns}\"]")
-            )
+        with_dns(&base_config(&names, &kafka.brokers), dns)
             .replace("[smtp]\n", &format!("[smtp]\nport = {port}\n")),
         site_rules_toml(&sim),
         ips_toml(&names.pool, 1),
@@ -67,10 +63,7 @@ async fn a_slow_domain_does_not_hold_up_other_domains() {
         .await
         .expect("topic");
     let sender = RunningSender::start(config, None, None).await;
-    let warm = envelope(&names.pool, 0, "warm@fast.test", 512);
-    let warm_id = HashSet::from([warm.message_id.clone()]);
-    produce(&log, &names.outbound, &[warm]).await;
-    collect_fates(&log, &names.events, &warm_id, Duration::from_secs(60)).await;
+    warm_up(&log, &names, "warm@fast.test").await;
 
     let mut records = Vec::new();
     for n in 1..=5 {

@@ -191,6 +191,29 @@ pub async fn produce(log: &Log, topic: &str, envelopes: &[Envelope]) {
     }
 }
 
+/// Sends one message to `recipient` and waits (up to a minute) for its
+/// fate: after that the running sender has joined its group and loaded its
+/// fate index, so what a test measures next is not the sender's start.
+pub async fn warm_up(log: &Log, names: &Names, recipient: &str) {
+    let first = envelope(&names.pool, 999_999, recipient, 512);
+    let id = HashSet::from([first.message_id.clone()]);
+    produce(log, &names.outbound, &[first]).await;
+    let events = collect_fates(log, &names.events, &id, Duration::from_secs(60)).await;
+    assert!(
+        !events.is_empty(),
+        "the warm-up message to {recipient} got no fate"
+    );
+}
+
+/// `config` (from [`base_config`]) resolving domains over DNS at `server`
+/// instead of its static routes alone.
+pub fn with_dns(config: &str, server: std::net::SocketAddr) -> String {
+    config.replace(
+        "dns = false",
+        &format!("dns = true\ndns_servers = [\"{server}\"]"),
+    )
+}
+
 /// Reads the events topic until every id in `expected` has a final event
 /// (delivered, bounced or expired) or `timeout` passes. Returns all events
 /// per message id.

@@ -19,8 +19,10 @@ pub fn endpoint(address: &str, tls: &TlsConfig) -> Result<Endpoint, TlsError> {
         .map_err(|err| TlsError(format!("TLS for {address}: {err}")))
 }
 
-/// The client TLS configuration `tls` describes.
-pub fn client_config(tls: &TlsConfig) -> Result<ClientTlsConfig, TlsError> {
+/// The client TLS configuration `tls` describes. The files are parsed here
+/// as well as read for tonic, which parses them only when it connects: a
+/// bad file is then named (with its setting) when the node starts.
+fn client_config(tls: &TlsConfig) -> Result<ClientTlsConfig, TlsError> {
     let mut config = ClientTlsConfig::new();
     config = match &tls.ca_file {
         Some(file) => {
