@@ -42,6 +42,10 @@ pub struct ControlConfig {
     pub max_connections: usize,
     /// Connections one client address may keep open.
     pub max_connections_per_ip: usize,
+    /// Requests in progress at once (a Watch stream counts while it
+    /// lasts); more are answered UNAVAILABLE at once, to be retried with
+    /// backoff. Health checks are never refused.
+    pub max_requests: usize,
     /// TLS of the listener (docs/security.md). Without a certificate the
     /// listener must be on a loopback address.
     pub tls: sluice_node::tls::TlsConfig,
@@ -73,6 +77,7 @@ impl Default for ControlConfig {
             max_watchers: 1024,
             max_connections: 1024,
             max_connections_per_ip: 256,
+            max_requests: 2048,
             tls: sluice_node::tls::TlsConfig::default(),
         }
     }

@@ -38,7 +38,7 @@ impl ControlBackends {
     pub async fn open(config: &ControlConfig) -> Result<Self, ControlError> {
         let store = match config.store {
             StoreKind::Embedded => {
-                std::fs::create_dir_all(&config.data_dir).map_err(|source| {
+                sluice_node::secret::private_dir(&config.data_dir).map_err(|source| {
                     ControlError::Listen(std::io::Error::new(
                         source.kind(),
                         format!(

@@ -198,7 +198,9 @@ pub async fn run(
     let stop = shutdown.clone();
     let health = sluice_node::health::service(&["sluice.v1.Control"], shutdown.clone()).await;
     let reflection = sluice_node::health::reflection(&[sluice_proto::FILE_DESCRIPTOR_SET]);
+    let shed = sluice_node::shed::Shed::new(config.max_requests, sluice_node::shed::Protocol::Grpc);
     let server = tonic::transport::Server::builder()
+        .layer(shed)
         .add_service(health)
         .add_service(reflection)
         .add_service(ControlServer::new(service))

@@ -144,6 +144,10 @@ pub struct LimitsConfig {
     /// Connections one client address may keep open on one listener.
     /// Default 64.
     pub max_connections_per_ip: usize,
+    /// Requests in progress at once on one listener (gRPC, HTTP; a stream
+    /// counts while it lasts); more are answered at once with "try later"
+    /// (gRPC UNAVAILABLE, HTTP 503 with `Retry-After`). Default 1024.
+    pub max_requests: usize,
 }
 
 impl Default for LimitsConfig {
@@ -156,6 +160,7 @@ impl Default for LimitsConfig {
             message_lifetime: Span::days(5),
             max_connections: 4096,
             max_connections_per_ip: 64,
+            max_requests: 1024,
         }
     }
 }

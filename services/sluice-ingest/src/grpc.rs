@@ -28,6 +28,7 @@ pub async fn serve(
     let health = sluice_node::health::service(&["sluice.v1.Ingest"], shutdown.clone()).await;
     let limits = ingestor.limits();
     let max = limits.max_message_bytes * 2 + 1024 * 1024;
+    let shed = sluice_node::shed::Shed::new(limits.max_requests, sluice_node::shed::Protocol::Grpc);
     let server = IngestServer::new(IngestService {
         ingestor: ingestor.clone(),
     })
@@ -39,6 +40,7 @@ pub async fn serve(
         tonic::service::interceptor::InterceptedService::new(server, Authenticate(ingestor));
     let reflection = sluice_node::health::reflection(&[sluice_proto::FILE_DESCRIPTOR_SET]);
     Server::builder()
+        .layer(shed)
         .add_service(health)
         .add_service(reflection)
         .add_service(service)

@@ -47,8 +47,9 @@ pub async fn serve(
         let ready = ready.clone();
         Box::pin(async move { ready.ready().await })
     });
+    let max_requests = ingestor.limits().max_requests;
     let app = router(ingestor).merge(sluice_node::probes::routes(shutdown.clone(), check));
-    sluice_node::listen::serve_http(incoming, app, shutdown)
+    sluice_node::listen::serve_http(incoming, app, max_requests, shutdown)
         .await
         .map_err(IngestError::Io)
 }

@@ -33,6 +33,7 @@ pub mod listen;
 pub mod probes;
 pub mod reference;
 pub mod secret;
+pub mod shed;
 mod supervisor;
 pub mod tls;
 

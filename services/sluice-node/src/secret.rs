@@ -143,6 +143,28 @@ pub fn same_token(given: &str, expected: &str) -> bool {
     digest(given).as_ref() == digest(expected).as_ref()
 }
 
+/// Creates `dir` (and its parents) when missing and makes it readable by
+/// its owner only (`0700`): data directories hold messages, the ledger and
+/// generated secrets. A directory that was open to others is narrowed, with
+/// a warning naming it and its old mode.
+pub fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o700))?;
+        tracing::warn!(
+            dir = %dir.display(),
+            old_mode = format!("{mode:o}"),
+            "the data directory was open to other users; narrowed to its owner (it holds messages and secrets)"
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,5 +198,20 @@ mod tests {
         assert!(SecretHash::parse("plain").is_err());
         assert!(SecretHash::parse("sha256$zz$00").is_err());
         assert!(SecretHash::parse("sha256$00$00").is_err());
+    }
+
+    #[test]
+    fn data_directories_are_made_and_kept_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().expect("tempdir");
+        let fresh = root.path().join("a/b");
+        private_dir(&fresh).expect("created");
+        let mode = |p: &std::path::Path| std::fs::metadata(p).expect("meta").permissions().mode();
+        assert_eq!(mode(&fresh) & 0o777, 0o700);
+        let open = root.path().join("open");
+        std::fs::create_dir(&open).expect("mkdir");
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        private_dir(&open).expect("narrowed");
+        assert_eq!(mode(&open) & 0o777, 0o700);
     }
 }

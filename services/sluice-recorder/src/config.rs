@@ -44,6 +44,9 @@ pub struct RecorderConfig {
     pub query_max_connections: usize,
     /// Connections one client address may keep open to the Query listener.
     pub query_max_connections_per_ip: usize,
+    /// Query requests in progress at once; more are answered UNAVAILABLE
+    /// at once, to be retried with backoff.
+    pub query_max_requests: usize,
     /// TLS of the Query listener and of calls to control
     /// (docs/security.md). Without a certificate the listener must be on a
     /// loopback address.
@@ -152,6 +155,7 @@ impl Default for RecorderConfig {
             query_listen: "127.0.0.1:7402".into(),
             query_max_connections: 4096,
             query_max_connections_per_ip: 256,
+            query_max_requests: 1024,
             tls: sluice_node::tls::TlsConfig::default(),
             batch_max_events: 1000,
             batch_max_wait: Span(200),

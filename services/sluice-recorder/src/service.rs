@@ -110,7 +110,7 @@ async fn open_ledger(
     match config.ledger {
         LedgerKind::Cassandra => Ok(open_cql_ledger(config, stop).await?.into()),
         LedgerKind::Embedded => {
-            std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            sluice_node::secret::private_dir(&config.data_dir).map_err(|e| {
                 let dir = config.data_dir.display();
                 RecorderError::Config(format!("data_dir: cannot create {dir}: {e}"))
             })?;
@@ -182,7 +182,10 @@ async fn serve(
     };
     let health = sluice_node::health::service(&["sluice.v1.Query"], stop.clone()).await;
     let reflection = sluice_node::health::reflection(&[sluice_proto::FILE_DESCRIPTOR_SET]);
+    let shed =
+        sluice_node::shed::Shed::new(config.query_max_requests, sluice_node::shed::Protocol::Grpc);
     let server = tonic::transport::Server::builder()
+        .layer(shed)
         .add_service(health)
         .add_service(reflection)
         .add_service(QueryService::server(store.clone(), auth.clone()))

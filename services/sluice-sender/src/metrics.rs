@@ -161,8 +161,11 @@ pub(crate) async fn serve(
         }),
     );
     let probes = sluice_node::probes::routes(shutdown.clone(), sluice_node::probes::always_ready());
-    sluice_node::listen::serve_http(incoming, app.merge(probes), shutdown).await
+    sluice_node::listen::serve_http(incoming, app.merge(probes), MAX_REQUESTS, shutdown).await
 }
+
+/// Scrapes served at once; more are answered `503`.
+const MAX_REQUESTS: usize = 16;
 
 /// Whether the request may read the metrics: no token configured, or its
 /// bearer token is the configured one.

@@ -97,7 +97,7 @@ impl Listeners {
 pub async fn start(mut cfg: DevConfig) -> anyhow::Result<Running> {
     cfg.check_exposure()?;
     let dir = cfg.data_dir.clone();
-    std::fs::create_dir_all(&dir)
+    sluice_node::secret::private_dir(&dir)
         .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
     cfg.secret()?;
     let generated = cfg
