@@ -148,6 +148,9 @@ pub struct LimitsConfig {
     /// counts while it lasts); more are answered at once with "try later"
     /// (gRPC UNAVAILABLE, HTTP 503 with `Retry-After`). Default 1024.
     pub max_requests: usize,
+    /// Longest an HTTP client may take to send a request body; slower
+    /// ones are answered 408 and nothing is accepted. Default 60s.
+    pub body_timeout: Span,
 }
 
 impl Default for LimitsConfig {
@@ -161,6 +164,7 @@ impl Default for LimitsConfig {
             max_connections: 4096,
             max_connections_per_ip: 64,
             max_requests: 1024,
+            body_timeout: Span::secs(60),
         }
     }
 }

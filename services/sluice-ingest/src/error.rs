@@ -58,6 +58,12 @@ pub enum IngestError {
          accepted, retry it with the same idempotency_key"
     )]
     KeysUnavailable { via: String, reason: String },
+    /// The client took too long to send part of its request.
+    #[error("{stage} not received within {limit:?}; nothing was accepted, send it again faster")]
+    Timeout {
+        stage: &'static str,
+        limit: std::time::Duration,
+    },
     /// The same idempotency key is being processed right now.
     #[error("idempotency_key {0:?} is being processed by another request; retry shortly")]
     InFlight(String),
@@ -133,6 +139,7 @@ impl IngestError {
             | Self::SuppressionsUnavailable { .. }
             | Self::KeysUnavailable { .. } => Code::Unavailable,
             Self::InFlight(_) => Code::Aborted,
+            Self::Timeout { .. } => Code::DeadlineExceeded,
             Self::Config(_) | Self::Io(_) | Self::Internal(_) => Code::Internal,
         }
     }
@@ -149,6 +156,7 @@ impl IngestError {
             | Self::SuppressionsUnavailable { .. }
             | Self::KeysUnavailable { .. } => 503,
             Self::InFlight(_) => 409,
+            Self::Timeout { .. } => 408,
             Self::Config(_) | Self::Io(_) | Self::Internal(_) => 500,
         }
     }
@@ -166,6 +174,7 @@ impl IngestError {
             | Self::SuppressionsUnavailable { .. }
             | Self::KeysUnavailable { .. }
             | Self::InFlight(_) => (451, "4.3.0"),
+            Self::Timeout { .. } => (451, "4.4.2"),
             Self::Config(_) | Self::Io(_) | Self::Internal(_) => (451, "4.3.0"),
         }
     }

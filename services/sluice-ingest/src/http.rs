@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::body::Body;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -56,14 +57,44 @@ pub async fn serve(
 
 /// The API's routes.
 pub fn router(ingestor: Arc<Ingestor>) -> Router {
-    // Base64 raw messages are 4/3 of their size, plus JSON overhead.
-    let body_limit = ingestor.limits().max_message_bytes * 2 + 1024 * 1024;
     Router::new()
         .route("/v1/messages", post(send))
         .route("/v1/messages/batch", post(send_batch))
         .route("/openapi.json", get(openapi))
-        .layer(DefaultBodyLimit::max(body_limit))
         .with_state(ingestor)
+}
+
+/// Reads a request body of at most the body limit (base64 raw messages are
+/// 4/3 of their size, plus JSON overhead) within `limits.body_timeout`: a
+/// client that trickles its body does not hold its place for long.
+async fn read_body(ingestor: &Ingestor, body: Body) -> Result<Bytes, IngestError> {
+    let limits = ingestor.limits();
+    let limit = limits.max_message_bytes * 2 + 1024 * 1024;
+    let timeout: std::time::Duration = limits.body_timeout.into();
+    let read = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit));
+    match read.await {
+        Err(_) => Err(IngestError::Timeout {
+            stage: "request body",
+            limit: timeout,
+        }),
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(err)) => Err(body_error(&err, limit)),
+    }
+}
+
+/// A body that could not be read: too large, or the connection failed.
+fn body_error(err: &axum::Error, limit: usize) -> IngestError {
+    let too_large =
+        std::error::Error::source(err).is_some_and(|e| e.is::<http_body_util::LengthLimitError>());
+    if too_large {
+        IngestError::TooLarge {
+            field: "body".into(),
+            limit,
+            actual: limit + 1,
+        }
+    } else {
+        IngestError::invalid("body", format!("could not be read: {err}"))
+    }
 }
 
 async fn openapi() -> impl IntoResponse {
@@ -92,9 +123,10 @@ async fn send(
     State(ingestor): State<Arc<Ingestor>>,
     Authed(tenant): Authed,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let result = async {
+        let body = read_body(&ingestor, body).await?;
         let mut request: JsonSendRequest = parse(&body)?;
         if request.idempotency_key.is_empty()
             && let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok())
@@ -115,9 +147,12 @@ async fn send(
 async fn send_batch(
     State(ingestor): State<Arc<Ingestor>>,
     Authed(tenant): Authed,
-    body: Bytes,
+    body: Body,
 ) -> Response {
-    let batch = match parse::<JsonBatch>(&body) {
+    let batch = match read_body(&ingestor, body)
+        .await
+        .and_then(|body| parse::<JsonBatch>(&body))
+    {
         Ok(batch) => batch,
         Err(err) => return error_response(&err, None),
     };
