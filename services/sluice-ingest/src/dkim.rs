@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-mod pool;
+pub(crate) mod pool;
 mod rsa;
 
 use mail_auth::common::crypto::Ed25519Key;

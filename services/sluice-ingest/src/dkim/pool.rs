@@ -28,13 +28,20 @@ pub struct Pool {
 impl Pool {
     /// Starts `threads` signing threads (at least one).
     pub fn new(threads: usize) -> Self {
+        Self::named("dkim-sign", threads)
+    }
+
+    /// Starts `threads` threads (at least one) named `name-<n>`. Work that
+    /// allocates much per job (Argon2's 19 MiB) stays on these few threads,
+    /// so the allocator keeps at most that much per thread.
+    pub fn named(name: &str, threads: usize) -> Self {
         let threads = threads.max(1);
         let (jobs, queue) = mpsc::channel::<Job>(threads * QUEUED_PER_THREAD);
         let queue = Arc::new(Mutex::new(queue));
         for i in 0..threads {
             let queue = queue.clone();
             std::thread::Builder::new()
-                .name(format!("dkim-sign-{i}"))
+                .name(format!("{name}-{i}"))
                 .spawn(move || work(&queue))
                 .expect("the OS starts a signing thread");
         }

@@ -29,6 +29,10 @@ pub struct SmtpContext {
     tls: TlsAcceptor,
     /// Failed logins per client address, shared by the listener's sessions.
     auth_guard: Arc<auth_guard::AuthGuard>,
+    /// The threads that check passwords (Argon2 holds about 19 MiB per
+    /// check): one per CPU, shared by the listener's sessions; more checks
+    /// wait their turn.
+    password_checks: Arc<crate::dkim::pool::Pool>,
     /// The client's address (set per connection).
     peer: Option<std::net::IpAddr>,
 }
@@ -51,6 +55,10 @@ impl SmtpContext {
             data_timeout: config.data_timeout.into(),
             tls: tls::acceptor(config)?,
             auth_guard: Arc::default(),
+            password_checks: Arc::new(crate::dkim::pool::Pool::named(
+                "smtp-auth",
+                std::thread::available_parallelism().map_or(2, usize::from),
+            )),
             peer: None,
         })
     }
@@ -238,6 +246,23 @@ mod tests {
         assert!(
             other.contains("535 5.7.8") && !other.contains("454"),
             "{other}"
+        );
+    }
+
+    #[test]
+    fn unparsable_commands_reach_the_error_limit() {
+        let mut guesses = String::new();
+        for n in 0..25 {
+            guesses.push_str(&format!("XGUESS{n}\r\n"));
+        }
+        let replies = converse(guesses.as_bytes(), true);
+        let refusals = replies.lines().filter(|l| l.starts_with('5')).count();
+        assert_eq!(refusals, 20, "{replies}");
+        assert!(
+            replies
+                .trim_end()
+                .ends_with("421 4.7.0 Too many errors, closing"),
+            "{replies}"
         );
     }
 

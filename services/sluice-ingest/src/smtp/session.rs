@@ -94,23 +94,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
                 Line::Eof => return Ok(Ended::Closed),
             };
+            // An unparsable line counts towards the error limit like any
+            // refused command (the checks below run for it too).
             let command = match parse(&line) {
-                Ok(command) => command,
+                Ok(command) => Some(command),
                 Err(err) => {
                     self.error(err.reply()).await?;
-                    continue;
+                    None
                 }
             };
             match command {
-                Command::Quit => {
+                None => {}
+                Some(Command::Quit) => {
                     self.send(&reply(221, "2.0.0 Bye")).await?;
                     return Ok(Ended::Closed);
                 }
-                Command::StartTls if !self.tls => {
+                Some(Command::StartTls) if !self.tls => {
                     self.send(&reply(220, "2.0.0 Ready to start TLS")).await?;
                     return Ok(Ended::StartTls(self.io.into_inner()));
                 }
-                command => {
+                Some(command) => {
                     let answer = self.handle(command).await?;
                     if answer.code >= 400 {
                         self.error(answer).await?;
@@ -226,13 +229,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 "4.7.0 Too many failed logins from your address; try again later",
             ));
         }
-        // Argon2 takes tens of milliseconds of CPU: not on an async worker.
+        // Argon2 takes tens of milliseconds of CPU and ~19 MiB: not on an
+        // async worker, but on the listener's few password threads (the
+        // session's idle timeout bounds the wait for one).
         let directory = self.ctx.ingestor.directory();
-        let verified = tokio::task::spawn_blocking(move || {
-            directory.tenants().by_smtp_login(&user, &password)
-        })
-        .await
-        .map_err(std::io::Error::other)?;
+        let check = self
+            .ctx
+            .password_checks
+            .run(move || directory.tenants().by_smtp_login(&user, &password));
+        let Ok(Ok(verified)) = tokio::time::timeout(self.ctx.idle_timeout, check).await else {
+            return Ok(reply(
+                454,
+                "4.3.2 Too busy to check credentials; try again later",
+            ));
+        };
         Ok(match verified {
             Ok(tenant) => {
                 if let Some(ip) = peer {

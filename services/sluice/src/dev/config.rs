@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde::Deserialize;
 use sluice_node::{ConfigError, RoleConfig};
-use toml::Table;
 
 /// The built-in defaults.
 const DEFAULTS: &str = include_str!("defaults.toml");
@@ -216,24 +215,18 @@ fn write_private(file: &Path, text: &str) -> std::io::Result<()> {
     out.sync_all()
 }
 
-/// True when a tenant still has the well-known `sluice-dev-key`.
+/// True when a tenant still accepts the well-known `sluice-dev-key`, under
+/// whatever salt its stored hash has.
 pub fn has_dev_key(config: &DevConfig) -> bool {
-    let dev_key = dev_key_hash();
-    config
-        .ingest
-        .tenants
-        .iter()
-        .any(|t| t.api_keys.contains(&dev_key))
+    config.ingest.tenants.iter().any(|t| {
+        t.api_keys.iter().any(|stored| {
+            sluice_node::secret::SecretHash::parse(stored).is_ok_and(|hash| hash.verify(DEV_KEY))
+        })
+    })
 }
 
-/// The stored form of `sluice-dev-key` in the built-in defaults.
-fn dev_key_hash() -> String {
-    let defaults: Table = DEFAULTS.parse().expect("built-in dev defaults parse");
-    defaults["ingest"]["tenants"][0]["api_keys"][0]
-        .as_str()
-        .expect("the defaults hold the dev key")
-        .to_owned()
-}
+/// The API key of tenant `dev` in the built-in defaults.
+const DEV_KEY: &str = "sluice-dev-key";
 
 #[cfg(test)]
 mod tests {
@@ -311,6 +304,12 @@ mod tests {
         let own = include_str!("../../../../deploy/examples/dev.toml")
             .replace("sha256$80e0", "sha256$90e0");
         assert!(!has_dev_key(&DevConfig::from_toml(&own).expect("own key")));
+        // The dev key hashed under another salt is still the dev key.
+        let salted = format!(
+            "[[ingest.tenants]]\nname = \"t\"\ndefault_pool = \"default\"\napi_keys = [\"{}\"]\n",
+            sluice_node::secret::hash_secret(DEV_KEY)
+        );
+        assert!(has_dev_key(&DevConfig::from_toml(&salted).expect("salted")));
     }
 
     #[test]
