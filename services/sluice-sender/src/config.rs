@@ -131,10 +131,19 @@ pub struct SmtpSection {
     /// Sites (by name) to which mail must only go over TLS.
     pub require_tls_sites: Vec<String>,
     /// PEM certificates trusted besides the public web PKI roots when a
-    /// site requires TLS (its servers' certificates are verified; the
-    /// opportunistic TLS of other sites is not). For private relays and
-    /// tests.
+    /// certificate is verified: servers of a site that requires TLS, MX
+    /// hosts under an enforced MTA-STS policy, and MTA-STS policy servers
+    /// (the opportunistic TLS of other mail is not verified). For private
+    /// relays and tests.
     pub tls_trust_file: Option<std::path::PathBuf>,
+    /// Apply MTA-STS (RFC 8461) to domains routed through DNS: fetch each
+    /// domain's policy over HTTPS when it publishes one; under `enforce`,
+    /// deliver only to the MX hosts it names, with their certificates
+    /// verified (docs/security.md, "Outbound TLS").
+    pub mta_sts: bool,
+    /// Port of the MTA-STS policy servers (`https://mta-sts.<domain>:<port>`);
+    /// 443 but for tests and proxies.
+    pub mta_sts_port: u16,
 }
 
 impl Default for SmtpSection {
@@ -150,6 +159,8 @@ impl Default for SmtpSection {
             opportunistic_tls: true,
             require_tls_sites: Vec::new(),
             tls_trust_file: None,
+            mta_sts: true,
+            mta_sts_port: 443,
         }
     }
 }

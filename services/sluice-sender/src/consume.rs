@@ -68,6 +68,12 @@ impl Consume {
         }
     }
 
+    /// Applies MTA-STS policies to DNS routes ([`crate::mta_sts`]).
+    pub(crate) fn with_mta_sts(mut self, mta_sts: Option<Arc<crate::mta_sts::MtaSts>>) -> Self {
+        self.routing = self.routing.with_mta_sts(mta_sts);
+        self
+    }
+
     /// Skips records the fate index names, and loads it for each partition
     /// assigned to this node before reading the partition's records.
     pub(crate) fn with_index(mut self, index: Arc<FateIndex>) -> Self {

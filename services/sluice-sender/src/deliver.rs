@@ -14,6 +14,23 @@ pub struct Live {
     pub session: Session<Transport>,
     pub host: String,
     pub addr: SocketAddr,
+    /// TLS with a certificate verified for `host`.
+    pub verified: bool,
+}
+
+impl Live {
+    fn may_carry(&self, hosts: &[MxHost]) -> bool {
+        may_carry(self.verified, &self.host, hosts)
+    }
+}
+
+/// Whether a session to `host` (`verified`: TLS with its certificate
+/// verified for `host`) may carry a message routed to `hosts`: when they
+/// must be verified (MTA-STS `enforce`), only a verified session to one of
+/// them may.
+fn may_carry(verified: bool, host: &str, hosts: &[MxHost]) -> bool {
+    let mut needed = hosts.iter().filter(|h| h.verify_tls).peekable();
+    needed.peek().is_none() || (verified && needed.any(|h| h.name.eq_ignore_ascii_case(host)))
 }
 
 /// What the dispatcher needs back to settle the message.
@@ -78,7 +95,15 @@ pub async fn run(job: Job) -> Done {
     } = job;
     let started = Instant::now();
     let live = match live {
-        Some(live) => Ok(live),
+        Some(live) if live.may_carry(&hosts) => Ok(live),
+        Some(live) => {
+            // Idle sessions are pooled per (source IP, site): this one was
+            // not verified to a host this message's MTA-STS policy allows.
+            // It is closed and a fresh one opened in the engine's slot
+            // (the same `Connection`, so the engine's count is unchanged).
+            live.session.quit().await;
+            open(&hosts, &opts).await
+        }
         None => open(&hosts, &opts).await,
     };
     let connect_time = started.elapsed();
@@ -136,13 +161,29 @@ pub async fn run(job: Job) -> Done {
 
 /// Tries the hosts in order until one greets us. A host that refuses in its
 /// banner or EHLO ends the attempt with that reply (it spoke for the domain).
+/// A host marked `verify_tls` is connected to as a site that requires TLS:
+/// no STARTTLS or a certificate that does not verify for its name fails it
+/// (and the next host is tried).
 async fn open(hosts: &[MxHost], opts: &ConnectOptions) -> Result<Live, (Attempt, String, String)> {
     let mut last = None;
     for host in hosts {
+        let verifying;
+        let opts = if host.verify_tls && !opts.require_tls {
+            verifying = ConnectOptions {
+                require_tls: true,
+                ..opts.clone()
+            };
+            &verifying
+        } else {
+            opts
+        };
         for addr in &host.addrs {
             match smtp::connect(*addr, &host.name, opts).await {
                 Ok(Ok(session)) => {
+                    // With `require_tls`, `connect` returns a session only
+                    // after STARTTLS with a verified certificate.
                     return Ok(Live {
+                        verified: opts.require_tls,
                         session,
                         host: host.name.clone(),
                         addr: *addr,
@@ -176,4 +217,34 @@ async fn open(hosts: &[MxHost], opts: &ConnectOptions) -> Result<Live, (Attempt,
             String::new(),
         )
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(name: &str, verify_tls: bool) -> MxHost {
+        MxHost {
+            name: name.into(),
+            preference: 0,
+            addrs: Vec::new(),
+            verify_tls,
+        }
+    }
+
+    #[test]
+    fn only_a_verified_session_to_an_allowed_host_carries_mta_sts_mail() {
+        let enforced = [host("mx1.a.test", true), host("mx2.a.test", true)];
+        assert!(may_carry(true, "MX2.a.test", &enforced));
+        assert!(!may_carry(false, "mx2.a.test", &enforced), "not verified");
+        assert!(
+            !may_carry(true, "mx.b.test", &enforced),
+            "verified to another host"
+        );
+        let plain = [host("mx1.a.test", false)];
+        assert!(
+            may_carry(false, "mx.b.test", &plain),
+            "no policy: any session"
+        );
+    }
 }

@@ -18,6 +18,7 @@ pub mod fate;
 mod fate_index;
 pub mod leases;
 pub mod metrics;
+mod mta_sts;
 pub mod offsets;
 pub mod publish;
 mod rebalance;
@@ -255,6 +256,7 @@ impl Node {
         let index = Arc::new(index);
         let mut consumer = log.subscribe(&cfg.group(), &topics).await?;
         let router = self.router()?;
+        let mta_sts = mta_sts::from_config(&cfg.smtp, &router, &tls);
 
         let tracker = Arc::new(Mutex::new(OffsetTracker::default()));
         let publisher =
@@ -307,6 +309,7 @@ impl Node {
         tracing::info!(node = %cfg.node, pool = %cfg.pool, ips = ?cfg.source_ips(), ?topics, "sender running");
 
         Consume::new(cfg.clone(), router, sites, tracker.clone(), tx)
+            .with_mta_sts(mta_sts)
             .with_index(index.clone())
             .run(&mut consumer, shutdown.cancelled())
             .await;

@@ -20,6 +20,9 @@ pub struct MxHost {
     pub name: String,
     pub preference: u16,
     pub addrs: Vec<SocketAddr>,
+    /// Deliver only over TLS with a certificate verified for `name` (an
+    /// MTA-STS policy in `enforce` mode names this host).
+    pub verify_tls: bool,
 }
 
 /// The result of routing a domain.
@@ -70,6 +73,7 @@ impl StaticRoutes {
                 name: a.ip().to_string(),
                 preference: 0,
                 addrs: vec![*a],
+                verify_tls: false,
             })
             .collect();
         Some(Route::Hosts(hosts))
@@ -139,6 +143,11 @@ impl Router {
         }
     }
 
+    /// The DNS resolver (with its cache), when DNS is used.
+    pub fn resolver(&self) -> Option<&TokioResolver> {
+        self.dns.as_ref()
+    }
+
     /// The static route of `domain`, if the table has one.
     pub fn static_route(&self, domain: &str) -> Option<Route> {
         self.statics.lookup(domain)
@@ -186,6 +195,7 @@ impl Router {
                     name,
                     preference,
                     addrs,
+                    verify_tls: false,
                 });
             }
         }
@@ -233,7 +243,8 @@ fn is_nxdomain(e: &NetError) -> bool {
     matches!(e, NetError::Dns(DnsError::NoRecordsFound(nr)) if nr.response_code == hickory_resolver::proto::op::ResponseCode::NXDomain)
 }
 
-fn is_no_records(e: &NetError) -> bool {
+/// No records of the type asked for, or no such name.
+pub(crate) fn is_no_records(e: &NetError) -> bool {
     matches!(e, NetError::Dns(DnsError::NoRecordsFound(_)))
 }
 

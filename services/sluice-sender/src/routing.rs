@@ -5,6 +5,13 @@
 //! [`Router`]), so one slow domain delays only its own mail, never the
 //! partition or other domains. Records being routed count as in flight, so
 //! the consumer's `queues.max_in_flight` bounds them too.
+//!
+//! MTA-STS ([`crate::mta_sts`]) applies to DNS routes only, in the same
+//! task after the MX lookup: a static route is the operator's override
+//! (a smart host, a relay, a test) and is used as configured. Under an
+//! `enforce` policy only the MX hosts it names are kept, each to be
+//! verified for its name; when none is left the message is deferred with
+//! `451 4.7.5` and nothing is sent.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +23,8 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::dispatch::{Intake, RecordRef};
 use crate::fate::synthetic;
-use crate::route::{Route, RouteError, Router};
+use crate::mta_sts::{self, Applied, MtaSts};
+use crate::route::{MxHost, Route, RouteError, Router};
 
 /// DNS lookups waited on at once.
 const CONCURRENCY: usize = 256;
@@ -31,6 +39,8 @@ pub(crate) struct Routing {
     sites: SiteResolver,
     intake: UnboundedSender<Intake>,
     permits: Arc<Semaphore>,
+    /// MTA-STS policies (`smtp.mta_sts`), for DNS routes.
+    mta_sts: Option<Arc<MtaSts>>,
 }
 
 impl Routing {
@@ -40,7 +50,14 @@ impl Routing {
             sites,
             intake,
             permits: Arc::new(Semaphore::new(CONCURRENCY)),
+            mta_sts: None,
         }
+    }
+
+    /// Applies the MTA-STS policies of `mta_sts` to DNS routes.
+    pub fn with_mta_sts(mut self, mta_sts: Option<Arc<MtaSts>>) -> Self {
+        self.mta_sts = mta_sts;
+        self
     }
 
     /// Hands the record over once `domain` is routed: now for a static
@@ -54,9 +71,37 @@ impl Routing {
         tokio::spawn(async move {
             let _permit = this.permits.acquire().await;
             let routed = tokio::time::timeout(ROUTE_TIMEOUT, this.router.route(&domain)).await;
-            let intake = this.intake_for(routed, rec, envelope, &domain);
+            let intake = match routed {
+                Ok(Ok(Route::Hosts(hosts))) => this.secured(hosts, rec, envelope, &domain).await,
+                other => this.intake_for(other, rec, envelope, &domain),
+            };
             send(&this.intake, intake);
         });
+    }
+
+    /// The intake for DNS-routed `hosts` once `domain`'s MTA-STS policy
+    /// (if any) is applied. The policy lookup bounds itself (DNS timeouts,
+    /// a 10 s fetch) and falls back as RFC 8461 §5.1 says.
+    async fn secured(
+        &self,
+        hosts: Vec<MxHost>,
+        rec: RecordRef,
+        envelope: Envelope,
+        domain: &str,
+    ) -> Intake {
+        let hosts = match &self.mta_sts {
+            None => hosts,
+            Some(policies) => {
+                let policy = policies.policy(domain).await;
+                match mta_sts::apply(policy.as_deref(), domain, hosts) {
+                    Applied::Deliver(hosts) => hosts,
+                    Applied::Refuse(text) => {
+                        return deferred(rec, envelope, synthetic(451, "4.7.5", text));
+                    }
+                }
+            }
+        };
+        self.intake_for(Ok(Ok(Route::Hosts(hosts))), rec, envelope, domain)
     }
 
     /// What the dispatcher gets for a routing result.

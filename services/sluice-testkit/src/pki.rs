@@ -1,6 +1,7 @@
 //! A certificate authority made at test time (rcgen) for tests of TLS
 //! listeners: a CA certificate, and leaf certificates it signs for loopback
-//! names, usable as server and as client certificates (mutual TLS).
+//! names (or names the test picks), usable as server and as client
+//! certificates (mutual TLS).
 
 use std::path::{Path, PathBuf};
 
@@ -37,8 +38,14 @@ impl Pki {
 
     /// A leaf for `127.0.0.1` and `localhost`, good for servers and clients.
     pub fn issue(&self, common_name: &str) -> Issued {
+        self.issue_for(common_name, &["127.0.0.1", "localhost"])
+    }
+
+    /// A leaf for `names` (DNS names or IP addresses), good for servers
+    /// and clients.
+    pub fn issue_for(&self, common_name: &str, names: &[&str]) -> Issued {
         let key = KeyPair::generate().expect("leaf key");
-        let names = vec!["127.0.0.1".to_owned(), "localhost".to_owned()];
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
         let mut params = CertificateParams::new(names).expect("leaf params");
         params
             .distinguished_name

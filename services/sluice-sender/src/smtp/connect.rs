@@ -36,7 +36,9 @@ pub struct ConnectOptions {
     pub ehlo_name: String,
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
-    /// Fail instead of sending in clear when STARTTLS is not offered or fails.
+    /// Fail instead of sending in clear when STARTTLS is not offered or
+    /// fails, and verify the certificate (a site that requires TLS, or an
+    /// MX host under an enforced MTA-STS policy).
     pub require_tls: bool,
     /// Use STARTTLS when offered.
     pub opportunistic_tls: bool,
@@ -86,6 +88,14 @@ impl TlsClients {
         })
     }
 
+    /// A client for HTTPS (the MTA-STS policy fetch): the verified
+    /// configuration's roots, offering HTTP/1.1 by ALPN.
+    pub fn https(&self) -> TlsConnector {
+        let mut config = (**self.verified.config()).clone();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        TlsConnector::from(Arc::new(config))
+    }
+
     /// Reads the PEM certificates of `file` (none when `None`) and builds
     /// the clients; errors name the file.
     pub fn from_trust_file(file: Option<&std::path::Path>) -> Result<Self, String> {
@@ -106,7 +116,9 @@ impl TlsClients {
 /// Connects from `opts.source_ip` to `mx`, reads the banner, says EHLO and,
 /// when offered, upgrades to TLS. Opportunistic TLS does not verify the
 /// certificate (RFC 7435): it protects against passive observers only. A
-/// site that requires TLS gets its certificate verified for `tls_name`.
+/// site that requires TLS, or an MX host an MTA-STS policy names
+/// (`opts.require_tls` set for it by the caller), gets its certificate
+/// verified for `tls_name`.
 pub async fn connect(
     mx: SocketAddr,
     tls_name: &str,
