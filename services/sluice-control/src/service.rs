@@ -199,8 +199,11 @@ pub async fn run(
     let health = sluice_node::health::service(&["sluice.v1.Control"], shutdown.clone()).await;
     let reflection = sluice_node::health::reflection(&[sluice_proto::FILE_DESCRIPTOR_SET]);
     let shed = sluice_node::shed::Shed::new(config.max_requests, sluice_node::shed::Protocol::Grpc);
+    let deadline =
+        sluice_node::deadline::BodyDeadline::new(sluice_node::deadline::BODY_TIMEOUT, &[]);
     let server = tonic::transport::Server::builder()
         .layer(shed)
+        .layer(deadline)
         .add_service(health)
         .add_service(reflection)
         .add_service(ControlServer::new(service))

@@ -148,8 +148,9 @@ pub struct LimitsConfig {
     /// counts while it lasts); more are answered at once with "try later"
     /// (gRPC UNAVAILABLE, HTTP 503 with `Retry-After`). Default 1024.
     pub max_requests: usize,
-    /// Longest an HTTP client may take to send a request body; slower
-    /// ones are answered 408 and nothing is accepted. Default 60s.
+    /// Longest a client may take to send an HTTP request body (slower:
+    /// 408) or a unary gRPC message (slower: an error status); nothing is
+    /// accepted. SendBatch streams are exempt. Default 60s.
     pub body_timeout: Span,
 }
 

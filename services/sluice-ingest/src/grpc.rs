@@ -29,6 +29,12 @@ pub async fn serve(
     let limits = ingestor.limits();
     let max = limits.max_message_bytes * 2 + 1024 * 1024;
     let shed = sluice_node::shed::Shed::new(limits.max_requests, sluice_node::shed::Protocol::Grpc);
+    // A unary Send's message must arrive within `limits.body_timeout`;
+    // SendBatch streams last as long as the client sends.
+    let deadline = sluice_node::deadline::BodyDeadline::new(
+        limits.body_timeout.into(),
+        &["/sluice.v1.Ingest/SendBatch"],
+    );
     let server = IngestServer::new(IngestService {
         ingestor: ingestor.clone(),
     })
@@ -41,6 +47,7 @@ pub async fn serve(
     let reflection = sluice_node::health::reflection(&[sluice_proto::FILE_DESCRIPTOR_SET]);
     Server::builder()
         .layer(shed)
+        .layer(deadline)
         .add_service(health)
         .add_service(reflection)
         .add_service(service)

@@ -26,6 +26,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod deadline;
 pub mod gate;
 pub mod health;
 mod lifecycle;

@@ -184,8 +184,11 @@ async fn serve(
     let reflection = sluice_node::health::reflection(&[sluice_proto::FILE_DESCRIPTOR_SET]);
     let shed =
         sluice_node::shed::Shed::new(config.query_max_requests, sluice_node::shed::Protocol::Grpc);
+    let deadline =
+        sluice_node::deadline::BodyDeadline::new(sluice_node::deadline::BODY_TIMEOUT, &[]);
     let server = tonic::transport::Server::builder()
         .layer(shed)
+        .layer(deadline)
         .add_service(health)
         .add_service(reflection)
         .add_service(QueryService::server(store.clone(), auth.clone()))

@@ -145,7 +145,8 @@ pub async fn before_authentication(target: &Target) {
 }
 
 /// Slow clients: a body trickled past `limits.body_timeout` (2 s here) is
-/// answered 408; a request head trickled past 10 s loses its connection.
+/// answered 408, a unary gRPC message stalled as long is answered with an
+/// error status; a request head trickled past 10 s loses its connection.
 pub async fn slow_clients(target: &Target) {
     let trickle_body = async {
         let started = Instant::now();
@@ -176,7 +177,12 @@ pub async fn slow_clients(target: &Target) {
         let _ = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut rest)).await;
         started.elapsed()
     };
-    let ((body_answer, body_held), head_cut) = tokio::join!(trickle_body, trickle_head);
+    let ((body_answer, body_held), head_cut, grpc_held) =
+        tokio::join!(trickle_body, trickle_head, stalled_grpc_body(target));
+    assert!(
+        grpc_held < Duration::from_secs(6),
+        "a stalled gRPC message held its place {grpc_held:?}"
+    );
     assert!(body_answer.starts_with("HTTP/1.1 408"), "{body_answer}");
     assert!(
         body_held < Duration::from_secs(6),
@@ -186,6 +192,45 @@ pub async fn slow_clients(target: &Target) {
         head_cut < Duration::from_secs(20),
         "a trickled head kept its connection for {head_cut:?}"
     );
+}
+
+/// A `Send` with a valid key whose message announces 1 MiB and stalls
+/// after three bytes (raw HTTP/2): answered with an error status once the
+/// body deadline passes. Returns how long the call was held.
+async fn stalled_grpc_body(target: &Target) -> Duration {
+    let addr = target.ingest.trim_start_matches("http://");
+    let tcp = TcpStream::connect(addr).await.expect("connect gRPC");
+    let (client, connection) = h2::client::handshake(tcp).await.expect("HTTP/2");
+    let driver = tokio::spawn(connection);
+    let mut client = client.ready().await.expect("ready");
+    let request = tonic::codegen::http::Request::builder()
+        .method("POST")
+        .uri(format!("http://{addr}/sluice.v1.Ingest/Send"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("authorization", format!("Bearer {DEV_KEY}"))
+        .body(())
+        .expect("request");
+    let started = Instant::now();
+    let (response, mut body) = client.send_request(request, false).expect("send");
+    let stalled = bytes::Bytes::from_static(&[0, 0, 0x10, 0, 0, 1, 2, 3]);
+    body.send_data(stalled, false).expect("data");
+    let response = tokio::time::timeout(Duration::from_secs(10), response)
+        .await
+        .expect("answered while the body stalls")
+        .expect("response");
+    let held = started.elapsed();
+    let mut status = response.headers().get("grpc-status").cloned();
+    if status.is_none() {
+        let mut body = response.into_body();
+        while body.data().await.is_some() {}
+        let trailers = body.trailers().await.ok().flatten();
+        status = trailers.and_then(|t| t.get("grpc-status").cloned());
+    }
+    let status = status.expect("a grpc-status");
+    assert_ne!(status, "0", "a stalled message was accepted");
+    driver.abort();
+    held
 }
 
 /// Connections: one client address gets at most
