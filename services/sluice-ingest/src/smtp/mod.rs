@@ -29,6 +29,8 @@ pub struct SmtpContext {
     tls: TlsAcceptor,
     /// Failed logins per client address, shared by the listener's sessions.
     auth_guard: Arc<auth_guard::AuthGuard>,
+    /// Failed logins per user name, from any address.
+    user_guard: Arc<auth_guard::AuthGuard<String>>,
     /// The threads that check passwords (Argon2 holds about 19 MiB per
     /// check): one per CPU, shared by the listener's sessions; more checks
     /// wait their turn.
@@ -55,6 +57,7 @@ impl SmtpContext {
             data_timeout: config.data_timeout.into(),
             tls: tls::acceptor(config)?,
             auth_guard: Arc::default(),
+            user_guard: Arc::new(auth_guard::AuthGuard::new(auth_guard::MAX_USER_FAILURES)),
             password_checks: Arc::new(crate::dkim::pool::Pool::named(
                 "smtp-auth",
                 std::thread::available_parallelism().map_or(2, usize::from),

@@ -220,13 +220,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let Some((user, password)) = credentials else {
             return Ok(reply(501, "5.5.2 Malformed authentication response"));
         };
-        let guard = self.ctx.auth_guard.clone();
+        let (guard, users) = (self.ctx.auth_guard.clone(), self.ctx.user_guard.clone());
         let peer = self.ctx.peer;
-        if peer.is_some_and(|ip| guard.locked(ip, Instant::now())) {
+        if peer.is_some_and(|ip| guard.locked(&ip, Instant::now())) {
             self.auth_failures += 1;
             return Ok(reply(
                 454,
                 "4.7.0 Too many failed logins from your address; try again later",
+            ));
+        }
+        let name = user.to_ascii_lowercase();
+        if users.locked(&name, Instant::now()) {
+            self.auth_failures += 1;
+            return Ok(reply(
+                454,
+                "4.7.0 Too many failed logins for this user name; try again later",
             ));
         }
         // Argon2 takes tens of milliseconds of CPU and ~19 MiB: not on an
@@ -246,8 +254,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         Ok(match verified {
             Ok(tenant) => {
                 if let Some(ip) = peer {
-                    guard.succeeded(ip);
+                    guard.succeeded(&ip);
                 }
+                users.succeeded(&name);
                 self.tenant = Some(tenant);
                 reply(235, "2.7.0 Authentication successful")
             }
@@ -255,6 +264,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 if let Some(ip) = peer {
                     guard.failed(ip, Instant::now());
                 }
+                users.failed(name, Instant::now());
                 self.auth_failures += 1;
                 reply(535, "5.7.8 Authentication credentials invalid")
             }
