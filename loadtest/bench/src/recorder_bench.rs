@@ -180,7 +180,10 @@ async fn run_timed(
     let metrics = backends.metrics.clone();
     let stop = sluice_node::CancellationToken::new();
     let task = tokio::spawn(sluice_recorder::run(
-        sluice_recorder::RecorderListeners { query: listener },
+        sluice_recorder::RecorderListeners {
+            query: listener,
+            metrics: None,
+        },
         config.clone(),
         backends,
         stop.clone(),

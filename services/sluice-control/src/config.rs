@@ -49,6 +49,8 @@ pub struct ControlConfig {
     /// TLS of the listener (docs/security.md). Without a certificate the
     /// listener must be on a loopback address.
     pub tls: sluice_node::tls::TlsConfig,
+    /// Where `GET /metrics` is served (docs/metrics.md).
+    pub metrics: sluice_node::metrics::MetricsSection,
 }
 
 pub use sluice_node::auth::{Credential, Role};
@@ -79,6 +81,7 @@ impl Default for ControlConfig {
             max_connections_per_ip: 256,
             max_requests: 2048,
             tls: sluice_node::tls::TlsConfig::default(),
+            metrics: sluice_node::metrics::MetricsSection::default(),
         }
     }
 }

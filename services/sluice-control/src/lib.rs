@@ -14,6 +14,7 @@
 mod auth;
 mod config;
 mod error;
+pub mod metrics;
 mod node;
 mod record;
 mod service;

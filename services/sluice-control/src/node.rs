@@ -13,6 +13,8 @@ use crate::{ConfigStore, ControlError};
 pub struct ControlListeners {
     /// gRPC `sluice.v1.Control`.
     pub grpc: TcpListener,
+    /// `GET /metrics` (docs/metrics.md); `None`: no endpoint.
+    pub metrics: Option<TcpListener>,
 }
 
 impl ControlListeners {
@@ -21,7 +23,8 @@ impl ControlListeners {
         let grpc = sluice_node::bind("listen", &config.listen)
             .await
             .map_err(ControlError::Listen)?;
-        Ok(Self { grpc })
+        let metrics = config.metrics.bind().await.map_err(ControlError::Listen)?;
+        Ok(Self { grpc, metrics })
     }
 }
 
@@ -29,6 +32,8 @@ impl ControlListeners {
 #[derive(Clone)]
 pub struct ControlBackends {
     pub store: Arc<dyn ConfigStore>,
+    /// Where the process counts its work (docs/metrics.md).
+    pub metrics: Arc<crate::metrics::ControlMetrics>,
 }
 
 impl ControlBackends {
@@ -57,6 +62,9 @@ impl ControlBackends {
                 crate::open_cql(&cql, &config.keyspace).await?
             }
         };
-        Ok(Self { store })
+        Ok(Self {
+            store,
+            metrics: Arc::default(),
+        })
     }
 }

@@ -34,6 +34,7 @@ pub struct ControlService {
     /// One permit per open Watch stream (`max_watchers`).
     watchers: Arc<tokio::sync::Semaphore>,
     max_watchers: usize,
+    metrics: Arc<crate::metrics::ControlMetrics>,
 }
 
 impl ControlService {
@@ -54,7 +55,25 @@ impl ControlService {
             auth,
             watchers: Arc::new(tokio::sync::Semaphore::new(config.max_watchers)),
             max_watchers: config.max_watchers,
+            metrics: Arc::default(),
         })
+    }
+
+    /// Counts the service's work in `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::ControlMetrics>) -> Self {
+        let revision = *self.head.borrow();
+        metrics
+            .revision
+            .set(i64::try_from(revision).unwrap_or(i64::MAX));
+        self.metrics = metrics;
+        self
+    }
+
+    /// Tells watchers (and the metrics) about a change written at `revision`.
+    fn announce(&self, revision: u64) {
+        self.metrics.wrote(revision);
+        self.head.send_replace(revision);
     }
 
     /// Fails unless an operator's put changes only `paused` of an existing
@@ -168,7 +187,7 @@ impl ControlService {
 
     async fn put(&self, record: Record) -> Result<(), ControlError> {
         let revision = self.store.put(record).await?;
-        self.head.send_replace(revision);
+        self.announce(revision);
         Ok(())
     }
 }
@@ -193,12 +212,16 @@ pub async fn run(
         unauthenticated,
     )
     .map_err(|err| ControlError::Config(err.0))?;
-    let service = ControlService::new(backends.store, &config, shutdown.clone()).await?;
+    let service = ControlService::new(backends.store, &config, shutdown.clone())
+        .await?
+        .with_metrics(backends.metrics.clone());
+    let exposition = serve_metrics(listeners.metrics, &config, &backends.metrics, &shutdown)?;
     tracing::info!(addr = %incoming.local_addr(), tls = config.tls.cert_file.is_some(), "control serving");
     let stop = shutdown.clone();
     let health = sluice_node::health::service(&["sluice.v1.Control"], shutdown.clone()).await;
     let reflection = sluice_node::health::reflection(&[sluice_proto::FILE_DESCRIPTOR_SET]);
-    let shed = sluice_node::shed::Shed::new(config.max_requests, sluice_node::shed::Protocol::Grpc);
+    let shed = sluice_node::shed::Shed::new(config.max_requests, sluice_node::shed::Protocol::Grpc)
+        .counting(backends.metrics.shed.clone());
     let deadline =
         sluice_node::deadline::BodyDeadline::new(sluice_node::deadline::BODY_TIMEOUT, &[]);
     let server = tonic::transport::Server::builder()
@@ -210,9 +233,24 @@ pub async fn run(
         .serve_with_incoming_shutdown(incoming, stop.cancelled_owned());
     let drain = config.drain_timeout.into();
     sluice_node::drain_within("control", &shutdown, drain, async {
-        server.await.map_err(ControlError::from)
+        let (served, exposed) = tokio::join!(server, exposition);
+        served.map_err(ControlError::from)?;
+        exposed.map_err(ControlError::Listen)
     })
     .await
+}
+
+/// Serves control's metrics on `listener` (when bound) until `shutdown`.
+fn serve_metrics(
+    listener: Option<tokio::net::TcpListener>,
+    config: &ControlConfig,
+    metrics: &Arc<crate::metrics::ControlMetrics>,
+    shutdown: &CancellationToken,
+) -> Result<impl std::future::Future<Output = std::io::Result<()>> + use<>, ControlError> {
+    let metrics = metrics.clone();
+    let render: sluice_node::metrics::Render = Arc::new(move || metrics.render());
+    sluice_node::metrics::serve_optional(listener, &config.metrics, &config.tls, render, shutdown)
+        .map_err(|(field, reason)| ControlError::Config(format!("{field}: {reason}")))
 }
 
 fn page_token(address: &str) -> String {
@@ -286,7 +324,7 @@ impl Control for ControlService {
         self.unreferenced(kind, &name).await?;
         let deleted = self.store.delete(kind, &name).await?;
         if let Some(revision) = deleted {
-            self.head.send_replace(revision);
+            self.announce(revision);
         }
         Ok(Response::new(DeleteResponse {
             deleted: deleted.is_some(),
@@ -454,7 +492,7 @@ impl Control for ControlService {
             s.created_at = Some(prost_types::Timestamp::from(SystemTime::now()));
         }
         let revision = self.store.add_suppression(s.clone()).await?;
-        self.head.send_replace(revision);
+        self.announce(revision);
         Ok(Response::new(s))
     }
 
@@ -468,7 +506,7 @@ impl Control for ControlService {
         let address = validate::email("address", &req.address)?;
         let removed = self.store.remove_suppression(&req.tenant, &address).await?;
         if let Some(revision) = removed {
-            self.head.send_replace(revision);
+            self.announce(revision);
         }
         Ok(Response::new(RemoveSuppressionResponse {
             removed: removed.is_some(),
@@ -522,9 +560,11 @@ impl Control for ControlService {
             self.head.subscribe(),
             self.stop.clone(),
         );
-        // The permit lives as long as the stream.
+        // The permit (and the count of open streams) lives as long as the
+        // stream.
+        let watching = crate::metrics::Watching::new(&self.metrics.watchers);
         let stream = futures::StreamExt::map(stream, move |item| {
-            let _held = &permit;
+            let _held = (&permit, &watching);
             item
         });
         Ok(Response::new(Box::pin(stream)))

@@ -60,6 +60,10 @@ pub struct IngestConfig {
     /// loopback addresses.
     #[serde(default)]
     pub tls: sluice_node::tls::TlsConfig,
+    /// Where `GET /metrics` is served (docs/metrics.md); `sluice dev`
+    /// serves every role's metrics on `sender.metrics` instead.
+    #[serde(default)]
+    pub metrics: sluice_node::metrics::MetricsSection,
     /// How long submissions in flight may take to be acknowledged after
     /// shutdown before the node stops anyway (their clients get no answer
     /// and retry with their idempotency keys).

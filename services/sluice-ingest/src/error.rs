@@ -126,6 +126,24 @@ impl IngestError {
         }
     }
 
+    /// A short, fixed name of this error's kind, for metric labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Unauthenticated(_) => "unauthenticated",
+            Self::Invalid { .. } => "invalid",
+            Self::Forbidden { .. } => "forbidden",
+            Self::TooLarge { .. } => "too_large",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Backpressure(_) => "backpressure",
+            Self::Unavailable { .. } => "unavailable",
+            Self::SuppressionsUnavailable { .. } => "suppressions_unavailable",
+            Self::KeysUnavailable { .. } => "keys_unavailable",
+            Self::InFlight(_) => "in_flight",
+            Self::Timeout { .. } => "timeout",
+            Self::Config(_) | Self::Io(_) | Self::Internal(_) => "internal",
+        }
+    }
+
     /// The gRPC status code of this error.
     pub fn grpc_code(&self) -> tonic::Code {
         use tonic::Code;

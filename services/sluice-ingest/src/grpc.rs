@@ -28,7 +28,8 @@ pub async fn serve(
     let health = sluice_node::health::service(&["sluice.v1.Ingest"], shutdown.clone()).await;
     let limits = ingestor.limits();
     let max = limits.max_message_bytes * 2 + 1024 * 1024;
-    let shed = sluice_node::shed::Shed::new(limits.max_requests, sluice_node::shed::Protocol::Grpc);
+    let shed = sluice_node::shed::Shed::new(limits.max_requests, sluice_node::shed::Protocol::Grpc)
+        .counting(ingestor.metrics().shed_counter(crate::metrics::Door::Grpc));
     // A unary Send's message must arrive within `limits.body_timeout`;
     // SendBatch streams last as long as the client sends.
     let deadline = sluice_node::deadline::BodyDeadline::new(
@@ -96,7 +97,8 @@ impl Ingest for IngestService {
     async fn send(&self, request: Request<SendRequest>) -> Result<Response<SendResponse>, Status> {
         let tenant = caller(&request)?;
         let submission = submission(request.into_inner())?;
-        let response = self.ingestor.submit(&tenant, submission).await?;
+        let door = crate::metrics::Door::Grpc;
+        let response = self.ingestor.submit_via(door, &tenant, submission).await?;
         Ok(Response::new(response))
     }
 
@@ -145,7 +147,9 @@ impl IngestService {
         tenant: &Tenant,
         message: SendRequest,
     ) -> Result<SendResponse, IngestError> {
-        self.ingestor.submit(tenant, submission(message)?).await
+        self.ingestor
+            .submit_via(crate::metrics::Door::Grpc, tenant, submission(message)?)
+            .await
     }
 }
 

@@ -48,9 +48,13 @@ pub async fn serve(
         let ready = ready.clone();
         Box::pin(async move { ready.ready().await })
     });
-    let max_requests = ingestor.limits().max_requests;
+    let shed = sluice_node::shed::Shed::new(
+        ingestor.limits().max_requests,
+        sluice_node::shed::Protocol::Http,
+    )
+    .counting(ingestor.metrics().shed_counter(crate::metrics::Door::Http));
     let app = router(ingestor).merge(sluice_node::probes::routes(shutdown.clone(), check));
-    sluice_node::listen::serve_http(incoming, app, max_requests, shutdown)
+    sluice_node::listen::serve_http(incoming, app, shed, shutdown)
         .await
         .map_err(IngestError::Io)
 }
@@ -133,7 +137,10 @@ async fn send(
         {
             request.idempotency_key = key.to_owned();
         }
-        ingestor.submit(&tenant, request.into_submission()?).await
+        let door = crate::metrics::Door::Http;
+        ingestor
+            .submit_via(door, &tenant, request.into_submission()?)
+            .await
     }
     .await;
     match result {
@@ -187,7 +194,13 @@ async fn submit_json(
     tenant: &Tenant,
     message: JsonSendRequest,
 ) -> Result<SendResponse, IngestError> {
-    ingestor.submit(tenant, message.into_submission()?).await
+    ingestor
+        .submit_via(
+            crate::metrics::Door::Http,
+            tenant,
+            message.into_submission()?,
+        )
+        .await
 }
 
 fn authenticate(ingestor: &Ingestor, headers: &HeaderMap) -> Result<Arc<Tenant>, IngestError> {

@@ -21,6 +21,7 @@ pub mod grpc;
 pub mod http;
 mod idempotency;
 mod mailbox;
+pub mod metrics;
 pub mod model;
 mod pipeline;
 mod publish;
@@ -59,6 +60,9 @@ pub struct IngestListeners {
     pub smtp_submission: Option<TcpListener>,
     /// SMTP submission over implicit TLS (port 465).
     pub smtp_implicit_tls: Option<TcpListener>,
+    /// `GET /metrics` (docs/metrics.md); bound from `metrics.listen` by
+    /// `sluice ingest`.
+    pub metrics: Option<TcpListener>,
 }
 
 impl IngestListeners {
@@ -81,6 +85,7 @@ impl IngestListeners {
             http: one("http", &listen.http).await?,
             smtp_submission: one("smtp_submission", &listen.smtp_submission).await?,
             smtp_implicit_tls: one("smtp_implicit_tls", &listen.smtp_implicit_tls).await?,
+            metrics: None,
         })
     }
 }
@@ -94,6 +99,8 @@ pub struct IngestBackends {
     /// Where this node heartbeats so that tenant quotas are divided among
     /// the live ingest nodes; `None`: this node keeps whole quotas.
     pub heartbeat: Option<Arc<dyn quota::NodeHeartbeat>>,
+    /// Where the node counts its work (docs/metrics.md).
+    pub metrics: Arc<metrics::IngestMetrics>,
 }
 
 impl IngestBackends {
@@ -110,6 +117,7 @@ impl IngestBackends {
             suppressions,
             idempotency: shared_keys::Idempotency::from_config(&config.idempotency, &config.tls)?,
             heartbeat: quota::QueryHeartbeat::from_config(config)?,
+            metrics: Arc::default(),
         })
     }
 }
@@ -126,7 +134,8 @@ pub async fn run(
     let log = backends.log.clone();
     let ingestor = Ingestor::new(&config, backends.log)?
         .with_suppressions(backends.suppressions)
-        .with_idempotency(backends.idempotency);
+        .with_idempotency(backends.idempotency)
+        .with_metrics(backends.metrics);
     let ingestor = Arc::new(ingestor);
     let following = follow::start(&config, &ingestor, &shutdown).await?;
     start_heartbeats(backends.heartbeat, &config, &ingestor, &shutdown).await;
@@ -237,6 +246,14 @@ fn front_doors(
     if let Some(listener) = listeners.http {
         let incoming = door(listener, "listen.http", sluice_node::listen::HTTP1)?;
         tasks.spawn(http::serve(incoming, ingestor.clone(), shutdown.clone()));
+    }
+    if let Some(listener) = listeners.metrics {
+        let (incoming, token) = sluice_node::metrics::door(listener, &config.metrics, &config.tls)
+            .map_err(|(field, reason)| IngestError::Config(format!("{field}: {reason}")))?;
+        let metrics = ingestor.metrics().clone();
+        let render: sluice_node::metrics::Render = Arc::new(move || metrics.render());
+        let serve = sluice_node::metrics::serve(incoming, render, token, shutdown.clone());
+        tasks.spawn(async move { serve.await.map_err(IngestError::Io) });
     }
     let smtp_listeners = [
         (listeners.smtp_submission, false),

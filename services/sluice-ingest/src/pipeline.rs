@@ -36,6 +36,7 @@ pub struct Ingestor {
     budget_kib: usize,
     suppressions: Suppressions,
     live_nodes: Arc<LiveNodes>,
+    metrics: Arc<crate::metrics::IngestMetrics>,
 }
 
 impl std::fmt::Debug for Ingestor {
@@ -61,6 +62,7 @@ impl Ingestor {
             budget_kib,
             suppressions: Suppressions::None,
             live_nodes: Arc::default(),
+            metrics: Arc::default(),
         })
     }
 
@@ -73,6 +75,13 @@ impl Ingestor {
     #[must_use]
     pub fn with_idempotency(mut self, idempotency: Idempotency) -> Self {
         self.idempotency = idempotency;
+        self
+    }
+
+    /// Counts its work in `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::IngestMetrics>) -> Self {
+        self.metrics = metrics;
         self
     }
 
@@ -103,6 +112,26 @@ impl Ingestor {
     /// The configured limits.
     pub fn limits(&self) -> &LimitsConfig {
         &self.limits
+    }
+
+    /// The node's metrics (docs/metrics.md).
+    pub fn metrics(&self) -> &Arc<crate::metrics::IngestMetrics> {
+        &self.metrics
+    }
+
+    /// [`Ingestor::submit`], counted and timed as a submission through `door`.
+    pub async fn submit_via(
+        &self,
+        door: crate::metrics::Door,
+        tenant: &Tenant,
+        sub: Submission,
+    ) -> Result<SendResponse, IngestError> {
+        let started = std::time::Instant::now();
+        let result = self.submit(tenant, sub).await;
+        let seconds = started.elapsed().as_secs_f64();
+        self.metrics
+            .answered(door, result.as_ref().map(|_| ()), seconds);
+        result
     }
 
     /// Signs and verifies one-click unsubscribe tokens.
@@ -168,13 +197,24 @@ impl Ingestor {
         };
         let rendering = (&checked, ids.as_slice(), suppressed.as_slice(), now);
         let (sendable, messages) = self.render(tenant, sub, rendering, &mut budget)?;
+        let signing = std::time::Instant::now();
         let signed = directory
             .signers()
             .sign_all(&checked.from_domain, messages)
             .await?;
+        let metrics = &self.metrics;
+        metrics
+            .signing_seconds
+            .observe(signing.elapsed().as_secs_f64());
         let copies = Copies { sendable, signed };
         let records = self.records(tenant, sub, &checked, &ids, &common, &suppressed, copies);
+        let appending = std::time::Instant::now();
         self.publisher.publish(records).await?;
+        metrics
+            .log_append_seconds
+            .observe(appending.elapsed().as_secs_f64());
+        let held = suppressed.iter().filter(|s| **s).count();
+        metrics.recipients(suppressed.len() - held, held);
         Ok(response(sub, &ids, &suppressed))
     }
 

@@ -31,6 +31,7 @@ pub mod gate;
 pub mod health;
 mod lifecycle;
 pub mod listen;
+pub mod metrics;
 pub mod probes;
 pub mod reference;
 pub mod secret;

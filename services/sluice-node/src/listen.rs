@@ -240,12 +240,12 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// then lets the requests in progress finish (the role's drain deadline
 /// bounds how long). Unlike `axum::serve`, a request's head must arrive
 /// within [`HEADER_TIMEOUT`]: a client that trickles headers (slowloris)
-/// does not keep its connection. At most `max_requests` requests are in
-/// progress; more are answered `503` with `Retry-After` ([`crate::shed`]).
+/// does not keep its connection. `shed` bounds the requests in progress;
+/// more are answered `503` with `Retry-After` ([`crate::shed`]).
 pub async fn serve_http(
     mut incoming: Incoming,
     app: axum::Router,
-    max_requests: usize,
+    shed: crate::shed::Shed,
     shutdown: crate::CancellationToken,
 ) -> io::Result<()> {
     use futures::StreamExt;
@@ -261,10 +261,7 @@ pub async fn serve_http(
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT);
     let builder = builder.http1_only();
-    let app = app.layer(crate::shed::Shed::new(
-        max_requests,
-        crate::shed::Protocol::Http,
-    ));
+    let app = app.layer(shed);
     loop {
         let conn = tokio::select! {
             () = shutdown.cancelled() => break,

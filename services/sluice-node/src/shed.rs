@@ -9,12 +9,12 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use axum::body::Bytes;
 use axum::http::{HeaderValue, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::{Layer, Service};
 
@@ -33,7 +33,7 @@ pub struct Shed {
     permits: Arc<Semaphore>,
     limit: usize,
     protocol: Protocol,
-    shed: Arc<AtomicU64>,
+    shed: Counter,
 }
 
 impl Shed {
@@ -44,18 +44,25 @@ impl Shed {
             permits: Arc::new(Semaphore::new(limit)),
             limit,
             protocol,
-            shed: Arc::new(AtomicU64::new(0)),
+            shed: Counter::default(),
         }
+    }
+
+    /// Counts shed requests in `counter` (a metric the role registered).
+    #[must_use]
+    pub fn counting(mut self, counter: Counter) -> Self {
+        self.shed = counter;
+        self
     }
 
     /// Requests answered "try later" since the listener started.
     pub fn shed_count(&self) -> u64 {
-        self.shed.load(Ordering::Relaxed)
+        self.shed.get()
     }
 
     /// The answer to a request over the limit.
     fn busy<B: Default>(&self) -> Response<B> {
-        let n = self.shed.fetch_add(1, Ordering::Relaxed);
+        let n = self.shed.inc();
         if n.is_power_of_two() {
             tracing::warn!(
                 limit = self.limit,

@@ -34,7 +34,12 @@ async fn a_client_trickling_its_headers_is_cut_off_and_others_are_served() {
     let addr = incoming.local_addr();
     let stop = sluice_node::CancellationToken::new();
     let app = sluice_node::probes::routes(stop.clone(), sluice_node::probes::always_ready());
-    let server = tokio::spawn(listen::serve_http(incoming, app, 64, stop.clone()));
+    let server = tokio::spawn(listen::serve_http(
+        incoming,
+        app,
+        sluice_node::shed::Shed::new(64, sluice_node::shed::Protocol::Http),
+        stop.clone(),
+    ));
 
     let mut slow = TcpStream::connect(addr).await.expect("connect");
     slow.write_all(b"GET /healthz HTTP/1.1\r\n")

@@ -51,6 +51,8 @@ pub struct RecorderConfig {
     /// (docs/security.md). Without a certificate the listener must be on a
     /// loopback address.
     pub tls: sluice_node::tls::TlsConfig,
+    /// Where `GET /metrics` is served (docs/metrics.md).
+    pub metrics: sluice_node::metrics::MetricsSection,
     /// Most events written per batch.
     pub batch_max_events: usize,
     /// Longest time a batch waits to fill before it is written.
@@ -157,6 +159,7 @@ impl Default for RecorderConfig {
             query_max_connections_per_ip: 256,
             query_max_requests: 1024,
             tls: sluice_node::tls::TlsConfig::default(),
+            metrics: sluice_node::metrics::MetricsSection::default(),
             batch_max_events: 1000,
             batch_max_wait: Span(200),
             write_concurrency: 128,

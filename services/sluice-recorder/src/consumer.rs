@@ -1,7 +1,6 @@
 //! The consumer loop: read a batch of `sluice.events`, write it, then commit
 //! the offsets after the batch — never before its writes succeeded.
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prost::Message as _;
@@ -85,7 +84,7 @@ fn decode(batch: &[Delivery], writer: &Writer) -> Vec<Event> {
                     %error,
                     "skipping a malformed event record"
                 );
-                writer.metrics.malformed.fetch_add(1, Ordering::Relaxed);
+                writer.metrics.malformed.inc();
             }
         }
     }
@@ -127,6 +126,7 @@ pub(crate) async fn run(
             continue;
         }
         let events = decode(&batch, writer);
+        let started = std::time::Instant::now();
         let written = match writer.write(&events, now_secs()).await {
             Ok(written) => written,
             Err(RecorderError::ShuttingDown) => {
@@ -138,26 +138,26 @@ pub(crate) async fn run(
             }
             Err(err) => return Err(err),
         };
+        writer
+            .metrics
+            .write_seconds
+            .observe(started.elapsed().as_secs_f64());
+        writer.metrics.batch_events.observe(events.len() as f64);
         if let Err(err) = commit(&mut consumer, &batch).await {
-            writer
-                .metrics
-                .commit_failures
-                .fetch_add(1, Ordering::Relaxed);
+            writer.metrics.commit_failures.inc();
             tracing::warn!(error = %err, "offset commit failed; the batch will be read again and de-duplicated");
         }
         let m = &writer.metrics;
-        m.counted.fetch_add(written.counted, Ordering::Relaxed);
-        m.duplicates
-            .fetch_add(written.duplicates, Ordering::Relaxed);
-        m.duplicate_deliveries
-            .fetch_add(written.duplicate_deliveries, Ordering::Relaxed);
+        m.counted.inc_by(written.counted);
+        m.duplicates.inc_by(written.duplicates);
+        m.duplicate_deliveries.inc_by(written.duplicate_deliveries);
         if written.duplicate_deliveries > 0 {
             tracing::warn!(
                 count = written.duplicate_deliveries,
                 "messages delivered more than once (a delivery on the wire when a sender stopped); counted once in the stats"
             );
         }
-        m.batches.fetch_add(1, Ordering::Relaxed);
+        m.batches.inc();
         dirty.mark(written.paths, written.tenants);
     }
     Ok(())

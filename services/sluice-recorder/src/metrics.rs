@@ -1,32 +1,133 @@
-//! Counters of the recorder's work, readable while it runs.
+//! The recorder's metrics, declared once in a registry prefixed
+//! `sluice_recorder_`: readable while it runs (the tests read the counters)
+//! and served at `GET /metrics` on `metrics.listen`. docs/metrics.md lists
+//! every one; a test below keeps that list complete.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
 
 /// Totals since the recorder started.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
-    /// Events counted for the first time (`sluice_recorder_events_counted_total`).
-    pub counted: AtomicU64,
-    /// Events skipped as duplicates (`sluice_recorder_events_duplicate_total`).
-    pub duplicates: AtomicU64,
+    registry: Registry,
+    /// Events counted for the first time.
+    pub counted: Counter,
+    /// Events skipped as duplicates.
+    pub duplicates: Counter,
     /// `delivered` events of a message that already had one, at any attempt:
-    /// the recipient got the message twice
-    /// (`sluice_recorder_deliveries_duplicate_total`).
-    pub duplicate_deliveries: AtomicU64,
-    /// Records that were not a decodable `Event` (`sluice_recorder_records_malformed_total`).
-    pub malformed: AtomicU64,
-    /// Batches written and committed (`sluice_recorder_batches_committed_total`).
-    pub batches: AtomicU64,
-    /// Rounds of retries after failed writes (`sluice_recorder_write_retries_total`).
-    pub write_retries: AtomicU64,
+    /// the recipient got the message twice.
+    pub duplicate_deliveries: Counter,
+    /// Records that were not a decodable `Event`.
+    pub malformed: Counter,
+    /// Batches written and committed.
+    pub batches: Counter,
+    /// Rounds of retries after failed writes.
+    pub write_retries: Counter,
     /// Offset commits that failed after the writes succeeded; their events
-    /// are read again and de-duplicated (`sluice_recorder_commit_failures_total`).
-    pub commit_failures: AtomicU64,
+    /// are read again and de-duplicated.
+    pub commit_failures: Counter,
+    /// Time to write one batch to the ledger, retries included.
+    pub write_seconds: Histogram,
+    /// Events per batch written.
+    pub batch_events: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("sluice_recorder");
+        let mut counter = |name: &str, help: &str| {
+            let c = Counter::default();
+            registry.register(name, help, c.clone());
+            c
+        };
+        let counted = counter("events_counted", "Events recorded for the first time");
+        let duplicates = counter(
+            "events_duplicate",
+            "Events skipped because the ledger already had them (redelivery after a crash or rebalance)",
+        );
+        let duplicate_deliveries = counter(
+            "deliveries_duplicate",
+            "Delivered events of messages that already had one: recipients who got a message twice",
+        );
+        let malformed = counter(
+            "records_malformed",
+            "Records on the events topic that are not a decodable event (skipped)",
+        );
+        let batches = counter(
+            "batches_committed",
+            "Batches written to the ledger and committed",
+        );
+        let write_retries = counter(
+            "write_retries",
+            "Rounds of retries after a failed ledger write (offsets stay uncommitted meanwhile)",
+        );
+        let commit_failures = counter(
+            "commit_failures",
+            "Offset commits that failed after the batch was written (read again, de-duplicated)",
+        );
+        let write_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        registry.register_with_unit(
+            "batch_write",
+            "Time to write one batch to the ledger, retries included",
+            Unit::Seconds,
+            write_seconds.clone(),
+        );
+        let batch_events = Histogram::new(exponential_buckets(1.0, 2.0, 14));
+        registry.register(
+            "batch_events",
+            "Events per batch written",
+            batch_events.clone(),
+        );
+        Self {
+            registry,
+            counted,
+            duplicates,
+            duplicate_deliveries,
+            malformed,
+            batches,
+            write_retries,
+            commit_failures,
+            write_seconds,
+            batch_events,
+        }
+    }
+
     /// Reads one counter.
-    pub fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
+    pub fn get(counter: &Counter) -> u64 {
+        counter.get()
+    }
+
+    /// The metrics in the OpenMetrics text format.
+    pub fn render(&self) -> String {
+        sluice_node::metrics::render(&self.registry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_has_help_and_is_listed_in_the_docs() {
+        let m = Metrics::new();
+        m.counted.inc_by(3);
+        m.write_seconds.observe(0.01);
+        let text = m.render();
+        assert!(
+            text.contains("sluice_recorder_events_counted_total 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# UNIT sluice_recorder_batch_write_seconds seconds"),
+            "{text}"
+        );
+        sluice_node::metrics::assert_documented(&text, include_str!("../../../docs/metrics.md"));
     }
 }

@@ -24,6 +24,8 @@ use crate::{RecorderConfig, RecorderError};
 pub struct RecorderListeners {
     /// gRPC `sluice.v1.Query`.
     pub query: TcpListener,
+    /// `GET /metrics` (docs/metrics.md); `None`: no endpoint.
+    pub metrics: Option<TcpListener>,
 }
 
 impl RecorderListeners {
@@ -32,7 +34,12 @@ impl RecorderListeners {
         let query = sluice_node::bind("query_listen", &config.query_listen)
             .await
             .map_err(|e| RecorderError::Config(e.to_string()))?;
-        Ok(Self { query })
+        let metrics = config
+            .metrics
+            .bind()
+            .await
+            .map_err(|e| RecorderError::Config(e.to_string()))?;
+        Ok(Self { query, metrics })
     }
 }
 
@@ -137,7 +144,7 @@ pub async fn run(
 ) -> Result<(), RecorderError> {
     config.validated()?;
     let drain = config.drain_timeout.into();
-    let work = serve(listeners.query, &config, backends, shutdown.clone());
+    let work = serve(listeners, &config, backends, shutdown.clone());
     match sluice_node::drain_within("recorder", &shutdown, drain, work).await {
         Err(RecorderError::ShuttingDown) => Ok(()),
         other => other,
@@ -145,7 +152,7 @@ pub async fn run(
 }
 
 async fn serve(
-    listener: TcpListener,
+    listeners: RecorderListeners,
     config: &RecorderConfig,
     backends: RecorderBackends,
     stop: CancellationToken,
@@ -155,6 +162,8 @@ async fn serve(
         ledger: store,
         metrics,
     } = backends;
+    let exposition = serve_metrics(listeners.metrics, config, &metrics, &stop)?;
+    let listener = listeners.query;
     let gate = sluice_node::gate::Gate::new(
         config.query_max_connections,
         config.query_max_connections_per_ip,
@@ -202,9 +211,29 @@ async fn serve(
         async { server.await.map_err(RecorderError::from) },
         consume,
         score,
-        apply_tenants(following, auth)
+        apply_tenants(following, auth),
+        exposition,
     )?;
     Ok(())
+}
+
+/// Serves the recorder's metrics on `listener` (when bound) until `stop`.
+fn serve_metrics(
+    listener: Option<TcpListener>,
+    config: &RecorderConfig,
+    metrics: &Arc<Metrics>,
+    stop: &CancellationToken,
+) -> Result<impl std::future::Future<Output = Result<(), RecorderError>> + use<>, RecorderError> {
+    let metrics = metrics.clone();
+    let render: sluice_node::metrics::Render = Arc::new(move || metrics.render());
+    let serve =
+        sluice_node::metrics::serve_optional(listener, &config.metrics, &config.tls, render, stop)
+            .map_err(|(field, reason)| RecorderError::Config(format!("{field}: {reason}")))?;
+    Ok(async move {
+        serve
+            .await
+            .map_err(|e| RecorderError::Config(format!("metrics.listen: {e}")))
+    })
 }
 
 type Following = tokio::sync::watch::Receiver<Arc<sluice_control_client::ClusterConfig>>;

@@ -9,7 +9,6 @@
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -169,7 +168,7 @@ impl Writer {
             if failed.is_empty() {
                 break;
             }
-            self.metrics.write_retries.fetch_add(1, Ordering::Relaxed);
+            self.metrics.write_retries.inc();
             tracing::warn!(
                 stage,
                 failed = failed.len(),

@@ -239,17 +239,7 @@ impl Default for ReputationSection {
     }
 }
 
-/// Where `GET /metrics` is served (docs/metrics.md lists every metric).
-#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields, default)]
-pub struct MetricsSection {
-    /// Address to listen on, e.g. `127.0.0.1:9464`; unset: no endpoint.
-    pub listen: Option<SocketAddr>,
-    /// File holding the bearer token scrapers must send
-    /// (`authorization: Bearer <token>`; Prometheus: `authorization.credentials_file`).
-    /// Unset: no token, and the endpoint must be on a loopback address.
-    pub token_file: Option<std::path::PathBuf>,
-}
+pub use sluice_node::metrics::MetricsSection;
 
 fn yes() -> bool {
     true

@@ -81,6 +81,9 @@ pub struct Telemetry {
     pub stats: Arc<Mutex<Stats>>,
     /// The metrics served at `GET /metrics`.
     pub metrics: Arc<metrics::SenderMetrics>,
+    /// What `GET /metrics` serves instead of `metrics` alone (`sluice dev`:
+    /// every role's metrics on the sender's endpoint).
+    pub exposition: Option<sluice_node::metrics::Render>,
 }
 
 /// What a sender node runs on and reports to.
@@ -145,8 +148,11 @@ pub async fn run(
     let metrics = match listeners.metrics {
         Some(listener) => {
             let (incoming, token) = metrics_door(listener, &node.cfg)?;
-            let registry = node.telemetry.metrics.clone();
-            let serve = metrics::serve(incoming, registry, token, shutdown.clone());
+            let render = node.telemetry.exposition.clone().unwrap_or_else(|| {
+                let metrics = node.telemetry.metrics.clone();
+                Arc::new(move || metrics.render())
+            });
+            let serve = sluice_node::metrics::serve(incoming, render, token, shutdown.clone());
             Some(AbortOnDropHandle::new(tokio::spawn(serve)))
         }
         None => None,
@@ -169,30 +175,9 @@ fn metrics_door(
     listener: TcpListener,
     cfg: &SenderConfig,
 ) -> Result<(sluice_node::listen::Incoming, Option<String>), SenderError> {
-    let token = match &cfg.metrics.token_file {
-        Some(file) => Some(sluice_node::secret::read_token_file(file).map_err(|err| {
-            let reason = format!("{}: {err}", file.display());
-            SenderError::Config(sluice_node::ConfigError::invalid(
-                "sender",
-                "metrics.token_file",
-                reason,
-            ))
-        })?),
-        None => None,
-    };
-    let gate = sluice_node::gate::Gate::new(64, 16);
-    let incoming = sluice_node::listen::open_for(
-        listener,
-        "metrics.listen",
-        &cfg.tls,
-        gate,
-        sluice_node::listen::HTTP1,
-        token.is_none(),
-    )
-    .map_err(|err| {
-        SenderError::Config(sluice_node::ConfigError::invalid("sender", "tls", err.0))
-    })?;
-    Ok((incoming, token))
+    sluice_node::metrics::door(listener, &cfg.metrics, &cfg.tls).map_err(|(field, reason)| {
+        SenderError::Config(sluice_node::ConfigError::invalid("sender", field, reason))
+    })
 }
 
 type Following = tokio::sync::watch::Receiver<Arc<sluice_control_client::ClusterConfig>>;

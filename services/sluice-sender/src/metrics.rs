@@ -3,13 +3,6 @@
 //! it measures a quantity, a unit; docs/metrics.md lists them and a test keeps
 //! that list complete.
 
-use std::sync::Arc;
-
-use axum::Router;
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::get;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -121,64 +114,8 @@ impl SenderMetrics {
 
     /// The metrics in the OpenMetrics text format.
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        if let Err(err) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
-            tracing::error!(%err, "encoding metrics failed");
-        }
-        out
+        sluice_node::metrics::render(&self.registry)
     }
-}
-
-/// Serves `GET /metrics` on `incoming` until `shutdown` is cancelled; with
-/// a `token`, only to requests carrying `authorization: Bearer <token>`
-/// (401 otherwise). `/healthz` and `/readyz` (ready until shutdown starts)
-/// need no token.
-pub(crate) async fn serve(
-    incoming: sluice_node::listen::Incoming,
-    metrics: Arc<SenderMetrics>,
-    token: Option<String>,
-    shutdown: sluice_node::CancellationToken,
-) -> std::io::Result<()> {
-    let token = Arc::new(token);
-    let app = Router::new().route(
-        "/metrics",
-        get(move |headers: HeaderMap| {
-            let (metrics, token) = (metrics.clone(), token.clone());
-            async move {
-                if !authorized(token.as_deref(), &headers) {
-                    return (StatusCode::UNAUTHORIZED, "a bearer token is required\n")
-                        .into_response();
-                }
-                (
-                    [(
-                        CONTENT_TYPE,
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    )],
-                    metrics.render(),
-                )
-                    .into_response()
-            }
-        }),
-    );
-    let probes = sluice_node::probes::routes(shutdown.clone(), sluice_node::probes::always_ready());
-    sluice_node::listen::serve_http(incoming, app.merge(probes), MAX_REQUESTS, shutdown).await
-}
-
-/// Scrapes served at once; more are answered `503`.
-const MAX_REQUESTS: usize = 16;
-
-/// Whether the request may read the metrics: no token configured, or its
-/// bearer token is the configured one.
-fn authorized(token: Option<&str>, headers: &HeaderMap) -> bool {
-    let Some(token) = token else {
-        return true;
-    };
-    let given = headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    sluice_node::secret::same_token(given, token)
 }
 
 #[cfg(test)]
@@ -209,13 +146,6 @@ mod tests {
             text.contains("# UNIT sluice_sender_transaction_seconds seconds"),
             "{text}"
         );
-        let docs = include_str!("../../../docs/metrics.md");
-        for line in text.lines().filter(|l| l.starts_with("# HELP ")) {
-            let name = line.split_whitespace().nth(2).expect("metric name");
-            assert!(
-                docs.contains(&format!("`{name}`")),
-                "docs/metrics.md does not list `{name}`"
-            );
-        }
+        sluice_node::metrics::assert_documented(&text, include_str!("../../../docs/metrics.md"));
     }
 }

@@ -38,9 +38,15 @@ impl Server {
         let addr = grpc.local_addr().expect("local addr");
         let stop = CancellationToken::new();
         let task = tokio::spawn(sluice_control::run(
-            ControlListeners { grpc },
+            ControlListeners {
+                grpc,
+                metrics: None,
+            },
             config,
-            ControlBackends { store },
+            ControlBackends {
+                store,
+                metrics: Default::default(),
+            },
             stop.clone(),
         ));
         Self {

@@ -42,7 +42,8 @@ pub async fn recorder(args: cli::ServiceArgs) -> anyhow::Result<ExitCode> {
 /// `sluice ingest`: runs the ingest node until SIGINT or SIGTERM, then drains.
 pub async fn ingest(args: cli::ServiceArgs) -> anyhow::Result<ExitCode> {
     let config = sluice_ingest::IngestConfig::load(args.config.as_deref())?;
-    let listeners = sluice_ingest::IngestListeners::bind(&config.listen).await?;
+    let mut listeners = sluice_ingest::IngestListeners::bind(&config.listen).await?;
+    listeners.metrics = config.metrics.bind().await?;
     tracing::info!(listen = ?config.listen, "ingest listening");
     let backends = sluice_ingest::IngestBackends::open(&config)?;
     let shutdown = sluice_node::shutdown_on_signals();

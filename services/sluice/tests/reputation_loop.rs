@@ -87,7 +87,10 @@ async fn hard_bounces_pause_the_path_and_the_tenant_and_nothing_else() {
         .await
         .expect("recorder back ends");
     let recorder = tokio::spawn(sluice_recorder::run(
-        sluice_recorder::RecorderListeners { query: listener },
+        sluice_recorder::RecorderListeners {
+            query: listener,
+            metrics: None,
+        },
         recorder_cfg.clone(),
         recorder_backends,
         stop_rec.clone(),

@@ -80,6 +80,28 @@ async fn curl_send(url: &str, ca: &Path) -> Output {
         .expect("curl is installed (apt: curl)")
 }
 
+/// `curl` scraping `url`/metrics over HTTPS, trusting `ca`, with `extra`
+/// arguments (a token header, a client certificate); its stdout.
+async fn curl_metrics(url: &str, ca: &Path, extra: &[String]) -> String {
+    let out = tokio::process::Command::new("curl")
+        .args(["--silent", "--show-error", "--max-time", "20", "--cacert"])
+        .arg(ca)
+        .args(extra)
+        .arg(format!("{url}/metrics"))
+        .output()
+        .await
+        .expect("curl is installed (apt: curl)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `[metrics]` on `addr`, scraped with the token in `token_file`.
+fn metrics_toml(addr: std::net::SocketAddr, token_file: &Path) -> String {
+    format!(
+        "\n[metrics]\nlisten = \"{addr}\"\ntoken_file = \"{}\"\n",
+        token_file.display()
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_talk_over_mutual_tls_and_certificates_rotate_without_restart() {
     let kafka = kafka().await;
@@ -94,12 +116,9 @@ async fn services_talk_over_mutual_tls_and_certificates_rotate_without_restart()
     let (admin_cert, admin_key) = pki.issue("operator").write(d, "admin");
 
     let control = free_addr();
-    let config = control_toml(
-        &control.to_string(),
-        &d.join("control-data"),
-        &tokens,
-        &tls_toml(d, "control", true),
-    );
+    let control_metrics = free_addr();
+    let tls = tls_toml(d, "control", true) + &metrics_toml(control_metrics, &tokens.node_file);
+    let config = control_toml(&control.to_string(), &d.join("control-data"), &tokens, &tls);
     let path = write(d, "control.toml", &config);
     let _control = spawn_role(BINARY, "control", &path, &[], "warn");
     wait_listening(control, "sluice control", Duration::from_secs(60)).await;
@@ -174,7 +193,7 @@ async fn services_talk_over_mutual_tls_and_certificates_rotate_without_restart()
     assert!(!out.status.success(), "a TLS control answered plaintext");
 
     // Ingest follows control over https with its own certificate.
-    let (grpc, http) = (free_addr(), free_addr());
+    let (grpc, http, ingest_metrics) = (free_addr(), free_addr(), free_addr());
     let prefix = names.outbound.strip_suffix(&names.pool).expect("prefix");
     let ingest = format!(
         "pools = []\n\n[listen]\ngrpc = \"{grpc}\"\nhttp = \"{http}\"\nsmtp_submission = \"\"\nsmtp_implicit_tls = \"\"\n\n\
@@ -184,7 +203,7 @@ async fn services_talk_over_mutual_tls_and_certificates_rotate_without_restart()
         brokers = kafka.brokers,
         events = names.events,
         token = tokens.node_file.display(),
-        tls = tls_toml(d, "ingest", false),
+        tls = tls_toml(d, "ingest", false) + &metrics_toml(ingest_metrics, &tokens.node_file),
     );
     let path = write(d, "ingest.toml", &ingest);
     let _ingest = spawn_role(BINARY, "ingest", &path, &[], "warn");
@@ -210,6 +229,43 @@ async fn services_talk_over_mutual_tls_and_certificates_rotate_without_restart()
         Ok(mut c) => c.send(numbered_send(2)).await.is_err(),
     };
     assert!(refused, "ingest's TLS listener answered plaintext gRPC");
+
+    // Each role's metrics endpoint, over TLS with its token (and control's
+    // with a client certificate: its listeners require one).
+    let bearer = vec![
+        "-H".to_owned(),
+        format!("authorization: Bearer {}", tokens.node),
+    ];
+    let ingest_url = format!("https://127.0.0.1:{}", ingest_metrics.port());
+    let scraped = curl_metrics(&ingest_url, &ca, &bearer).await;
+    assert!(
+        scraped.contains("sluice_ingest_submissions_total{door=\"grpc\",outcome=\"accepted\"} 1"),
+        "{scraped}"
+    );
+    assert!(
+        scraped.contains("# UNIT sluice_ingest_signing_seconds seconds"),
+        "{scraped}"
+    );
+    let anonymous = curl_metrics(&ingest_url, &ca, &[]).await;
+    assert!(
+        anonymous.contains("bearer token is required"),
+        "{anonymous}"
+    );
+    let mut certified = bearer.clone();
+    for (flag, file) in [("--cert", &admin_cert), ("--key", &admin_key)] {
+        certified.push(flag.to_owned());
+        certified.push(file.display().to_string());
+    }
+    let control_url = format!("https://127.0.0.1:{}", control_metrics.port());
+    let scraped = curl_metrics(&control_url, &ca, &certified).await;
+    assert!(
+        scraped.contains("sluice_control_watchers 1"),
+        "ingest watches: {scraped}"
+    );
+    assert!(
+        scraped.contains("# HELP sluice_control_revision "),
+        "{scraped}"
+    );
 
     // HTTP over TLS, with curl.
     let http_url = format!("https://127.0.0.1:{}", http.port());

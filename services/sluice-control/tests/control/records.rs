@@ -516,9 +516,15 @@ async fn no_credentials_and_no_switch_refuses_to_start() {
     let store = sluice_control::open_embedded(dir.path()).expect("store");
     let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let err = sluice_control::run(
-        sluice_control::ControlListeners { grpc },
+        sluice_control::ControlListeners {
+            grpc,
+            metrics: None,
+        },
         ControlConfig::default(),
-        sluice_control::ControlBackends { store },
+        sluice_control::ControlBackends {
+            store,
+            metrics: Default::default(),
+        },
         sluice_node::CancellationToken::new(),
     )
     .await

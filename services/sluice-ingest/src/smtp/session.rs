@@ -428,7 +428,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             content: Content::Raw(body),
             ..Default::default()
         };
-        match self.ctx.ingestor.submit(&tenant, submission).await {
+        let door = crate::metrics::Door::Smtp;
+        match self
+            .ctx
+            .ingestor
+            .submit_via(door, &tenant, submission)
+            .await
+        {
             Ok(response) => {
                 let ids: Vec<_> = response
                     .recipients

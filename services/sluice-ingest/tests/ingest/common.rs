@@ -124,6 +124,7 @@ pub async fn start(options: Options) -> Node {
         http: Some(http),
         smtp_submission: Some(smtp),
         smtp_implicit_tls: Some(smtps),
+        metrics: None,
     };
     let stop = CancellationToken::new();
     let backends = sluice_ingest::IngestBackends::open(&config).expect("backends");

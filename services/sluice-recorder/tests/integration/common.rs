@@ -157,7 +157,10 @@ pub async fn start(config: &RecorderConfig) -> Running {
     let task = tokio::spawn(async move {
         let mut backends = sluice_recorder::RecorderBackends::open(&config, &token).await?;
         backends.metrics = node_metrics;
-        let listeners = sluice_recorder::RecorderListeners { query: listener };
+        let listeners = sluice_recorder::RecorderListeners {
+            query: listener,
+            metrics: None,
+        };
         sluice_recorder::run(listeners, config, backends, token).await
     });
     Running {

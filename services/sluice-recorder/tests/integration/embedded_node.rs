@@ -122,7 +122,10 @@ async fn a_node_records_on_the_embedded_ledger_and_serves_it_after_a_restart() {
         metrics: Arc::new(Metrics::default()),
     };
     let node = tokio::spawn(sluice_recorder::run(
-        sluice_recorder::RecorderListeners { query: listener },
+        sluice_recorder::RecorderListeners {
+            query: listener,
+            metrics: None,
+        },
         config,
         backends,
         stop.clone(),

@@ -131,10 +131,11 @@ pub async fn start(mut cfg: DevConfig) -> anyhow::Result<Running> {
         "the in-process ledger".into(),
         &cfg.ingest.idempotency,
     );
+    let metrics = Metrics::default();
     let recorder = sluice_recorder::RecorderBackends {
         log: log.clone(),
         ledger,
-        metrics: Arc::default(),
+        metrics: metrics.recorder.clone(),
     };
     // Boxed: the recorder's future is deep enough to strain type layout.
     let recorder = Box::pin(sluice_recorder::run(
@@ -144,7 +145,10 @@ pub async fn start(mut cfg: DevConfig) -> anyhow::Result<Running> {
         token.clone(),
     ));
     roles.spawn("recorder", recorder);
-    let control = sluice_control::ControlBackends { store };
+    let control = sluice_control::ControlBackends {
+        store,
+        metrics: metrics.control.clone(),
+    };
     roles.spawn(
         "control",
         sluice_control::run(listeners.control, cfg.control, control, token.clone()),
@@ -157,7 +161,11 @@ pub async fn start(mut cfg: DevConfig) -> anyhow::Result<Running> {
     // in process (docs/leases.md).
     let sender = sluice_sender::SenderBackends {
         log: log.clone(),
-        telemetry: sluice_sender::Telemetry::default(),
+        telemetry: sluice_sender::Telemetry {
+            exposition: Some(metrics.exposition()),
+            metrics: metrics.sender.clone(),
+            ..Default::default()
+        },
         leases: sluice_sender::LocalLeases::default().into(),
     };
     let stats = sender.telemetry.stats.clone();
@@ -171,6 +179,7 @@ pub async fn start(mut cfg: DevConfig) -> anyhow::Result<Running> {
         idempotency,
         // One node: it keeps whole tenant quotas.
         heartbeat: None,
+        metrics: metrics.ingest.clone(),
     };
     roles.spawn(
         "ingest",
@@ -182,6 +191,29 @@ pub async fn start(mut cfg: DevConfig) -> anyhow::Result<Running> {
         stats,
         roles,
     })
+}
+
+/// Every role's metrics, served together on the sender's endpoint
+/// (`sender.metrics.listen`).
+#[derive(Default)]
+struct Metrics {
+    ingest: Arc<sluice_ingest::metrics::IngestMetrics>,
+    sender: Arc<sluice_sender::metrics::SenderMetrics>,
+    recorder: Arc<sluice_recorder::Metrics>,
+    control: Arc<sluice_control::metrics::ControlMetrics>,
+}
+
+impl Metrics {
+    fn exposition(&self) -> sluice_node::metrics::Render {
+        let (ingest, sender) = (self.ingest.clone(), self.sender.clone());
+        let (recorder, control) = (self.recorder.clone(), self.control.clone());
+        sluice_node::metrics::combine(vec![
+            Arc::new(move || ingest.render()),
+            Arc::new(move || sender.render()),
+            Arc::new(move || recorder.render()),
+            Arc::new(move || control.render()),
+        ])
+    }
 }
 
 type BackEnds = (Log, Arc<AnyLedger>, Arc<dyn sluice_control::ConfigStore>);

@@ -51,6 +51,8 @@ pub struct Target {
     pub smtp: SocketAddr,
     pub query: String,
     pub control: String,
+    /// `host:port` of the metrics endpoint (every role's metrics).
+    pub metrics: String,
     /// The admin token dev generated for control and Query.
     pub token: String,
     /// Everything the binary printed on stdout.
@@ -163,6 +165,10 @@ impl Target {
             smtp: addr("SMTP submission").parse().expect("SMTP address"),
             query: format!("http://{}", addr("query gRPC")),
             control: addr("control gRPC"),
+            metrics: addr("metrics")
+                .trim_start_matches("http://")
+                .trim_end_matches("/metrics")
+                .to_owned(),
             token,
             stdout,
             dir,
@@ -175,12 +181,13 @@ impl Target {
     }
 }
 
-const NAMES: [&str; 5] = [
+const NAMES: [&str; 6] = [
     "ingest gRPC",
     "ingest HTTP",
     "SMTP submission",
     "query gRPC",
     "control gRPC",
+    "metrics",
 ];
 
 /// Reads the banner until every endpoint is known; keeps reading (and

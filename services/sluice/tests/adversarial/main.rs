@@ -58,6 +58,56 @@ async fn hostile_clients_are_refused_within_bounds_while_valid_mail_flows() {
     probe(&target, &valid, "outbound TLS", strict).await;
     let accepted = valid.stop();
     every_valid_message_arrives(&target, &accepted).await;
+    the_metrics_saw_it(&target, accepted.len()).await;
+}
+
+/// One metrics endpoint lists every role's metrics, with help texts and
+/// units, and counted what the run did.
+async fn the_metrics_saw_it(target: &Target, accepted: usize) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(&target.metrics)
+        .await
+        .expect("connect metrics");
+    let request = format!(
+        "GET /metrics HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n\r\n",
+        target.metrics
+    );
+    conn.write_all(request.as_bytes()).await.expect("request");
+    let mut text = String::new();
+    conn.read_to_string(&mut text).await.expect("scrape");
+    for family in [
+        "sluice_ingest_submissions",
+        "sluice_ingest_signing_seconds",
+        "sluice_sender_outcomes",
+        "sluice_recorder_events_counted",
+        "sluice_recorder_batch_write_seconds",
+        "sluice_control_watchers",
+    ] {
+        assert!(
+            text.contains(&format!("# HELP {family} ")),
+            "no {family} in\n{text}"
+        );
+    }
+    assert!(text.contains("# UNIT sluice_ingest_submission_seconds seconds"));
+    assert_eq!(text.matches("# EOF").count(), 1, "one exposition");
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    };
+    let grpc_accepted =
+        value("sluice_ingest_submissions_total{door=\"grpc\",outcome=\"accepted\"}");
+    assert!(
+        grpc_accepted >= accepted as f64,
+        "{grpc_accepted} < {accepted}"
+    );
+    assert!(value("sluice_ingest_submissions_total{door=\"grpc\",outcome=\"invalid\"}") >= 2.0);
+    assert!(value("sluice_ingest_requests_shed_total{door=\"http\"}") >= 1.0);
+    assert!(
+        value("sluice_control_watchers") >= 1.0,
+        "ingest and the sender watch control"
+    );
 }
 
 /// Secrets: the data directory is private, the generated token and key are
