@@ -10,12 +10,24 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
+/// The `site` label of a site: its configured name, or `other` for the
+/// sites made up from MX sets no rule matches (`mx:<hosts>`), whose number
+/// has no bound.
+pub fn site_label(site: &str) -> String {
+    if site.starts_with("mx:") {
+        "other".to_owned()
+    } else {
+        site.to_owned()
+    }
+}
+
 /// Labels of an outcome.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     /// `delivered`, `deferred`, `bounced` or `expired`.
     pub kind: String,
-    /// The recipient's site (MX rollup); empty when it was never routed.
+    /// The recipient's configured site, `other` for a site no rule names,
+    /// empty when it was never routed.
     pub site: String,
 }
 
@@ -146,6 +158,8 @@ mod tests {
             text.contains("# UNIT sluice_sender_transaction_seconds seconds"),
             "{text}"
         );
+        assert_eq!(site_label("mx:mx1.a.example,mx2.a.example"), "other");
+        assert_eq!(site_label("google"), "google");
         sluice_node::metrics::assert_documented(&text, include_str!("../../../docs/metrics.md"));
     }
 }

@@ -268,7 +268,7 @@ impl Dispatcher {
             .outcomes
             .get_or_create(&crate::metrics::OutcomeLabels {
                 kind: kind.into(),
-                site: event.site.clone(),
+                site: crate::metrics::site_label(&event.site),
             })
             .inc();
         let mut stats = self.stats.lock().expect("stats lock");

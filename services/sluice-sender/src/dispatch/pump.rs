@@ -175,7 +175,7 @@ impl Dispatcher {
                 .transaction_seconds
                 .get_or_create(&crate::metrics::PathLabels {
                     source_ip: done.grant.ip.to_string(),
-                    site: done.ticket.site.clone(),
+                    site: crate::metrics::site_label(&done.ticket.site),
                 })
                 .observe(done.transaction_time.as_secs_f64());
         }
