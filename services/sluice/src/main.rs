@@ -20,7 +20,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo draws progress bars: service logs would land between them.
     let quiet = matches!(cli.command, Command::Demo(_));
-    init_logging(cli.verbose, quiet);
+    init_logging(cli.verbose, quiet, cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(err) => {
@@ -100,7 +100,7 @@ fn printed(out: Result<String, sluice_recorder::RecorderError>) -> anyhow::Resul
     Ok(ExitCode::SUCCESS)
 }
 
-fn init_logging(verbose: u8, quiet: bool) {
+fn init_logging(verbose: u8, quiet: bool, format: cli::LogFormat) {
     let default = match verbose {
         0 if quiet => "warn",
         0 => "info",
@@ -111,8 +111,11 @@ fn init_logging(verbose: u8, quiet: bool) {
         // The storage engines' own info lines say nothing an operator acts on.
         tracing_subscriber::EnvFilter::new(format!("{default},fjall=warn,lsm_tree=warn"))
     });
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        cli::LogFormat::Text => logs.init(),
+        cli::LogFormat::Json => logs.json().with_current_span(true).init(),
+    }
 }

@@ -57,6 +57,8 @@ pub struct Target {
     pub token: String,
     /// Everything the binary printed on stdout.
     pub stdout: Arc<Mutex<Vec<String>>>,
+    /// Its log lines (stderr, `--log-format json`).
+    pub stderr: Arc<Mutex<Vec<String>>>,
 }
 
 /// The dev config: limits small enough for probes to reach them quickly.
@@ -131,15 +133,17 @@ impl Target {
         let file = dir.path().join("dev.toml");
         std::fs::write(&file, config(dir.path(), &sim, "")).expect("write config");
         let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["dev", "--config"])
+            .args(["--log-format", "json", "dev", "--config"])
             .arg(&file)
             .env("SLUICE_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .expect("start `sluice dev`");
         let pid = child.id().expect("pid");
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        keep_lines(child.stderr.take().expect("stderr"), stderr.clone());
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
         let endpoints = read_endpoints(lines, stdout.clone()).await;
@@ -171,6 +175,7 @@ impl Target {
                 .to_owned(),
             token,
             stdout,
+            stderr,
             dir,
         }
     }
@@ -179,6 +184,19 @@ impl Target {
     pub fn rss(&self) -> u64 {
         rss_of(self.pid).expect("VmRSS of the running target")
     }
+}
+
+/// Keeps every line `from` writes.
+fn keep_lines(
+    from: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    keep: Arc<Mutex<Vec<String>>>,
+) {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(from).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            keep.lock().expect("lines lock").push(line);
+        }
+    });
 }
 
 const NAMES: [&str; 6] = [

@@ -59,6 +59,29 @@ async fn hostile_clients_are_refused_within_bounds_while_valid_mail_flows() {
     let accepted = valid.stop();
     every_valid_message_arrives(&target, &accepted).await;
     the_metrics_saw_it(&target, accepted.len()).await;
+    logs_are_json_without_secrets(&target);
+}
+
+/// `--log-format json`: every log line is one JSON object with a level and
+/// a message, and no line holds the admin token or the SMTP password the
+/// probes sent.
+fn logs_are_json_without_secrets(target: &Target) {
+    let lines = target.stderr.lock().expect("stderr").clone();
+    assert!(!lines.is_empty(), "the run logged nothing at warn");
+    for line in &lines {
+        let parsed: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        assert!(parsed["level"].is_string(), "{line}");
+        assert!(parsed["fields"]["message"].is_string(), "{line}");
+        assert!(
+            !line.contains(&target.token),
+            "the admin token in a log line"
+        );
+        assert!(
+            !line.contains(harness::SMTP_PASSWORD),
+            "a password in a log line"
+        );
+    }
 }
 
 /// One metrics endpoint lists every role's metrics, with help texts and
