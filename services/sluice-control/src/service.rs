@@ -212,10 +212,17 @@ pub async fn run(
         unauthenticated,
     )
     .map_err(|err| ControlError::Config(err.0))?;
+    let ready = store_answers(backends.store.clone());
     let service = ControlService::new(backends.store, &config, shutdown.clone())
         .await?
         .with_metrics(backends.metrics.clone());
-    let exposition = serve_metrics(listeners.metrics, &config, &backends.metrics, &shutdown)?;
+    let exposition = serve_metrics(
+        listeners.metrics,
+        &config,
+        &backends.metrics,
+        ready,
+        &shutdown,
+    )?;
     tracing::info!(addr = %incoming.local_addr(), tls = config.tls.cert_file.is_some(), "control serving");
     let stop = shutdown.clone();
     let health = sluice_node::health::service(&["sluice.v1.Control"], shutdown.clone()).await;
@@ -245,12 +252,29 @@ fn serve_metrics(
     listener: Option<tokio::net::TcpListener>,
     config: &ControlConfig,
     metrics: &Arc<crate::metrics::ControlMetrics>,
+    ready: sluice_node::probes::Check,
     shutdown: &CancellationToken,
 ) -> Result<impl std::future::Future<Output = std::io::Result<()>> + use<>, ControlError> {
     let metrics = metrics.clone();
     let render: sluice_node::metrics::Render = Arc::new(move || metrics.render());
-    sluice_node::metrics::serve_optional(listener, &config.metrics, &config.tls, render, shutdown)
+    let (section, tls) = (&config.metrics, &config.tls);
+    sluice_node::metrics::serve_optional(listener, section, tls, render, ready, shutdown)
         .map_err(|(field, reason)| ControlError::Config(format!("{field}: {reason}")))
+}
+
+/// Ready while the store tells its revision within 2 s.
+fn store_answers(store: Arc<dyn ConfigStore>) -> sluice_node::probes::Check {
+    Arc::new(move || {
+        let store = store.clone();
+        Box::pin(async move {
+            let read = store.revision();
+            match tokio::time::timeout(std::time::Duration::from_secs(2), read).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(err)) => Err(format!("the configuration store does not answer: {err}")),
+                Err(_) => Err("the configuration store did not answer within 2 s".into()),
+            }
+        })
+    })
 }
 
 fn page_token(address: &str) -> String {

@@ -252,7 +252,12 @@ fn front_doors(
             .map_err(|(field, reason)| IngestError::Config(format!("{field}: {reason}")))?;
         let metrics = ingestor.metrics().clone();
         let render: sluice_node::metrics::Render = Arc::new(move || metrics.render());
-        let serve = sluice_node::metrics::serve(incoming, render, token, shutdown.clone());
+        let ready = ingestor.clone();
+        let check: sluice_node::probes::Check = Arc::new(move || {
+            let ready = ready.clone();
+            Box::pin(async move { ready.ready().await })
+        });
+        let serve = sluice_node::metrics::serve(incoming, render, token, check, shutdown.clone());
         tasks.spawn(async move { serve.await.map_err(IngestError::Io) });
     }
     let smtp_listeners = [

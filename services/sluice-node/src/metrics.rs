@@ -103,12 +103,13 @@ pub fn door(
 
 /// Serves `GET /metrics` on `incoming` until `shutdown` is cancelled; with
 /// a `token`, only to requests carrying `authorization: Bearer <token>`
-/// (401 otherwise). `/healthz` and `/readyz` (ready until shutdown starts)
-/// need no token.
+/// (401 otherwise). `/healthz` and `/readyz` (ready while `ready` passes,
+/// until shutdown starts) need no token.
 pub async fn serve(
     incoming: crate::listen::Incoming,
     metrics: Render,
     token: Option<String>,
+    ready: crate::probes::Check,
     shutdown: crate::CancellationToken,
 ) -> std::io::Result<()> {
     let token = Arc::new(token);
@@ -132,7 +133,7 @@ pub async fn serve(
             }
         }),
     );
-    let probes = crate::probes::routes(shutdown.clone(), crate::probes::always_ready());
+    let probes = crate::probes::routes(shutdown.clone(), ready);
     let shed = crate::shed::Shed::new(MAX_REQUESTS, crate::shed::Protocol::Http);
     crate::listen::serve_http(incoming, app.merge(probes), shed, shutdown).await
 }
@@ -145,6 +146,7 @@ pub fn serve_optional(
     section: &MetricsSection,
     tls: &crate::tls::TlsConfig,
     metrics: Render,
+    ready: crate::probes::Check,
     shutdown: &crate::CancellationToken,
 ) -> Result<impl std::future::Future<Output = std::io::Result<()>> + use<>, (&'static str, String)>
 {
@@ -155,7 +157,7 @@ pub fn serve_optional(
     let shutdown = shutdown.clone();
     Ok(async move {
         match door {
-            Some((incoming, token)) => serve(incoming, metrics, token, shutdown).await,
+            Some((incoming, token)) => serve(incoming, metrics, token, ready, shutdown).await,
             None => Ok(()),
         }
     })

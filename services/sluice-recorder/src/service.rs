@@ -162,7 +162,7 @@ async fn serve(
         ledger: store,
         metrics,
     } = backends;
-    let exposition = serve_metrics(listeners.metrics, config, &metrics, &stop)?;
+    let exposition = serve_metrics(listeners.metrics, config, &metrics, &store, &stop)?;
     let listener = listeners.query;
     let gate = sluice_node::gate::Gate::new(
         config.query_max_connections,
@@ -222,17 +222,35 @@ fn serve_metrics(
     listener: Option<TcpListener>,
     config: &RecorderConfig,
     metrics: &Arc<Metrics>,
+    ledger: &Arc<AnyLedger>,
     stop: &CancellationToken,
 ) -> Result<impl std::future::Future<Output = Result<(), RecorderError>> + use<>, RecorderError> {
     let metrics = metrics.clone();
     let render: sluice_node::metrics::Render = Arc::new(move || metrics.render());
-    let serve =
-        sluice_node::metrics::serve_optional(listener, &config.metrics, &config.tls, render, stop)
-            .map_err(|(field, reason)| RecorderError::Config(format!("{field}: {reason}")))?;
+    let ready = ledger_answers(ledger.clone());
+    let (section, tls) = (&config.metrics, &config.tls);
+    let serve = sluice_node::metrics::serve_optional(listener, section, tls, render, ready, stop)
+        .map_err(|(field, reason)| RecorderError::Config(format!("{field}: {reason}")))?;
     Ok(async move {
         serve
             .await
             .map_err(|e| RecorderError::Config(format!("metrics.listen: {e}")))
+    })
+}
+
+/// Ready while the ledger answers a one-row read within 2 s.
+fn ledger_answers(ledger: Arc<AnyLedger>) -> sluice_node::probes::Check {
+    use crate::ledger::Ledger;
+    Arc::new(move || {
+        let ledger = ledger.clone();
+        Box::pin(async move {
+            let read = ledger.history("readiness-probe");
+            match tokio::time::timeout(std::time::Duration::from_secs(2), read).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(err)) => Err(format!("the ledger does not answer: {err}")),
+                Err(_) => Err("the ledger did not answer within 2 s".into()),
+            }
+        })
     })
 }
 

@@ -152,7 +152,9 @@ pub async fn run(
                 let metrics = node.telemetry.metrics.clone();
                 Arc::new(move || metrics.render())
             });
-            let serve = sluice_node::metrics::serve(incoming, render, token, shutdown.clone());
+            let ready = sluice_node::probes::always_ready();
+            let serve =
+                sluice_node::metrics::serve(incoming, render, token, ready, shutdown.clone());
             Some(AbortOnDropHandle::new(tokio::spawn(serve)))
         }
         None => None,

@@ -80,14 +80,14 @@ async fn curl_send(url: &str, ca: &Path) -> Output {
         .expect("curl is installed (apt: curl)")
 }
 
-/// `curl` scraping `url`/metrics over HTTPS, trusting `ca`, with `extra`
-/// arguments (a token header, a client certificate); its stdout.
-async fn curl_metrics(url: &str, ca: &Path, extra: &[String]) -> String {
+/// `curl` getting `url` over HTTPS, trusting `ca`, with `extra` arguments
+/// (a token header, a client certificate); its stdout.
+async fn curl_get(url: &str, ca: &Path, extra: &[String]) -> String {
     let out = tokio::process::Command::new("curl")
         .args(["--silent", "--show-error", "--max-time", "20", "--cacert"])
         .arg(ca)
         .args(extra)
-        .arg(format!("{url}/metrics"))
+        .arg(url)
         .output()
         .await
         .expect("curl is installed (apt: curl)");
@@ -237,7 +237,7 @@ async fn services_talk_over_mutual_tls_and_certificates_rotate_without_restart()
         format!("authorization: Bearer {}", tokens.node),
     ];
     let ingest_url = format!("https://127.0.0.1:{}", ingest_metrics.port());
-    let scraped = curl_metrics(&ingest_url, &ca, &bearer).await;
+    let scraped = curl_get(&format!("{ingest_url}/metrics"), &ca, &bearer).await;
     assert!(
         scraped.contains("sluice_ingest_submissions_total{door=\"grpc\",outcome=\"accepted\"} 1"),
         "{scraped}"
@@ -246,7 +246,7 @@ async fn services_talk_over_mutual_tls_and_certificates_rotate_without_restart()
         scraped.contains("# UNIT sluice_ingest_signing_seconds seconds"),
         "{scraped}"
     );
-    let anonymous = curl_metrics(&ingest_url, &ca, &[]).await;
+    let anonymous = curl_get(&format!("{ingest_url}/metrics"), &ca, &[]).await;
     assert!(
         anonymous.contains("bearer token is required"),
         "{anonymous}"
@@ -257,7 +257,7 @@ async fn services_talk_over_mutual_tls_and_certificates_rotate_without_restart()
         certified.push(file.display().to_string());
     }
     let control_url = format!("https://127.0.0.1:{}", control_metrics.port());
-    let scraped = curl_metrics(&control_url, &ca, &certified).await;
+    let scraped = curl_get(&format!("{control_url}/metrics"), &ca, &certified).await;
     assert!(
         scraped.contains("sluice_control_watchers 1"),
         "ingest watches: {scraped}"
@@ -266,6 +266,12 @@ async fn services_talk_over_mutual_tls_and_certificates_rotate_without_restart()
         scraped.contains("# HELP sluice_control_revision "),
         "{scraped}"
     );
+    // Readiness asks the role's back end (control: its store); no token.
+    let certificate_only = certified[2..].to_vec();
+    let ready = curl_get(&format!("{control_url}/readyz"), &ca, &certificate_only).await;
+    assert_eq!(ready, "ready\n");
+    let ready = curl_get(&format!("{ingest_url}/readyz"), &ca, &[]).await;
+    assert_eq!(ready, "ready\n");
 
     // HTTP over TLS, with curl.
     let http_url = format!("https://127.0.0.1:{}", http.port());
