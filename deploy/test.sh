@@ -33,6 +33,8 @@ install_missing() {
   command -v java >/dev/null || missing+=(openjdk-17-jdk-headless)
   command -v mvn >/dev/null || missing+=(maven)
   command -v python3 >/dev/null || missing+=(python3)
+  # deploy/check-manifests.sh validates the manifests from a venv.
+  python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
   command -v cc >/dev/null || missing+=(build-essential)
   command -v make >/dev/null || missing+=(make)
   command -v perl >/dev/null || missing+=(perl)
@@ -99,6 +101,9 @@ step "starting Kafka, a three-broker Kafka cluster and Cassandra in the backgrou
 start_server kafka "$SLUICE_KAFKA_PORT"
 start_server kafka-cluster "$SLUICE_KAFKA_CLUSTER_PORT" kafka
 start_server cassandra "$SLUICE_CASSANDRA_PORT"
+
+step "deployment assets (deploy/check-manifests.sh)"
+bash deploy/check-manifests.sh
 
 step "cargo fmt --check"
 cargo fmt --all --check
