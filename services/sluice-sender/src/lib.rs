@@ -286,7 +286,9 @@ impl Node {
         });
         drop(signal_tx);
         let (lease_tx, lease_rx) = tokio::sync::mpsc::unbounded_channel();
-        let keeper = leases::keeper::Keeper::new(leases, &cfg.node, &cfg.source_ips(), &cfg.leases);
+        leases::warn_foreign(&cfg.source_ips());
+        let keeper = leases::keeper::Keeper::new(leases, &cfg.node, &cfg.source_ips(), &cfg.leases)
+            .only_from(leases::can_send_from);
         let every = cfg.leases.renew_interval.into();
         let changing = base.control.enabled().then_some(ips_rx);
         let keep = leases::keeper::keep(keeper, every, lease_tx, changing);

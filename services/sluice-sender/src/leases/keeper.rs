@@ -38,6 +38,8 @@ pub struct Keeper<L> {
     live: usize,
     /// Where the held set goes (the dispatcher); `None` in tests.
     tx: Option<UnboundedSender<Held>>,
+    /// Whether this host can send from an IP (only those are taken).
+    usable: fn(IpAddr) -> bool,
 }
 
 impl<L: Leases> Keeper<L> {
@@ -51,7 +53,16 @@ impl<L: Leases> Keeper<L> {
             held: Held::new(),
             live: 1,
             tx: None,
+            usable: |_| true,
         }
+    }
+
+    /// Takes only the IPs `usable` accepts (the sender: those its host can
+    /// bind, [`super::can_send_from`]); the fair share still counts the
+    /// whole pool, so hosts carrying different addresses each take theirs.
+    pub fn only_from(mut self, usable: fn(IpAddr) -> bool) -> Self {
+        self.usable = usable;
+        self
     }
 
     /// Sends the held set to `tx` after every change that takes IPs away
@@ -173,7 +184,7 @@ impl<L: Leases> Keeper<L> {
             if self.held.len() >= share {
                 return;
             }
-            if self.held.contains_key(&ip) {
+            if self.held.contains_key(&ip) || !(self.usable)(ip) {
                 continue;
             }
             let sent = Instant::now();
@@ -259,7 +270,10 @@ pub async fn keep<L: Leases>(
         };
         tokio::select! {
             _ = tick.tick() => {}
-            Some(now) = changed => keeper.set_ips(&now).await,
+            Some(now) = changed => {
+                super::warn_foreign(&now);
+                keeper.set_ips(&now).await
+            }
             _ = tx.closed() => break,
         }
         keeper.round().await;
@@ -289,6 +303,34 @@ mod tests {
         (10..14)
             .map(|i| format!("127.0.0.{i}").parse().unwrap())
             .collect()
+    }
+
+    fn carried_by_a(ip: IpAddr) -> bool {
+        matches!(ip, IpAddr::V4(v4) if v4.octets()[3] < 12)
+    }
+
+    fn carried_by_b(ip: IpAddr) -> bool {
+        !carried_by_a(ip)
+    }
+
+    #[tokio::test]
+    async fn hosts_carrying_different_addresses_each_take_their_own() {
+        let store = LocalLeases::default();
+        let mut a = Keeper::new(store.clone(), "a", &ips(), &cfg()).only_from(carried_by_a);
+        let mut b = Keeper::new(store.clone(), "b", &ips(), &cfg()).only_from(carried_by_b);
+        let held = |k: &Keeper<LocalLeases>| -> Vec<String> {
+            k.held().keys().map(ToString::to_string).collect()
+        };
+        a.round().await;
+        assert_eq!(
+            held(&a),
+            ["127.0.0.10", "127.0.0.11"],
+            "alone, only its own"
+        );
+        b.round().await;
+        a.round().await;
+        assert_eq!(held(&b), ["127.0.0.12", "127.0.0.13"]);
+        assert_eq!(held(&a), ["127.0.0.10", "127.0.0.11"], "a keeps its share");
     }
 
     #[tokio::test]

@@ -165,6 +165,30 @@ pub fn fair_share(ips: usize, live: usize) -> usize {
     ips.div_ceil(live.max(1))
 }
 
+/// Whether this host can send from `ip`: an address no interface of the
+/// host carries cannot be bound, and a lease on it would only turn every
+/// delivery from it into a failure while a host that has it waits. The
+/// unspecified address (`0.0.0.0`, `::`: the kernel picks) always can.
+pub fn can_send_from(ip: IpAddr) -> bool {
+    ip.is_unspecified() || std::net::UdpSocket::bind(std::net::SocketAddr::new(ip, 0)).is_ok()
+}
+
+/// Warns about the pool IPs this host cannot send from (left to the nodes
+/// on hosts that carry them).
+pub fn warn_foreign(ips: &[IpAddr]) {
+    let foreign: Vec<IpAddr> = ips
+        .iter()
+        .copied()
+        .filter(|ip| !can_send_from(*ip))
+        .collect();
+    if !foreign.is_empty() {
+        tracing::warn!(
+            ?foreign,
+            "pool IPs this host cannot bind are left to senders on hosts that carry them; configure them on an interface here if this node should send from them"
+        );
+    }
+}
+
 /// The order in which `node` tries `ips`: rotated by a hash of its name, so
 /// that nodes starting together first reach for different IPs.
 pub fn preference(ips: &[IpAddr], node: &str) -> Vec<IpAddr> {
@@ -219,5 +243,14 @@ mod tests {
         sorted.rotate_left(start);
         assert_eq!(a, sorted, "a rotation of the sorted IPs");
         assert!(preference(&[], "node-a").is_empty());
+    }
+
+    #[test]
+    fn only_addresses_this_host_carries_can_be_sent_from() {
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        assert!(can_send_from(ip("127.0.0.10")), "loopback is bindable");
+        assert!(can_send_from(ip("0.0.0.0")), "the kernel picks");
+        // 192.0.2.0/24 (TEST-NET-1) is on no interface of a test host.
+        assert!(!can_send_from(ip("192.0.2.77")));
     }
 }
