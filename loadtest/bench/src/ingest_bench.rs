@@ -71,8 +71,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let client = IngestClient::connect(format!("http://{addr}")).await?;
     drive(&client, per_message * clients, (per_message, clients)).await?; // warm-up
     let started = Instant::now();
-    drive(&client, total, (per_message, clients)).await?;
+    let mut latencies = drive(&client, total, (per_message, clients)).await?;
     let elapsed = started.elapsed();
+    latencies.sort();
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
     stop.cancel();
     node.await??;
     std::fs::remove_dir_all(&dir)?;
@@ -93,6 +95,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::env::consts::ARCH
     );
     println!("ingest: {rate:.0} accepted recipients/s ({elapsed:.2?})");
+    println!(
+        "Send call latency at that load ({} calls): p50 {:.1?}, p99 {:.1?}, max {:.1?}",
+        latencies.len(),
+        at(0.5),
+        at(0.99),
+        at(1.0)
+    );
     println!("openssl speed -multi {cpus} -seconds 3 rsa2048: {openssl_rate:.0} signs/s");
     println!(
         "ratio: {:.0} % (target >= 70 %)",
@@ -101,28 +110,34 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// Sends `total` recipients from `clients` concurrent callers; returns the
+/// time each `Send` call took.
 async fn drive(
     client: &IngestClient<tonic::transport::Channel>,
     total: usize,
     (per_message, clients): (usize, usize),
-) -> Result<(), tonic::Status> {
+) -> Result<Vec<std::time::Duration>, tonic::Status> {
     let messages = total.div_ceil(per_message);
     let per_client = messages.div_ceil(clients);
     let workers = (0..clients).map(|worker| {
         let mut client = client.clone();
         async move {
+            let mut took = Vec::with_capacity(per_client);
             for i in 0..per_client {
                 let mut request = tonic::Request::new(message(worker, i, per_message));
                 let bearer = format!("Bearer {KEY}")
                     .parse()
                     .map_err(|_| tonic::Status::internal("key"))?;
                 request.metadata_mut().insert("authorization", bearer);
+                let sent = Instant::now();
                 client.send(request).await?;
+                took.push(sent.elapsed());
             }
-            Ok::<_, tonic::Status>(())
+            Ok::<_, tonic::Status>(took)
         }
     });
-    try_join_all(workers).await.map(|_| ())
+    let per_worker = try_join_all(workers).await?;
+    Ok(per_worker.into_iter().flatten().collect())
 }
 
 fn message(worker: usize, index: usize, per_message: usize) -> SendRequest {
