@@ -3,6 +3,8 @@
 //! it measures a quantity, a unit; docs/metrics.md lists them and a test keeps
 //! that list complete.
 
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -38,6 +40,13 @@ pub struct PathLabels {
     pub site: String,
 }
 
+/// Labels of a site's queue.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SiteLabels {
+    /// The configured site name, or `other` (see [`site_label`]).
+    pub site: String,
+}
+
 /// All metrics of one sender node.
 pub struct SenderMetrics {
     registry: Registry,
@@ -49,6 +58,8 @@ pub struct SenderMetrics {
     pub records_in_flight: Gauge,
     pub signaled_paths: Gauge,
     pub leased_ips: Gauge,
+    pub site_queued: Family<SiteLabels, Gauge>,
+    pub site_oldest_seconds: Family<SiteLabels, Gauge<f64, AtomicU64>>,
 }
 
 impl Default for SenderMetrics {
@@ -111,8 +122,23 @@ impl SenderMetrics {
             "leased_ips",
             "Source IPs this node holds a lease on and may send from",
         );
+        let site_queued = Family::<SiteLabels, Gauge>::default();
+        registry.register(
+            "site_queued_messages",
+            "Messages waiting in a site's ready queue (sites no rule names are summed as other)",
+            site_queued.clone(),
+        );
+        let site_oldest_seconds = Family::<SiteLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register_with_unit(
+            "site_oldest_queued",
+            "Time the oldest message of a site's ready queue has waited there",
+            Unit::Seconds,
+            site_oldest_seconds.clone(),
+        );
         Self {
             registry,
+            site_queued,
+            site_oldest_seconds,
             outcomes,
             overflowed,
             transaction_seconds,
@@ -149,7 +175,16 @@ mod tests {
                 site: "google".into(),
             })
             .observe(0.02);
+        let google = SiteLabels {
+            site: "google".into(),
+        };
+        m.site_queued.get_or_create(&google).set(3);
+        m.site_oldest_seconds.get_or_create(&google).set(1.5);
         let text = m.render();
+        assert!(
+            text.contains("sluice_sender_site_oldest_queued_seconds{site=\"google\"} 1.5"),
+            "{text}"
+        );
         assert!(
             text.contains("sluice_sender_outcomes_total{kind=\"delivered\",site=\"google\"} 1"),
             "{text}"

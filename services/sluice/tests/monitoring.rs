@@ -33,6 +33,11 @@ fn expositions() -> String {
         site,
     };
     sender.transaction_seconds.get_or_create(&path).observe(0.1);
+    let site = sluice_sender::metrics::SiteLabels {
+        site: "google".into(),
+    };
+    sender.site_queued.get_or_create(&site).set(1);
+    sender.site_oldest_seconds.get_or_create(&site).set(1.0);
     [
         ingest.render(),
         sender.render(),

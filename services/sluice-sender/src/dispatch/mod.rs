@@ -247,6 +247,7 @@ impl Dispatcher {
                 _ = tick.tick() => {
                     self.close_stale_idle();
                     self.save_state_if_due().await;
+                    self.publish_site_queues();
                 }
             }
             self.expire_leases();
@@ -452,6 +453,28 @@ impl Dispatcher {
             .expect("offset tracker lock")
             .in_flight();
         self.metrics.records_in_flight.set(in_flight as i64);
+    }
+
+    /// Per site (label): messages queued and the oldest one's wait.
+    fn publish_site_queues(&self) {
+        let mut by_site: std::collections::BTreeMap<String, (i64, f64)> = Default::default();
+        for site in &self.sites {
+            let entry = by_site
+                .entry(crate::metrics::site_label(&site.name))
+                .or_default();
+            entry.0 += site.queue.len() as i64;
+            if let Some(front) = site.queue.front() {
+                entry.1 = entry.1.max(front.arrived.elapsed().as_secs_f64());
+            }
+        }
+        for (site, (queued, oldest)) in by_site {
+            let labels = crate::metrics::SiteLabels { site };
+            self.metrics.site_queued.get_or_create(&labels).set(queued);
+            self.metrics
+                .site_oldest_seconds
+                .get_or_create(&labels)
+                .set(oldest);
+        }
     }
 
     fn next_random(&mut self) -> u64 {

@@ -102,6 +102,7 @@ async fn the_metrics_saw_it(target: &Target, accepted: usize) {
         "sluice_ingest_submissions",
         "sluice_ingest_signing_seconds",
         "sluice_sender_outcomes",
+        "sluice_sender_site_oldest_queued_seconds",
         "sluice_recorder_events_counted",
         "sluice_recorder_batch_write_seconds",
         "sluice_control_watchers",
