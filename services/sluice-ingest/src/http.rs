@@ -43,11 +43,7 @@ pub async fn serve(
     ingestor: Arc<Ingestor>,
     shutdown: sluice_node::CancellationToken,
 ) -> Result<(), IngestError> {
-    let ready = ingestor.clone();
-    let check: sluice_node::probes::Check = Arc::new(move || {
-        let ready = ready.clone();
-        Box::pin(async move { ready.ready().await })
-    });
+    let check = readiness(&ingestor);
     let shed = sluice_node::shed::Shed::new(
         ingestor.limits().max_requests,
         sluice_node::shed::Protocol::Http,
@@ -57,6 +53,15 @@ pub async fn serve(
     sluice_node::listen::serve_http(incoming, app, shed, shutdown)
         .await
         .map_err(IngestError::Io)
+}
+
+/// Ready while the message log answers ([`Ingestor::ready`]).
+pub(crate) fn readiness(ingestor: &Arc<Ingestor>) -> sluice_node::probes::Check {
+    let ingestor = ingestor.clone();
+    Arc::new(move || {
+        let ingestor = ingestor.clone();
+        Box::pin(async move { ingestor.ready().await })
+    })
 }
 
 /// The API's routes.

@@ -247,17 +247,20 @@ fn front_doors(
         let incoming = door(listener, "listen.http", sluice_node::listen::HTTP1)?;
         tasks.spawn(http::serve(incoming, ingestor.clone(), shutdown.clone()));
     }
-    if let Some(listener) = listeners.metrics {
-        let (incoming, token) = sluice_node::metrics::door(listener, &config.metrics, &config.tls)
-            .map_err(|(field, reason)| IngestError::Config(format!("{field}: {reason}")))?;
+    if listeners.metrics.is_some() {
         let metrics = ingestor.metrics().clone();
         let render: sluice_node::metrics::Render = Arc::new(move || metrics.render());
-        let ready = ingestor.clone();
-        let check: sluice_node::probes::Check = Arc::new(move || {
-            let ready = ready.clone();
-            Box::pin(async move { ready.ready().await })
-        });
-        let serve = sluice_node::metrics::serve(incoming, render, token, check, shutdown.clone());
+        let (section, tls) = (&config.metrics, &config.tls);
+        let check = http::readiness(ingestor);
+        let serve = sluice_node::metrics::serve_optional(
+            listeners.metrics,
+            section,
+            tls,
+            render,
+            check,
+            shutdown,
+        )
+        .map_err(|(field, reason)| IngestError::Config(format!("{field}: {reason}")))?;
         tasks.spawn(async move { serve.await.map_err(IngestError::Io) });
     }
     let smtp_listeners = [

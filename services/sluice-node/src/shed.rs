@@ -55,11 +55,6 @@ impl Shed {
         self
     }
 
-    /// Requests answered "try later" since the listener started.
-    pub fn shed_count(&self) -> u64 {
-        self.shed.get()
-    }
-
     /// The answer to a request over the limit.
     fn busy<B: Default>(&self) -> Response<B> {
         let n = self.shed.inc();
@@ -229,7 +224,8 @@ mod tests {
     #[tokio::test]
     async fn the_request_over_the_limit_is_told_to_try_later_and_places_come_back() {
         let release = Arc::new(tokio::sync::Notify::new());
-        let shed = Shed::new(2, Protocol::Grpc);
+        let shed_counter = Counter::default();
+        let shed = Shed::new(2, Protocol::Grpc).counting(shed_counter.clone());
         let mut service = shed.layer(Held(release.clone()));
         let first = tokio::spawn(service.call(request("/sluice.v1.Ingest/Send")));
         let second = tokio::spawn(service.call(request("/sluice.v1.Ingest/Send")));
@@ -245,7 +241,7 @@ mod tests {
                 .expect("ascii")
                 .contains("retry"),
         );
-        assert_eq!(shed.shed_count(), 1);
+        assert_eq!(shed_counter.get(), 1);
         release.notify_waiters();
         let (first, second) = (first.await.expect("task"), second.await.expect("task"));
         // A place is held until the body ends.

@@ -62,14 +62,7 @@ pub struct SenderListeners {
 impl SenderListeners {
     /// Binds `config.metrics.listen` when set (for `sluice sender`).
     pub async fn bind(config: &SenderConfig) -> Result<Self, SenderError> {
-        let metrics = match config.metrics.listen {
-            Some(addr) => Some(
-                sluice_node::bind("metrics.listen", &addr.to_string())
-                    .await
-                    .map_err(SenderError::Listen)?,
-            ),
-            None => None,
-        };
+        let metrics = config.metrics.bind().await.map_err(SenderError::Listen)?;
         Ok(Self { metrics })
     }
 }
@@ -145,41 +138,32 @@ pub async fn run(
         telemetry: backends.telemetry,
     };
     let drain = node.cfg.drain_timeout.into();
-    let metrics = match listeners.metrics {
-        Some(listener) => {
-            let (incoming, token) = metrics_door(listener, &node.cfg)?;
-            let render = node.telemetry.exposition.clone().unwrap_or_else(|| {
-                let metrics = node.telemetry.metrics.clone();
-                Arc::new(move || metrics.render())
-            });
-            let ready = sluice_node::probes::always_ready();
-            let serve =
-                sluice_node::metrics::serve(incoming, render, token, ready, shutdown.clone());
-            Some(AbortOnDropHandle::new(tokio::spawn(serve)))
-        }
-        None => None,
-    };
+    let render = node.telemetry.exposition.clone().unwrap_or_else(|| {
+        let metrics = node.telemetry.metrics.clone();
+        Arc::new(move || metrics.render())
+    });
+    let (section, tls) = (&node.cfg.metrics, &node.cfg.tls);
+    let ready = sluice_node::probes::always_ready();
+    let serve = sluice_node::metrics::serve_optional(
+        listeners.metrics,
+        section,
+        tls,
+        render,
+        ready,
+        &shutdown,
+    )
+    .map_err(|(field, reason)| {
+        SenderError::Config(sluice_node::ConfigError::invalid("sender", field, reason))
+    })?;
+    let metrics = AbortOnDropHandle::new(tokio::spawn(serve));
     let work = node.run(backends.log, backends.leases, shutdown.clone());
     let outcome = sluice_node::drain_within("sender", &shutdown, drain, work).await;
     shutdown.cancel();
-    if let Some(metrics) = metrics {
-        let served = metrics
-            .await
-            .map_err(|e| SenderError::Internal(e.to_string()))?;
-        served.map_err(SenderError::Listen)?;
-    }
+    let served = metrics
+        .await
+        .map_err(|e| SenderError::Internal(e.to_string()))?;
+    served.map_err(SenderError::Listen)?;
     outcome
-}
-
-/// The metrics listener behind TLS (when configured) and its token;
-/// refused off loopback without TLS or without a token.
-fn metrics_door(
-    listener: TcpListener,
-    cfg: &SenderConfig,
-) -> Result<(sluice_node::listen::Incoming, Option<String>), SenderError> {
-    sluice_node::metrics::door(listener, &cfg.metrics, &cfg.tls).map_err(|(field, reason)| {
-        SenderError::Config(sluice_node::ConfigError::invalid("sender", field, reason))
-    })
 }
 
 type Following = tokio::sync::watch::Receiver<Arc<sluice_control_client::ClusterConfig>>;

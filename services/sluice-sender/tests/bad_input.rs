@@ -7,7 +7,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use hickory_resolver::proto::op::{Message, MessageType, ResponseCode};
+use hickory_resolver::proto::op::{Message, ResponseCode};
 use hickory_resolver::proto::rr::rdata::{A, MX};
 use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -33,12 +33,7 @@ starttls = false
 /// The zone the test name server answers for.
 fn answer(query: &Message) -> Message {
     let q = &query.queries[0];
-    let mut reply = Message::response(query.metadata.id, query.metadata.op_code);
-    reply.metadata.message_type = MessageType::Response;
-    reply.metadata.authoritative = true;
-    reply.metadata.recursion_desired = query.metadata.recursion_desired;
-    reply.metadata.recursion_available = true;
-    reply.add_query(q.clone());
+    let mut reply = sluice_testkit::dns::reply_to(query);
     let name = q.name().to_ascii().to_lowercase();
     let mx = |pref: u16, host: &str| {
         let exchange = if host == "." {

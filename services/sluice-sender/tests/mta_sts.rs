@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use bytes::Bytes;
-use hickory_resolver::proto::op::{Message, MessageType};
+use hickory_resolver::proto::op::Message;
 use hickory_resolver::proto::rr::rdata::{A, MX, TXT};
 use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
 use http_body_util::Full;
@@ -143,10 +143,7 @@ fn serve<B>(
 /// domain publishes `v=STSv1; id=1;`.
 fn answer(query: &Message) -> (Message, Duration) {
     let q = &query.queries[0];
-    let mut reply = Message::response(query.metadata.id, query.metadata.op_code);
-    reply.metadata.message_type = MessageType::Response;
-    reply.metadata.recursion_available = true;
-    reply.add_query(q.clone());
+    let mut reply = sluice_testkit::dns::reply_to(query);
     let name = q.name().to_ascii().to_lowercase();
     let a = |ip: [u8; 4]| RData::A(A(Ipv4Addr::from(ip)));
     let data = match q.query_type() {

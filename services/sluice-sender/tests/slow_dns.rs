@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use hickory_resolver::proto::op::{Message, MessageType};
+use hickory_resolver::proto::op::Message;
 use hickory_resolver::proto::rr::rdata::{A, MX};
 use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
 use sluice_sender::SenderConfig;
@@ -20,10 +20,7 @@ const SLOW: Duration = Duration::from_secs(20);
 
 fn answer(query: &Message) -> (Message, Duration) {
     let q = &query.queries[0];
-    let mut reply = Message::response(query.metadata.id, query.metadata.op_code);
-    reply.metadata.message_type = MessageType::Response;
-    reply.metadata.recursion_available = true;
-    reply.add_query(q.clone());
+    let mut reply = sluice_testkit::dns::reply_to(query);
     let name = q.name().to_ascii().to_lowercase();
     let slow = name.ends_with("slow.test.");
     match q.query_type() {

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hickory_resolver::proto::op::Message;
+use hickory_resolver::proto::op::{Message, MessageType};
 use tokio::net::UdpSocket;
 
 /// Serves `answer` on a fresh loopback port until the test ends; each
@@ -37,4 +37,16 @@ pub async fn serve(
         }
     });
     addr
+}
+
+/// An empty answer to `query` (its id and question, recursion available,
+/// authoritative) for the test to add records to.
+pub fn reply_to(query: &Message) -> Message {
+    let mut reply = Message::response(query.metadata.id, query.metadata.op_code);
+    reply.metadata.message_type = MessageType::Response;
+    reply.metadata.authoritative = true;
+    reply.metadata.recursion_desired = query.metadata.recursion_desired;
+    reply.metadata.recursion_available = true;
+    reply.add_query(query.queries[0].clone());
+    reply
 }
