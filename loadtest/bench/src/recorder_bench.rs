@@ -138,6 +138,7 @@ async fn embedded(n: u64, partitions: i32) -> Res<()> {
                 topic: config.topic.clone(),
                 key: format!("bench-{i}").into_bytes(),
                 payload: event(i, now).encode_to_vec(),
+                headers: Vec::new(),
             })
             .collect();
         log.append_batch(records).await?;

@@ -68,6 +68,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "control_ip_limits",
         cql: include_str!("../migrations/0010_control_ip_limits.cql"),
     },
+    Migration {
+        version: 11,
+        name: "control_tenant_trace",
+        cql: include_str!("../migrations/0011_control_tenant_trace.cql"),
+    },
 ];
 
 impl Migration {

@@ -339,6 +339,10 @@ pub struct TenantConfig {
     /// Refuse the tenant's submissions (403) while true.
     #[serde(default)]
     pub paused: bool,
+    /// Trace every submission of the tenant whatever the sampling ratio
+    /// (when the node exports traces: `--otlp-endpoint`).
+    #[serde(default)]
+    pub trace: bool,
 }
 
 /// SMTP AUTH credentials of a tenant.

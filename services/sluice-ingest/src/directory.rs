@@ -159,6 +159,7 @@ pub fn tenant_config(tenant: &pb::Tenant) -> TenantConfig {
         bounce_domain: tenant.bounce_domain.clone(),
         suppressed: Vec::new(),
         paused: tenant.paused,
+        trace: tenant.trace,
     }
 }
 

@@ -123,6 +123,7 @@ fn one_recipient(from: String, content: Content) -> Submission {
         campaign: String::new(),
         tags: Default::default(),
         send_at: None,
+        trace: Default::default(),
         idempotency_key: String::new(),
         priority: 0,
         headers: Default::default(),

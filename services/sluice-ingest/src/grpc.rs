@@ -10,7 +10,7 @@ use tonic::metadata::MetadataMap;
 use tonic::transport::Server;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::model::{Content, RecipientInput, Submission};
+use crate::model::{Content, RecipientInput, Submission, TraceRequest};
 use crate::pipeline::Ingestor;
 use crate::tenant::Tenant;
 use crate::{IngestError, error::DURABLE_IDS_METADATA};
@@ -96,7 +96,9 @@ fn caller<T>(request: &Request<T>) -> Result<Arc<Tenant>, Status> {
 impl Ingest for IngestService {
     async fn send(&self, request: Request<SendRequest>) -> Result<Response<SendResponse>, Status> {
         let tenant = caller(&request)?;
-        let submission = submission(request.into_inner())?;
+        let trace = TraceRequest::from_metadata(request.metadata());
+        let mut submission = submission(request.into_inner())?;
+        submission.trace = trace;
         let door = crate::metrics::Door::Grpc;
         let response = self.ingestor.submit_via(door, &tenant, submission).await?;
         Ok(Response::new(response))
@@ -107,6 +109,7 @@ impl Ingest for IngestService {
         request: Request<Streaming<SendRequest>>,
     ) -> Result<Response<SendBatchResponse>, Status> {
         let tenant = caller(&request)?;
+        let trace = TraceRequest::from_metadata(request.metadata());
         let mut stream = request.into_inner();
         let mut pending = FuturesOrdered::new();
         let mut results = Vec::new();
@@ -125,7 +128,9 @@ impl Ingest for IngestService {
             tokio::select! {
                 // `Streaming::message` is cancel-safe: the loser loses nothing.
                 message = stream.message(), if read => match message {
-                    Ok(Some(message)) => pending.push_back(self.submit_one(&tenant, message)),
+                    Ok(Some(message)) => {
+                        pending.push_back(self.submit_one(&tenant, message, &trace));
+                    }
                     Ok(None) => ended = true,
                     Err(status) => {
                         read_error = Some(status);
@@ -146,9 +151,12 @@ impl IngestService {
         &self,
         tenant: &Tenant,
         message: SendRequest,
+        trace: &TraceRequest,
     ) -> Result<SendResponse, IngestError> {
+        let mut submission = submission(message)?;
+        submission.trace = trace.clone();
         self.ingestor
-            .submit_via(crate::metrics::Door::Grpc, tenant, submission(message)?)
+            .submit_via(crate::metrics::Door::Grpc, tenant, submission)
             .await
     }
 }
@@ -231,5 +239,6 @@ pub fn submission(request: SendRequest) -> Result<Submission, IngestError> {
         idempotency_key: request.idempotency_key,
         priority: request.priority,
         headers: request.headers.into_iter().collect(),
+        trace: Default::default(),
     })
 }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use sluice_proto::v1::SendResponse;
 
 use crate::IngestError;
-use crate::model::{Content, RecipientInput, Submission};
+use crate::model::{Content, RecipientInput, Submission, TraceRequest};
 use crate::pipeline::Ingestor;
 use crate::tenant::Tenant;
 
@@ -143,9 +143,9 @@ async fn send(
             request.idempotency_key = key.to_owned();
         }
         let door = crate::metrics::Door::Http;
-        ingestor
-            .submit_via(door, &tenant, request.into_submission()?)
-            .await
+        let mut submission = request.into_submission()?;
+        submission.trace = TraceRequest::from_headers(&headers);
+        ingestor.submit_via(door, &tenant, submission).await
     }
     .await;
     match result {
@@ -159,8 +159,10 @@ async fn send(
 async fn send_batch(
     State(ingestor): State<Arc<Ingestor>>,
     Authed(tenant): Authed,
+    headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let trace = TraceRequest::from_headers(&headers);
     let batch = match read_body(&ingestor, body)
         .await
         .and_then(|body| parse::<JsonBatch>(&body))
@@ -169,7 +171,7 @@ async fn send_batch(
         Err(err) => return error_response(&err, None),
     };
     let results: Vec<_> = futures::stream::iter(batch.messages)
-        .map(|message| submit_json(&ingestor, &tenant, message))
+        .map(|message| submit_json(&ingestor, &tenant, message, &trace))
         .buffered(BATCH_CONCURRENCY)
         .collect()
         .await;
@@ -198,13 +200,12 @@ async fn submit_json(
     ingestor: &Ingestor,
     tenant: &Tenant,
     message: JsonSendRequest,
+    trace: &TraceRequest,
 ) -> Result<SendResponse, IngestError> {
+    let mut submission = message.into_submission()?;
+    submission.trace = trace.clone();
     ingestor
-        .submit_via(
-            crate::metrics::Door::Http,
-            tenant,
-            message.into_submission()?,
-        )
+        .submit_via(crate::metrics::Door::Http, tenant, submission)
         .await
 }
 
@@ -333,6 +334,7 @@ impl JsonSendRequest {
             idempotency_key: self.idempotency_key,
             priority: priority(self.priority.as_deref())?,
             headers: self.headers,
+            trace: Default::default(),
         })
     }
 }

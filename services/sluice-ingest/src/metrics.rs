@@ -20,7 +20,7 @@ pub enum Door {
 }
 
 impl Door {
-    fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Door::Grpc => "grpc",
             Door::Http => "http",

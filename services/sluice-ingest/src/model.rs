@@ -26,6 +26,42 @@ pub struct Submission {
     pub priority: i32,
     /// Extra headers of templated messages.
     pub headers: BTreeMap<String, String>,
+    /// How the caller asked for the submission to be traced.
+    pub trace: TraceRequest,
+}
+
+/// The caller's trace context and wishes (docs/observability.md#traces).
+#[derive(Debug, Clone, Default)]
+pub struct TraceRequest {
+    /// The caller's W3C `traceparent`, if it sent one: Sluice's spans join
+    /// the caller's trace.
+    pub parent: Option<Vec<u8>>,
+    /// The caller asked for this submission to be traced whatever the
+    /// sampling ratio (`sluice-trace: 1`).
+    pub force: bool,
+}
+
+impl TraceRequest {
+    /// From HTTP headers.
+    pub fn from_headers(headers: &axum::http::HeaderMap) -> Self {
+        Self::from_fields(|name| headers.get(name).map(|v| v.as_bytes()))
+    }
+
+    /// From gRPC metadata.
+    pub fn from_metadata(metadata: &tonic::metadata::MetadataMap) -> Self {
+        Self::from_fields(|name| metadata.get(name).map(|v| v.as_bytes()))
+    }
+
+    fn from_fields<'a>(get: impl Fn(&str) -> Option<&'a [u8]>) -> Self {
+        use sluice_node::trace::{FORCE_HEADER, HEADER, enabled, wants_trace};
+        if !enabled() {
+            return Self::default();
+        }
+        Self {
+            parent: get(HEADER).map(<[u8]>::to_vec),
+            force: wants_trace(get(FORCE_HEADER)),
+        }
+    }
 }
 
 /// One recipient.

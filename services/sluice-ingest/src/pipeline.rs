@@ -1,8 +1,10 @@
 //! The submission pipeline every front door shares: idempotency, checks,
 //! quota, suppression, rendering, DKIM, and the durable publish.
 
+use sluice_node::trace::TARGET;
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
+use tracing::Instrument;
 
 use sluice_proto::v1::{AcceptedRecipient, EventKind, SendResponse};
 use tokio::sync::Semaphore;
@@ -127,7 +129,8 @@ impl Ingestor {
         sub: Submission,
     ) -> Result<SendResponse, IngestError> {
         let started = std::time::Instant::now();
-        let result = self.submit(tenant, sub).await;
+        let span = accept_span(door, tenant, &sub);
+        let result = self.submit(tenant, sub).instrument(span).await;
         let seconds = started.elapsed().as_secs_f64();
         self.metrics
             .answered(door, result.as_ref().map(|_| ()), seconds);
@@ -198,9 +201,13 @@ impl Ingestor {
         let rendering = (&checked, ids.as_slice(), suppressed.as_slice(), now);
         let (sendable, messages) = self.render(tenant, sub, rendering, &mut budget)?;
         let signing = std::time::Instant::now();
+        let signing_span = tracing::info_span!(
+            target: TARGET, "dkim.sign", domain = %checked.from_domain, messages = messages.len()
+        );
         let signed = directory
             .signers()
             .sign_all(&checked.from_domain, messages)
+            .instrument(signing_span)
             .await?;
         let metrics = &self.metrics;
         metrics
@@ -209,7 +216,12 @@ impl Ingestor {
         let copies = Copies { sendable, signed };
         let records = self.records(tenant, sub, &checked, &ids, &common, &suppressed, copies);
         let appending = std::time::Instant::now();
-        self.publisher.publish(records).await?;
+        let append_span =
+            tracing::info_span!(target: TARGET, "log.append", records = records.len());
+        self.publisher
+            .publish(records)
+            .instrument(append_span)
+            .await?;
         metrics
             .log_append_seconds
             .observe(appending.elapsed().as_secs_f64());
@@ -384,6 +396,19 @@ impl Ingestor {
         }
         records
     }
+}
+
+/// The span of one submission: a child of the caller's span when it sent a
+/// `traceparent`, always sampled when the caller or the tenant asks.
+fn accept_span(door: crate::metrics::Door, tenant: &Tenant, sub: &Submission) -> tracing::Span {
+    let force = sub.trace.force || tenant.traced();
+    let span = tracing::info_span!(
+        target: TARGET, "ingest.accept",
+        tenant = tenant.name(), door = door.label(), recipients = sub.recipients.len(),
+        sluice.force_trace = force,
+    );
+    sluice_node::trace::with_traceparent(&span, sub.trace.parent.as_deref());
+    span
 }
 
 /// The rendered, signed copies and the recipient index of each.

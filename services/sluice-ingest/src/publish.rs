@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use sluice_log::Log;
-use sluice_log::MessageLog;
+use sluice_log::{MessageLog, NewRecord};
 
 use crate::IngestError;
 use crate::config::IngestConfig;
@@ -104,9 +104,20 @@ impl Publisher {
                 self.max_queued
             )));
         }
-        let appends = records
-            .iter()
-            .map(|r| self.log.append(&r.topic, r.key.as_bytes(), &r.payload));
+        // Every record carries the submission's span: a sender's attempt and
+        // the recorder's write join its trace.
+        let traceparent = sluice_node::trace::traceparent(&tracing::Span::current());
+        let appends = records.iter().map(|r| async {
+            let Some(value) = &traceparent else {
+                return self
+                    .log
+                    .append(&r.topic, r.key.as_bytes(), &r.payload)
+                    .await;
+            };
+            let record = NewRecord::new(r.topic.as_str(), r.key.as_bytes(), r.payload.as_slice())
+                .with_header(sluice_node::trace::HEADER, value.as_bytes());
+            self.log.append_record(record).await
+        });
         let Ok(results) = tokio::time::timeout(self.timeout, join_all(appends)).await else {
             // Records may still land after this answer; the client retries
             // with its idempotency key, and the recorder de-duplicates.

@@ -24,6 +24,7 @@ pub struct Tenant {
     /// so a configuration change does not hand out a fresh burst.
     limiter: Option<Arc<QuotaLimiter>>,
     paused: bool,
+    traced: bool,
 }
 
 /// A tenant's limiter on this node: `share(quota, live nodes)` recipients
@@ -65,6 +66,11 @@ impl Tenant {
     /// The tenant's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Whether every submission of the tenant is traced.
+    pub fn traced(&self) -> bool {
+        self.traced
     }
 
     /// Pool used when a submission names none.
@@ -255,6 +261,7 @@ fn build_tenant(config: &TenantConfig, previous: Option<&Tenant>) -> Tenant {
         quota: config.rate_quota,
         limiter,
         paused: config.paused,
+        traced: config.trace,
     }
 }
 
@@ -283,6 +290,7 @@ mod tests {
             bounce_domain: String::new(),
             suppressed: vec!["Gone@Example.com".into()],
             paused: false,
+            trace: false,
         }
     }
 

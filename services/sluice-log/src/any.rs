@@ -99,6 +99,10 @@ impl MessageLog for Log {
         both!(self, l => l.append(topic, key, payload).await)
     }
 
+    async fn append_record(&self, record: NewRecord) -> Result<Position, LogError> {
+        both!(self, l => l.append_record(record).await)
+    }
+
     async fn append_batch(&self, records: Vec<NewRecord>) -> Result<Vec<Position>, LogError> {
         both!(self, l => l.append_batch(records).await)
     }

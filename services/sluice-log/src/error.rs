@@ -32,6 +32,15 @@ pub enum LogError {
         size: usize,
         limit: usize,
     },
+    /// Record headers beyond the log's limits (too many, a name of 0 or
+    /// more than 255 bytes, a value above 4096 bytes): fix the request.
+    #[error("record for topic `{topic}`: header `{name}` refused: {reason}")]
+    InvalidHeader {
+        topic: String,
+        /// The header's name (shortened when long).
+        name: String,
+        reason: String,
+    },
     /// The topic has not been created.
     #[error("topic `{topic}` does not exist; create it first (create_topic)")]
     TopicNotFound { topic: String },

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::{Fence, LogError};
+use crate::{Fence, Headers, LogError};
 
 /// Most records one [`GroupConsumer::poll`] returns.
 pub const POLL_RECORDS: usize = 500;
@@ -16,6 +16,8 @@ pub struct Delivery {
     pub offset: i64,
     pub key: Vec<u8>,
     pub payload: Vec<u8>,
+    /// The headers the record was appended with, in their order.
+    pub headers: Headers,
 }
 
 /// A change of the partitions a group member owns. Partitions are
@@ -169,6 +171,7 @@ mod tests {
             offset,
             key: Vec::new(),
             payload: Vec::new(),
+            headers: Vec::new(),
         }
     }
 

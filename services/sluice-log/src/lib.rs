@@ -37,7 +37,8 @@ pub use kafka::{
     topic_health,
 };
 pub use log::{
-    MAX_RECORD_BYTES, MessageLog, NewRecord, Position, ReadLimit, Record, check_group,
-    check_record, check_topic, partition_for,
+    Headers, MAX_HEADER_NAME_BYTES, MAX_HEADER_VALUE_BYTES, MAX_HEADERS, MAX_RECORD_BYTES,
+    MessageLog, NewRecord, Position, ReadLimit, Record, check_group, check_headers, check_record,
+    check_topic, header, partition_for,
 };
 pub use topics::{TopicSpec, TopicsConfig};

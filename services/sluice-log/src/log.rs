@@ -11,12 +11,58 @@ pub struct Position {
     pub offset: i64,
 }
 
+/// A record's headers, as Kafka has them: `(name, value)` pairs in order.
+/// Names may repeat; [`header`] finds the first. Limits: [`MAX_HEADERS`],
+/// [`MAX_HEADER_NAME_BYTES`], [`MAX_HEADER_VALUE_BYTES`].
+pub type Headers = Vec<(String, Vec<u8>)>;
+
+/// Most headers one record carries.
+pub const MAX_HEADERS: usize = 16;
+/// Longest header name, in bytes of UTF-8 (names are at least one byte).
+pub const MAX_HEADER_NAME_BYTES: usize = 255;
+/// Longest header value, in bytes.
+pub const MAX_HEADER_VALUE_BYTES: usize = 4096;
+
 /// A record to append: the partition is chosen from `key` (see [`partition_for`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewRecord {
     pub topic: String,
     pub key: Vec<u8>,
     pub payload: Vec<u8>,
+    /// Carried to readers unchanged; they do not choose the partition.
+    pub headers: Headers,
+}
+
+impl NewRecord {
+    /// A record without headers.
+    pub fn new(
+        topic: impl Into<String>,
+        key: impl Into<Vec<u8>>,
+        payload: impl Into<Vec<u8>>,
+    ) -> Self {
+        Self {
+            topic: topic.into(),
+            key: key.into(),
+            payload: payload.into(),
+            headers: Headers::new(),
+        }
+    }
+
+    /// The record with one more header, after those it has.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// [`check_record`] of this record.
+    pub(crate) fn check(&self) -> Result<(), LogError> {
+        check_record(&self.topic, &self.key, &self.payload, &self.headers)
+    }
+
+    /// The bytes it counts against [`MAX_RECORD_BYTES`].
+    pub(crate) fn size(&self) -> usize {
+        record_size(&self.key, &self.payload, &self.headers)
+    }
 }
 
 /// A record read back from a partition.
@@ -26,6 +72,16 @@ pub struct Record {
     pub offset: i64,
     pub key: Vec<u8>,
     pub payload: Vec<u8>,
+    /// The headers it was appended with, in their order.
+    pub headers: Headers,
+}
+
+/// The value of the first header named exactly `name`, if any.
+pub fn header<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a [u8]> {
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, value)| value.as_slice())
 }
 
 /// How much one read may return. At least one record is returned when one is
@@ -34,7 +90,7 @@ pub struct Record {
 pub struct ReadLimit {
     /// Most records per read.
     pub max_records: usize,
-    /// Soft cap on the summed payload and key bytes per read.
+    /// Soft cap on the summed key, payload and header bytes per read.
     pub max_bytes: usize,
 }
 
@@ -47,14 +103,31 @@ impl Default for ReadLimit {
     }
 }
 
-/// The largest record (key plus payload) either back end takes: a 25 MB
-/// message plus its envelope. Kafka producers and the topics Sluice creates
-/// use the same limit (`message.max.bytes`, `max.message.bytes`).
+/// The largest record (key, payload and header names and values) either
+/// back end takes: a 25 MB message plus its envelope. Kafka producers and
+/// the topics Sluice creates use the same limit (`message.max.bytes`,
+/// `max.message.bytes`).
 pub const MAX_RECORD_BYTES: usize = 32 * 1024 * 1024;
 
-/// Refuses a record above [`MAX_RECORD_BYTES`] with [`LogError::TooLarge`].
-pub fn check_record(topic: &str, key: &[u8], payload: &[u8]) -> Result<(), LogError> {
-    let size = key.len() + payload.len();
+/// The bytes a record counts against [`MAX_RECORD_BYTES`]: key, payload, and
+/// every header's name and value.
+pub(crate) fn record_size(key: &[u8], payload: &[u8], headers: &[(String, Vec<u8>)]) -> usize {
+    let headers: usize = headers.iter().map(|(n, v)| n.len() + v.len()).sum();
+    key.len() + payload.len() + headers
+}
+
+/// Refuses headers beyond the limits ([`MAX_HEADERS`],
+/// [`MAX_HEADER_NAME_BYTES`], [`MAX_HEADER_VALUE_BYTES`]) with
+/// [`LogError::InvalidHeader`], and a record above [`MAX_RECORD_BYTES`] with
+/// [`LogError::TooLarge`].
+pub fn check_record(
+    topic: &str,
+    key: &[u8],
+    payload: &[u8],
+    headers: &[(String, Vec<u8>)],
+) -> Result<(), LogError> {
+    check_headers(topic, headers)?;
+    let size = record_size(key, payload, headers);
     if size > MAX_RECORD_BYTES {
         return Err(LogError::TooLarge {
             topic: topic.to_owned(),
@@ -63,6 +136,61 @@ pub fn check_record(topic: &str, key: &[u8], payload: &[u8]) -> Result<(), LogEr
         });
     }
     Ok(())
+}
+
+/// Refuses more than [`MAX_HEADERS`] headers, a name of 0 or more than
+/// [`MAX_HEADER_NAME_BYTES`] bytes, or a value above
+/// [`MAX_HEADER_VALUE_BYTES`], with [`LogError::InvalidHeader`] naming the
+/// first header at fault and why.
+pub fn check_headers(topic: &str, headers: &[(String, Vec<u8>)]) -> Result<(), LogError> {
+    let count = headers.len();
+    let fault = match headers.get(MAX_HEADERS) {
+        Some((name, _)) => Some((
+            name,
+            format!("a record carries at most {MAX_HEADERS} headers, this one has {count}"),
+        )),
+        None => headers
+            .iter()
+            .find_map(|(name, value)| header_fault(name, value).map(|why| (name, why))),
+    };
+    match fault {
+        None => Ok(()),
+        Some((name, reason)) => Err(LogError::InvalidHeader {
+            topic: topic.to_owned(),
+            name: shortened(name),
+            reason,
+        }),
+    }
+}
+
+/// What is wrong with one header, if anything.
+fn header_fault(name: &str, value: &[u8]) -> Option<String> {
+    if name.is_empty() || name.len() > MAX_HEADER_NAME_BYTES {
+        return Some(format!(
+            "header names are 1 to {MAX_HEADER_NAME_BYTES} bytes, this one has {}",
+            name.len()
+        ));
+    }
+    if value.len() > MAX_HEADER_VALUE_BYTES {
+        return Some(format!(
+            "header values are at most {MAX_HEADER_VALUE_BYTES} bytes, this one has {}",
+            value.len()
+        ));
+    }
+    None
+}
+
+/// A header name short enough for an error message.
+fn shortened(name: &str) -> String {
+    const SHOWN: usize = 64;
+    if name.len() <= SHOWN {
+        return name.to_owned();
+    }
+    let mut end = SHOWN;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &name[..end])
 }
 
 /// The partition of a record with `key` in a topic of `partitions` partitions:
@@ -125,7 +253,16 @@ pub trait MessageLog: Send + Sync + 'static {
         payload: &[u8],
     ) -> impl Future<Output = Result<Position, LogError>> + Send;
 
-    /// Appends all `records` atomically and durably; positions in input order.
+    /// Appends `record` with its headers to the partition its key hashes to;
+    /// returns where it landed once it is durable. [`MessageLog::append`] is
+    /// this without headers.
+    fn append_record(
+        &self,
+        record: NewRecord,
+    ) -> impl Future<Output = Result<Position, LogError>> + Send;
+
+    /// Appends all `records` (with their headers) atomically and durably;
+    /// positions in input order.
     fn append_batch(
         &self,
         records: Vec<NewRecord>,
@@ -216,6 +353,87 @@ mod tests {
             let p = partition_for(format!("m{i}").as_bytes(), 12);
             assert!((0..12).contains(&p));
         }
+    }
+
+    #[test]
+    fn headers_are_built_in_order_and_found_by_exact_name() {
+        let record = NewRecord::new("t", b"k", "v")
+            .with_header("traceparent", "first")
+            .with_header("TraceParent", "other case")
+            .with_header("traceparent", "second");
+        assert_eq!(
+            (record.topic.as_str(), &record.key[..], &record.payload[..]),
+            ("t", &b"k"[..], &b"v"[..])
+        );
+        let names: Vec<&str> = record.headers.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["traceparent", "TraceParent", "traceparent"]);
+        assert_eq!(header(&record.headers, "traceparent"), Some(&b"first"[..]));
+        assert_eq!(
+            header(&record.headers, "TraceParent"),
+            Some(&b"other case"[..])
+        );
+        assert_eq!(header(&record.headers, "trace"), None);
+        assert_eq!(header(&[], "traceparent"), None);
+        assert!(NewRecord::new("t", b"k", b"v").headers.is_empty());
+    }
+
+    fn headers(n: usize, name_len: usize, value_len: usize) -> Headers {
+        (0..n)
+            .map(|i| (format!("{i:0>name_len$}"), vec![1; value_len]))
+            .collect()
+    }
+
+    fn refusal(headers: &[(String, Vec<u8>)]) -> String {
+        match check_record("sluice.events", b"k", b"v", headers) {
+            Err(err @ LogError::InvalidHeader { .. }) => err.to_string(),
+            other => panic!("not InvalidHeader: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn headers_within_the_limits_pass() {
+        let widest = headers(MAX_HEADERS, MAX_HEADER_NAME_BYTES, MAX_HEADER_VALUE_BYTES);
+        assert!(check_record("t", b"k", b"v", &widest).is_ok());
+        assert!(check_record("t", b"k", b"v", &[]).is_ok());
+        assert!(check_headers("t", &headers(1, 1, 0)).is_ok());
+    }
+
+    #[test]
+    fn headers_beyond_the_limits_are_refused_naming_the_header_and_why() {
+        let text = refusal(&headers(MAX_HEADERS + 1, 3, 1));
+        assert!(text.contains("`016`"), "names the 17th: {text}");
+        assert!(
+            text.contains("at most 16 headers, this one has 17"),
+            "{text}"
+        );
+        assert!(text.contains("`sluice.events`"), "{text}");
+        let text = refusal(&headers(1, MAX_HEADER_NAME_BYTES + 1, 1));
+        assert!(text.contains("1 to 255 bytes, this one has 256"), "{text}");
+        assert!(text.contains("…"), "a long name is shortened: {text}");
+        let text = refusal(&[(String::new(), b"x".to_vec())]);
+        assert!(text.contains("this one has 0"), "{text}");
+        let text = refusal(&[("traceparent".into(), vec![0; 5000])]);
+        assert!(text.contains("`traceparent`"), "{text}");
+        assert!(
+            text.contains("at most 4096 bytes, this one has 5000"),
+            "{text}"
+        );
+        let err = check_headers("t", &headers(1, 1, MAX_HEADER_VALUE_BYTES + 1)).unwrap_err();
+        assert!(!err.is_retryable() && !err.is_not_found());
+    }
+
+    #[test]
+    fn header_bytes_count_toward_the_record_limit() {
+        let payload = vec![0; MAX_RECORD_BYTES - 1 - 10];
+        let over = [("traceparent".to_owned(), Vec::new())]; // 11 bytes: one too many
+        assert!(check_record("t", b"k", &payload, &[]).is_ok());
+        let err = check_record("t", b"k", &payload, &over).unwrap_err();
+        assert!(
+            matches!(err, LogError::TooLarge { size, .. } if size == MAX_RECORD_BYTES + 1),
+            "{err}"
+        );
+        let record = NewRecord::new("t", b"k", b"vv").with_header("ab", "cde");
+        assert_eq!(record.size(), 1 + 2 + 2 + 3);
     }
 
     #[test]

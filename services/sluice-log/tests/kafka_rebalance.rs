@@ -111,6 +111,7 @@ async fn a_second_member_splits_the_partitions() {
             topic: topic.clone(),
             key: format!("k{i}").into_bytes(),
             payload: vec![1],
+            headers: Vec::new(),
         })
         .collect();
     let positions = log.append_batch(records).await.expect("append");

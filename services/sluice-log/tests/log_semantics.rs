@@ -46,6 +46,7 @@ fn batches_span_topics_and_read_limits_hold() {
             topic: if i % 2 == 0 { "a" } else { "b" }.into(),
             key: vec![i],
             payload: vec![i; 100],
+            headers: Vec::new(),
         })
         .collect();
     let pos = log.append_batch_blocking(&batch).unwrap();

@@ -38,6 +38,7 @@ pub mod secret;
 pub mod shed;
 mod supervisor;
 pub mod tls;
+pub mod trace;
 
 pub use config::{ConfigError, RoleConfig};
 pub use lifecycle::{DEFAULT_DRAIN, bind, default_drain, drain_within, shutdown_on_signals};

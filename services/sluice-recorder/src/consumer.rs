@@ -7,6 +7,7 @@ use prost::Message as _;
 use sluice_log::{Commit, Delivery, GroupConsumer, MessageLog};
 use sluice_log::{Log, LogConsumer};
 use sluice_node::CancellationToken;
+use sluice_node::trace::{HEADER, TARGET};
 use sluice_proto::v1::Event;
 
 use crate::scoring::Dirty;
@@ -91,6 +92,29 @@ fn decode(batch: &[Delivery], writer: &Writer) -> Vec<Event> {
     events
 }
 
+/// A `recorder.record` span for each record of the batch that carries a
+/// trace context, when traces are exported: from the batch's start until
+/// it is written and committed.
+fn record_spans(batch: &[Delivery], events: usize) -> Vec<tracing::Span> {
+    if !sluice_node::trace::enabled() {
+        return Vec::new();
+    }
+    let traced = batch
+        .iter()
+        .filter_map(|msg| Some((msg, sluice_log::header(&msg.headers, HEADER)?)));
+    traced
+        .map(|(msg, parent)| {
+            let span = tracing::info_span!(
+                target: TARGET, "recorder.record",
+                message_id = %String::from_utf8_lossy(&msg.key),
+                partition = msg.partition, offset = msg.offset, batch_events = events,
+            );
+            sluice_node::trace::with_traceparent(&span, Some(parent));
+            span
+        })
+        .collect()
+}
+
 /// Commits, per partition, the offset after the batch's last record.
 async fn commit(consumer: &mut LogConsumer, batch: &[Delivery]) -> Result<(), RecorderError> {
     consumer.commit(&Commit::after(batch)).await?;
@@ -126,6 +150,7 @@ pub(crate) async fn run(
             continue;
         }
         let events = decode(&batch, writer);
+        let traced = record_spans(&batch, events.len());
         let started = std::time::Instant::now();
         let written = match writer.write(&events, now_secs()).await {
             Ok(written) => written,
@@ -147,6 +172,8 @@ pub(crate) async fn run(
             writer.metrics.commit_failures.inc();
             tracing::warn!(error = %err, "offset commit failed; the batch will be read again and de-duplicated");
         }
+        // Each traced event's span ends once its batch is written and committed.
+        drop(traced);
         let m = &writer.metrics;
         m.counted.inc_by(written.counted);
         m.duplicates.inc_by(written.duplicates);

@@ -126,6 +126,7 @@ impl Consume {
             topic: msg.topic,
             partition: msg.partition,
             offset: msg.offset,
+            trace: record_trace(&msg.headers),
         };
         tracing::trace!(topic = %rec.topic, partition = rec.partition, offset = rec.offset, "record");
         self.tracker.lock().expect("offset tracker lock").start(
@@ -251,6 +252,15 @@ impl Consume {
     pub(crate) fn send(&self, intake: Intake) {
         routing::send(&self.intake, intake);
     }
+}
+
+/// The `traceparent` a record carries, when this node exports traces.
+fn record_trace(headers: &[(String, Vec<u8>)]) -> Option<String> {
+    if !sluice_node::trace::enabled() {
+        return None;
+    }
+    let value = sluice_log::header(headers, sluice_node::trace::HEADER)?;
+    String::from_utf8(value.to_vec()).ok()
 }
 
 /// Commits every partition's offset that moved, then the fate index

@@ -6,6 +6,10 @@ use std::time::{Duration, Instant};
 use sluice_proto::v1::Envelope;
 use sluice_shaping::{Connection, Grant};
 
+use sluice_node::trace::TARGET;
+use tracing::Instrument;
+use tracing::field::Empty;
+
 use crate::route::MxHost;
 use crate::smtp::{self, ConnectOptions, Reply, Session, SmtpError, Transport};
 
@@ -82,7 +86,35 @@ pub struct Done {
     pub transaction_time: Duration,
 }
 
-pub async fn run(job: Job) -> Done {
+/// Makes the attempt; when traces are exported, as a `sender.attempt` span
+/// that continues the record's trace and whose context the fate's records
+/// carry on (the recorder's write, the next attempt after a re-queue).
+pub async fn run(mut job: Job) -> Done {
+    if !sluice_node::trace::enabled() {
+        return attempt(job).await;
+    }
+    let envelope = &job.envelope;
+    let span = tracing::info_span!(
+        target: TARGET, "sender.attempt",
+        message_id = %envelope.message_id, tenant = %envelope.tenant,
+        attempt = envelope.attempt, site = %job.ticket.site,
+        source_ip = %job.opts.source_ip, mx_host = Empty, reply = Empty,
+    );
+    let record_trace = job.ticket.rec.trace.take();
+    sluice_node::trace::with_traceparent(&span, record_trace.as_deref().map(str::as_bytes));
+    job.ticket.rec.trace = sluice_node::trace::traceparent(&span).or(record_trace);
+    let done = attempt(job).instrument(span.clone()).await;
+    span.record("mx_host", done.mx_host.as_str());
+    match &done.attempt {
+        Attempt::Replied { reply } => {
+            span.record("reply", format!("{} {}", reply.code, reply.text))
+        }
+        Attempt::Failed { error } => span.record("reply", error.to_string()),
+    };
+    done
+}
+
+async fn attempt(job: Job) -> Done {
     let Job {
         ticket,
         envelope,
@@ -102,9 +134,9 @@ pub async fn run(job: Job) -> Done {
             // It is closed and a fresh one opened in the engine's slot
             // (the same `Connection`, so the engine's count is unchanged).
             live.session.quit().await;
-            open(&hosts, &opts).await
+            open(&hosts, &opts).instrument(connect_span()).await
         }
-        None => open(&hosts, &opts).await,
+        None => open(&hosts, &opts).instrument(connect_span()).await,
     };
     let connect_time = started.elapsed();
     let mut live = match live {
@@ -126,6 +158,8 @@ pub async fn run(job: Job) -> Done {
     };
     live.session.data_timeout = data_timeout;
     let tx_start = Instant::now();
+    let transaction =
+        tracing::info_span!(target: TARGET, "smtp.transaction", bytes = envelope.content.len());
     let result = live
         .session
         .send(
@@ -133,6 +167,7 @@ pub async fn run(job: Job) -> Done {
             &envelope.recipient,
             &envelope.content,
         )
+        .instrument(transaction)
         .await;
     let transaction_time = tx_start.elapsed();
     let (mx_host, mx_addr) = (live.host.clone(), live.addr.to_string());
@@ -157,6 +192,10 @@ pub async fn run(job: Job) -> Done {
         connect_time,
         transaction_time,
     }
+}
+
+fn connect_span() -> tracing::Span {
+    tracing::info_span!(target: TARGET, "smtp.connect")
 }
 
 /// Tries the hosts in order until one greets us. A host that refuses in its

@@ -126,6 +126,7 @@ impl FateIndex {
             topic: self.topic.clone(),
             key: key.clone(),
             payload: format!("{} {} {}", rec.topic, rec.partition, rec.offset).into_bytes(),
+            headers: Vec::new(),
         })
     }
 

@@ -6,6 +6,7 @@ fn rec(topic: &str, partition: i32, offset: i64) -> RecordRef {
         topic: topic.into(),
         partition,
         offset,
+        trace: None,
     }
 }
 

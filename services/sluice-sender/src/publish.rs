@@ -9,8 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prost::Message;
-use sluice_log::{Log, MessageLog};
+use sluice_log::{Log, MessageLog, NewRecord};
+use sluice_node::trace::{HEADER, TARGET, traceparent};
 use sluice_proto::v1::Envelope;
+use tracing::Instrument;
 
 use crate::dispatch::RecordRef;
 use crate::fate::Fate;
@@ -45,7 +47,7 @@ impl Publisher {
     /// overflow traffic delays every fate far more than three appends that
     /// share fsyncs with their neighbours.)
     pub(crate) async fn settle(&self, rec: &RecordRef, fate: &Fate) {
-        self.publish(fate).await;
+        self.publish_traced(fate, rec.trace.as_deref()).await;
         if let Some(index) = &self.index {
             index.settle(rec).await;
         }
@@ -54,26 +56,45 @@ impl Publisher {
     /// Publishes the re-queued envelope (if any), then the event (if any).
     /// Returns when both are acknowledged.
     pub async fn publish(&self, fate: &Fate) {
+        self.publish_traced(fate, None).await;
+    }
+
+    /// [`Publisher::publish`], the records carrying `trace` (a
+    /// `traceparent`): the event as is, the re-queued envelope under a
+    /// `sender.requeue` span that says where it waits and until when.
+    async fn publish_traced(&self, fate: &Fate, trace: Option<&str>) {
         if let Some((topic, envelope)) = &fate.requeue {
-            self.send(topic, &envelope.message_id, envelope.encode_to_vec())
-                .await;
+            let payload = envelope.encode_to_vec();
+            let span = requeue_span(topic, envelope, trace);
+            let trace = traceparent(&span);
+            let sent = self.send(topic, &envelope.message_id, payload, trace.as_deref());
+            sent.instrument(span).await;
         }
         if let Some(event) = &fate.event {
-            self.send(&self.events_topic, &event.message_id, event.encode_to_vec())
+            let payload = event.encode_to_vec();
+            self.send(&self.events_topic, &event.message_id, payload, trace)
                 .await;
         }
     }
 
     /// Publishes an envelope to `topic` (used by tests and tools).
     pub async fn envelope(&self, topic: &str, envelope: &Envelope) {
-        self.send(topic, &envelope.message_id, envelope.encode_to_vec())
+        self.send(topic, &envelope.message_id, envelope.encode_to_vec(), None)
             .await;
     }
 
-    async fn send(&self, topic: &str, key: &str, payload: Vec<u8>) {
+    async fn send(&self, topic: &str, key: &str, payload: Vec<u8>, trace: Option<&str>) {
         let mut backoff = Duration::from_millis(100);
         loop {
-            match self.log.append(topic, key.as_bytes(), &payload).await {
+            let appended = match trace {
+                None => self.log.append(topic, key.as_bytes(), &payload).await,
+                Some(value) => {
+                    let record = NewRecord::new(topic, key.as_bytes(), payload.as_slice())
+                        .with_header(HEADER, value.as_bytes());
+                    self.log.append_record(record).await
+                }
+            };
+            match appended {
                 Ok(_) => return,
                 Err(err) => {
                     tracing::warn!(
@@ -86,4 +107,20 @@ impl Publisher {
             }
         }
     }
+}
+
+/// The span of a re-queue: a child of the attempt (or of the record when
+/// none was made), naming the delay tier and when the message comes back.
+fn requeue_span(topic: &str, envelope: &Envelope, parent: Option<&str>) -> tracing::Span {
+    if parent.is_none() {
+        return tracing::Span::none();
+    }
+    let until = envelope.hold_until.as_ref().map(|t| t.seconds).unwrap_or(0);
+    let span = tracing::info_span!(
+        target: TARGET, "sender.requeue",
+        topic, message_id = %envelope.message_id, hold_until_unix = until,
+        attempt = envelope.attempt,
+    );
+    sluice_node::trace::with_traceparent(&span, parent.map(str::as_bytes));
+    span
 }

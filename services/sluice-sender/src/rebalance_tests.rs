@@ -25,6 +25,7 @@ fn rec(offset: i64) -> RecordRef {
         topic: "out".into(),
         partition: 0,
         offset,
+        trace: None,
     }
 }
 

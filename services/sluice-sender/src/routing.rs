@@ -20,6 +20,7 @@ use sluice_proto::v1::{BounceClass, Envelope, EventKind, SmtpReply};
 use sluice_shaping::SiteResolver;
 use tokio::sync::Semaphore;
 use tokio::sync::mpsc::UnboundedSender;
+use tracing::Instrument;
 
 use crate::dispatch::{Intake, RecordRef};
 use crate::fate::synthetic;
@@ -68,7 +69,12 @@ impl Routing {
             return send(&self.intake, intake);
         }
         let this = self.clone();
-        tokio::spawn(async move {
+        let span = tracing::info_span!(
+            target: sluice_node::trace::TARGET, "sender.route",
+            message_id = %envelope.message_id, domain = %domain,
+        );
+        sluice_node::trace::with_traceparent(&span, rec.trace.as_deref().map(str::as_bytes));
+        let routing = async move {
             let _permit = this.permits.acquire().await;
             let routed = tokio::time::timeout(ROUTE_TIMEOUT, this.router.route(&domain)).await;
             let intake = match routed {
@@ -76,7 +82,8 @@ impl Routing {
                 other => this.intake_for(other, rec, envelope, &domain),
             };
             send(&this.intake, intake);
-        });
+        };
+        tokio::spawn(routing.instrument(span));
     }
 
     /// The intake for DNS-routed `hosts` once `domain`'s MTA-STS policy

@@ -217,3 +217,40 @@ pub fn numbered_send(n: usize) -> tonic::Request<sluice_proto::v1::SendRequest> 
     request.metadata_mut().insert("authorization", auth);
     request
 }
+
+/// A recorder's file: Cassandra ledger in `keyspace`, the events topic of
+/// `names`, Query on `query` with the admin token of `tokens`.
+pub fn recorder_toml(
+    query: SocketAddr,
+    brokers: &str,
+    keyspace: &str,
+    names: &crate::sender::Names,
+    tokens: &Tokens,
+) -> String {
+    let contact = sluice_cql::CqlConfig::from_env().contact_points;
+    let admin = sluice_node::secret::hash_secret(&tokens.admin);
+    format!(
+        "brokers = \"{brokers}\"\nledger = \"cassandra\"\ncassandra = \"{contact}\"\nkeyspace = \"{keyspace}\"\n\
+         topic = \"{events}\"\ngroup = \"{group}-recorder\"\nquery_listen = \"{query}\"\nbatch_max_wait = \"200ms\"\n\
+         drain_timeout = \"2s\"\n\n[[credentials]]\nname = \"test-admin\"\nrole = \"admin\"\ntoken_hash = \"{admin}\"\n",
+        events = names.events,
+        group = names.group,
+    )
+}
+
+/// A sender's file that takes its IPs, limits and tenants from control
+/// (`follow`), routing the simulator's gmail domain to it.
+pub fn follower_sender_toml(
+    names: &crate::sender::Names,
+    sim: &sluice_sim::SimHandle,
+    brokers: &str,
+    follow: &str,
+) -> String {
+    let domains: Vec<(&str, &[&str])> = vec![("gmail", &["gmail.test"])];
+    format!(
+        "{}\n{}\n{}\n[shaping.limits.default]\nburst = 5\nmax_connections = 2\n\n{follow}",
+        crate::sender::base_config(names, brokers),
+        crate::sender::routes_toml(sim, &domains),
+        crate::sender::site_rules_toml(sim),
+    )
+}

@@ -185,6 +185,7 @@ pub async fn produce(log: &Log, topic: &str, envelopes: &[Envelope]) {
                 topic: topic.to_owned(),
                 key: e.message_id.clone().into_bytes(),
                 payload: e.encode_to_vec(),
+                headers: Vec::new(),
             })
             .collect();
         log.append_batch(records).await.expect("produce envelopes");

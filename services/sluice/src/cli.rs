@@ -25,6 +25,24 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "SLUICE_LOG_FORMAT")]
     pub log_format: LogFormat,
 
+    /// Export traces over OTLP/gRPC to this collector, e.g.
+    /// http://otel-collector:4317. Without it no spans are made or sent.
+    /// Service roles only (ingest, sender, recorder, control, dev).
+    #[arg(long, global = true, value_name = "URL", env = "SLUICE_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+
+    /// Share of new traces exported, 0.0 to 1.0. Later stages follow the
+    /// first stage's decision; a tenant or message marked `trace` is always
+    /// exported (docs/observability.md#traces).
+    #[arg(
+        long,
+        global = true,
+        value_name = "RATIO",
+        default_value_t = 0.01,
+        env = "SLUICE_TRACE_SAMPLE"
+    )]
+    pub trace_sample: f64,
+
     #[command(subcommand)]
     pub command: Command,
 }

@@ -7,6 +7,7 @@ mod dev;
 mod doctor;
 #[cfg(test)]
 mod examples_tests;
+mod logging;
 mod query_cli;
 mod run;
 
@@ -18,14 +19,19 @@ use cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The demo draws progress bars: service logs would land between them.
-    let quiet = matches!(cli.command, Command::Demo(_));
-    init_logging(cli.verbose, quiet, cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");
             return ExitCode::FAILURE;
+        }
+    };
+    // The OTLP exporter's channel lives on the runtime.
+    let _exporting = match runtime.block_on(async { logging::init(&cli) }) {
+        Ok(exporting) => exporting,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(2);
         }
     };
     match runtime.block_on(dispatch(cli.command)) {
@@ -98,24 +104,4 @@ fn hash_secret(args: cli::HashSecretArgs) -> anyhow::Result<ExitCode> {
 fn printed(out: Result<String, sluice_recorder::RecorderError>) -> anyhow::Result<ExitCode> {
     println!("{}", out?);
     Ok(ExitCode::SUCCESS)
-}
-
-fn init_logging(verbose: u8, quiet: bool, format: cli::LogFormat) {
-    let default = match verbose {
-        0 if quiet => "warn",
-        0 => "info",
-        1 => "debug",
-        _ => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| {
-        // The storage engines' own info lines say nothing an operator acts on.
-        tracing_subscriber::EnvFilter::new(format!("{default},fjall=warn,lsm_tree=warn"))
-    });
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        cli::LogFormat::Text => logs.init(),
-        cli::LogFormat::Json => logs.json().with_current_span(true).init(),
-    }
 }

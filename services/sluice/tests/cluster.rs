@@ -20,7 +20,6 @@
 //! `loadtest/cluster.sh` (docs/benchmarks.md).
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -31,7 +30,7 @@ use sluice_proto::v1::ingest_client::IngestClient;
 use sluice_proto::v1::{EventKind, GetStatsRequest, StatsDimension};
 use sluice_testkit::cluster::{
     Tokens, admin, cluster_names, configure, control_toml, follow_toml, free_addr, gmail_policy,
-    ingest_toml, numbered_send, spawn_role, tenant, wait_listening, write,
+    ingest_toml, numbered_send, recorder_toml, spawn_role, tenant, wait_listening, write,
 };
 use sluice_testkit::leases::{leases_toml, overlaps, uses};
 use sluice_testkit::sender::*;
@@ -140,24 +139,6 @@ fn sender_toml(
         routes_toml(sim, &domains),
         site_rules_toml(sim),
         leases_toml(keyspace, "3s", "1s", "1s"),
-    )
-}
-
-fn recorder_toml(
-    query: SocketAddr,
-    brokers: &str,
-    keyspace: &str,
-    names: &Names,
-    tokens: &Tokens,
-) -> String {
-    let contact = sluice_cql::CqlConfig::from_env().contact_points;
-    let admin = sluice_node::secret::hash_secret(&tokens.admin);
-    format!(
-        "brokers = \"{brokers}\"\nledger = \"cassandra\"\ncassandra = \"{contact}\"\nkeyspace = \"{keyspace}\"\n\
-         topic = \"{events}\"\ngroup = \"{group}-recorder\"\nquery_listen = \"{query}\"\nbatch_max_wait = \"200ms\"\n\
-         drain_timeout = \"2s\"\n\n[[credentials]]\nname = \"test-admin\"\nrole = \"admin\"\ntoken_hash = \"{admin}\"\n",
-        events = names.events,
-        group = names.group,
     )
 }
 

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use sluice_proto::v1::EventKind;
 use sluice_proto::v1::ingest_client::IngestClient;
 use sluice_testkit::cluster::{
-    Tokens, admin, cluster_names, configure, control_toml, follow_toml, free_addr, gmail_policy,
-    ingest_toml, numbered_send, spawn_role, tenant, wait_listening, write,
+    Tokens, admin, cluster_names, configure, control_toml, follow_toml, follower_sender_toml,
+    free_addr, gmail_policy, ingest_toml, numbered_send, spawn_role, tenant, wait_listening, write,
 };
 use sluice_testkit::sender::*;
 use tonic::Code;
@@ -43,16 +43,6 @@ fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
-}
-
-fn sender_toml(names: &Names, sim: &sluice_sim::SimHandle, brokers: &str, follow: &str) -> String {
-    let domains: Vec<(&str, &[&str])> = vec![("gmail", &["gmail.test"])];
-    format!(
-        "{}\n{}\n{}\n[shaping.limits.default]\nburst = 5\nmax_connections = 2\n\n{follow}",
-        base_config(names, brokers),
-        routes_toml(sim, &domains),
-        site_rules_toml(sim),
-    )
 }
 
 type Ingest = IngestClient<tonic::transport::Channel>;
@@ -125,7 +115,7 @@ async fn nodes_take_every_setting_from_control_and_obey_changes_within_seconds()
     let sender_path = write(
         dir.path(),
         "sender.toml",
-        &sender_toml(&names, &sim, &kafka.brokers, &follow),
+        &follower_sender_toml(&names, &sim, &kafka.brokers, &follow),
     );
     let mut sender = spawn_role(
         binary,

@@ -220,6 +220,7 @@ pub(super) fn tenant_values(t: &Tenant) -> Vec<CqlValue> {
         ),
         CqlValue::List(t.dkim_keys.iter().map(|k| text(&dkim_text(k))).collect()),
         text(&t.bounce_domain),
+        CqlValue::Boolean(t.trace),
     ]
 }
 
@@ -252,6 +253,7 @@ pub(super) type TenantRow = (
     Option<BTreeMap<String, String>>,
     Option<Vec<String>>,
     Option<String>,
+    Option<bool>,
 );
 
 pub(super) fn tenant_from(r: TenantRow) -> Tenant {
@@ -278,6 +280,7 @@ pub(super) fn tenant_from(r: TenantRow) -> Tenant {
             .map(|k| dkim_from(k))
             .collect(),
         bounce_domain: r.8.unwrap_or_default(),
+        trace: r.9.unwrap_or(false),
     }
 }
 

@@ -50,6 +50,7 @@ fn make_full_tenant() -> Tenant {
         default_pool: "main".into(),
         rate_quota: 50,
         paused: false,
+        trace: true,
         api_key_hashes: vec![hash_secret("key-1"), hash_secret("key-2")],
         smtp_users: vec![
             SmtpUser {

@@ -37,6 +37,7 @@ async fn append_keys<L: MessageLog>(log: &L, topic: &str, count: usize) -> Vec<V
             topic: topic.to_owned(),
             key: format!("k{i}").into_bytes(),
             payload: format!("v{i}").into_bytes(),
+            headers: Vec::new(),
         })
         .collect();
     let keys = records.iter().map(|r| r.key.clone()).collect();

@@ -16,9 +16,11 @@
 
 use std::time::{Duration, Instant};
 
+mod headers;
 mod members;
 mod writes;
 
+pub use headers::*;
 pub use members::*;
 pub use writes::*;
 
@@ -55,6 +57,8 @@ macro_rules! conformance_tests {
             oversized_records_are_refused,
             a_new_member_is_assigned_its_partitions,
             a_leaving_member_has_its_partitions_revoked,
+            headers_round_trip,
+            bad_headers_are_refused,
         );
     };
     (@each $open:path, $fresh:path; $($check:ident),* $(,)?) => {$(
@@ -82,6 +86,8 @@ pub async fn run_all<L: MessageLog>(log: &L, fresh: &dyn Fn(&str) -> String) {
     oversized_records_are_refused(log, fresh).await;
     a_new_member_is_assigned_its_partitions(log, fresh).await;
     a_leaving_member_has_its_partitions_revoked(log, fresh).await;
+    headers_round_trip(log, fresh).await;
+    bad_headers_are_refused(log, fresh).await;
 }
 
 /// A 5 MiB record (a large message with attachments) is stored and read

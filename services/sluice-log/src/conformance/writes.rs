@@ -24,16 +24,8 @@ pub async fn oversized_records_are_refused<L: MessageLog>(log: &L, fresh: &dyn F
     );
     assert!(!err.is_retryable());
     let batch = vec![
-        NewRecord {
-            topic: topic.clone(),
-            key: b"small".to_vec(),
-            payload: b"fits".to_vec(),
-        },
-        NewRecord {
-            topic: topic.clone(),
-            key: b"k".to_vec(),
-            payload,
-        },
+        NewRecord::new(&topic, b"small", b"fits"),
+        NewRecord::new(&topic, b"k", payload),
     ];
     let err = log.append_batch(batch).await.expect_err("oversized batch");
     assert!(matches!(err, LogError::TooLarge { .. }), "{err}");
@@ -158,11 +150,7 @@ pub async fn batches_span_topics<L: MessageLog>(log: &L, fresh: &dyn Fn(&str) ->
             .is_empty()
     );
     let batch: Vec<NewRecord> = (0..10_u8)
-        .map(|i| NewRecord {
-            topic: if i % 2 == 0 { a.clone() } else { b.clone() },
-            key: vec![i],
-            payload: vec![i; 10],
-        })
+        .map(|i| NewRecord::new(if i % 2 == 0 { &a } else { &b }, [i], [i; 10]))
         .collect();
     let positions = log.append_batch(batch).await.expect("append batch");
     let offsets: Vec<i64> = positions.iter().map(|p| p.offset).collect();

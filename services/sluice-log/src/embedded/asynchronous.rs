@@ -42,14 +42,14 @@ impl MessageLog for EmbeddedLog {
     }
 
     async fn append(&self, topic: &str, key: &[u8], payload: &[u8]) -> Result<Position, LogError> {
+        self.append_record(NewRecord::new(topic, key, payload))
+            .await
+    }
+
+    async fn append_record(&self, record: NewRecord) -> Result<Position, LogError> {
         // Checked here so that one bad record never fails a shared batch.
-        self.partitions_blocking(topic)?;
-        crate::check_record(topic, key, payload)?;
-        let record = NewRecord {
-            topic: topic.to_owned(),
-            key: key.to_vec(),
-            payload: payload.to_vec(),
-        };
+        self.partitions_blocking(&record.topic)?;
+        record.check()?;
         let (done, position) = tokio::sync::oneshot::channel();
         if self.enqueue(record, done) {
             let log = self.clone();

@@ -128,13 +128,14 @@ impl EmbeddedConsumer {
                 max_bytes: POLL_BYTES - bytes,
             };
             for r in log.read_blocking(topic, *partition, self.next[idx], limit)? {
-                bytes += r.key.len() + r.payload.len();
+                bytes += crate::log::record_size(&r.key, &r.payload, &r.headers);
                 out.push(Delivery {
                     topic: topic.clone(),
                     partition: r.partition,
                     offset: r.offset,
                     key: r.key,
                     payload: r.payload,
+                    headers: r.headers,
                 });
             }
         }

@@ -166,7 +166,7 @@ impl EmbeddedLog {
             return Ok(Vec::new());
         }
         for r in records {
-            crate::check_record(&r.topic, &r.key, &r.payload)?;
+            r.check()?;
         }
         let mut heads = self.lock();
         let mut next: HashMap<(&str, i32), i64> = HashMap::new();
@@ -184,7 +184,7 @@ impl EmbeddedLog {
             batch.insert(
                 &self.inner.records,
                 key,
-                keys::record_value(&r.key, &r.payload),
+                keys::record_value(&r.key, &r.payload, &r.headers),
             );
             positions.push(Position { partition, offset });
         }
@@ -214,11 +214,7 @@ impl EmbeddedLog {
         key: &[u8],
         payload: &[u8],
     ) -> Result<Position, LogError> {
-        let record = NewRecord {
-            topic: topic.to_owned(),
-            key: key.to_vec(),
-            payload: payload.to_vec(),
-        };
+        let record = NewRecord::new(topic, key, payload);
         let positions = self.append_batch_blocking(std::slice::from_ref(&record))?;
         Ok(positions[0])
     }
@@ -245,13 +241,14 @@ impl EmbeddedLog {
             }
             let (k, v) = guard.into_inner()?;
             let offset = keys::decode_i64(&k[k.len().saturating_sub(8)..])?;
-            let (key, payload) = keys::decode_record(&v)?;
-            bytes += key.len() + payload.len();
+            let stored = keys::decode_record(&v)?;
+            bytes += crate::log::record_size(&stored.key, &stored.payload, &stored.headers);
             out.push(Record {
                 partition,
                 offset,
-                key,
-                payload,
+                key: stored.key,
+                payload: stored.payload,
+                headers: stored.headers,
             });
         }
         Ok(out)

@@ -107,6 +107,7 @@ fn delivery(msg: &BorrowedMessage<'_>) -> Delivery {
         offset: msg.offset(),
         key: msg.key().unwrap_or_default().to_vec(),
         payload: msg.payload().unwrap_or_default().to_vec(),
+        headers: super::read_headers(msg),
     }
 }
 

@@ -8,10 +8,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::{
     CREATE_VISIBLE, KafkaLog, Pending, REQUEST_TIMEOUT, blocking, lock, read, while_settling,
 };
-use crate::{
-    LogError, MessageLog, NewRecord, Position, ReadLimit, Record, TopicSpec, check_record,
-    check_topic,
-};
+use crate::{LogError, MessageLog, NewRecord, Position, ReadLimit, Record, TopicSpec, check_topic};
 
 impl MessageLog for KafkaLog {
     type Consumer = crate::KafkaConsumer;
@@ -34,7 +31,11 @@ impl MessageLog for KafkaLog {
     }
 
     async fn append(&self, topic: &str, key: &[u8], payload: &[u8]) -> Result<Position, LogError> {
-        self.append_one(topic, key, payload).await
+        self.append_one(&NewRecord::new(topic, key, payload)).await
+    }
+
+    async fn append_record(&self, record: NewRecord) -> Result<Position, LogError> {
+        self.append_one(&record).await
     }
 
     /// Not atomic on Kafka: records are sent together, and when one fails the
@@ -42,24 +43,22 @@ impl MessageLog for KafkaLog {
     async fn append_batch(&self, records: Vec<NewRecord>) -> Result<Vec<Position>, LogError> {
         // Every topic must exist and every record fit before anything is sent.
         for record in &records {
-            check_record(&record.topic, &record.key, &record.payload)?;
+            record.check()?;
             self.partition_count(&record.topic).await?;
         }
         let mut positions = Vec::with_capacity(records.len());
         let mut queued = Vec::new();
         for record in &records {
-            let size = record.key.len() + record.payload.len();
-            match self.send(&record.topic, &record.key, &record.payload)? {
-                Pending::Queued(delivery) => queued.push((&record.topic, size, delivery)),
+            match self.send(record)? {
+                Pending::Queued(delivery) => {
+                    queued.push((&record.topic, record.size(), delivery));
+                }
                 Pending::QueueFull => {
                     // Drain what is in flight, then wait for room for this one.
                     for (topic, size, delivery) in queued.drain(..) {
                         positions.push(self.delivered(topic, size, delivery).await?);
                     }
-                    positions.push(
-                        self.append_one(&record.topic, &record.key, &record.payload)
-                            .await?,
-                    );
+                    positions.push(self.append_one(record).await?);
                 }
             }
         }

@@ -40,10 +40,11 @@ use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 
-use crate::{LogError, Position, check_group, check_record, partition_for};
+use crate::{LogError, NewRecord, Position, check_group, partition_for};
 use read::Reader;
 
 /// Timeout of metadata, watermark and offset requests.
@@ -235,46 +236,38 @@ impl KafkaLog {
     }
 
     /// Hands a record to the producer without waiting for room.
-    fn send(&self, topic: &str, key: &[u8], payload: &[u8]) -> Result<Pending, LogError> {
+    fn send(&self, record: &NewRecord) -> Result<Pending, LogError> {
+        let topic = &record.topic;
         let partitions = lock(&self.inner.partitions)
             .get(topic)
             .copied()
             .ok_or_else(|| LogError::TopicNotFound {
                 topic: topic.to_owned(),
             })?;
-        let record = FutureRecord::to(topic)
-            .partition(partition_for(key, partitions))
-            .key(key)
-            .payload(payload);
-        match self.inner.producer.send_result(record) {
+        match self
+            .inner
+            .producer
+            .send_result(produced(record, partitions))
+        {
             Ok(delivery) => Ok(Pending::Queued(delivery)),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                 Ok(Pending::QueueFull)
             }
-            Err((err, _)) => Err(self.produce_error(err, topic, key.len() + payload.len())),
+            Err((err, _)) => Err(self.produce_error(err, topic, record.size())),
         }
     }
 
-    /// Appends one record, waiting up to [`QUEUE_TIMEOUT`] for room in the
-    /// producer's queue, then for the acknowledgement.
-    async fn append_one(
-        &self,
-        topic: &str,
-        key: &[u8],
-        payload: &[u8],
-    ) -> Result<Position, LogError> {
-        check_record(topic, key, payload)?;
-        let partitions = self.partition_count(topic).await?;
-        let record = FutureRecord::to(topic)
-            .partition(partition_for(key, partitions))
-            .key(key)
-            .payload(payload);
+    /// Appends one record with its headers, waiting up to [`QUEUE_TIMEOUT`]
+    /// for room in the producer's queue, then for the acknowledgement.
+    async fn append_one(&self, record: &NewRecord) -> Result<Position, LogError> {
+        record.check()?;
+        let partitions = self.partition_count(&record.topic).await?;
         let delivery = self
             .inner
             .producer
-            .send(record, QUEUE_TIMEOUT)
+            .send(produced(record, partitions), QUEUE_TIMEOUT)
             .await
-            .map_err(|(err, _)| self.produce_error(err, topic, key.len() + payload.len()))?;
+            .map_err(|(err, _)| self.produce_error(err, &record.topic, record.size()))?;
         Ok(Position {
             partition: delivery.partition,
             offset: delivery.offset,
@@ -302,6 +295,46 @@ impl KafkaLog {
     fn produce_error(&self, err: KafkaError, topic: &str, size: usize) -> LogError {
         LogError::from_kafka(err, &self.inner.config.brokers, Some(topic)).with_size(size)
     }
+}
+
+/// `record` as the producer sends it to a topic of `partitions`
+/// partitions: to the partition [`partition_for`] picks, with its headers
+/// (none are attached when it has none).
+fn produced(record: &NewRecord, partitions: i32) -> FutureRecord<'_, [u8], [u8]> {
+    let produced = FutureRecord::to(&record.topic)
+        .partition(partition_for(&record.key, partitions))
+        .key(record.key.as_slice())
+        .payload(record.payload.as_slice());
+    if record.headers.is_empty() {
+        return produced;
+    }
+    produced.headers(owned_headers(&record.headers))
+}
+
+/// `headers` as rdkafka sends them, in order.
+fn owned_headers(headers: &[(String, Vec<u8>)]) -> OwnedHeaders {
+    headers.iter().fold(
+        OwnedHeaders::new_with_capacity(headers.len()),
+        |owned, (name, value)| {
+            owned.insert(Header {
+                key: name,
+                value: Some(value.as_slice()),
+            })
+        },
+    )
+}
+
+/// Headers of a consumed message; a header without a value (null) gets an
+/// empty one.
+fn read_headers(message: &impl rdkafka::Message) -> crate::Headers {
+    use rdkafka::message::Headers as _;
+    let Some(headers) = message.headers() else {
+        return Vec::new();
+    };
+    headers
+        .iter()
+        .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+        .collect()
 }
 
 /// A record handed to the producer, or one that did not fit in its queue.

@@ -72,12 +72,14 @@ pub(super) fn read_blocking(
                 }
                 let key = message.key().unwrap_or_default().to_vec();
                 let payload = message.payload().unwrap_or_default().to_vec();
-                bytes += key.len() + payload.len();
+                let headers = super::read_headers(&message);
+                bytes += crate::log::record_size(&key, &payload, &headers);
                 out.push(Record {
                     partition,
                     offset: message.offset(),
                     key,
                     payload,
+                    headers,
                 });
             }
             Some(Err(err)) => {

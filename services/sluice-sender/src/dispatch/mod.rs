@@ -37,6 +37,10 @@ pub struct RecordRef {
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
+    /// The trace context the record carried (its `traceparent` header), when
+    /// traces are exported; a delivery attempt replaces it with its own, so
+    /// the fate's records continue the trace from the attempt.
+    pub trace: Option<String>,
 }
 
 /// What the consumer hands over.

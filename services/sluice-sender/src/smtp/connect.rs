@@ -1,9 +1,11 @@
+use sluice_node::trace::TARGET;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
+use tracing::Instrument;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -124,22 +126,26 @@ pub async fn connect(
     tls_name: &str,
     opts: &ConnectOptions,
 ) -> Result<Result<Session<Transport>, TxOutcome>, SmtpError> {
+    let dialing = tracing::info_span!(target: TARGET, "smtp.dial", mx = %mx);
     let tcp = tokio::time::timeout(opts.connect_timeout, dial(opts.source_ip, mx))
+        .instrument(dialing)
         .await
         .map_err(|_| SmtpError::Timeout(opts.connect_timeout, "connect"))??;
     tcp.set_nodelay(true)?;
-    let session =
-        match Session::open(Transport::Plain(tcp), &opts.ehlo_name, opts.command_timeout).await? {
-            Ok(s) => s,
-            Err(refused) => return Ok(Err(refused)),
-        };
+    let greeting = tracing::info_span!(target: TARGET, "smtp.greeting");
+    let opening = Session::open(Transport::Plain(tcp), &opts.ehlo_name, opts.command_timeout);
+    let session = match opening.instrument(greeting).await? {
+        Ok(s) => s,
+        Err(refused) => return Ok(Err(refused)),
+    };
     if !session.caps.starttls || !(opts.opportunistic_tls || opts.require_tls) {
         if opts.require_tls {
             return Err(SmtpError::TlsRequired);
         }
         return Ok(Ok(session));
     }
-    upgrade(session, tls_name, opts).await
+    let tls = tracing::info_span!(target: TARGET, "smtp.starttls", verify = opts.require_tls);
+    upgrade(session, tls_name, opts).instrument(tls).await
 }
 
 async fn dial(source: IpAddr, mx: SocketAddr) -> io::Result<TcpStream> {

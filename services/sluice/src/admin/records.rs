@@ -50,6 +50,10 @@ pub enum TenantCommand {
         /// Domain of VERP return paths; leave out to use the From domain.
         #[arg(long)]
         bounce_domain: Option<String>,
+        /// Trace every submission of the tenant whatever the sampling
+        /// ratio, on nodes that export traces (`--otlp-endpoint`).
+        #[arg(long)]
+        trace: bool,
     },
 }
 
@@ -197,6 +201,7 @@ pub(super) async fn tenant(
         smtp_users,
         dkim_keys,
         bounce_domain,
+        trace,
     } = cmd;
     let tenant = Tenant {
         name,
@@ -208,6 +213,7 @@ pub(super) async fn tenant(
         smtp_users,
         dkim_keys,
         bounce_domain: bounce_domain.unwrap_or_default(),
+        trace,
     };
     let put = client.put_tenant(tenant).await?.into_inner();
     Ok(render::tenants(&[put], json))

@@ -285,6 +285,7 @@ fn tenant(t: &sluice_ingest::config::TenantConfig) -> pb::Tenant {
         default_pool: t.default_pool.clone(),
         rate_quota: t.rate_quota,
         paused: t.paused,
+        trace: t.trace,
         api_key_hashes: t.api_keys.clone(),
         smtp_users: t
             .smtp_users
