@@ -6,7 +6,8 @@ use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::{
-    CREATE_VISIBLE, KafkaLog, Pending, REQUEST_TIMEOUT, blocking, lock, read, while_settling,
+    CREATE_VISIBLE, KafkaLog, Outgoing, Pending, REQUEST_TIMEOUT, blocking, lock, read,
+    while_settling,
 };
 use crate::{LogError, MessageLog, NewRecord, Position, ReadLimit, Record, TopicSpec, check_topic};
 
@@ -31,11 +32,17 @@ impl MessageLog for KafkaLog {
     }
 
     async fn append(&self, topic: &str, key: &[u8], payload: &[u8]) -> Result<Position, LogError> {
-        self.append_one(&NewRecord::new(topic, key, payload)).await
+        let record = Outgoing {
+            topic,
+            key,
+            payload,
+            headers: &[],
+        };
+        self.append_one(record).await
     }
 
     async fn append_record(&self, record: NewRecord) -> Result<Position, LogError> {
-        self.append_one(&record).await
+        self.append_one((&record).into()).await
     }
 
     /// Not atomic on Kafka: records are sent together, and when one fails the
@@ -49,7 +56,7 @@ impl MessageLog for KafkaLog {
         let mut positions = Vec::with_capacity(records.len());
         let mut queued = Vec::new();
         for record in &records {
-            match self.send(record)? {
+            match self.send(record.into())? {
                 Pending::Queued(delivery) => {
                     queued.push((&record.topic, record.size(), delivery));
                 }
@@ -58,7 +65,7 @@ impl MessageLog for KafkaLog {
                     for (topic, size, delivery) in queued.drain(..) {
                         positions.push(self.delivered(topic, size, delivery).await?);
                     }
-                    positions.push(self.append_one(record).await?);
+                    positions.push(self.append_one(record.into()).await?);
                 }
             }
         }

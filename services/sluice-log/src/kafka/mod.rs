@@ -44,7 +44,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 
-use crate::{LogError, NewRecord, Position, check_group, partition_for};
+use crate::{LogError, NewRecord, Position, check_group, check_record, partition_for};
 use read::Reader;
 
 /// Timeout of metadata, watermark and offset requests.
@@ -236,8 +236,8 @@ impl KafkaLog {
     }
 
     /// Hands a record to the producer without waiting for room.
-    fn send(&self, record: &NewRecord) -> Result<Pending, LogError> {
-        let topic = &record.topic;
+    fn send(&self, record: Outgoing<'_>) -> Result<Pending, LogError> {
+        let topic = record.topic;
         let partitions = lock(&self.inner.partitions)
             .get(topic)
             .copied()
@@ -259,15 +259,15 @@ impl KafkaLog {
 
     /// Appends one record with its headers, waiting up to [`QUEUE_TIMEOUT`]
     /// for room in the producer's queue, then for the acknowledgement.
-    async fn append_one(&self, record: &NewRecord) -> Result<Position, LogError> {
-        record.check()?;
-        let partitions = self.partition_count(&record.topic).await?;
+    async fn append_one(&self, record: Outgoing<'_>) -> Result<Position, LogError> {
+        check_record(record.topic, record.key, record.payload, record.headers)?;
+        let partitions = self.partition_count(record.topic).await?;
         let delivery = self
             .inner
             .producer
             .send(produced(record, partitions), QUEUE_TIMEOUT)
             .await
-            .map_err(|(err, _)| self.produce_error(err, &record.topic, record.size()))?;
+            .map_err(|(err, _)| self.produce_error(err, record.topic, record.size()))?;
         Ok(Position {
             partition: delivery.partition,
             offset: delivery.offset,
@@ -300,15 +300,42 @@ impl KafkaLog {
 /// `record` as the producer sends it to a topic of `partitions`
 /// partitions: to the partition [`partition_for`] picks, with its headers
 /// (none are attached when it has none).
-fn produced(record: &NewRecord, partitions: i32) -> FutureRecord<'_, [u8], [u8]> {
-    let produced = FutureRecord::to(&record.topic)
-        .partition(partition_for(&record.key, partitions))
-        .key(record.key.as_slice())
-        .payload(record.payload.as_slice());
+fn produced(record: Outgoing<'_>, partitions: i32) -> FutureRecord<'_, [u8], [u8]> {
+    let produced = FutureRecord::to(record.topic)
+        .partition(partition_for(record.key, partitions))
+        .key(record.key)
+        .payload(record.payload);
     if record.headers.is_empty() {
         return produced;
     }
-    produced.headers(owned_headers(&record.headers))
+    produced.headers(owned_headers(record.headers))
+}
+
+/// A record to produce, borrowed: a plain append copies nothing before the
+/// producer does.
+#[derive(Clone, Copy)]
+pub(super) struct Outgoing<'a> {
+    pub topic: &'a str,
+    pub key: &'a [u8],
+    pub payload: &'a [u8],
+    pub headers: &'a [(String, Vec<u8>)],
+}
+
+impl<'a> Outgoing<'a> {
+    fn size(&self) -> usize {
+        crate::log::record_size(self.key, self.payload, self.headers)
+    }
+}
+
+impl<'a> From<&'a NewRecord> for Outgoing<'a> {
+    fn from(r: &'a NewRecord) -> Self {
+        Self {
+            topic: &r.topic,
+            key: &r.key,
+            payload: &r.payload,
+            headers: &r.headers,
+        }
+    }
 }
 
 /// `headers` as rdkafka sends them, in order.
