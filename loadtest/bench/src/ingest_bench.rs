@@ -8,6 +8,10 @@
 //! `per-message` 1 is the way most mail arrives: distinct messages of about
 //! 10 KB with one recipient each, so one signature per recipient; the
 //! default, 100, is a templated campaign send.
+//!
+//! `SLUICE_BENCH_TRACE_SAMPLE=<ratio>` exports traces at that sampling ratio
+//! to an OTLP collector inside the benchmark (the cost of tracing on);
+//! without it no exporter is installed (tracing off, as by default).
 
 #[path = "machine.rs"]
 mod machine;
@@ -33,6 +37,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let clients: usize = std::env::args()
         .nth(3)
         .map_or(Ok(CONCURRENT_CLIENTS), |a| a.parse())?;
+    let (collector, _exporting) = tracing_on().await?;
     let kafka = sluice_log::KafkaConfig::from_env("sluice-ingest-bench");
     sluice_log::probe(&kafka, Duration::from_secs(10)).await?;
     let run = ulid::Ulid::new().to_string().to_lowercase();
@@ -94,6 +99,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         machine::cpus(),
         std::env::consts::ARCH
     );
+    match &collector {
+        None => println!("tracing: off (no exporter installed)"),
+        Some((collector, sample)) => println!(
+            "tracing: on, sampling {sample}, {} spans received by the in-process OTLP collector",
+            collector.spans().len()
+        ),
+    }
     println!("ingest: {rate:.0} accepted recipients/s ({elapsed:.2?})");
     println!(
         "Send call latency at that load ({} calls): p50 {:.1?}, p99 {:.1?}, max {:.1?}",
@@ -108,6 +120,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         100.0 * rate / openssl_rate
     );
     Ok(())
+}
+
+type Tracing = (
+    Option<(sluice_testkit::otlp::Collector, f64)>,
+    Option<sluice_node::trace::Exporting>,
+);
+
+/// With `SLUICE_BENCH_TRACE_SAMPLE` set: a collector in this process and the
+/// exporting layer sending to it, as `sluice --otlp-endpoint` installs it.
+async fn tracing_on() -> Result<Tracing, Box<dyn std::error::Error>> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let Ok(text) = std::env::var("SLUICE_BENCH_TRACE_SAMPLE") else {
+        return Ok((None, None));
+    };
+    let sample: f64 = text.parse()?;
+    let collector = sluice_testkit::otlp::Collector::start().await;
+    let settings = sluice_node::trace::Settings {
+        endpoint: collector.endpoint(),
+        sample,
+        service: "sluice-ingest-bench".into(),
+    };
+    let (layer, exporting) = sluice_node::trace::layer(&settings)?;
+    tracing_subscriber::registry().with(layer).init();
+    Ok((Some((collector, sample)), Some(exporting)))
 }
 
 /// Sends `total` recipients from `clients` concurrent callers; returns the

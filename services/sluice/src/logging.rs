@@ -1,5 +1,7 @@
 //! Logs on stderr and, when an OTLP endpoint is given, exported traces.
 
+mod trace_ids;
+
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -71,10 +73,14 @@ where
     let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Text => logs.with_filter(filter).boxed(),
-        LogFormat::Json => logs
-            .json()
-            .with_current_span(true)
-            .with_filter(filter)
-            .boxed(),
+        LogFormat::Json => {
+            let format = tracing_subscriber::fmt::format()
+                .json()
+                .with_current_span(true);
+            logs.json()
+                .event_format(trace_ids::WithTraceIds(format))
+                .with_filter(filter)
+                .boxed()
+        }
     }
 }
