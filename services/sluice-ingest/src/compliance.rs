@@ -32,6 +32,11 @@ impl Unsubscribe {
         }
     }
 
+    /// The base URL the links start with (`unsubscribe.base_url`).
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
     /// `<base>/<payload>.<tag>`, both parts base64url.
     pub fn url(&self, target: &UnsubscribeTarget) -> String {
         let payload = format!(

@@ -49,7 +49,10 @@ pub async fn serve(
         sluice_node::shed::Protocol::Http,
     )
     .counting(ingestor.metrics().shed_counter(crate::metrics::Door::Http));
-    let app = router(ingestor).merge(sluice_node::probes::routes(shutdown.clone(), check));
+    let base_url = ingestor.unsubscribe().base_url().to_owned();
+    let app = router(ingestor.clone())
+        .merge(crate::unsubscribe::routes(ingestor, &base_url))
+        .merge(sluice_node::probes::routes(shutdown.clone(), check));
     sluice_node::listen::serve_http(incoming, app, shed, shutdown)
         .await
         .map_err(IngestError::Io)

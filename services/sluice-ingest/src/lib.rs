@@ -34,6 +34,7 @@ pub mod smtp;
 pub mod suppression;
 mod template_rules;
 mod tenant;
+pub mod unsubscribe;
 mod validate;
 
 use std::sync::Arc;

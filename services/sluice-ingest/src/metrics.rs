@@ -8,6 +8,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
+use sluice_node::metrics::BoundedLabels;
 
 use crate::IngestError;
 
@@ -52,6 +53,16 @@ pub struct RecipientLabels {
     pub outcome: String,
 }
 
+/// Labels of a tenant's recipients.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TenantRecipientLabels {
+    /// The tenant; `other` beyond the first
+    /// [`sluice_node::metrics::MAX_TENANT_LABELS`] names.
+    pub tenant: String,
+    /// `published`, `suppressed` or `refused`.
+    pub outcome: String,
+}
+
 /// All metrics of one ingest node.
 #[derive(Debug)]
 pub struct IngestMetrics {
@@ -62,6 +73,9 @@ pub struct IngestMetrics {
     pub signing_seconds: Histogram,
     pub log_append_seconds: Histogram,
     pub shed: Family<DoorLabels, Counter>,
+    pub tenant_recipients: Family<TenantRecipientLabels, Counter>,
+    /// The tenant names `tenant_recipients` uses as labels.
+    tenants: BoundedLabels,
 }
 
 impl Default for IngestMetrics {
@@ -116,8 +130,16 @@ impl IngestMetrics {
             "Requests answered \"try later\" because the listener had limits.max_requests in progress",
             shed.clone(),
         );
+        let tenant_recipients = Family::<TenantRecipientLabels, Counter>::default();
+        registry.register(
+            "tenant_recipients",
+            "Recipients per tenant (other beyond 1000 names): published to the log, suppressed, or refused with their submission",
+            tenant_recipients.clone(),
+        );
         Self {
             registry,
+            tenant_recipients,
+            tenants: BoundedLabels::default(),
             submissions,
             submission_seconds,
             recipients,
@@ -155,6 +177,21 @@ impl IngestMetrics {
         }
     }
 
+    /// Counts `n` recipients of `tenant` with `outcome` (`published`,
+    /// `suppressed` or `refused`); nothing when `n` is 0.
+    pub fn tenant_recipients(&self, tenant: &str, outcome: &str, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let labels = TenantRecipientLabels {
+            tenant: self.tenants.label(tenant),
+            outcome: outcome.to_owned(),
+        };
+        self.tenant_recipients
+            .get_or_create(&labels)
+            .inc_by(n as u64);
+    }
+
     /// The shed counter of a listener, to hand to its [`sluice_node::shed::Shed`].
     pub fn shed_counter(&self, door: Door) -> Counter {
         let labels = DoorLabels {
@@ -180,6 +217,8 @@ mod tests {
         let err = IngestError::invalid("from", "empty");
         m.answered(Door::Grpc, Err(&err), 0.001);
         m.recipients(2, 1);
+        m.tenant_recipients("acme", "published", 2);
+        m.tenant_recipients("acme", "refused", 0);
         m.shed_counter(Door::Grpc).inc();
         m.signing_seconds.observe(0.002);
         let text = m.render();
@@ -188,10 +227,12 @@ mod tests {
             "sluice_ingest_submissions_total{door=\"grpc\",outcome=\"invalid\"} 1",
             "sluice_ingest_recipients_total{outcome=\"suppressed\"} 1",
             "sluice_ingest_requests_shed_total{door=\"grpc\"} 1",
+            "sluice_ingest_tenant_recipients_total{tenant=\"acme\",outcome=\"published\"} 2",
             "# UNIT sluice_ingest_signing_seconds seconds",
         ] {
             assert!(text.contains(expected), "{expected} missing from\n{text}");
         }
+        assert!(!text.contains("outcome=\"refused\""), "{text}");
         sluice_node::metrics::assert_documented(&text, include_str!("../../../docs/metrics.md"));
     }
 }

@@ -130,11 +130,41 @@ impl Ingestor {
     ) -> Result<SendResponse, IngestError> {
         let started = std::time::Instant::now();
         let span = accept_span(door, tenant, &sub);
+        let recipients = sub.recipients.len();
         let result = self.submit(tenant, sub).instrument(span).await;
         let seconds = started.elapsed().as_secs_f64();
         self.metrics
             .answered(door, result.as_ref().map(|_| ()), seconds);
+        if result.is_err() {
+            self.metrics
+                .tenant_recipients(tenant.name(), "refused", recipients);
+        }
         result
+    }
+
+    /// Publishes the `unsubscribed` event of a verified one-click unsubscribe;
+    /// returns once the log holds it (the recorder suppresses the recipient
+    /// for the tenant from it).
+    pub async fn unsubscribed(
+        &self,
+        target: &crate::compliance::UnsubscribeTarget,
+    ) -> Result<(), IngestError> {
+        let event = sluice_proto::v1::Event {
+            event_id: ulid::Ulid::new().to_string(),
+            kind: EventKind::Unsubscribed.into(),
+            message_id: target.message_id.clone(),
+            tenant: target.tenant.clone(),
+            recipient: target.recipient.clone(),
+            at: Some(SystemTime::now().into()),
+            ..Default::default()
+        };
+        let record = OutRecord {
+            topic: self.publisher.events_topic().to_owned(),
+            key: target.message_id.clone(),
+            payload: prost::Message::encode_to_vec(&event),
+            marks_durable: true,
+        };
+        self.publisher.publish(vec![record]).await
     }
 
     /// Signs and verifies one-click unsubscribe tokens.
@@ -227,6 +257,9 @@ impl Ingestor {
             .observe(appending.elapsed().as_secs_f64());
         let held = suppressed.iter().filter(|s| **s).count();
         metrics.recipients(suppressed.len() - held, held);
+        let published = suppressed.len() - held;
+        metrics.tenant_recipients(tenant.name(), "published", published);
+        metrics.tenant_recipients(tenant.name(), "suppressed", held);
         Ok(response(sub, &ids, &suppressed))
     }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::TopicSpec;
 use crate::{
     Commit, Delivery, EmbeddedConsumer, EmbeddedLog, GroupConsumer, KafkaConsumer, KafkaLog,
-    LogError, MessageLog, NewRecord, Position, ReadLimit, Rebalance, Record,
+    LogError, MessageLog, NewRecord, PartitionLag, Position, ReadLimit, Rebalance, Record,
 };
 
 /// The message log: a Kafka cluster or an embedded data directory.
@@ -183,5 +183,13 @@ impl GroupConsumer for LogConsumer {
 
     async fn commit(&mut self, commits: &[Commit]) -> Result<(), LogError> {
         member!(self, c => c.commit(commits).await)
+    }
+
+    fn lag(&self) -> impl Future<Output = Result<Vec<PartitionLag>, LogError>> + Send + use<> {
+        use futures::future::Either;
+        match self {
+            LogConsumer::Kafka(c) => Either::Left(c.lag()),
+            LogConsumer::Embedded(c) => Either::Right(c.lag()),
+        }
     }
 }

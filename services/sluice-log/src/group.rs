@@ -93,6 +93,38 @@ impl Commit {
     }
 }
 
+/// How far a group is behind in one partition a member owns
+/// ([`GroupConsumer::lag`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PartitionLag {
+    pub topic: String,
+    pub partition: i32,
+    /// Records the group has not committed: the partition's end (the next
+    /// offset to be appended) minus the group's committed offset or, where
+    /// the group never committed, minus the member's read position (the
+    /// earliest retained record before its first read). Never negative.
+    pub records: i64,
+}
+
+impl PartitionLag {
+    /// The lag of `topic`/`partition` whose next offset to append is `end`,
+    /// for a group that has finished every record below `done`.
+    pub(crate) fn new(topic: &str, partition: i32, end: i64, done: i64) -> Self {
+        Self {
+            topic: topic.to_owned(),
+            partition,
+            records: (end - done).max(0),
+        }
+    }
+}
+
+impl From<PartitionLag> for (String, i32, i64) {
+    /// `(topic, partition, records)`.
+    fn from(lag: PartitionLag) -> Self {
+        (lag.topic, lag.partition, lag.records)
+    }
+}
+
 /// One member of a consumer group, subscribed to some topics.
 ///
 /// - The member reads the partitions the group assigns it (on Kafka: the
@@ -158,6 +190,13 @@ pub trait GroupConsumer: Send + 'static {
 
     /// Durably commits the group's progress; returns once it is durable.
     fn commit(&mut self, commits: &[Commit]) -> impl Future<Output = Result<(), LogError>> + Send;
+
+    /// The group's lag in each partition this member owns now, sorted by
+    /// (topic, partition); empty while it owns none (not assigned yet, or
+    /// left). The future borrows nothing from the member, so a caller can
+    /// spawn it and keep polling: the lag is measured off the read path (on
+    /// Kafka it asks the brokers, on tokio's blocking pool).
+    fn lag(&self) -> impl Future<Output = Result<Vec<PartitionLag>, LogError>> + Send + use<Self>;
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ pub use any::{DEFAULT_PARTITIONS, Log, LogConsumer};
 pub use embedded::{EmbeddedConsumer, EmbeddedLog};
 pub use error::LogError;
 pub use fence::{Fence, Work};
-pub use group::{Commit, Delivery, GroupConsumer, POLL_RECORDS, Rebalance};
+pub use group::{Commit, Delivery, GroupConsumer, POLL_RECORDS, PartitionLag, Rebalance};
 pub use kafka::{
     KafkaConfig, KafkaConsumer, KafkaLog, TopicHealth, create_topic, create_topic_as, probe,
     topic_health,

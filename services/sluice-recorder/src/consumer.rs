@@ -7,6 +7,7 @@ use prost::Message as _;
 use sluice_log::{Commit, Delivery, GroupConsumer, MessageLog};
 use sluice_log::{Log, LogConsumer};
 use sluice_node::CancellationToken;
+use sluice_node::metrics::PartitionGauges;
 use sluice_node::trace::{HEADER, TARGET};
 use sluice_proto::v1::Event;
 
@@ -22,10 +23,11 @@ pub(crate) fn now_secs() -> i64 {
 
 /// Reads up to `max` records: waits for the first, then at most `wait` more.
 /// Returns what it has when `stop` is cancelled.
+/// Meanwhile measures the group's lag into `lag` every few seconds.
 async fn next_batch(
     consumer: &mut LogConsumer,
-    max: usize,
-    wait: Duration,
+    (max, wait): (usize, Duration),
+    lag: &PartitionGauges,
     stop: &CancellationToken,
 ) -> Vec<Delivery> {
     let mut batch = Vec::new();
@@ -56,6 +58,7 @@ async fn next_batch(
         // Kafka moves partitions between recorders; a batch commits only
         // what it read, so the events need no action here.
         log_rebalances(consumer);
+        lag.refresh(|| consumer.lag());
     }
     batch
 }
@@ -141,8 +144,8 @@ pub(crate) async fn run(
         }
         let batch = next_batch(
             &mut consumer,
-            config.batch_max_events,
-            config.batch_max_wait(),
+            (config.batch_max_events, config.batch_max_wait()),
+            &writer.metrics.consumer_lag,
             &stop,
         )
         .await;
@@ -178,6 +181,7 @@ pub(crate) async fn run(
         m.counted.inc_by(written.counted);
         m.duplicates.inc_by(written.duplicates);
         m.duplicate_deliveries.inc_by(written.duplicate_deliveries);
+        m.tenant_events(&written.by_tenant);
         if written.duplicate_deliveries > 0 {
             tracing::warn!(
                 count = written.duplicate_deliveries,

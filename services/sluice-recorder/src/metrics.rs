@@ -3,9 +3,42 @@
 //! and served at `GET /metrics` on `metrics.listen`. docs/metrics.md lists
 //! every one; a test below keeps that list complete.
 
+use std::collections::BTreeMap;
+
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
+use sluice_node::metrics::{BoundedLabels, PartitionGauges};
+use sluice_proto::v1::EventKind;
+
+/// Labels of a tenant's events.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TenantEventLabels {
+    /// The tenant; `other` beyond the first
+    /// [`sluice_node::metrics::MAX_TENANT_LABELS`] names.
+    pub tenant: String,
+    /// The event kind: `accepted`, `delivered`, `deferred`, `bounced`, ...
+    pub kind: String,
+}
+
+/// The `kind` label of an event kind.
+pub fn kind_label(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::Unspecified => "unspecified",
+        EventKind::Accepted => "accepted",
+        EventKind::Delivered => "delivered",
+        EventKind::Deferred => "deferred",
+        EventKind::Bounced => "bounced",
+        EventKind::Expired => "expired",
+        EventKind::Suppressed => "suppressed",
+        EventKind::Complained => "complained",
+        EventKind::Opened => "opened",
+        EventKind::Clicked => "clicked",
+        EventKind::Unsubscribed => "unsubscribed",
+    }
+}
 
 /// Totals since the recorder started.
 #[derive(Debug)]
@@ -31,6 +64,13 @@ pub struct Metrics {
     pub write_seconds: Histogram,
     /// Events per batch written.
     pub batch_events: Histogram,
+    /// Events recorded for the first time, per tenant and kind.
+    pub tenant_events: Family<TenantEventLabels, Counter>,
+    /// The tenant names `tenant_events` uses as labels.
+    tenants: BoundedLabels,
+    /// Records of each partition of the events topic this recorder owns
+    /// that its group has not committed.
+    pub consumer_lag: PartitionGauges,
 }
 
 impl Default for Metrics {
@@ -85,8 +125,24 @@ impl Metrics {
             "Events per batch written",
             batch_events.clone(),
         );
+        let tenant_events = Family::<TenantEventLabels, Counter>::default();
+        registry.register(
+            "tenant_events",
+            "Events recorded for the first time, per tenant (other beyond 1000 names) and event kind",
+            tenant_events.clone(),
+        );
+        let consumer_lag = PartitionGauges::default();
+        registry.register_with_unit(
+            "consumer_lag",
+            "Records of a partition of the events topic this recorder owns that its consumer group has not committed (updated every 5 s)",
+            Unit::Other("records".into()),
+            consumer_lag.family(),
+        );
         Self {
             registry,
+            tenant_events,
+            tenants: BoundedLabels::default(),
+            consumer_lag,
             counted,
             duplicates,
             duplicate_deliveries,
@@ -96,6 +152,17 @@ impl Metrics {
             commit_failures,
             write_seconds,
             batch_events,
+        }
+    }
+
+    /// Counts events recorded for the first time: `n` per (tenant, kind).
+    pub fn tenant_events(&self, counts: &BTreeMap<(String, &'static str), u64>) {
+        for ((tenant, kind), n) in counts {
+            let labels = TenantEventLabels {
+                tenant: self.tenants.label(tenant),
+                kind: (*kind).to_owned(),
+            };
+            self.tenant_events.get_or_create(&labels).inc_by(*n);
         }
     }
 
@@ -119,7 +186,19 @@ mod tests {
         let m = Metrics::new();
         m.counted.inc_by(3);
         m.write_seconds.observe(0.01);
+        m.tenant_events(&BTreeMap::from([(("acme".to_owned(), "bounced"), 2)]));
+        m.consumer_lag
+            .replace([("sluice.events".to_owned(), 0, 12)]);
         let text = m.render();
+        for expected in [
+            "sluice_recorder_tenant_events_total{tenant=\"acme\",kind=\"bounced\"} 2",
+            "sluice_recorder_consumer_lag_records{topic=\"sluice.events\",partition=\"0\"} 12",
+            "# UNIT sluice_recorder_consumer_lag_records records",
+        ] {
+            assert!(text.contains(expected), "{expected} missing from\n{text}");
+        }
+        assert_eq!(kind_label(EventKind::Delivered), "delivered");
+        assert_eq!(kind_label(EventKind::Unsubscribed), "unsubscribed");
         assert!(
             text.contains("sluice_recorder_events_counted_total 3"),
             "{text}"

@@ -35,6 +35,8 @@ pub struct Written {
     pub paths: HashSet<(String, String)>,
     /// Tenants whose counters changed.
     pub tenants: HashSet<String>,
+    /// Events counted for the first time, per (tenant, kind label).
+    pub by_tenant: BTreeMap<(String, &'static str), u64>,
 }
 
 /// Batch writer with its retry policy.
@@ -76,6 +78,11 @@ impl Writer {
         let mut sums: BTreeMap<CounterKey, Deltas> = BTreeMap::new();
         let mut written = Written::default();
         for event in &new {
+            let kind = crate::metrics::kind_label(event.kind());
+            *written
+                .by_tenant
+                .entry((event.tenant.clone(), kind))
+                .or_default() += 1;
             let deltas = record::deltas(event);
             if deltas == Deltas::default() {
                 continue;

@@ -43,6 +43,8 @@ pub struct Consume {
     pub(crate) index: Option<Arc<FateIndex>>,
     /// The pool's outbound topic (scheduled records there move to a tier).
     outbound: String,
+    /// Where the group's lag in this node's partitions is shown.
+    lag: Option<sluice_node::metrics::PartitionGauges>,
 }
 
 /// A delay-tier record waiting for its `not_before`, with its due time.
@@ -65,7 +67,15 @@ impl Consume {
             parked: HashMap::new(),
             index: None,
             outbound,
+            lag: None,
         }
+    }
+
+    /// Measures the group's lag in the partitions this node owns into
+    /// `gauges`, every few seconds, in a task of its own.
+    pub(crate) fn with_lag(mut self, gauges: sluice_node::metrics::PartitionGauges) -> Self {
+        self.lag = Some(gauges);
+        self
     }
 
     /// Applies MTA-STS policies to DNS routes ([`crate::mta_sts`]).
@@ -100,6 +110,9 @@ impl Consume {
                 _ = tokio::time::sleep(Duration::from_millis(50)), if full => Ok(Vec::new()),
             };
             self.rebalances(consumer).await;
+            if let Some(lag) = &self.lag {
+                lag.refresh(|| consumer.lag());
+            }
             match polled {
                 Ok(records) => {
                     for record in records {

@@ -284,6 +284,7 @@ impl Node {
         Consume::new(cfg.clone(), router, sites, tracker.clone(), tx)
             .with_mta_sts(mta_sts)
             .with_index(index.clone())
+            .with_lag(self.telemetry.metrics.consumer_lag.clone())
             .run(&mut consumer, shutdown.cancelled())
             .await;
         dispatching

@@ -3,6 +3,9 @@
 //! it measures a quantity, a unit; docs/metrics.md lists them and a test keeps
 //! that list complete.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -11,6 +14,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
+use sluice_node::metrics::PartitionGauges;
 
 /// The `site` label of a site: its configured name, or `other` for the
 /// sites made up from MX sets no rule matches (`mx:<hosts>`), whose number
@@ -47,6 +51,15 @@ pub struct SiteLabels {
     pub site: String,
 }
 
+/// Labels of open SMTP sessions.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnectionLabels {
+    /// One of the pool's source IPs.
+    pub source_ip: String,
+    /// `busy` (carrying a delivery) or `idle` (kept open for the next).
+    pub state: String,
+}
+
 /// All metrics of one sender node.
 pub struct SenderMetrics {
     registry: Registry,
@@ -60,6 +73,12 @@ pub struct SenderMetrics {
     pub leased_ips: Gauge,
     pub site_queued: Family<SiteLabels, Gauge>,
     pub site_oldest_seconds: Family<SiteLabels, Gauge<f64, AtomicU64>>,
+    /// Records of each partition this node reads that its group has not
+    /// committed (refreshed by the consumer every few seconds).
+    pub consumer_lag: PartitionGauges,
+    pub smtp_connections: Family<ConnectionLabels, Gauge>,
+    /// Source IPs `smtp_connections` shows, to remove those that go.
+    connection_ips: Mutex<BTreeSet<String>>,
 }
 
 impl Default for SenderMetrics {
@@ -135,8 +154,25 @@ impl SenderMetrics {
             Unit::Seconds,
             site_oldest_seconds.clone(),
         );
+        let consumer_lag = PartitionGauges::default();
+        registry.register_with_unit(
+            "consumer_lag",
+            "Records of a partition this node reads (outbound topic, delay tiers) that its consumer group has not committed, per topic and partition (updated every 5 s)",
+            Unit::Other("records".into()),
+            consumer_lag.family(),
+        );
+        let smtp_connections = Family::<ConnectionLabels, Gauge>::default();
+        registry.register_with_unit(
+            "smtp",
+            "Open SMTP sessions per source IP: busy with a delivery, or idle and kept for the next one",
+            Unit::Other("connections".into()),
+            smtp_connections.clone(),
+        );
         Self {
             registry,
+            consumer_lag,
+            smtp_connections,
+            connection_ips: Mutex::default(),
             site_queued,
             site_oldest_seconds,
             outcomes,
@@ -150,9 +186,38 @@ impl SenderMetrics {
         }
     }
 
+    /// Sets the open SMTP sessions, `(busy, idle)` per source IP; IPs shown
+    /// before that `open` does not name any more are removed.
+    pub fn set_connections(&self, open: &BTreeMap<IpAddr, (i64, i64)>) {
+        let mut shown = self.connection_ips.lock().expect("connection IPs lock");
+        let now: BTreeSet<String> = open.keys().map(IpAddr::to_string).collect();
+        for gone in shown.difference(&now) {
+            for state in ["busy", "idle"] {
+                self.smtp_connections.remove(&connection(gone, state));
+            }
+        }
+        for (ip, (busy, idle)) in open {
+            let ip = ip.to_string();
+            self.smtp_connections
+                .get_or_create(&connection(&ip, "busy"))
+                .set(*busy);
+            self.smtp_connections
+                .get_or_create(&connection(&ip, "idle"))
+                .set(*idle);
+        }
+        *shown = now;
+    }
+
     /// The metrics in the OpenMetrics text format.
     pub fn render(&self) -> String {
         sluice_node::metrics::render(&self.registry)
+    }
+}
+
+fn connection(source_ip: &str, state: &str) -> ConnectionLabels {
+    ConnectionLabels {
+        source_ip: source_ip.to_owned(),
+        state: state.to_owned(),
     }
 }
 
@@ -180,7 +245,28 @@ mod tests {
         };
         m.site_queued.get_or_create(&google).set(3);
         m.site_oldest_seconds.get_or_create(&google).set(1.5);
+        m.consumer_lag
+            .replace([("sluice.outbound.main".to_owned(), 2, 40)]);
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        m.set_connections(&BTreeMap::from([
+            (ip("192.0.2.1"), (2, 1)),
+            (ip("192.0.2.2"), (0, 0)),
+        ]));
+        m.set_connections(&BTreeMap::from([(ip("192.0.2.1"), (3, 0))]));
         let text = m.render();
+        for expected in [
+            "sluice_sender_consumer_lag_records{topic=\"sluice.outbound.main\",partition=\"2\"} 40",
+            "# UNIT sluice_sender_consumer_lag_records records",
+            "sluice_sender_smtp_connections{source_ip=\"192.0.2.1\",state=\"busy\"} 3",
+            "sluice_sender_smtp_connections{source_ip=\"192.0.2.1\",state=\"idle\"} 0",
+            "# UNIT sluice_sender_smtp_connections connections",
+        ] {
+            assert!(text.contains(expected), "{expected} missing from\n{text}");
+        }
+        assert!(
+            !text.contains("192.0.2.2"),
+            "an IP gone from the pool stays: {text}"
+        );
         assert!(
             text.contains("sluice_sender_site_oldest_queued_seconds{site=\"google\"} 1.5"),
             "{text}"

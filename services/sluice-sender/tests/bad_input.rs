@@ -113,6 +113,18 @@ async fn scrape(addr: SocketAddr, path: &str) -> String {
     body
 }
 
+/// `GET /metrics` until the exposition contains `wanted` (30 s at most).
+async fn scrape_until(addr: SocketAddr, wanted: &str) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let scraped = scrape(addr, "/metrics").await;
+        if scraped.contains(wanted) || tokio::time::Instant::now() >= deadline {
+            return scraped;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_bad_input_gets_a_clear_event_and_the_partition_keeps_moving() {
     let kafka = kafka().await;
@@ -178,11 +190,21 @@ async fn every_bad_input_gets_a_clear_event_and_the_partition_keeps_moving() {
             && events.keys().any(|k| k.starts_with("kafka:"))
     })
     .await;
-    let scraped = scrape(metrics_addr, "/metrics").await;
+    // Every record settles and is committed: the lag of the only
+    // partition (measured every 5 s) comes down to 0.
+    let settled = format!(
+        "sluice_sender_consumer_lag_records{{topic=\"{}\",partition=\"0\"}} 0\n",
+        names.outbound
+    );
+    let scraped = scrape_until(metrics_addr, &settled).await;
     let readiness = scrape(metrics_addr, "/readyz").await;
     sender.stop().await;
     sim.shutdown().await;
     assert!(scraped.starts_with("HTTP/1.1 200"), "{scraped}");
+    assert!(
+        scraped.contains(&settled),
+        "{settled} missing from\n{scraped}"
+    );
     assert!(
         readiness.starts_with("HTTP/1.1 200") && readiness.ends_with("ready\n"),
         "{readiness}"
@@ -193,6 +215,11 @@ async fn every_bad_input_gets_a_clear_event_and_the_partition_keeps_moving() {
     );
     assert!(
         scraped.contains("# HELP sluice_sender_records_in_flight"),
+        "{scraped}"
+    );
+    assert!(
+        scraped.contains("sluice_sender_smtp_connections{source_ip=\"")
+            && scraped.contains("state=\"idle\"}"),
         "{scraped}"
     );
 

@@ -56,6 +56,8 @@ provider = "{provider}"
 pub struct Dev {
     pub child: Child,
     pub ingest: String,
+    /// `host:port` of ingest's HTTP listener.
+    pub http: String,
     pub query: String,
     /// `host:port` of the embedded control service.
     pub control: String,
@@ -75,8 +77,8 @@ pub async fn start_dev(binary: &Path, config: &Path) -> Dev {
         .expect("start `sluice dev`");
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
     let deadline = Instant::now() + Duration::from_secs(60);
-    let (mut ingest, mut query, mut control) = (None, None, None);
-    while ingest.is_none() || query.is_none() || control.is_none() {
+    let (mut ingest, mut query, mut control, mut http) = (None, None, None, None);
+    while ingest.is_none() || query.is_none() || control.is_none() || http.is_none() {
         let line = tokio::time::timeout_at(deadline.into(), lines.next_line())
             .await
             .expect("`sluice dev` printed its endpoints within 60 s")
@@ -87,6 +89,8 @@ pub async fn start_dev(binary: &Path, config: &Path) -> Dev {
             ingest = url(addr);
         } else if let Some(addr) = line.trim().strip_prefix("query gRPC") {
             query = url(addr);
+        } else if let Some(addr) = line.trim().strip_prefix("ingest HTTP") {
+            http = Some(addr.trim().trim_start_matches("http://").to_owned());
         } else if let Some(addr) = line.trim().strip_prefix("control gRPC") {
             control = Some(addr.trim().to_owned());
         }
@@ -96,6 +100,7 @@ pub async fn start_dev(binary: &Path, config: &Path) -> Dev {
     Dev {
         child,
         ingest: ingest.unwrap_or_default(),
+        http: http.unwrap_or_default(),
         query: query.unwrap_or_default(),
         control: control.unwrap_or_default(),
     }
@@ -125,4 +130,15 @@ pub fn send_request(from: &str, to: &[String], subject: &str) -> tonic::Request<
         "Bearer sluice-dev-key".parse().expect("metadata"),
     );
     request
+}
+
+/// Tenant `dev`'s suppressions as control lists them, as (address, reason).
+pub async fn suppressions(control: &mut sluice_control_client::Client) -> Vec<(String, String)> {
+    let request = sluice_proto::v1::ListSuppressionsRequest {
+        tenant: "dev".into(),
+        ..Default::default()
+    };
+    let page = control.list_suppressions(request).await.expect("list");
+    let page = page.into_inner().suppressions;
+    page.into_iter().map(|s| (s.address, s.reason)).collect()
 }

@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 
 use sluice_proto::v1::ingest_client::IngestClient;
 use sluice_proto::v1::{
-    EventKind, GetMessageRequest, ListSuppressionsRequest, RemoveSuppressionRequest, SendResponse,
-    Suppression,
+    EventKind, GetMessageRequest, RemoveSuppressionRequest, SendResponse, Suppression,
 };
 use sluice_testkit::dev::{dev_config, send_request, start_dev};
 use sluice_testkit::sender::start_sim;
@@ -144,17 +143,6 @@ async fn a_hard_bounced_address_is_suppressed_on_the_next_submission() {
     );
 }
 
-/// The tenant's suppressions as control lists them, as (address, reason).
-async fn listed(control: &mut sluice_control_client::Client) -> Vec<(String, String)> {
-    let request = ListSuppressionsRequest {
-        tenant: "dev".into(),
-        ..Default::default()
-    };
-    let page = control.list_suppressions(request).await.expect("list");
-    let page = page.into_inner().suppressions;
-    page.into_iter().map(|s| (s.address, s.reason)).collect()
-}
-
 /// Control lists what the recorder learned, and what control adds or
 /// removes is what ingest checks on the next submission.
 async fn one_list_through_control(
@@ -166,7 +154,7 @@ async fn one_list_through_control(
         .await
         .expect("connect control");
     assert_eq!(
-        listed(&mut control).await,
+        sluice_testkit::dev::suppressions(&mut control).await,
         [(GHOST.to_owned(), "hard_bounce".to_owned())],
         "control lists the recorder's suppression"
     );
@@ -179,7 +167,10 @@ async fn one_list_through_control(
     control.add_suppression(manual).await.expect("add");
     let ghost = (GHOST.to_owned(), "hard_bounce".to_owned());
     let manual = ("manual@bouncy.test".to_owned(), "manual".to_owned());
-    assert_eq!(listed(&mut control).await, [ghost.clone(), manual.clone()]);
+    assert_eq!(
+        sluice_testkit::dev::suppressions(&mut control).await,
+        [ghost.clone(), manual.clone()]
+    );
     let held = send(ingest, &[&manual.0]).await;
     assert!(
         held.recipients[0].suppressed,
@@ -194,7 +185,10 @@ async fn one_list_through_control(
         .await
         .expect("remove");
     assert!(removed.into_inner().removed);
-    assert_eq!(listed(&mut control).await, [ghost]);
+    assert_eq!(
+        sluice_testkit::dev::suppressions(&mut control).await,
+        [ghost]
+    );
     let sent = send(ingest, &[&manual.0]).await;
     assert!(
         !sent.recipients[0].suppressed,

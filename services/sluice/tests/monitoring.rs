@@ -21,6 +21,7 @@ fn expositions() -> String {
     ingest.answered(Door::Grpc, Ok(()), 0.01);
     ingest.recipients(1, 0);
     ingest.shed_counter(Door::Http).inc();
+    ingest.tenant_recipients("acme", "published", 1);
     let sender = SenderMetrics::new();
     let site = "google".to_owned();
     let outcome = OutcomeLabels {
@@ -38,10 +39,20 @@ fn expositions() -> String {
     };
     sender.site_queued.get_or_create(&site).set(1);
     sender.site_oldest_seconds.get_or_create(&site).set(1.0);
+    sender
+        .consumer_lag
+        .replace([("sluice.outbound.main".to_owned(), 0, 1)]);
+    let ip = "192.0.2.1".parse().expect("ip");
+    sender.set_connections(&[(ip, (1, 1))].into());
+    let recorder = sluice_recorder::Metrics::new();
+    recorder
+        .consumer_lag
+        .replace([("sluice.events".to_owned(), 0, 1)]);
+    recorder.tenant_events(&[(("acme".to_owned(), "bounced"), 1)].into());
     [
         ingest.render(),
         sender.render(),
-        sluice_recorder::Metrics::new().render(),
+        recorder.render(),
         sluice_control::metrics::ControlMetrics::new().render(),
     ]
     .join("\n")
@@ -167,7 +178,7 @@ fn dashboards_parse_and_query_declared_metrics() {
         assert_exposed(&file, &text, &exposed);
         files += 1;
     }
-    assert!(files >= 2, "{files} dashboards");
+    assert!(files >= 3, "{files} dashboards");
 }
 
 #[test]

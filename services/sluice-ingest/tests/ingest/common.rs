@@ -68,6 +68,8 @@ pub struct Node {
     pub prefix: String,
     pub events: String,
     pub dir: tempfile::TempDir,
+    /// The node's metrics (docs/metrics.md).
+    pub metrics: std::sync::Arc<sluice_ingest::metrics::IngestMetrics>,
     stop: CancellationToken,
     task: Option<tokio::task::JoinHandle<Result<(), sluice_ingest::IngestError>>>,
 }
@@ -128,6 +130,7 @@ pub async fn start(options: Options) -> Node {
     };
     let stop = CancellationToken::new();
     let backends = sluice_ingest::IngestBackends::open(&config).expect("backends");
+    let metrics = backends.metrics.clone();
     let task = tokio::spawn(sluice_ingest::run(
         listeners,
         config,
@@ -143,6 +146,7 @@ pub async fn start(options: Options) -> Node {
         prefix,
         events,
         dir,
+        metrics,
         stop,
         task: Some(task),
     }

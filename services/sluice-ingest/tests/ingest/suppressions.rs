@@ -87,6 +87,13 @@ async fn a_recipient_the_recorder_suppressed_gets_only_a_suppressed_event() {
             (EventKind::Accepted, "marker@example.org"),
         ]
     );
+    let text = node.metrics.render();
+    for counted in [
+        "sluice_ingest_tenant_recipients_total{tenant=\"acme\",outcome=\"published\"} 2\n",
+        "sluice_ingest_tenant_recipients_total{tenant=\"acme\",outcome=\"suppressed\"} 2\n",
+    ] {
+        assert!(text.contains(counted), "{counted} missing from\n{text}");
+    }
     node.stop().await;
 }
 
@@ -125,5 +132,9 @@ async fn an_unreachable_query_service_fails_the_submission_closed() {
         body.to_string().contains("suppressions.query_addr"),
         "{body}"
     );
+    // The marker's recipient and the message's two.
+    let refused = "sluice_ingest_tenant_recipients_total{tenant=\"acme\",outcome=\"refused\"} 3\n";
+    let text = node.metrics.render();
+    assert!(text.contains(refused), "{refused} missing from\n{text}");
     node.stop().await;
 }

@@ -31,7 +31,7 @@ pub async fn poll_exactly<C: GroupConsumer>(consumer: &mut C, count: usize) -> V
 }
 
 /// Appends `count` records `k0..` to `topic`; returns their keys.
-async fn append_keys<L: MessageLog>(log: &L, topic: &str, count: usize) -> Vec<Vec<u8>> {
+pub(crate) async fn append_keys<L: MessageLog>(log: &L, topic: &str, count: usize) -> Vec<Vec<u8>> {
     let records: Vec<NewRecord> = (0..count)
         .map(|i| NewRecord {
             topic: topic.to_owned(),

@@ -17,10 +17,12 @@
 use std::time::{Duration, Instant};
 
 mod headers;
+mod lag;
 mod members;
 mod writes;
 
 pub use headers::*;
+pub use lag::*;
 pub use members::*;
 pub use writes::*;
 
@@ -59,6 +61,7 @@ macro_rules! conformance_tests {
             a_leaving_member_has_its_partitions_revoked,
             headers_round_trip,
             bad_headers_are_refused,
+            lag_counts_the_uncommitted_records,
         );
     };
     (@each $open:path, $fresh:path; $($check:ident),* $(,)?) => {$(
@@ -88,6 +91,7 @@ pub async fn run_all<L: MessageLog>(log: &L, fresh: &dyn Fn(&str) -> String) {
     a_leaving_member_has_its_partitions_revoked(log, fresh).await;
     headers_round_trip(log, fresh).await;
     bad_headers_are_refused(log, fresh).await;
+    lag_counts_the_uncommitted_records(log, fresh).await;
 }
 
 /// A 5 MiB record (a large message with attachments) is stored and read

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use super::EmbeddedLog;
 use crate::group::push_rebalance;
-use crate::{Commit, Delivery, GroupConsumer, LogError, MessageLog, ReadLimit, Rebalance};
+use crate::{
+    Commit, Delivery, GroupConsumer, LogError, MessageLog, PartitionLag, ReadLimit, Rebalance,
+};
 
 /// Soft cap on the bytes one poll returns.
 const POLL_BYTES: usize = 32 * 1024 * 1024;
@@ -223,5 +225,19 @@ impl GroupConsumer for EmbeddedConsumer {
                 Ok(())
             })
             .await
+    }
+
+    fn lag(&self) -> impl Future<Output = Result<Vec<PartitionLag>, LogError>> + Send + use<> {
+        let (log, group) = (self.log.clone(), self.group.clone());
+        let owned: Vec<((String, i32), i64)> = self
+            .partitions
+            .iter()
+            .cloned()
+            .zip(self.next.iter().copied())
+            .collect();
+        async move {
+            log.blocking(move |log| log.lag_blocking(&group, &owned))
+                .await
+        }
     }
 }

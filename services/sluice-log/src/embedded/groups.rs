@@ -1,7 +1,7 @@
 //! Consumer groups: committed offsets, and retention below the lowest of them.
 
 use super::{EmbeddedLog, keys, partition_head, topic_heads};
-use crate::LogError;
+use crate::{LogError, PartitionLag};
 
 /// Most records one commit removes; the rest go with the next commits, so a
 /// commit after a long pause does not build one huge batch.
@@ -84,6 +84,28 @@ impl EmbeddedLog {
             parts[partition as usize].low = trim_to;
         }
         Ok(())
+    }
+
+    /// The lag of `group` in each partition of `owned` (with the member's
+    /// next offset to read, counted where the group never committed), sorted.
+    pub(super) fn lag_blocking(
+        &self,
+        group: &str,
+        owned: &[((String, i32), i64)],
+    ) -> Result<Vec<PartitionLag>, LogError> {
+        let mut lags = Vec::with_capacity(owned.len());
+        for ((topic, partition), position) in owned {
+            let (_, end) = self.watermarks(topic, *partition)?;
+            let done = self.committed_blocking(group, topic, *partition)?;
+            lags.push(PartitionLag::new(
+                topic,
+                *partition,
+                end,
+                done.unwrap_or(*position),
+            ));
+        }
+        lags.sort();
+        Ok(lags)
     }
 
     /// The lowest committed offset of all groups on the partition, counting

@@ -16,7 +16,8 @@ use tokio::sync::mpsc::{self, UnboundedReceiver};
 use super::context::RebalanceContext;
 use crate::group::push_rebalance;
 use crate::{
-    Commit, Delivery, Fence, GroupConsumer, KafkaConfig, LogError, Rebalance, check_group,
+    Commit, Delivery, Fence, GroupConsumer, KafkaConfig, LogError, PartitionLag, Rebalance,
+    check_group,
 };
 
 /// A member of a Kafka consumer group.
@@ -179,5 +180,10 @@ impl GroupConsumer for KafkaConsumer {
             .await
             .map_err(|e| LogError::Internal(format!("commit task of group `{group}`: {e}")))?;
         result.map_err(|e| self.fail(e))
+    }
+
+    fn lag(&self) -> impl Future<Output = Result<Vec<PartitionLag>, LogError>> + Send + use<> {
+        let (consumer, brokers) = (self.consumer.clone(), self.brokers.clone());
+        super::blocking(move || super::lag::member_lag(&consumer, &brokers))
     }
 }

@@ -26,6 +26,7 @@ mod config;
 mod consumer;
 mod context;
 mod health;
+mod lag;
 mod message_log;
 mod read;
 

@@ -104,6 +104,29 @@ async fn a_node_records_on_the_embedded_ledger_and_serves_it_after_a_restart() {
         2,
         "both second deliveries are visible"
     );
+    let text = recorder.metrics.render();
+    for counted in [
+        "sluice_recorder_tenant_events_total{tenant=\"acme\",kind=\"delivered\"} 211\n",
+        "sluice_recorder_tenant_events_total{tenant=\"acme\",kind=\"bounced\"} 30\n",
+    ] {
+        assert!(text.contains(counted), "{counted} missing from\n{text}");
+    }
+    let metrics = recorder.metrics.clone();
+    let topic = config.topic.clone();
+    wait_until(
+        "no lag left in any partition",
+        Duration::from_secs(30),
+        || {
+            let text = metrics.render();
+            let settled = (0..PARTITIONS).all(|p| {
+                text.contains(&format!(
+                "sluice_recorder_consumer_lag_records{{topic=\"{topic}\",partition=\"{p}\"}} 0\n"
+            ))
+            });
+            async move { settled }
+        },
+    )
+    .await;
     recorder.stop().await;
 
     // Reopened by the test and handed to run: everything is still there.

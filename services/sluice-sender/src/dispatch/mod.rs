@@ -7,6 +7,7 @@
 //! publish task makes durable before the record's offset is released.
 
 mod configured;
+mod connections;
 mod fates;
 mod ipstate;
 mod leased;
@@ -122,6 +123,8 @@ pub struct Dispatcher {
     site_index: HashMap<SiteKey, usize>,
     idle: HashMap<PathId, Vec<Idle>>,
     deliveries: JoinSet<Done>,
+    /// The source IP of each delivery in progress, by its task.
+    busy: HashMap<tokio::task::Id, std::net::IpAddr>,
     publishes: JoinSet<()>,
     /// Connections saying QUIT; the engine counts them open until the server
     /// has answered, so a new connection never overlaps a closing one.
@@ -173,6 +176,7 @@ impl Dispatcher {
             site_index: HashMap::new(),
             idle: HashMap::new(),
             deliveries: JoinSet::new(),
+            busy: HashMap::new(),
             publishes: JoinSet::new(),
             closing: JoinSet::new(),
             publisher,
@@ -231,11 +235,8 @@ impl Dispatcher {
                     Some(msg) => self.accept(msg),
                     None => break,
                 },
-                Some(done) = self.deliveries.join_next(), if !self.deliveries.is_empty() => {
-                    match done {
-                        Ok(done) => self.finish(done),
-                        Err(err) => tracing::error!(%err, "a delivery task failed; its record stays uncommitted and will be retried by the partition's next owner"),
-                    }
+                Some(joined) = self.deliveries.join_next_with_id(), if !self.deliveries.is_empty() => {
+                    self.joined(joined);
                 }
                 Some(_) = self.publishes.join_next(), if !self.publishes.is_empty() => {}
                 Some(s) = signals.recv() => self.apply_signals(s),
@@ -252,6 +253,7 @@ impl Dispatcher {
                     self.close_stale_idle();
                     self.save_state_if_due().await;
                     self.publish_site_queues();
+                    self.publish_connections();
                 }
             }
             self.expire_leases();
@@ -267,10 +269,8 @@ impl Dispatcher {
             queued = self.queued,
             "draining: waiting for deliveries in progress; queued messages stay uncommitted"
         );
-        while let Some(done) = self.deliveries.join_next().await {
-            if let Ok(done) = done {
-                self.finish(done);
-            }
+        while let Some(joined) = self.deliveries.join_next_with_id().await {
+            self.joined(joined);
         }
         while self.publishes.join_next().await.is_some() {}
         let idle: Vec<Idle> = self.idle.drain().flat_map(|(_, v)| v).collect();

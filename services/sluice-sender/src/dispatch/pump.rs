@@ -108,6 +108,7 @@ impl Dispatcher {
                 (idle.conn, Some(idle.live))
             }
         };
+        let ip = grant.ip;
         let site = &self.sites[idx];
         let smtp = &self.cfg.smtp;
         let opts = ConnectOptions {
@@ -135,7 +136,8 @@ impl Dispatcher {
             opts,
             data_timeout: Duration::from_millis(smtp.data_timeout.0),
         };
-        self.deliveries.spawn(deliver::run(job));
+        let task = self.deliveries.spawn(deliver::run(job));
+        self.busy.insert(task.id(), ip);
     }
 
     /// Settles a finished attempt: tells the engine, decides the fate, and

@@ -106,6 +106,11 @@ async fn the_metrics_saw_it(target: &Target, accepted: usize) {
         "sluice_recorder_events_counted",
         "sluice_recorder_batch_write_seconds",
         "sluice_control_watchers",
+        "sluice_ingest_tenant_recipients",
+        "sluice_sender_consumer_lag_records",
+        "sluice_sender_smtp_connections",
+        "sluice_recorder_tenant_events",
+        "sluice_recorder_consumer_lag_records",
     ] {
         assert!(
             text.contains(&format!("# HELP {family} ")),

@@ -1,0 +1,139 @@
+//! One-click unsubscribe (RFC 8058) on the real `sluice dev`: the link
+//! ingest signs into a message's `List-Unsubscribe` header is posted to the
+//! HTTP listener as a mailbox provider would; the recorder suppresses the
+//! recipient for the tenant and the next submission to it is answered
+//! `suppressed`, well within the minute. Forged and altered links are
+//! refused with a clear page and change nothing; `GET` shows a form that
+//! works without JavaScript and changes nothing by itself.
+
+use std::time::{Duration, Instant};
+
+use sluice_ingest::compliance::{Unsubscribe, UnsubscribeTarget};
+use sluice_proto::v1::ingest_client::IngestClient;
+use sluice_testkit::dev::{dev_config, send_request, start_dev, suppressions};
+use sluice_testkit::sender::start_sim;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const SCENARIO: &str = r#"
+[[provider]]
+name = "inbox"
+listen = "127.0.0.2:0"
+domains = ["inbox.test"]
+"#;
+
+const ANN: &str = "ann@inbox.test";
+
+/// One HTTP/1.1 request over a fresh connection; the whole answer.
+async fn http(addr: &str, method: &str, path: &str, body: &str) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\
+         content-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("write head");
+    stream.write_all(body.as_bytes()).await.expect("write body");
+    let mut answer = String::new();
+    stream
+        .read_to_string(&mut answer)
+        .await
+        .expect("read answer");
+    answer
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_click_unsubscribe_suppresses_the_next_submission() {
+    let sim = start_sim(SCENARIO).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("dev.toml");
+    let config = dev_config(dir.path(), &sim, "inbox", "inbox.test", "");
+    std::fs::write(&file, config).expect("write config");
+    let dev = start_dev(std::path::Path::new(env!("CARGO_BIN_EXE_sluice")), &file).await;
+    let mut client = IngestClient::connect(dev.ingest.clone())
+        .await
+        .expect("connect ingest");
+    let token = std::fs::read_to_string(dir.path().join("data/control.token"))
+        .expect("dev's control.token");
+    let mut control =
+        sluice_control_client::client(&format!("http://{}", dev.control), Some(token.trim()))
+            .await
+            .expect("connect control");
+
+    let request = send_request("news@sluice.test", &[ANN.to_owned()], "spring news");
+    let sent = client.send(request).await.expect("send").into_inner();
+    let message_id = sent.recipients[0].message_id.clone();
+    assert!(!sent.recipients[0].suppressed);
+
+    // The link in the message: signed with the secret dev keeps in its data
+    // directory, under the default base URL's path.
+    let secret = std::fs::read_to_string(dir.path().join("data/unsubscribe.secret"))
+        .expect("dev's unsubscribe.secret");
+    let signer = Unsubscribe::new("http://unsubscribe.test/unsubscribe", secret.trim());
+    let target = UnsubscribeTarget {
+        tenant: "dev".into(),
+        recipient: ANN.into(),
+        message_id: message_id.clone(),
+    };
+    let url = signer.url(&target);
+    let path = url.strip_prefix("http://unsubscribe.test").expect("path");
+    let (payload, tag) = path.rsplit_once('.').expect("token");
+
+    // Forged: another recipient under the original tag; and a token signed
+    // with another secret.
+    let bob = UnsubscribeTarget {
+        recipient: "bob@inbox.test".into(),
+        ..target.clone()
+    };
+    let bob_url = signer.url(&bob);
+    let (bob_payload, _) = bob_url.rsplit_once('.').expect("token");
+    let bob_path = bob_payload
+        .strip_prefix("http://unsubscribe.test")
+        .expect("path");
+    let stranger = Unsubscribe::new("http://x/unsubscribe", "another-secret-another-secret-123");
+    let stranger_url = stranger.url(&target);
+    let stranger_path = stranger_url.strip_prefix("http://x").expect("path");
+    for forged in [
+        format!("{bob_path}.{tag}"),
+        stranger_path.to_owned(),
+        format!("{payload}.AAAA"),
+    ] {
+        let answer = http(&dev.http, "POST", &forged, "List-Unsubscribe=One-Click").await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        assert!(answer.contains("Nothing was changed"), "{answer}");
+    }
+    // A person following the link sees a form; nothing happens yet.
+    let page = http(&dev.http, "GET", path, "").await;
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains("<form method=\"post\">"), "{page}");
+    assert!(page.contains(ANN), "{page}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        suppressions(&mut control).await,
+        [],
+        "forged links and GET change nothing"
+    );
+
+    let clicked = Instant::now();
+    let answer = http(&dev.http, "POST", path, "List-Unsubscribe=One-Click").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("is unsubscribed"), "{answer}");
+    let expected = [(ANN.to_owned(), "unsubscribe".to_owned())];
+    while suppressions(&mut control).await != expected {
+        assert!(
+            clicked.elapsed() < Duration::from_secs(60),
+            "no unsubscribe suppression within a minute: {:?}",
+            suppressions(&mut control).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let request = send_request("news@sluice.test", &[ANN.to_owned()], "more news");
+    let again = client.send(request).await.expect("send").into_inner();
+    assert!(again.recipients[0].suppressed, "{again:?}");
+    eprintln!("unsubscribe effective after {:?}", clicked.elapsed());
+
+    // A second click of the same link is answered the same and changes
+    // nothing more (the recorder de-duplicates the event).
+    let answer = http(&dev.http, "POST", path, "").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(suppressions(&mut control).await, expected);
+}
