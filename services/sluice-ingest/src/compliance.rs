@@ -1,6 +1,6 @@
 //! Headers and addresses that large mailbox providers expect from a bulk
-//! sender: one-click unsubscribe (RFC 8058) with an HMAC-signed URL,
-//! Feedback-ID, and a VERP return path.
+//! sender: one-click unsubscribe (RFC 8058) with an HMAC-signed URL and
+//! Feedback-ID (the signed VERP return path is `sluice_node::verp`).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -101,11 +101,6 @@ pub fn feedback_id(campaign: &str, tenant: &str, pool: &str) -> String {
     format!("{}:{}:{}:sluice", part(campaign), part(tenant), part(pool))
 }
 
-/// VERP return path: bounces come back to an address naming the message.
-pub fn verp_return_path(message_id: &str, bounce_domain: &str) -> String {
-    format!("bounce+{message_id}@{bounce_domain}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,12 +130,11 @@ mod tests {
     }
 
     #[test]
-    fn feedback_id_and_verp_have_the_expected_shape() {
+    fn feedback_id_has_the_expected_shape() {
         assert_eq!(
             feedback_id("spring:24", "acme", "shared"),
             "spring_24:acme:shared:sluice"
         );
         assert_eq!(feedback_id("", "acme", "shared"), "-:acme:shared:sluice");
-        assert_eq!(verp_return_path("01X", "b.example"), "bounce+01X@b.example");
     }
 }

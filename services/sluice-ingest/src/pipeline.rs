@@ -32,6 +32,8 @@ pub struct Ingestor {
     directory: RwLock<Arc<Directory>>,
     limits: LimitsConfig,
     unsubscribe: Unsubscribe,
+    /// Signs the VERP return paths (the inbound role verifies them).
+    verp: sluice_node::verp::Verp,
     publisher: Publisher,
     idempotency: Idempotency,
     in_flight: Arc<Semaphore>,
@@ -58,6 +60,7 @@ impl Ingestor {
             directory: RwLock::new(Arc::new(Directory::from_config(config)?)),
             limits: config.limits.clone(),
             unsubscribe: Unsubscribe::new(&config.unsubscribe.base_url, &config.unsubscribe.secret),
+            verp: sluice_node::verp::Verp::new(&config.unsubscribe.secret),
             publisher: Publisher::new(config, log),
             idempotency: Idempotency::from_config(&config.idempotency, &config.tls)?,
             in_flight: Arc::new(Semaphore::new(budget_kib)),
@@ -407,7 +410,7 @@ impl Ingestor {
         let mut records = Vec::with_capacity(sub.recipients.len() * 2);
         for (index, content) in copies.sendable.into_iter().zip(copies.signed) {
             let address = &sub.recipients[index].address;
-            let return_path = compliance::verp_return_path(&ids[index], bounce_domain);
+            let return_path = self.verp.return_path(&ids[index], bounce_domain);
             records.push(common.envelope(
                 outbound.clone(),
                 &ids[index],

@@ -39,6 +39,7 @@ pub mod shed;
 mod supervisor;
 pub mod tls;
 pub mod trace;
+pub mod verp;
 
 pub use config::{ConfigError, RoleConfig};
 pub use lifecycle::{DEFAULT_DRAIN, bind, default_drain, drain_within, shutdown_on_signals};

@@ -152,7 +152,12 @@ pub(crate) async fn run(
         if batch.is_empty() {
             continue;
         }
-        let events = decode(&batch, writer);
+        let mut events = decode(&batch, writer);
+        match writer.enrich(&mut events).await {
+            Ok(()) => {}
+            Err(RecorderError::ShuttingDown) => break,
+            Err(err) => return Err(err),
+        }
         let traced = record_spans(&batch, events.len());
         let started = std::time::Instant::now();
         let written = match writer.write(&events, now_secs()).await {

@@ -22,6 +22,7 @@ pub mod auth;
 pub mod client;
 mod config;
 mod consumer;
+pub mod enrich;
 mod error;
 mod heartbeats;
 mod heartbeats_cql;

@@ -135,6 +135,31 @@ impl Writer {
         Ok(again.iter().filter(|c| **c == Claim::Repeat).count() as u64)
     }
 
+    /// Completes events that name only their message (the inbound role's
+    /// late bounces) from the message's history ([`crate::enrich`]); an
+    /// event whose message has no history yet is written as it is.
+    pub async fn enrich(&self, events: &mut [Event]) -> Result<(), RecorderError> {
+        let orphans: Vec<usize> = (0..events.len())
+            .filter(|&i| crate::enrich::needs_history(&events[i]))
+            .collect();
+        if orphans.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<String> = orphans
+            .iter()
+            .map(|&i| events[i].message_id.clone())
+            .collect();
+        let histories = self
+            .retry_all("history", &ids, |id, _| self.ledger.history(id))
+            .await?;
+        for (i, history) in orphans.into_iter().zip(histories) {
+            if !crate::enrich::from_history(&mut events[i], &history) {
+                tracing::warn!(message_id = %events[i].message_id, "a late report names a message with no history here; recorded without a tenant (no suppression)");
+            }
+        }
+        Ok(())
+    }
+
     /// Runs `op` for every item, `concurrency` at a time; retries the failed
     /// ones (passing the retry number) until all succeeded. Results come back
     /// in the order of `items`.

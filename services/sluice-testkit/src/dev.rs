@@ -32,6 +32,8 @@ http = "127.0.0.1:0"
 smtp_submission = ""
 [recorder]
 query_listen = "127.0.0.1:0"
+[inbound]
+listen = "127.0.0.1:0"
 [sender]
 dns = false
 [sender.routes]
@@ -58,6 +60,8 @@ pub struct Dev {
     pub ingest: String,
     /// `host:port` of ingest's HTTP listener.
     pub http: String,
+    /// `host:port` of the inbound MX.
+    pub inbound: String,
     pub query: String,
     /// `host:port` of the embedded control service.
     pub control: String,
@@ -78,7 +82,13 @@ pub async fn start_dev(binary: &Path, config: &Path) -> Dev {
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
     let deadline = Instant::now() + Duration::from_secs(60);
     let (mut ingest, mut query, mut control, mut http) = (None, None, None, None);
-    while ingest.is_none() || query.is_none() || control.is_none() || http.is_none() {
+    let mut inbound = None;
+    while ingest.is_none()
+        || query.is_none()
+        || control.is_none()
+        || http.is_none()
+        || inbound.is_none()
+    {
         let line = tokio::time::timeout_at(deadline.into(), lines.next_line())
             .await
             .expect("`sluice dev` printed its endpoints within 60 s")
@@ -89,6 +99,8 @@ pub async fn start_dev(binary: &Path, config: &Path) -> Dev {
             ingest = url(addr);
         } else if let Some(addr) = line.trim().strip_prefix("query gRPC") {
             query = url(addr);
+        } else if let Some(addr) = line.trim().strip_prefix("inbound MX") {
+            inbound = Some(addr.trim().to_owned());
         } else if let Some(addr) = line.trim().strip_prefix("ingest HTTP") {
             http = Some(addr.trim().trim_start_matches("http://").to_owned());
         } else if let Some(addr) = line.trim().strip_prefix("control gRPC") {
@@ -101,6 +113,7 @@ pub async fn start_dev(binary: &Path, config: &Path) -> Dev {
         child,
         ingest: ingest.unwrap_or_default(),
         http: http.unwrap_or_default(),
+        inbound: inbound.unwrap_or_default(),
         query: query.unwrap_or_default(),
         control: control.unwrap_or_default(),
     }

@@ -39,13 +39,18 @@ pub fn leases_toml(keyspace: &str, ttl: &str, renew: &str, margin: &str) -> Stri
     )
 }
 
-/// Starts `binary sender --config config` with `node` as its name.
+/// Starts `binary sender --config config` with `node` as its name; its log
+/// filter is `SLUICE_TEST_SENDER_LOG` when set (to see more while debugging).
 pub fn spawn_sender(binary: &str, config: &Path, node: &str) -> Child {
     Command::new(binary)
         .args(["sender", "--config"])
         .arg(config)
         .env("SLUICE_SENDER_NODE", node)
-        .env("SLUICE_LOG", "warn,sluice_sender::leases=info")
+        .env(
+            "SLUICE_LOG",
+            std::env::var("SLUICE_TEST_SENDER_LOG")
+                .unwrap_or_else(|_| "warn,sluice_sender::leases=info".into()),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)

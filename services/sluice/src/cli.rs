@@ -75,6 +75,9 @@ pub enum Command {
     Recorder(ServiceArgs),
     /// Run the control service: configuration over gRPC with a watch stream.
     Control(ServiceArgs),
+    /// Run an inbound node: the MX for the VERP addresses mail is sent from,
+    /// turning bounce reports (DSNs) into events (docs/feedback.md).
+    Inbound(ServiceArgs),
     /// Run ingest, sender, recorder and control in one process on the embedded
     /// store in a data directory: no Kafka, no ScyllaDB, no config file needed.
     ///

@@ -35,6 +35,7 @@ fn service(command: &Command) -> Option<&'static str> {
         Command::Sender(_) => "sluice-sender",
         Command::Recorder(_) => "sluice-recorder",
         Command::Control(_) => "sluice-control",
+        Command::Inbound(_) => "sluice-inbound",
         Command::Dev(_) => "sluice-dev",
         _ => return None,
     })

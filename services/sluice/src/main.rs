@@ -34,13 +34,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(dispatch(cli.command)) {
+    let code = match runtime.block_on(dispatch(cli.command)) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // Every role has drained by now. A measurement still waiting on a
+    // broker in a blocking thread (consumer lag) must not hold the exit: a
+    // node that said it stopped is gone within a second.
+    drop(_exporting);
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
 }
 
 async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
@@ -54,6 +60,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Dev(args) => run::dev(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Control(args) => run::control(args).await,
+        Command::Inbound(args) => run::inbound(args).await,
         Command::Admin(args) => {
             let (token, tls) = (args.token.as_deref(), args.tls.config());
             admin::run_admin((&args.endpoint, token, &tls), args.command, args.json).await?;

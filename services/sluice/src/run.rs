@@ -2,6 +2,8 @@
 
 use std::process::ExitCode;
 
+use anyhow::Context;
+
 use crate::cli;
 
 /// `sluice migrate`: applies every versioned CQL migration (`sluice-cql`)
@@ -36,6 +38,22 @@ pub async fn recorder(args: cli::ServiceArgs) -> anyhow::Result<ExitCode> {
         opened => opened?,
     };
     sluice_recorder::run(listeners, config, backends, shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `sluice inbound`: runs the bounce MX until SIGINT or SIGTERM.
+pub async fn inbound(args: cli::ServiceArgs) -> anyhow::Result<ExitCode> {
+    let config = sluice_inbound::InboundConfig::load(args.config.as_deref())?;
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("cannot listen on listen = {}", config.listen))?;
+    let kafka = sluice_log::KafkaConfig {
+        brokers: config.brokers.clone(),
+        client_id: "sluice-inbound".into(),
+    };
+    let log: sluice_log::Log = sluice_log::KafkaLog::connect(kafka).await?.into();
+    let shutdown = sluice_node::shutdown_on_signals();
+    sluice_inbound::run(listener, config, log, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 

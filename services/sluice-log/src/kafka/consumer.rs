@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc::{self, UnboundedReceiver};
@@ -23,6 +23,11 @@ use crate::{
 /// A member of a Kafka consumer group.
 pub struct KafkaConsumer {
     consumer: Arc<StreamConsumer<RebalanceContext>>,
+    /// A client of the same group that never joins it: it asks the brokers
+    /// for the group's committed offsets and the watermarks when the lag is
+    /// measured, so a slow answer never holds the member itself (whose
+    /// close, when it leaves, would wait for it).
+    watcher: Arc<BaseConsumer>,
     group: String,
     brokers: String,
     /// Rebalance events from the consumer's context.
@@ -63,8 +68,10 @@ impl KafkaConsumer {
             .map_err(config.fail(None))?;
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&names).map_err(config.fail(None))?;
+        let watcher: BaseConsumer = config.consumer(group).create().map_err(config.fail(None))?;
         Ok(Self {
             consumer: Arc::new(consumer),
+            watcher: Arc::new(watcher),
             group: group.to_owned(),
             brokers: config.brokers.clone(),
             events,
@@ -183,7 +190,11 @@ impl GroupConsumer for KafkaConsumer {
     }
 
     fn lag(&self) -> impl Future<Output = Result<Vec<PartitionLag>, LogError>> + Send + use<> {
-        let (consumer, brokers) = (self.consumer.clone(), self.brokers.clone());
-        super::blocking(move || super::lag::member_lag(&consumer, &brokers))
+        // The member's assignment and read positions are local state; the
+        // broker requests go through the watcher.
+        let owned = self.consumer.assignment().map_err(|e| self.fail(e));
+        let position = self.consumer.position().map_err(|e| self.fail(e));
+        let (watcher, brokers) = (self.watcher.clone(), self.brokers.clone());
+        super::blocking(move || super::lag::member_lag(&watcher, owned?, &position?, &brokers))
     }
 }

@@ -5,35 +5,51 @@
 //! blocks (the committed offsets and the watermarks are broker requests), so
 //! it runs on tokio's blocking pool.
 
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::REQUEST_TIMEOUT;
-use super::context::RebalanceContext;
 use crate::{LogError, PartitionLag};
 
-/// The lag of every partition `consumer` is assigned, sorted. Blocking.
+/// Longest wait for one broker request of a measurement. Short: the
+/// measurement holds a blocking thread while it waits.
+const ASK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Longest one measurement goes on asking; partitions not reached by then
+/// are left out of it (and from the gauge until a later measurement
+/// reaches them).
+const BUDGET: Duration = Duration::from_secs(4);
+
+/// The lag of every partition `consumer` is assigned, sorted. Blocking, for
+/// at most about [`BUDGET`] plus one [`ASK_TIMEOUT`].
+/// `owned` is the member's assignment and `position` its read positions;
+/// `watcher` (a client of the group that never joins it) asks the brokers.
 pub(super) fn member_lag(
-    consumer: &StreamConsumer<RebalanceContext>,
+    watcher: &BaseConsumer,
+    owned: TopicPartitionList,
+    position: &TopicPartitionList,
     brokers: &str,
 ) -> Result<Vec<PartitionLag>, LogError> {
     let fail = |err| LogError::from_kafka(err, brokers, None);
-    let owned = consumer.assignment().map_err(fail)?;
     if owned.count() == 0 {
         return Ok(Vec::new());
     }
-    let committed = consumer
-        .committed_offsets(owned.clone(), REQUEST_TIMEOUT)
+    let started = Instant::now();
+    let committed = watcher
+        .committed_offsets(owned.clone(), ASK_TIMEOUT)
         .map_err(fail)?;
-    let position = consumer.position().map_err(fail)?;
     let mut lags = Vec::with_capacity(owned.count());
     for elem in owned.elements() {
+        if started.elapsed() > BUDGET {
+            break;
+        }
         let (topic, partition) = (elem.topic(), elem.partition());
-        let (low, high) = consumer
-            .fetch_watermarks(topic, partition, REQUEST_TIMEOUT)
+        let (low, high) = watcher
+            .fetch_watermarks(topic, partition, ASK_TIMEOUT)
             .map_err(|err| LogError::from_kafka(err, brokers, Some(topic)))?;
         let done = offset_of(&committed, topic, partition)
-            .or_else(|| offset_of(&position, topic, partition))
+            .or_else(|| offset_of(position, topic, partition))
             .unwrap_or(low);
         lags.push(PartitionLag::new(topic, partition, high, done));
     }

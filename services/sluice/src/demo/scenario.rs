@@ -227,6 +227,8 @@ domains = [{{ name = "example.com" }}, {{ name = "sluice.test" }}]
 
 [recorder]
 query_listen = "127.0.0.1:0"
+[inbound]
+listen = "127.0.0.1:0"
 
 # smallco greylists every first attempt on purpose: that deferral rate says
 # nothing about the IPs' reputation, so it must not slow their paths.

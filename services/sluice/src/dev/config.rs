@@ -36,6 +36,9 @@ pub struct DevConfig {
     pub sender: sluice_sender::SenderConfig,
     /// The recorder role.
     pub recorder: sluice_recorder::RecorderConfig,
+    /// The inbound role (its MX; `secret`, `brokers` and `events_topic` are
+    /// not used: dev takes ingest's secret and events topic).
+    pub inbound: sluice_inbound::InboundConfig,
 }
 
 impl RoleConfig for DevConfig {
@@ -53,7 +56,15 @@ impl RoleConfig for DevConfig {
         self.control.validate().map_err(|e| within("control", e))?;
         self.ingest.validate().map_err(|e| within("ingest", e))?;
         self.sender.validate().map_err(|e| within("sender", e))?;
-        self.recorder.validate().map_err(|e| within("recorder", e))
+        self.recorder
+            .validate()
+            .map_err(|e| within("recorder", e))?;
+        // Its secret is ingest's, set at start: checked with that one.
+        let inbound = sluice_inbound::InboundConfig {
+            secret: self.ingest.unsubscribe.secret.clone(),
+            ..self.inbound.clone()
+        };
+        inbound.validate().map_err(|e| within("inbound", e))
     }
 }
 

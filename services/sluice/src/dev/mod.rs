@@ -29,6 +29,7 @@ pub struct Endpoints {
     pub query: SocketAddr,
     pub control: SocketAddr,
     pub metrics: Option<SocketAddr>,
+    pub inbound: SocketAddr,
 }
 
 impl std::fmt::Display for Endpoints {
@@ -40,6 +41,7 @@ impl std::fmt::Display for Endpoints {
         }
         writeln!(f, "  query gRPC      {}", self.query)?;
         writeln!(f, "  control gRPC    {}", self.control)?;
+        writeln!(f, "  inbound MX      {}", self.inbound)?;
         if let Some(metrics) = self.metrics {
             writeln!(f, "  metrics         http://{metrics}/metrics")?;
         }
@@ -64,6 +66,7 @@ struct Listeners {
     recorder: sluice_recorder::RecorderListeners,
     ingest: sluice_ingest::IngestListeners,
     sender: sluice_sender::SenderListeners,
+    inbound: tokio::net::TcpListener,
 }
 
 impl Listeners {
@@ -73,6 +76,11 @@ impl Listeners {
             recorder: sluice_recorder::RecorderListeners::bind(&cfg.recorder).await?,
             ingest: sluice_ingest::IngestListeners::bind(&cfg.ingest.listen).await?,
             sender: sluice_sender::SenderListeners::bind(&cfg.sender).await?,
+            inbound: tokio::net::TcpListener::bind(&cfg.inbound.listen)
+                .await
+                .with_context(|| {
+                    format!("cannot listen on inbound.listen {}", cfg.inbound.listen)
+                })?,
         })
     }
 
@@ -88,6 +96,7 @@ impl Listeners {
             query: self.recorder.query.local_addr()?,
             control: self.control.grpc.local_addr()?,
             metrics: local(&self.sender.metrics),
+            inbound: self.inbound.local_addr()?,
         })
     }
 }
@@ -181,6 +190,11 @@ pub async fn start(mut cfg: DevConfig) -> anyhow::Result<Running> {
         heartbeat: None,
         metrics: metrics.ingest.clone(),
     };
+    // The MX for bounces: ingest's secret signs the VERP addresses.
+    cfg.inbound.secret = cfg.ingest.unsubscribe.secret.clone();
+    cfg.inbound.events_topic = cfg.ingest.kafka.events_topic.clone();
+    let inbound = sluice_inbound::run(listeners.inbound, cfg.inbound, log.clone(), token.clone());
+    roles.spawn("inbound", inbound);
     roles.spawn(
         "ingest",
         sluice_ingest::run(listeners.ingest, cfg.ingest, ingest, token),

@@ -98,6 +98,8 @@ default_pool = "default"
 domains = [{{ name = "rival.test" }}]
 [recorder]
 query_listen = "127.0.0.1:0"
+[inbound]
+listen = "127.0.0.1:0"
 [sender]
 dns = false
 [sender.smtp]

@@ -1,0 +1,119 @@
+//! Configuration of an inbound node (`sluice inbound --config inbound.toml`;
+//! every key overridable by `SLUICE_INBOUND_<KEY>`). docs/feedback.md holds
+//! the reference, checked against these doc comments by a test.
+
+use serde::{Deserialize, Serialize};
+use sluice_node::{ConfigError, RoleConfig, Span};
+
+/// An inbound node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct InboundConfig {
+    /// Address the SMTP MX listens on (the tenants' bounce domains' MX
+    /// records point here; port 25 in production).
+    pub listen: String,
+    /// Name in the greeting and the EHLO reply.
+    pub hostname: String,
+    /// Kafka bootstrap servers, comma separated.
+    pub brokers: String,
+    /// Topic the findings are published to as events (the recorder's).
+    pub events_topic: String,
+    /// The secret VERP addresses are signed with: ingest's
+    /// `unsubscribe.secret` (at least 32 characters).
+    pub secret: String,
+    /// Largest message taken, in bytes; larger ones are refused with 552.
+    pub max_message_bytes: usize,
+    /// Recipients in one transaction at most; more are refused with 452.
+    pub max_recipients: usize,
+    /// Connections the listener keeps open at once; more are refused with
+    /// 421 on arrival.
+    pub max_connections: usize,
+    /// Connections one client address may keep open.
+    pub max_connections_per_ip: usize,
+    /// Longest wait for a command before the session is closed.
+    pub idle_timeout: Span,
+    /// Longest a message's DATA may take.
+    pub data_timeout: Span,
+    /// How long open sessions may take to finish after shutdown.
+    pub drain_timeout: Span,
+}
+
+impl Default for InboundConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:2525".into(),
+            hostname: "localhost".into(),
+            brokers: "127.0.0.1:9092".into(),
+            events_topic: "sluice.events".into(),
+            secret: String::new(),
+            max_message_bytes: 10 * 1024 * 1024,
+            max_recipients: 100,
+            max_connections: 1024,
+            max_connections_per_ip: 32,
+            idle_timeout: Span::secs(300),
+            data_timeout: Span::secs(600),
+            drain_timeout: sluice_node::DEFAULT_DRAIN,
+        }
+    }
+}
+
+impl InboundConfig {
+    /// The defaults, overridden by `file` when given, then by
+    /// `SLUICE_INBOUND_*` variables; refused with the key when invalid.
+    pub fn load(file: Option<&std::path::Path>) -> Result<Self, ConfigError> {
+        sluice_node::config::load(file)
+    }
+}
+
+impl RoleConfig for InboundConfig {
+    const ROLE: &'static str = "inbound";
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.secret.len() < 32 {
+            return Err(ConfigError::invalid(
+                Self::ROLE,
+                "secret",
+                "must be ingest's unsubscribe.secret (at least 32 characters): \
+                 VERP addresses are signed with it",
+            ));
+        }
+        if self.max_message_bytes == 0 || self.max_recipients == 0 {
+            return Err(ConfigError::invalid(
+                Self::ROLE,
+                "max_message_bytes",
+                "max_message_bytes and max_recipients must be above 0",
+            ));
+        }
+        if self.max_connections == 0 || self.max_connections_per_ip == 0 {
+            return Err(ConfigError::invalid(
+                Self::ROLE,
+                "max_connections",
+                "max_connections and max_connections_per_ip must be above 0",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reference_in_docs_matches_the_code() {
+        let doc = include_str!("../../../docs/feedback.md");
+        sluice_node::reference::check::<InboundConfig>(doc).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[test]
+    fn a_short_secret_and_unknown_keys_are_refused() {
+        let err =
+            sluice_node::config::from_toml::<InboundConfig>("secret = \"short\"").unwrap_err();
+        assert_eq!(err.key, "secret");
+        let ok = "secret = \"0123456789abcdef0123456789abcdef\"";
+        assert!(sluice_node::config::from_toml::<InboundConfig>(ok).is_ok());
+        let unknown = format!("{ok}\nlisen = \"x\"");
+        let err = sluice_node::config::from_toml::<InboundConfig>(&unknown).unwrap_err();
+        assert!(err.to_string().contains("lisen"), "{err}");
+    }
+}

@@ -1,0 +1,175 @@
+//! The inbound role: an SMTP MX for the VERP addresses Sluice sends from
+//! (`bounce+<message id>-<tag>@<bounce domain>`, `sluice_node::verp`).
+//! Mail to any other address is refused at RCPT. A delivery status
+//! notification (RFC 3464) or a provider's own bounce becomes an event on
+//! the events topic: `bounced` for a permanent failure (classified with the
+//! sender's bounce classes; hard classes suppress the recipient for the
+//! tenant), `deferred` for a delay report; automatic replies are taken and
+//! dropped. The events carry the message id and the recipient the report
+//! names; the recorder fills in the tenant and where the message went from
+//! the message's history (docs/feedback.md#asynchronous-bounces).
+
+pub mod config;
+pub mod dsn;
+mod session;
+
+use std::sync::Arc;
+
+use prost::Message;
+use sluice_log::{Log, MessageLog};
+use sluice_node::CancellationToken;
+use sluice_node::gate::{Gate, Refused};
+use sluice_node::verp::Verp;
+use sluice_proto::v1::{BounceClass, Event, EventKind, SmtpReply};
+use sluice_shaping::Classifier;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+
+pub use config::InboundConfig;
+
+/// The attempt number of events made from reports that arrive later: apart
+/// from the sender's own attempts, so the recorder keeps both, and the same
+/// for every report about a message, so a repeated report counts once.
+pub const LATE_ATTEMPT: u32 = u32::MAX - 1;
+
+/// What can stop the role.
+#[derive(Debug, thiserror::Error)]
+pub enum InboundError {
+    #[error("inbound listener: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("message log: {0}")]
+    Log(#[from] sluice_log::LogError),
+}
+
+/// What became of a message to VERP addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Taken {
+    /// This many events (recipients × statuses) are in the log.
+    Recorded(usize),
+    /// An automatic reply: taken, nothing recorded.
+    AutoReply,
+    /// Neither a report nor a known bounce format: refused.
+    Unrecognised,
+    /// A report without one failed or delayed recipient status that reads:
+    /// refused.
+    NoStatus,
+}
+
+/// What every session shares.
+#[derive(Clone)]
+pub(crate) struct Inbound {
+    config: Arc<InboundConfig>,
+    verp: Verp,
+    log: Log,
+    classifier: Arc<Classifier>,
+}
+
+impl Inbound {
+    /// Publishes the events a message to `messages` (ids from its VERP
+    /// recipients) says; returns once the log holds them.
+    async fn take(&self, messages: &[String], body: &[u8]) -> Result<Taken, sluice_log::LogError> {
+        let statuses = match dsn::read(body) {
+            dsn::Finding::Bounce(statuses) => statuses,
+            dsn::Finding::AutoReply => return Ok(Taken::AutoReply),
+            dsn::Finding::Unrecognised => return Ok(Taken::Unrecognised),
+        };
+        if statuses.is_empty() {
+            return Ok(Taken::NoStatus);
+        }
+        let recorded = messages.len() * statuses.len();
+        for message_id in messages {
+            for status in &statuses {
+                let event = self.event(message_id, status);
+                let payload = event.encode_to_vec();
+                let topic = &self.config.events_topic;
+                self.log
+                    .append(topic, message_id.as_bytes(), &payload)
+                    .await?;
+            }
+        }
+        Ok(Taken::Recorded(recorded))
+    }
+
+    fn event(&self, message_id: &str, status: &dsn::Status) -> Event {
+        let classified = self
+            .classifier
+            .classify_dsn(status.status, &status.diagnostic);
+        let (kind, code) = if status.failed {
+            (EventKind::Bounced, 550)
+        } else {
+            (EventKind::Deferred, 450)
+        };
+        let class = if status.failed {
+            sluice_sender::fate::wire_class(classified.class)
+        } else {
+            BounceClass::OtherTemporary
+        };
+        Event {
+            event_id: ulid::Ulid::new().to_string(),
+            kind: kind.into(),
+            message_id: message_id.to_owned(),
+            recipient: status.recipient.clone(),
+            attempt: LATE_ATTEMPT,
+            at: Some(std::time::SystemTime::now().into()),
+            reply: Some(SmtpReply {
+                code,
+                enhanced_code: status.status.to_string(),
+                text: status.diagnostic.clone(),
+                synthetic: false,
+            }),
+            bounce_class: class.into(),
+            ..Default::default()
+        }
+    }
+}
+
+/// Serves the MX on `listener` until `shutdown` is cancelled, then lets
+/// open sessions finish within `drain_timeout`.
+pub async fn run(
+    listener: TcpListener,
+    config: InboundConfig,
+    log: Log,
+    shutdown: CancellationToken,
+) -> Result<(), InboundError> {
+    let inbound = Inbound {
+        verp: Verp::new(&config.secret),
+        classifier: Arc::new(Classifier::default()),
+        config: Arc::new(config),
+        log,
+    };
+    let cfg = &inbound.config;
+    let gate = Gate::new(cfg.max_connections, cfg.max_connections_per_ip);
+    tracing::info!(addr = %listener.local_addr()?, "inbound MX listening");
+    let mut sessions = JoinSet::new();
+    loop {
+        tokio::select! {
+            (stream, peer) = gate.accept(&listener, "inbound MX", refuse) => {
+                let session = session::Session::new(stream, inbound.clone());
+                sessions.spawn(async move {
+                    if let Err(err) = session.run().await {
+                        tracing::debug!(%peer, %err, "inbound session ended with an error");
+                    }
+                });
+            }
+            () = shutdown.cancelled() => break,
+            Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+        }
+    }
+    let drain: std::time::Duration = inbound.config.drain_timeout.into();
+    let _ = tokio::time::timeout(drain, async {
+        while sessions.join_next().await.is_some() {}
+    })
+    .await;
+    Ok(())
+}
+
+/// Says why, then closes.
+fn refuse(stream: TcpStream, why: Refused) {
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let mut stream = stream;
+        let line = format!("421 4.7.0 {}\r\n", why.reason());
+        let write = stream.write_all(line.as_bytes());
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), write).await;
+    });
+}

@@ -1,0 +1,201 @@
+//! One MX conversation: greeting, EHLO, MAIL, RCPT to VERP addresses only,
+//! DATA, then the findings published before the 250. No AUTH and no relay:
+//! the only mail taken is mail to addresses this installation issued.
+
+use std::time::Duration;
+
+use sluice_smtp::{Command, Data, DataLimits, Endings, Line, Reply};
+use tokio::io::{AsyncWrite, AsyncWriteExt, BufReader};
+
+use crate::{Inbound, Taken};
+
+/// Commands that may fail before the session is closed.
+const MAX_ERRORS: usize = 20;
+
+/// How a session ended.
+pub(crate) enum Ended {
+    Quit,
+    Closed,
+}
+
+pub(crate) struct Session<S> {
+    stream: BufReader<S>,
+    inbound: Inbound,
+    /// Message ids of the accepted recipients of the transaction.
+    messages: Vec<String>,
+    mail: bool,
+    errors: usize,
+}
+
+impl<S> Session<S>
+where
+    S: tokio::io::AsyncRead + AsyncWrite + Unpin,
+{
+    pub(crate) fn new(stream: S, inbound: Inbound) -> Self {
+        Self {
+            stream: BufReader::new(stream),
+            inbound,
+            messages: Vec::new(),
+            mail: false,
+            errors: 0,
+        }
+    }
+
+    pub(crate) async fn run(mut self) -> std::io::Result<Ended> {
+        let hostname = self.inbound.config.hostname.clone();
+        self.say(&Reply::new(220, format!("{hostname} ESMTP Sluice inbound")))
+            .await?;
+        loop {
+            let idle: Duration = self.inbound.config.idle_timeout.into();
+            let max = sluice_smtp::MAX_COMMAND_LINE;
+            let line =
+                match tokio::time::timeout(idle, sluice_smtp::read_line(&mut self.stream, max))
+                    .await
+                {
+                    Err(_) => {
+                        self.say(&Reply::new(421, "4.4.2 Idle too long, closing"))
+                            .await?;
+                        return Ok(Ended::Closed);
+                    }
+                    Ok(line) => line?,
+                };
+            let reply = match line {
+                Line::Eof => return Ok(Ended::Closed),
+                Line::TooLong(_) => Reply::new(500, "5.5.6 Line too long"),
+                Line::Text { text, .. } => match sluice_smtp::parse(&text) {
+                    Ok(Command::Quit) => {
+                        self.say(&Reply::new(221, "2.0.0 Bye")).await?;
+                        return Ok(Ended::Quit);
+                    }
+                    Ok(command) => self.command(command).await?,
+                    Err(err) => err.reply(),
+                },
+            };
+            if reply.is_permanent() {
+                self.errors += 1;
+            }
+            self.say(&reply).await?;
+            if reply.closes() {
+                return Ok(Ended::Closed);
+            }
+            if self.errors > MAX_ERRORS {
+                self.say(&Reply::new(421, "4.7.0 Too many errors, closing"))
+                    .await?;
+                return Ok(Ended::Closed);
+            }
+        }
+    }
+
+    async fn command(&mut self, command: Command) -> std::io::Result<Reply> {
+        let cfg = self.inbound.config.clone();
+        Ok(match command {
+            Command::Ehlo(_) => {
+                self.reset();
+                Reply::new(
+                    250,
+                    format!("{}\nSIZE {}\n8BITMIME", cfg.hostname, cfg.max_message_bytes),
+                )
+            }
+            Command::Helo(_) => {
+                self.reset();
+                Reply::new(250, cfg.hostname.clone())
+            }
+            Command::Mail(_) => {
+                self.reset();
+                self.mail = true;
+                Reply::new(250, "2.1.0 OK")
+            }
+            Command::Rcpt(path) => self.recipient(&path.address),
+            Command::Data => return self.data().await,
+            Command::Rset => {
+                self.reset();
+                Reply::new(250, "2.0.0 OK")
+            }
+            Command::Noop => Reply::new(250, "2.0.0 OK"),
+            Command::Vrfy => Reply::new(252, "2.5.0 Cannot verify"),
+            Command::Help => Reply::new(214, "2.0.0 This server takes bounces for Sluice only"),
+            Command::StartTls | Command::Auth { .. } => Reply::new(502, "5.5.1 Not offered here"),
+            Command::Quit => Reply::new(221, "2.0.0 Bye"),
+        })
+    }
+
+    fn recipient(&mut self, address: &str) -> Reply {
+        if !self.mail {
+            return Reply::new(503, "5.5.1 MAIL first");
+        }
+        if self.messages.len() >= self.inbound.config.max_recipients {
+            return Reply::new(452, "4.5.3 Too many recipients");
+        }
+        match self.inbound.verp.message_id(address) {
+            Some(id) => {
+                self.messages.push(id);
+                Reply::new(250, "2.1.5 OK")
+            }
+            None => Reply::new(
+                550,
+                "5.1.1 No such mailbox: this server takes mail only for the bounce \
+                 addresses it issued",
+            ),
+        }
+    }
+
+    async fn data(&mut self) -> std::io::Result<Reply> {
+        if self.messages.is_empty() {
+            return Ok(Reply::new(503, "5.5.1 RCPT first"));
+        }
+        self.say(&Reply::new(354, "End data with <CR><LF>.<CR><LF>"))
+            .await?;
+        let limits = DataLimits {
+            max_line: sluice_smtp::MAX_TEXT_LINE,
+            max_size: self.inbound.config.max_message_bytes,
+            endings: Endings::Normalize,
+        };
+        let within: Duration = self.inbound.config.data_timeout.into();
+        let read = tokio::time::timeout(within, sluice_smtp::read_data(&mut self.stream, &limits));
+        let body = match read.await {
+            Err(_) => return Ok(Reply::new(421, "4.4.2 DATA took too long")),
+            Ok(Ok(Data::Done(body))) => body,
+            Ok(Ok(Data::Eof)) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(Err(err)) => return Err(err),
+        };
+        let messages = std::mem::take(&mut self.messages);
+        self.mail = false;
+        if body.too_big {
+            return Ok(Reply::new(552, "5.3.4 Message too big"));
+        }
+        if body.long_line {
+            return Ok(Reply::new(500, "5.5.6 Line too long"));
+        }
+        Ok(match self.inbound.take(&messages, &body.bytes).await {
+            Ok(Taken::Recorded(n)) => Reply::new(250, format!("2.0.0 OK, {n} statuses recorded")),
+            Ok(Taken::AutoReply) => {
+                Reply::new(250, "2.0.0 OK, an automatic reply: nothing recorded")
+            }
+            Ok(Taken::NoStatus) => Reply::new(
+                550,
+                "5.6.0 A report without a failed or delayed recipient status that reads \
+                 (Action and Status per recipient); nothing was recorded",
+            ),
+            Ok(Taken::Unrecognised) => Reply::new(
+                550,
+                "5.6.0 Not a delivery status notification (RFC 3464) or a known bounce \
+                 format; nothing was recorded",
+            ),
+            Err(err) => {
+                tracing::warn!(error = %err, "a bounce could not be recorded; the sender will retry");
+                Reply::new(451, "4.3.0 Cannot record this now, try again later")
+            }
+        })
+    }
+
+    fn reset(&mut self) {
+        self.messages.clear();
+        self.mail = false;
+    }
+
+    async fn say(&mut self, reply: &Reply) -> std::io::Result<()> {
+        let stream = self.stream.get_mut();
+        stream.write_all(&reply.to_wire()).await?;
+        stream.flush().await
+    }
+}

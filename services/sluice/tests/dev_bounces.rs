@@ -1,0 +1,204 @@
+//! Asynchronous bounces on the real `sluice dev` (issue #15 item 2): a
+//! message is delivered to the ISP simulator, then "its server" (this test)
+//! mails a delivery status notification to the message's VERP return path
+//! at dev's inbound MX. The recorder records a `bounced` event with the
+//! tenant taken from the message's history, suppresses the recipient, and
+//! the next submission to it is answered `suppressed`. Forged VERP
+//! addresses are refused at RCPT, an automatic reply and a malformed report
+//! change nothing.
+
+use std::time::{Duration, Instant};
+
+use sluice_proto::v1::ingest_client::IngestClient;
+use sluice_proto::v1::{EventKind, GetMessageRequest};
+use sluice_testkit::dev::{dev_config, send_request, start_dev, suppressions};
+use sluice_testkit::sender::start_sim;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+const SCENARIO: &str = r#"
+[[provider]]
+name = "inbox"
+listen = "127.0.0.2:0"
+domains = ["inbox.test"]
+"#;
+
+const BOB: &str = "bob@inbox.test";
+
+/// An SMTP client that sends one line and reads the whole reply.
+struct Client(BufReader<TcpStream>);
+
+impl Client {
+    async fn connect(addr: &str) -> Self {
+        let stream = TcpStream::connect(addr).await.expect("connect to the MX");
+        let mut client = Self(BufReader::new(stream));
+        let greeting = client.reply().await;
+        assert!(greeting.starts_with("220"), "{greeting}");
+        client
+    }
+
+    async fn reply(&mut self) -> String {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            self.0.read_line(&mut line).await.expect("read reply");
+            all.push_str(&line);
+            if line.len() < 4 || line.as_bytes()[3] == b' ' {
+                return all;
+            }
+        }
+    }
+
+    async fn say(&mut self, line: &str) -> String {
+        let stream = self.0.get_mut();
+        stream
+            .write_all(format!("{line}\r\n").as_bytes())
+            .await
+            .expect("write");
+        self.reply().await
+    }
+
+    /// MAIL FROM:<> and RCPT TO:<to>; the RCPT reply.
+    async fn envelope(&mut self, to: &str) -> String {
+        assert!(self.say("MAIL FROM:<>").await.starts_with("250"));
+        self.say(&format!("RCPT TO:<{to}>")).await
+    }
+
+    /// DATA with `message`; the final reply.
+    async fn data(&mut self, message: &str) -> String {
+        assert!(self.say("DATA").await.starts_with("354"));
+        let body = format!("{}\r\n.", message.replace("\n.", "\n.."));
+        self.say(&body).await
+    }
+}
+
+fn report(to: &str, recipient: &str) -> String {
+    format!(
+        "From: MAILER-DAEMON@mx.inbox.test\r\nTo: {to}\r\nSubject: Undelivered Mail Returned to Sender\r\n\
+         Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=delivery-status; boundary=\"R\"\r\n\r\n\
+         --R\r\nContent-Type: text/plain\r\n\r\nThe mailbox is gone.\r\n\
+         --R\r\nContent-Type: message/delivery-status\r\n\r\n\
+         Reporting-MTA: dns; mx.inbox.test\r\n\r\n\
+         Final-Recipient: rfc822; {recipient}\r\nAction: failed\r\nStatus: 5.1.1\r\n\
+         Diagnostic-Code: smtp; 550 5.1.1 <{recipient}>: mailbox disabled after delivery\r\n\r\n\
+         --R--\r\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_bounce_to_the_verp_address_suppresses_the_recipient() {
+    let sim = start_sim(SCENARIO).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("dev.toml");
+    std::fs::write(
+        &file,
+        dev_config(dir.path(), &sim, "inbox", "inbox.test", ""),
+    )
+    .expect("write");
+    let dev = start_dev(std::path::Path::new(env!("CARGO_BIN_EXE_sluice")), &file).await;
+    let mut ingest = IngestClient::connect(dev.ingest.clone())
+        .await
+        .expect("ingest");
+    let token = std::fs::read_to_string(dir.path().join("data/control.token")).expect("token");
+    let token = token.trim();
+    let mut control =
+        sluice_control_client::client(&format!("http://{}", dev.control), Some(token))
+            .await
+            .expect("control");
+    let mut query = sluice_testkit::query::client(&dev.query, Some(token))
+        .await
+        .expect("query");
+
+    let request = send_request("news@sluice.test", &[BOB.to_owned()], "spring news");
+    let sent = ingest.send(request).await.expect("send").into_inner();
+    let id = sent.recipients[0].message_id.clone();
+    // The return path the simulator saw is the one a late bounce goes to.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let verp = loop {
+        let seen = sim.snapshot().messages;
+        if let Some(m) = seen.iter().find(|m| m.recipients.iter().any(|r| r == BOB)) {
+            break m.mail_from.clone();
+        }
+        assert!(Instant::now() < deadline, "the message never arrived");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(verp.starts_with(&format!("bounce+{id}-")), "{verp}");
+
+    let mut mx = Client::connect(&dev.inbound).await;
+    assert!(mx.say("EHLO mx.inbox.test").await.starts_with("250"));
+    // Forged: another tag, a made-up address.
+    let (local, domain) = verp.split_once('@').expect("address");
+    let forged = format!(
+        "{}-0000000000000000@{domain}",
+        &local[..local.rfind('-').unwrap()]
+    );
+    for to in [forged.as_str(), "postmaster@sluice.test"] {
+        let answer = mx.envelope(to).await;
+        assert!(answer.starts_with("550 5.1.1"), "{to}: {answer}");
+        assert!(mx.say("RSET").await.starts_with("250"));
+    }
+    // An automatic reply and a report that names no status change nothing.
+    assert!(mx.envelope(&verp).await.starts_with("250"));
+    let away =
+        format!("From: {BOB}\r\nTo: {verp}\r\nSubject: Out of office\r\n\r\nAway until Monday.");
+    let answer = mx.data(&away).await;
+    assert!(
+        answer.starts_with("250") && answer.contains("automatic reply"),
+        "{answer}"
+    );
+    assert!(mx.envelope(&verp).await.starts_with("250"));
+    let broken = report(&verp, BOB).replace("Status: 5.1.1", "Status: five");
+    let answer = mx.data(&broken).await;
+    assert!(answer.starts_with("550 5.6.0"), "{answer}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(suppressions(&mut control).await, [], "nothing recorded yet");
+
+    // The report, with the address's case folded as some relays do.
+    let folded = verp.to_ascii_lowercase();
+    assert!(mx.envelope(&folded).await.starts_with("250"));
+    let answer = mx.data(&report(&folded, BOB)).await;
+    assert!(
+        answer.starts_with("250") && answer.contains("1 statuses recorded"),
+        "{answer}"
+    );
+    assert!(mx.say("QUIT").await.starts_with("221"));
+
+    let expected = [(BOB.to_owned(), "hard_bounce".to_owned())];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while suppressions(&mut control).await != expected {
+        assert!(
+            Instant::now() < deadline,
+            "no suppression from the late bounce within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = query
+        .get_message(GetMessageRequest {
+            message_id: id.clone(),
+        })
+        .await
+        .expect("message")
+        .into_inner();
+    let late = status
+        .history
+        .iter()
+        .find(|e| e.kind() == EventKind::Bounced)
+        .expect("a bounced event in the message's history");
+    assert_eq!(late.tenant, "dev", "the tenant came from the history");
+    assert_eq!(late.recipient, BOB);
+    assert_eq!(
+        late.reply.as_ref().map(|r| r.enhanced_code.as_str()),
+        Some("5.1.1")
+    );
+    assert!(
+        status
+            .history
+            .iter()
+            .any(|e| e.kind() == EventKind::Delivered)
+    );
+
+    let request = send_request("news@sluice.test", &[BOB.to_owned()], "more news");
+    let again = ingest.send(request).await.expect("send").into_inner();
+    assert!(again.recipients[0].suppressed, "{again:?}");
+}
