@@ -21,6 +21,9 @@ pub struct InboundConfig {
     /// The secret VERP addresses are signed with: ingest's
     /// `unsubscribe.secret` (at least 32 characters).
     pub secret: String,
+    /// Addresses feedback loops send complaints (ARF reports) to, besides
+    /// the VERP addresses (which take them too); compared without case.
+    pub feedback_addresses: Vec<String>,
     /// Largest message taken, in bytes; larger ones are refused with 552.
     pub max_message_bytes: usize,
     /// Recipients in one transaction at most; more are refused with 452.
@@ -46,6 +49,7 @@ impl Default for InboundConfig {
             brokers: "127.0.0.1:9092".into(),
             events_topic: "sluice.events".into(),
             secret: String::new(),
+            feedback_addresses: Vec::new(),
             max_message_bytes: 10 * 1024 * 1024,
             max_recipients: 100,
             max_connections: 1024,

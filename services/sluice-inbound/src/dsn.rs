@@ -69,7 +69,7 @@ fn statuses(body: &str) -> Vec<Status> {
 }
 
 /// `Name: value` fields of a group, names lowercase, folded lines joined.
-fn fields(group: &str) -> Vec<(String, String)> {
+pub(crate) fn fields(group: &str) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
     for line in group.lines() {
         if line.starts_with([' ', '\t']) {

@@ -5,10 +5,12 @@
 //! the events topic: `bounced` for a permanent failure (classified with the
 //! sender's bounce classes; hard classes suppress the recipient for the
 //! tenant), `deferred` for a delay report; automatic replies are taken and
-//! dropped. The events carry the message id and the recipient the report
-//! names; the recorder fills in the tenant and where the message went from
-//! the message's history (docs/feedback.md#asynchronous-bounces).
+//! dropped. ARF complaints (RFC 5965) become `complained` events. The
+//! events carry the message id only; the recorder fills in the tenant, the
+//! recipient and where the message went from the message's history
+//! (docs/feedback.md#asynchronous-bounces).
 
+pub mod arf;
 pub mod config;
 pub mod dsn;
 mod session;
@@ -53,6 +55,8 @@ pub(crate) enum Taken {
     /// A report without one failed or delayed recipient status that reads:
     /// refused.
     NoStatus,
+    /// A complaint that names no message sent from here: refused.
+    Unmatched,
 }
 
 /// What every session shares.
@@ -65,9 +69,24 @@ pub(crate) struct Inbound {
 }
 
 impl Inbound {
+    /// Whether `address` is one of the feedback-loop addresses.
+    fn is_feedback_address(&self, address: &str) -> bool {
+        self.config
+            .feedback_addresses
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(address))
+    }
+
     /// Publishes the events a message to `messages` (ids from its VERP
-    /// recipients) says; returns once the log holds them.
+    /// recipients; none when it went to a feedback address only) says;
+    /// returns once the log holds them.
     async fn take(&self, messages: &[String], body: &[u8]) -> Result<Taken, sluice_log::LogError> {
+        if let Some(complaint) = arf::read(body) {
+            return self.complaint(messages, &complaint).await;
+        }
+        if messages.is_empty() {
+            return Ok(Taken::Unrecognised);
+        }
         let statuses = match dsn::read(body) {
             dsn::Finding::Bounce(statuses) => statuses,
             dsn::Finding::AutoReply => return Ok(Taken::AutoReply),
@@ -90,6 +109,47 @@ impl Inbound {
         Ok(Taken::Recorded(recorded))
     }
 
+    /// A complaint: the message it names (a VERP recipient, the original's
+    /// VERP return path, or a `Message-ID` Sluice wrote) gets a
+    /// `complained` event; `not-spam` reports record nothing.
+    async fn complaint(
+        &self,
+        messages: &[String],
+        complaint: &arf::Complaint,
+    ) -> Result<Taken, sluice_log::LogError> {
+        if complaint.feedback_type == "not-spam" {
+            return Ok(Taken::Recorded(0));
+        }
+        let message_id = messages
+            .first()
+            .cloned()
+            .or_else(|| self.verp.message_id(&complaint.return_path))
+            .or_else(|| arf::sluice_message_id(&complaint.message_id_header));
+        let Some(message_id) = message_id else {
+            return Ok(Taken::Unmatched);
+        };
+        let event = Event {
+            event_id: ulid::Ulid::new().to_string(),
+            kind: EventKind::Complained.into(),
+            message_id: message_id.clone(),
+            // The message's own recipient, from its history (the recorder):
+            // what a report claims is not trusted with a suppression.
+            recipient: String::new(),
+            attempt: LATE_ATTEMPT,
+            at: Some(std::time::SystemTime::now().into()),
+            reply: Some(SmtpReply {
+                text: format!("feedback-type: {}", complaint.feedback_type),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let topic = &self.config.events_topic;
+        self.log
+            .append(topic, message_id.as_bytes(), &event.encode_to_vec())
+            .await?;
+        Ok(Taken::Recorded(1))
+    }
+
     fn event(&self, message_id: &str, status: &dsn::Status) -> Event {
         let classified = self
             .classifier
@@ -108,7 +168,9 @@ impl Inbound {
             event_id: ulid::Ulid::new().to_string(),
             kind: kind.into(),
             message_id: message_id.to_owned(),
-            recipient: status.recipient.clone(),
+            // The message's own recipient, from its history (the recorder):
+            // a report's Final-Recipient may be a forwarding target.
+            recipient: String::new(),
             attempt: LATE_ATTEMPT,
             at: Some(std::time::SystemTime::now().into()),
             reply: Some(SmtpReply {

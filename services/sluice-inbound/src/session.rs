@@ -23,6 +23,8 @@ pub(crate) struct Session<S> {
     inbound: Inbound,
     /// Message ids of the accepted recipients of the transaction.
     messages: Vec<String>,
+    /// A feedback-loop address is among the recipients.
+    feedback: bool,
     mail: bool,
     errors: usize,
 }
@@ -36,6 +38,7 @@ where
             stream: BufReader::new(stream),
             inbound,
             messages: Vec::new(),
+            feedback: false,
             mail: false,
             errors: 0,
         }
@@ -123,8 +126,12 @@ where
         if !self.mail {
             return Reply::new(503, "5.5.1 MAIL first");
         }
-        if self.messages.len() >= self.inbound.config.max_recipients {
+        if self.messages.len() + usize::from(self.feedback) >= self.inbound.config.max_recipients {
             return Reply::new(452, "4.5.3 Too many recipients");
+        }
+        if self.inbound.is_feedback_address(address) {
+            self.feedback = true;
+            return Reply::new(250, "2.1.5 OK");
         }
         match self.inbound.verp.message_id(address) {
             Some(id) => {
@@ -140,7 +147,7 @@ where
     }
 
     async fn data(&mut self) -> std::io::Result<Reply> {
-        if self.messages.is_empty() {
+        if self.messages.is_empty() && !self.feedback {
             return Ok(Reply::new(503, "5.5.1 RCPT first"));
         }
         self.say(&Reply::new(354, "End data with <CR><LF>.<CR><LF>"))
@@ -160,6 +167,7 @@ where
         };
         let messages = std::mem::take(&mut self.messages);
         self.mail = false;
+        self.feedback = false;
         if body.too_big {
             return Ok(Reply::new(552, "5.3.4 Message too big"));
         }
@@ -176,6 +184,11 @@ where
                 "5.6.0 A report without a failed or delayed recipient status that reads \
                  (Action and Status per recipient); nothing was recorded",
             ),
+            Ok(Taken::Unmatched) => Reply::new(
+                550,
+                "5.6.0 A complaint that names no message sent from here (no VERP \
+                 address or Sluice Message-ID in it); nothing was recorded",
+            ),
             Ok(Taken::Unrecognised) => Reply::new(
                 550,
                 "5.6.0 Not a delivery status notification (RFC 3464) or a known bounce \
@@ -190,6 +203,7 @@ where
 
     fn reset(&mut self) {
         self.messages.clear();
+        self.feedback = false;
         self.mail = false;
     }
 

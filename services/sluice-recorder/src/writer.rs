@@ -136,12 +136,28 @@ impl Writer {
     }
 
     /// Completes events that name only their message (the inbound role's
-    /// late bounces) from the message's history ([`crate::enrich`]); an
-    /// event whose message has no history yet is written as it is.
+    /// late bounces and complaints) from the message's history
+    /// ([`crate::enrich`]): its events earlier in this batch (a message's
+    /// events share a partition, so they come in order), else those the
+    /// ledger holds. An event whose message has no history is written as it
+    /// is.
     pub async fn enrich(&self, events: &mut [Event]) -> Result<(), RecorderError> {
-        let orphans: Vec<usize> = (0..events.len())
-            .filter(|&i| crate::enrich::needs_history(&events[i]))
-            .collect();
+        let mut orphans = Vec::new();
+        for i in 0..events.len() {
+            if !crate::enrich::needs_history(&events[i]) {
+                continue;
+            }
+            let (earlier, rest) = events.split_at_mut(i);
+            let id = &rest[0].message_id;
+            let batch: Vec<Event> = earlier
+                .iter()
+                .filter(|e| &e.message_id == id)
+                .cloned()
+                .collect();
+            if !crate::enrich::from_history(&mut rest[0], &batch) {
+                orphans.push(i);
+            }
+        }
         if orphans.is_empty() {
             return Ok(());
         }

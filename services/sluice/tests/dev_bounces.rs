@@ -5,7 +5,9 @@
 //! tenant taken from the message's history, suppresses the recipient, and
 //! the next submission to it is answered `suppressed`. Forged VERP
 //! addresses are refused at RCPT, an automatic reply and a malformed report
-//! change nothing.
+//! change nothing. A feedback loop's complaint (ARF) about another message
+//! suppresses that message's recipient (not the address the report claims)
+//! for the tenant.
 
 use std::time::{Duration, Instant};
 
@@ -24,6 +26,8 @@ domains = ["inbox.test"]
 "#;
 
 const BOB: &str = "bob@inbox.test";
+const CAROL: &str = "carol@inbox.test";
+const FBL: &str = "fbl@sluice.test";
 
 /// An SMTP client that sends one line and reads the whole reply.
 struct Client(BufReader<TcpStream>);
@@ -86,16 +90,54 @@ fn report(to: &str, recipient: &str) -> String {
     )
 }
 
+/// An ARF report whose original carries `return_path`; it claims
+/// `claimed` as the recipient.
+fn complaint(return_path: &str, claimed: &str) -> String {
+    format!(
+        "From: fbl@hotmail.test\r\nTo: {FBL}\r\nSubject: complaint\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=feedback-report; boundary=\"F\"\r\n\r\n\
+         --F\r\nContent-Type: text/plain\r\n\r\nThis is a spam report.\r\n\
+         --F\r\nContent-Type: message/feedback-report\r\n\r\n\
+         Feedback-Type: abuse\r\nUser-Agent: TestFBL/1.0\r\nVersion: 1\r\nOriginal-Rcpt-To: {claimed}\r\n\r\n\
+         --F\r\nContent-Type: text/rfc822-headers\r\n\r\n\
+         Return-Path: <{return_path}>\r\nSubject: spring news\r\n\r\n--F--\r\n"
+    )
+}
+
+/// Sends a message to `to` and waits for the simulator to take it; its id
+/// and the return path it went with.
+async fn delivered(
+    ingest: &mut IngestClient<tonic::transport::Channel>,
+    sim: &sluice_sim::SimHandle,
+    to: &str,
+) -> (String, String) {
+    let request = send_request("news@sluice.test", &[to.to_owned()], "spring news");
+    let sent = ingest.send(request).await.expect("send").into_inner();
+    let id = sent.recipients[0].message_id.clone();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let seen = sim.snapshot().messages;
+        if let Some(m) = seen.iter().find(|m| m.recipients.iter().any(|r| r == to)) {
+            return (id, m.mail_from.clone());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the message to {to} never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_bounce_to_the_verp_address_suppresses_the_recipient() {
     let sim = start_sim(SCENARIO).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("dev.toml");
-    std::fs::write(
-        &file,
-        dev_config(dir.path(), &sim, "inbox", "inbox.test", ""),
-    )
-    .expect("write");
+    let config = dev_config(dir.path(), &sim, "inbox", "inbox.test", "").replace(
+        "[inbound]\n",
+        &format!("[inbound]\nfeedback_addresses = [\"{FBL}\"]\n"),
+    );
+    std::fs::write(&file, config).expect("write");
     let dev = start_dev(std::path::Path::new(env!("CARGO_BIN_EXE_sluice")), &file).await;
     let mut ingest = IngestClient::connect(dev.ingest.clone())
         .await
@@ -110,19 +152,8 @@ async fn a_late_bounce_to_the_verp_address_suppresses_the_recipient() {
         .await
         .expect("query");
 
-    let request = send_request("news@sluice.test", &[BOB.to_owned()], "spring news");
-    let sent = ingest.send(request).await.expect("send").into_inner();
-    let id = sent.recipients[0].message_id.clone();
     // The return path the simulator saw is the one a late bounce goes to.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let verp = loop {
-        let seen = sim.snapshot().messages;
-        if let Some(m) = seen.iter().find(|m| m.recipients.iter().any(|r| r == BOB)) {
-            break m.mail_from.clone();
-        }
-        assert!(Instant::now() < deadline, "the message never arrived");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let (id, verp) = delivered(&mut ingest, &sim, BOB).await;
     assert!(verp.starts_with(&format!("bounce+{id}-")), "{verp}");
 
     let mut mx = Client::connect(&dev.inbound).await;
@@ -201,4 +232,43 @@ async fn a_late_bounce_to_the_verp_address_suppresses_the_recipient() {
     let request = send_request("news@sluice.test", &[BOB.to_owned()], "more news");
     let again = ingest.send(request).await.expect("send").into_inner();
     assert!(again.recipients[0].suppressed, "{again:?}");
+
+    // A complaint about Carol's message, at the feedback address; the report
+    // claims another recipient, which is not trusted.
+    let (carol_id, carol_verp) = delivered(&mut ingest, &sim, CAROL).await;
+    let mut mx = Client::connect(&dev.inbound).await;
+    assert!(mx.say("EHLO fbl.hotmail.test").await.starts_with("250"));
+    assert!(mx.envelope(FBL).await.starts_with("250"));
+    let unmatched = complaint("someone@elsewhere.test", "eve@inbox.test");
+    let answer = mx.data(&unmatched).await;
+    assert!(answer.starts_with("550 5.6.0"), "{answer}");
+    assert!(mx.envelope(FBL).await.starts_with("250"));
+    let answer = mx.data(&complaint(&carol_verp, "eve@inbox.test")).await;
+    assert!(answer.starts_with("250"), "{answer}");
+    let expected = [
+        (BOB.to_owned(), "hard_bounce".to_owned()),
+        (CAROL.to_owned(), "complaint".to_owned()),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut now = suppressions(&mut control).await;
+        now.sort();
+        if now == expected {
+            break;
+        }
+        if Instant::now() > deadline {
+            let history = query
+                .get_message(GetMessageRequest {
+                    message_id: carol_id.clone(),
+                })
+                .await
+                .expect("message")
+                .into_inner()
+                .history;
+            panic!(
+                "suppressions after the complaint: {now:?}; Carol (VERP {carol_verp}): {history:?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
