@@ -39,6 +39,9 @@ pub struct InboundConfig {
     pub data_timeout: Span,
     /// How long open sessions may take to finish after shutdown.
     pub drain_timeout: Span,
+    /// Where `GET /metrics` is served (docs/metrics.md); without a token,
+    /// only on a loopback address (the role has no TLS of its own yet).
+    pub metrics: sluice_node::metrics::MetricsSection,
 }
 
 impl Default for InboundConfig {
@@ -57,6 +60,7 @@ impl Default for InboundConfig {
             idle_timeout: Span::secs(300),
             data_timeout: Span::secs(600),
             drain_timeout: sluice_node::DEFAULT_DRAIN,
+            metrics: Default::default(),
         }
     }
 }

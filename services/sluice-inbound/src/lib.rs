@@ -13,6 +13,7 @@
 pub mod arf;
 pub mod config;
 pub mod dsn;
+pub mod metrics;
 mod session;
 
 use std::sync::Arc;
@@ -41,6 +42,8 @@ pub enum InboundError {
     Io(#[from] std::io::Error),
     #[error("message log: {0}")]
     Log(#[from] sluice_log::LogError),
+    #[error("configuration: {0}")]
+    Config(String),
 }
 
 /// What became of a message to VERP addresses.
@@ -66,6 +69,7 @@ pub(crate) struct Inbound {
     verp: Verp,
     log: Log,
     classifier: Arc<Classifier>,
+    metrics: Arc<metrics::InboundMetrics>,
 }
 
 impl Inbound {
@@ -99,6 +103,8 @@ impl Inbound {
         for message_id in messages {
             for status in &statuses {
                 let event = self.event(message_id, status);
+                let kind = if status.failed { "bounced" } else { "deferred" };
+                self.metrics.event(kind);
                 let payload = event.encode_to_vec();
                 let topic = &self.config.events_topic;
                 self.log
@@ -147,6 +153,7 @@ impl Inbound {
         self.log
             .append(topic, message_id.as_bytes(), &event.encode_to_vec())
             .await?;
+        self.metrics.event("complained");
         Ok(Taken::Recorded(1))
     }
 
@@ -185,19 +192,46 @@ impl Inbound {
     }
 }
 
-/// Serves the MX on `listener` until `shutdown` is cancelled, then lets
-/// open sessions finish within `drain_timeout`.
+/// The listeners of an inbound node.
+pub struct InboundListeners {
+    /// The MX.
+    pub smtp: TcpListener,
+    /// `metrics.listen`, when set (and not served elsewhere, as in dev).
+    pub metrics: Option<TcpListener>,
+}
+
+/// Serves the MX until `shutdown` is cancelled, then lets open sessions
+/// finish within `drain_timeout`; `GET /metrics` on `listeners.metrics`.
 pub async fn run(
-    listener: TcpListener,
+    listeners: InboundListeners,
     config: InboundConfig,
     log: Log,
+    metrics: Arc<metrics::InboundMetrics>,
     shutdown: CancellationToken,
 ) -> Result<(), InboundError> {
+    let render: sluice_node::metrics::Render = {
+        let metrics = metrics.clone();
+        Arc::new(move || metrics.render())
+    };
+    let tls = sluice_node::tls::TlsConfig::default();
+    let ready = sluice_node::probes::always_ready();
+    let serving = sluice_node::metrics::serve_optional(
+        listeners.metrics,
+        &config.metrics,
+        &tls,
+        render,
+        ready,
+        &shutdown,
+    )
+    .map_err(|(field, reason)| InboundError::Config(format!("{field}: {reason}")))?;
+    let serving = tokio::spawn(serving);
+    let listener = listeners.smtp;
     let inbound = Inbound {
         verp: Verp::new(&config.secret),
         classifier: Arc::new(Classifier::default()),
         config: Arc::new(config),
         log,
+        metrics,
     };
     let cfg = &inbound.config;
     let gate = Gate::new(cfg.max_connections, cfg.max_connections_per_ip);
@@ -206,6 +240,7 @@ pub async fn run(
     loop {
         tokio::select! {
             (stream, peer) = gate.accept(&listener, "inbound MX", refuse) => {
+                inbound.metrics.sessions.inc();
                 let session = session::Session::new(stream, inbound.clone());
                 sessions.spawn(async move {
                     if let Err(err) = session.run().await {
@@ -222,6 +257,9 @@ pub async fn run(
         while sessions.join_next().await.is_some() {}
     })
     .await;
+    if let Ok(Err(err)) = serving.await {
+        tracing::warn!(error = %err, "the metrics endpoint stopped with an error");
+    }
     Ok(())
 }
 

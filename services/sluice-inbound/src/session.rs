@@ -138,11 +138,14 @@ where
                 self.messages.push(id);
                 Reply::new(250, "2.1.5 OK")
             }
-            None => Reply::new(
-                550,
-                "5.1.1 No such mailbox: this server takes mail only for the bounce \
-                 addresses it issued",
-            ),
+            None => {
+                self.inbound.metrics.refused_recipients.inc();
+                Reply::new(
+                    550,
+                    "5.1.1 No such mailbox: this server takes mail only for the bounce \
+                     addresses it issued",
+                )
+            }
         }
     }
 
@@ -169,12 +172,22 @@ where
         self.mail = false;
         self.feedback = false;
         if body.too_big {
+            self.inbound.metrics.message("too_big");
             return Ok(Reply::new(552, "5.3.4 Message too big"));
         }
         if body.long_line {
             return Ok(Reply::new(500, "5.5.6 Line too long"));
         }
-        Ok(match self.inbound.take(&messages, &body.bytes).await {
+        let taken = self.inbound.take(&messages, &body.bytes).await;
+        self.inbound.metrics.message(match &taken {
+            Ok(Taken::Recorded(_)) => "recorded",
+            Ok(Taken::AutoReply) => "auto_reply",
+            Ok(Taken::Unrecognised) => "unrecognised",
+            Ok(Taken::NoStatus) => "no_status",
+            Ok(Taken::Unmatched) => "unmatched",
+            Err(_) => "log_unavailable",
+        });
+        Ok(match taken {
             Ok(Taken::Recorded(n)) => Reply::new(250, format!("2.0.0 OK, {n} statuses recorded")),
             Ok(Taken::AutoReply) => {
                 Reply::new(250, "2.0.0 OK, an automatic reply: nothing recorded")

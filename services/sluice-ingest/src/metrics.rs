@@ -71,6 +71,8 @@ pub struct IngestMetrics {
     pub submission_seconds: Family<DoorLabels, Histogram>,
     pub recipients: Family<RecipientLabels, Counter>,
     pub signing_seconds: Histogram,
+    /// Submissions whose DKIM signing failed (refused as internal errors).
+    pub dkim_failures: Counter,
     pub log_append_seconds: Histogram,
     pub shed: Family<DoorLabels, Counter>,
     pub tenant_recipients: Family<TenantRecipientLabels, Counter>,
@@ -117,6 +119,12 @@ impl IngestMetrics {
             Unit::Seconds,
             signing_seconds.clone(),
         );
+        let dkim_failures = Counter::default();
+        registry.register(
+            "dkim_failures",
+            "Submissions whose DKIM signing failed (a key that does not load or sign); refused as internal errors",
+            dkim_failures.clone(),
+        );
         let log_append_seconds = seconds();
         registry.register_with_unit(
             "log_append",
@@ -144,6 +152,7 @@ impl IngestMetrics {
             submission_seconds,
             recipients,
             signing_seconds,
+            dkim_failures,
             log_append_seconds,
             shed,
         }

@@ -241,7 +241,10 @@ impl Ingestor {
             .signers()
             .sign_all(&checked.from_domain, messages)
             .instrument(signing_span)
-            .await?;
+            .await
+            .inspect_err(|_| {
+                self.metrics.dkim_failures.inc();
+            })?;
         let metrics = &self.metrics;
         metrics
             .signing_seconds

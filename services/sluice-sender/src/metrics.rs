@@ -35,6 +35,11 @@ pub struct OutcomeLabels {
     /// The recipient's configured site, `other` for a site no rule names,
     /// empty when it was never routed.
     pub site: String,
+    /// The node's pool.
+    pub pool: String,
+    /// The source IP of the attempt (one of the pool's); empty when no
+    /// attempt was made (expiry, a message that could not be routed).
+    pub source_ip: String,
 }
 
 /// Labels of an SMTP transaction.
@@ -93,7 +98,7 @@ impl SenderMetrics {
         let outcomes = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "outcomes",
-            "Final and deferred outcomes of delivery attempts, by kind and site",
+            "Final and deferred outcomes of delivery attempts, by kind, site, pool and source IP",
             outcomes.clone(),
         );
         let overflowed = Counter::default();
@@ -232,6 +237,8 @@ mod tests {
             .get_or_create(&OutcomeLabels {
                 kind: "delivered".into(),
                 site: "google".into(),
+                pool: "shared".into(),
+                source_ip: "192.0.2.1".into(),
             })
             .inc();
         m.transaction_seconds
@@ -272,7 +279,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("sluice_sender_outcomes_total{kind=\"delivered\",site=\"google\"} 1"),
+            text.contains("sluice_sender_outcomes_total{kind=\"delivered\",site=\"google\",pool=\"shared\",source_ip=\"192.0.2.1\"} 1"),
             "{text}"
         );
         assert!(

@@ -52,8 +52,13 @@ pub async fn inbound(args: cli::ServiceArgs) -> anyhow::Result<ExitCode> {
         client_id: "sluice-inbound".into(),
     };
     let log: sluice_log::Log = sluice_log::KafkaLog::connect(kafka).await?.into();
+    let listeners = sluice_inbound::InboundListeners {
+        smtp: listener,
+        metrics: config.metrics.bind().await?,
+    };
     let shutdown = sluice_node::shutdown_on_signals();
-    sluice_inbound::run(listener, config, log, shutdown).await?;
+    let metrics = std::sync::Arc::default();
+    sluice_inbound::run(listeners, config, log, metrics, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -269,6 +269,8 @@ impl Dispatcher {
             .get_or_create(&crate::metrics::OutcomeLabels {
                 kind: kind.into(),
                 site: crate::metrics::site_label(&event.site),
+                pool: self.cfg.pool.clone(),
+                source_ip: event.source_ip.clone(),
             })
             .inc();
         let mut stats = self.stats.lock().expect("stats lock");

@@ -193,7 +193,18 @@ pub async fn start(mut cfg: DevConfig) -> anyhow::Result<Running> {
     // The MX for bounces: ingest's secret signs the VERP addresses.
     cfg.inbound.secret = cfg.ingest.unsubscribe.secret.clone();
     cfg.inbound.events_topic = cfg.ingest.kafka.events_topic.clone();
-    let inbound = sluice_inbound::run(listeners.inbound, cfg.inbound, log.clone(), token.clone());
+    let inbound_listeners = sluice_inbound::InboundListeners {
+        smtp: listeners.inbound,
+        // Served with every role's on the sender's endpoint.
+        metrics: None,
+    };
+    let inbound = sluice_inbound::run(
+        inbound_listeners,
+        cfg.inbound,
+        log.clone(),
+        metrics.inbound.clone(),
+        token.clone(),
+    );
     roles.spawn("inbound", inbound);
     roles.spawn(
         "ingest",
@@ -215,17 +226,20 @@ struct Metrics {
     sender: Arc<sluice_sender::metrics::SenderMetrics>,
     recorder: Arc<sluice_recorder::Metrics>,
     control: Arc<sluice_control::metrics::ControlMetrics>,
+    inbound: Arc<sluice_inbound::metrics::InboundMetrics>,
 }
 
 impl Metrics {
     fn exposition(&self) -> sluice_node::metrics::Render {
         let (ingest, sender) = (self.ingest.clone(), self.sender.clone());
         let (recorder, control) = (self.recorder.clone(), self.control.clone());
+        let inbound = self.inbound.clone();
         sluice_node::metrics::combine(vec![
             Arc::new(move || ingest.render()),
             Arc::new(move || sender.render()),
             Arc::new(move || recorder.render()),
             Arc::new(move || control.render()),
+            Arc::new(move || inbound.render()),
         ])
     }
 }
