@@ -423,6 +423,26 @@ def check_references(objects, templates):
                 fail(found[0], f"{name_of(found[1])}: sets replicas although {name_of(obj)} owns the count (apply would reset it)")
 
 
+def expressions_match(where, obj, expressions, labels):
+    """A label selector's matchExpressions (In, NotIn, Exists, DoesNotExist)."""
+    for e in expressions:
+        key, op, values = e.get("key"), e.get("operator"), e.get("values") or []
+        if op == "In":
+            ok = labels.get(key) in values
+        elif op == "NotIn":
+            ok = labels.get(key) not in values
+        elif op == "Exists":
+            ok = key in labels
+        elif op == "DoesNotExist":
+            ok = key not in labels
+        else:
+            fail(where, f"{name_of(obj)}: matchExpressions operator {op!r} is not one of In, NotIn, Exists, DoesNotExist")
+            return False
+        if not ok:
+            return False
+    return True
+
+
 def check_servicemonitor(where, obj, services, secrets, namespace):
     if obj.get("apiVersion") != "monitoring.coreos.com/v1" or obj.get("kind") != "ServiceMonitor":
         fail(where, f"{name_of(obj)}: expected apiVersion monitoring.coreos.com/v1, kind ServiceMonitor")
@@ -441,7 +461,10 @@ def check_servicemonitor(where, obj, services, secrets, namespace):
     names = (spec.get("namespaceSelector") or {}).get("matchNames")
     if names is not None and namespace not in names:
         fail(where, f"{name_of(obj)}: namespaceSelector does not include namespace {namespace}")
-    matched = [s for s in services.values() if labels_match(selector, s["metadata"].get("labels", {}))]
+    expressions = (spec.get("selector") or {}).get("matchExpressions") or []
+    matched = [s for s in services.values()
+               if labels_match(selector, s["metadata"].get("labels", {}))
+               and expressions_match(where, obj, expressions, s["metadata"].get("labels", {}))]
     if not matched:
         fail(where, f"{name_of(obj)}: selector {selector} matches no Service")
     endpoints = spec.get("endpoints") or []
