@@ -115,6 +115,28 @@ impl Inbound {
         Ok(Taken::Recorded(recorded))
     }
 
+    /// Publishes an `unsubscribed` event for each message id (from
+    /// `mailto:` unsubscribe addresses); the recorder suppresses the
+    /// message's recipient for its tenant.
+    async fn unsubscribe(&self, messages: &[String]) -> Result<(), sluice_log::LogError> {
+        for message_id in messages {
+            let event = Event {
+                event_id: ulid::Ulid::new().to_string(),
+                kind: EventKind::Unsubscribed.into(),
+                message_id: message_id.clone(),
+                attempt: LATE_ATTEMPT,
+                at: Some(std::time::SystemTime::now().into()),
+                ..Default::default()
+            };
+            let topic = &self.config.events_topic;
+            self.log
+                .append(topic, message_id.as_bytes(), &event.encode_to_vec())
+                .await?;
+            self.metrics.event("unsubscribed");
+        }
+        Ok(())
+    }
+
     /// A complaint: the message it names (a VERP recipient, the original's
     /// VERP return path, or a `Message-ID` Sluice wrote) gets a
     /// `complained` event; `not-spam` reports record nothing.

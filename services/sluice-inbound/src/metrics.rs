@@ -8,15 +8,15 @@ use prometheus_client::registry::Registry;
 /// Labels of a message taken after DATA.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
-    /// `recorded`, `auto_reply`, `unrecognised`, `no_status`, `unmatched`,
-    /// `too_big` or `log_unavailable`.
+    /// `recorded`, `unsubscribed`, `auto_reply`, `unrecognised`,
+    /// `no_status`, `unmatched`, `too_big` or `log_unavailable`.
     pub outcome: String,
 }
 
 /// Labels of an event published.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
-    /// `bounced`, `deferred` or `complained`.
+    /// `bounced`, `deferred`, `complained` or `unsubscribed`.
     pub kind: String,
 }
 
@@ -54,13 +54,13 @@ impl InboundMetrics {
         let messages = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "messages",
-            "Messages after DATA, by what became of them (recorded, auto_reply, unrecognised, no_status, unmatched, too_big, log_unavailable)",
+            "Messages after DATA, by what became of them (recorded, unsubscribed, auto_reply, unrecognised, no_status, unmatched, too_big, log_unavailable)",
             messages.clone(),
         );
         let events = Family::<KindLabels, Counter>::default();
         registry.register(
             "events",
-            "Events published from reports: bounced, deferred (late bounces) and complained (ARF)",
+            "Events published: bounced, deferred (late bounces), complained (ARF) and unsubscribed (mailto: unsubscribes)",
             events.clone(),
         );
         Self {

@@ -25,6 +25,8 @@ pub(crate) struct Session<S> {
     messages: Vec<String>,
     /// A feedback-loop address is among the recipients.
     feedback: bool,
+    /// Message ids of the `mailto:` unsubscribe addresses among them.
+    unsubscribes: Vec<String>,
     mail: bool,
     errors: usize,
 }
@@ -39,6 +41,7 @@ where
             inbound,
             messages: Vec::new(),
             feedback: false,
+            unsubscribes: Vec::new(),
             mail: false,
             errors: 0,
         }
@@ -126,11 +129,16 @@ where
         if !self.mail {
             return Reply::new(503, "5.5.1 MAIL first");
         }
-        if self.messages.len() + usize::from(self.feedback) >= self.inbound.config.max_recipients {
+        let taken = self.messages.len() + self.unsubscribes.len() + usize::from(self.feedback);
+        if taken >= self.inbound.config.max_recipients {
             return Reply::new(452, "4.5.3 Too many recipients");
         }
         if self.inbound.is_feedback_address(address) {
             self.feedback = true;
+            return Reply::new(250, "2.1.5 OK");
+        }
+        if let Some(id) = self.inbound.verp.unsubscribe_message_id(address) {
+            self.unsubscribes.push(id);
             return Reply::new(250, "2.1.5 OK");
         }
         match self.inbound.verp.message_id(address) {
@@ -150,7 +158,7 @@ where
     }
 
     async fn data(&mut self) -> std::io::Result<Reply> {
-        if self.messages.is_empty() && !self.feedback {
+        if self.messages.is_empty() && self.unsubscribes.is_empty() && !self.feedback {
             return Ok(Reply::new(503, "5.5.1 RCPT first"));
         }
         self.say(&Reply::new(354, "End data with <CR><LF>.<CR><LF>"))
@@ -169,14 +177,33 @@ where
             Ok(Err(err)) => return Err(err),
         };
         let messages = std::mem::take(&mut self.messages);
+        let unsubscribes = std::mem::take(&mut self.unsubscribes);
         self.mail = false;
-        self.feedback = false;
+        let feedback = std::mem::take(&mut self.feedback);
         if body.too_big {
             self.inbound.metrics.message("too_big");
             return Ok(Reply::new(552, "5.3.4 Message too big"));
         }
         if body.long_line {
             return Ok(Reply::new(500, "5.5.6 Line too long"));
+        }
+        // Any message to an unsubscribe address unsubscribes (RFC 2369);
+        // what else it says matters only to the other recipients.
+        if let Err(err) = self.inbound.unsubscribe(&unsubscribes).await {
+            self.inbound.metrics.message("log_unavailable");
+            tracing::warn!(error = %err, "an unsubscribe could not be recorded; the sender will retry");
+            return Ok(Reply::new(
+                451,
+                "4.3.0 Cannot record this now, try again later",
+            ));
+        }
+        if messages.is_empty() && !feedback {
+            self.inbound.metrics.message("unsubscribed");
+            let n = unsubscribes.len();
+            return Ok(Reply::new(
+                250,
+                format!("2.0.0 OK, {n} unsubscribes recorded"),
+            ));
         }
         let taken = self.inbound.take(&messages, &body.bytes).await;
         self.inbound.metrics.message(match &taken {
@@ -216,6 +243,7 @@ where
 
     fn reset(&mut self) {
         self.messages.clear();
+        self.unsubscribes.clear();
         self.feedback = false;
         self.mail = false;
     }

@@ -369,6 +369,10 @@ impl Ingestor {
                 message_id: ids[index].clone(),
             };
             let mut extra: Vec<(&'static str, String)> = self.unsubscribe.headers(&target).into();
+            // RFC 2369's mail alternative, taken by the inbound MX.
+            let bounce_domain = tenant.bounce_domain(&checked.from_domain);
+            let mailto = self.verp.unsubscribe_address(&ids[index], bounce_domain);
+            extra[0].1 = format!("{}, <mailto:{mailto}>", extra[0].1);
             extra.push((
                 "Feedback-ID",
                 compliance::feedback_id(&sub.campaign, tenant.name(), &checked.pool),

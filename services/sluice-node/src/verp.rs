@@ -8,8 +8,11 @@
 
 use ring::hmac;
 
-/// The local part's prefix.
+/// The local part's prefix of return paths.
 const PREFIX: &str = "bounce+";
+
+/// The local part's prefix of `mailto:` unsubscribe addresses.
+const UNSUBSCRIBE: &str = "unsubscribe+";
 
 /// Hex digits of the tag (64 bits).
 const TAG_HEX: usize = 16;
@@ -32,21 +35,41 @@ impl Verp {
 
     /// `bounce+<message id>-<tag>@<domain>`.
     pub fn return_path(&self, message_id: &str, domain: &str) -> String {
-        format!("{PREFIX}{message_id}-{}@{domain}", self.tag(message_id))
+        format!(
+            "{PREFIX}{message_id}-{}@{domain}",
+            self.tag(PREFIX, message_id)
+        )
+    }
+
+    /// `unsubscribe+<message id>-<tag>@<domain>`: the `mailto:` of
+    /// `List-Unsubscribe` (RFC 2369). Its tag is keyed apart from the return
+    /// path's, so a bounce address cannot be turned into an unsubscribe.
+    pub fn unsubscribe_address(&self, message_id: &str, domain: &str) -> String {
+        let tag = self.tag(UNSUBSCRIBE, message_id);
+        format!("{UNSUBSCRIBE}{message_id}-{tag}@{domain}")
     }
 
     /// The message id a VERP address (or its local part) names, when its
     /// tag holds. Compares case-insensitively: some servers fold the case of
     /// local parts, and message ids (ULIDs) are case-insensitive too.
     pub fn message_id(&self, address: &str) -> Option<String> {
+        self.named(PREFIX, address)
+    }
+
+    /// The message id an unsubscribe address names, when its tag holds.
+    pub fn unsubscribe_message_id(&self, address: &str) -> Option<String> {
+        self.named(UNSUBSCRIBE, address)
+    }
+
+    fn named(&self, prefix: &str, address: &str) -> Option<String> {
         let local = address.rsplit_once('@').map_or(address, |(local, _)| local);
-        let rest = strip_prefix_ignore_case(local, PREFIX)?;
+        let rest = strip_prefix_ignore_case(local, prefix)?;
         let (id, tag) = rest.rsplit_once('-')?;
         if id.is_empty() || tag.len() != TAG_HEX {
             return None;
         }
         let id = id.to_ascii_uppercase();
-        let expected = self.tag(&id);
+        let expected = self.tag(prefix, &id);
         let same = expected
             .bytes()
             .zip(tag.to_ascii_lowercase().bytes())
@@ -55,9 +78,16 @@ impl Verp {
         same.then_some(id)
     }
 
-    fn tag(&self, message_id: &str) -> String {
+    /// The tag of `message_id` for addresses with `prefix`. Return paths
+    /// sign the id alone (as first issued); other kinds sign `prefix` + id.
+    fn tag(&self, prefix: &str, message_id: &str) -> String {
         let id = message_id.to_ascii_uppercase();
-        let sig = hmac::sign(&self.key, id.as_bytes());
+        let signed = if prefix == PREFIX {
+            id
+        } else {
+            format!("{prefix}{id}")
+        };
+        let sig = hmac::sign(&self.key, signed.as_bytes());
         sig.as_ref()[..TAG_HEX / 2]
             .iter()
             .map(|b| format!("{b:02x}"))
@@ -114,5 +144,22 @@ mod tests {
         ] {
             assert_eq!(verp.message_id(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn unsubscribe_addresses_are_their_own_kind() {
+        let verp = Verp::new("secret-secret-secret-secret-secret");
+        let unsub = verp.unsubscribe_address(ID, "b.example");
+        assert!(unsub.split('@').next().unwrap().len() <= 64, "{unsub}");
+        assert_eq!(verp.unsubscribe_message_id(&unsub).as_deref(), Some(ID));
+        assert_eq!(verp.message_id(&unsub), None, "not a bounce address");
+        let bounce = verp.return_path(ID, "b.example");
+        let tag = bounce.rsplit_once('-').unwrap().1;
+        let swapped = format!("unsubscribe+{ID}-{tag}");
+        assert_eq!(
+            verp.unsubscribe_message_id(&swapped),
+            None,
+            "a bounce tag does not unsubscribe"
+        );
     }
 }

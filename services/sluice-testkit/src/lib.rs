@@ -21,6 +21,7 @@ pub mod cql;
 pub mod dev;
 pub mod dns;
 pub mod leases;
+pub mod mx;
 pub mod otlp;
 pub mod pki;
 pub mod query;

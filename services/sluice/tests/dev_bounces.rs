@@ -14,9 +14,8 @@ use std::time::{Duration, Instant};
 use sluice_proto::v1::ingest_client::IngestClient;
 use sluice_proto::v1::{EventKind, GetMessageRequest};
 use sluice_testkit::dev::{dev_config, send_request, start_dev, suppressions};
+use sluice_testkit::mx::Client;
 use sluice_testkit::sender::start_sim;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
 const SCENARIO: &str = r#"
 [[provider]]
@@ -28,53 +27,6 @@ domains = ["inbox.test"]
 const BOB: &str = "bob@inbox.test";
 const CAROL: &str = "carol@inbox.test";
 const FBL: &str = "fbl@sluice.test";
-
-/// An SMTP client that sends one line and reads the whole reply.
-struct Client(BufReader<TcpStream>);
-
-impl Client {
-    async fn connect(addr: &str) -> Self {
-        let stream = TcpStream::connect(addr).await.expect("connect to the MX");
-        let mut client = Self(BufReader::new(stream));
-        let greeting = client.reply().await;
-        assert!(greeting.starts_with("220"), "{greeting}");
-        client
-    }
-
-    async fn reply(&mut self) -> String {
-        let mut all = String::new();
-        loop {
-            let mut line = String::new();
-            self.0.read_line(&mut line).await.expect("read reply");
-            all.push_str(&line);
-            if line.len() < 4 || line.as_bytes()[3] == b' ' {
-                return all;
-            }
-        }
-    }
-
-    async fn say(&mut self, line: &str) -> String {
-        let stream = self.0.get_mut();
-        stream
-            .write_all(format!("{line}\r\n").as_bytes())
-            .await
-            .expect("write");
-        self.reply().await
-    }
-
-    /// MAIL FROM:<> and RCPT TO:<to>; the RCPT reply.
-    async fn envelope(&mut self, to: &str) -> String {
-        assert!(self.say("MAIL FROM:<>").await.starts_with("250"));
-        self.say(&format!("RCPT TO:<{to}>")).await
-    }
-
-    /// DATA with `message`; the final reply.
-    async fn data(&mut self, message: &str) -> String {
-        assert!(self.say("DATA").await.starts_with("354"));
-        let body = format!("{}\r\n.", message.replace("\n.", "\n.."));
-        self.say(&body).await
-    }
-}
 
 fn report(to: &str, recipient: &str) -> String {
     format!(

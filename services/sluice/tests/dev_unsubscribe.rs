@@ -4,13 +4,16 @@
 //! recipient for the tenant and the next submission to it is answered
 //! `suppressed`, well within the minute. Forged and altered links are
 //! refused with a clear page and change nothing; `GET` shows a form that
-//! works without JavaScript and changes nothing by itself.
+//! works without JavaScript and changes nothing by itself. The header's
+//! `mailto:` alternative (RFC 2369), mailed to dev's inbound MX, does the
+//! same; a forged one is refused at RCPT.
 
 use std::time::{Duration, Instant};
 
 use sluice_ingest::compliance::{Unsubscribe, UnsubscribeTarget};
 use sluice_proto::v1::ingest_client::IngestClient;
 use sluice_testkit::dev::{dev_config, send_request, start_dev, suppressions};
+use sluice_testkit::mx::Client;
 use sluice_testkit::sender::start_sim;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -136,4 +139,62 @@ async fn a_one_click_unsubscribe_suppresses_the_next_submission() {
     let answer = http(&dev.http, "POST", path, "").await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert_eq!(suppressions(&mut control).await, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mailto_unsubscribe_at_the_mx_suppresses_the_next_submission() {
+    let sim = start_sim(SCENARIO).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("dev.toml");
+    let config = dev_config(dir.path(), &sim, "inbox", "inbox.test", "");
+    std::fs::write(&file, config).expect("write config");
+    let dev = start_dev(std::path::Path::new(env!("CARGO_BIN_EXE_sluice")), &file).await;
+    let mut client = IngestClient::connect(dev.ingest.clone())
+        .await
+        .expect("connect ingest");
+    let token = std::fs::read_to_string(dir.path().join("data/control.token"))
+        .expect("dev's control.token");
+    let mut control =
+        sluice_control_client::client(&format!("http://{}", dev.control), Some(token.trim()))
+            .await
+            .expect("connect control");
+    let request = send_request("news@sluice.test", &[ANN.to_owned()], "spring news");
+    let sent = client.send(request).await.expect("send").into_inner();
+    let message_id = sent.recipients[0].message_id.clone();
+
+    // The header's mailto: address, as ingest signed it (the bounce domain
+    // is the From domain here).
+    let secret = std::fs::read_to_string(dir.path().join("data/unsubscribe.secret"))
+        .expect("dev's unsubscribe.secret");
+    let verp = sluice_node::verp::Verp::new(secret.trim());
+    let address = verp.unsubscribe_address(&message_id, "sluice.test");
+    let forged = format!("{}0@sluice.test", address.split('@').next().unwrap());
+
+    let mut mx = Client::connect(&dev.inbound).await;
+    assert!(mx.say("EHLO mail.inbox.test").await.starts_with("250"));
+    let refused = mx.envelope(&forged).await;
+    assert!(refused.starts_with("550 5.1.1"), "{refused}");
+    assert!(mx.say("RSET").await.starts_with("250"));
+    assert!(mx.envelope(&address).await.starts_with("250"));
+    let message =
+        format!("From: {ANN}\r\nTo: {address}\r\nSubject: unsubscribe\r\n\r\nunsubscribe");
+    let answer = mx.data(&message).await;
+    assert!(
+        answer.starts_with("250") && answer.contains("1 unsubscribes"),
+        "{answer}"
+    );
+
+    let clicked = Instant::now();
+    let expected = [(ANN.to_owned(), "unsubscribe".to_owned())];
+    while suppressions(&mut control).await != expected {
+        assert!(
+            clicked.elapsed() < Duration::from_secs(60),
+            "no unsubscribe suppression within a minute: {:?}",
+            suppressions(&mut control).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let request = send_request("news@sluice.test", &[ANN.to_owned()], "more news");
+    let again = client.send(request).await.expect("send").into_inner();
+    assert!(again.recipients[0].suppressed, "{again:?}");
 }

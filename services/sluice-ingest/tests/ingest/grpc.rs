@@ -114,9 +114,15 @@ async fn send_publishes_one_signed_envelope_per_recipient_and_events() {
             header(content, "Subject").as_deref(),
             Some(format!("Hello {name}").as_str())
         );
+        let unsubscribe = header(content, "List-Unsubscribe").unwrap_or_default();
         assert!(
-            header(content, "List-Unsubscribe")
-                .is_some_and(|v| v.starts_with("<https://unsub.test/u/"))
+            unsubscribe.starts_with("<https://unsub.test/u/"),
+            "{unsubscribe}"
+        );
+        assert!(
+            unsubscribe.contains(&format!("<mailto:unsubscribe+{id}-"))
+                && unsubscribe.ends_with("@bounces.acme.example>"),
+            "{unsubscribe}"
         );
         assert_eq!(
             header(content, "List-Unsubscribe-Post").as_deref(),
