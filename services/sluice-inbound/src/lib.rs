@@ -21,11 +21,11 @@ use std::sync::Arc;
 use prost::Message;
 use sluice_log::{Log, MessageLog};
 use sluice_node::CancellationToken;
-use sluice_node::gate::{Gate, Refused};
+use sluice_node::gate::{Gate, refuse_smtp};
 use sluice_node::verp::Verp;
 use sluice_proto::v1::{BounceClass, Event, EventKind, SmtpReply};
 use sluice_shaping::Classifier;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
 pub use config::InboundConfig;
@@ -261,7 +261,7 @@ pub async fn run(
     let mut sessions = JoinSet::new();
     loop {
         tokio::select! {
-            (stream, peer) = gate.accept(&listener, "inbound MX", refuse) => {
+            (stream, peer) = gate.accept(&listener, "inbound MX", refuse_smtp) => {
                 inbound.metrics.sessions.inc();
                 let session = session::Session::new(stream, inbound.clone());
                 sessions.spawn(async move {
@@ -283,15 +283,4 @@ pub async fn run(
         tracing::warn!(error = %err, "the metrics endpoint stopped with an error");
     }
     Ok(())
-}
-
-/// Says why, then closes.
-fn refuse(stream: TcpStream, why: Refused) {
-    tokio::spawn(async move {
-        use tokio::io::AsyncWriteExt;
-        let mut stream = stream;
-        let line = format!("421 4.7.0 {}\r\n", why.reason());
-        let write = stream.write_all(line.as_bytes());
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), write).await;
-    });
 }

@@ -200,6 +200,19 @@ impl AsyncWrite for GatedStream {
     }
 }
 
+/// An SMTP listener's answer to a connection the gate refused: `421` with
+/// the reason, then the connection closes (in the background: a refused
+/// client gets no more of the listener's time than one short write).
+pub fn refuse_smtp(stream: tokio::net::TcpStream, why: Refused) {
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let mut stream = stream;
+        let line = format!("421 4.7.0 {}\r\n", why.reason());
+        let write = stream.write_all(line.as_bytes());
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), write).await;
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -155,3 +155,30 @@ pub async fn suppressions(control: &mut sluice_control_client::Client) -> Vec<(S
     let page = page.into_inner().suppressions;
     page.into_iter().map(|s| (s.address, s.reason)).collect()
 }
+
+/// Waits until tenant `dev`'s suppressions are `expected` (in any order),
+/// at most `within`; how long it took.
+pub async fn wait_for_suppressions(
+    control: &mut sluice_control_client::Client,
+    expected: &[(&str, &str)],
+    within: Duration,
+) -> Duration {
+    let mut expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(a, r)| ((*a).to_owned(), (*r).to_owned()))
+        .collect();
+    expected.sort();
+    let started = Instant::now();
+    loop {
+        let mut now = suppressions(control).await;
+        now.sort();
+        if now == expected {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "suppressions after {within:?}: {now:?}, expected {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

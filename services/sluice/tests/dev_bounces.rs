@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use sluice_proto::v1::ingest_client::IngestClient;
 use sluice_proto::v1::{EventKind, GetMessageRequest};
-use sluice_testkit::dev::{dev_config, send_request, start_dev, suppressions};
+use sluice_testkit::dev::{
+    dev_config, send_request, start_dev, suppressions, wait_for_suppressions,
+};
 use sluice_testkit::mx::Client;
 use sluice_testkit::sender::start_sim;
 
@@ -147,15 +149,8 @@ async fn a_late_bounce_to_the_verp_address_suppresses_the_recipient() {
     );
     assert!(mx.say("QUIT").await.starts_with("221"));
 
-    let expected = [(BOB.to_owned(), "hard_bounce".to_owned())];
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while suppressions(&mut control).await != expected {
-        assert!(
-            Instant::now() < deadline,
-            "no suppression from the late bounce within 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let within = Duration::from_secs(60);
+    wait_for_suppressions(&mut control, &[(BOB, "hard_bounce")], within).await;
     let status = query
         .get_message(GetMessageRequest {
             message_id: id.clone(),
@@ -187,7 +182,7 @@ async fn a_late_bounce_to_the_verp_address_suppresses_the_recipient() {
 
     // A complaint about Carol's message, at the feedback address; the report
     // claims another recipient, which is not trusted.
-    let (carol_id, carol_verp) = delivered(&mut ingest, &sim, CAROL).await;
+    let (_, carol_verp) = delivered(&mut ingest, &sim, CAROL).await;
     let mut mx = Client::connect(&dev.inbound).await;
     assert!(mx.say("EHLO fbl.hotmail.test").await.starts_with("250"));
     assert!(mx.envelope(FBL).await.starts_with("250"));
@@ -197,30 +192,6 @@ async fn a_late_bounce_to_the_verp_address_suppresses_the_recipient() {
     assert!(mx.envelope(FBL).await.starts_with("250"));
     let answer = mx.data(&complaint(&carol_verp, "eve@inbox.test")).await;
     assert!(answer.starts_with("250"), "{answer}");
-    let expected = [
-        (BOB.to_owned(), "hard_bounce".to_owned()),
-        (CAROL.to_owned(), "complaint".to_owned()),
-    ];
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let mut now = suppressions(&mut control).await;
-        now.sort();
-        if now == expected {
-            break;
-        }
-        if Instant::now() > deadline {
-            let history = query
-                .get_message(GetMessageRequest {
-                    message_id: carol_id.clone(),
-                })
-                .await
-                .expect("message")
-                .into_inner()
-                .history;
-            panic!(
-                "suppressions after the complaint: {now:?}; Carol (VERP {carol_verp}): {history:?}"
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let both = [(BOB, "hard_bounce"), (CAROL, "complaint")];
+    wait_for_suppressions(&mut control, &both, within).await;
 }

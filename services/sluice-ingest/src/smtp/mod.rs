@@ -8,8 +8,8 @@ mod tls;
 use std::sync::Arc;
 
 use sluice_node::CancellationToken;
-use sluice_node::gate::{Gate, GatedStream, Refused};
-use tokio::net::{TcpListener, TcpStream};
+use sluice_node::gate::{Gate, GatedStream, refuse_smtp};
+use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
@@ -80,7 +80,7 @@ pub async fn serve(
     let gate = Gate::new(limits.max_connections, limits.max_connections_per_ip);
     loop {
         tokio::select! {
-            (stream, peer) = gate.accept(&listener, "SMTP submission", refuse) => {
+            (stream, peer) = gate.accept(&listener, "SMTP submission", refuse_smtp) => {
                 let mut ctx = ctx.clone();
                 ctx.peer = Some(peer.ip());
                 let stopped = stopped.clone();
@@ -96,18 +96,6 @@ pub async fn serve(
     }
     while sessions.join_next().await.is_some() {}
     Ok(())
-}
-
-/// Says why, then closes (in the background: a refused client gets no
-/// more of the listener's time than one short write).
-fn refuse(stream: TcpStream, why: Refused) {
-    tokio::spawn(async move {
-        use tokio::io::AsyncWriteExt;
-        let mut stream = stream;
-        let line = format!("421 4.7.0 {}\r\n", why.reason());
-        let write = stream.write_all(line.as_bytes());
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), write).await;
-    });
 }
 
 async fn connection(
