@@ -209,8 +209,14 @@ async fn every_bad_input_gets_a_clear_event_and_the_partition_keeps_moving() {
         readiness.starts_with("HTTP/1.1 200") && readiness.ends_with("ready\n"),
         "{readiness}"
     );
+    let delivered = format!(
+        "sluice_sender_outcomes_total{{kind=\"delivered\",site=\"good\",pool=\"{}\",source_ip=\"",
+        names.pool
+    );
     assert!(
-        scraped.contains("sluice_sender_outcomes_total{kind=\"delivered\",site=\"good\"} 1"),
+        scraped
+            .lines()
+            .any(|l| l.starts_with(&delivered) && l.ends_with("\"} 1")),
         "{scraped}"
     );
     assert!(
