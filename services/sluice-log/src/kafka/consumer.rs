@@ -190,11 +190,18 @@ impl GroupConsumer for KafkaConsumer {
     }
 
     fn lag(&self) -> impl Future<Output = Result<Vec<PartitionLag>, LogError>> + Send + use<> {
-        // The member's assignment and read positions are local state; the
-        // broker requests go through the watcher.
-        let owned = self.consumer.assignment().map_err(|e| self.fail(e));
-        let position = self.consumer.position().map_err(|e| self.fail(e));
-        let (watcher, brokers) = (self.watcher.clone(), self.brokers.clone());
-        super::blocking(move || super::lag::member_lag(&watcher, owned?, &position?, &brokers))
+        // The member is asked only for its assignment and read positions
+        // (librdkafka answers them from its main thread, so even these may
+        // wait: never on an async task), and let go before the broker
+        // requests, which go through the watcher.
+        let (member, watcher) = (self.consumer.clone(), self.watcher.clone());
+        let brokers = self.brokers.clone();
+        super::blocking(move || {
+            let fail = |e| LogError::from_kafka(e, &brokers, None);
+            let owned = member.assignment().map_err(fail)?;
+            let position = member.position().map_err(fail)?;
+            drop(member);
+            super::lag::member_lag(&watcher, owned, &position, &brokers)
+        })
     }
 }
