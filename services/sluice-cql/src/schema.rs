@@ -73,6 +73,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "control_tenant_trace",
         cql: include_str!("../migrations/0011_control_tenant_trace.cql"),
     },
+    Migration {
+        version: 12,
+        name: "recorder_counter_parts",
+        cql: include_str!("../migrations/0012_recorder_counter_parts.cql"),
+    },
 ];
 
 impl Migration {

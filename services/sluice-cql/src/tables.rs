@@ -12,6 +12,8 @@ pub const RECORDER_TABLES: &[&str] = &[
     "campaign_events",
     "daily_counters",
     "hourly_counters",
+    "daily_counter_parts",
+    "hourly_counter_parts",
     "event_dedup",
     "suppressions",
     // Written with every suppression the recorder learns, so control lists

@@ -7,10 +7,10 @@ use prost::Message as _;
 use sluice_log::{Commit, Delivery, GroupConsumer, MessageLog};
 use sluice_log::{Log, LogConsumer};
 use sluice_node::CancellationToken;
-use sluice_node::metrics::PartitionGauges;
 use sluice_node::trace::{HEADER, TARGET};
 use sluice_proto::v1::Event;
 
+use crate::record::Position;
 use crate::scoring::Dirty;
 use crate::writer::Writer;
 use crate::{RecorderConfig, RecorderError};
@@ -27,9 +27,10 @@ pub(crate) fn now_secs() -> i64 {
 async fn next_batch(
     consumer: &mut LogConsumer,
     (max, wait): (usize, Duration),
-    lag: &PartitionGauges,
+    writer: &Writer,
     stop: &CancellationToken,
 ) -> Vec<Delivery> {
+    let lag = &writer.metrics.consumer_lag;
     let mut batch = Vec::new();
     let mut deadline = None;
     while batch.len() < max {
@@ -56,27 +57,40 @@ async fn next_batch(
             },
         }
         // Kafka moves partitions between recorders; a batch commits only
-        // what it read, so the events need no action here.
-        log_rebalances(consumer);
+        // what it read, but the counter parts of a partition that moved may
+        // have moved on elsewhere: read them again.
+        if log_rebalances(consumer) {
+            writer.forget_parts();
+        }
         lag.refresh(|| consumer.lag());
     }
     batch
 }
 
-/// Logs the member's partition changes.
-fn log_rebalances(consumer: &mut LogConsumer) {
+/// Logs the member's partition changes; true when there were any.
+fn log_rebalances(consumer: &mut LogConsumer) -> bool {
+    let mut any = false;
     for event in consumer.rebalances() {
         tracing::info!(?event, "recorder partitions rebalanced");
+        any = true;
     }
+    any
 }
 
 /// Decodes a batch; malformed records are logged with their offset, counted
 /// and left out (their offsets are still committed with the batch).
-fn decode(batch: &[Delivery], writer: &Writer) -> Vec<Event> {
+fn decode(batch: &[Delivery], writer: &Writer) -> (Vec<Event>, Vec<Position>) {
     let mut events = Vec::with_capacity(batch.len());
+    let mut positions = Vec::with_capacity(batch.len());
     for msg in batch {
         match Event::decode(msg.payload.as_slice()) {
-            Ok(event) if !event.message_id.is_empty() => events.push(event),
+            Ok(event) if !event.message_id.is_empty() => {
+                events.push(event);
+                positions.push(Position {
+                    partition: msg.partition,
+                    offset: msg.offset,
+                });
+            }
             outcome => {
                 let error = outcome
                     .err()
@@ -92,7 +106,7 @@ fn decode(batch: &[Delivery], writer: &Writer) -> Vec<Event> {
             }
         }
     }
-    events
+    (events, positions)
 }
 
 /// A `recorder.record` span for each record of the batch that carries a
@@ -145,14 +159,14 @@ pub(crate) async fn run(
         let batch = next_batch(
             &mut consumer,
             (config.batch_max_events, config.batch_max_wait()),
-            &writer.metrics.consumer_lag,
+            writer,
             &stop,
         )
         .await;
         if batch.is_empty() {
             continue;
         }
-        let mut events = decode(&batch, writer);
+        let (mut events, positions) = decode(&batch, writer);
         match writer.enrich(&mut events).await {
             Ok(()) => {}
             Err(RecorderError::ShuttingDown) => break,
@@ -160,6 +174,7 @@ pub(crate) async fn run(
         }
         let traced = record_spans(&batch, events.len());
         let started = std::time::Instant::now();
+        let events: Vec<(Event, Position)> = events.into_iter().zip(positions).collect();
         let written = match writer.write(&events, now_secs()).await {
             Ok(written) => written,
             Err(RecorderError::ShuttingDown) => {

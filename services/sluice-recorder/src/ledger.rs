@@ -12,7 +12,7 @@ use sluice_proto::v1::{Event, ReputationRow, TenantReputationRow};
 use crate::RecorderError;
 use crate::ledger_cql::CqlLedger;
 use crate::ledger_embedded::EmbeddedLedger;
-use crate::record::{CounterKey, Deltas, suppression_address};
+use crate::record::{CounterKey, Deltas, Part, Position, suppression_address};
 
 /// Result of a ledger call.
 pub type Res<T> = Result<T, RecorderError>;
@@ -35,17 +35,24 @@ pub enum Claim {
 /// Writes are durable when their future resolves. Methods return `Send`
 /// futures, so callers may spawn them.
 pub trait Ledger: Send + Sync + 'static {
-    /// Writes the idempotent rows of an event: its history row (kept
+    /// Writes the idempotent rows of every event: its history row (kept
     /// `status_ttl_days`), its campaign row and the suppression it causes.
     /// Safe to repeat.
-    fn write_rows(&self, event: &Event, now_secs: i64) -> impl Future<Output = Res<()>> + Send;
-    /// Claims the event's (message id, attempt, kind): [`Claim::New`] exactly
-    /// once per key while the claim lives (`dedup_ttl_days`). `retrying` says
-    /// an earlier claim of this very event had an unknown outcome: a claim
-    /// already holding this event's id is then ours.
-    fn claim(&self, event: &Event, retrying: bool) -> impl Future<Output = Res<Claim>> + Send;
-    /// Adds `deltas` to one counter row (creating it). Not idempotent.
-    fn bump(&self, key: &CounterKey, deltas: &Deltas) -> impl Future<Output = Res<()>> + Send;
+    fn write_rows(&self, events: &[&Event], now_secs: i64) -> impl Future<Output = Res<()>> + Send;
+    /// Claims each event's de-duplication key ([`crate::record::dedup_key`]) for the
+    /// record at its position, with no lightweight transaction: a key with no
+    /// live claim, or one the same record made (a replay), is
+    /// [`Claim::New`]; one the same event made from another record is
+    /// [`Claim::Duplicate`]; one another event made is [`Claim::Repeat`].
+    /// Exact because one consumer at a time reads a partition and a message's
+    /// events share one: `claims` holds each key at most once.
+    fn claim(&self, claims: &[(&Event, Position)]) -> impl Future<Output = Res<Vec<Claim>>> + Send;
+    /// The stored part of each (counter row, events partition);
+    /// [`Part::default`] where there is none.
+    fn parts(&self, keys: &[(CounterKey, i32)]) -> impl Future<Output = Res<Vec<Part>>> + Send;
+    /// Stores each part, replacing the stored one unless that one is further
+    /// along (a larger `through`): a late write never undoes a newer one.
+    fn put_parts(&self, parts: &[(CounterKey, i32, Part)]) -> impl Future<Output = Res<()>> + Send;
     /// Every live event of a message, oldest first (by event time, then id).
     fn history(&self, message_id: &str) -> impl Future<Output = Res<Vec<Event>>> + Send;
     /// Daily counter rows `(detail, deltas)` of `(scope, key, day)`.
@@ -121,14 +128,17 @@ pub(crate) fn pick_suppressed(addresses: &[String], found: &HashSet<String>) -> 
 /// The Cassandra back end: the prepared statements of `ledger_cql.rs` and
 /// `ledger_cql_read.rs`, unchanged.
 impl Ledger for CqlLedger {
-    async fn write_rows(&self, event: &Event, now_secs: i64) -> Res<()> {
-        CqlLedger::write_rows(self, event, now_secs).await
+    async fn write_rows(&self, events: &[&Event], now_secs: i64) -> Res<()> {
+        CqlLedger::write_rows(self, events, now_secs).await
     }
-    async fn claim(&self, event: &Event, retrying: bool) -> Res<Claim> {
-        CqlLedger::claim(self, event, retrying).await
+    async fn claim(&self, claims: &[(&Event, Position)]) -> Res<Vec<Claim>> {
+        CqlLedger::claim(self, claims).await
     }
-    async fn bump(&self, key: &CounterKey, deltas: &Deltas) -> Res<()> {
-        CqlLedger::bump(self, key, deltas).await
+    async fn parts(&self, keys: &[(CounterKey, i32)]) -> Res<Vec<Part>> {
+        CqlLedger::parts(self, keys).await
+    }
+    async fn put_parts(&self, parts: &[(CounterKey, i32, Part)]) -> Res<()> {
+        CqlLedger::put_parts(self, parts).await
     }
     async fn history(&self, message_id: &str) -> Res<Vec<Event>> {
         CqlLedger::history(self, message_id).await
@@ -199,14 +209,17 @@ macro_rules! each {
 }
 
 impl Ledger for AnyLedger {
-    async fn write_rows(&self, event: &Event, now_secs: i64) -> Res<()> {
-        each!(self, l => l.write_rows(event, now_secs))
+    async fn write_rows(&self, events: &[&Event], now_secs: i64) -> Res<()> {
+        each!(self, l => l.write_rows(events, now_secs))
     }
-    async fn claim(&self, event: &Event, retrying: bool) -> Res<Claim> {
-        each!(self, l => l.claim(event, retrying))
+    async fn claim(&self, claims: &[(&Event, Position)]) -> Res<Vec<Claim>> {
+        each!(self, l => l.claim(claims))
     }
-    async fn bump(&self, key: &CounterKey, deltas: &Deltas) -> Res<()> {
-        each!(self, l => l.bump(key, deltas))
+    async fn parts(&self, keys: &[(CounterKey, i32)]) -> Res<Vec<Part>> {
+        each!(self, l => l.parts(keys))
+    }
+    async fn put_parts(&self, parts: &[(CounterKey, i32, Part)]) -> Res<()> {
+        each!(self, l => l.put_parts(parts))
     }
     async fn history(&self, message_id: &str) -> Res<Vec<Event>> {
         each!(self, l => l.history(message_id))

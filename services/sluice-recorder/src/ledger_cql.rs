@@ -3,15 +3,18 @@
 //! Reads live in `ledger_cql_read.rs`. The tables are created by
 //! `sluice migrate` (crate `sluice-cql`), never here.
 
+use std::future::Future;
+
+use futures::{StreamExt, TryStreamExt};
 use prost::Message;
 use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
-use scylla::value::{Counter, CqlTimestamp};
+use scylla::value::CqlTimestamp;
 use sluice_proto::v1::Event;
 
 use crate::RecorderError;
 use crate::ledger::Claim;
-use crate::record::{self, COLUMNS, CounterKey, Deltas, Granularity};
+use crate::record::{self, COLUMNS, CounterKey, Deltas, Granularity, Part, Position};
 
 /// The recorder's ledger in a migrated keyspace: the session and the
 /// prepared statements.
@@ -25,21 +28,36 @@ pub struct CqlLedger {
     insert_suppression: PreparedStatement,
     list_suppression: PreparedStatement,
     pub(crate) select_suppression: PreparedStatement,
-    claim: PreparedStatement,
-    bump_daily: PreparedStatement,
-    bump_hourly: PreparedStatement,
+    read_claim: PreparedStatement,
+    write_claim: PreparedStatement,
+    read_daily_part: PreparedStatement,
+    read_hourly_part: PreparedStatement,
+    write_daily_part: PreparedStatement,
+    write_hourly_part: PreparedStatement,
+    /// Statements of one call in flight at once.
+    concurrency: usize,
 }
 
 fn days_to_secs(days: u32) -> i32 {
     i32::try_from(u64::from(days) * 86_400).unwrap_or(i32::MAX)
 }
 
-fn counter_sets() -> String {
-    COLUMNS
-        .iter()
-        .map(|c| format!("{c} = {c} + ?"))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// Statements of one call in flight at once, unless set otherwise.
+const DEFAULT_CONCURRENCY: usize = 128;
+
+/// A part row's eight counters and `through`, as bound values.
+type PartValues = (i64, i64, i64, i64, i64, i64, i64, i64, i64);
+
+fn part_values(part: &Part) -> PartValues {
+    let [a, b, c, d, e, f, g, h] = part.deltas.0;
+    (a, b, c, d, e, f, g, h, part.through)
+}
+
+fn part_of((a, b, c, d, e, f, g, h, through): PartValues) -> Part {
+    Part {
+        deltas: Deltas([a, b, c, d, e, f, g, h]),
+        through,
+    }
 }
 
 impl CqlLedger {
@@ -62,7 +80,8 @@ impl CqlLedger {
                     .map_err(|e| RecorderError::cql(format!("preparing `{cql}`"), e))
             }
         };
-        let sets = counter_sets();
+        let columns = COLUMNS.join(", ");
+        let marks = vec!["?"; COLUMNS.len() + 1].join(", ");
         Ok(Self {
             insert_event: prep(format!(
                 "INSERT INTO {ks}.message_events (message_id, event_at, event_id, kind, attempt, event) \
@@ -88,20 +107,37 @@ impl CqlLedger {
                 "SELECT address FROM {ks}.suppressions WHERE tenant = ? AND address = ?"
             ))
             .await?,
-            claim: prep(format!(
-                "INSERT INTO {ks}.event_dedup (message_id, attempt, kind, event_id) \
-                 VALUES (?, ?, ?, ?) IF NOT EXISTS USING TTL ?"
+            read_claim: prep(format!(
+                "SELECT event_id, log_partition, log_offset FROM {ks}.event_dedup \
+                 WHERE message_id = ? AND attempt = ? AND kind = ?"
             ))
             .await?,
-            bump_daily: prep(format!(
-                "UPDATE {ks}.daily_counters SET {sets} WHERE scope = ? AND key = ? AND day = ? AND detail = ?"
+            write_claim: prep(format!(
+                "INSERT INTO {ks}.event_dedup (message_id, attempt, kind, event_id, log_partition, log_offset) \
+                 VALUES (?, ?, ?, ?, ?, ?) USING TTL ?"
             ))
             .await?,
-            bump_hourly: prep(format!(
-                "UPDATE {ks}.hourly_counters SET {sets} \
-                 WHERE scope = ? AND key = ? AND day = ? AND hour = ? AND detail = ?"
+            read_daily_part: prep(format!(
+                "SELECT {columns}, through FROM {ks}.daily_counter_parts \
+                 WHERE scope = ? AND key = ? AND day = ? AND detail = ? AND log_partition = ?"
             ))
             .await?,
+            read_hourly_part: prep(format!(
+                "SELECT {columns}, through FROM {ks}.hourly_counter_parts \
+                 WHERE scope = ? AND key = ? AND day = ? AND hour = ? AND detail = ? AND log_partition = ?"
+            ))
+            .await?,
+            write_daily_part: prep(format!(
+                "INSERT INTO {ks}.daily_counter_parts (scope, key, day, detail, log_partition, {columns}, through) \
+                 VALUES (?, ?, ?, ?, ?, {marks}) USING TIMESTAMP ?"
+            ))
+            .await?,
+            write_hourly_part: prep(format!(
+                "INSERT INTO {ks}.hourly_counter_parts (scope, key, day, hour, detail, log_partition, {columns}, through) \
+                 VALUES (?, ?, ?, ?, ?, ?, {marks}) USING TIMESTAMP ?"
+            ))
+            .await?,
+            concurrency: DEFAULT_CONCURRENCY,
             session,
             ks: ks.to_owned(),
             status_ttl: days_to_secs(status_ttl_days),
@@ -109,9 +145,38 @@ impl CqlLedger {
         })
     }
 
-    /// Writes the idempotent rows of an event: its history row, its campaign
-    /// row and the suppression it causes. Safe to repeat.
-    pub async fn write_rows(&self, event: &Event, now_secs: i64) -> Result<(), RecorderError> {
+    /// Sets how many statements one call keeps in flight (at least 1).
+    #[must_use]
+    pub fn with_concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency.max(1);
+        self
+    }
+
+    /// Runs `calls`, [`Self::concurrency`] at a time; results in their
+    /// order, or the first error. (The calls are made before the first
+    /// await, so no closure is held across it.)
+    async fn each<R, Fut>(&self, calls: Vec<Fut>) -> Result<Vec<R>, RecorderError>
+    where
+        Fut: Future<Output = Result<R, RecorderError>>,
+    {
+        futures::stream::iter(calls)
+            .buffered(self.concurrency)
+            .try_collect()
+            .await
+    }
+
+    /// Writes the idempotent rows of every event. Safe to repeat.
+    pub async fn write_rows(&self, events: &[&Event], now_secs: i64) -> Result<(), RecorderError> {
+        let calls = events
+            .iter()
+            .map(|e| self.event_rows(e, now_secs))
+            .collect();
+        self.each(calls).await?;
+        Ok(())
+    }
+
+    /// One event's history row, campaign row and suppression.
+    async fn event_rows(&self, event: &Event, now_secs: i64) -> Result<(), RecorderError> {
         let at = CqlTimestamp(record::event_millis(event, now_secs));
         let attempt = i32::try_from(event.attempt).unwrap_or(i32::MAX);
         let history = self.session.execute_unpaged(
@@ -165,77 +230,127 @@ impl CqlLedger {
         Ok(())
     }
 
-    /// Claims an event's de-duplication key with `IF NOT EXISTS`.
-    ///
-    /// `retrying` says an earlier claim of this very event failed with an
-    /// unknown outcome: then a claim already holding this event's id is ours.
-    pub async fn claim(&self, event: &Event, retrying: bool) -> Result<Claim, RecorderError> {
-        let attempt = i32::try_from(event.attempt).unwrap_or(i32::MAX);
-        let values = (
-            &event.message_id,
-            attempt,
-            event.kind,
-            &event.event_id,
-            self.dedup_ttl,
-        );
-        let rows = self
-            .session
-            .execute_unpaged(&self.claim, values)
-            .await
-            .map_err(|e| RecorderError::cql("claiming event_dedup", e))?
-            .into_rows_result()
-            .map_err(|e| RecorderError::cql("reading the claim's result", e))?;
-        let holder = rows.column_specs().get_by_name("event_id").map(|(i, _)| i);
-        let row = rows
-            .rows::<scylla::value::Row>()
-            .map_err(|e| RecorderError::cql("reading the claim's result", e))?
-            .next()
-            .ok_or_else(|| RecorderError::cql("claiming event_dedup", "no [applied] row"))?
-            .map_err(|e| RecorderError::cql("reading the claim's result", e))?;
-        let cell = |i: usize| row.columns.get(i).and_then(Option::as_ref);
-        if cell(0).and_then(|v| v.as_boolean()) == Some(true) {
-            return Ok(Claim::New);
-        }
-        let held_by = holder.and_then(cell).and_then(|v| v.as_text());
-        match held_by {
-            Some(holder) if *holder == event.event_id && retrying => Ok(Claim::New),
-            Some(holder) if *holder != event.event_id => Ok(Claim::Repeat),
-            _ => Ok(Claim::Duplicate),
-        }
+    /// Decides every claim (a plain read) and writes the new ones (a plain
+    /// write): see [`crate::Ledger::claim`].
+    pub async fn claim(&self, claims: &[(&Event, Position)]) -> Result<Vec<Claim>, RecorderError> {
+        let calls = claims
+            .iter()
+            .map(|(e, at)| self.claim_one(e, *at))
+            .collect();
+        self.each(calls).await
     }
 
-    /// Adds `deltas` to one counter row. Not idempotent: see docs/recorder.md.
-    pub async fn bump(&self, key: &CounterKey, deltas: &Deltas) -> Result<(), RecorderError> {
-        let [a, b, c, d, e, f, g, h] = deltas.0.map(Counter);
-        let (scope, k, day) = (key.scope, &key.key, &key.day);
+    async fn claim_one(&self, event: &Event, at: Position) -> Result<Claim, RecorderError> {
+        let (message_id, attempt, kind) = record::dedup_key(event);
+        let attempt = i32::try_from(attempt).unwrap_or(i32::MAX);
+        let key = (&message_id, attempt, kind);
+        let stored = self
+            .session
+            .execute_unpaged(&self.read_claim, key)
+            .await
+            .map_err(|e| RecorderError::cql("reading event_dedup", e))?
+            .into_rows_result()
+            .map_err(|e| RecorderError::cql("reading event_dedup", e))?
+            .maybe_first_row::<(Option<String>, Option<i32>, Option<i64>)>()
+            .map_err(|e| RecorderError::cql("reading event_dedup", e))?
+            .map(|(id, partition, offset)| {
+                let at = partition
+                    .zip(offset)
+                    .map(|(partition, offset)| Position { partition, offset });
+                (id.unwrap_or_default(), at)
+            });
+        let claim = crate::ledger_embedded::decide_claim(stored.as_ref(), event, at);
+        if claim == Claim::New && stored.is_none() {
+            let values = (
+                &message_id,
+                attempt,
+                kind,
+                &event.event_id,
+                at.partition,
+                at.offset,
+                self.dedup_ttl,
+            );
+            self.session
+                .execute_unpaged(&self.write_claim, values)
+                .await
+                .map_err(|e| RecorderError::cql("writing event_dedup", e))?;
+        }
+        Ok(claim)
+    }
+
+    /// The stored part of each (counter row, events partition).
+    pub async fn parts(&self, keys: &[(CounterKey, i32)]) -> Result<Vec<Part>, RecorderError> {
+        let calls = keys.iter().map(|(k, p)| self.part(k, *p)).collect();
+        self.each(calls).await
+    }
+
+    async fn part(&self, key: &CounterKey, partition: i32) -> Result<Part, RecorderError> {
+        let (scope, k, day, detail) = (key.scope, &key.key, &key.day, &key.detail);
         let result = match key.granularity {
             Granularity::Daily => {
-                let values = (a, b, c, d, e, f, g, h, scope, k, day, &key.detail);
-                self.session.execute_unpaged(&self.bump_daily, values).await
+                let values = (scope, k, day, detail, partition);
+                self.session
+                    .execute_unpaged(&self.read_daily_part, values)
+                    .await
+            }
+            Granularity::Hourly => {
+                let values = (scope, k, day, &key.hour, detail, partition);
+                self.session
+                    .execute_unpaged(&self.read_hourly_part, values)
+                    .await
+            }
+        };
+        let row = result
+            .map_err(|e| RecorderError::cql("reading a counter part", e))?
+            .into_rows_result()
+            .map_err(|e| RecorderError::cql("reading a counter part", e))?
+            .maybe_first_row::<PartValues>()
+            .map_err(|e| RecorderError::cql("reading a counter part", e))?;
+        Ok(row.map(part_of).unwrap_or_default())
+    }
+
+    /// Writes every part with its `through` as the write timestamp, so a
+    /// part further along always wins whatever order writes land in.
+    pub async fn put_parts(&self, parts: &[(CounterKey, i32, Part)]) -> Result<(), RecorderError> {
+        let calls = parts
+            .iter()
+            .map(|(k, p, part)| self.put_part(k, *p, part))
+            .collect();
+        self.each(calls).await?;
+        Ok(())
+    }
+
+    async fn put_part(
+        &self,
+        key: &CounterKey,
+        partition: i32,
+        part: &Part,
+    ) -> Result<(), RecorderError> {
+        let (scope, k, day, detail) = (key.scope, &key.key, &key.day, &key.detail);
+        let (a, b, c, d, e, f, g, h, through) = part_values(part);
+        // Offsets start at 0; write timestamps must be positive.
+        let stamp = through.saturating_add(1);
+        let result = match key.granularity {
+            Granularity::Daily => {
+                let values = (
+                    scope, k, day, detail, partition, a, b, c, d, e, f, g, h, through, stamp,
+                );
+                self.session
+                    .execute_unpaged(&self.write_daily_part, values)
+                    .await
             }
             Granularity::Hourly => {
                 let values = (
-                    a,
-                    b,
-                    c,
-                    d,
-                    e,
-                    f,
-                    g,
-                    h,
-                    scope,
-                    k,
-                    day,
-                    &key.hour,
-                    &key.detail,
+                    scope, k, day, &key.hour, detail, partition, a, b, c, d, e, f, g, h, through,
+                    stamp,
                 );
                 self.session
-                    .execute_unpaged(&self.bump_hourly, values)
+                    .execute_unpaged(&self.write_hourly_part, values)
                     .await
             }
         };
         result
             .map(drop)
-            .map_err(|e| RecorderError::cql("updating counters", e))
+            .map_err(|e| RecorderError::cql("writing a counter part", e))
     }
 }

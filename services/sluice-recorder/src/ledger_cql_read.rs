@@ -1,7 +1,7 @@
 //! The read side of [`CqlLedger`]: reads of the Query service and the
 //! reputation scorer, and the reputation upserts.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use futures::{StreamExt, TryStreamExt};
 use prost::Message;
@@ -14,8 +14,9 @@ use crate::record::{COLUMNS, Deltas};
 
 type C = Option<Counter>;
 type Counters8 = (C, C, C, C, C, C, C, C);
-type DailyRow = (String, C, C, C, C, C, C, C, C);
 type HourlyRow = (String, String, C, C, C, C, C, C, C, C);
+type B = Option<i64>;
+type PartRow = (String, String, B, B, B, B, B, B, B, B);
 
 fn deltas_of((a, b, c, d, e, f, g, h): Counters8) -> Deltas {
     Deltas([a, b, c, d, e, f, g, h].map(|v| v.map_or(0, |c| c.0)))
@@ -105,42 +106,67 @@ impl CqlLedger {
             .map_err(|e| RecorderError::Corrupt(format!("stored event of {message_id}: {e}")))
     }
 
-    /// Daily counter rows `(detail, deltas)` of one partition.
+    /// Daily counter rows `(detail, deltas)` of one partition: the sum of
+    /// its parts and of the counter rows written before version 12.
     pub async fn daily(
         &self,
         scope: &str,
         key: &str,
         day: &str,
     ) -> Result<Vec<(String, Deltas)>, RecorderError> {
-        let cql = format!(
-            "SELECT detail, {} FROM {}.daily_counters WHERE scope = ? AND key = ? AND day = ?",
-            COLUMNS.join(", "),
-            self.ks
-        );
-        let rows: Vec<DailyRow> = self.collect(cql, (scope, key, day)).await?;
-        Ok(rows
-            .into_iter()
-            .map(|(detail, a, b, c, d, e, f, g, h)| (detail, deltas_of((a, b, c, d, e, f, g, h))))
-            .collect())
+        let rows = self.counters(scope, key, day, false).await?;
+        Ok(rows.into_iter().map(|(_, detail, d)| (detail, d)).collect())
     }
 
-    /// Hourly counter rows `(hour, detail, deltas)` of one partition.
+    /// Hourly counter rows `(hour, detail, deltas)` of one partition, summed
+    /// as [`Self::daily`] sums them.
     pub async fn hourly(
         &self,
         scope: &str,
         key: &str,
         day: &str,
     ) -> Result<Vec<(String, String, Deltas)>, RecorderError> {
-        let cql = format!(
-            "SELECT hour, detail, {} FROM {}.hourly_counters WHERE scope = ? AND key = ? AND day = ?",
-            COLUMNS.join(", "),
-            self.ks
-        );
-        let rows: Vec<HourlyRow> = self.collect(cql, (scope, key, day)).await?;
-        Ok(rows
+        self.counters(scope, key, day, true).await
+    }
+
+    /// `(hour or "", detail, deltas)` of one counter partition, in
+    /// clustering order.
+    async fn counters(
+        &self,
+        scope: &str,
+        key: &str,
+        day: &str,
+        hourly: bool,
+    ) -> Result<Vec<(String, String, Deltas)>, RecorderError> {
+        // Daily rows have no hour: their (text) key column fills the slot
+        // and is dropped below.
+        let (table, hour) = if hourly {
+            ("hourly", "hour")
+        } else {
+            ("daily", "key")
+        };
+        let (ks, columns) = (&self.ks, COLUMNS.join(", "));
+        let filter = "WHERE scope = ? AND key = ? AND day = ?";
+        let mut sums: BTreeMap<(String, String), Deltas> = BTreeMap::new();
+        let legacy =
+            format!("SELECT {hour}, detail, {columns} FROM {ks}.{table}_counters {filter}");
+        let rows: Vec<HourlyRow> = self.collect(legacy, (scope, key, day)).await?;
+        for (hour, detail, a, b, c, d, e, f, g, h) in rows {
+            let deltas = deltas_of((a, b, c, d, e, f, g, h));
+            sums.entry((hour, detail)).or_default().add(&deltas);
+        }
+        let parts =
+            format!("SELECT {hour}, detail, {columns} FROM {ks}.{table}_counter_parts {filter}");
+        let rows: Vec<PartRow> = self.collect(parts, (scope, key, day)).await?;
+        for (hour, detail, a, b, c, d, e, f, g, h) in rows {
+            let deltas = Deltas([a, b, c, d, e, f, g, h].map(|v| v.unwrap_or(0)));
+            sums.entry((hour, detail)).or_default().add(&deltas);
+        }
+        Ok(sums
             .into_iter()
-            .map(|(hour, detail, a, b, c, d, e, f, g, h)| {
-                (hour, detail, deltas_of((a, b, c, d, e, f, g, h)))
+            .map(|((hour, detail), deltas)| {
+                let hour = if hourly { hour } else { String::new() };
+                (hour, detail, deltas)
             })
             .collect())
     }

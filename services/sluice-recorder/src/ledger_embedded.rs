@@ -21,14 +21,18 @@ use crate::RecorderError;
 use crate::ledger::Claim;
 use crate::ledger::Res;
 use crate::ledger_keys::{self as keys, Key, Reader};
-use crate::record::{self, CounterKey, Deltas, Granularity};
+use crate::record::{self, CounterKey, Granularity, Part, Position};
 
 /// One-byte prefixes of the tables inside the `recorder` keyspace.
 pub(crate) mod table {
     pub const EVENTS: u8 = b'e';
     pub const CAMPAIGNS: u8 = b'c';
     pub const SUPPRESSIONS: u8 = b's';
+    /// Claims written before they held the record's position (read only).
     pub const DEDUP: u8 = b'd';
+    pub const CLAIMS: u8 = b'C';
+    pub const DAILY_PARTS: u8 = b'P';
+    pub const HOURLY_PARTS: u8 = b'Q';
     pub const DAILY: u8 = b'D';
     pub const HOURLY: u8 = b'H';
     pub const PATHS: u8 = b'p';
@@ -261,70 +265,79 @@ impl EmbeddedLedger {
         ]
     }
 
-    pub(crate) fn write_rows_blocking(&self, event: &Event, now_secs: i64) -> Res<()> {
-        let at = record::event_millis(event, now_secs);
+    /// The idempotent rows of every event, as one durable write.
+    pub(crate) fn write_rows_blocking(&self, events: &[Event], now_secs: i64) -> Res<()> {
         let expires = now_ms().saturating_add(self.inner.status_ttl_ms);
-        let bytes = event.encode_to_vec();
-        let id = event.event_id.as_bytes();
-        let mut rows = Vec::with_capacity(5);
-        let history = Key::new().raw(&[table::EVENTS]).s(&event.message_id);
-        rows.extend(Self::expiring(history.i(at).raw(id), expires, &bytes));
-        if !event.campaign.is_empty() {
-            let hour = crate::time::hour_of(record::event_secs(event, now_secs));
-            let campaign = Key::new().raw(&[table::CAMPAIGNS]).s(&event.campaign);
-            rows.extend(Self::expiring(
-                campaign.s(&hour).i(at).raw(id),
-                expires,
-                &bytes,
-            ));
-        }
-        if let Some((tenant, address, reason)) = record::suppression(event) {
-            let key = suppression_key(tenant, &address);
-            let value = Key::new().s(reason).i(at).raw(event.message_id.as_bytes());
-            rows.push((key, value.0));
+        let mut rows = Vec::with_capacity(events.len() * 5);
+        for event in events {
+            event_rows(event, now_secs, expires, &mut rows);
         }
         self.write(|_| Ok(((), rows)))
     }
 
-    pub(crate) fn claim_blocking(&self, event: &Event, retrying: bool) -> Res<Claim> {
-        let (message_id, attempt, kind) = record::dedup_key(event);
-        let key = Key::new()
-            .raw(&[table::DEDUP])
-            .s(&message_id)
-            .i(i64::from(attempt))
-            .i(i64::from(kind));
+    /// Every claim of a batch, decided and written as one durable write.
+    pub(crate) fn claim_blocking(&self, claims: &[(Event, Position)]) -> Res<Vec<Claim>> {
         let now = now_ms();
+        let expires = now.saturating_add(self.inner.dedup_ttl_ms);
         self.write(|rows| {
-            if let Some(value) = rows.get(&key.0).map_err(fjall_err("reading a claim"))?
-                && let Some(holder) = keys::live(&value, now)?
-            {
-                let same = holder == event.event_id.as_bytes();
-                let claim = match (same, retrying) {
-                    (true, true) => Claim::New,
-                    (true, false) => Claim::Duplicate,
-                    (false, _) => Claim::Repeat,
+            let mut decided = Vec::with_capacity(claims.len());
+            let mut writes = Vec::new();
+            for (event, at) in claims {
+                let key = claim_key(table::CLAIMS, event);
+                let stored = match rows.get(&key.0).map_err(fjall_err("reading a claim"))? {
+                    Some(value) => keys::live(&value, now)?
+                        .map(keys::decode_holder)
+                        .transpose()?,
+                    None => None,
                 };
-                return Ok((claim, Vec::new()));
+                let stored = match stored {
+                    Some(holder) => Some(holder),
+                    None => legacy_claim(rows, event, now)?,
+                };
+                let claim = decide_claim(stored.as_ref(), event, *at);
+                if claim == Claim::New && stored.is_none() {
+                    let holder = keys::encode_holder(&event.event_id, *at);
+                    writes.extend(Self::expiring(key, expires, &holder));
+                }
+                decided.push(claim);
             }
-            let expires = now.saturating_add(self.inner.dedup_ttl_ms);
-            let id = event.event_id.as_bytes();
-            Ok((Claim::New, Self::expiring(key, expires, id).into()))
+            Ok((decided, writes))
         })
     }
 
-    pub(crate) fn bump_blocking(&self, key: &CounterKey, deltas: &Deltas) -> Res<()> {
-        let partition = counter_partition(key.granularity, key.scope, &key.key, &key.day);
-        let row = match key.granularity {
-            Granularity::Daily => partition.raw(key.detail.as_bytes()),
-            Granularity::Hourly => partition.s(&key.hour).raw(key.detail.as_bytes()),
-        };
+    /// The stored part of each (counter row, events partition).
+    pub(crate) fn parts_blocking(&self, keys: &[(CounterKey, i32)]) -> Res<Vec<Part>> {
+        let rows = &self.inner.rows;
+        keys.iter()
+            .map(|(key, partition)| {
+                let row = part_key(key, *partition);
+                match rows
+                    .get(&row.0)
+                    .map_err(fjall_err("reading a counter part"))?
+                {
+                    Some(bytes) => keys::decode_part(&bytes),
+                    None => Ok(Part::default()),
+                }
+            })
+            .collect()
+    }
+
+    /// Stores every part further along than the stored one, as one durable
+    /// write.
+    pub(crate) fn put_parts_blocking(&self, parts: &[(CounterKey, i32, Part)]) -> Res<()> {
         self.write(|rows| {
-            let mut sum = match rows.get(&row.0).map_err(fjall_err("reading a counter"))? {
-                Some(bytes) => keys::decode_deltas(&bytes)?,
-                None => Deltas::default(),
-            };
-            sum.add(deltas);
-            Ok(((), vec![(row, keys::encode_deltas(&sum))]))
+            let mut writes = Vec::with_capacity(parts.len());
+            for (key, partition, part) in parts {
+                let row = part_key(key, *partition);
+                let stored = rows
+                    .get(&row.0)
+                    .map_err(fjall_err("reading a counter part"))?;
+                let stored = stored.map(|b| keys::decode_part(&b)).transpose()?;
+                if stored.is_none_or(|s| s.through < part.through) {
+                    writes.push((row, keys::encode_part(part)));
+                }
+            }
+            Ok(((), writes))
         })
     }
 
@@ -332,6 +345,87 @@ impl EmbeddedLedger {
     pub(crate) fn put_blocking(&self, key: Key, value: Vec<u8>) -> Res<()> {
         self.write(|_| Ok(((), vec![(key, value)])))
     }
+}
+
+/// The history, campaign and suppression rows of one event.
+fn event_rows(event: &Event, now_secs: i64, expires: i64, rows: &mut Vec<(Key, Vec<u8>)>) {
+    let at = record::event_millis(event, now_secs);
+    let bytes = event.encode_to_vec();
+    let id = event.event_id.as_bytes();
+    let history = Key::new().raw(&[table::EVENTS]).s(&event.message_id);
+    rows.extend(EmbeddedLedger::expiring(
+        history.i(at).raw(id),
+        expires,
+        &bytes,
+    ));
+    if !event.campaign.is_empty() {
+        let hour = crate::time::hour_of(record::event_secs(event, now_secs));
+        let campaign = Key::new().raw(&[table::CAMPAIGNS]).s(&event.campaign);
+        let row = campaign.s(&hour).i(at).raw(id);
+        rows.extend(EmbeddedLedger::expiring(row, expires, &bytes));
+    }
+    if let Some((tenant, address, reason)) = record::suppression(event) {
+        let key = suppression_key(tenant, &address);
+        let value = Key::new().s(reason).i(at).raw(event.message_id.as_bytes());
+        rows.push((key, value.0));
+    }
+}
+
+/// The row of an event's de-duplication claim in `t`.
+fn claim_key(t: u8, event: &Event) -> Key {
+    let (message_id, attempt, kind) = record::dedup_key(event);
+    Key::new()
+        .raw(&[t])
+        .s(&message_id)
+        .i(i64::from(attempt))
+        .i(i64::from(kind))
+}
+
+/// A live claim written before claims held positions: its event id, with no
+/// position (so never this record's).
+fn legacy_claim(
+    rows: &Keyspace,
+    event: &Event,
+    now: i64,
+) -> Res<Option<(String, Option<Position>)>> {
+    let key = claim_key(table::DEDUP, event);
+    let Some(value) = rows.get(&key.0).map_err(fjall_err("reading a claim"))? else {
+        return Ok(None);
+    };
+    Ok(keys::live(&value, now)?.map(|id| (String::from_utf8_lossy(id).into_owned(), None)))
+}
+
+/// What a stored claim `(event id, position)` means for `event` at `at`.
+pub(crate) fn decide_claim(
+    stored: Option<&(String, Option<Position>)>,
+    event: &Event,
+    at: Position,
+) -> Claim {
+    match stored {
+        None => Claim::New,
+        Some((_, Some(held))) if *held == at => Claim::New,
+        Some((id, _)) if *id == event.event_id => Claim::Duplicate,
+        Some(_) => Claim::Repeat,
+    }
+}
+
+/// The prefix of the counter parts of one partition `(scope, key, day)`.
+pub(crate) fn parts_partition(granularity: Granularity, scope: &str, key: &str, day: &str) -> Key {
+    let t = match granularity {
+        Granularity::Daily => table::DAILY_PARTS,
+        Granularity::Hourly => table::HOURLY_PARTS,
+    };
+    Key::new().raw(&[t]).s(scope).s(key).s(day)
+}
+
+/// The row of one counter part: the counter row's key, then the partition.
+fn part_key(key: &CounterKey, partition: i32) -> Key {
+    let row = parts_partition(key.granularity, key.scope, &key.key, &key.day);
+    let row = match key.granularity {
+        Granularity::Daily => row,
+        Granularity::Hourly => row.s(&key.hour),
+    };
+    row.s(&key.detail).i(i64::from(partition))
 }
 
 /// The prefix of one counter partition `(scope, key, day)`.

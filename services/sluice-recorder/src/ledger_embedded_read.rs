@@ -1,7 +1,7 @@
 //! Reads of the embedded ledger, and its [`Ledger`] implementation: every
 //! call runs on tokio's blocking pool.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use prost::Message;
 use sluice_proto::v1::{Event, ReputationRow, TenantReputationRow};
@@ -9,11 +9,11 @@ use sluice_proto::v1::{Event, ReputationRow, TenantReputationRow};
 use crate::ledger::Claim;
 use crate::ledger::{Ledger, Res, lookup_forms, pick_suppressed};
 use crate::ledger_embedded::{
-    EmbeddedLedger, after_table, counter_partition, decode, fjall_err, now_ms, suppression_key,
-    table,
+    EmbeddedLedger, after_table, counter_partition, decode, fjall_err, now_ms, parts_partition,
+    suppression_key, table,
 };
 use crate::ledger_keys::{self as keys, Key};
-use crate::record::{CounterKey, Deltas, Granularity};
+use crate::record::{CounterKey, Deltas, Granularity, Part, Position};
 
 type Pairs = Vec<(fjall::Slice, fjall::Slice)>;
 
@@ -45,8 +45,8 @@ impl EmbeddedLedger {
         granularity: Granularity,
         (scope, key, day): (&str, &str, &str),
     ) -> Res<Vec<(String, String, Deltas)>> {
+        let mut sums: BTreeMap<(String, String), Deltas> = BTreeMap::new();
         let prefix = counter_partition(granularity, scope, key, day);
-        let mut rows = Vec::new();
         for (k, v) in self.scan(&prefix.0)? {
             let mut r = after_table(&k);
             let _partition = (r.s()?, r.s()?, r.s()?);
@@ -54,9 +54,28 @@ impl EmbeddedLedger {
                 Granularity::Daily => String::new(),
                 Granularity::Hourly => r.s()?,
             };
-            rows.push((hour, r.rest()?, keys::decode_deltas(&v)?));
+            let detail = r.rest()?;
+            sums.entry((hour, detail))
+                .or_default()
+                .add(&keys::decode_deltas(&v)?);
         }
-        Ok(rows)
+        let prefix = parts_partition(granularity, scope, key, day);
+        for (k, v) in self.scan(&prefix.0)? {
+            let mut r = after_table(&k);
+            let _partition = (r.s()?, r.s()?, r.s()?);
+            let hour = match granularity {
+                Granularity::Daily => String::new(),
+                Granularity::Hourly => r.s()?,
+            };
+            let detail = r.s()?;
+            sums.entry((hour, detail))
+                .or_default()
+                .add(&keys::decode_part(&v)?.deltas);
+        }
+        Ok(sums
+            .into_iter()
+            .map(|((hour, detail), deltas)| (hour, detail, deltas))
+            .collect())
     }
 
     fn paths_blocking(&self, ip: &str, site: &str) -> Res<Vec<ReputationRow>> {
@@ -130,19 +149,23 @@ fn to_millis(at: &mut Option<prost_types::Timestamp>) {
 }
 
 impl Ledger for EmbeddedLedger {
-    async fn write_rows(&self, event: &Event, now_secs: i64) -> Res<()> {
-        let event = event.clone();
-        self.blocking(move |l| l.write_rows_blocking(&event, now_secs))
+    async fn write_rows(&self, events: &[&Event], now_secs: i64) -> Res<()> {
+        let events: Vec<Event> = events.iter().map(|e| (*e).clone()).collect();
+        self.blocking(move |l| l.write_rows_blocking(&events, now_secs))
             .await
     }
-    async fn claim(&self, event: &Event, retrying: bool) -> Res<Claim> {
-        let event = event.clone();
-        self.blocking(move |l| l.claim_blocking(&event, retrying))
-            .await
+    async fn claim(&self, claims: &[(&Event, Position)]) -> Res<Vec<Claim>> {
+        let claims: Vec<(Event, Position)> =
+            claims.iter().map(|(e, p)| ((*e).clone(), *p)).collect();
+        self.blocking(move |l| l.claim_blocking(&claims)).await
     }
-    async fn bump(&self, key: &CounterKey, deltas: &Deltas) -> Res<()> {
-        let (key, deltas) = (key.clone(), *deltas);
-        self.blocking(move |l| l.bump_blocking(&key, &deltas)).await
+    async fn parts(&self, keys: &[(CounterKey, i32)]) -> Res<Vec<Part>> {
+        let keys = keys.to_vec();
+        self.blocking(move |l| l.parts_blocking(&keys)).await
+    }
+    async fn put_parts(&self, parts: &[(CounterKey, i32, Part)]) -> Res<()> {
+        let parts = parts.to_vec();
+        self.blocking(move |l| l.put_parts_blocking(&parts)).await
     }
     async fn history(&self, message_id: &str) -> Res<Vec<Event>> {
         let id = message_id.to_owned();

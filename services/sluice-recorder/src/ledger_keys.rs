@@ -8,7 +8,7 @@
 //! days of a `(scope, key)` are adjacent and sorted, as are the hours of a day.
 
 use crate::RecorderError;
-use crate::record::Deltas;
+use crate::record::{Deltas, Part, Position};
 
 /// Builds a key (or a value) component by component.
 #[derive(Debug, Default, Clone)]
@@ -108,6 +108,41 @@ pub(crate) fn decode_deltas(bytes: &[u8]) -> Result<Deltas, RecorderError> {
     Ok(d)
 }
 
+/// A counter part: its eight counters, then `through`.
+pub(crate) fn encode_part(part: &Part) -> Vec<u8> {
+    let mut bytes = encode_deltas(&part.deltas);
+    bytes.extend_from_slice(&Key::new().i(part.through).0);
+    bytes
+}
+
+pub(crate) fn decode_part(bytes: &[u8]) -> Result<Part, RecorderError> {
+    let deltas = decode_deltas(bytes)?;
+    let mut r = Reader(bytes.get(64..).unwrap_or_default());
+    Ok(Part {
+        deltas,
+        through: r.i()?,
+    })
+}
+
+/// A claim's holder: the event id, then the record's partition and offset.
+pub(crate) fn encode_holder(event_id: &str, at: Position) -> Vec<u8> {
+    Key::new()
+        .s(event_id)
+        .i(i64::from(at.partition))
+        .i(at.offset)
+        .0
+}
+
+pub(crate) fn decode_holder(bytes: &[u8]) -> Result<(String, Option<Position>), RecorderError> {
+    let mut r = Reader(bytes);
+    let id = r.s()?;
+    let partition = i32::try_from(r.i()?).map_err(|_| {
+        RecorderError::Corrupt("embedded ledger claim: partition out of range".into())
+    })?;
+    let offset = r.i()?;
+    Ok((id, Some(Position { partition, offset })))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,5 +180,16 @@ mod tests {
         let d = Deltas([1, -2, 3, 0, 5, 6, 7, i64::MAX]);
         assert_eq!(decode_deltas(&encode_deltas(&d)).expect("ok"), d);
         assert!(decode_deltas(&[1, 2]).is_err());
+        let part = Part {
+            deltas: d,
+            through: 41,
+        };
+        assert_eq!(decode_part(&encode_part(&part)).expect("ok"), part);
+        let at = Position {
+            partition: 3,
+            offset: 9,
+        };
+        let holder = decode_holder(&encode_holder("ev-1", at)).expect("ok");
+        assert_eq!(holder, ("ev-1".to_owned(), Some(at)));
     }
 }

@@ -38,6 +38,7 @@ mod ledger_embedded_read;
 mod ledger_embedded_suppressions;
 mod ledger_keys;
 mod metrics;
+mod parts;
 mod query;
 mod query_keys;
 pub mod record;

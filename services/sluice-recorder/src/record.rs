@@ -57,6 +57,43 @@ pub struct CounterKey {
     pub detail: String,
 }
 
+/// Where a record sits in the events topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Position {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// One counter row's share from one events partition: the sum of every
+/// counted event of that partition up to offset `through`, inclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Part {
+    pub deltas: Deltas,
+    pub through: i64,
+}
+
+impl Default for Part {
+    /// Nothing yet: every offset (from 0) is still to be added.
+    fn default() -> Self {
+        Self {
+            deltas: Deltas::default(),
+            through: -1,
+        }
+    }
+}
+
+impl Part {
+    /// Adds an event at `offset` unless this part already holds it; true
+    /// when it was added.
+    pub fn take(&mut self, offset: i64, deltas: &Deltas) -> bool {
+        if offset <= self.through {
+            return false;
+        }
+        self.deltas.add(deltas);
+        true
+    }
+}
+
 /// True for bounces that mean the address will never work: suppress it and
 /// count it as a hard bounce.
 pub fn is_hard_bounce(event: &Event) -> bool {
@@ -138,9 +175,15 @@ pub fn counter_keys(event: &Event, fallback_secs: i64) -> Vec<CounterKey> {
 /// the attempt": a second `delivered` event of a message finds it held.
 pub const ANY_ATTEMPT: u32 = u32::MAX;
 
-/// The recorder's de-duplication key: (message id, attempt, kind).
+/// The recorder's de-duplication key: (message id, attempt, kind), with
+/// [`ANY_ATTEMPT`] for `delivered` (a message is delivered once, whatever
+/// the attempt: a second delivery is a repeat).
 pub fn dedup_key(event: &Event) -> (String, u32, i32) {
-    (event.message_id.clone(), event.attempt, event.kind)
+    let attempt = match event.kind() {
+        EventKind::Delivered => ANY_ATTEMPT,
+        _ => event.attempt,
+    };
+    (event.message_id.clone(), attempt, event.kind)
 }
 
 /// The form a suppressed address is stored and looked up in: lowercase,

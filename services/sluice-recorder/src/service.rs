@@ -95,7 +95,7 @@ pub(crate) async fn open_cql_ledger(
             .await
         };
         match attempt.await {
-            Ok(ledger) => return Ok(ledger),
+            Ok(ledger) => return Ok(ledger.with_concurrency(config.write_concurrency)),
             Err(err) => {
                 tracing::warn!(error = %err, retry_in = ?delay, "cannot open the ledger yet")
             }
@@ -188,6 +188,7 @@ async fn serve(
         retry_max: config.retry_max.into(),
         metrics,
         stop: stop.clone(),
+        parts: Default::default(),
     };
     let health = sluice_node::health::service(&["sluice.v1.Query"], stop.clone()).await;
     let reflection = sluice_node::health::reflection(&[sluice_proto::FILE_DESCRIPTOR_SET]);

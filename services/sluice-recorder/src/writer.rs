@@ -6,7 +6,8 @@
 //! the events whose claim was new, summed per counter row first. Each stage
 //! retries only its failed statements, so a finished stage never runs twice.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +20,8 @@ use crate::RecorderError;
 use crate::ledger::Claim;
 use crate::ledger::{AnyLedger, Ledger};
 use crate::metrics::Metrics;
-use crate::record::{self, CounterKey, Deltas};
+use crate::parts::{PartCache, Tally};
+use crate::record::{self, Deltas, Position};
 
 /// What a written batch changed, for the reputation scorer and metrics.
 #[derive(Debug, Default)]
@@ -39,6 +41,28 @@ pub struct Written {
     pub by_tenant: BTreeMap<(String, &'static str), u64>,
 }
 
+impl Written {
+    /// Notes an event counted for the first time.
+    fn count(&mut self, event: &Event) {
+        self.counted += 1;
+        let kind = crate::metrics::kind_label(event.kind());
+        *self
+            .by_tenant
+            .entry((event.tenant.clone(), kind))
+            .or_default() += 1;
+        if record::deltas(event) == Deltas::default() {
+            return;
+        }
+        if !event.source_ip.is_empty() && !event.site.is_empty() {
+            self.paths
+                .insert((event.source_ip.clone(), event.site.clone()));
+        }
+        if !event.tenant.is_empty() {
+            self.tenants.insert(event.tenant.clone());
+        }
+    }
+}
+
 /// Batch writer with its retry policy.
 pub struct Writer {
     pub(crate) ledger: Arc<AnyLedger>,
@@ -47,92 +71,128 @@ pub struct Writer {
     pub(crate) retry_max: Duration,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) stop: CancellationToken,
+    /// The parts of the partitions this recorder reads.
+    pub(crate) parts: PartCache,
 }
 
 impl Writer {
-    /// Writes `events` completely, or returns [`RecorderError::ShuttingDown`]
-    /// when asked to stop while waiting to retry.
-    pub async fn write(&self, events: &[Event], now_secs: i64) -> Result<Written, RecorderError> {
-        let mut seen = HashSet::new();
-        let unique: Vec<&Event> = events
-            .iter()
-            .filter(|e| seen.insert((record::dedup_key(e), e.event_id.as_str())))
-            .collect();
-        let in_batch_duplicates = (events.len() - unique.len()) as u64;
-
-        self.retry_all("rows", &unique, |e, _| self.ledger.write_rows(e, now_secs))
+    /// Writes `batch` (each event with its record's position) completely, or
+    /// returns [`RecorderError::ShuttingDown`] when asked to stop while
+    /// waiting to retry. Every stage is idempotent, so a replay of any part
+    /// of the batch (after a crash, a failed commit or a rebalance) counts
+    /// nothing twice: see docs/recorder.md#exact-counters.
+    pub async fn write(
+        &self,
+        batch: &[(Event, Position)],
+        now_secs: i64,
+    ) -> Result<Written, RecorderError> {
+        let events: Vec<&Event> = batch.iter().map(|(e, _)| e).collect();
+        self.retry("rows", || self.ledger.write_rows(&events, now_secs))
             .await?;
-        let claims = self
-            .retry_all("claims", &unique, |e, attempt| {
-                self.ledger.claim(e, attempt > 0)
-            })
-            .await?;
-        let duplicate_deliveries = self.duplicate_deliveries(&unique, &claims).await?;
-        let new: Vec<&Event> = unique
-            .iter()
-            .zip(&claims)
-            .filter(|(_, c)| **c == Claim::New)
-            .map(|(e, _)| *e)
-            .collect();
-
-        let mut sums: BTreeMap<CounterKey, Deltas> = BTreeMap::new();
+        let claims = self.claims(batch).await?;
         let mut written = Written::default();
-        for event in &new {
-            let kind = crate::metrics::kind_label(event.kind());
-            *written
-                .by_tenant
-                .entry((event.tenant.clone(), kind))
-                .or_default() += 1;
+        let mut tally = Tally::default();
+        for ((event, at), claim) in batch.iter().zip(&claims) {
+            tally.read(*at);
+            match claim {
+                Claim::New => {}
+                Claim::Duplicate => {
+                    written.duplicates += 1;
+                    continue;
+                }
+                Claim::Repeat => {
+                    written.duplicates += 1;
+                    if event.kind() == EventKind::Delivered {
+                        written.duplicate_deliveries += 1;
+                    }
+                    continue;
+                }
+            }
+            written.count(event);
             let deltas = record::deltas(event);
-            if deltas == Deltas::default() {
-                continue;
-            }
-            for key in record::counter_keys(event, now_secs) {
-                sums.entry(key).or_default().add(&deltas);
-            }
-            if !event.source_ip.is_empty() && !event.site.is_empty() {
-                written
-                    .paths
-                    .insert((event.source_ip.clone(), event.site.clone()));
-            }
-            if !event.tenant.is_empty() {
-                written.tenants.insert(event.tenant.clone());
+            if deltas != Deltas::default() {
+                tally.count(record::counter_keys(event, now_secs), *at, deltas);
             }
         }
-        let rows: Vec<(CounterKey, Deltas)> = sums.into_iter().collect();
-        self.retry_all("counters", &rows, |(k, d), _| self.ledger.bump(k, d))
-            .await?;
-        written.counted = new.len() as u64;
-        written.duplicates = in_batch_duplicates + (unique.len() - new.len()) as u64;
-        written.duplicate_deliveries = duplicate_deliveries;
+        self.count(&tally).await?;
         Ok(written)
     }
 
-    /// Claims "delivered, any attempt" for every `delivered` event that is
-    /// not a replay of one already seen; counts those another event holds.
-    async fn duplicate_deliveries(
-        &self,
-        unique: &[&Event],
-        claims: &[Claim],
-    ) -> Result<u64, RecorderError> {
-        let delivered: Vec<Event> = unique
-            .iter()
-            .zip(claims)
-            .filter(|(e, c)| **c != Claim::Duplicate && e.kind() == EventKind::Delivered)
-            .map(|(e, _)| Event {
-                attempt: record::ANY_ATTEMPT,
-                ..(*e).clone()
-            })
-            .collect();
-        if delivered.is_empty() {
-            return Ok(0);
+    /// The claim of every event of the batch: the first event of each
+    /// de-duplication key asks the ledger; a later one in the same batch is
+    /// a duplicate of it (same event id) or a repeat.
+    async fn claims(&self, batch: &[(Event, Position)]) -> Result<Vec<Claim>, RecorderError> {
+        let mut first: HashMap<(String, u32, i32), usize> = HashMap::new();
+        let mut asked: Vec<(&Event, Position)> = Vec::new();
+        let mut slots = Vec::with_capacity(batch.len());
+        for (i, (event, at)) in batch.iter().enumerate() {
+            match first.entry(record::dedup_key(event)) {
+                Entry::Vacant(slot) => {
+                    slot.insert(i);
+                    slots.push(Err(asked.len()));
+                    asked.push((event, *at));
+                }
+                Entry::Occupied(held) => {
+                    let same = batch[*held.get()].0.event_id == event.event_id;
+                    slots.push(Ok(if same {
+                        Claim::Duplicate
+                    } else {
+                        Claim::Repeat
+                    }));
+                }
+            }
         }
-        let again = self
-            .retry_all("delivery claims", &delivered, |e, attempt| {
-                self.ledger.claim(e, attempt > 0)
-            })
+        let answers = self.retry("claims", || self.ledger.claim(&asked)).await?;
+        Ok(slots
+            .into_iter()
+            .map(|slot| slot.unwrap_or_else(|i| answers[i]))
+            .collect())
+    }
+
+    /// Folds the batch's counted events into their parts (read once per
+    /// ownership, then cached) and writes the parts.
+    async fn count(&self, tally: &Tally) -> Result<(), RecorderError> {
+        let missing = self.parts.missing(tally.events.keys());
+        if !missing.is_empty() {
+            let stored = self.retry("parts", || self.ledger.parts(&missing)).await?;
+            self.parts.put(missing.iter().cloned().zip(stored));
+        }
+        let parts = tally.fold(|key| self.parts.get(key));
+        self.retry("counters", || self.ledger.put_parts(&parts))
             .await?;
-        Ok(again.iter().filter(|c| **c == Claim::Repeat).count() as u64)
+        self.parts
+            .put(parts.into_iter().map(|(k, p, part)| ((k, p), part)));
+        Ok(())
+    }
+
+    /// Forgets the cached parts: the recorder's partitions changed.
+    pub fn forget_parts(&self) {
+        self.parts.forget();
+    }
+
+    /// Runs `op` until it succeeds, with exponential backoff between tries;
+    /// [`RecorderError::ShuttingDown`] when asked to stop while waiting.
+    async fn retry<R, F, Fut>(&self, stage: &str, op: F) -> Result<R, RecorderError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<R, RecorderError>>,
+    {
+        let mut delay = self.retry_initial;
+        for attempt in 1_u32.. {
+            match op().await {
+                Ok(r) => return Ok(r),
+                Err(err) => {
+                    self.metrics.write_retries.inc();
+                    tracing::warn!(
+                        stage, attempt, retry_in = ?delay, error = %err,
+                        "batch write failed; retrying, offsets stay uncommitted"
+                    );
+                    self.sleep_or_stop(delay).await?;
+                    delay = (delay * 2).min(self.retry_max);
+                }
+            }
+        }
+        unreachable!("the retry loop returns")
     }
 
     /// Completes events that name only their message (the inbound role's

@@ -28,7 +28,7 @@ async fn query_with_a_bounce(dir: &std::path::Path) -> sluice_testkit::query::Se
         ..Default::default()
     };
     ledger
-        .write_rows(&bounce, 0)
+        .write_rows(&[&bounce], 0)
         .await
         .expect("write the bounce");
     sluice_testkit::query::serve(Arc::new(ledger.into())).await

@@ -229,20 +229,23 @@ pub async fn committed(config: &RecorderConfig) -> i64 {
     .expect("offset task")
 }
 
-/// Reads one daily counter column summed over the details of a partition.
+/// Reads one daily counter column summed over the details of a partition
+/// and the parts of every events partition (the recorder writes nothing
+/// else since schema version 12).
 pub async fn daily(session: &Session, ks: &str, scope: &str, key: &str, column: &str) -> i64 {
     let day = sluice_recorder::time::day_of(now_secs());
-    let cql =
-        format!("SELECT {column} FROM {ks}.daily_counters WHERE scope = ? AND key = ? AND day = ?");
+    let cql = format!(
+        "SELECT {column} FROM {ks}.daily_counter_parts WHERE scope = ? AND key = ? AND day = ?"
+    );
     let rows = session
         .query_unpaged(cql, (scope, key, day))
         .await
-        .expect("select counters")
+        .expect("select counter parts")
         .into_rows_result()
         .expect("rows");
-    rows.rows::<(Option<scylla::value::Counter>,)>()
+    rows.rows::<(Option<i64>,)>()
         .expect("typed")
-        .map(|r| r.expect("row").0.map_or(0, |c| c.0))
+        .map(|r| r.expect("row").0.unwrap_or(0))
         .sum()
 }
 
@@ -283,4 +286,39 @@ async fn pipe(mut client: TcpStream, upstream: String, mut open: watch::Receiver
         _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
         _ = open.wait_for(|o| !*o) => {}
     }
+}
+
+/// The record position `(partition, offset)`.
+pub fn pos(partition: i32, offset: i64) -> sluice_recorder::record::Position {
+    sluice_recorder::record::Position { partition, offset }
+}
+
+/// Writes one event's rows.
+pub async fn rows<L: sluice_recorder::Ledger>(l: &L, e: &Event, now: i64) {
+    l.write_rows(&[e], now).await.expect("write rows");
+}
+
+/// Claims one event for the record at `at`.
+pub async fn claim_one<L: sluice_recorder::Ledger>(
+    l: &L,
+    e: &Event,
+    at: sluice_recorder::record::Position,
+) -> sluice_recorder::Claim {
+    l.claim(&[(e, at)]).await.expect("claim")[0]
+}
+
+/// Adds `deltas` to a counter row through its part of events partition 0,
+/// as the next offset of that partition.
+pub async fn add<L: sluice_recorder::Ledger>(
+    l: &L,
+    key: &sluice_recorder::record::CounterKey,
+    deltas: &sluice_recorder::record::Deltas,
+) {
+    let keys = [(key.clone(), 0)];
+    let mut part = l.parts(&keys).await.expect("parts")[0];
+    part.deltas.add(deltas);
+    part.through += 1;
+    l.put_parts(&[(key.clone(), 0, part)])
+        .await
+        .expect("put parts");
 }

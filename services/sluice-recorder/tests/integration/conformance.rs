@@ -3,12 +3,11 @@
 //! (`ledger_embedded`). Every check uses fresh ids, so checks can share one
 //! ledger and run in any order.
 
-use futures::future::join_all;
 use sluice_proto::v1::{BounceClass, Event, EventKind, ReputationRow, TenantReputationRow};
-use sluice_recorder::record::{CounterKey, Deltas, Granularity};
+use sluice_recorder::record::{CounterKey, Deltas, Granularity, Part, Position};
 use sluice_recorder::{Claim, Ledger};
 
-use crate::common::{bounce, event, now_secs};
+use crate::common::{add, bounce, claim_one, event, now_secs, pos, rows};
 
 pub fn fresh(what: &str) -> String {
     format!("{what}-{}", uuid::Uuid::new_v4().simple())
@@ -37,7 +36,7 @@ pub async fn history_round_trip<L: Ledger>(l: &L) {
         now,
     );
     for e in [&third, &first, &second, &third] {
-        l.write_rows(e, now).await.expect("write rows");
+        rows(l, e, now).await;
     }
     let history = l.history(&id).await.expect("history");
     assert_eq!(history, vec![first, second, third]);
@@ -49,43 +48,69 @@ pub async fn history_round_trip<L: Ledger>(l: &L) {
     );
 }
 
-/// A claim is new once; a retry of the very event that holds it is new
-/// again; another event of the same key is a repeat; another kind or
-/// attempt is its own claim.
+/// A claim belongs to the record that made it: the same record claiming
+/// again (a replay) is new again; the same event from another record is a
+/// duplicate; another event of the same key is a repeat; another kind or
+/// attempt is its own claim; `delivered` is one claim whatever the attempt.
 pub async fn claim_new_then_duplicate<L: Ledger>(l: &L) {
     let id = fresh("m");
     let e = event(EventKind::Delivered, &id, "192.0.2.1", "gmail");
-    assert_eq!(l.claim(&e, false).await.expect("claim"), Claim::New);
-    assert_eq!(l.claim(&e, false).await.expect("claim"), Claim::Duplicate);
-    assert_eq!(l.claim(&e, true).await.expect("retry"), Claim::New);
+    assert_eq!(claim_one(l, &e, pos(0, 10)).await, Claim::New);
+    assert_eq!(claim_one(l, &e, pos(0, 10)).await, Claim::New, "a replay");
+    assert_eq!(claim_one(l, &e, pos(0, 11)).await, Claim::Duplicate);
+    assert_eq!(claim_one(l, &e, pos(1, 10)).await, Claim::Duplicate);
     let other = event(EventKind::Delivered, &id, "192.0.2.1", "gmail");
     assert_eq!(
-        l.claim(&other, true).await.expect("claim"),
+        claim_one(l, &other, pos(0, 12)).await,
         Claim::Repeat,
         "another event of the same key: the outcome happened twice"
     );
-    let bounced = event(EventKind::Bounced, &id, "192.0.2.1", "gmail");
-    assert_eq!(l.claim(&bounced, false).await.expect("claim"), Claim::New);
-    let next_attempt = Event { attempt: 2, ..e };
+    let next_attempt = Event {
+        attempt: 2,
+        event_id: fresh("ev"),
+        ..e.clone()
+    };
     assert_eq!(
-        l.claim(&next_attempt, false).await.expect("claim"),
-        Claim::New
+        claim_one(l, &next_attempt, pos(0, 13)).await,
+        Claim::Repeat,
+        "a second delivery at another attempt is a repeat"
     );
+    let bounced = event(EventKind::Bounced, &id, "192.0.2.1", "gmail");
+    assert_eq!(claim_one(l, &bounced, pos(0, 14)).await, Claim::New);
+    let deferred = event(EventKind::Deferred, &id, "192.0.2.1", "gmail");
+    let deferred_again = Event {
+        attempt: deferred.attempt + 1,
+        ..event(EventKind::Deferred, &id, "192.0.2.1", "gmail")
+    };
+    assert_eq!(claim_one(l, &deferred, pos(0, 15)).await, Claim::New);
+    assert_eq!(claim_one(l, &deferred_again, pos(0, 16)).await, Claim::New);
 }
 
-/// Concurrent claims of one key by different events: exactly one is new.
-pub async fn concurrent_claims_one_new<L: Ledger>(l: &L) {
-    let id = fresh("m");
+/// A batch of claims comes back in order, one answer each; replaying the
+/// batch from the same records finds them all new again, from other
+/// records all duplicates.
+pub async fn batch_claims_replay<L: Ledger>(l: &L) {
     let events: Vec<Event> = (0..24)
-        .map(|_| event(EventKind::Delivered, &id, "192.0.2.1", "gmail"))
+        .map(|_| event(EventKind::Delivered, &fresh("m"), "192.0.2.1", "gmail"))
         .collect();
-    let claims = join_all(events.iter().map(|e| l.claim(e, false))).await;
-    let new = claims
-        .into_iter()
-        .map(|c| c.expect("claim"))
-        .filter(|c| *c == Claim::New)
-        .count();
-    assert_eq!(new, 1, "exactly one concurrent claim is new");
+    let at = |i: usize, base: i64| base + i as i64;
+    let batch: Vec<(&Event, Position)> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e, pos(2, at(i, 100))))
+        .collect();
+    let first = l.claim(&batch).await.expect("claims");
+    assert_eq!(first, vec![Claim::New; 24]);
+    assert_eq!(l.claim(&batch).await.expect("replay"), vec![Claim::New; 24]);
+    let moved: Vec<(&Event, Position)> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e, pos(2, at(i, 500))))
+        .collect();
+    assert_eq!(
+        l.claim(&moved).await.expect("claims"),
+        vec![Claim::Duplicate; 24]
+    );
 }
 
 fn key(g: Granularity, ip: &str, day: &str, hour: &str, detail: &str) -> CounterKey {
@@ -103,22 +128,32 @@ fn d(v: [i64; 8]) -> Deltas {
     Deltas(v)
 }
 
-/// Daily and hourly counters sum every bump, per row, and a partition's
-/// read returns only its own rows (in clustering order).
+/// Daily and hourly counters sum the parts of every events partition,
+/// per row, and a partition's read returns only its own rows (in
+/// clustering order); a part further along is never replaced by one behind.
 pub async fn counters_sum<L: Ledger>(l: &L) {
     let ip = fresh("ip");
     let (day, next_day) = ("2026-03-01", "2026-03-02");
     let daily = |detail| key(Granularity::Daily, &ip, day, "", detail);
-    for _ in 0..3 {
-        l.bump(&daily("gmail"), &d([1, 2, 0, 0, 0, 0, 0, 1]))
-            .await
-            .expect("bump");
-    }
-    l.bump(&daily("yahoo"), &d([0, 0, 5, 0, 0, 0, 0, 0]))
+    let part = |v, through| Part {
+        deltas: d(v),
+        through,
+    };
+    l.put_parts(&[
+        (daily("gmail"), 0, part([1, 2, 0, 0, 0, 0, 0, 1], 7)),
+        (daily("gmail"), 3, part([2, 4, 0, 0, 0, 0, 0, 2], 90)),
+        (daily("yahoo"), 0, part([0, 0, 5, 0, 0, 0, 0, 0], 7)),
+    ])
+    .await
+    .expect("put parts");
+    // Behind the stored part: ignored.
+    l.put_parts(&[(daily("gmail"), 3, part([1; 8], 50))])
         .await
-        .expect("bump");
+        .expect("put parts");
     let other_day = key(Granularity::Daily, &ip, next_day, "", "gmail");
-    l.bump(&other_day, &d([9; 8])).await.expect("bump");
+    l.put_parts(&[(other_day, 0, part([9; 8], 8))])
+        .await
+        .expect("put parts");
     assert_eq!(
         l.daily("ip", &ip, day).await.expect("daily"),
         vec![
@@ -126,12 +161,18 @@ pub async fn counters_sum<L: Ledger>(l: &L) {
             ("yahoo".to_owned(), d([0, 0, 5, 0, 0, 0, 0, 0])),
         ]
     );
+    let stored = l
+        .parts(&[(daily("gmail"), 3), (daily("gmail"), 4)])
+        .await
+        .expect("parts");
+    assert_eq!(
+        stored,
+        vec![part([2, 4, 0, 0, 0, 0, 0, 2], 90), Part::default()]
+    );
     let hourly = |hour: &str, detail| key(Granularity::Hourly, &ip, day, hour, detail);
     for (hour, n) in [("2026-03-01T13", 2), ("2026-03-01T02", 4)] {
         for _ in 0..n {
-            l.bump(&hourly(hour, "gmail"), &d([0, 1, 1, 0, 0, 0, 0, 0]))
-                .await
-                .expect("bump");
+            add(l, &hourly(hour, "gmail"), &d([0, 1, 1, 0, 0, 0, 0, 0])).await;
         }
     }
     assert_eq!(
@@ -252,10 +293,10 @@ pub async fn write_fixture<L: Ledger>(l: &L) -> Fixture {
     let message = fresh("m");
     let (ip, tenant) = (fresh("ip"), fresh("tenant"));
     let e = event(EventKind::Delivered, &message, &ip, "gmail");
-    l.write_rows(&e, now_secs()).await.expect("write rows");
-    assert_eq!(l.claim(&e, false).await.expect("claim"), Claim::New);
+    rows(l, &e, now_secs()).await;
+    assert_eq!(claim_one(l, &e, pos(0, 1)).await, Claim::New);
     let k = key(Granularity::Daily, &ip, "2026-03-01", "", "gmail");
-    l.bump(&k, &d([1; 8])).await.expect("bump");
+    add(l, &k, &d([1; 8])).await;
     l.put_path_reputation(&path_row(&ip, "gmail", "slow", 3))
         .await
         .expect("put path");
@@ -274,7 +315,7 @@ pub async fn write_fixture<L: Ledger>(l: &L) -> Fixture {
 pub async fn check_fixture<L: Ledger>(l: &L, f: &Fixture) {
     assert_eq!(l.history(&f.message).await.expect("history"), f.history);
     assert_eq!(
-        l.claim(&f.history[0], false).await.expect("claim"),
+        claim_one(l, &f.history[0], pos(0, 2)).await,
         Claim::Duplicate
     );
     let daily = l.daily("ip", &f.ip, "2026-03-01").await.expect("daily");
@@ -301,7 +342,7 @@ pub async fn suppressions_per_tenant<L: Ledger>(l: &L) {
         ..bounce(&soft_id, "192.0.2.1", "gmail", BounceClass::MailboxFull)
     };
     for e in [&hard, &soft, &hard] {
-        l.write_rows(e, now_secs()).await.expect("write rows");
+        rows(l, e, now_secs()).await;
     }
     let gone = format!("gone-{id}@example.com");
     let asked = vec![
@@ -327,7 +368,7 @@ pub async fn suppressions_per_tenant<L: Ledger>(l: &L) {
 pub async fn all<L: Ledger>(l: &L) {
     history_round_trip(l).await;
     claim_new_then_duplicate(l).await;
-    concurrent_claims_one_new(l).await;
+    batch_claims_replay(l).await;
     counters_sum(l).await;
     reputation_put_get(l).await;
     suppressions_per_tenant(l).await;

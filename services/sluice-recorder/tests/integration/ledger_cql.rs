@@ -81,7 +81,7 @@ async fn recorder_and_control_share_one_suppression_list() {
         ..Event::default()
     };
     ledger
-        .write_rows(&bounce, 1_800_000_000)
+        .write_rows(&[&bounce], 1_800_000_000)
         .await
         .expect("write the bounce");
     let asked = vec!["gone@example.com".to_owned()];

@@ -10,7 +10,7 @@ use sluice_proto::v1::EventKind;
 use sluice_recorder::record::{CounterKey, Deltas, Granularity};
 use sluice_recorder::{AnyLedger, Claim, EmbeddedLedger, Ledger};
 
-use crate::common::{event, now_secs};
+use crate::common::{add, claim_one, event, now_secs, pos, rows};
 use crate::conformance;
 
 fn open(dir: &std::path::Path) -> EmbeddedLedger {
@@ -42,23 +42,17 @@ async fn embedded_rows_expire_after_their_ttl() {
     let ttl = Duration::from_millis(400);
     let ledger = EmbeddedLedger::open_with_ttls(dir.path(), ttl, ttl).expect("open");
     let e = event(EventKind::Delivered, "m-ttl", "192.0.2.1", "gmail");
-    ledger.write_rows(&e, now_secs()).await.expect("write");
-    assert_eq!(ledger.claim(&e, false).await.expect("claim"), Claim::New);
+    rows(&ledger, &e, now_secs()).await;
+    assert_eq!(claim_one(&ledger, &e, pos(0, 1)).await, Claim::New);
     assert_eq!(ledger.history("m-ttl").await.expect("history").len(), 1);
-    assert_eq!(
-        ledger.claim(&e, false).await.expect("claim"),
-        Claim::Duplicate
-    );
+    assert_eq!(claim_one(&ledger, &e, pos(0, 2)).await, Claim::Duplicate);
     tokio::time::sleep(ttl + Duration::from_millis(100)).await;
     assert!(ledger.history("m-ttl").await.expect("history").is_empty());
     // An expired claim is gone: the event counts again, as on Cassandra.
-    assert_eq!(ledger.claim(&e, false).await.expect("claim"), Claim::New);
+    assert_eq!(claim_one(&ledger, &e, pos(0, 2)).await, Claim::New);
     // History and campaign row purged; the renewed claim is kept.
     assert_eq!(ledger.purge_expired().expect("purge"), 2);
-    assert_eq!(
-        ledger.claim(&e, false).await.expect("claim"),
-        Claim::Duplicate
-    );
+    assert_eq!(claim_one(&ledger, &e, pos(0, 3)).await, Claim::Duplicate);
     drop(ledger);
     let reopened = EmbeddedLedger::open_with_ttls(dir.path(), ttl, ttl).expect("reopen");
     assert!(reopened.history("m-ttl").await.expect("history").is_empty());
@@ -89,10 +83,11 @@ async fn crash_child_writer() {
     let mut out = std::io::stdout().lock();
     for i in 0_u64.. {
         let e = event(EventKind::Delivered, &format!("crash-{i}"), "ip-c", "gmail");
-        ledger.write_rows(&e, now_secs()).await.expect("write");
-        assert_eq!(ledger.claim(&e, false).await.expect("claim"), Claim::New);
+        rows(&ledger, &e, now_secs()).await;
+        let at = pos(0, i64::try_from(i).expect("offset"));
+        assert_eq!(claim_one(&ledger, &e, at).await, Claim::New);
         let one = Deltas([0, 1, 0, 0, 0, 0, 0, 0]);
-        ledger.bump(&counter("ip-c"), &one).await.expect("bump");
+        add(&ledger, &counter("ip-c"), &one).await;
         writeln!(out, "ACK {i}").expect("stdout");
         out.flush().expect("stdout");
     }
@@ -142,7 +137,7 @@ async fn embedded_ledger_survives_kill_9() {
         let id = format!("crash-{i}");
         let history = ledger.history(&id).await.expect("history");
         assert_eq!(history.len(), 1, "acknowledged event {id} lost");
-        let again = ledger.claim(&history[0], false).await.expect("claim");
+        let again = claim_one(&ledger, &history[0], pos(1, 0)).await;
         assert_eq!(again, Claim::Duplicate, "claim of {id} lost");
     }
     let daily = ledger

@@ -14,7 +14,7 @@ use sluice_proto::v1::{
     GetReputationRequest, GetStatsRequest, StatsDimension,
 };
 use sluice_recorder::auth::TenantKeysConfig;
-use sluice_recorder::{AnyLedger, CqlLedger, EmbeddedLedger, Ledger, QueryAuth, RecorderConfig};
+use sluice_recorder::{AnyLedger, CqlLedger, EmbeddedLedger, QueryAuth, RecorderConfig};
 use sluice_testkit::query::{ADMIN_TOKEN, NODE_TOKEN, OPERATOR_TOKEN, client};
 use tonic::Code;
 
@@ -45,10 +45,10 @@ async fn fill(ledger: &AnyLedger) -> World {
             tenant: tenant.clone(),
             ..bounce(id, "192.0.2.1", "gmail", BounceClass::BadMailbox)
         };
-        ledger.write_rows(&event, now).await.expect("rows");
+        crate::common::rows(ledger, &event, now).await;
         for key in sluice_recorder::record::counter_keys(&event, now) {
             let deltas = sluice_recorder::record::deltas(&event);
-            ledger.bump(&key, &deltas).await.expect("bump");
+            crate::common::add(ledger, &key, &deltas).await;
         }
         recipients.push(event.recipient.clone());
     }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use sluice_proto::v1::{BounceClass, CheckSuppressionsRequest, Event};
-use sluice_recorder::{AnyLedger, CqlLedger, EmbeddedLedger, Ledger};
+use sluice_recorder::{AnyLedger, CqlLedger, EmbeddedLedger};
 
 use crate::common::{bounce, cassandra, drop_keyspace, now_secs};
 use crate::conformance::fresh;
@@ -24,7 +24,7 @@ async fn check_over_grpc(ledger: AnyLedger) {
         tenant: tenant.clone(),
         ..bounce(&id, "192.0.2.1", "gmail", BounceClass::BadMailbox)
     };
-    ledger.write_rows(&hard, now_secs()).await.expect("write");
+    crate::common::rows(&ledger, &hard, now_secs()).await;
     let server = sluice_testkit::query::serve(Arc::new(ledger)).await;
     let url = server.url.clone();
     let mut client = sluice_testkit::query::admin(url).await.expect("connect");

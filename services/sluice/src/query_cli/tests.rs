@@ -51,12 +51,18 @@ async fn fill(ledger: &AnyLedger) {
     let mut hard = event(EventKind::Bounced, "m-hard", 0);
     hard.bounce_class = BounceClass::BadMailbox.into();
     events.push(hard);
-    for e in &events {
-        ledger.write_rows(e, now).await.expect("rows");
+    let all: Vec<&Event> = events.iter().collect();
+    ledger.write_rows(&all, now).await.expect("rows");
+    let mut sums: std::collections::BTreeMap<record::CounterKey, record::Part> = Default::default();
+    for (offset, e) in events.iter().enumerate() {
         for key in record::counter_keys(e, now) {
-            ledger.bump(&key, &record::deltas(e)).await.expect("bump");
+            let part = sums.entry(key).or_default();
+            part.take(offset as i64, &record::deltas(e));
+            part.through = offset as i64;
         }
     }
+    let parts: Vec<_> = sums.into_iter().map(|(k, part)| (k, 0, part)).collect();
+    ledger.put_parts(&parts).await.expect("parts");
     let row = ReputationRow {
         source_ip: BAD_IP.into(),
         site: "outlook".into(),
