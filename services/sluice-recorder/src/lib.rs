@@ -47,6 +47,8 @@ mod scoring;
 mod service;
 pub mod time;
 mod writer;
+#[cfg(test)]
+mod writer_replay_tests;
 
 pub use auth::{QueryAuth, TenantKeys};
 pub use config::{LedgerKind, RecorderConfig, ReputationConfig};

@@ -121,7 +121,10 @@ impl Writer {
     /// The claim of every event of the batch: the first event of each
     /// de-duplication key asks the ledger; a later one in the same batch is
     /// a duplicate of it (same event id) or a repeat.
-    async fn claims(&self, batch: &[(Event, Position)]) -> Result<Vec<Claim>, RecorderError> {
+    pub(crate) async fn claims(
+        &self,
+        batch: &[(Event, Position)],
+    ) -> Result<Vec<Claim>, RecorderError> {
         let mut first: HashMap<(String, u32, i32), usize> = HashMap::new();
         let mut asked: Vec<(&Event, Position)> = Vec::new();
         let mut slots = Vec::with_capacity(batch.len());
