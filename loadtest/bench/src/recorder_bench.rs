@@ -1,7 +1,7 @@
 //! Benchmark (not a test): recorded events per second against real Kafka and
 //! Cassandra.
 //!
-//! `cargo run --release -p sluice-loadtest --bin recorder-bench -- --events 50000 [--embedded]`
+//! `cargo run --release -p sluice-loadtest --bin recorder-bench -- --events 50000 [--recorders 2] [--embedded]`
 //!
 //! Produces N events to a fresh topic, then runs the recorder (fresh keyspace
 //! and group) until every event is counted, and prints the method, the
@@ -87,18 +87,29 @@ async fn produce(kafka: &KafkaConfig, topic: &str, n: u64) -> Res<()> {
     Ok(())
 }
 
-/// Waits until the recorder counted `n` events; returns the rate over the
-/// whole wait and the rate after the first counted batch.
-async fn timed(metrics: &Metrics, n: u64) -> (f64, f64) {
+/// Waits until the recorders counted `n` events together; returns the rate
+/// over the whole wait and the rate after the first counted batch.
+async fn timed(metrics: &[Arc<Metrics>], n: u64) -> (f64, f64) {
+    let counted = || {
+        metrics
+            .iter()
+            .map(|m| Metrics::get(&m.counted))
+            .sum::<u64>()
+    };
     let start = Instant::now();
     let mut first = None;
-    while Metrics::get(&metrics.counted) < n {
-        if first.is_none() && Metrics::get(&metrics.counted) > 0 {
-            first = Some((Instant::now(), Metrics::get(&metrics.counted)));
+    while counted() < n {
+        if first.is_none() && counted() > 0 {
+            first = Some((Instant::now(), counted()));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let total = n as f64 / start.elapsed().as_secs_f64();
+    let batches: u64 = metrics.iter().map(|m| Metrics::get(&m.batches)).sum();
+    println!(
+        "batches written: {batches} ({:.0} events each on average)",
+        n as f64 / batches.max(1) as f64
+    );
     let (t0, c0) = first.unwrap_or((start, 0));
     (total, (n - c0) as f64 / t0.elapsed().as_secs_f64())
 }
@@ -123,6 +134,8 @@ async fn embedded(n: u64, partitions: i32) -> Res<()> {
     let log = EmbeddedLog::open(dir.join("log"))?;
     let config = RecorderConfig {
         topic: "sluice.events".into(),
+        // Query listens on loopback only; the benchmark calls no method.
+        allow_unauthenticated: true,
         ..RecorderConfig::default()
     };
     log.create_topic(&config.topic, partitions).await?;
@@ -151,17 +164,16 @@ async fn embedded(n: u64, partitions: i32) -> Res<()> {
     std::fs::create_dir_all(&ledger_dir)?;
     let ledger = sluice_recorder::EmbeddedLedger::open(&ledger_dir, 30, 7)?;
     let metrics = Arc::new(Metrics::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let backends = sluice_recorder::RecorderBackends {
         log: log.into(),
         ledger: Arc::new(ledger.into()),
         metrics: metrics.clone(),
     };
-    let (total, steady) = run_timed(listener, &config, backends, n).await?;
+    let (total, steady) = run_timed(&config, vec![backends], n).await?;
     println!(
         "method: {n} events pre-appended to a {partitions}-partition topic of the embedded log; \
-         one recorder (batch {}, {} writes in flight) on the embedded ledger (fjall, fsync per \
-         write call) consumes, writes (history, campaign row, de-dup claim, counter rows) and \
+         one recorder (batch {}, {} writes in flight) on the embedded ledger (fjall; a batch's \
+         rows, claims and counter parts are one durable write each) consumes, writes and \
          commits; timed until every event is counted",
         config.batch_max_events, config.write_concurrency
     );
@@ -170,33 +182,52 @@ async fn embedded(n: u64, partitions: i32) -> Res<()> {
     Ok(())
 }
 
-/// Runs a recorder on `backends` until `n` events are counted; returns the
-/// rates of [`timed`].
+/// Runs one recorder per `backends` (one consumer group) until `n` events
+/// are counted; returns the rates of [`timed`].
 async fn run_timed(
-    listener: tokio::net::TcpListener,
     config: &RecorderConfig,
-    backends: sluice_recorder::RecorderBackends,
+    backends: Vec<sluice_recorder::RecorderBackends>,
     n: u64,
 ) -> Res<(f64, f64)> {
-    let metrics = backends.metrics.clone();
+    let metrics: Vec<Arc<Metrics>> = backends.iter().map(|b| b.metrics.clone()).collect();
     let stop = sluice_node::CancellationToken::new();
-    let task = tokio::spawn(sluice_recorder::run(
-        sluice_recorder::RecorderListeners {
-            query: listener,
-            metrics: None,
-        },
-        config.clone(),
-        backends,
-        stop.clone(),
-    ));
-    let timing = timed(&metrics, n).await;
+    let mut tasks = Vec::new();
+    for backends in backends {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        tasks.push(tokio::spawn(sluice_recorder::run(
+            sluice_recorder::RecorderListeners {
+                query: listener,
+                metrics: None,
+            },
+            config.clone(),
+            backends,
+            stop.clone(),
+        )));
+    }
+    // A recorder that stops early (a configuration or back-end error) ends
+    // the benchmark with its error instead of a wait that never ends.
+    let mut running = futures::future::select_all(tasks);
+    let timing = tokio::select! {
+        timing = timed(&metrics, n) => timing,
+        (ended, _, _) = &mut running => {
+            ended??;
+            return Err("a recorder stopped before every event was counted".into());
+        }
+    };
     stop.cancel();
-    task.await??;
+    for task in running.into_inner() {
+        task.await??;
+    }
     Ok(timing)
 }
 
 #[tokio::main]
 async fn main() -> Res<()> {
+    // The recorder's warnings (a failing write it retries) on stderr.
+    tracing_subscriber::fmt()
+        .with_max_level(tracing_subscriber::filter::LevelFilter::WARN)
+        .with_writer(std::io::stderr)
+        .init();
     let n = arg("--events", 50_000)?;
     let partitions = i32::try_from(arg("--partitions", 6)?)?;
     if std::env::args().any(|a| a == "--embedded") {
@@ -211,6 +242,7 @@ async fn main() -> Res<()> {
         keyspace: format!("bench_{}", &id[..16]),
         topic: format!("sluice.bench.events.{id}"),
         group: format!("sluice-recorder-bench-{id}"),
+        allow_unauthenticated: true,
         ..RecorderConfig::default()
     };
     let session = sluice_cql::connect(&config.cql()).await?;
@@ -223,15 +255,20 @@ async fn main() -> Res<()> {
         started.elapsed().as_secs_f64()
     );
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let backends =
-        sluice_recorder::RecorderBackends::open(&config, &sluice_node::CancellationToken::new())
-            .await?;
-    let (total, steady) = run_timed(listener, &config, backends, n).await?;
+    let recorders = arg("--recorders", 1)?;
+    let mut all = Vec::new();
+    for _ in 0..recorders {
+        let stop = sluice_node::CancellationToken::new();
+        let mut backends = sluice_recorder::RecorderBackends::open(&config, &stop).await?;
+        backends.metrics = Arc::new(Metrics::default());
+        all.push(backends);
+    }
+    let (total, steady) = run_timed(&config, all, n).await?;
     println!(
-        "method: {n} events pre-produced to a {partitions}-partition topic; one recorder (batch {}, \
-              {} statements in flight) consumes, writes (history, campaign row, LWT de-dup claim, \
-              6 counter rows summed per batch) and commits; timed until every event is counted",
+        "method: {n} events pre-produced to a {partitions}-partition topic; {recorders} recorder(s) \
+              in one process and one group (batch {}, {} statements in flight each) consume, write \
+              (history and campaign rows, a de-dup claim read and write, counter parts per batch) \
+              and commit; timed until every event is counted",
         config.batch_max_events, config.write_concurrency
     );
     print_machine(total, steady);
