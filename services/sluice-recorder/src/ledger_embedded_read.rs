@@ -12,7 +12,7 @@ use crate::ledger_embedded::{
     EmbeddedLedger, after_table, counter_partition, decode, fjall_err, now_ms, parts_partition,
     suppression_key, table,
 };
-use crate::ledger_keys::{self as keys, Key};
+use crate::ledger_keys::{self as keys, Key, Reader};
 use crate::record::{CounterKey, Deltas, Granularity, Part, Position};
 
 type Pairs = Vec<(fjall::Slice, fjall::Slice)>;
@@ -39,43 +39,48 @@ impl EmbeddedLedger {
         Ok(events)
     }
 
-    /// Counter rows of a partition: (hour or "", detail, deltas).
+    /// Counter rows of a partition: (hour or "", detail, deltas), summing
+    /// the rows written before parts and the parts of every events partition.
     fn counters_blocking(
         &self,
         granularity: Granularity,
         (scope, key, day): (&str, &str, &str),
     ) -> Res<Vec<(String, String, Deltas)>> {
         let mut sums: BTreeMap<(String, String), Deltas> = BTreeMap::new();
-        let prefix = counter_partition(granularity, scope, key, day);
-        for (k, v) in self.scan(&prefix.0)? {
-            let mut r = after_table(&k);
-            let _partition = (r.s()?, r.s()?, r.s()?);
-            let hour = match granularity {
-                Granularity::Daily => String::new(),
-                Granularity::Hourly => r.s()?,
-            };
-            let detail = r.rest()?;
-            sums.entry((hour, detail))
-                .or_default()
-                .add(&keys::decode_deltas(&v)?);
-        }
-        let prefix = parts_partition(granularity, scope, key, day);
-        for (k, v) in self.scan(&prefix.0)? {
-            let mut r = after_table(&k);
-            let _partition = (r.s()?, r.s()?, r.s()?);
-            let hour = match granularity {
-                Granularity::Daily => String::new(),
-                Granularity::Hourly => r.s()?,
-            };
-            let detail = r.s()?;
-            sums.entry((hour, detail))
-                .or_default()
-                .add(&keys::decode_part(&v)?.deltas);
-        }
+        let legacy = counter_partition(granularity, scope, key, day);
+        self.sum_rows(&legacy, granularity, &mut sums, |r, v| {
+            Ok((r.rest()?, keys::decode_deltas(v)?))
+        })?;
+        let parts = parts_partition(granularity, scope, key, day);
+        self.sum_rows(&parts, granularity, &mut sums, |r, v| {
+            Ok((r.s()?, keys::decode_part(v)?.deltas))
+        })?;
         Ok(sums
             .into_iter()
             .map(|((hour, detail), deltas)| (hour, detail, deltas))
             .collect())
+    }
+
+    /// Adds every row under `prefix` to `sums` by (hour, detail); `row`
+    /// reads the detail (what follows the hour in the key) and the deltas.
+    fn sum_rows(
+        &self,
+        prefix: &Key,
+        granularity: Granularity,
+        sums: &mut BTreeMap<(String, String), Deltas>,
+        row: impl Fn(&mut Reader<'_>, &[u8]) -> Res<(String, Deltas)>,
+    ) -> Res<()> {
+        for (k, v) in self.scan(&prefix.0)? {
+            let mut r = after_table(&k);
+            let _partition = (r.s()?, r.s()?, r.s()?);
+            let hour = match granularity {
+                Granularity::Daily => String::new(),
+                Granularity::Hourly => r.s()?,
+            };
+            let (detail, deltas) = row(&mut r, &v)?;
+            sums.entry((hour, detail)).or_default().add(&deltas);
+        }
+        Ok(())
     }
 
     fn paths_blocking(&self, ip: &str, site: &str) -> Res<Vec<ReputationRow>> {

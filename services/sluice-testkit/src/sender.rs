@@ -178,17 +178,31 @@ pub async fn produce(log: &Log, topic: &str, envelopes: &[Envelope]) {
     log.ensure_topics(&[topic.to_owned()])
         .await
         .expect("create topic");
-    for chunk in envelopes.chunks(2000) {
-        let records = chunk
-            .iter()
-            .map(|e| NewRecord {
-                topic: topic.to_owned(),
-                key: e.message_id.clone().into_bytes(),
-                payload: e.encode_to_vec(),
-                headers: Vec::new(),
-            })
-            .collect();
-        log.append_batch(records).await.expect("produce envelopes");
+    let keyed = envelopes
+        .iter()
+        .map(|e| (e.message_id.clone(), e.encode_to_vec()));
+    append_keyed(log, topic, keyed).await;
+}
+
+/// Appends `(key, payload)` records to `topic` in batches of 2,000, each
+/// batch durable before the next.
+pub async fn append_keyed(
+    log: &Log,
+    topic: &str,
+    records: impl Iterator<Item = (String, Vec<u8>)>,
+) {
+    let mut records: Vec<NewRecord> = records
+        .map(|(key, payload)| NewRecord {
+            topic: topic.to_owned(),
+            key: key.into_bytes(),
+            payload,
+            headers: Vec::new(),
+        })
+        .collect();
+    while !records.is_empty() {
+        let rest = records.split_off(records.len().min(2000));
+        log.append_batch(records).await.expect("append records");
+        records = rest;
     }
 }
 

@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use prost::Message;
-use sluice_log::{KafkaConfig, KafkaLog, Log, MessageLog, NewRecord, TopicSpec};
+use sluice_log::{KafkaConfig, KafkaLog, Log, TopicSpec};
 use sluice_proto::v1::{Event, EventKind, GetStatsRequest, StatsDimension};
 use sluice_testkit::cluster::{
     Tokens, cluster_names, free_addr, recorder_toml, spawn_role, wait_listening, write,
@@ -39,19 +39,8 @@ fn delivered(i: usize) -> Event {
 }
 
 async fn produce(log: &Log, topic: &str, events: impl Iterator<Item = Event>) {
-    let records: Vec<NewRecord> = events
-        .map(|e| NewRecord {
-            topic: topic.to_owned(),
-            key: e.message_id.clone().into_bytes(),
-            payload: e.encode_to_vec(),
-            headers: Vec::new(),
-        })
-        .collect();
-    for chunk in records.chunks(2_000) {
-        log.append_batch(chunk.to_vec())
-            .await
-            .expect("produce events");
-    }
+    let keyed = events.map(|e| (e.message_id.clone(), e.encode_to_vec()));
+    sluice_testkit::sender::append_keyed(log, topic, keyed).await;
 }
 
 /// Delivered messages of the tenant today, as Query serves them.
