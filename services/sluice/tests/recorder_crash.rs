@@ -1,7 +1,8 @@
 //! The recorder's counters stay exact across kill -9 (issue #14 item 5):
-//! `sluice recorder` processes on real Kafka and Cassandra, killed twice
-//! while they write, with events republished on the way (as a sender
-//! replaying them). The stats served over Query at the end count every
+//! two `sluice recorder` processes of one group on real Kafka and
+//! Cassandra; one is killed while both write (the other takes its
+//! partitions), events are republished (as a sender replaying them), the
+//! other is killed, and a third finishes. The stats served over Query at the end count every
 //! message once: no batch lost between its claims and its counters, none
 //! counted twice by the replays.
 
@@ -106,34 +107,53 @@ async fn recorder_counts_exactly_across_kill_9() {
         .expect("events topic");
     produce(&log, &names.events, (0..MESSAGES).map(delivered)).await;
 
-    let query = free_addr();
-    let url = format!("http://{query}");
-    let path = write(
-        dir.path(),
-        "recorder.toml",
-        &recorder_toml(query, &brokers, &keyspace, &names, &tokens),
-    );
+    // Two recorders of one group, each with its own Query listener.
+    let config = |name: &str, query| {
+        let text = recorder_toml(query, &brokers, &keyspace, &names, &tokens);
+        write(dir.path(), name, &text)
+    };
+    let (query_a, query_b) = (free_addr(), free_addr());
+    let (path_a, path_b) = (config("a.toml", query_a), config("b.toml", query_b));
+    let (url_a, url_b) = (format!("http://{query_a}"), format!("http://{query_b}"));
     let binary = env!("CARGO_BIN_EXE_sluice");
+    let mut a = spawn_role(binary, "recorder", &path_a, &[], "warn");
+    let mut b = spawn_role(binary, "recorder", &path_b, &[], "warn");
+    wait_listening(query_a, "recorder A", Duration::from_secs(60)).await;
+    wait_listening(query_b, "recorder B", Duration::from_secs(60)).await;
     let mut kills = Vec::new();
-    for (round, at) in [(1, MESSAGES as u64 / 5), (2, MESSAGES as u64 / 2)] {
-        let mut recorder = spawn_role(binary, "recorder", &path, &[], "warn");
-        wait_listening(query, "sluice recorder", Duration::from_secs(60)).await;
-        let seen = wait_for(&url, &tokens.admin, at, Duration::from_secs(180)).await;
-        recorder.start_kill().expect("kill -9");
-        recorder.wait().await.expect("reaped");
-        kills.push(seen);
-        if round == 1 {
-            // A sender replays events it had published (same ids, new
-            // records) while no recorder runs.
-            produce(&log, &names.events, (0..REPUBLISHED).map(delivered)).await;
-        }
-    }
+    // A dies while B runs: B takes A's partitions, replays what A wrote
+    // but did not commit, and may race A's last writes.
+    kills.push(
+        wait_for(
+            &url_b,
+            &tokens.admin,
+            MESSAGES as u64 / 5,
+            Duration::from_secs(180),
+        )
+        .await,
+    );
+    a.start_kill().expect("kill -9 A");
+    a.wait().await.expect("reaped");
+    // A sender replays events it had published (same ids, new records).
+    produce(&log, &names.events, (0..REPUBLISHED).map(delivered)).await;
+    kills.push(
+        wait_for(
+            &url_b,
+            &tokens.admin,
+            MESSAGES as u64 / 2,
+            Duration::from_secs(180),
+        )
+        .await,
+    );
+    b.start_kill().expect("kill -9 B");
+    b.wait().await.expect("reaped");
     assert!(
         kills.iter().all(|k| (*k as usize) < MESSAGES),
         "each kill came before the end: {kills:?}"
     );
-    let _last = spawn_role(binary, "recorder", &path, &[], "warn");
-    wait_listening(query, "sluice recorder", Duration::from_secs(60)).await;
+    let _last = spawn_role(binary, "recorder", &path_a, &[], "warn");
+    wait_listening(query_a, "the last recorder", Duration::from_secs(60)).await;
+    let url = url_a;
     let total = wait_for(
         &url,
         &tokens.admin,
