@@ -1,10 +1,11 @@
-//! Writes one batch of decoded events, retrying every failed statement with
+//! Writes one batch of decoded events, retrying a failed stage with
 //! exponential backoff until it succeeds or the recorder shuts down.
 //!
 //! Order per batch: (1) idempotent rows (history, campaign timeline,
-//! suppressions) for every event; (2) de-duplication claims; (3) counters for
-//! the events whose claim was new, summed per counter row first. Each stage
-//! retries only its failed statements, so a finished stage never runs twice.
+//! suppressions) for every event; (2) de-duplication claims, which name
+//! their record; (3) the counter parts of the events whose claim was new.
+//! Every stage is idempotent, so a retried stage repeats its statements and
+//! a replayed batch counts nothing twice (docs/recorder.md#exact-counters).
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
