@@ -30,6 +30,20 @@ pub enum Claim {
     Repeat,
 }
 
+/// What a stored claim `(event id, position)` means for `event` at `at`.
+pub(crate) fn decide_claim(
+    stored: Option<&(String, Option<Position>)>,
+    event: &Event,
+    at: Position,
+) -> Claim {
+    match stored {
+        None => Claim::New,
+        Some((_, Some(held))) if *held == at => Claim::New,
+        Some((id, _)) if *id == event.event_id => Claim::Duplicate,
+        Some(_) => Claim::Repeat,
+    }
+}
+
 /// Where the recorder keeps events, claims, counters and reputation.
 ///
 /// Writes are durable when their future resolves. Methods return `Send`

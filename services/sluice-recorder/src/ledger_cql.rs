@@ -259,7 +259,7 @@ impl CqlLedger {
                     .map(|(partition, offset)| Position { partition, offset });
                 (id.unwrap_or_default(), at)
             });
-        let claim = crate::ledger_embedded::decide_claim(stored.as_ref(), event, at);
+        let claim = crate::ledger::decide_claim(stored.as_ref(), event, at);
         if claim == Claim::New && stored.is_none() {
             let values = (
                 &message_id,

@@ -18,8 +18,8 @@ use prost::Message;
 use sluice_proto::v1::Event;
 
 use crate::RecorderError;
-use crate::ledger::Claim;
 use crate::ledger::Res;
+use crate::ledger::{Claim, decide_claim};
 use crate::ledger_keys::{self as keys, Key, Reader};
 use crate::record::{self, CounterKey, Granularity, Part, Position};
 
@@ -393,20 +393,6 @@ fn legacy_claim(
         return Ok(None);
     };
     Ok(keys::live(&value, now)?.map(|id| (String::from_utf8_lossy(id).into_owned(), None)))
-}
-
-/// What a stored claim `(event id, position)` means for `event` at `at`.
-pub(crate) fn decide_claim(
-    stored: Option<&(String, Option<Position>)>,
-    event: &Event,
-    at: Position,
-) -> Claim {
-    match stored {
-        None => Claim::New,
-        Some((_, Some(held))) if *held == at => Claim::New,
-        Some((id, _)) if *id == event.event_id => Claim::Duplicate,
-        Some(_) => Claim::Repeat,
-    }
 }
 
 /// The prefix of the counter parts of one partition `(scope, key, day)`.

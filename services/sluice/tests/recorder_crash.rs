@@ -81,6 +81,15 @@ async fn wait_for(url: &str, token: &str, n: u64, within: Duration) -> u64 {
     }
 }
 
+/// Kills `recorder` with -9 once `url` reports at least `n`; returns the
+/// count seen.
+async fn kill_at(recorder: &mut tokio::process::Child, url: &str, token: &str, n: u64) -> u64 {
+    let seen = wait_for(url, token, n, Duration::from_secs(180)).await;
+    recorder.start_kill().expect("kill -9");
+    recorder.wait().await.expect("reaped");
+    seen
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recorder_counts_exactly_across_kill_9() {
     let brokers = sluice_testkit::servers::kafka("recorder-crash")
@@ -120,33 +129,12 @@ async fn recorder_counts_exactly_across_kill_9() {
     let mut b = spawn_role(binary, "recorder", &path_b, &[], "warn");
     wait_listening(query_a, "recorder A", Duration::from_secs(60)).await;
     wait_listening(query_b, "recorder B", Duration::from_secs(60)).await;
-    let mut kills = Vec::new();
     // A dies while B runs: B takes A's partitions, replays what A wrote
     // but did not commit, and may race A's last writes.
-    kills.push(
-        wait_for(
-            &url_b,
-            &tokens.admin,
-            MESSAGES as u64 / 5,
-            Duration::from_secs(180),
-        )
-        .await,
-    );
-    a.start_kill().expect("kill -9 A");
-    a.wait().await.expect("reaped");
+    let mut kills = vec![kill_at(&mut a, &url_b, &tokens.admin, MESSAGES as u64 / 5).await];
     // A sender replays events it had published (same ids, new records).
     produce(&log, &names.events, (0..REPUBLISHED).map(delivered)).await;
-    kills.push(
-        wait_for(
-            &url_b,
-            &tokens.admin,
-            MESSAGES as u64 / 2,
-            Duration::from_secs(180),
-        )
-        .await,
-    );
-    b.start_kill().expect("kill -9 B");
-    b.wait().await.expect("reaped");
+    kills.push(kill_at(&mut b, &url_b, &tokens.admin, MESSAGES as u64 / 2).await);
     assert!(
         kills.iter().all(|k| (*k as usize) < MESSAGES),
         "each kill came before the end: {kills:?}"
