@@ -33,6 +33,14 @@ pub enum FollowError {
         /// What is wrong with it.
         reason: String,
     },
+    /// An address of `control.addr` cannot be used (scheme, TLS settings).
+    #[error("control.addr {addr}: {reason}")]
+    Address {
+        /// The address.
+        addr: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// No address answered with a snapshot in time.
     #[error(
         "no control service at {addrs} gave a snapshot within {timeout:?} (last error: {last}); \
@@ -120,6 +128,29 @@ pub async fn client_over(
         tls: tls.clone(),
     };
     caller.connect(addr).await
+}
+
+/// A client per address of `section`, in order, with the node's token,
+/// for calls other than following: each connects on first use and gives a
+/// call 5 s. The caller moves to the next client when one is unavailable.
+/// Must be made inside a tokio runtime.
+pub fn lazy_clients(section: &ControlSection, tls: &TlsConfig) -> Result<Vec<Client>, FollowError> {
+    let bearer = bearer(section)?;
+    let mut clients = Vec::new();
+    for addr in section.addrs() {
+        let endpoint =
+            sluice_node::tls::endpoint(&addr, tls).map_err(|e| FollowError::Address {
+                addr: addr.clone(),
+                reason: e.to_string(),
+            })?;
+        let channel = endpoint
+            .connect_timeout(CALL_TIMEOUT)
+            .timeout(CALL_TIMEOUT)
+            .tcp_nodelay(true)
+            .connect_lazy();
+        clients.push(ControlClient::with_interceptor(channel, bearer.clone()));
+    }
+    Ok(clients)
 }
 
 /// Loads the first snapshot (waiting up to `control.startup_timeout`), then

@@ -13,5 +13,5 @@ mod follow;
 mod section;
 
 pub use cluster::ClusterConfig;
-pub use follow::{Bearer, Client, FollowError, client, client_over, follow};
+pub use follow::{Bearer, Client, FollowError, client, client_over, follow, lazy_clients};
 pub use section::ControlSection;

@@ -23,6 +23,10 @@ pub(crate) enum Need {
     /// PutIp and PutTenant: admin, or operator when only `paused` changes
     /// (the service checks that against the stored record).
     Pause,
+    /// Adding, importing and removing suppressions: admin, operator, or a
+    /// node (ingest enters its tenants' own entries through these calls;
+    /// a node can already suppress any address by publishing an event).
+    Suppress,
     /// Every other change: admin.
     Admin,
 }
@@ -62,6 +66,7 @@ impl Auth {
         let allowed = match need {
             Need::Read => true,
             Need::Pause => matches!(entry.role, Role::Admin | Role::Operator),
+            Need::Suppress => matches!(entry.role, Role::Admin | Role::Operator | Role::Node),
             Need::Admin => entry.role == Role::Admin,
         };
         if !allowed {
@@ -135,6 +140,12 @@ mod tests {
             Role::Operator
         );
         assert!(auth.authorize(&request(Some("o")), Need::Admin).is_err());
+        // Ingest enters its tenants' suppressions with a node token.
+        assert_eq!(
+            auth.authorize(&request(Some("n")), Need::Suppress).unwrap(),
+            Role::Node
+        );
+        assert!(auth.authorize(&request(None), Need::Suppress).is_err());
         assert_eq!(
             auth.authorize(&request(Some("a")), Need::Admin).unwrap(),
             Role::Admin

@@ -510,7 +510,7 @@ impl Control for ControlService {
         &self,
         request: Request<Suppression>,
     ) -> Result<Response<Suppression>, Status> {
-        self.auth.authorize(&request, Need::Admin)?;
+        self.auth.authorize(&request, Need::Suppress)?;
         let mut s = validate::suppression(&request.into_inner())?;
         if s.created_at.is_none() {
             s.created_at = Some(prost_types::Timestamp::from(SystemTime::now()));
@@ -524,7 +524,7 @@ impl Control for ControlService {
         &self,
         request: Request<RemoveSuppressionRequest>,
     ) -> Result<Response<RemoveSuppressionResponse>, Status> {
-        self.auth.authorize(&request, Need::Admin)?;
+        self.auth.authorize(&request, Need::Suppress)?;
         let req = request.into_inner();
         validate::name("tenant", &req.tenant)?;
         let address = validate::email("address", &req.address)?;
@@ -560,6 +560,19 @@ impl Control for ControlService {
         Ok(Response::new(ListSuppressionsResponse {
             suppressions,
             next_page_token,
+        }))
+    }
+
+    async fn import_suppressions(
+        &self,
+        request: Request<ImportSuppressionsRequest>,
+    ) -> Result<Response<ImportSuppressionsResponse>, Status> {
+        self.auth.authorize(&request, Need::Suppress)?;
+        let entries = validate::import(&request.into_inner(), SystemTime::now())?;
+        let imported = entries.len();
+        self.store.import_suppressions(entries).await?;
+        Ok(Response::new(ImportSuppressionsResponse {
+            imported: imported as u32,
         }))
     }
 

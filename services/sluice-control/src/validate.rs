@@ -6,8 +6,8 @@ use std::net::IpAddr;
 
 use sluice_node::secret::SecretHash;
 use sluice_proto::v1::{
-    DkimKey, LimitOverrides, Pool, Provider, SitePolicy, SmtpUser, SourceIp, Suppression, Tenant,
-    WarmupPlan, WarmupStep,
+    DkimKey, ImportSuppressionsRequest, LimitOverrides, Pool, Provider, SitePolicy, SmtpUser,
+    SourceIp, Suppression, Tenant, WarmupPlan, WarmupStep,
 };
 
 use crate::ControlError;
@@ -452,6 +452,53 @@ pub fn suppression(s: &Suppression) -> Result<Suppression, ControlError> {
         reason,
         ..s.clone()
     })
+}
+
+/// Most entries one `ImportSuppressions` call may carry.
+pub const MAX_IMPORT: usize = 10_000;
+
+/// An import's entries, each normalized as [`suppression`] does, stamped
+/// `now` when they carry no time, one per address (the last wins). Fails
+/// on the first bad entry, naming it by its index.
+pub fn import(
+    request: &ImportSuppressionsRequest,
+    now: std::time::SystemTime,
+) -> Result<Vec<Suppression>, ControlError> {
+    name("tenant", &request.tenant)?;
+    if request.suppressions.len() > MAX_IMPORT {
+        return Err(invalid(
+            "suppressions",
+            format!(
+                "{} entries; at most {MAX_IMPORT} per call (split the import)",
+                request.suppressions.len()
+            ),
+        ));
+    }
+    let mut by_address = std::collections::BTreeMap::new();
+    for (i, entry) in request.suppressions.iter().enumerate() {
+        let at = |e: ControlError| match e {
+            ControlError::InvalidArgument { field, reason } => {
+                invalid(format!("suppressions[{i}].{field}"), reason)
+            }
+            other => other,
+        };
+        if !entry.tenant.is_empty() && entry.tenant != request.tenant {
+            let reason = format!(
+                "`{}` differs from the request's `{}`",
+                entry.tenant, request.tenant
+            );
+            return Err(invalid(format!("suppressions[{i}].tenant"), reason));
+        }
+        let mut s = suppression(&Suppression {
+            tenant: request.tenant.clone(),
+            ..entry.clone()
+        })
+        .map_err(at)?;
+        s.created_at
+            .get_or_insert_with(|| prost_types::Timestamp::from(now));
+        by_address.insert(s.address.clone(), s);
+    }
+    Ok(by_address.into_values().collect())
 }
 
 #[cfg(test)]

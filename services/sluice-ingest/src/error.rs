@@ -58,6 +58,12 @@ pub enum IngestError {
          accepted, retry it with the same idempotency_key"
     )]
     KeysUnavailable { via: String, reason: String },
+    /// The suppression list could not be read or changed: nothing changed.
+    #[error("the suppression list is unavailable: {0}; nothing changed, retry later")]
+    ListUnavailable(String),
+    /// The call needs something this node is not set up for.
+    #[error("not available on this node: {0}")]
+    NotConfigured(String),
     /// The client took too long to send part of its request.
     #[error("{stage} not received within {limit:?}; nothing was accepted, send it again faster")]
     Timeout {
@@ -138,6 +144,8 @@ impl IngestError {
             Self::Unavailable { .. } => "unavailable",
             Self::SuppressionsUnavailable { .. } => "suppressions_unavailable",
             Self::KeysUnavailable { .. } => "keys_unavailable",
+            Self::ListUnavailable(_) => "list_unavailable",
+            Self::NotConfigured(_) => "not_configured",
             Self::InFlight(_) => "in_flight",
             Self::Timeout { .. } => "timeout",
             Self::Config(_) | Self::Io(_) | Self::Internal(_) => "internal",
@@ -155,7 +163,9 @@ impl IngestError {
             Self::RateLimited { .. } | Self::Backpressure(_) => Code::ResourceExhausted,
             Self::Unavailable { .. }
             | Self::SuppressionsUnavailable { .. }
-            | Self::KeysUnavailable { .. } => Code::Unavailable,
+            | Self::KeysUnavailable { .. }
+            | Self::ListUnavailable(_) => Code::Unavailable,
+            Self::NotConfigured(_) => Code::Unimplemented,
             Self::InFlight(_) => Code::Aborted,
             Self::Timeout { .. } => Code::DeadlineExceeded,
             Self::Config(_) | Self::Io(_) | Self::Internal(_) => Code::Internal,
@@ -172,7 +182,9 @@ impl IngestError {
             Self::RateLimited { .. } | Self::Backpressure(_) => 429,
             Self::Unavailable { .. }
             | Self::SuppressionsUnavailable { .. }
-            | Self::KeysUnavailable { .. } => 503,
+            | Self::KeysUnavailable { .. }
+            | Self::ListUnavailable(_) => 503,
+            Self::NotConfigured(_) => 501,
             Self::InFlight(_) => 409,
             Self::Timeout { .. } => 408,
             Self::Config(_) | Self::Io(_) | Self::Internal(_) => 500,
@@ -191,7 +203,9 @@ impl IngestError {
             Self::Unavailable { .. }
             | Self::SuppressionsUnavailable { .. }
             | Self::KeysUnavailable { .. }
+            | Self::ListUnavailable(_)
             | Self::InFlight(_) => (451, "4.3.0"),
+            Self::NotConfigured(_) => (502, "5.5.1"),
             Self::Timeout { .. } => (451, "4.4.2"),
             Self::Config(_) | Self::Io(_) | Self::Internal(_) => (451, "4.3.0"),
         }

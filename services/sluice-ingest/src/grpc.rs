@@ -5,15 +5,22 @@ use std::sync::Arc;
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use sluice_proto::v1::ingest_server::{Ingest, IngestServer};
+use sluice_proto::v1::tenant_suppressions_server::TenantSuppressionsServer;
 use sluice_proto::v1::{SendBatchResponse, SendRequest, SendResponse, send_request};
 use tonic::metadata::MetadataMap;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::model::{Content, RecipientInput, Submission, TraceRequest};
 use crate::pipeline::Ingestor;
+use crate::suppression_grpc::SuppressionService;
 use crate::tenant::Tenant;
 use crate::{IngestError, error::DURABLE_IDS_METADATA};
+
+/// Largest `TenantSuppressions` request: 10,000 entries of the longest
+/// address with their reasons.
+const SUPPRESSIONS_MAX_BYTES: usize = 4 * 1024 * 1024;
 
 /// Messages of one `SendBatch` stream processed concurrently.
 const BATCH_CONCURRENCY: usize = 16;
@@ -25,7 +32,11 @@ pub async fn serve(
     ingestor: Arc<Ingestor>,
     shutdown: sluice_node::CancellationToken,
 ) -> Result<(), IngestError> {
-    let health = sluice_node::health::service(&["sluice.v1.Ingest"], shutdown.clone()).await;
+    let health = sluice_node::health::service(
+        &["sluice.v1.Ingest", "sluice.v1.TenantSuppressions"],
+        shutdown.clone(),
+    )
+    .await;
     let limits = ingestor.limits();
     let max = limits.max_message_bytes * 2 + 1024 * 1024;
     let shed = sluice_node::shed::Shed::new(limits.max_requests, sluice_node::shed::Protocol::Grpc)
@@ -43,8 +54,12 @@ pub async fn serve(
     .max_encoding_message_size(max);
     // The key is checked from the request's metadata before tonic decodes
     // its body: an unauthenticated caller costs no decoding.
-    let service =
-        tonic::service::interceptor::InterceptedService::new(server, Authenticate(ingestor));
+    let suppressions = TenantSuppressionsServer::new(SuppressionService {
+        ingestor: ingestor.clone(),
+    })
+    .max_decoding_message_size(SUPPRESSIONS_MAX_BYTES);
+    let suppressions = InterceptedService::new(suppressions, Authenticate(ingestor.clone()));
+    let service = InterceptedService::new(server, Authenticate(ingestor));
     let reflection = sluice_node::health::reflection(&[sluice_proto::FILE_DESCRIPTOR_SET]);
     Server::builder()
         .layer(shed)
@@ -52,6 +67,7 @@ pub async fn serve(
         .add_service(health)
         .add_service(reflection)
         .add_service(service)
+        .add_service(suppressions)
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
         .await
         .map_err(|err| IngestError::Internal(format!("gRPC server: {err}")))
@@ -84,7 +100,7 @@ fn authenticate(ingestor: &Ingestor, metadata: &MetadataMap) -> Result<Arc<Tenan
 }
 
 /// The caller the interceptor authenticated (it runs before every call).
-fn caller<T>(request: &Request<T>) -> Result<Arc<Tenant>, Status> {
+pub(crate) fn caller<T>(request: &Request<T>) -> Result<Arc<Tenant>, Status> {
     request
         .extensions()
         .get::<Caller>()

@@ -28,6 +28,10 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/messages"),
     ("post", "/v1/messages/batch"),
+    ("get", "/v1/suppressions"),
+    ("post", "/v1/suppressions"),
+    ("post", "/v1/suppressions/remove"),
+    ("delete", "/v1/suppressions/{address}"),
     ("get", "/openapi.json"),
     ("get", "/healthz"),
     ("get", "/readyz"),
@@ -73,13 +77,14 @@ pub fn router(ingestor: Arc<Ingestor>) -> Router {
         .route("/v1/messages", post(send))
         .route("/v1/messages/batch", post(send_batch))
         .route("/openapi.json", get(openapi))
+        .merge(crate::suppression_http::routes())
         .with_state(ingestor)
 }
 
 /// Reads a request body of at most the body limit (base64 raw messages are
 /// 4/3 of their size, plus JSON overhead) within `limits.body_timeout`: a
 /// client that trickles its body does not hold its place for long.
-async fn read_body(ingestor: &Ingestor, body: Body) -> Result<Bytes, IngestError> {
+pub(crate) async fn read_body(ingestor: &Ingestor, body: Body) -> Result<Bytes, IngestError> {
     let limits = ingestor.limits();
     let limit = limits.max_message_bytes * 2 + 1024 * 1024;
     let timeout: std::time::Duration = limits.body_timeout.into();
@@ -116,7 +121,7 @@ async fn openapi() -> impl IntoResponse {
 /// The tenant whose API key the request carries. An extractor from the
 /// request's head, so a request without a valid key is refused before its
 /// body is read (axum reads the body last, only for the `Bytes` argument).
-struct Authed(Arc<Tenant>);
+pub(crate) struct Authed(pub(crate) Arc<Tenant>);
 
 impl axum::extract::FromRequestParts<Arc<Ingestor>> for Authed {
     type Rejection = Response;
@@ -224,11 +229,11 @@ pub(crate) fn decode_json(body: &[u8]) -> Result<Submission, IngestError> {
     parse::<JsonSendRequest>(body)?.into_submission()
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, IngestError> {
+pub(crate) fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, IngestError> {
     serde_json::from_slice(body).map_err(|err| IngestError::invalid("body", err.to_string()))
 }
 
-fn error_response(err: &IngestError, batch: Option<(usize, Vec<String>)>) -> Response {
+pub(crate) fn error_response(err: &IngestError, batch: Option<(usize, Vec<String>)>) -> Response {
     let status =
         StatusCode::from_u16(err.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let (index, durable) = match batch {

@@ -32,6 +32,9 @@ pub mod secret;
 pub mod shared_keys;
 pub mod smtp;
 pub mod suppression;
+mod suppression_grpc;
+mod suppression_http;
+pub mod suppression_list;
 mod template_rules;
 mod tenant;
 pub mod unsubscribe;
@@ -135,6 +138,7 @@ pub async fn run(
     let log = backends.log.clone();
     let ingestor = Ingestor::new(&config, backends.log)?
         .with_suppressions(backends.suppressions)
+        .with_suppression_list(suppression_list::SuppressionList::from_config(&config)?)
         .with_idempotency(backends.idempotency)
         .with_metrics(backends.metrics);
     let ingestor = Arc::new(ingestor);

@@ -39,6 +39,7 @@ pub struct Ingestor {
     in_flight: Arc<Semaphore>,
     budget_kib: usize,
     suppressions: Suppressions,
+    suppression_list: crate::suppression_list::SuppressionList,
     live_nodes: Arc<LiveNodes>,
     metrics: Arc<crate::metrics::IngestMetrics>,
 }
@@ -66,6 +67,7 @@ impl Ingestor {
             in_flight: Arc::new(Semaphore::new(budget_kib)),
             budget_kib,
             suppressions: Suppressions::None,
+            suppression_list: Default::default(),
             live_nodes: Arc::default(),
             metrics: Arc::default(),
         })
@@ -95,6 +97,18 @@ impl Ingestor {
     pub fn with_suppressions(mut self, suppressions: Suppressions) -> Self {
         self.suppressions = suppressions;
         self
+    }
+
+    /// Enters the tenants' own suppression changes in `list`.
+    #[must_use]
+    pub fn with_suppression_list(mut self, list: crate::suppression_list::SuppressionList) -> Self {
+        self.suppression_list = list;
+        self
+    }
+
+    /// Where the tenants' suppression API reads and writes.
+    pub fn suppression_list(&self) -> &crate::suppression_list::SuppressionList {
+        &self.suppression_list
     }
 
     /// The tenants, keys and pools in force, for authentication at the

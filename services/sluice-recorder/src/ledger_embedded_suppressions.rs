@@ -30,10 +30,25 @@ impl EmbeddedLedger {
         reason: &str,
         created_ms: i64,
     ) -> Res<()> {
-        let key = suppression_key(tenant, &suppression_address(address));
-        let value = Key::new().s(reason).i(created_ms).raw(b"").0;
-        self.blocking(move |l| l.write(|_| Ok(((), vec![(key, value)]))))
-            .await
+        let entry = SuppressionEntry {
+            address: address.to_owned(),
+            reason: reason.to_owned(),
+            created_ms,
+            message_id: String::new(),
+        };
+        self.put_suppressions(tenant, &[entry]).await
+    }
+
+    /// Adds (or replaces) every entry of `tenant` in one durable write.
+    pub async fn put_suppressions(&self, tenant: &str, entries: &[SuppressionEntry]) -> Res<()> {
+        let rows: Vec<_> = entries
+            .iter()
+            .map(|e| {
+                let key = suppression_key(tenant, &suppression_address(&e.address));
+                (key, Key::new().s(&e.reason).i(e.created_ms).raw(b"").0)
+            })
+            .collect();
+        self.blocking(move |l| l.write(|_| Ok(((), rows)))).await
     }
 
     /// Removes `tenant`'s suppression of `address`; false when there was none.

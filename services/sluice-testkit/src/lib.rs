@@ -20,6 +20,7 @@ pub mod control;
 pub mod cql;
 pub mod dev;
 pub mod dns;
+pub mod http;
 pub mod leases;
 pub mod mx;
 pub mod otlp;
@@ -27,3 +28,13 @@ pub mod pki;
 pub mod query;
 pub mod sender;
 pub mod servers;
+
+/// `message` as a gRPC request carrying `authorization: Bearer <key>`.
+pub fn with_key<T>(message: T, key: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    let value = format!("Bearer {key}")
+        .parse()
+        .expect("a key fit for metadata");
+    request.metadata_mut().insert("authorization", value);
+    request
+}

@@ -16,8 +16,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use sluice_proto::v1::EventKind;
 use sluice_proto::v1::ingest_client::IngestClient;
 use sluice_testkit::cluster::{
-    Tokens, admin, cluster_names, configure, control_toml, follow_toml, follower_sender_toml,
-    free_addr, gmail_policy, ingest_toml, numbered_send, spawn_role, tenant, wait_listening, write,
+    API_KEY, Tokens, admin, cluster_names, configure, control_toml, follow_toml,
+    follower_sender_toml, free_addr, gmail_policy, ingest_toml, numbered_send, spawn_role, tenant,
+    wait_listening, write,
 };
 use sluice_testkit::sender::*;
 use tonic::Code;
@@ -46,8 +47,59 @@ fn now_ms() -> u64 {
 }
 
 type Ingest = IngestClient<tonic::transport::Channel>;
+type Control = sluice_control_client::Client;
 
 /// Submits one message to `n`@gmail.test; `Ok(message id)` or the status.
+/// With the first replica dead, tenant acme enters and removes its own
+/// suppressions through ingest (ingest holds only a node token), and the
+/// surviving replica lists exactly what the tenant entered.
+async fn tenant_list_through_ingest(grpc: std::net::SocketAddr, admin: &mut Control) {
+    use sluice_proto::v1::tenant_suppressions_client::TenantSuppressionsClient;
+    use sluice_proto::v1::{AddSuppressionsRequest, RemoveSuppressionsRequest, TenantSuppression};
+    let mut tenant_api = TenantSuppressionsClient::connect(format!("http://{grpc}"))
+        .await
+        .expect("connect ingest");
+    let entries = ["One@Gmail.test", "two@gmail.test"].map(|address| TenantSuppression {
+        address: address.into(),
+        reason: "manual".into(),
+        created_at: None,
+    });
+    let added = tenant_api
+        .add_suppressions(sluice_testkit::with_key(
+            AddSuppressionsRequest {
+                suppressions: entries.to_vec(),
+            },
+            API_KEY,
+        ))
+        .await
+        .expect("a node token enters the tenant's suppressions");
+    assert_eq!(added.into_inner().added, 2);
+    let removed = tenant_api
+        .remove_suppressions(sluice_testkit::with_key(
+            RemoveSuppressionsRequest {
+                addresses: vec!["two@gmail.test".into()],
+            },
+            API_KEY,
+        ))
+        .await
+        .expect("remove");
+    assert_eq!(removed.into_inner().removed, 1);
+    let listed = admin
+        .list_suppressions(sluice_proto::v1::ListSuppressionsRequest {
+            tenant: "acme".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("list")
+        .into_inner()
+        .suppressions;
+    let listed: Vec<(&str, &str)> = listed
+        .iter()
+        .map(|s| (s.address.as_str(), s.reason.as_str()))
+        .collect();
+    assert_eq!(listed, [("one@gmail.test", "manual")]);
+}
+
 async fn submit(ingest: &mut Ingest, n: usize) -> Result<String, tonic::Status> {
     let response = ingest.send(numbered_send(n)).await?.into_inner();
     Ok(response.recipients[0].message_id.clone())
@@ -241,6 +293,8 @@ async fn nodes_take_every_setting_from_control_and_obey_changes_within_seconds()
     eprintln!(
         "after kill -9 of a replica: ingest accepted again after {resume_effect:?}, deliveries resumed after {flowing:?}"
     );
+
+    tenant_list_through_ingest(grpc, &mut admin2).await;
 
     // 4. Everything accepted is delivered, within the simulator's limits.
     let events = collect_fates(&log, &names.events, &accepted, Duration::from_secs(120)).await;

@@ -17,7 +17,6 @@ use sluice_testkit::dev::{
 };
 use sluice_testkit::mx::Client;
 use sluice_testkit::sender::start_sim;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SCENARIO: &str = r#"
 [[provider]]
@@ -32,22 +31,10 @@ const ANN: &str = "ann@inbox.test";
 /// a minute.
 const MINUTE: Duration = Duration::from_secs(60);
 
-/// One HTTP/1.1 request over a fresh connection; the whole answer.
+/// A form post (or a GET) to ingest's HTTP listener; the whole answer.
 async fn http(addr: &str, method: &str, path: &str, body: &str) -> String {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\
-         content-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await.expect("write head");
-    stream.write_all(body.as_bytes()).await.expect("write body");
-    let mut answer = String::new();
-    stream
-        .read_to_string(&mut answer)
-        .await
-        .expect("read answer");
-    answer
+    let form = ["content-type: application/x-www-form-urlencoded"];
+    sluice_testkit::http::request(addr, method, path, &form, body.as_bytes()).await
 }
 
 /// A running `sluice dev` delivering to the simulator, its data directory,

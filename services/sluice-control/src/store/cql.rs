@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use prost::Message;
 use scylla::client::session::Session;
 use scylla::deserialize::row::DeserializeRow;
@@ -23,6 +23,9 @@ use super::ConfigStore;
 use super::cql_rows::{self as rows, CHANGES_PER_BUCKET, big, text};
 use crate::ControlError;
 use crate::record::{Kind, Record};
+
+/// Suppression rows an import writes at once.
+const IMPORT_CONCURRENCY: usize = 32;
 
 /// The configuration in a Cassandra/ScyllaDB keyspace. Cheap to clone.
 #[derive(Clone)]
@@ -370,6 +373,41 @@ impl ConfigStore for CqlConfigStore {
             );
         };
         self.commit(build, Change::SuppressionAdded(s)).await
+    }
+
+    async fn import_suppressions(&self, entries: Vec<Suppression>) -> Result<(), ControlError> {
+        let ks = &self.inner.ks;
+        let listing = self
+            .prepare(&format!(
+                "INSERT INTO {ks}.config_suppressions (tenant, address, reason, created_at, \
+                 revision) VALUES (?, ?, ?, ?, 0)"
+            ))
+            .await?;
+        let lookup = self
+            .prepare(&format!(
+                "INSERT INTO {ks}.suppressions (tenant, address, reason, created_at, message_id) \
+                 VALUES (?, ?, ?, ?, '')"
+            ))
+            .await?;
+        let session = &self.inner.session;
+        let write = |s: Suppression| {
+            let (listing, lookup) = (&listing, &lookup);
+            async move {
+                let at = CqlTimestamp(rows::timestamp_millis(s.created_at.as_ref()));
+                let values = (&s.tenant, &s.address, &s.reason, at);
+                let err = |e| ControlError::cql(format!("importing suppression {}", s.address), e);
+                session
+                    .execute_unpaged(listing, values)
+                    .await
+                    .map_err(err)?;
+                session.execute_unpaged(lookup, values).await.map_err(err)?;
+                Ok::<_, ControlError>(())
+            }
+        };
+        futures::stream::iter(entries.into_iter().map(write))
+            .buffer_unordered(IMPORT_CONCURRENCY)
+            .try_collect::<()>()
+            .await
     }
 
     async fn remove_suppression(

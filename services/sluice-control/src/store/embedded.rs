@@ -219,6 +219,20 @@ impl EmbeddedConfigStore {
         )
     }
 
+    /// Every entry in one durable write, without a revision.
+    fn import_suppressions_blocking(&self, entries: Vec<Suppression>) -> Result<(), ControlError> {
+        let mut batch = self.inner.db.batch().durability(Some(PersistMode::SyncAll));
+        for s in entries {
+            batch.insert(
+                &self.inner.suppressions,
+                key(&s.tenant, &s.address),
+                s.encode_to_vec(),
+            );
+        }
+        batch.commit()?;
+        Ok(())
+    }
+
     fn remove_suppression_blocking(
         &self,
         tenant: &str,
@@ -311,6 +325,11 @@ impl ConfigStore for EmbeddedConfigStore {
 
     async fn add_suppression(&self, suppression: Suppression) -> Result<u64, ControlError> {
         self.blocking(move |s| s.add_suppression_blocking(suppression))
+            .await
+    }
+
+    async fn import_suppressions(&self, entries: Vec<Suppression>) -> Result<(), ControlError> {
+        self.blocking(move |s| s.import_suppressions_blocking(entries))
             .await
     }
 

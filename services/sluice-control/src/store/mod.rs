@@ -35,6 +35,15 @@ pub trait ConfigStore: Send + Sync + 'static {
     async fn list(&self, kind: Kind) -> Result<Vec<Record>, ControlError>;
     /// Adds (or replaces) a suppression; returns the new revision.
     async fn add_suppression(&self, suppression: Suppression) -> Result<u64, ControlError>;
+    /// Adds (or replaces) many suppressions, already validated, without a
+    /// revision of their own. This default enters them one by one; the
+    /// stores override it with fewer writes.
+    async fn import_suppressions(&self, entries: Vec<Suppression>) -> Result<(), ControlError> {
+        for entry in entries {
+            self.add_suppression(entry).await?;
+        }
+        Ok(())
+    }
     /// Removes a suppression; the new revision, or `None` if there was none.
     async fn remove_suppression(
         &self,

@@ -250,6 +250,83 @@ pub async fn suppressions_page_and_remove(backend: Backend) {
     server.stop().await;
 }
 
+/// An import writes every entry or, with one bad entry, none; it takes
+/// no revision.
+pub async fn suppressions_import(backend: Backend) {
+    let server = serve(backend).await;
+    let mut c = server.client().await;
+    let revision = |c: &mut Client| {
+        let mut c = c.clone();
+        async move {
+            let snapshot = c.get_snapshot(GetSnapshotRequest {}).await.unwrap();
+            snapshot.into_inner().revision
+        }
+    };
+    let before = revision(&mut c).await;
+    let entry = |address: &str, reason: &str| Suppression {
+        address: address.into(),
+        reason: reason.into(),
+        ..Suppression::default()
+    };
+    let mut entries: Vec<Suppression> = (0..300)
+        .map(|i| entry(&format!("Bulk{i:03}@Example.com"), "complaint"))
+        .collect();
+    entries.push(entry("bulk000@example.com", "unsubscribe"));
+    let bad = ImportSuppressionsRequest {
+        tenant: "acme".into(),
+        suppressions: [entries.clone(), vec![entry("nobody", "manual")]].concat(),
+    };
+    let status = c.import_suppressions(bad).await.expect_err("bad entry");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().contains("suppressions[301].address"),
+        "{status:?}"
+    );
+    let listed = |c: &mut Client| {
+        let mut c = c.clone();
+        async move {
+            let req = ListSuppressionsRequest {
+                tenant: "acme".into(),
+                page_token: String::new(),
+                page_size: 1000,
+            };
+            c.list_suppressions(req)
+                .await
+                .unwrap()
+                .into_inner()
+                .suppressions
+        }
+    };
+    assert!(
+        listed(&mut c).await.is_empty(),
+        "a refused import wrote nothing"
+    );
+    let good = ImportSuppressionsRequest {
+        tenant: "acme".into(),
+        suppressions: entries,
+    };
+    let answer = c.import_suppressions(good).await.expect("import");
+    assert_eq!(answer.into_inner().imported, 300, "the repeat counts once");
+    let list = listed(&mut c).await;
+    assert_eq!(list.len(), 300);
+    assert_eq!(list[0].address, "bulk000@example.com");
+    assert_eq!(
+        list[0].reason, "unsubscribe",
+        "the last entry of an address wins"
+    );
+    assert_eq!(list[1].reason, "complaint");
+    assert!(
+        list.iter()
+            .all(|s| s.tenant == "acme" && s.created_at.is_some())
+    );
+    assert_eq!(
+        revision(&mut c).await,
+        before,
+        "an import takes no revision"
+    );
+    server.stop().await;
+}
+
 async fn rejected<T: std::fmt::Debug>(
     c: &mut Client,
     result: Result<tonic::Response<T>, tonic::Status>,
@@ -397,6 +474,11 @@ macro_rules! suite {
             #[tokio::test]
             async fn suppressions_page_and_remove() {
                 super::suppressions_page_and_remove(Backend::$backend).await;
+            }
+
+            #[tokio::test]
+            async fn suppressions_import() {
+                super::suppressions_import(Backend::$backend).await;
             }
 
             #[tokio::test]

@@ -138,6 +138,11 @@ async fn json_send_and_batch_publish_durably_and_openapi_lists_every_route() {
             "{method} {path} not documented"
         );
     }
+    // Tenants from the node's own file: no suppression list to manage, and
+    // the answer says which setting would give one.
+    let (status, body) = call(&node, "GET", "/v1/suppressions", Some(ACME_KEY), None).await;
+    assert_eq!(status, 501, "{body}");
+    assert!(body.to_string().contains("control.addr"), "{body}");
     // Probes need no key; the message log answers, so the node is ready.
     let (status, body) = call(&node, "GET", "/healthz", None, None).await;
     assert_eq!((status, body["text"].as_str()), (200, Some("ok\n")));
@@ -153,12 +158,16 @@ async fn json_send_and_batch_publish_durably_and_openapi_lists_every_route() {
 async fn keys_are_checked_before_the_body_is_read() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let node = common::start(Options::default()).await;
-    for auth in ["", "Authorization: Bearer wrong-key\r\n"] {
+    let paths = ["/v1/messages", "/v1/suppressions"];
+    for (auth, path) in ["", "Authorization: Bearer wrong-key\r\n"]
+        .into_iter()
+        .flat_map(|auth| paths.map(|path| (auth, path)))
+    {
         let mut conn = tokio::net::TcpStream::connect(node.http)
             .await
             .expect("connect");
         let head = format!(
-            "POST /v1/messages HTTP/1.1\r\nHost: x\r\n{auth}content-type: application/json\r\n\
+            "POST {path} HTTP/1.1\r\nHost: x\r\n{auth}content-type: application/json\r\n\
              content-length: 40000000\r\n\r\n"
         );
         conn.write_all(head.as_bytes()).await.expect("write head");
@@ -168,7 +177,7 @@ async fn keys_are_checked_before_the_body_is_read() {
             .expect("answered without the body")
             .expect("read");
         let text = String::from_utf8_lossy(&answer[..read]);
-        assert!(text.starts_with("HTTP/1.1 401"), "{auth:?}: {text}");
+        assert!(text.starts_with("HTTP/1.1 401"), "{path} {auth:?}: {text}");
     }
     node.stop().await;
 }

@@ -87,6 +87,27 @@ impl ConfigStore for DevStore {
         self.records.revision().await
     }
 
+    async fn import_suppressions(&self, entries: Vec<Suppression>) -> Result<(), ControlError> {
+        // Validated imports are of one tenant.
+        let Some(tenant) = entries.first().map(|s| s.tenant.clone()) else {
+            return Ok(());
+        };
+        let rows: Vec<SuppressionEntry> = entries
+            .into_iter()
+            .map(|s| SuppressionEntry {
+                created_ms: millis(s.created_at.as_ref()),
+                address: s.address,
+                reason: s.reason,
+                message_id: String::new(),
+            })
+            .collect();
+        let ledger = self.ledger()?;
+        ledger
+            .put_suppressions(&tenant, &rows)
+            .await
+            .map_err(store_error)
+    }
+
     async fn remove_suppression(
         &self,
         tenant: &str,
