@@ -42,8 +42,12 @@ install_missing() {
   command -v pkg-config >/dev/null || missing+=(pkg-config)
   # OpenSSL's libcrypto signs DKIM (openssl-sys links the system library).
   dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
+  # Postfix's smtp-sink is the receiver nobody here wrote (dev_smtp_sink.rs);
+  # the package's own mail system is left unconfigured and stopped.
+  command -v smtp-sink >/dev/null || missing+=(postfix)
   if [ "${#missing[@]}" -gt 0 ]; then
     step "installing apt packages: ${missing[*]}"
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
   fi

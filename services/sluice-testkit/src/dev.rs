@@ -54,6 +54,46 @@ provider = "{provider}"
     )
 }
 
+/// A `sluice dev` file delivering every message for `sink.test` to
+/// 127.0.0.1:`sink` over up to `connections` connections from one source
+/// IP, with limits far above what one machine sends; `extra` is appended
+/// (e.g. `[[ingest.tenants]]`).
+pub fn sink_dev_config(dir: &Path, sink: u16, connections: usize, extra: &str) -> String {
+    format!(
+        r#"data_dir = "{data}"
+[control]
+listen = "127.0.0.1:0"
+[ingest.listen]
+grpc = "127.0.0.1:0"
+http = "127.0.0.1:0"
+smtp_submission = ""
+[recorder]
+query_listen = "127.0.0.1:0"
+[inbound]
+listen = "127.0.0.1:0"
+[sender]
+dns = false
+[sender.queues]
+max_in_flight = 20000
+max_per_site = 20000
+[sender.routes]
+"sink.test" = ["127.0.0.1:{sink}"]
+[sender.shaping.limits.default]
+messages_per_second = 1000000
+messages_per_minute = 60000000
+burst = 1000
+max_connections = {connections}
+new_connections_per_minute = 100000
+messages_per_connection = 1000000
+[[sender.shaping.ips]]
+address = "127.0.0.40"
+pool = "default"
+{extra}
+"#,
+        data = dir.join("data").display(),
+    )
+}
+
 /// A running `sluice dev` and its gRPC URLs.
 pub struct Dev {
     pub child: Child,

@@ -28,6 +28,7 @@ pub mod pki;
 pub mod query;
 pub mod sender;
 pub mod servers;
+pub mod smtp_sink;
 
 /// `message` as a gRPC request carrying `authorization: Bearer <key>`.
 pub fn with_key<T>(message: T, key: &str) -> tonic::Request<T> {

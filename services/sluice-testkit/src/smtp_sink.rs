@@ -1,0 +1,151 @@
+//! Postfix's `smtp-sink` (apt package `postfix`) as a receiver nobody
+//! here wrote. It appends every transaction to a dump file; the count is
+//! the number of `X-Rcpt-Args:` lines it wrote (one per recipient), read
+//! as the file grows. Errors are strings that say what to do.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const MARK: &[u8] = b"\nX-Rcpt-Args: ";
+
+/// A running `smtp-sink` on 127.0.0.1:`port`; stopped (and its dumps
+/// removed) when dropped.
+pub struct Sink {
+    child: Child,
+    pub port: u16,
+    dir: PathBuf,
+    /// Per dump file: bytes already counted, and its last bytes (a mark
+    /// may straddle two reads).
+    read: std::collections::HashMap<PathBuf, (u64, Vec<u8>)>,
+    counted: u64,
+}
+
+impl Sink {
+    /// Starts a sink whose dumps go to a fresh directory under `work`
+    /// (which the `postfix` user must be able to enter).
+    pub async fn start(work: &Path) -> Result<Self, String> {
+        let dir = work.join(format!("sink-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        chown_postfix(&dir)?;
+        let port = free_port()?;
+        let child = Command::new("smtp-sink")
+            .args(["-u", "postfix", "-D"])
+            .arg(dir.join("dump"))
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("1024")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| {
+                format!("cannot start smtp-sink ({e}): install the apt package postfix (deploy/test.sh does)")
+            })?;
+        wait_listening(port, "smtp-sink").await?;
+        Ok(Self {
+            child,
+            port,
+            dir,
+            read: Default::default(),
+            counted: 0,
+        })
+    }
+
+    /// Recipients received so far.
+    pub fn count(&mut self) -> Result<u64, String> {
+        use std::io::{Read, Seek, SeekFrom};
+        let io = |e: std::io::Error| format!("reading smtp-sink's dumps: {e}");
+        for entry in std::fs::read_dir(&self.dir).map_err(io)? {
+            let path = entry.map_err(io)?.path();
+            let (done, tail) = self.read.entry(path.clone()).or_default();
+            let mut file = std::fs::File::open(&path).map_err(io)?;
+            file.seek(SeekFrom::Start(*done)).map_err(io)?;
+            let mut window = std::mem::take(tail);
+            let before = window.len();
+            file.read_to_end(&mut window).map_err(io)?;
+            *done += (window.len() - before) as u64;
+            self.counted += window.windows(MARK.len()).filter(|w| *w == MARK).count() as u64;
+            let keep = window.len().min(MARK.len() - 1);
+            *tail = window[window.len() - keep..].to_vec();
+        }
+        Ok(self.counted)
+    }
+
+    /// Every recipient received so far, as its `RCPT TO` named it, in the
+    /// order received (reads every dump whole: for tests, not benchmarks).
+    pub fn recipients(&self) -> Result<Vec<String>, String> {
+        let io = |e: std::io::Error| format!("reading smtp-sink's dumps: {e}");
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&self.dir).map_err(io)? {
+            let text = std::fs::read(entry.map_err(io)?.path()).map_err(io)?;
+            let text = String::from_utf8_lossy(&text);
+            for line in text.lines() {
+                if let Some(args) = line.strip_prefix("X-Rcpt-Args: ") {
+                    let address = args.split_whitespace().next().unwrap_or("");
+                    out.push(address.trim_matches(['<', '>']).to_owned());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Waits until `want` recipients arrived (or `limit` passed); when the
+    /// count reached it.
+    pub async fn wait_for(&mut self, want: u64, limit: Duration) -> Result<Instant, String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if self.count()? >= want {
+                return Ok(Instant::now());
+            }
+            if Instant::now() > deadline {
+                let got = self.counted;
+                return Err(format!(
+                    "smtp-sink received {got} of {want} within {limit:?}"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Gives `path` to the `postfix` user (Postfix's daemons run as it).
+pub fn chown_postfix(path: &Path) -> Result<(), String> {
+    let status = Command::new("chown").arg("postfix").arg(path).status();
+    match status {
+        Ok(s) if s.success() => Ok(()),
+        other => Err(format!(
+            "chown postfix {}: {other:?} (is the apt package postfix installed?)",
+            path.display()
+        )),
+    }
+}
+
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> Result<u16, String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
+}
+
+/// Waits up to 30 s until something accepts on 127.0.0.1:`port`.
+pub async fn wait_listening(port: u16, what: &str) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "{what} is not listening on 127.0.0.1:{port} after 30 s"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
