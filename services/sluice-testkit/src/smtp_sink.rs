@@ -1,7 +1,7 @@
 //! Postfix's `smtp-sink` (apt package `postfix`) as a receiver nobody
-//! here wrote. It appends every transaction to a dump file; the count is
-//! the number of `X-Rcpt-Args:` lines it wrote (one per recipient), read
-//! as the file grows. Errors are strings that say what to do.
+//! here wrote. It appends every finished transaction to one dump file; the
+//! count is the number of `X-Rcpt-Args:` lines in it (one per recipient),
+//! read as the file grows. Errors are strings that say what to do.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -15,9 +15,10 @@ pub struct Sink {
     child: Child,
     pub port: u16,
     dir: PathBuf,
-    /// Per dump file: bytes already counted, and its last bytes (a mark
-    /// may straddle two reads).
-    read: std::collections::HashMap<PathBuf, (u64, Vec<u8>)>,
+    /// Bytes of the dump already counted, and its last bytes (a mark may
+    /// straddle two reads).
+    read: u64,
+    tail: Vec<u8>,
     counted: u64,
 }
 
@@ -45,7 +46,8 @@ impl Sink {
             child,
             port,
             dir,
-            read: Default::default(),
+            read: 0,
+            tail: Vec::new(),
             counted: 0,
         })
     }
@@ -53,39 +55,42 @@ impl Sink {
     /// Recipients received so far.
     pub fn count(&mut self) -> Result<u64, String> {
         use std::io::{Read, Seek, SeekFrom};
-        let io = |e: std::io::Error| format!("reading smtp-sink's dumps: {e}");
-        for entry in std::fs::read_dir(&self.dir).map_err(io)? {
-            let path = entry.map_err(io)?.path();
-            let (done, tail) = self.read.entry(path.clone()).or_default();
-            let mut file = std::fs::File::open(&path).map_err(io)?;
-            file.seek(SeekFrom::Start(*done)).map_err(io)?;
-            let mut window = std::mem::take(tail);
-            let before = window.len();
-            file.read_to_end(&mut window).map_err(io)?;
-            *done += (window.len() - before) as u64;
-            self.counted += window.windows(MARK.len()).filter(|w| *w == MARK).count() as u64;
-            let keep = window.len().min(MARK.len() - 1);
-            *tail = window[window.len() - keep..].to_vec();
-        }
+        let path = self.dump();
+        let io = |e: std::io::Error| format!("reading {}: {e}", path.display());
+        let mut file = match std::fs::File::open(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            other => other.map_err(io)?,
+        };
+        file.seek(SeekFrom::Start(self.read)).map_err(io)?;
+        let mut window = std::mem::take(&mut self.tail);
+        let before = window.len();
+        file.read_to_end(&mut window).map_err(io)?;
+        self.read += (window.len() - before) as u64;
+        self.counted += window.windows(MARK.len()).filter(|w| *w == MARK).count() as u64;
+        let keep = window.len().min(MARK.len() - 1);
+        self.tail = window[window.len() - keep..].to_vec();
         Ok(self.counted)
     }
 
+    /// The file every finished transaction is appended to. smtp-sink
+    /// writes a transaction to a file of its own first (the template and
+    /// a random suffix) and appends it here once complete: only this file
+    /// is read.
+    fn dump(&self) -> PathBuf {
+        self.dir.join("dump")
+    }
+
     /// Every recipient received so far, as its `RCPT TO` named it, in the
-    /// order received (reads every dump whole: for tests, not benchmarks).
+    /// order received (reads the dump whole: for tests, not benchmarks).
     pub fn recipients(&self) -> Result<Vec<String>, String> {
-        let io = |e: std::io::Error| format!("reading smtp-sink's dumps: {e}");
-        let mut out = Vec::new();
-        for entry in std::fs::read_dir(&self.dir).map_err(io)? {
-            let text = std::fs::read(entry.map_err(io)?.path()).map_err(io)?;
-            let text = String::from_utf8_lossy(&text);
-            for line in text.lines() {
-                if let Some(args) = line.strip_prefix("X-Rcpt-Args: ") {
-                    let address = args.split_whitespace().next().unwrap_or("");
-                    out.push(address.trim_matches(['<', '>']).to_owned());
-                }
-            }
-        }
-        Ok(out)
+        let path = self.dump();
+        let text = std::fs::read(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        let text = String::from_utf8_lossy(&text);
+        let lines = text.lines().filter_map(|l| l.strip_prefix("X-Rcpt-Args: "));
+        let addresses = lines.map(|args| args.split_whitespace().next().unwrap_or(""));
+        Ok(addresses
+            .map(|a| a.trim_matches(['<', '>']).to_owned())
+            .collect())
     }
 
     /// Waits until `want` recipients arrived (or `limit` passed); when the

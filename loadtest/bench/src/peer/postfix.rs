@@ -35,12 +35,14 @@ impl Postfix {
             .context("read /etc/postfix/master.cf (apt package postfix)")?;
         std::fs::write(conf.join("master.cf"), master_cf_on(&master_cf, port)?)?;
         allow_config_directory(&conf)?;
+        // In the foreground Postfix logs to its stdout: kept in `maillog`.
+        let log = std::fs::File::create(root.join("maillog"))?;
         let master = Command::new("postfix")
             .arg("-c")
             .arg(&conf)
             .arg("start-fg")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
             .spawn()
             .context("start postfix")?;
         wait_listening(port, "postfix")
@@ -100,7 +102,7 @@ fn main_cf(root: &Path, sink: u16, connections: usize) -> String {
         "compatibility_level = 3.6\n\
          queue_directory = {root}/spool\n\
          data_directory = {root}/data\n\
-         maillog_file = /dev/null\n\
+         maillog_file = /dev/stdout\n\
          myhostname = relay.bench.test\n\
          mydestination =\n\
          inet_interfaces = 127.0.0.1\n\

@@ -1,4 +1,4 @@
-//! CPU time and resident memory of a process and everything it started,
+//! CPU time and memory (PSS) of a process and everything it started,
 //! read from /proc. A child that exited and was reaped counts in its
 //! parent's `cutime`/`cstime`, so summing all four fields over the live
 //! tree counts every process that ran under the root.
@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-/// (parent pid, utime + stime + cutime + cstime in ticks, resident pages)
-/// of every process.
-fn table() -> HashMap<u32, (u32, u64, u64)> {
+/// (parent pid, utime + stime + cutime + cstime in ticks) of every
+/// process.
+fn table() -> HashMap<u32, (u32, u64)> {
     let mut out = HashMap::new();
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return out;
@@ -28,15 +28,15 @@ fn table() -> HashMap<u32, (u32, u64, u64)> {
         };
         let f: Vec<&str> = rest.split_whitespace().collect();
         let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        // After the name: state(0) ppid(1) ... utime(11) stime(12) cutime(13) cstime(14) ... rss(21)
+        // After the name: state(0) ppid(1) ... utime(11) stime(12) cutime(13) cstime(14)
         let ppid = num(1) as u32;
-        out.insert(pid, (ppid, num(11) + num(12) + num(13) + num(14), num(21)));
+        out.insert(pid, (ppid, num(11) + num(12) + num(13) + num(14)));
     }
     out
 }
 
 /// `root` and its descendants.
-fn tree(all: &HashMap<u32, (u32, u64, u64)>, root: u32) -> Vec<u32> {
+fn tree(all: &HashMap<u32, (u32, u64)>, root: u32) -> Vec<u32> {
     let mut members = vec![root];
     let mut i = 0;
     while i < members.len() {
@@ -51,25 +51,28 @@ fn tree(all: &HashMap<u32, (u32, u64, u64)>, root: u32) -> Vec<u32> {
     members
 }
 
-/// Seconds of CPU the tree under `root` has used so far.
-pub fn cpu_seconds(root: u32) -> f64 {
+/// Seconds of CPU the trees under `roots` have used so far.
+pub fn cpu_seconds(roots: &[u32]) -> f64 {
     let all = table();
-    let ticks: u64 = tree(&all, root)
-        .iter()
-        .filter_map(|p| all.get(p))
-        .map(|v| v.1)
-        .sum();
+    let members = roots.iter().flat_map(|r| tree(&all, *r));
+    let ticks: u64 = members.filter_map(|p| all.get(&p)).map(|v| v.1).sum();
     ticks as f64 / clock_ticks()
 }
 
-fn rss_bytes(root: u32) -> u64 {
+/// The trees' proportional set size: each process's private pages plus
+/// its share of pages it shares (Postfix's daemons share most of theirs,
+/// so a plain sum of RSS would count them many times).
+fn pss_bytes(roots: &[u32]) -> u64 {
     let all = table();
-    let pages: u64 = tree(&all, root)
-        .iter()
-        .filter_map(|p| all.get(p))
-        .map(|v| v.2)
-        .sum();
-    pages * 4096
+    let members = roots.iter().flat_map(|r| tree(&all, *r));
+    members.map(pss_kib).sum::<u64>() * 1024
+}
+
+fn pss_kib(pid: u32) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    let line = text.lines().find_map(|l| l.strip_prefix("Pss:"));
+    line.and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 fn clock_ticks() -> f64 {
@@ -81,7 +84,7 @@ fn clock_ticks() -> f64 {
         .unwrap_or(100.0)
 }
 
-/// Samples the tree's resident memory every 100 ms until dropped; the
+/// Samples the trees' memory (PSS) every 100 ms until dropped; the
 /// highest sum seen.
 pub struct PeakRss {
     peak: Arc<AtomicU64>,
@@ -89,7 +92,7 @@ pub struct PeakRss {
 }
 
 impl PeakRss {
-    pub fn watch(root: u32) -> Self {
+    pub fn watch(roots: Vec<u32>) -> Self {
         let (peak, stop) = (
             Arc::new(AtomicU64::new(0)),
             Arc::new(AtomicBool::new(false)),
@@ -99,7 +102,7 @@ impl PeakRss {
             let mut tick = tokio::time::interval(Duration::from_millis(100));
             while !s.load(Ordering::Relaxed) {
                 tick.tick().await;
-                p.fetch_max(rss_bytes(root), Ordering::Relaxed);
+                p.fetch_max(pss_bytes(&roots), Ordering::Relaxed);
             }
         });
         Self { peak, stop }

@@ -1,6 +1,7 @@
-//! `sluice dev` relaying to the sink, fed over gRPC `SendBatch` with
-//! distinct one-recipient raw messages, DKIM-signed (RSA-2048) when the
-//! From domain has a key.
+//! Sluice relaying to the sink — `sluice dev`, or `sluice ingest` and
+//! `sluice sender` as separate processes on Kafka — fed over gRPC
+//! `SendBatch` with distinct one-recipient raw messages, DKIM-signed
+//! (RSA-2048) when the From domain has a key.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -17,13 +18,18 @@ pub const SIGNED: &str = "signed.bench.test";
 pub const UNSIGNED: &str = "plain.bench.test";
 
 pub struct Sluice {
-    dev: sluice_testkit::dev::Dev,
+    /// The processes: `sluice dev`, or ingest and sender.
+    children: Vec<tokio::process::Child>,
+    /// Ingest's gRPC URL.
+    ingest: String,
     dir: PathBuf,
 }
 
 impl Drop for Sluice {
     fn drop(&mut self) {
-        let _ = self.dev.child.start_kill();
+        for child in &mut self.children {
+            let _ = child.start_kill();
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -31,7 +37,7 @@ impl Drop for Sluice {
 impl Sluice {
     /// Starts `binary dev` on a fresh data directory under `work`,
     /// delivering everything to 127.0.0.1:`sink` over `connections`.
-    pub async fn start(
+    pub async fn start_dev(
         binary: &Path,
         work: &Path,
         sink: u16,
@@ -42,12 +48,51 @@ impl Sluice {
         let key = dkim_key(&dir)?;
         let file = dir.join("dev.toml");
         std::fs::write(&file, config(&dir, &key, sink, connections))?;
-        let dev = sluice_testkit::dev::start_dev(binary, &file).await;
-        Ok(Self { dev, dir })
+        let mut dev = sluice_testkit::dev::start_dev(binary, &file).await;
+        let ingest = std::mem::take(&mut dev.ingest);
+        Ok(Self {
+            children: vec![dev.child],
+            ingest,
+            dir,
+        })
     }
 
-    pub fn pid(&self) -> u32 {
-        self.dev.child.id().unwrap_or(0)
+    /// Starts `binary ingest` and `binary sender` on the Kafka at
+    /// `brokers`, with topics and a consumer group of their own.
+    pub async fn start_kafka(
+        binary: &Path,
+        work: &Path,
+        brokers: &str,
+        (sink, connections): (u16, usize),
+    ) -> anyhow::Result<Self> {
+        use sluice_testkit::cluster::{free_addr, spawn_role, wait_listening};
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let dir = work.join(format!("sluice-{id}"));
+        std::fs::create_dir_all(&dir)?;
+        let key = dkim_key(&dir)?;
+        let topics = Topics::new(&id);
+        let grpc = free_addr();
+        let ingest_file = dir.join("ingest.toml");
+        std::fs::write(&ingest_file, ingest_config(grpc, brokers, &topics, &key))?;
+        let sender_file = dir.join("sender.toml");
+        std::fs::write(
+            &sender_file,
+            sender_config(brokers, &topics, sink, connections),
+        )?;
+        let binary = binary.to_str().context("binary path is not UTF-8")?;
+        let ingest = spawn_role(binary, "ingest", &ingest_file, &[], "warn");
+        let sender = spawn_role(binary, "sender", &sender_file, &[], "warn");
+        wait_listening(grpc, "sluice ingest", std::time::Duration::from_secs(60)).await;
+        Ok(Self {
+            children: vec![ingest, sender],
+            ingest: format!("http://{grpc}"),
+            dir,
+        })
+    }
+
+    /// The processes to account.
+    pub fn pids(&self) -> Vec<u32> {
+        self.children.iter().filter_map(|c| c.id()).collect()
     }
 
     /// Submits `messages` of about `size` bytes from `domain`, `streams`
@@ -58,7 +103,7 @@ impl Sluice {
         (messages, size, domain): (usize, usize, &str),
         (streams, batch): (usize, usize),
     ) -> anyhow::Result<Instant> {
-        let client = IngestClient::connect(self.dev.ingest.clone())
+        let client = IngestClient::connect(self.ingest.clone())
             .await
             .context("connect to sluice dev's ingest")?
             .max_decoding_message_size(64 << 20)
@@ -121,9 +166,9 @@ fn dkim_key(dir: &Path) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-fn config(dir: &Path, key: &Path, sink: u16, connections: usize) -> String {
-    let tenant = format!(
-        r#"[[ingest.tenants]]
+fn tenant(key: &Path, table: &str) -> String {
+    format!(
+        r#"[[{table}]]
 name = "bench"
 api_keys = ["{hash}"]
 default_pool = "default"
@@ -133,6 +178,55 @@ domains = [
 ]"#,
         hash = sluice_node::secret::hash_secret(KEY),
         key = key.display(),
-    );
+    )
+}
+
+fn config(dir: &Path, key: &Path, sink: u16, connections: usize) -> String {
+    let tenant = tenant(key, "ingest.tenants");
     sluice_testkit::dev::sink_dev_config(dir, sink, connections, &tenant)
+}
+
+/// Topic names of one Kafka run.
+struct Topics {
+    prefix: String,
+    events: String,
+    group: String,
+}
+
+impl Topics {
+    fn new(id: &str) -> Self {
+        Self {
+            prefix: format!("sluice.bench.{id}.outbound."),
+            events: format!("sluice.bench.{id}.events"),
+            group: format!("sluice-bench-{id}"),
+        }
+    }
+}
+
+fn ingest_config(grpc: std::net::SocketAddr, brokers: &str, t: &Topics, key: &Path) -> String {
+    format!(
+        "pools = [\"default\"]\n\
+         [listen]\ngrpc = \"{grpc}\"\nhttp = \"\"\nsmtp_submission = \"\"\nsmtp_implicit_tls = \"\"\n\
+         [kafka]\nbrokers = \"{brokers}\"\noutbound_topic_prefix = \"{prefix}\"\nevents_topic = \"{events}\"\n\
+         [unsubscribe]\nbase_url = \"https://u.bench.test/u\"\nsecret = \"peer-bench-secret-peer-bench-secret\"\n\
+         {tenant}\n",
+        prefix = t.prefix,
+        events = t.events,
+        tenant = tenant(key, "tenants"),
+    )
+}
+
+fn sender_config(brokers: &str, t: &Topics, sink: u16, connections: usize) -> String {
+    format!(
+        "node = \"bench\"\npool = \"default\"\ndns = false\n\
+         [kafka]\nbrokers = \"{brokers}\"\noutbound_topic = \"{prefix}default\"\nevents_topic = \"{events}\"\ngroup = \"{group}\"\n\
+         [queues]\nmax_in_flight = 20000\nmax_per_site = 20000\n\
+         [routes]\n\"sink.test\" = [\"127.0.0.1:{sink}\"]\n\
+         [shaping.limits.default]\nmessages_per_second = 1000000\nmessages_per_minute = 60000000\nburst = 1000\n\
+         max_connections = {connections}\nnew_connections_per_minute = 100000\nmessages_per_connection = 1000000\n\
+         [[shaping.ips]]\naddress = \"127.0.0.40\"\npool = \"default\"\n",
+        prefix = t.prefix,
+        events = t.events,
+        group = t.group,
+    )
 }
