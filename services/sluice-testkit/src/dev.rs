@@ -23,20 +23,7 @@ pub fn dev_config(
     let addr = sim.addr(provider).expect("provider bound");
     format!(
         r#"
-data_dir = "{data}"
-[control]
-listen = "127.0.0.1:0"
-[ingest.listen]
-grpc = "127.0.0.1:0"
-http = "127.0.0.1:0"
-smtp_submission = ""
-[recorder]
-query_listen = "127.0.0.1:0"
-[inbound]
-listen = "127.0.0.1:0"
-[sender]
-dns = false
-[sender.routes]
+{listeners}[sender.routes]
 "{domain}" = ["{addr}"]
 [sender.metrics]
 listen = "127.0.0.1:0"
@@ -49,18 +36,16 @@ site = "{provider}"
 provider = "{provider}"
 {extra}
 "#,
-        data = dir.join("data").display(),
+        listeners = listeners(dir),
         ip = addr.ip(),
     )
 }
 
-/// A `sluice dev` file delivering every message for `sink.test` to
-/// 127.0.0.1:`sink` over up to `connections` connections from one source
-/// IP, with limits far above what one machine sends; `extra` is appended
-/// (e.g. `[[ingest.tenants]]`).
-pub fn sink_dev_config(dir: &Path, sink: u16, connections: usize, extra: &str) -> String {
+/// The start every dev file here shares: a data directory under `dir`,
+/// every listener on a free loopback port, no DNS.
+fn listeners(dir: &Path) -> String {
     format!(
-        r#"data_dir = "{data}"
+        r#"data_dir = "{}"
 [control]
 listen = "127.0.0.1:0"
 [ingest.listen]
@@ -73,24 +58,45 @@ query_listen = "127.0.0.1:0"
 listen = "127.0.0.1:0"
 [sender]
 dns = false
-[sender.queues]
+"#,
+        dir.join("data").display()
+    )
+}
+
+/// A `sluice dev` file delivering every message for `sink.test` to
+/// 127.0.0.1:`sink` ([`sink_sender_tables`]); `extra` is appended (e.g.
+/// `[[ingest.tenants]]`).
+pub fn sink_dev_config(dir: &Path, sink: u16, connections: usize, extra: &str) -> String {
+    format!(
+        "{}{}{extra}\n",
+        listeners(dir),
+        sink_sender_tables("sender.", sink, connections)
+    )
+}
+
+/// The sender tables (each name starting with `prefix`: `sender.` in a
+/// dev file, empty in a sender's own) that send everything for
+/// `sink.test` to 127.0.0.1:`sink` over up to `connections` connections
+/// from source IP 127.0.0.40 of pool `default`, with limits far above
+/// what one machine sends.
+pub fn sink_sender_tables(prefix: &str, sink: u16, connections: usize) -> String {
+    format!(
+        r#"[{prefix}queues]
 max_in_flight = 20000
 max_per_site = 20000
-[sender.routes]
+[{prefix}routes]
 "sink.test" = ["127.0.0.1:{sink}"]
-[sender.shaping.limits.default]
+[{prefix}shaping.limits.default]
 messages_per_second = 1000000
 messages_per_minute = 60000000
 burst = 1000
 max_connections = {connections}
 new_connections_per_minute = 100000
 messages_per_connection = 1000000
-[[sender.shaping.ips]]
+[[{prefix}shaping.ips]]
 address = "127.0.0.40"
 pool = "default"
-{extra}
-"#,
-        data = dir.join("data").display(),
+"#
     )
 }
 

@@ -220,13 +220,10 @@ fn sender_config(brokers: &str, t: &Topics, sink: u16, connections: usize) -> St
     format!(
         "node = \"bench\"\npool = \"default\"\ndns = false\n\
          [kafka]\nbrokers = \"{brokers}\"\noutbound_topic = \"{prefix}default\"\nevents_topic = \"{events}\"\ngroup = \"{group}\"\n\
-         [queues]\nmax_in_flight = 20000\nmax_per_site = 20000\n\
-         [routes]\n\"sink.test\" = [\"127.0.0.1:{sink}\"]\n\
-         [shaping.limits.default]\nmessages_per_second = 1000000\nmessages_per_minute = 60000000\nburst = 1000\n\
-         max_connections = {connections}\nnew_connections_per_minute = 100000\nmessages_per_connection = 1000000\n\
-         [[shaping.ips]]\naddress = \"127.0.0.40\"\npool = \"default\"\n",
+         {tables}",
         prefix = t.prefix,
         events = t.events,
         group = t.group,
+        tables = sluice_testkit::dev::sink_sender_tables("", sink, connections),
     )
 }
