@@ -58,8 +58,12 @@ pub enum IngestError {
          accepted, retry it with the same idempotency_key"
     )]
     KeysUnavailable { via: String, reason: String },
-    /// The suppression list could not be read or changed: nothing changed.
-    #[error("the suppression list is unavailable: {0}; nothing changed, retry later")]
+    /// The suppression list could not be read or changed. A change may
+    /// have been made in part; every change repeats safely.
+    #[error(
+        "the suppression list is unavailable: {0}; retry later (repeating the request is safe: \
+         adds replace, removes of what is gone remove nothing)"
+    )]
     ListUnavailable(String),
     /// The call needs something this node is not set up for.
     #[error("not available on this node: {0}")]
