@@ -29,7 +29,7 @@ impl Sink {
         let dir = work.join(format!("sink-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
         chown_postfix(&dir)?;
-        let port = free_port()?;
+        let port = crate::cluster::free_addr().port();
         let child = Command::new("smtp-sink")
             .args(["-u", "postfix", "-D"])
             .arg(dir.join("dump"))
@@ -41,7 +41,8 @@ impl Sink {
             .map_err(|e| {
                 format!("cannot start smtp-sink ({e}): install the apt package postfix (deploy/test.sh does)")
             })?;
-        wait_listening(port, "smtp-sink").await?;
+        let addr = ([127, 0, 0, 1], port).into();
+        crate::cluster::wait_listening(addr, "smtp-sink", Duration::from_secs(30)).await;
         Ok(Self {
             child,
             port,
@@ -130,27 +131,4 @@ pub fn chown_postfix(path: &Path) -> Result<(), String> {
             path.display()
         )),
     }
-}
-
-/// A loopback port nothing listens on right now.
-pub fn free_port() -> Result<u16, String> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
-}
-
-/// Waits up to 30 s until something accepts on 127.0.0.1:`port`.
-pub async fn wait_listening(port: u16, what: &str) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        if Instant::now() > deadline {
-            return Err(format!(
-                "{what} is not listening on 127.0.0.1:{port} after 30 s"
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(())
 }

@@ -9,7 +9,8 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 
-use sluice_testkit::smtp_sink::{chown_postfix, free_port, wait_listening};
+use sluice_testkit::cluster::{free_addr, wait_listening};
+use sluice_testkit::smtp_sink::chown_postfix;
 
 pub struct Postfix {
     master: Child,
@@ -29,7 +30,7 @@ impl Postfix {
             std::fs::create_dir_all(dir)?;
         }
         chown_postfix(&data).map_err(|e| anyhow::anyhow!(e))?;
-        let port = free_port().map_err(|e| anyhow::anyhow!(e))?;
+        let port = free_addr().port();
         std::fs::write(conf.join("main.cf"), main_cf(&root, sink, connections))?;
         let master_cf = std::fs::read_to_string("/etc/postfix/master.cf")
             .context("read /etc/postfix/master.cf (apt package postfix)")?;
@@ -45,9 +46,8 @@ impl Postfix {
             .stderr(log)
             .spawn()
             .context("start postfix")?;
-        wait_listening(port, "postfix")
-            .await
-            .map_err(|e| anyhow::anyhow!(e))?;
+        let addr = ([127, 0, 0, 1], port).into();
+        wait_listening(addr, "postfix", std::time::Duration::from_secs(30)).await;
         Ok(Self { master, conf, port })
     }
 
