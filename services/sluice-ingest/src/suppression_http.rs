@@ -50,8 +50,8 @@ struct JsonEntry {
     address: String,
     #[serde(default)]
     reason: String,
-    /// RFC 3339; only in answers.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    /// RFC 3339; only in answers (a request that sets it is refused).
+    #[serde(skip_deserializing, skip_serializing_if = "String::is_empty")]
     created_at: String,
 }
 
@@ -277,6 +277,16 @@ mod tests {
         assert_eq!(got, [("a@x.test".into(), "hard_bounce".into(), 1)]);
         let err = from_csv(b"a@x.test\n\xff\xfe").expect_err("not text");
         assert!(err.to_string().contains("body"), "{err}");
+    }
+
+    #[test]
+    fn an_entry_may_not_set_its_time() {
+        let ok = parse::<JsonAdd>(br#"{"suppressions":[{"address":"a@x.test"}]}"#);
+        assert_eq!(ok.expect("parses").suppressions.len(), 1);
+        let body =
+            br#"{"suppressions":[{"address":"a@x.test","created_at":"2020-01-01T00:00:00Z"}]}"#;
+        let err = parse::<JsonAdd>(body).expect_err("created_at is the server's");
+        assert!(err.to_string().contains("created_at"), "{err}");
     }
 
     #[test]
