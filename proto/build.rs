@@ -9,6 +9,7 @@ const PROTOS: &[&str] = &[
     "sluice/v1/ingest.proto",
     "sluice/v1/control.proto",
     "sluice/v1/query.proto",
+    "sluice/v1/webhook.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -27,6 +27,10 @@ pub(crate) enum Need {
     /// node (ingest enters its tenants' own entries through these calls;
     /// a node can already suppress any address by publishing an event).
     Suppress,
+    /// Disabling a tenant's webhook: admin, operator, or a node (the
+    /// webhook dispatcher, after the webhook's deliveries failed for its
+    /// whole retry window).
+    DisableWebhook,
     /// Every other change: admin.
     Admin,
 }
@@ -66,7 +70,9 @@ impl Auth {
         let allowed = match need {
             Need::Read => true,
             Need::Pause => matches!(entry.role, Role::Admin | Role::Operator),
-            Need::Suppress => matches!(entry.role, Role::Admin | Role::Operator | Role::Node),
+            Need::Suppress | Need::DisableWebhook => {
+                matches!(entry.role, Role::Admin | Role::Operator | Role::Node)
+            }
             Need::Admin => entry.role == Role::Admin,
         };
         if !allowed {

@@ -40,6 +40,9 @@ pub enum ControlError {
     /// others still name); says who refers to it.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The record a call names does not exist; says which.
+    #[error("{0}")]
+    NotFound(String),
     /// The configuration cannot be served as given; names the key.
     #[error("control configuration: {0}")]
     Config(String),
@@ -98,6 +101,7 @@ impl From<ControlError> for tonic::Status {
             ControlError::Unauthenticated => Code::Unauthenticated,
             ControlError::PermissionDenied(_) => Code::PermissionDenied,
             ControlError::FailedPrecondition(_) => Code::FailedPrecondition,
+            ControlError::NotFound(_) => Code::NotFound,
             ControlError::CqlSetup(err) => match **err {
                 sluice_cql::CqlError::MissingTable { .. } => Code::FailedPrecondition,
                 sluice_cql::CqlError::Migration { .. } => Code::Internal,

@@ -20,6 +20,7 @@ mod record;
 mod service;
 mod store;
 pub mod validate;
+pub mod validate_webhooks;
 mod watch;
 
 use std::path::Path;

@@ -506,6 +506,36 @@ impl Control for ControlService {
         Ok(Response::new(tenant))
     }
 
+    async fn disable_webhook(
+        &self,
+        request: Request<DisableWebhookRequest>,
+    ) -> Result<Response<Tenant>, Status> {
+        self.auth.authorize(&request, Need::DisableWebhook)?;
+        let req = request.into_inner();
+        validate::name("tenant", &req.tenant)?;
+        crate::validate_webhooks::id("id", &req.id)?;
+        validate::text("reason", &req.reason)?;
+        let mut tenant = match self.store.get(Kind::Tenant, &req.tenant).await? {
+            Some(Record::Tenant(t)) => t,
+            _ => {
+                return Err(ControlError::NotFound(format!("no tenant `{}`", req.tenant)).into());
+            }
+        };
+        let Some(hook) = tenant.webhooks.iter_mut().find(|w| w.id == req.id) else {
+            return Err(ControlError::NotFound(format!(
+                "tenant `{}` has no webhook `{}`",
+                req.tenant, req.id
+            ))
+            .into());
+        };
+        if !hook.disabled {
+            hook.disabled = true;
+            hook.disabled_reason = req.reason;
+            self.put(Record::Tenant(tenant.clone())).await?;
+        }
+        Ok(Response::new(tenant))
+    }
+
     async fn add_suppression(
         &self,
         request: Request<Suppression>,

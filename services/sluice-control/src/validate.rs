@@ -355,11 +355,13 @@ pub fn tenant(t: &Tenant) -> Result<Tenant, ControlError> {
         "" => String::new(),
         d => domain("bounce_domain", d)?,
     };
+    let webhooks = crate::validate_webhooks::webhooks(&t.webhooks)?;
     Ok(Tenant {
         sending_domains: domains,
         smtp_users,
         dkim_keys,
         bounce_domain,
+        webhooks,
         ..t.clone()
     })
 }

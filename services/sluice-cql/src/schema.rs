@@ -78,6 +78,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "recorder_counter_parts",
         cql: include_str!("../migrations/0012_recorder_counter_parts.cql"),
     },
+    Migration {
+        version: 13,
+        name: "control_tenant_webhooks",
+        cql: include_str!("../migrations/0013_control_tenant_webhooks.cql"),
+    },
 ];
 
 impl Migration {

@@ -37,6 +37,7 @@ pub fn kind_label(kind: EventKind) -> &'static str {
         EventKind::Opened => "opened",
         EventKind::Clicked => "clicked",
         EventKind::Unsubscribed => "unsubscribed",
+        EventKind::WebhookDisabled => "webhook_disabled",
     }
 }
 

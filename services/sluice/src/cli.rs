@@ -78,6 +78,11 @@ pub enum Command {
     /// Run an inbound node: the MX for the VERP addresses mail is sent from,
     /// turning bounce reports (DSNs) into events (docs/feedback.md).
     Inbound(ServiceArgs),
+    /// Run a webhook dispatcher: post each tenant's events to the webhooks
+    /// it registered in control, signed, retried for a day
+    /// (docs/webhooks.md).
+    #[command(after_help = "Example:\n  sluice webhooks --config webhooks.toml")]
+    Webhooks(ServiceArgs),
     /// Run ingest, sender, recorder and control in one process on the embedded
     /// store in a data directory: no Kafka, no ScyllaDB, no config file needed.
     ///

@@ -36,6 +36,7 @@ fn service(command: &Command) -> Option<&'static str> {
         Command::Recorder(_) => "sluice-recorder",
         Command::Control(_) => "sluice-control",
         Command::Inbound(_) => "sluice-inbound",
+        Command::Webhooks(_) => "sluice-webhooks",
         Command::Dev(_) => "sluice-dev",
         _ => return None,
     })

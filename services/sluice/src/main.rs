@@ -61,6 +61,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => demo::run(args).await,
         Command::Control(args) => run::control(args).await,
         Command::Inbound(args) => run::inbound(args).await,
+        Command::Webhooks(args) => run::webhooks(args).await,
         Command::Admin(args) => {
             let (token, tls) = (args.token.as_deref(), args.tls.config());
             admin::run_admin((&args.endpoint, token, &tls), args.command, args.json).await?;

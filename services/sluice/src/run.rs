@@ -62,6 +62,23 @@ pub async fn inbound(args: cli::ServiceArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `sluice webhooks`: runs a webhook dispatcher until SIGINT or SIGTERM.
+pub async fn webhooks(args: cli::ServiceArgs) -> anyhow::Result<ExitCode> {
+    let config = sluice_webhooks::WebhooksConfig::load(args.config.as_deref())?;
+    let kafka = sluice_log::KafkaConfig {
+        brokers: config.brokers.clone(),
+        client_id: "sluice-webhooks".into(),
+    };
+    let log: sluice_log::Log = sluice_log::KafkaLog::connect(kafka).await?.into();
+    let listeners = sluice_webhooks::WebhooksListeners {
+        metrics: config.metrics.bind().await?,
+    };
+    let shutdown = sluice_node::shutdown_on_signals();
+    let metrics = std::sync::Arc::default();
+    sluice_webhooks::run(listeners, config, log, metrics, shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `sluice ingest`: runs the ingest node until SIGINT or SIGTERM, then drains.
 pub async fn ingest(args: cli::ServiceArgs) -> anyhow::Result<ExitCode> {
     let config = sluice_ingest::IngestConfig::load(args.config.as_deref())?;

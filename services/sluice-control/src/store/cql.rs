@@ -257,8 +257,8 @@ fn record_writes(ks: &str, record: &Record, w: &mut Writes, rev: u64, ts: i64) {
         Record::Tenant(t) => w.add(
             format!(
                 "INSERT INTO {ks}.config_tenants (name, sending_domains, default_pool, rate_quota, \
-                 paused, api_key_hashes, smtp_users, dkim_keys, bounce_domain, trace, revision) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
+                 paused, api_key_hashes, smtp_users, dkim_keys, bounce_domain, trace, webhooks, \
+                 revision) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
             ),
             with_rev(rows::tenant_values(t)),
         ),

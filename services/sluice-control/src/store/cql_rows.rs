@@ -7,8 +7,10 @@ use std::collections::BTreeMap;
 use prost::Message;
 use sluice_proto::v1::{
     DkimKey, LimitOverrides, Pool, Provider, SitePolicy, SmtpUser, SourceIp, Suppression, Tenant,
-    WarmupStep,
+    WarmupStep, Webhook,
 };
+
+use crate::ControlError;
 
 /// Rows per partition of the change log (`config_changes`).
 pub(super) const CHANGES_PER_BUCKET: u64 = 10_000;
@@ -221,6 +223,12 @@ pub(super) fn tenant_values(t: &Tenant) -> Vec<CqlValue> {
         CqlValue::List(t.dkim_keys.iter().map(|k| text(&dkim_text(k))).collect()),
         text(&t.bounce_domain),
         CqlValue::Boolean(t.trace),
+        CqlValue::List(
+            t.webhooks
+                .iter()
+                .map(|w| CqlValue::Blob(w.encode_to_vec()))
+                .collect(),
+        ),
     ]
 }
 
@@ -254,10 +262,11 @@ pub(super) type TenantRow = (
     Option<Vec<String>>,
     Option<String>,
     Option<bool>,
+    Option<Vec<Vec<u8>>>,
 );
 
-pub(super) fn tenant_from(r: TenantRow) -> Tenant {
-    Tenant {
+pub(super) fn tenant_from(r: TenantRow) -> Result<Tenant, ControlError> {
+    Ok(Tenant {
         name: r.0,
         sending_domains: r.1.unwrap_or_default(),
         default_pool: r.2.unwrap_or_default(),
@@ -281,7 +290,14 @@ pub(super) fn tenant_from(r: TenantRow) -> Tenant {
             .collect(),
         bounce_domain: r.8.unwrap_or_default(),
         trace: r.9.unwrap_or(false),
-    }
+        webhooks: r
+            .10
+            .unwrap_or_default()
+            .iter()
+            .map(|b| Webhook::decode(b.as_slice()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| ControlError::Corrupt(format!("config_tenants.webhooks: {e}")))?,
+    })
 }
 
 pub(super) fn provider_values(p: &Provider) -> Vec<CqlValue> {

@@ -6,6 +6,7 @@ mod records;
 mod render;
 #[cfg(test)]
 mod tests;
+mod webhooks;
 
 use std::io::Write;
 
@@ -18,6 +19,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 pub use records::{DeleteKind, ProviderCommand, SiteCommand, TenantCommand};
+pub use webhooks::WebhookCommand;
 
 /// A Control client that sends the bearer token on every call.
 type Client = ControlClient<InterceptedService<Channel, Bearer>>;
@@ -73,6 +75,10 @@ pub enum AdminCommand {
     /// Create or replace a tenant.
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// List, add, replace or remove a tenant's webhooks (signed posts of
+    /// its events; docs/webhooks.md).
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
     /// List provider limits (shared by every site of one mailbox provider).
     #[command(after_help = "Example:\n  sluice admin providers")]
     Providers,
@@ -412,6 +418,7 @@ async fn execute_more(
         AdminCommand::Watch { after, count } => {
             return watch(client, after, count, json, out).await;
         }
+        AdminCommand::Webhook(cmd) => webhooks::execute(client, cmd, json).await?,
         _ => unreachable!("handled by execute"),
     };
     out.write_all(text.as_bytes()).context("writing output")

@@ -203,6 +203,7 @@ pub(super) async fn tenant(
         bounce_domain,
         trace,
     } = cmd;
+    let name_of_put = name.clone();
     let tenant = Tenant {
         name,
         sending_domains: domains,
@@ -214,6 +215,8 @@ pub(super) async fn tenant(
         dkim_keys,
         bounce_domain: bounce_domain.unwrap_or_default(),
         trace,
+        // Kept: webhooks are managed with `sluice admin webhook`.
+        webhooks: super::webhooks::stored(client, &name_of_put).await?,
     };
     let put = client.put_tenant(tenant).await?.into_inner();
     Ok(render::tenants(&[put], json))

@@ -39,6 +39,9 @@ pub struct DevConfig {
     /// The inbound role (its MX; `secret`, `brokers` and `events_topic` are
     /// not used: dev takes ingest's secret and events topic).
     pub inbound: sluice_inbound::InboundConfig,
+    /// The webhook dispatcher (`brokers`, `events_topic` and `control` are
+    /// not used: dev takes ingest's events topic and its own control).
+    pub webhooks: sluice_webhooks::WebhooksConfig,
 }
 
 impl RoleConfig for DevConfig {
@@ -64,7 +67,11 @@ impl RoleConfig for DevConfig {
             secret: self.ingest.unsubscribe.secret.clone(),
             ..self.inbound.clone()
         };
-        inbound.validate().map_err(|e| within("inbound", e))
+        inbound.validate().map_err(|e| within("inbound", e))?;
+        // Its control is this process's, set at start.
+        let mut webhooks = self.webhooks.clone();
+        webhooks.control.addr = "http://127.0.0.1:1".into();
+        webhooks.validate().map_err(|e| within("webhooks", e))
     }
 }
 

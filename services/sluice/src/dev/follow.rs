@@ -297,6 +297,8 @@ fn tenant(t: &sluice_ingest::config::TenantConfig) -> pb::Tenant {
             .collect(),
         dkim_keys,
         bounce_domain: t.bounce_domain.clone(),
+        // Registered through control only (`sluice admin webhook`).
+        webhooks: Vec::new(),
     }
 }
 

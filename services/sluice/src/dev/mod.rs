@@ -165,7 +165,7 @@ pub async fn start(mut cfg: DevConfig) -> anyhow::Result<Running> {
     // Ingest and the sender take their configuration from control (seeded
     // from this file where control lacks it).
     let nodes = (&mut cfg.ingest, &mut cfg.sender);
-    follow::follow_control(nodes, endpoints.control, generated).await?;
+    follow::follow_control(nodes, endpoints.control, generated.clone()).await?;
     // One process is the only node of its pools: it takes every IP lease
     // in process (docs/leases.md).
     let sender = sluice_sender::SenderBackends {
@@ -206,6 +206,24 @@ pub async fn start(mut cfg: DevConfig) -> anyhow::Result<Running> {
         token.clone(),
     );
     roles.spawn("inbound", inbound);
+    if let Some(token_file) = generated {
+        cfg.webhooks.control.addr = format!("http://{}", endpoints.control);
+        cfg.webhooks.control.token_file = Some(token_file);
+        cfg.webhooks.events_topic = cfg.ingest.kafka.events_topic.clone();
+        let listeners = sluice_webhooks::WebhooksListeners { metrics: None };
+        let webhooks = sluice_webhooks::run(
+            listeners,
+            cfg.webhooks,
+            log.clone(),
+            metrics.webhooks.clone(),
+            token.clone(),
+        );
+        roles.spawn("webhooks", webhooks);
+    } else {
+        tracing::info!(
+            "the config names control credentials of its own: dev runs no webhook dispatcher"
+        );
+    }
     roles.spawn(
         "ingest",
         sluice_ingest::run(listeners.ingest, cfg.ingest, ingest, token),
@@ -227,19 +245,21 @@ struct Metrics {
     recorder: Arc<sluice_recorder::Metrics>,
     control: Arc<sluice_control::metrics::ControlMetrics>,
     inbound: Arc<sluice_inbound::metrics::InboundMetrics>,
+    webhooks: Arc<sluice_webhooks::WebhookMetrics>,
 }
 
 impl Metrics {
     fn exposition(&self) -> sluice_node::metrics::Render {
         let (ingest, sender) = (self.ingest.clone(), self.sender.clone());
         let (recorder, control) = (self.recorder.clone(), self.control.clone());
-        let inbound = self.inbound.clone();
+        let (inbound, webhooks) = (self.inbound.clone(), self.webhooks.clone());
         sluice_node::metrics::combine(vec![
             Arc::new(move || ingest.render()),
             Arc::new(move || sender.render()),
             Arc::new(move || recorder.render()),
             Arc::new(move || control.render()),
             Arc::new(move || inbound.render()),
+            Arc::new(move || webhooks.render()),
         ])
     }
 }

@@ -1,0 +1,202 @@
+//! One attempt to post one event to one webhook, and what follows a
+//! failure: a record in the next retry topic, or, after the retry window,
+//! the webhook disabled and a `webhook_disabled` event.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use prost::Message;
+use sluice_control_client::{Client, ClusterConfig};
+use sluice_log::{Log, MessageLog};
+use sluice_node::CancellationToken;
+use sluice_proto::v1::{DisableWebhookRequest, Event, EventKind, Webhook, WebhookRetry};
+use tokio::sync::{Semaphore, watch};
+
+use crate::schedule::{Next, after_failure};
+use crate::{WebhooksConfig, body, metrics::WebhookMetrics, sign};
+
+/// What every attempt shares.
+pub(crate) struct Shared {
+    pub config: WebhooksConfig,
+    pub log: Log,
+    pub poster: crate::post::Poster,
+    pub tenants: watch::Receiver<Arc<ClusterConfig>>,
+    pub control: Vec<Client>,
+    pub posts: Semaphore,
+    pub metrics: Arc<WebhookMetrics>,
+    pub delays: Vec<Duration>,
+    pub stop: CancellationToken,
+}
+
+/// One post to make: the event, the webhook, and its history.
+pub(crate) struct Post {
+    pub tenant: String,
+    pub webhook_id: String,
+    pub event: Event,
+    /// Attempts made before this one.
+    pub made: u32,
+    pub first: SystemTime,
+}
+
+fn unix(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl Shared {
+    /// The webhooks of `event`'s tenant that take its kind.
+    pub fn matching(&self, event: &Event) -> Vec<String> {
+        let tenants = self.tenants.borrow();
+        let Some(tenant) = tenants.tenants.get(&event.tenant) else {
+            return Vec::new();
+        };
+        tenant
+            .webhooks
+            .iter()
+            .filter(|w| w.events.is_empty() || w.events.contains(&event.kind))
+            .map(|w| w.id.clone())
+            .collect()
+    }
+
+    /// Webhook `id` of `tenant` as control has it now.
+    fn webhook(&self, tenant: &str, id: &str) -> Option<Webhook> {
+        let tenants = self.tenants.borrow();
+        let tenant = tenants.tenants.get(tenant)?;
+        tenant.webhooks.iter().find(|w| w.id == id).cloned()
+    }
+
+    /// Makes `post`'s attempt and settles it: delivered, written to a retry
+    /// topic, or given up. Returns once the outcome is durable (a retry
+    /// record appended), or when the dispatcher stops.
+    pub async fn attempt(&self, post: Post) {
+        let Some(hook) = self.webhook(&post.tenant, &post.webhook_id) else {
+            self.metrics.dropped_one("removed");
+            return;
+        };
+        if hook.disabled {
+            self.metrics.dropped_one("disabled");
+            return;
+        }
+        let outcome = self.send(&hook, &post).await;
+        self.metrics.post(outcome.is_ok());
+        let Err(error) = outcome else {
+            return;
+        };
+        let now = SystemTime::now();
+        let window = self.config.retry_window.as_duration();
+        match after_failure(&self.delays, window, post.made + 1, post.first, now) {
+            Next::Retry { tier, due } => self.retry(post, tier, due, error).await,
+            Next::GiveUp => self.give_up(&hook, post, error).await,
+        }
+    }
+
+    async fn send(&self, hook: &Webhook, post: &Post) -> Result<u16, String> {
+        let url = url::Url::parse(&hook.url).map_err(|e| format!("bad URL: {e}"))?;
+        let body = body::render(&post.event);
+        let now = unix(SystemTime::now());
+        let headers = [
+            (
+                sign::HEADER,
+                sign::signature(hook.secret.as_bytes(), now, &body),
+            ),
+            ("sluice-event-id", post.event.event_id.clone()),
+            ("sluice-event-type", body::kind_name(post.event.kind)),
+            ("sluice-attempt", (post.made + 1).to_string()),
+        ];
+        let _permit = self.posts.acquire().await.map_err(|e| e.to_string())?;
+        let outcome = self.poster.post(&url, &headers, Bytes::from(body)).await;
+        if let Err(error) = &outcome {
+            tracing::debug!(tenant = %post.tenant, webhook = %hook.id, attempt = post.made + 1, %error, "webhook post failed");
+        }
+        outcome
+    }
+
+    /// Appends the retry record, trying again until it is durable or the
+    /// dispatcher stops (then the record that led here is read again).
+    async fn retry(&self, post: Post, tier: usize, due: SystemTime, error: String) {
+        let topic = self.config.retry_topic(self.config.retry_delays[tier]);
+        let key = format!("{}/{}", post.tenant, post.webhook_id);
+        let record = WebhookRetry {
+            tenant: post.tenant,
+            webhook_id: post.webhook_id,
+            event: Some(post.event),
+            attempt: post.made + 1,
+            first_attempt_at: Some(post.first.into()),
+            due_at: Some(due.into()),
+            last_error: error,
+        }
+        .encode_to_vec();
+        self.append_until_stopped(&topic, key.as_bytes(), &record)
+            .await;
+        self.metrics.retries.inc();
+    }
+
+    async fn append_until_stopped(&self, topic: &str, key: &[u8], payload: &[u8]) {
+        loop {
+            match self.log.append(topic, key, payload).await {
+                Ok(_) => return,
+                Err(err) => {
+                    tracing::warn!(%topic, error = %err, "cannot append to the message log; trying again in 1 s");
+                }
+            }
+            tokio::select! {
+                () = self.stop.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
+    /// The retry window is over: disable the webhook in control and say so
+    /// with a `webhook_disabled` event.
+    async fn give_up(&self, hook: &Webhook, post: Post, error: String) {
+        self.metrics.dropped_one("gave_up");
+        let reason = format!(
+            "posts failed for {} since {}; last: {error}",
+            self.config.retry_window,
+            prost_types::Timestamp::from(post.first)
+        );
+        let request = DisableWebhookRequest {
+            tenant: post.tenant.clone(),
+            id: hook.id.clone(),
+            reason: reason.chars().take(1000).collect(),
+        };
+        let mut disabled = false;
+        for client in &self.control {
+            match client.clone().disable_webhook(request.clone()).await {
+                Ok(_) => {
+                    disabled = true;
+                    break;
+                }
+                Err(status) => tracing::warn!(%status, "control did not disable the webhook"),
+            }
+        }
+        if !disabled {
+            // Its other retries will give up too and try again.
+            return;
+        }
+        self.metrics.disabled.inc();
+        tracing::warn!(tenant = %post.tenant, webhook = %hook.id, url = %hook.url, %reason,
+            "webhook disabled; put it again (sluice admin webhook put) once the receiver works");
+        let notice = Event {
+            event_id: ulid::Ulid::new().to_string(),
+            kind: EventKind::WebhookDisabled.into(),
+            message_id: post.event.message_id.clone(),
+            tenant: post.tenant,
+            at: Some(SystemTime::now().into()),
+            tags: HashMap::from([
+                ("webhook".to_owned(), hook.id.clone()),
+                ("url".to_owned(), hook.url.clone()),
+                ("error".to_owned(), error.chars().take(500).collect()),
+            ]),
+            ..Default::default()
+        };
+        let topic = self.config.events_topic.clone();
+        self.append_until_stopped(
+            &topic,
+            notice.message_id.as_bytes(),
+            &notice.encode_to_vec(),
+        )
+        .await;
+    }
+}
