@@ -45,6 +45,8 @@ install_missing() {
   # Postfix's smtp-sink is the receiver nobody here wrote (dev_smtp_sink.rs);
   # the package's own mail system is left unconfigured and stopped.
   command -v smtp-sink >/dev/null || missing+=(postfix)
+  # The Node.js webhook verifier of docs/examples is run by a test.
+  command -v node >/dev/null || missing+=(nodejs)
   if [ "${#missing[@]}" -gt 0 ]; then
     step "installing apt packages: ${missing[*]}"
     echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections

@@ -35,6 +35,9 @@ pub struct ControlService {
     watchers: Arc<tokio::sync::Semaphore>,
     max_watchers: usize,
     metrics: Arc<crate::metrics::ControlMetrics>,
+    /// Serializes DisableWebhook's read-modify-write of a tenant on this
+    /// replica, so of several posts giving up at once one disables.
+    disabling: tokio::sync::Mutex<()>,
 }
 
 impl ControlService {
@@ -56,6 +59,7 @@ impl ControlService {
             watchers: Arc::new(tokio::sync::Semaphore::new(config.max_watchers)),
             max_watchers: config.max_watchers,
             metrics: Arc::default(),
+            disabling: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -515,6 +519,7 @@ impl Control for ControlService {
         validate::name("tenant", &req.tenant)?;
         crate::validate_webhooks::id("id", &req.id)?;
         validate::text("reason", &req.reason)?;
+        let _one_at_a_time = self.disabling.lock().await;
         let mut tenant = match self.store.get(Kind::Tenant, &req.tenant).await? {
             Some(Record::Tenant(t)) => t,
             _ => {

@@ -164,15 +164,20 @@ impl Shared {
         let mut disabled = false;
         for client in &self.control {
             match client.clone().disable_webhook(request.clone()).await {
-                Ok(_) => {
-                    disabled = true;
+                Ok(tenant) => {
+                    // Another post of the webhook may have given up first:
+                    // only the one whose reason was kept tells.
+                    disabled = tenant.into_inner().webhooks.iter().any(|w| {
+                        w.id == hook.id && w.disabled && w.disabled_reason == request.reason
+                    });
                     break;
                 }
                 Err(status) => tracing::warn!(%status, "control did not disable the webhook"),
             }
         }
         if !disabled {
-            // Its other retries will give up too and try again.
+            // Already disabled, or control did not answer (the webhook's
+            // other retries will give up too and try again).
             return;
         }
         self.metrics.disabled.inc();

@@ -77,6 +77,25 @@ fn make_full_tenant() -> Tenant {
             },
         ],
         bounce_domain: "Bounces.Acme.example".into(),
+        webhooks: vec![
+            Webhook {
+                id: "b-crm".into(),
+                url: "https://Hooks.Acme.example/sluice?x=1".into(),
+                events: vec![
+                    EventKind::Complained.into(),
+                    EventKind::Bounced.into(),
+                    EventKind::Bounced.into(),
+                ],
+                secret: "a-secret-of-twenty-four-chars+".into(),
+                ..Webhook::default()
+            },
+            Webhook {
+                id: "a-all".into(),
+                url: "http://10.0.0.5:8080/".into(),
+                secret: "another-secret-24-characters".into(),
+                ..Webhook::default()
+            },
+        ],
     }
 }
 
@@ -88,7 +107,34 @@ fn full_tenant_stored() -> Tenant {
     t.smtp_users.reverse();
     t.dkim_keys[1].domain = "acme.example".into();
     t.bounce_domain = "bounces.acme.example".into();
+    t.webhooks.reverse();
+    t.webhooks[1].url = "https://hooks.acme.example/sluice?x=1".into();
+    t.webhooks[1].events = vec![EventKind::Bounced.into(), EventKind::Complained.into()];
     t
+}
+
+/// DisableWebhook marks one webhook and keeps the rest of the tenant;
+/// an unknown webhook is NOT_FOUND; a put enables it again.
+async fn webhook_is_disabled(c: &mut Client) {
+    let disable = |id: &str| DisableWebhookRequest {
+        tenant: "acme".into(),
+        id: id.into(),
+        reason: "posts failed for 24h".into(),
+    };
+    let err = c.disable_webhook(disable("nope")).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    let tenant = c
+        .disable_webhook(disable("b-crm"))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut want = full_tenant_stored();
+    want.webhooks[1].disabled = true;
+    want.webhooks[1].disabled_reason = "posts failed for 24h".into();
+    assert_eq!(tenant, want);
+    let listed = c.list_tenants(ListTenantsRequest {}).await.unwrap();
+    assert_eq!(listed.into_inner().tenants, [want]);
+    c.put_tenant(full_tenant()).await.expect("put again");
 }
 
 async fn snapshot(c: &mut Client) -> ConfigSnapshot {
@@ -125,6 +171,7 @@ pub async fn tenant_fields_round_trip(backend: Backend) {
     assert_eq!(put, full_tenant_stored());
     let listed = c.list_tenants(ListTenantsRequest {}).await.unwrap();
     assert_eq!(listed.into_inner().tenants, [full_tenant_stored()]);
+    webhook_is_disabled(&mut c).await;
     // A put replaces the whole record: fewer keys, no users, no DKIM.
     let smaller = Tenant {
         api_key_hashes: vec![hash_secret("key-3")],

@@ -1,0 +1,257 @@
+//! Webhooks on the real `sluice dev`, posted to the Python receiver of
+//! docs/examples, which keeps only posts whose signature verifies: every
+//! event a webhook takes arrives, signed, after the receiver refused the
+//! first posts (retried from a retry topic); events whose posts were
+//! failing when the process was killed with -9 arrive after the restart;
+//! a webhook whose receiver never answers is disabled after the retry
+//! window, and the tenant's other webhook is told with a
+//! `webhook_disabled` event.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sluice_proto::v1::ingest_client::IngestClient;
+use sluice_testkit::cluster::{free_addr, wait_listening};
+use sluice_testkit::dev::{Dev, dev_config, send_request, start_dev};
+use sluice_testkit::sender::start_sim;
+use tokio::process::{Child, Command};
+
+const SCENARIO: &str = r#"
+seed = 12
+
+[[provider]]
+name = "inbox"
+listen = "127.0.0.2:0"
+domains = ["inbox.test"]
+"#;
+
+const WEBHOOKS: &str = r#"
+[webhooks]
+retry_delays = ["1s", "2s"]
+retry_window = "40s"
+"#;
+
+const SECRET: &str = "a-test-secret-of-thirty-two-chars";
+
+fn binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_sluice"))
+}
+
+/// The example receiver on `port`, refusing its first `fail_first` posts.
+async fn receiver(dir: &Path, port: u16, fail_first: u32) -> Child {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/examples/webhook_receiver.py"
+    );
+    let child = Command::new("python3")
+        .arg(script)
+        .args([
+            "--port",
+            &port.to_string(),
+            "--fail-first",
+            &fail_first.to_string(),
+        ])
+        .arg("--secret-file")
+        .arg(dir.join("hook.secret"))
+        .arg("--out")
+        .arg(dir.join("events.jsonl"))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 runs the example receiver (deploy/test.sh installs it)");
+    let addr = format!("127.0.0.1:{port}").parse().expect("addr");
+    wait_listening(addr, "the webhook receiver", Duration::from_secs(20)).await;
+    child
+}
+
+/// `sluice admin ARGS` against dev's control; its standard output.
+async fn admin(dev: &Dev, token: &str, args: &[&str]) -> String {
+    let out = Command::new(binary())
+        .args(["admin", "--endpoint", &format!("http://{}", dev.control)])
+        .args(["--token", token])
+        .args(args)
+        .output()
+        .await
+        .expect("run sluice admin");
+    assert!(
+        out.status.success(),
+        "sluice admin {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The events the receiver kept (each verified), in arrival order.
+fn received(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("events.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+/// Distinct ids of the kept events of `kind`.
+fn ids(dir: &Path, kind: &str) -> BTreeSet<String> {
+    received(dir)
+        .iter()
+        .filter(|e| e["type"] == kind)
+        .map(|e| e["id"].as_str().expect("id").to_owned())
+        .collect()
+}
+
+async fn wait_for(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what} within {within:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Submits one message to each of `n` recipients as tenant dev.
+async fn send(dev: &Dev, batch: &str, n: usize) {
+    let mut client = IngestClient::connect(dev.ingest.clone())
+        .await
+        .expect("ingest");
+    let to: Vec<String> = (0..n).map(|i| format!("{batch}-{i}@inbox.test")).collect();
+    let answer = client
+        .send(send_request("hooks@sluice.test", &to, batch))
+        .await
+        .expect("send")
+        .into_inner();
+    assert_eq!(answer.recipients.len(), n);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_are_signed_retried_kept_across_kill_9_and_disabled_when_dead() {
+    let sim = start_sim(SCENARIO).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path();
+    std::fs::write(root.join("hook.secret"), format!("{SECRET}\n")).expect("secret");
+    let port = free_addr().port();
+    let dead = free_addr();
+    let mut hook = receiver(root, port, 3).await;
+    let file = root.join("dev.toml");
+    std::fs::write(
+        &file,
+        dev_config(root, &sim, "inbox", "inbox.test", WEBHOOKS),
+    )
+    .expect("cfg");
+    let mut dev = start_dev(binary(), &file).await;
+    let token = std::fs::read_to_string(root.join("data/control.token")).expect("token");
+    let token = token.trim();
+    let secret_file = root.join("hook.secret").display().to_string();
+    let url = format!("http://127.0.0.1:{port}/hook");
+    let put = [
+        "webhook",
+        "put",
+        "dev",
+        "good",
+        &url,
+        "--secret-file",
+        &secret_file,
+    ];
+    admin(
+        &dev,
+        token,
+        &[
+            &put[..],
+            &["--event", "accepted", "--event", "webhook_disabled"],
+        ]
+        .concat(),
+    )
+    .await;
+    let dead_url = format!("http://{dead}/nobody-listens");
+    let put = [
+        "webhook",
+        "put",
+        "dev",
+        "dead",
+        &dead_url,
+        "--secret-file",
+        &secret_file,
+    ];
+    admin(&dev, token, &[&put[..], &["--event", "accepted"]].concat()).await;
+    let listed = admin(&dev, token, &["webhook", "list", "dev"]).await;
+    assert!(
+        listed.contains("good") && listed.contains("dead"),
+        "{listed}"
+    );
+    assert!(!listed.contains(SECRET), "the secret was printed: {listed}");
+    // The dispatcher follows control's watch stream.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // The receiver refuses the first three posts: all five still arrive.
+    send(&dev, "first", 5).await;
+    wait_for(
+        "five accepted events, verified",
+        Duration::from_secs(60),
+        || ids(root, "accepted").len() == 5,
+    )
+    .await;
+    for event in received(root) {
+        assert_eq!(event["tenant"], "dev", "{event}");
+        assert!(
+            event["message_id"].as_str().is_some_and(|m| !m.is_empty()),
+            "{event}"
+        );
+    }
+
+    // The receiver goes away; five more are accepted and their posts fail;
+    // the whole process is killed with -9 while they wait to be retried.
+    hook.kill().await.expect("stop the receiver");
+    send(&dev, "second", 5).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    dev.child.start_kill().expect("kill -9");
+    let _ = dev.child.wait().await;
+    assert_eq!(
+        ids(root, "accepted").len(),
+        5,
+        "nothing arrived while nobody listened"
+    );
+    let _hook = receiver(root, port, 0).await;
+    let dev = start_dev(binary(), &file).await;
+    wait_for(
+        "all ten accepted events after the restart",
+        Duration::from_secs(60),
+        || ids(root, "accepted").len() == 10,
+    )
+    .await;
+
+    // The dead webhook's posts fail for the whole window: it is disabled,
+    // and the good webhook is told.
+    wait_for(
+        "a webhook_disabled event for `dead`",
+        Duration::from_secs(90),
+        || {
+            received(root)
+                .iter()
+                .any(|e| e["type"] == "webhook_disabled" && e["tags"]["webhook"] == "dead")
+        },
+    )
+    .await;
+    let listed = admin(&dev, token, &["--json", "webhook", "list", "dev"]).await;
+    let hooks: Value = serde_json::from_str(&listed).expect("json");
+    let state = |id: &str| {
+        hooks
+            .as_array()
+            .expect("array")
+            .iter()
+            .find(|h| h["id"] == id)
+            .cloned()
+            .expect("listed")
+    };
+    assert_eq!(state("dead")["disabled"], true, "{listed}");
+    assert!(
+        state("dead")["disabled_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("posts failed for 40s")),
+        "{listed}"
+    );
+    assert_eq!(state("good")["disabled"], false, "{listed}");
+    assert_eq!(
+        ids(root, "webhook_disabled").len(),
+        1,
+        "one notice for one disabled webhook"
+    );
+}
