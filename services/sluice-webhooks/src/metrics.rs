@@ -93,3 +93,21 @@ impl WebhookMetrics {
         sluice_node::metrics::render(&self.registry)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_has_help_and_is_listed_in_the_docs() {
+        let m = WebhookMetrics::new();
+        m.post(true);
+        m.dropped_one("disabled");
+        let text = m.render();
+        assert!(
+            text.contains("sluice_webhooks_posts_total{outcome=\"delivered\"} 1"),
+            "{text}"
+        );
+        sluice_node::metrics::assert_documented(&text, include_str!("../../../docs/metrics.md"));
+    }
+}
