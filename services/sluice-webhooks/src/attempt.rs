@@ -28,6 +28,8 @@ pub(crate) struct Shared {
     pub metrics: Arc<WebhookMetrics>,
     pub delays: Vec<Duration>,
     pub stop: CancellationToken,
+    /// Where events without a tenant are completed (`query_addr`).
+    pub history: Option<crate::history::History>,
 }
 
 /// One post to make: the event, the webhook, and its history.

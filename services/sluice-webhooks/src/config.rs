@@ -40,6 +40,14 @@ pub struct WebhooksConfig {
     /// non-public addresses. Off in production: a tenant's URL must not
     /// reach the installation's own network.
     pub allow_private_addresses: bool,
+    /// Address of the recorder's Query service (`http://host:7402`).
+    /// Events that name only their message — late bounces, complaints and
+    /// `mailto:` unsubscribes from the inbound MX — take their tenant and
+    /// recipient from its history. Unset: such events are not posted.
+    pub query_addr: Option<String>,
+    /// File holding the token sent to Query: a recorder credential of role
+    /// operator (node tokens read no message). Unset: no token.
+    pub query_token_file: Option<std::path::PathBuf>,
     /// The control service the tenants and their webhooks come from
     /// (docs/control.md); required.
     pub control: sluice_control_client::ControlSection,
@@ -71,6 +79,8 @@ impl Default for WebhooksConfig {
             max_concurrent_posts: 64,
             max_in_flight: 1000,
             allow_private_addresses: false,
+            query_addr: None,
+            query_token_file: None,
             control: Default::default(),
             tls: Default::default(),
             drain_timeout: sluice_node::DEFAULT_DRAIN,

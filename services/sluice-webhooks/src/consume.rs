@@ -197,12 +197,12 @@ async fn drain(shared: &Shared, m: &mut Member) {
 
 /// An event read: attempt 1 to every matching webhook, concurrently.
 async fn from_events(shared: &Shared, payload: &[u8]) {
-    let Ok(event) = Event::decode(payload) else {
+    let Ok(mut event) = Event::decode(payload) else {
         shared.metrics.dropped_one("malformed");
         return;
     };
-    if event.tenant.is_empty() {
-        // Reports that arrive later name only the message (docs/webhooks.md).
+    // Reports that arrive later name only the message (docs/webhooks.md).
+    if event.tenant.is_empty() && !complete(shared, &mut event).await {
         shared.metrics.dropped_one("no_tenant");
         return;
     }
@@ -217,6 +217,17 @@ async fn from_events(shared: &Shared, payload: &[u8]) {
         })
     });
     futures::future::join_all(posts).await;
+}
+
+/// Fills in a late report's tenant from its message's history, when Query
+/// is configured.
+async fn complete(shared: &Shared, event: &mut Event) -> bool {
+    match &shared.history {
+        Some(history) if !event.message_id.is_empty() => {
+            history.complete(event, &shared.stop).await
+        }
+        _ => false,
+    }
 }
 
 /// A retry read: waits until it is due, then attempts again.

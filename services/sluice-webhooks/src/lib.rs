@@ -17,6 +17,7 @@ mod attempt;
 pub mod body;
 pub mod config;
 mod consume;
+mod history;
 pub mod metrics;
 pub mod post;
 pub mod schedule;
@@ -82,7 +83,15 @@ pub async fn run(
     let mut topics = vec![config.events_topic.clone()];
     topics.extend(config.retry_delays.iter().map(|&d| config.retry_topic(d)));
     log.ensure_topics(&topics).await?;
+    let history = match &config.query_addr {
+        Some(addr) => Some(
+            history::History::new(addr, config.query_token_file.as_deref(), &config.tls)
+                .map_err(WebhooksError::Config)?,
+        ),
+        None => None,
+    };
     let shared = Arc::new(attempt::Shared {
+        history,
         poster: post::Poster::new(config.timeout.as_duration(), config.allow_private_addresses),
         delays: config
             .retry_delays

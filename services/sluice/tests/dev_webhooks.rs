@@ -3,6 +3,8 @@
 //! event a webhook takes arrives, signed, after the receiver refused the
 //! first posts (retried from a retry topic); events whose posts were
 //! failing when the process was killed with -9 arrive after the restart;
+//! a late bounce to the inbound MX, which names only its message, arrives
+//! with the tenant and recipient from the message's history;
 //! a webhook whose receiver never answers is disabled after the retry
 //! window, and the tenant's other webhook is told with a
 //! `webhook_disabled` event.
@@ -122,6 +124,59 @@ async fn send(dev: &Dev, batch: &str, n: usize) {
     assert_eq!(answer.recipients.len(), n);
 }
 
+/// A DSN for the message to first-0 arrives at the inbound MX (the event
+/// names only the message); the webhook gets it as `bounced` with the
+/// tenant and recipient from the message's history.
+async fn late_bounce(dev: &Dev, sim: &sluice_sim::SimHandle, root: &Path) {
+    let to = "first-0@inbox.test";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let verp = loop {
+        let seen = sim.snapshot().messages;
+        if let Some(m) = seen.iter().find(|m| m.recipients.iter().any(|r| r == to)) {
+            break m.mail_from.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the message to {to} never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let message_id = verp
+        .strip_prefix("bounce+")
+        .and_then(|rest| rest.rsplit_once('-'))
+        .map(|(id, _)| id.to_owned())
+        .expect("a VERP return path");
+    let dsn = format!(
+        "From: MAILER-DAEMON@mx.inbox.test\r\nTo: {verp}\r\nSubject: Undelivered\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=delivery-status; boundary=\"R\"\r\n\r\n\
+         --R\r\nContent-Type: text/plain\r\n\r\nGone.\r\n\
+         --R\r\nContent-Type: message/delivery-status\r\n\r\n\
+         Reporting-MTA: dns; mx.inbox.test\r\n\r\n\
+         Final-Recipient: rfc822; {to}\r\nAction: failed\r\nStatus: 5.1.1\r\n\
+         Diagnostic-Code: smtp; 550 5.1.1 mailbox disabled\r\n\r\n--R--\r\n"
+    );
+    let mut mx = sluice_testkit::mx::Client::connect(&dev.inbound).await;
+    assert!(mx.say("EHLO mx.inbox.test").await.starts_with("250"));
+    assert!(mx.envelope(&verp).await.starts_with("250"));
+    let answer = mx.data(&dsn).await;
+    assert!(answer.starts_with("250"), "{answer}");
+    wait_for(
+        "the late bounce, completed",
+        Duration::from_secs(60),
+        || !ids(root, "bounced").is_empty(),
+    )
+    .await;
+    let bounce = received(root)
+        .into_iter()
+        .find(|e| e["type"] == "bounced")
+        .expect("bounced");
+    assert_eq!(bounce["tenant"], "dev", "{bounce}");
+    assert_eq!(bounce["recipient"], to, "{bounce}");
+    assert_eq!(bounce["message_id"], message_id.as_str(), "{bounce}");
+    assert_eq!(bounce["bounce_class"], "bad_mailbox", "{bounce}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_are_signed_retried_kept_across_kill_9_and_disabled_when_dead() {
     let sim = start_sim(SCENARIO).await;
@@ -156,7 +211,14 @@ async fn webhooks_are_signed_retried_kept_across_kill_9_and_disabled_when_dead()
         token,
         &[
             &put[..],
-            &["--event", "accepted", "--event", "webhook_disabled"],
+            &[
+                "--event",
+                "accepted",
+                "--event",
+                "bounced",
+                "--event",
+                "webhook_disabled",
+            ],
         ]
         .concat(),
     )
@@ -196,6 +258,8 @@ async fn webhooks_are_signed_retried_kept_across_kill_9_and_disabled_when_dead()
             "{event}"
         );
     }
+
+    late_bounce(&dev, &sim, root).await;
 
     // The receiver goes away; five more are accepted and their posts fail;
     // the whole process is killed with -9 while they wait to be retried.

@@ -39,8 +39,9 @@ pub struct DevConfig {
     /// The inbound role (its MX; `secret`, `brokers` and `events_topic` are
     /// not used: dev takes ingest's secret and events topic).
     pub inbound: sluice_inbound::InboundConfig,
-    /// The webhook dispatcher (`brokers`, `events_topic` and `control` are
-    /// not used: dev takes ingest's events topic and its own control).
+    /// The webhook dispatcher (`brokers`, `events_topic`, `control` and the
+    /// `query_*` keys are not used: dev takes ingest's events topic and its
+    /// own control and Query).
     pub webhooks: sluice_webhooks::WebhooksConfig,
 }
 

@@ -208,7 +208,10 @@ pub async fn start(mut cfg: DevConfig) -> anyhow::Result<Running> {
     roles.spawn("inbound", inbound);
     if let Some(token_file) = generated {
         cfg.webhooks.control.addr = format!("http://{}", endpoints.control);
-        cfg.webhooks.control.token_file = Some(token_file);
+        cfg.webhooks.control.token_file = Some(token_file.clone());
+        // Late reports take their tenant from this process's Query.
+        cfg.webhooks.query_addr = Some(format!("http://{}", endpoints.query));
+        cfg.webhooks.query_token_file = Some(token_file);
         cfg.webhooks.events_topic = cfg.ingest.kafka.events_topic.clone();
         let listeners = sluice_webhooks::WebhooksListeners { metrics: None };
         let webhooks = sluice_webhooks::run(
