@@ -83,6 +83,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "control_tenant_webhooks",
         cql: include_str!("../migrations/0013_control_tenant_webhooks.cql"),
     },
+    Migration {
+        version: 14,
+        name: "webhook_deliveries",
+        cql: include_str!("../migrations/0014_webhook_deliveries.cql"),
+    },
 ];
 
 impl Migration {

@@ -23,6 +23,8 @@ pub const RECORDER_TABLES: &[&str] = &[
     "tenant_reputation",
     "idempotency_keys",
     "ingest_heartbeats",
+    // The webhook delivery log (docs/webhooks.md).
+    "webhook_deliveries",
 ];
 
 /// The tables control's CQL configuration store reads and writes

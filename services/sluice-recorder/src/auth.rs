@@ -107,6 +107,8 @@ pub enum Call {
     IdempotencyKeys,
     /// `IngestHeartbeat`.
     IngestHeartbeat,
+    /// `ListWebhookDeliveries`.
+    WebhookDeliveries,
 }
 
 impl Caller {
@@ -127,7 +129,10 @@ impl Caller {
             ),
             (Caller::Tenant(_), c) => matches!(
                 c,
-                Call::GetMessage | Call::GetStats | Call::CheckSuppressions
+                Call::GetMessage
+                    | Call::GetStats
+                    | Call::CheckSuppressions
+                    | Call::WebhookDeliveries
             ),
         };
         if allowed {
@@ -138,7 +143,9 @@ impl Caller {
             Caller::Tenant(_) => "a tenant's API key".to_owned(),
         };
         let needed = match call {
-            Call::GetMessage | Call::GetStats => "admin, operator or the tenant's API key",
+            Call::GetMessage | Call::GetStats | Call::WebhookDeliveries => {
+                "admin, operator or the tenant's API key"
+            }
             Call::GetReputation => "admin, operator or node",
             Call::CheckSuppressions => "admin, operator, node or the tenant's API key",
             Call::IdempotencyKeys | Call::IngestHeartbeat => "admin or node",

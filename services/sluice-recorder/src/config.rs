@@ -37,6 +37,9 @@ pub struct RecorderConfig {
     pub topic: String,
     /// Kafka consumer group of the recorders.
     pub group: String,
+    /// Topic of the webhook dispatchers' delivery attempts, kept as each
+    /// webhook's delivery log (read by the group `<group>.webhook-deliveries`).
+    pub webhook_deliveries_topic: String,
     /// Address the Query gRPC service listens on (`sluice recorder` binds it).
     pub query_listen: String,
     /// Connections the Query listener keeps open at once; more are closed
@@ -153,6 +156,7 @@ impl Default for RecorderConfig {
             keyspace: "sluice".into(),
             replication: "{'class': 'SimpleStrategy', 'replication_factor': 1}".into(),
             topic: "sluice.events".into(),
+            webhook_deliveries_topic: "sluice.webhooks.deliveries".into(),
             group: "sluice-recorder".into(),
             query_listen: "127.0.0.1:7402".into(),
             query_max_connections: 4096,

@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::future::Future;
 
-use sluice_proto::v1::{Event, ReputationRow, TenantReputationRow};
+use sluice_proto::v1::{Event, ReputationRow, TenantReputationRow, WebhookAttempt};
 
 use crate::RecorderError;
 use crate::ledger_cql::CqlLedger;
@@ -113,6 +113,20 @@ pub trait Ledger: Send + Sync + 'static {
         tenant: &str,
         addresses: &[String],
     ) -> impl Future<Output = Res<Vec<String>>> + Send;
+    /// Stores webhook delivery attempts (the delivery log), kept
+    /// `status_ttl_days`; an attempt stored again overwrites itself.
+    fn put_webhook_attempts(
+        &self,
+        attempts: &[WebhookAttempt],
+    ) -> impl Future<Output = Res<()>> + Send;
+    /// Up to `limit` attempts of one webhook, newest first, from the last
+    /// [`crate::webhook_log::DAYS`] days.
+    fn webhook_attempts(
+        &self,
+        tenant: &str,
+        webhook_id: &str,
+        limit: usize,
+    ) -> impl Future<Output = Res<Vec<WebhookAttempt>>> + Send;
 }
 
 /// The stored forms to look up for `addresses`, each once: the lowercase
@@ -189,6 +203,17 @@ impl Ledger for CqlLedger {
     async fn suppressed(&self, tenant: &str, addresses: &[String]) -> Res<Vec<String>> {
         let found = CqlLedger::present_suppressions(self, tenant, &lookup_forms(addresses)).await?;
         Ok(pick_suppressed(addresses, &found))
+    }
+    async fn put_webhook_attempts(&self, attempts: &[WebhookAttempt]) -> Res<()> {
+        CqlLedger::put_webhook_attempts(self, attempts).await
+    }
+    async fn webhook_attempts(
+        &self,
+        tenant: &str,
+        webhook_id: &str,
+        limit: usize,
+    ) -> Res<Vec<WebhookAttempt>> {
+        CqlLedger::webhook_attempts(self, tenant, webhook_id, limit).await
     }
 }
 
@@ -269,5 +294,16 @@ impl Ledger for AnyLedger {
     }
     async fn suppressed(&self, tenant: &str, addresses: &[String]) -> Res<Vec<String>> {
         each!(self, l => l.suppressed(tenant, addresses))
+    }
+    async fn put_webhook_attempts(&self, attempts: &[WebhookAttempt]) -> Res<()> {
+        each!(self, l => l.put_webhook_attempts(attempts))
+    }
+    async fn webhook_attempts(
+        &self,
+        tenant: &str,
+        webhook_id: &str,
+        limit: usize,
+    ) -> Res<Vec<WebhookAttempt>> {
+        each!(self, l => l.webhook_attempts(tenant, webhook_id, limit))
     }
 }

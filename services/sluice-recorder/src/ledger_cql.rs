@@ -21,7 +21,7 @@ use crate::record::{self, COLUMNS, CounterKey, Deltas, Granularity, Part, Positi
 pub struct CqlLedger {
     pub(crate) session: Session,
     pub(crate) ks: String,
-    status_ttl: i32,
+    pub(crate) status_ttl: i32,
     dedup_ttl: i32,
     insert_event: PreparedStatement,
     insert_campaign: PreparedStatement,
@@ -34,6 +34,8 @@ pub struct CqlLedger {
     read_hourly_part: PreparedStatement,
     write_daily_part: PreparedStatement,
     write_hourly_part: PreparedStatement,
+    pub(crate) insert_webhook_attempt: PreparedStatement,
+    pub(crate) select_webhook_attempts: PreparedStatement,
     /// Statements of one call in flight at once.
     concurrency: usize,
 }
@@ -135,6 +137,15 @@ impl CqlLedger {
             write_hourly_part: prep(format!(
                 "INSERT INTO {ks}.hourly_counter_parts (scope, key, day, hour, detail, log_partition, {columns}, through) \
                  VALUES (?, ?, ?, ?, ?, ?, {marks}) USING TIMESTAMP ?"
+            ))
+            .await?,
+            insert_webhook_attempt: prep(format!(
+                "INSERT INTO {ks}.webhook_deliveries (tenant, webhook_id, day, at, event_id, attempt, record) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?"
+            ))
+            .await?,
+            select_webhook_attempts: prep(format!(
+                "SELECT record FROM {ks}.webhook_deliveries WHERE tenant = ? AND webhook_id = ? AND day = ? LIMIT ?"
             ))
             .await?,
             concurrency: DEFAULT_CONCURRENCY,

@@ -40,6 +40,7 @@ pub(crate) mod table {
     pub const EXPIRY: u8 = b'x';
     pub const KEYS: u8 = b'k';
     pub const INGEST_NODES: u8 = b'n';
+    pub const WEBHOOK_ATTEMPTS: u8 = b'w';
 }
 
 /// Least time between two lazy purges of expired rows.
@@ -58,7 +59,7 @@ pub(crate) struct Inner {
     dir: PathBuf,
     db: Database,
     pub(crate) rows: Keyspace,
-    status_ttl_ms: i64,
+    pub(crate) status_ttl_ms: i64,
     dedup_ttl_ms: i64,
     /// Held for every write, so check-then-write is atomic.
     write: Mutex<()>,

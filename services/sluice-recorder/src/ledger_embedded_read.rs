@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use prost::Message;
-use sluice_proto::v1::{Event, ReputationRow, TenantReputationRow};
+use sluice_proto::v1::{Event, ReputationRow, TenantReputationRow, WebhookAttempt};
 
 use crate::ledger::Claim;
 use crate::ledger::{Ledger, Res, lookup_forms, pick_suppressed};
@@ -230,5 +230,20 @@ impl Ledger for EmbeddedLedger {
             .blocking(move |l| l.present_suppressions_blocking(&tenant, &forms))
             .await?;
         Ok(pick_suppressed(addresses, &found))
+    }
+    async fn put_webhook_attempts(&self, attempts: &[WebhookAttempt]) -> Res<()> {
+        let attempts = attempts.to_vec();
+        self.blocking(move |l| l.put_webhook_attempts_blocking(&attempts))
+            .await
+    }
+    async fn webhook_attempts(
+        &self,
+        tenant: &str,
+        webhook_id: &str,
+        limit: usize,
+    ) -> Res<Vec<WebhookAttempt>> {
+        let (tenant, id) = (tenant.to_owned(), webhook_id.to_owned());
+        self.blocking(move |l| l.webhook_attempts_blocking(&tenant, &id, limit))
+            .await
     }
 }

@@ -46,6 +46,7 @@ pub mod reputation;
 mod scoring;
 mod service;
 pub mod time;
+pub mod webhook_log;
 mod writer;
 #[cfg(test)]
 mod writer_replay_tests;

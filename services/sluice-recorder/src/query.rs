@@ -11,8 +11,8 @@ use sluice_proto::v1::{
     CheckSuppressionsRequest, CheckSuppressionsResponse, ClaimIdempotencyKeyRequest,
     ClaimIdempotencyKeyResponse, GetMessageRequest, GetReputationRequest, GetReputationResponse,
     GetStatsRequest, GetStatsResponse, IngestHeartbeatRequest, IngestHeartbeatResponse,
-    MessageStatus, SettleIdempotencyKeyRequest, SettleIdempotencyKeyResponse, StatsDimension,
-    StatsRow,
+    ListWebhookDeliveriesRequest, ListWebhookDeliveriesResponse, MessageStatus,
+    SettleIdempotencyKeyRequest, SettleIdempotencyKeyResponse, StatsDimension, StatsRow,
 };
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
@@ -248,6 +248,33 @@ impl Query for QueryService {
             Vec::new()
         };
         Ok(Response::new(GetReputationResponse { rows, tenants }))
+    }
+
+    async fn list_webhook_deliveries(
+        &self,
+        request: Request<ListWebhookDeliveriesRequest>,
+    ) -> Result<Response<ListWebhookDeliveriesResponse>, Status> {
+        let caller = self.caller(&request, Call::WebhookDeliveries)?;
+        let req = request.into_inner();
+        if req.tenant.is_empty() {
+            return Err(invalid("tenant", "must name the webhook's tenant").into());
+        }
+        if req.webhook_id.is_empty() {
+            return Err(invalid("webhook_id", "must not be empty").into());
+        }
+        caller.may_see(&req.tenant)?;
+        let limit = match req.limit as usize {
+            0 => 100,
+            n if n > crate::webhook_log::MAX_LIMIT => {
+                return Err(invalid("limit", "at most 1000").into());
+            }
+            n => n,
+        };
+        let attempts = self
+            .ledger
+            .webhook_attempts(&req.tenant, &req.webhook_id, limit)
+            .await?;
+        Ok(Response::new(ListWebhookDeliveriesResponse { attempts }))
     }
 
     async fn check_suppressions(

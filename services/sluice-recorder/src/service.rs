@@ -208,9 +208,11 @@ async fn serve(
         crate::scoring::run(&store, &config.reputation, &dirty, stop.clone()).await;
         Ok::<(), RecorderError>(())
     };
+    let deliveries = crate::webhook_log::run(&log, config, &store, stop.clone());
     tokio::try_join!(
         async { server.await.map_err(RecorderError::from) },
         consume,
+        deliveries,
         score,
         apply_tenants(following, auth),
         exposition,

@@ -11,9 +11,12 @@ use prost::Message;
 use sluice_control_client::{Client, ClusterConfig};
 use sluice_log::{Log, MessageLog};
 use sluice_node::CancellationToken;
-use sluice_proto::v1::{DisableWebhookRequest, Event, EventKind, Webhook, WebhookRetry};
+use sluice_proto::v1::{
+    DisableWebhookRequest, Event, EventKind, Webhook, WebhookAttempt, WebhookRetry,
+};
 use tokio::sync::{Semaphore, watch};
 
+use crate::post::Failure;
 use crate::schedule::{Next, after_failure};
 use crate::{WebhooksConfig, body, metrics::WebhookMetrics, sign};
 
@@ -80,20 +83,62 @@ impl Shared {
             self.metrics.dropped_one("disabled");
             return;
         }
+        let started = std::time::Instant::now();
         let outcome = self.send(&hook, &post).await;
+        let took = started.elapsed();
         self.metrics.post(outcome.is_ok());
-        let Err(error) = outcome else {
-            return;
+        let failure = match outcome {
+            Ok(status) => {
+                self.log_attempt(&post, (status, ""), took, "delivered")
+                    .await;
+                return;
+            }
+            Err(failure) => failure,
         };
         let now = SystemTime::now();
         let window = self.config.retry_window.as_duration();
-        match after_failure(&self.delays, window, post.made + 1, post.first, now) {
-            Next::Retry { tier, due } => self.retry(post, tier, due, error).await,
-            Next::GiveUp => self.give_up(&hook, post, error).await,
+        let next = after_failure(&self.delays, window, post.made + 1, post.first, now);
+        let outcome = match next {
+            Next::Retry { .. } => "retrying",
+            Next::GiveUp => "gave_up",
+        };
+        let answer = (failure.status, failure.reason.as_str());
+        self.log_attempt(&post, answer, took, outcome).await;
+        match next {
+            Next::Retry { tier, due } => self.retry(post, tier, due, failure.reason).await,
+            Next::GiveUp => self.give_up(&hook, post, failure.reason).await,
         }
     }
 
-    async fn send(&self, hook: &Webhook, post: &Post) -> Result<u16, String> {
+    /// Writes the attempt to the delivery log's topic (the recorder keeps
+    /// it for Query's ListWebhookDeliveries).
+    async fn log_attempt(
+        &self,
+        post: &Post,
+        (status, error): (u16, &str),
+        took: Duration,
+        outcome: &str,
+    ) {
+        let record = WebhookAttempt {
+            tenant: post.tenant.clone(),
+            webhook_id: post.webhook_id.clone(),
+            event_id: post.event.event_id.clone(),
+            event_type: body::kind_name(post.event.kind),
+            message_id: post.event.message_id.clone(),
+            attempt: post.made + 1,
+            at: Some(SystemTime::now().into()),
+            status: status.into(),
+            error: error.chars().take(1000).collect(),
+            duration_ms: u32::try_from(took.as_millis()).unwrap_or(u32::MAX),
+            outcome: outcome.to_owned(),
+        };
+        let key = format!("{}/{}", post.tenant, post.webhook_id);
+        let topic = self.config.deliveries_topic.clone();
+        self.append_until_stopped(&topic, key.as_bytes(), &record.encode_to_vec())
+            .await;
+    }
+
+    async fn send(&self, hook: &Webhook, post: &Post) -> Result<u16, Failure> {
         let url = url::Url::parse(&hook.url).map_err(|e| format!("bad URL: {e}"))?;
         let body = body::render(&post.event);
         let now = unix(SystemTime::now());
@@ -106,10 +151,15 @@ impl Shared {
             ("sluice-event-type", body::kind_name(post.event.kind)),
             ("sluice-attempt", (post.made + 1).to_string()),
         ];
-        let _permit = self.posts.acquire().await.map_err(|e| e.to_string())?;
+        let _permit = self
+            .posts
+            .acquire()
+            .await
+            .map_err(|e| Failure::from(e.to_string()))?;
         let outcome = self.poster.post(&url, &headers, Bytes::from(body)).await;
-        if let Err(error) = &outcome {
-            tracing::debug!(tenant = %post.tenant, webhook = %hook.id, attempt = post.made + 1, %error, "webhook post failed");
+        if let Err(failure) = &outcome {
+            tracing::debug!(tenant = %post.tenant, webhook = %hook.id, attempt = post.made + 1,
+                error = %failure.reason, "webhook post failed");
         }
         outcome
     }

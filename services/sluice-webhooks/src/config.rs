@@ -21,6 +21,9 @@ pub struct WebhooksConfig {
     /// Failed posts wait in the topics `<retry_topic_prefix>-<delay>`, one
     /// per delay of `retry_delays`.
     pub retry_topic_prefix: String,
+    /// Every attempt is written to this topic; the recorder keeps it as the
+    /// webhook's delivery log (Query's ListWebhookDeliveries).
+    pub deliveries_topic: String,
     /// Waits before the second, third, ... attempt; the last repeats until
     /// `retry_window` has passed since the first attempt. At most 8.
     pub retry_delays: Vec<Span>,
@@ -67,6 +70,7 @@ impl Default for WebhooksConfig {
             events_topic: "sluice.events".into(),
             group: "sluice-webhooks".into(),
             retry_topic_prefix: "sluice.webhooks.retry".into(),
+            deliveries_topic: "sluice.webhooks.deliveries".into(),
             retry_delays: vec![
                 Span::secs(30),
                 Span::mins(2),

@@ -80,7 +80,7 @@ pub async fn run(
             .map_err(|e| WebhooksError::Control(e.to_string()))?;
     let control = sluice_control_client::lazy_clients(&config.control, &config.tls)
         .map_err(|e| WebhooksError::Control(e.to_string()))?;
-    let mut topics = vec![config.events_topic.clone()];
+    let mut topics = vec![config.events_topic.clone(), config.deliveries_topic.clone()];
     topics.extend(config.retry_delays.iter().map(|&d| config.retry_topic(d)));
     log.ensure_topics(&topics).await?;
     let history = match &config.query_addr {

@@ -17,6 +17,25 @@ use tokio_util::task::AbortOnDropHandle;
 /// `User-Agent` of every post.
 pub const USER_AGENT: &str = concat!("Sluice-Webhooks/", env!("CARGO_PKG_VERSION"));
 
+/// A post that failed: the answer's status (0 when none came) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub status: u16,
+    pub reason: String,
+}
+
+impl From<String> for Failure {
+    fn from(reason: String) -> Self {
+        Self { status: 0, reason }
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(reason: &str) -> Self {
+        reason.to_owned().into()
+    }
+}
+
 /// Makes posts.
 #[derive(Clone)]
 pub struct Poster {
@@ -51,10 +70,10 @@ impl Poster {
         url: &url::Url,
         headers: &[(&'static str, String)],
         body: Bytes,
-    ) -> Result<u16, String> {
+    ) -> Result<u16, Failure> {
         match tokio::time::timeout(self.timeout, self.post_now(url, headers, body)).await {
             Ok(outcome) => outcome,
-            Err(_) => Err(format!("no answer within {:?}", self.timeout)),
+            Err(_) => Err(format!("no answer within {:?}", self.timeout).into()),
         }
     }
 
@@ -63,7 +82,7 @@ impl Poster {
         url: &url::Url,
         headers: &[(&'static str, String)],
         body: Bytes,
-    ) -> Result<u16, String> {
+    ) -> Result<u16, Failure> {
         let host = url.host_str().ok_or("the URL has no host")?;
         let port = url.port_or_known_default().ok_or("the URL has no port")?;
         let addrs = self.resolve(host, port).await?;
@@ -144,7 +163,7 @@ fn request(
         .map_err(|e| format!("building the request: {e}"))
 }
 
-async fn send<IO>(io: IO, request: Request<Full<Bytes>>) -> Result<u16, String>
+async fn send<IO>(io: IO, request: Request<Full<Bytes>>) -> Result<u16, Failure>
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -161,9 +180,10 @@ where
     if status.is_success() {
         Ok(status.as_u16())
     } else {
-        Err(format!(
-            "answered {status} (a 2xx is success; redirects are not followed)"
-        ))
+        Err(Failure {
+            status: status.as_u16(),
+            reason: format!("answered {status} (a 2xx is success; redirects are not followed)"),
+        })
     }
 }
 
@@ -276,11 +296,12 @@ mod tests {
         let err = poster
             .post(&url, &[], Bytes::from_static(b"{\"a\":1}"))
             .await;
-        assert!(err.unwrap_err().contains("302"));
+        assert_eq!(err.as_ref().map_err(|f| f.status), Err(302));
+        assert!(err.unwrap_err().reason.contains("302"));
         let strict = Poster::new(Duration::from_secs(5), false);
         let err = strict
             .post(&url, &[], Bytes::from_static(b"{\"a\":1}"))
             .await;
-        assert!(err.unwrap_err().contains("no public address"));
+        assert!(err.unwrap_err().reason.contains("no public address"));
     }
 }

@@ -7,13 +7,15 @@
 //! with the tenant and recipient from the message's history;
 //! a webhook whose receiver never answers is disabled after the retry
 //! window, and the tenant's other webhook is told with a
-//! `webhook_disabled` event.
+//! `webhook_disabled` event. Every attempt is in the webhooks' delivery
+//! logs, read through Query.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use sluice_proto::v1::ListWebhookDeliveriesRequest;
 use sluice_proto::v1::ingest_client::IngestClient;
 use sluice_testkit::cluster::{free_addr, wait_listening};
 use sluice_testkit::dev::{Dev, dev_config, send_request, start_dev};
@@ -318,4 +320,53 @@ async fn webhooks_are_signed_retried_kept_across_kill_9_and_disabled_when_dead()
         1,
         "one notice for one disabled webhook"
     );
+    delivery_logs(&dev, token).await;
+}
+
+/// One webhook's delivery log, newest first.
+async fn delivery_log(
+    query: &mut sluice_testkit::query::Client,
+    id: &str,
+) -> Vec<sluice_proto::v1::WebhookAttempt> {
+    let request = ListWebhookDeliveriesRequest {
+        tenant: "dev".into(),
+        webhook_id: id.into(),
+        limit: 1000,
+    };
+    let answer = query.list_webhook_deliveries(request).await;
+    answer.expect("delivery log").into_inner().attempts
+}
+
+/// The delivery logs hold the refused posts (503, retried), the delivered
+/// ones (200) and the dead webhook's last attempt (gave up).
+async fn delivery_logs(dev: &Dev, token: &str) {
+    let mut query = sluice_testkit::query::client(&dev.query, Some(token))
+        .await
+        .expect("query");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let good = delivery_log(&mut query, "good").await;
+        let dead = delivery_log(&mut query, "dead").await;
+        let count = |status: u32, outcome: &str| {
+            good.iter()
+                .filter(|a| a.status == status && a.outcome == outcome)
+                .count()
+        };
+        let (refused, delivered) = (count(503, "retrying"), count(200, "delivered"));
+        let gave_up = dead.iter().any(|a| a.outcome == "gave_up" && a.status == 0);
+        // 10 accepted, 1 bounced and 1 notice delivered at least once each.
+        if refused >= 3 && delivered >= 12 && gave_up {
+            let times: Vec<i64> = good
+                .iter()
+                .map(|a| a.at.as_ref().map_or(0, |t| t.seconds))
+                .collect();
+            assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "delivery logs: {refused} refused, {delivered} delivered, gave up: {gave_up}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

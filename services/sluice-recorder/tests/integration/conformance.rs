@@ -3,7 +3,9 @@
 //! (`ledger_embedded`). Every check uses fresh ids, so checks can share one
 //! ledger and run in any order.
 
-use sluice_proto::v1::{BounceClass, Event, EventKind, ReputationRow, TenantReputationRow};
+use sluice_proto::v1::{
+    BounceClass, Event, EventKind, ReputationRow, TenantReputationRow, WebhookAttempt,
+};
 use sluice_recorder::record::{CounterKey, Deltas, Granularity, Part, Position};
 use sluice_recorder::{Claim, Ledger};
 
@@ -364,8 +366,68 @@ pub async fn suppressions_per_tenant<L: Ledger>(l: &L) {
     assert!(l.suppressed(&tenant, &[]).await.expect("none").is_empty());
 }
 
+/// A webhook attempt of `tenant`'s webhook `id`, `secs_ago` seconds old.
+pub fn webhook_attempt(tenant: &str, id: &str, event: &str, secs_ago: i64) -> WebhookAttempt {
+    WebhookAttempt {
+        tenant: tenant.into(),
+        webhook_id: id.into(),
+        event_id: event.into(),
+        event_type: "bounced".into(),
+        message_id: format!("m-{event}"),
+        attempt: 1,
+        at: Some(prost_types::Timestamp {
+            seconds: now_secs() - secs_ago,
+            nanos: 500_000_000,
+        }),
+        status: 503,
+        error: "answered 503".into(),
+        duration_ms: 12,
+        outcome: "retrying".into(),
+    }
+}
+
+/// A webhook's delivery log comes back newest first, each attempt once
+/// (a rewritten one overwrites itself), up to the limit, without other
+/// webhooks' attempts or attempts older than the days a read covers.
+pub async fn webhook_deliveries_newest_first<L: Ledger>(l: &L) {
+    let tenant = fresh("t");
+    let old = webhook_attempt(&tenant, "crm", "e0", 8 * 86_400);
+    let first = webhook_attempt(&tenant, "crm", "e1", 120);
+    let second = WebhookAttempt {
+        attempt: 2,
+        status: 200,
+        error: String::new(),
+        outcome: "delivered".into(),
+        ..webhook_attempt(&tenant, "crm", "e1", 60)
+    };
+    let third = webhook_attempt(&tenant, "crm", "e2", 0);
+    let other = webhook_attempt(&tenant, "other", "e3", 30);
+    l.put_webhook_attempts(&[first.clone(), old, third.clone()])
+        .await
+        .expect("put");
+    l.put_webhook_attempts(&[second.clone(), other.clone(), third.clone()])
+        .await
+        .expect("put again");
+    let log = l.webhook_attempts(&tenant, "crm", 10).await.expect("read");
+    assert_eq!(log, [third.clone(), second.clone(), first]);
+    let two = l.webhook_attempts(&tenant, "crm", 2).await.expect("read");
+    assert_eq!(two, [third, second]);
+    let others = l
+        .webhook_attempts(&tenant, "other", 10)
+        .await
+        .expect("read");
+    assert_eq!(others, [other]);
+    assert!(
+        l.webhook_attempts(&fresh("t"), "crm", 10)
+            .await
+            .expect("none")
+            .is_empty()
+    );
+}
+
 /// Every check of the suite, one after the other on one ledger.
 pub async fn all<L: Ledger>(l: &L) {
+    webhook_deliveries_newest_first(l).await;
     history_round_trip(l).await;
     claim_new_then_duplicate(l).await;
     batch_claims_replay(l).await;

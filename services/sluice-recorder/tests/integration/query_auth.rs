@@ -11,11 +11,12 @@ use sluice_node::secret::hash_secret;
 use sluice_proto::v1::claim_idempotency_key_response::State;
 use sluice_proto::v1::{
     BounceClass, CheckSuppressionsRequest, ClaimIdempotencyKeyRequest, GetMessageRequest,
-    GetReputationRequest, GetStatsRequest, StatsDimension,
+    GetReputationRequest, GetStatsRequest, ListWebhookDeliveriesRequest, StatsDimension,
 };
+use sluice_recorder::Ledger;
 use sluice_recorder::auth::TenantKeysConfig;
 use sluice_recorder::{AnyLedger, CqlLedger, EmbeddedLedger, QueryAuth, RecorderConfig};
-use sluice_testkit::query::{ADMIN_TOKEN, NODE_TOKEN, OPERATOR_TOKEN, client};
+use sluice_testkit::query::{ADMIN_TOKEN, Client, NODE_TOKEN, OPERATOR_TOKEN, client};
 use tonic::Code;
 
 use crate::common::{bounce, cassandra, drop_keyspace, now_secs};
@@ -51,6 +52,8 @@ async fn fill(ledger: &AnyLedger) -> World {
             crate::common::add(ledger, &key, &deltas).await;
         }
         recipients.push(event.recipient.clone());
+        let attempt = crate::conformance::webhook_attempt(tenant, "crm", id, 0);
+        ledger.put_webhook_attempts(&[attempt]).await.expect("log");
     }
     let [addr_a, addr_b]: [String; 2] = recipients.try_into().expect("two");
     World {
@@ -113,6 +116,44 @@ fn code<T: std::fmt::Debug>(result: Result<tonic::Response<T>, tonic::Status>) -
         Ok(answer) => panic!("expected a refusal, got {answer:?}"),
         Err(status) => status.code(),
     }
+}
+
+fn deliveries(tenant: &str) -> ListWebhookDeliveriesRequest {
+    ListWebhookDeliveriesRequest {
+        tenant: tenant.into(),
+        webhook_id: "crm".into(),
+        limit: 0,
+    }
+}
+
+/// A tenant reads its own webhooks' delivery logs only; a node none.
+async fn webhook_logs(tenant_a: &mut Client, node: &mut Client, world: &World) {
+    let own = tenant_a
+        .list_webhook_deliveries(deliveries(&world.a))
+        .await
+        .expect("own log")
+        .into_inner()
+        .attempts;
+    assert_eq!(own.len(), 1, "{own:?}");
+    assert_eq!(own[0].tenant, world.a);
+    assert_eq!(
+        code(tenant_a.list_webhook_deliveries(deliveries(&world.b)).await),
+        Code::PermissionDenied
+    );
+    assert_eq!(
+        code(node.list_webhook_deliveries(deliveries(&world.a)).await),
+        Code::PermissionDenied
+    );
+    let too_many = ListWebhookDeliveriesRequest {
+        limit: 5000,
+        ..deliveries(&world.a)
+    };
+    let err = tenant_a
+        .list_webhook_deliveries(too_many)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("limit"), "{}", err.message());
 }
 
 async fn check_access(ledger: AnyLedger) {
@@ -180,6 +221,7 @@ async fn check_access(ledger: AnyLedger) {
 
     // Tenant A: its own data only.
     let mut tenant_a = client(&url, Some(KEY_A)).await.expect("connect");
+    webhook_logs(&mut tenant_a, &mut node, &world).await;
     let own = tenant_a
         .get_message(message(&world.msg_a))
         .await
