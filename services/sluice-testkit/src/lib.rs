@@ -29,6 +29,7 @@ pub mod query;
 pub mod sender;
 pub mod servers;
 pub mod smtp_sink;
+pub mod webhooks;
 
 /// `message` as a gRPC request carrying `authorization: Bearer <key>`.
 pub fn with_key<T>(message: T, key: &str) -> tonic::Request<T> {

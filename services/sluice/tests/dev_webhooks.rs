@@ -17,10 +17,11 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use sluice_proto::v1::ListWebhookDeliveriesRequest;
 use sluice_proto::v1::ingest_client::IngestClient;
-use sluice_testkit::cluster::{free_addr, wait_listening};
+use sluice_testkit::cluster::free_addr;
 use sluice_testkit::dev::{Dev, dev_config, send_request, start_dev};
 use sluice_testkit::sender::start_sim;
-use tokio::process::{Child, Command};
+use sluice_testkit::webhooks::{SECRET, received, receiver};
+use tokio::process::Command;
 
 const SCENARIO: &str = r#"
 seed = 12
@@ -37,36 +38,8 @@ retry_delays = ["1s", "2s"]
 retry_window = "40s"
 "#;
 
-const SECRET: &str = "a-test-secret-of-thirty-two-chars";
-
 fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_sluice"))
-}
-
-/// The example receiver on `port`, refusing its first `fail_first` posts.
-async fn receiver(dir: &Path, port: u16, fail_first: u32) -> Child {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../docs/examples/webhook_receiver.py"
-    );
-    let child = Command::new("python3")
-        .arg(script)
-        .args([
-            "--port",
-            &port.to_string(),
-            "--fail-first",
-            &fail_first.to_string(),
-        ])
-        .arg("--secret-file")
-        .arg(dir.join("hook.secret"))
-        .arg("--out")
-        .arg(dir.join("events.jsonl"))
-        .kill_on_drop(true)
-        .spawn()
-        .expect("python3 runs the example receiver (deploy/test.sh installs it)");
-    let addr = format!("127.0.0.1:{port}").parse().expect("addr");
-    wait_listening(addr, "the webhook receiver", Duration::from_secs(20)).await;
-    child
 }
 
 /// `sluice admin ARGS` against dev's control; its standard output.
@@ -86,22 +59,9 @@ async fn admin(dev: &Dev, token: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The events the receiver kept (each verified), in arrival order.
-fn received(dir: &Path) -> Vec<Value> {
-    std::fs::read_to_string(dir.join("events.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .collect()
-}
-
 /// Distinct ids of the kept events of `kind`.
 fn ids(dir: &Path, kind: &str) -> BTreeSet<String> {
-    received(dir)
-        .iter()
-        .filter(|e| e["type"] == kind)
-        .map(|e| e["id"].as_str().expect("id").to_owned())
-        .collect()
+    sluice_testkit::webhooks::ids(dir, Some(kind))
 }
 
 async fn wait_for(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
@@ -184,7 +144,6 @@ async fn webhooks_are_signed_retried_kept_across_kill_9_and_disabled_when_dead()
     let sim = start_sim(SCENARIO).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let root = dir.path();
-    std::fs::write(root.join("hook.secret"), format!("{SECRET}\n")).expect("secret");
     let port = free_addr().port();
     let dead = free_addr();
     let mut hook = receiver(root, port, 3).await;
