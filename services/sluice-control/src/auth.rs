@@ -27,10 +27,10 @@ pub(crate) enum Need {
     /// node (ingest enters its tenants' own entries through these calls;
     /// a node can already suppress any address by publishing an event).
     Suppress,
-    /// Disabling a tenant's webhook: admin, operator, or a node (the
-    /// webhook dispatcher, after the webhook's deliveries failed for its
-    /// whole retry window).
-    DisableWebhook,
+    /// Changing one webhook of a tenant: admin, operator, or a node (the
+    /// dispatcher disables a webhook whose posts failed for its whole
+    /// retry window; ingest enters its tenants' own webhooks).
+    Webhook,
     /// Every other change: admin.
     Admin,
 }
@@ -70,7 +70,7 @@ impl Auth {
         let allowed = match need {
             Need::Read => true,
             Need::Pause => matches!(entry.role, Role::Admin | Role::Operator),
-            Need::Suppress | Need::DisableWebhook => {
+            Need::Suppress | Need::Webhook => {
                 matches!(entry.role, Role::Admin | Role::Operator | Role::Node)
             }
             Need::Admin => entry.role == Role::Admin,

@@ -17,6 +17,9 @@ use crate::record::{Kind, Record};
 use crate::store::ConfigStore;
 use crate::{ControlBackends, ControlConfig, ControlError, ControlListeners, validate};
 
+#[path = "service_webhooks.rs"]
+mod webhooks;
+
 /// Suppressions per page when the caller does not say.
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
 /// Most suppressions one page may hold.
@@ -35,9 +38,9 @@ pub struct ControlService {
     watchers: Arc<tokio::sync::Semaphore>,
     max_watchers: usize,
     metrics: Arc<crate::metrics::ControlMetrics>,
-    /// Serializes DisableWebhook's read-modify-write of a tenant on this
-    /// replica, so of several posts giving up at once one disables.
-    disabling: tokio::sync::Mutex<()>,
+    /// Serializes the webhook calls' read-modify-write of a tenant on this
+    /// replica (of several posts giving up at once, one disables).
+    webhook_changes: tokio::sync::Mutex<()>,
 }
 
 impl ControlService {
@@ -59,7 +62,7 @@ impl ControlService {
             watchers: Arc::new(tokio::sync::Semaphore::new(config.max_watchers)),
             max_watchers: config.max_watchers,
             metrics: Arc::default(),
-            disabling: tokio::sync::Mutex::new(()),
+            webhook_changes: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -514,31 +517,25 @@ impl Control for ControlService {
         &self,
         request: Request<DisableWebhookRequest>,
     ) -> Result<Response<Tenant>, Status> {
-        self.auth.authorize(&request, Need::DisableWebhook)?;
-        let req = request.into_inner();
-        validate::name("tenant", &req.tenant)?;
-        crate::validate_webhooks::id("id", &req.id)?;
-        validate::text("reason", &req.reason)?;
-        let _one_at_a_time = self.disabling.lock().await;
-        let mut tenant = match self.store.get(Kind::Tenant, &req.tenant).await? {
-            Some(Record::Tenant(t)) => t,
-            _ => {
-                return Err(ControlError::NotFound(format!("no tenant `{}`", req.tenant)).into());
-            }
-        };
-        let Some(hook) = tenant.webhooks.iter_mut().find(|w| w.id == req.id) else {
-            return Err(ControlError::NotFound(format!(
-                "tenant `{}` has no webhook `{}`",
-                req.tenant, req.id
-            ))
-            .into());
-        };
-        if !hook.disabled {
-            hook.disabled = true;
-            hook.disabled_reason = req.reason;
-            self.put(Record::Tenant(tenant.clone())).await?;
-        }
-        Ok(Response::new(tenant))
+        self.auth.authorize(&request, Need::Webhook)?;
+        Ok(Response::new(self.disable(request.into_inner()).await?))
+    }
+
+    async fn put_webhook(
+        &self,
+        request: Request<PutWebhookRequest>,
+    ) -> Result<Response<Tenant>, Status> {
+        self.auth.authorize(&request, Need::Webhook)?;
+        Ok(Response::new(self.put_one(request.into_inner()).await?))
+    }
+
+    async fn delete_webhook(
+        &self,
+        request: Request<DeleteWebhookRequest>,
+    ) -> Result<Response<DeleteResponse>, Status> {
+        self.auth.authorize(&request, Need::Webhook)?;
+        let deleted = self.delete_one(request.into_inner()).await?;
+        Ok(Response::new(DeleteResponse { deleted }))
     }
 
     async fn add_suppression(

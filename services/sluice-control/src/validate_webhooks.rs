@@ -29,7 +29,7 @@ pub fn webhooks(list: &[Webhook]) -> Result<Vec<Webhook>, ControlError> {
     }
     let mut out: Vec<Webhook> = Vec::with_capacity(list.len());
     for (i, w) in list.iter().enumerate() {
-        let w = webhook(i, w)?;
+        let w = webhook(&format!("webhooks[{i}]."), w)?;
         if out.iter().any(|o| o.id == w.id) {
             return Err(invalid(
                 format!("webhooks[{i}].id"),
@@ -42,15 +42,16 @@ pub fn webhooks(list: &[Webhook]) -> Result<Vec<Webhook>, ControlError> {
     Ok(out)
 }
 
-fn webhook(i: usize, w: &Webhook) -> Result<Webhook, ControlError> {
-    id(&format!("webhooks[{i}].id"), &w.id)?;
-    let url = url(&format!("webhooks[{i}].url"), &w.url)?;
+/// One webhook, normalized; errors name fields as `<prefix>url`, ...
+pub fn webhook(prefix: &str, w: &Webhook) -> Result<Webhook, ControlError> {
+    id(&format!("{prefix}id"), &w.id)?;
+    let url = url(&format!("{prefix}url"), &w.url)?;
     let mut events = Vec::with_capacity(w.events.len());
     for (j, &kind) in w.events.iter().enumerate() {
         match EventKind::try_from(kind) {
             Ok(EventKind::Unspecified) | Err(_) => {
                 return Err(invalid(
-                    format!("webhooks[{i}].events[{j}]"),
+                    format!("{prefix}events[{j}]"),
                     format!("{kind} is not an event kind (accepted, delivered, deferred, ...)"),
                 ));
             }
@@ -59,10 +60,10 @@ fn webhook(i: usize, w: &Webhook) -> Result<Webhook, ControlError> {
     }
     events.sort_unstable();
     events.dedup();
-    secret(&format!("webhooks[{i}].secret"), &w.secret)?;
+    secret(&format!("{prefix}secret"), &w.secret)?;
     if w.disabled_reason.chars().count() > crate::validate::MAX_TEXT {
         return Err(invalid(
-            format!("webhooks[{i}].disabled_reason"),
+            format!("{prefix}disabled_reason"),
             format!("longer than {} characters", crate::validate::MAX_TEXT),
         ));
     }

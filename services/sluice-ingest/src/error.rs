@@ -65,6 +65,10 @@ pub enum IngestError {
          adds replace, removes of what is gone remove nothing)"
     )]
     ListUnavailable(String),
+    /// Control did not answer a change of the tenant's webhooks (or refused
+    /// this node's token). Repeating the change is safe.
+    #[error("control is unavailable: {0}; retry later (repeating the request is safe)")]
+    ControlUnavailable(String),
     /// The call needs something this node is not set up for.
     #[error("not available on this node: {0}")]
     NotConfigured(String),
@@ -149,6 +153,7 @@ impl IngestError {
             Self::SuppressionsUnavailable { .. } => "suppressions_unavailable",
             Self::KeysUnavailable { .. } => "keys_unavailable",
             Self::ListUnavailable(_) => "list_unavailable",
+            Self::ControlUnavailable(_) => "control_unavailable",
             Self::NotConfigured(_) => "not_configured",
             Self::InFlight(_) => "in_flight",
             Self::Timeout { .. } => "timeout",
@@ -168,7 +173,8 @@ impl IngestError {
             Self::Unavailable { .. }
             | Self::SuppressionsUnavailable { .. }
             | Self::KeysUnavailable { .. }
-            | Self::ListUnavailable(_) => Code::Unavailable,
+            | Self::ListUnavailable(_)
+            | Self::ControlUnavailable(_) => Code::Unavailable,
             Self::NotConfigured(_) => Code::Unimplemented,
             Self::InFlight(_) => Code::Aborted,
             Self::Timeout { .. } => Code::DeadlineExceeded,
@@ -187,7 +193,8 @@ impl IngestError {
             Self::Unavailable { .. }
             | Self::SuppressionsUnavailable { .. }
             | Self::KeysUnavailable { .. }
-            | Self::ListUnavailable(_) => 503,
+            | Self::ListUnavailable(_)
+            | Self::ControlUnavailable(_) => 503,
             Self::NotConfigured(_) => 501,
             Self::InFlight(_) => 409,
             Self::Timeout { .. } => 408,
@@ -208,6 +215,7 @@ impl IngestError {
             | Self::SuppressionsUnavailable { .. }
             | Self::KeysUnavailable { .. }
             | Self::ListUnavailable(_)
+            | Self::ControlUnavailable(_)
             | Self::InFlight(_) => (451, "4.3.0"),
             Self::NotConfigured(_) => (502, "5.5.1"),
             Self::Timeout { .. } => (451, "4.4.2"),

@@ -32,6 +32,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/suppressions"),
     ("post", "/v1/suppressions/remove"),
     ("delete", "/v1/suppressions/{address}"),
+    ("get", "/v1/webhooks"),
+    ("put", "/v1/webhooks/{id}"),
+    ("delete", "/v1/webhooks/{id}"),
     ("get", "/openapi.json"),
     ("get", "/healthz"),
     ("get", "/readyz"),
@@ -78,6 +81,7 @@ pub fn router(ingestor: Arc<Ingestor>) -> Router {
         .route("/v1/messages/batch", post(send_batch))
         .route("/openapi.json", get(openapi))
         .merge(crate::suppression_http::routes())
+        .merge(crate::webhook_api::routes())
         .with_state(ingestor)
 }
 

@@ -39,6 +39,7 @@ mod template_rules;
 mod tenant;
 pub mod unsubscribe;
 mod validate;
+mod webhook_api;
 
 use std::sync::Arc;
 

@@ -54,6 +54,12 @@ impl SuppressionList {
         })
     }
 
+    /// One client per control replica, in `control.addr` order (none when
+    /// the node does not follow control).
+    pub(crate) fn clients(&self) -> &[Client] {
+        &self.control
+    }
+
     /// `call`'s answer from the first replica that is available. Every
     /// call here may be repeated: adds replace, removes of what is gone
     /// remove nothing.

@@ -1,4 +1,5 @@
-//! Webhooks on the real `sluice dev`, posted to the Python receiver of
+//! Webhooks on the real `sluice dev` (one registered by the tenant through
+//! ingest's API, one by an operator), posted to the Python receiver of
 //! docs/examples, which keeps only posts whose signature verifies: every
 //! event a webhook takes arrives, signed, after the receiver refused the
 //! first posts (retried from a retry topic); events whose posts were
@@ -19,6 +20,7 @@ use sluice_proto::v1::ListWebhookDeliveriesRequest;
 use sluice_proto::v1::ingest_client::IngestClient;
 use sluice_testkit::cluster::free_addr;
 use sluice_testkit::dev::{Dev, dev_config, send_request, start_dev};
+use sluice_testkit::http::{body, request, status};
 use sluice_testkit::sender::start_sim;
 use sluice_testkit::webhooks::{SECRET, received, receiver};
 use tokio::process::Command;
@@ -37,6 +39,8 @@ const WEBHOOKS: &str = r#"
 retry_delays = ["1s", "2s"]
 retry_window = "40s"
 "#;
+
+const DEV_KEY: &str = "sluice-dev-key";
 
 fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_sluice"))
@@ -139,6 +143,47 @@ async fn late_bounce(dev: &Dev, sim: &sluice_sim::SimHandle, root: &Path) {
     assert_eq!(bounce["bounce_class"], "bad_mailbox", "{bounce}");
 }
 
+/// A call to ingest's webhook API as tenant dev; (status, body).
+async fn api(http: &str, method: &str, path: &str, key: &str, body_: &str) -> (u16, String) {
+    let auth = format!("authorization: Bearer {key}");
+    let headers = [auth.as_str(), "content-type: application/json"];
+    let answer = request(http, method, path, &headers, body_.as_bytes()).await;
+    (status(&answer), body(&answer).to_owned())
+}
+
+/// The tenant puts webhook `good` through ingest: bad fields are refused
+/// by name and change nothing; the list never shows the secret.
+async fn tenant_registers(http: &str, url: &str) {
+    let (code, text) = api(http, "GET", "/v1/webhooks", "not-a-key", "").await;
+    assert_eq!(code, 401, "{text}");
+    let hook = |url: &str, events: &str| {
+        format!(r#"{{"url": "{url}", "events": [{events}], "secret": "{SECRET}"}}"#)
+    };
+    let kinds = r#""accepted", "bounced", "webhook_disabled""#;
+    for (body_, field) in [
+        (hook("ftp://x.example/", kinds), "url"),
+        (hook(url, r#""accepted", "sent""#), "events[1]"),
+        (hook(url, kinds).replace(SECRET, "short"), "secret"),
+    ] {
+        let (code, text) = api(http, "PUT", "/v1/webhooks/good", DEV_KEY, &body_).await;
+        assert_eq!(code, 400, "{text}");
+        assert!(text.contains(field), "{field}: {text}");
+    }
+    let (code, text) = api(http, "GET", "/v1/webhooks", DEV_KEY, "").await;
+    assert_eq!((code, text.as_str()), (200, r#"{"webhooks":[]}"#));
+    let (code, text) = api(http, "PUT", "/v1/webhooks/good", DEV_KEY, &hook(url, kinds)).await;
+    assert_eq!(code, 200, "{text}");
+    let (code, text) = api(http, "GET", "/v1/webhooks", DEV_KEY, "").await;
+    assert_eq!(code, 200, "{text}");
+    let listed: Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(listed["webhooks"][0]["id"], "good", "{text}");
+    assert_eq!(
+        listed["webhooks"][0]["events"],
+        serde_json::json!(["accepted", "bounced", "webhook_disabled"])
+    );
+    assert!(!text.contains(SECRET), "the secret was shown: {text}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_are_signed_retried_kept_across_kill_9_and_disabled_when_dead() {
     let sim = start_sim(SCENARIO).await;
@@ -158,32 +203,8 @@ async fn webhooks_are_signed_retried_kept_across_kill_9_and_disabled_when_dead()
     let token = token.trim();
     let secret_file = root.join("hook.secret").display().to_string();
     let url = format!("http://127.0.0.1:{port}/hook");
-    let put = [
-        "webhook",
-        "put",
-        "dev",
-        "good",
-        &url,
-        "--secret-file",
-        &secret_file,
-    ];
-    admin(
-        &dev,
-        token,
-        &[
-            &put[..],
-            &[
-                "--event",
-                "accepted",
-                "--event",
-                "bounced",
-                "--event",
-                "webhook_disabled",
-            ],
-        ]
-        .concat(),
-    )
-    .await;
+    // The tenant registers `good` itself, through ingest's API.
+    tenant_registers(&dev.http, &url).await;
     let dead_url = format!("http://{dead}/nobody-listens");
     let put = [
         "webhook",

@@ -133,8 +133,76 @@ async fn webhook_is_disabled(c: &mut Client) {
     want.webhooks[1].disabled_reason = "posts failed for 24h".into();
     assert_eq!(tenant, want);
     let listed = c.list_tenants(ListTenantsRequest {}).await.unwrap();
-    assert_eq!(listed.into_inner().tenants, [want]);
+    assert_eq!(listed.into_inner().tenants, [want.clone()]);
+    one_webhook_changes(c, want).await;
     c.put_tenant(full_tenant()).await.expect("put again");
+}
+
+/// PutWebhook adds or replaces one webhook (enabled again) and keeps the
+/// rest; a bad one names its field and changes nothing; DeleteWebhook
+/// removes one.
+async fn one_webhook_changes(c: &mut Client, stored: Tenant) {
+    let put = |tenant: &str, hook: Webhook| PutWebhookRequest {
+        tenant: tenant.into(),
+        webhook: Some(hook),
+    };
+    let new = Webhook {
+        id: "c-new".into(),
+        url: "https://new.acme.example/h".into(),
+        secret: "x".repeat(30),
+        ..Webhook::default()
+    };
+    let bad = Webhook {
+        url: "ftp://new.acme.example/".into(),
+        ..new.clone()
+    };
+    let err = c.put_webhook(put("acme", bad)).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("webhook.url"), "{}", err.message());
+    let err = c.put_webhook(put("nobody", new.clone())).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    let tenant = c
+        .put_webhook(put("acme", new.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: Vec<&str> = tenant.webhooks.iter().map(|w| w.id.as_str()).collect();
+    assert_eq!(ids, ["a-all", "b-crm", "c-new"]);
+    assert_eq!(
+        tenant.sending_domains, stored.sending_domains,
+        "the rest is kept"
+    );
+    let again = Webhook {
+        disabled: true,
+        ..stored.webhooks[1].clone()
+    };
+    let tenant = c
+        .put_webhook(put("acme", again))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!tenant.webhooks[1].disabled, "a put enables");
+    assert!(tenant.webhooks[1].disabled_reason.is_empty());
+    let delete = |id: &str| DeleteWebhookRequest {
+        tenant: "acme".into(),
+        id: id.into(),
+    };
+    assert!(
+        c.delete_webhook(delete("c-new"))
+            .await
+            .unwrap()
+            .into_inner()
+            .deleted
+    );
+    assert!(
+        !c.delete_webhook(delete("c-new"))
+            .await
+            .unwrap()
+            .into_inner()
+            .deleted
+    );
+    let listed = c.list_tenants(ListTenantsRequest {}).await.unwrap();
+    assert_eq!(listed.into_inner().tenants[0].webhooks.len(), 2);
 }
 
 async fn snapshot(c: &mut Client) -> ConfigSnapshot {

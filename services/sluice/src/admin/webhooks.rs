@@ -1,11 +1,13 @@
 //! `sluice admin webhook ...`: a tenant's webhooks (docs/webhooks.md). They
-//! live on the tenant record; these commands change one webhook and keep
-//! the rest of the tenant as stored.
+//! live on the tenant record; these commands change one webhook
+//! (PutWebhook, DeleteWebhook) and keep the rest of the tenant.
 
 use anyhow::{Context, anyhow};
 use clap::Subcommand;
 use serde_json::json;
-use sluice_proto::v1::{EventKind, ListTenantsRequest, Tenant, Webhook};
+use sluice_proto::v1::{
+    DeleteWebhookRequest, EventKind, ListTenantsRequest, PutWebhookRequest, Tenant, Webhook,
+};
 
 use super::Client;
 
@@ -107,44 +109,46 @@ pub(super) async fn execute(
     cmd: WebhookCommand,
     json: bool,
 ) -> anyhow::Result<String> {
-    let name = match &cmd {
-        WebhookCommand::List { tenant }
-        | WebhookCommand::Put { tenant, .. }
-        | WebhookCommand::Delete { tenant, .. } => tenant.clone(),
-    };
-    let mut tenant = stored_tenant(client, &name)
-        .await?
-        .ok_or_else(|| anyhow!("no tenant `{name}`; create it with `sluice admin tenant put`"))?;
     match cmd {
-        WebhookCommand::List { .. } => return Ok(render(&tenant.webhooks, json)),
+        WebhookCommand::List { tenant } => {
+            let stored = stored_tenant(client, &tenant).await?.ok_or_else(|| {
+                anyhow!("no tenant `{tenant}`; create it with `sluice admin tenant put`")
+            })?;
+            Ok(render(&stored.webhooks, json))
+        }
         WebhookCommand::Put {
+            tenant,
             id,
             url,
             secret_file,
             events,
-            ..
         } => {
-            let hook = Webhook {
-                id: id.clone(),
+            let webhook = Webhook {
+                id,
                 url,
                 events: events.into_iter().map(i32::from).collect(),
                 secret: read_secret(&secret_file)?,
-                disabled: false,
-                disabled_reason: String::new(),
+                ..Webhook::default()
             };
-            tenant.webhooks.retain(|w| w.id != id);
-            tenant.webhooks.push(hook);
+            let request = PutWebhookRequest {
+                tenant,
+                webhook: Some(webhook),
+            };
+            let put = client.put_webhook(request).await?.into_inner();
+            Ok(render(&put.webhooks, json))
         }
-        WebhookCommand::Delete { id, .. } => {
-            let before = tenant.webhooks.len();
-            tenant.webhooks.retain(|w| w.id != id);
-            if tenant.webhooks.len() == before {
-                return Err(anyhow!("tenant `{name}` has no webhook `{id}`"));
+        WebhookCommand::Delete { tenant, id } => {
+            let request = DeleteWebhookRequest {
+                tenant: tenant.clone(),
+                id: id.clone(),
+            };
+            if !client.delete_webhook(request).await?.into_inner().deleted {
+                return Err(anyhow!("tenant `{tenant}` has no webhook `{id}`"));
             }
+            let left = stored(client, &tenant).await?;
+            Ok(render(&left, json))
         }
     }
-    let put = client.put_tenant(tenant).await?.into_inner();
-    Ok(render(&put.webhooks, json))
 }
 
 /// A table (or JSON) of webhooks, secrets left out.

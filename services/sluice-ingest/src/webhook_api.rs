@@ -1,0 +1,263 @@
+//! A tenant's webhooks over HTTP JSON (docs/webhooks.md, "Registering a
+//! webhook"): `GET /v1/webhooks` lists them (never their secrets),
+//! `PUT /v1/webhooks/{id}` adds or replaces one, `DELETE
+//! /v1/webhooks/{id}` removes one — for the tenant of the API key only. The
+//! webhooks are control's (on the tenant record); this node enters the
+//! tenant's changes there with its control token, and control checks each
+//! field. The API key is checked before the body is read.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+use sluice_control_client::Client;
+use sluice_proto::v1::{
+    DeleteWebhookRequest, EventKind, ListTenantsRequest, PutWebhookRequest, Webhook,
+};
+
+use crate::IngestError;
+use crate::http::{Authed, error_response, parse, read_body};
+use crate::pipeline::Ingestor;
+
+/// The routes, on the API's state.
+pub(crate) fn routes() -> Router<Arc<Ingestor>> {
+    Router::new()
+        .route("/v1/webhooks", get(list))
+        .route("/v1/webhooks/{id}", axum::routing::put(put).delete(remove))
+}
+
+/// A webhook as the API shows it.
+#[derive(Debug, Serialize)]
+struct Shown {
+    id: String,
+    url: String,
+    /// Event kinds posted; empty: every kind.
+    events: Vec<String>,
+    disabled: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    disabled_reason: String,
+}
+
+impl From<&Webhook> for Shown {
+    fn from(w: &Webhook) -> Self {
+        Self {
+            id: w.id.clone(),
+            url: w.url.clone(),
+            events: w.events.iter().map(|&k| kind_name(k)).collect(),
+            disabled: w.disabled,
+            disabled_reason: w.disabled_reason.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Listed {
+    webhooks: Vec<Shown>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutBody {
+    url: String,
+    #[serde(default)]
+    events: Vec<String>,
+    secret: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Deleted {
+    deleted: bool,
+}
+
+fn kind_name(kind: i32) -> String {
+    EventKind::try_from(kind).map_or_else(
+        |_| kind.to_string(),
+        |k| {
+            k.as_str_name()
+                .trim_start_matches("EVENT_KIND_")
+                .to_ascii_lowercase()
+        },
+    )
+}
+
+/// The event kinds `names` give; an unknown one is refused naming it.
+fn kinds(names: &[String]) -> Result<Vec<i32>, IngestError> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            EventKind::from_str_name(&format!("EVENT_KIND_{}", name.to_ascii_uppercase()))
+                .filter(|k| *k != EventKind::Unspecified && !name.starts_with("EVENT_KIND"))
+                .map(i32::from)
+                .ok_or_else(|| {
+                    IngestError::invalid(
+                        format!("events[{i}]"),
+                        format!(
+                            "`{name}` is not an event kind (delivered, bounced, complained, ...)"
+                        ),
+                    )
+                })
+        })
+        .collect()
+}
+
+fn answer<T: Serialize>(result: Result<T, IngestError>) -> Response {
+    match result {
+        Ok(body) => (StatusCode::OK, axum::Json(body)).into_response(),
+        Err(err) => error_response(&err, None),
+    }
+}
+
+/// `call`'s answer from the first control replica that is available.
+async fn on_control<T, F, Fut>(ingestor: &Ingestor, call: F) -> Result<T, IngestError>
+where
+    F: Fn(Client) -> Fut,
+    Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    let list = ingestor.suppression_list();
+    let mut last = None;
+    for client in list.clients() {
+        match call(client.clone()).await {
+            Ok(answer) => return Ok(answer.into_inner()),
+            Err(status) if status.code() == tonic::Code::Unavailable => last = Some(status),
+            Err(status) => return Err(control_error(&status)),
+        }
+    }
+    Err(match last {
+        Some(status) => control_error(&status),
+        None => IngestError::NotConfigured(
+            "webhooks are kept by control; this node takes its tenants from its own file \
+             (operators: set control.addr to manage webhooks through ingest)"
+                .into(),
+        ),
+    })
+}
+
+/// Control's refusal as this API's: a field of the webhook keeps its name
+/// (`webhook.url` becomes `url`).
+fn control_error(status: &tonic::Status) -> IngestError {
+    use tonic::Code;
+    match status.code() {
+        Code::InvalidArgument => {
+            let text = status.message();
+            let (field, reason) = text
+                .strip_prefix("invalid ")
+                .and_then(|rest| rest.split_once(": "))
+                .unwrap_or(("request", text));
+            IngestError::invalid(field.trim_start_matches("webhook."), reason)
+        }
+        Code::Unauthenticated | Code::PermissionDenied => IngestError::ControlUnavailable(format!(
+            "control refused this node's token ({}); operators: give ingest's \
+             control.token_file a token with the node role",
+            status.message()
+        )),
+        _ => IngestError::ControlUnavailable(status.message().to_owned()),
+    }
+}
+
+async fn list(State(ingestor): State<Arc<Ingestor>>, Authed(tenant): Authed) -> Response {
+    let result = async {
+        let all = on_control(&ingestor, |mut c| async move {
+            c.list_tenants(ListTenantsRequest {}).await
+        })
+        .await?;
+        let webhooks = all
+            .tenants
+            .iter()
+            .find(|t| t.name == tenant.name())
+            .map(|t| t.webhooks.iter().map(Shown::from).collect())
+            .unwrap_or_default();
+        Ok(Listed { webhooks })
+    };
+    answer(result.await)
+}
+
+async fn put(
+    State(ingestor): State<Arc<Ingestor>>,
+    Authed(tenant): Authed,
+    Path(id): Path<String>,
+    body: Body,
+) -> Response {
+    let result = async {
+        let body = read_body(&ingestor, body).await?;
+        let given: PutBody = parse(&body)?;
+        let request = PutWebhookRequest {
+            tenant: tenant.name().to_owned(),
+            webhook: Some(Webhook {
+                id: id.clone(),
+                url: given.url,
+                events: kinds(&given.events)?,
+                secret: given.secret,
+                ..Webhook::default()
+            }),
+        };
+        let stored = on_control(&ingestor, |mut c| {
+            let request = request.clone();
+            async move { c.put_webhook(request).await }
+        })
+        .await?;
+        let hook = stored.webhooks.iter().find(|w| w.id == id);
+        hook.map(Shown::from)
+            .ok_or_else(|| IngestError::ControlUnavailable("control did not keep it".into()))
+    };
+    answer(result.await)
+}
+
+async fn remove(
+    State(ingestor): State<Arc<Ingestor>>,
+    Authed(tenant): Authed,
+    Path(id): Path<String>,
+) -> Response {
+    let result = async {
+        let request = DeleteWebhookRequest {
+            tenant: tenant.name().to_owned(),
+            id,
+        };
+        let answer = on_control(&ingestor, |mut c| {
+            let request = request.clone();
+            async move { c.delete_webhook(request).await }
+        })
+        .await?;
+        Ok(Deleted {
+            deleted: answer.deleted,
+        })
+    };
+    answer(result.await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_names_are_read_and_unknown_ones_named() {
+        let names = ["bounced".to_owned(), "Complained".to_owned()];
+        assert_eq!(
+            kinds(&names).unwrap(),
+            [EventKind::Bounced as i32, EventKind::Complained as i32]
+        );
+        for bad in ["opened_twice", "unspecified", "EVENT_KIND_BOUNCED"] {
+            let err = kinds(&["delivered".into(), bad.into()]).unwrap_err();
+            assert!(
+                matches!(&err, IngestError::Invalid { field, .. } if field == "events[1]"),
+                "{bad}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_field_control_refuses_keeps_its_name() {
+        let status = tonic::Status::invalid_argument("invalid webhook.url: has no host");
+        let err = control_error(&status);
+        assert!(
+            matches!(&err, IngestError::Invalid { field, reason } if field == "url" && reason == "has no host"),
+            "{err:?}"
+        );
+    }
+}
