@@ -100,7 +100,7 @@ except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib
 
 SEPARATE = "# sluice-check: applied separately"
-ROLES = ("control", "ingest", "sender", "recorder")
+ROLES = ("control", "ingest", "sender", "recorder", "webhooks")
 KUSTOMIZATION_KEYS = {
     "apiVersion", "kind", "namespace", "namePrefix", "nameSuffix", "resources",
     "components", "images", "labels", "commonLabels", "commonAnnotations",
