@@ -14,7 +14,7 @@ use sluice_node::CancellationToken;
 use sluice_proto::v1::{
     DisableWebhookRequest, Event, EventKind, Webhook, WebhookAttempt, WebhookRetry,
 };
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::post::Failure;
 use crate::schedule::{Next, after_failure};
@@ -33,6 +33,8 @@ pub(crate) struct Shared {
     pub stop: CancellationToken,
     /// Where events without a tenant are completed (`query_addr`).
     pub history: Option<crate::history::History>,
+    /// Which webhooks are busy or failing.
+    pub health: crate::health::Health,
 }
 
 /// One post to make: the event, the webhook, and its history.
@@ -83,9 +85,17 @@ impl Shared {
             self.metrics.dropped_one("disabled");
             return;
         }
+        let slot = match self.admit(&post).await {
+            Ok(slot) => slot,
+            Err(why) => return self.hold(post, why).await,
+        };
         let started = std::time::Instant::now();
         let outcome = self.send(&hook, &post).await;
         let took = started.elapsed();
+        let key = (post.tenant.as_str(), post.webhook_id.as_str());
+        self.health
+            .settle(key, outcome.is_ok(), std::time::Instant::now());
+        drop(slot);
         self.metrics.post(outcome.is_ok());
         let failure = match outcome {
             Ok(status) => {
@@ -105,9 +115,48 @@ impl Shared {
         let answer = (failure.status, failure.reason.as_str());
         self.log_attempt(&post, answer, took, outcome).await;
         match next {
-            Next::Retry { tier, due } => self.retry(post, tier, due, failure.reason).await,
+            Next::Retry { tier, due } => {
+                let made = post.made + 1;
+                self.retry(post, (tier, due), failure.reason, made).await;
+            }
             Next::GiveUp => self.give_up(&hook, post, failure.reason).await,
         }
+    }
+
+    /// One of the webhook's slots, waited for at most the post timeout;
+    /// why not, when the post should wait in a retry topic instead: the
+    /// webhook is `busy` (its slots stayed taken) or `failing` (a first
+    /// attempt after failures in a row).
+    async fn admit(&self, post: &Post) -> Result<OwnedSemaphorePermit, &'static str> {
+        let key = (post.tenant.as_str(), post.webhook_id.as_str());
+        let failing = || post.made == 0 && self.health.failing(key, std::time::Instant::now());
+        if failing() {
+            return Err("failing");
+        }
+        let slots = self.health.slot(key);
+        let wait = self.config.timeout.as_duration();
+        let Ok(Ok(slot)) = tokio::time::timeout(wait, slots.acquire_owned()).await else {
+            return Err("busy");
+        };
+        // Its last posts may have failed while this one waited.
+        if failing() {
+            return Err("failing");
+        }
+        Ok(slot)
+    }
+
+    /// A post not made now (its webhook is busy or failing): it waits in a
+    /// retry topic with its attempts unchanged, the delay of the tier it
+    /// would wait in after its last failure (the first for a new post).
+    async fn hold(&self, post: Post, reason: &str) {
+        self.metrics.skipped_one(reason);
+        let tier = (post.made as usize)
+            .saturating_sub(1)
+            .min(self.delays.len() - 1);
+        let due = SystemTime::now() + self.delays[tier];
+        let error = format!("not tried: the webhook is {reason}");
+        let made = post.made;
+        self.retry(post, (tier, due), error, made).await;
     }
 
     /// Writes the attempt to the delivery log's topic (the recorder keeps
@@ -164,16 +213,17 @@ impl Shared {
         outcome
     }
 
-    /// Appends the retry record, trying again until it is durable or the
-    /// dispatcher stops (then the record that led here is read again).
-    async fn retry(&self, post: Post, tier: usize, due: SystemTime, error: String) {
+    /// Appends the retry record (`made` attempts so far), trying again
+    /// until it is durable or the dispatcher stops (then the record that
+    /// led here is read again).
+    async fn retry(&self, post: Post, (tier, due): (usize, SystemTime), error: String, made: u32) {
         let topic = self.config.retry_topic(self.config.retry_delays[tier]);
         let key = format!("{}/{}", post.tenant, post.webhook_id);
         let record = WebhookRetry {
             tenant: post.tenant,
             webhook_id: post.webhook_id,
             event: Some(post.event),
-            attempt: post.made + 1,
+            attempt: made,
             first_attempt_at: Some(post.first.into()),
             due_at: Some(due.into()),
             last_error: error,

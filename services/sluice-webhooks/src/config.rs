@@ -37,6 +37,10 @@ pub struct WebhooksConfig {
     pub timeout: Span,
     /// Posts in flight at once, over every webhook.
     pub max_concurrent_posts: usize,
+    /// Posts in flight at once to one webhook; a post waits for a slot at
+    /// most `timeout`, then in a retry topic, so a slow receiver does not
+    /// hold up other tenants' posts.
+    pub max_posts_per_webhook: usize,
     /// Records read but not settled, per topic; reading pauses beyond it.
     pub max_in_flight: usize,
     /// Whether URLs may lead to loopback, private, link-local or other
@@ -81,6 +85,7 @@ impl Default for WebhooksConfig {
             retry_window: Span::hours(24),
             timeout: Span::secs(10),
             max_concurrent_posts: 64,
+            max_posts_per_webhook: 8,
             max_in_flight: 1000,
             allow_private_addresses: false,
             query_addr: None,
@@ -140,10 +145,13 @@ impl RoleConfig for WebhooksConfig {
         if self.timeout.as_duration().is_zero() {
             return invalid("timeout", "must be above 0");
         }
-        if self.max_concurrent_posts == 0 || self.max_in_flight == 0 {
+        if self.max_concurrent_posts == 0
+            || self.max_in_flight == 0
+            || self.max_posts_per_webhook == 0
+        {
             return invalid(
                 "max_concurrent_posts",
-                "max_concurrent_posts and max_in_flight must be above 0",
+                "max_concurrent_posts, max_posts_per_webhook and max_in_flight must be above 0",
             );
         }
         if !self.control.enabled() {

@@ -17,6 +17,7 @@ mod attempt;
 pub mod body;
 pub mod config;
 mod consume;
+pub mod health;
 mod history;
 pub mod metrics;
 pub mod post;
@@ -92,6 +93,7 @@ pub async fn run(
     };
     let shared = Arc::new(attempt::Shared {
         history,
+        health: health::Health::new(config.max_posts_per_webhook),
         poster: post::Poster::new(config.timeout.as_duration(), config.allow_private_addresses),
         delays: config
             .retry_delays

@@ -12,10 +12,11 @@ pub struct OutcomeLabels {
     pub outcome: String,
 }
 
-/// Labels of a post left undone.
+/// Labels of a post left undone or put off.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
-    /// `gave_up`, `disabled`, `removed`, `no_tenant` or `malformed`.
+    /// Dropped: `gave_up`, `disabled`, `removed`, `no_tenant` or
+    /// `malformed`; skipped: `busy` or `failing`.
     pub reason: String,
 }
 
@@ -27,6 +28,7 @@ pub struct WebhookMetrics {
     pub retries: Counter,
     pub dropped: Family<ReasonLabels, Counter>,
     pub disabled: Counter,
+    pub skipped: Family<ReasonLabels, Counter>,
 }
 
 impl Default for WebhookMetrics {
@@ -62,7 +64,14 @@ impl WebhookMetrics {
             "Webhooks this dispatcher disabled after their posts failed for the whole retry window",
             disabled.clone(),
         );
+        let skipped = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "skipped",
+            "Posts not made when due but put in a retry topic, by reason (busy: the webhook had max_posts_per_webhook in flight; failing: its last posts failed)",
+            skipped.clone(),
+        );
         Self {
+            skipped,
             registry,
             posts,
             retries,
@@ -86,6 +95,14 @@ impl WebhookMetrics {
             reason: reason.into(),
         };
         self.dropped.get_or_create(&labels).inc();
+    }
+
+    /// Counts one post put off.
+    pub fn skipped_one(&self, reason: &str) {
+        let labels = ReasonLabels {
+            reason: reason.into(),
+        };
+        self.skipped.get_or_create(&labels).inc();
     }
 
     /// The text exposition.
