@@ -9,6 +9,30 @@
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/sluice_v1_descriptor.bin"));
 
+/// An event kind's name in JSON and on command lines: the enum value's
+/// name without its prefix, lower case (`delivered`, `webhook_disabled`);
+/// a number the enum does not know stays a number.
+pub fn event_kind_name(kind: i32) -> String {
+    v1::EventKind::try_from(kind).map_or_else(
+        |_| kind.to_string(),
+        |k| {
+            k.as_str_name()
+                .trim_start_matches("EVENT_KIND_")
+                .to_ascii_lowercase()
+        },
+    )
+}
+
+/// The event kind [`event_kind_name`] gives `name` (any case); `None` for
+/// another name and for `unspecified`.
+pub fn event_kind_named(name: &str) -> Option<v1::EventKind> {
+    if name.to_ascii_uppercase().starts_with("EVENT_KIND_") {
+        return None;
+    }
+    v1::EventKind::from_str_name(&format!("EVENT_KIND_{}", name.to_ascii_uppercase()))
+        .filter(|k| *k != v1::EventKind::Unspecified)
+}
+
 /// Version 1 of the Sluice protocol (`package sluice.v1`).
 pub mod v1 {
     #![allow(clippy::large_enum_variant, clippy::doc_lazy_continuation)]
@@ -20,6 +44,24 @@ mod tests {
     use prost::Message;
 
     use super::v1::{Envelope, Event, EventKind, SmtpReply};
+    use super::{event_kind_name, event_kind_named};
+
+    #[test]
+    fn event_kinds_are_named_both_ways() {
+        for kind in 1..=11 {
+            let name = event_kind_name(kind);
+            assert_eq!(event_kind_named(&name).map(i32::from), Some(kind), "{name}");
+        }
+        assert_eq!(
+            event_kind_name(EventKind::WebhookDisabled.into()),
+            "webhook_disabled"
+        );
+        assert_eq!(event_kind_named("Bounced"), Some(EventKind::Bounced));
+        assert_eq!(event_kind_name(99), "99");
+        for bad in ["unspecified", "EVENT_KIND_BOUNCED", "sent", ""] {
+            assert_eq!(event_kind_named(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn envelope_round_trips_through_protobuf() {

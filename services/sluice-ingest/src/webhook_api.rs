@@ -17,9 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use sluice_control_client::Client;
-use sluice_proto::v1::{
-    DeleteWebhookRequest, EventKind, ListTenantsRequest, PutWebhookRequest, Webhook,
-};
+use sluice_proto::v1::{DeleteWebhookRequest, ListTenantsRequest, PutWebhookRequest, Webhook};
 
 use crate::IngestError;
 use crate::http::{Authed, error_response, parse, read_body};
@@ -49,7 +47,11 @@ impl From<&Webhook> for Shown {
         Self {
             id: w.id.clone(),
             url: w.url.clone(),
-            events: w.events.iter().map(|&k| kind_name(k)).collect(),
+            events: w
+                .events
+                .iter()
+                .map(|&k| sluice_proto::event_kind_name(k))
+                .collect(),
             disabled: w.disabled,
             disabled_reason: w.disabled_reason.clone(),
         }
@@ -75,25 +77,13 @@ struct Deleted {
     deleted: bool,
 }
 
-fn kind_name(kind: i32) -> String {
-    EventKind::try_from(kind).map_or_else(
-        |_| kind.to_string(),
-        |k| {
-            k.as_str_name()
-                .trim_start_matches("EVENT_KIND_")
-                .to_ascii_lowercase()
-        },
-    )
-}
-
 /// The event kinds `names` give; an unknown one is refused naming it.
 fn kinds(names: &[String]) -> Result<Vec<i32>, IngestError> {
     names
         .iter()
         .enumerate()
         .map(|(i, name)| {
-            EventKind::from_str_name(&format!("EVENT_KIND_{}", name.to_ascii_uppercase()))
-                .filter(|k| *k != EventKind::Unspecified && !name.starts_with("EVENT_KIND"))
+            sluice_proto::event_kind_named(name)
                 .map(i32::from)
                 .ok_or_else(|| {
                     IngestError::invalid(
@@ -233,6 +223,8 @@ async fn remove(
 
 #[cfg(test)]
 mod tests {
+    use sluice_proto::v1::EventKind;
+
     use super::*;
 
     #[test]

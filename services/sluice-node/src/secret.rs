@@ -153,11 +153,14 @@ fn salted(salt: &[u8], secret: &str) -> Vec<u8> {
     digest(&SHA256, &input).as_ref().to_vec()
 }
 
-fn to_hex(bytes: &[u8]) -> String {
+/// `bytes` as lower-case hex.
+pub fn to_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn from_hex(text: &str) -> Option<Vec<u8>> {
+/// The bytes of hex `text` (either case); `None` unless it is whole bytes
+/// of hex digits.
+pub fn from_hex(text: &str) -> Option<Vec<u8>> {
     if !text.len().is_multiple_of(2) {
         return None;
     }

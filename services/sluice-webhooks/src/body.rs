@@ -3,18 +3,11 @@
 //! repeated deliveries.
 
 use serde_json::{Map, Value, json};
-use sluice_proto::v1::{BounceClass, Event, EventKind};
+use sluice_proto::v1::{BounceClass, Event};
 
 /// The lower-case name of an event kind, as `type` carries it.
 pub fn kind_name(kind: i32) -> String {
-    EventKind::try_from(kind).map_or_else(
-        |_| kind.to_string(),
-        |k| {
-            k.as_str_name()
-                .trim_start_matches("EVENT_KIND_")
-                .to_ascii_lowercase()
-        },
-    )
+    sluice_proto::event_kind_name(kind)
 }
 
 fn class_name(class: i32) -> Option<String> {
@@ -77,7 +70,7 @@ pub fn render(event: &Event) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use sluice_proto::v1::SmtpReply;
+    use sluice_proto::v1::{EventKind, SmtpReply};
 
     use super::*;
 

@@ -4,6 +4,7 @@
 //! a receiver refuse replays of an old post.
 
 use ring::hmac;
+use sluice_node::secret::{from_hex, to_hex};
 
 /// The header that carries the signature.
 pub const HEADER: &str = "sluice-signature";
@@ -20,25 +21,11 @@ fn mac(secret: &[u8], timestamp: u64, body: &[u8]) -> hmac::Tag {
     ctx.sign()
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 /// The header value signing `body` at `timestamp` (unix seconds).
 pub fn signature(secret: &[u8], timestamp: u64, body: &[u8]) -> String {
     format!(
         "t={timestamp},v1={}",
-        hex(mac(secret, timestamp, body).as_ref())
+        to_hex(mac(secret, timestamp, body).as_ref())
     )
 }
 
@@ -68,7 +55,7 @@ pub fn verify(
     for part in header.split(',') {
         match part.trim().split_once('=') {
             Some(("t", t)) => timestamp = t.parse::<u64>().ok(),
-            Some(("v1", v)) => candidates.push(unhex(v).ok_or(VerifyError::Malformed)?),
+            Some(("v1", v)) => candidates.push(from_hex(v).ok_or(VerifyError::Malformed)?),
             _ => {}
         }
     }

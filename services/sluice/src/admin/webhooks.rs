@@ -56,20 +56,12 @@ pub enum WebhookCommand {
 
 /// An event kind by its lower-case name (`delivered`, `webhook_disabled`).
 pub fn parse_kind(name: &str) -> Result<EventKind, String> {
-    EventKind::from_str_name(&format!("EVENT_KIND_{}", name.to_ascii_uppercase()))
-        .filter(|k| *k != EventKind::Unspecified)
+    sluice_proto::event_kind_named(name)
         .ok_or_else(|| format!("`{name}` is not an event kind (delivered, bounced, ...)"))
 }
 
-/// The lower-case name of an event kind.
-pub fn kind_name(kind: i32) -> String {
-    EventKind::try_from(kind)
-        .map(|k| {
-            k.as_str_name()
-                .trim_start_matches("EVENT_KIND_")
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_else(|_| kind.to_string())
+fn kind_name(kind: i32) -> String {
+    sluice_proto::event_kind_name(kind)
 }
 
 /// The stored tenant `name`, if there is one.
