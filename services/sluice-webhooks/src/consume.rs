@@ -39,8 +39,10 @@ struct Member {
 }
 
 impl Member {
+    /// Records read whose tasks have not settled (settled ones wait only
+    /// for the next commit).
     fn in_flight(&self) -> usize {
-        self.open.values().map(BTreeMap::len).sum()
+        self.tasks.len()
     }
 
     /// Pauses every partition while too much is in flight (polls go on, so
