@@ -75,15 +75,16 @@ impl Shared {
 
     /// Makes `post`'s attempt and settles it: delivered, written to a retry
     /// topic, or given up. Returns once the outcome is durable (a retry
-    /// record appended), or when the dispatcher stops.
-    pub async fn attempt(&self, post: Post) {
+    /// record appended): true; false when the dispatcher stopped first
+    /// (the record that led here must be read again).
+    pub async fn attempt(&self, post: Post) -> bool {
         let Some(hook) = self.webhook(&post.tenant, &post.webhook_id) else {
             self.metrics.dropped_one("removed");
-            return;
+            return true;
         };
         if hook.disabled {
             self.metrics.dropped_one("disabled");
-            return;
+            return true;
         }
         let slot = match self.admit(&post).await {
             Ok(slot) => slot,
@@ -101,7 +102,7 @@ impl Shared {
             Ok(status) => {
                 self.log_attempt(&post, (status, ""), took, "delivered")
                     .await;
-                return;
+                return true;
             }
             Err(failure) => failure,
         };
@@ -117,9 +118,12 @@ impl Shared {
         match next {
             Next::Retry { tier, due } => {
                 let made = post.made + 1;
-                self.retry(post, (tier, due), failure.reason, made).await;
+                self.retry(post, (tier, due), failure.reason, made).await
             }
-            Next::GiveUp => self.give_up(&hook, post, failure.reason).await,
+            Next::GiveUp => {
+                self.give_up(&hook, post, failure.reason).await;
+                true
+            }
         }
     }
 
@@ -148,7 +152,7 @@ impl Shared {
     /// A post not made now (its webhook is busy or failing): it waits in a
     /// retry topic with its attempts unchanged, the delay of the tier it
     /// would wait in after its last failure (the first for a new post).
-    async fn hold(&self, post: Post, reason: &str) {
+    async fn hold(&self, post: Post, reason: &str) -> bool {
         self.metrics.skipped_one(reason);
         let tier = (post.made as usize)
             .saturating_sub(1)
@@ -156,7 +160,7 @@ impl Shared {
         let due = SystemTime::now() + self.delays[tier];
         let error = format!("not tried: the webhook is {reason}");
         let made = post.made;
-        self.retry(post, (tier, due), error, made).await;
+        self.retry(post, (tier, due), error, made).await
     }
 
     /// Writes the attempt to the delivery log's topic (the recorder keeps
@@ -183,7 +187,10 @@ impl Shared {
         };
         let key = format!("{}/{}", post.tenant, post.webhook_id);
         let topic = self.config.deliveries_topic.clone();
-        self.append_until_stopped(&topic, key.as_bytes(), &record.encode_to_vec())
+        // Best effort when the dispatcher stops: the post's own outcome
+        // does not wait for its log line.
+        let _logged = self
+            .append_until_stopped(&topic, key.as_bytes(), &record.encode_to_vec())
             .await;
     }
 
@@ -214,9 +221,15 @@ impl Shared {
     }
 
     /// Appends the retry record (`made` attempts so far), trying again
-    /// until it is durable or the dispatcher stops (then the record that
-    /// led here is read again).
-    async fn retry(&self, post: Post, (tier, due): (usize, SystemTime), error: String, made: u32) {
+    /// until it is durable (true) or the dispatcher stops (false: the
+    /// record that led here is read again).
+    async fn retry(
+        &self,
+        post: Post,
+        (tier, due): (usize, SystemTime),
+        error: String,
+        made: u32,
+    ) -> bool {
         let topic = self.config.retry_topic(self.config.retry_delays[tier]);
         let key = format!("{}/{}", post.tenant, post.webhook_id);
         let record = WebhookRetry {
@@ -229,21 +242,26 @@ impl Shared {
             last_error: error,
         }
         .encode_to_vec();
-        self.append_until_stopped(&topic, key.as_bytes(), &record)
+        let appended = self
+            .append_until_stopped(&topic, key.as_bytes(), &record)
             .await;
-        self.metrics.retries.inc();
+        if appended {
+            self.metrics.retries.inc();
+        }
+        appended
     }
 
-    async fn append_until_stopped(&self, topic: &str, key: &[u8], payload: &[u8]) {
+    /// Appends until it is durable (true) or the dispatcher stops (false).
+    async fn append_until_stopped(&self, topic: &str, key: &[u8], payload: &[u8]) -> bool {
         loop {
             match self.log.append(topic, key, payload).await {
-                Ok(_) => return,
+                Ok(_) => return true,
                 Err(err) => {
                     tracing::warn!(%topic, error = %err, "cannot append to the message log; trying again in 1 s");
                 }
             }
             tokio::select! {
-                () = self.stop.cancelled() => return,
+                () = self.stop.cancelled() => return false,
                 () = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
         }

@@ -35,7 +35,8 @@ struct Member {
     open: BTreeMap<i32, Open>,
     assigned: BTreeSet<i32>,
     paused: bool,
-    tasks: JoinSet<(i32, i64)>,
+    /// Each task ends with its record's place and whether it settled.
+    tasks: JoinSet<(i32, i64, bool)>,
 }
 
 impl Member {
@@ -159,8 +160,10 @@ pub(crate) async fn run(shared: Arc<Shared>, source: Source) -> Result<(), Webho
     Ok(())
 }
 
-fn settle(m: &mut Member, done: Result<(i32, i64), tokio::task::JoinError>) {
-    if let Ok((partition, offset)) = done
+/// Marks a finished task's record settled. One that did not settle (the
+/// dispatcher stopped first) keeps its place, so no commit passes it.
+fn settle(m: &mut Member, done: Result<(i32, i64, bool), tokio::task::JoinError>) {
+    if let Ok((partition, offset, true)) = done
         && let Some(slot) = m.open.get_mut(&partition).and_then(|o| o.get_mut(&offset))
     {
         *slot = None;
@@ -171,11 +174,11 @@ fn start(shared: &Arc<Shared>, m: &mut Member, source: Source, record: Delivery)
     let (partition, offset) = (record.partition, record.offset);
     let shared = shared.clone();
     let task = m.tasks.spawn(async move {
-        match source {
+        let settled = match source {
             Source::Events => from_events(&shared, &record.payload).await,
             Source::Retry(_) => from_retry(&shared, &record.payload).await,
-        }
-        (partition, offset)
+        };
+        (partition, offset, settled)
     });
     m.open
         .entry(partition)
@@ -183,8 +186,9 @@ fn start(shared: &Arc<Shared>, m: &mut Member, source: Source, record: Delivery)
         .insert(offset, Some(task));
 }
 
-/// Lets posts in flight finish within `drain_timeout` (waiting retries are
-/// dropped: they are read again), then commits what settled.
+/// Lets posts in flight finish within `drain_timeout` (retries still
+/// waiting end at once, unsettled: they are read again), then commits what
+/// settled.
 async fn drain(shared: &Shared, m: &mut Member) {
     let drain = shared.config.drain_timeout.as_duration();
     let _ = tokio::time::timeout(drain, async {
@@ -197,16 +201,20 @@ async fn drain(shared: &Shared, m: &mut Member) {
     m.commit().await;
 }
 
-/// An event read: attempt 1 to every matching webhook, concurrently.
-async fn from_events(shared: &Shared, payload: &[u8]) {
+/// An event read: attempt 1 to every matching webhook, concurrently;
+/// whether every post settled.
+async fn from_events(shared: &Shared, payload: &[u8]) -> bool {
     let Ok(mut event) = Event::decode(payload) else {
         shared.metrics.dropped_one("malformed");
-        return;
+        return true;
     };
     // Reports that arrive later name only the message (docs/webhooks.md).
     if event.tenant.is_empty() && !complete(shared, &mut event).await {
+        if shared.stop.is_cancelled() {
+            return false;
+        }
         shared.metrics.dropped_one("no_tenant");
-        return;
+        return true;
     }
     let first = SystemTime::now();
     let posts = shared.matching(&event).into_iter().map(|webhook_id| {
@@ -218,7 +226,8 @@ async fn from_events(shared: &Shared, payload: &[u8]) {
             first,
         })
     });
-    futures::future::join_all(posts).await;
+    let settled = futures::future::join_all(posts).await;
+    settled.into_iter().all(|s| s)
 }
 
 /// Fills in a late report's tenant from its message's history, when Query
@@ -232,23 +241,27 @@ async fn complete(shared: &Shared, event: &mut Event) -> bool {
     }
 }
 
-/// A retry read: waits until it is due, then attempts again.
-async fn from_retry(shared: &Shared, payload: &[u8]) {
+/// A retry read: waits until it is due, then attempts again; whether it
+/// settled.
+async fn from_retry(shared: &Shared, payload: &[u8]) -> bool {
     let Ok(retry) = WebhookRetry::decode(payload) else {
         shared.metrics.dropped_one("malformed");
-        return;
+        return true;
     };
     let (Some(event), Some(first), Some(due)) = (retry.event, retry.first_attempt_at, retry.due_at)
     else {
         shared.metrics.dropped_one("malformed");
-        return;
+        return true;
     };
     let (Ok(first), Ok(due)) = (SystemTime::try_from(first), SystemTime::try_from(due)) else {
         shared.metrics.dropped_one("malformed");
-        return;
+        return true;
     };
     if let Ok(wait) = due.duration_since(SystemTime::now()) {
-        tokio::time::sleep(wait).await;
+        tokio::select! {
+            () = shared.stop.cancelled() => return false,
+            () = tokio::time::sleep(wait) => {}
+        }
     }
     shared
         .attempt(Post {
@@ -258,5 +271,5 @@ async fn from_retry(shared: &Shared, payload: &[u8]) {
             made: retry.attempt,
             first,
         })
-        .await;
+        .await
 }

@@ -255,12 +255,40 @@ async fn webhooks_are_signed_retried_kept_across_kill_9_and_disabled_when_dead()
         5,
         "nothing arrived while nobody listened"
     );
-    let _hook = receiver(root, port, 0).await;
-    let dev = start_dev(binary(), &file).await;
+    let mut hook = receiver(root, port, 0).await;
+    let mut dev = start_dev(binary(), &file).await;
     wait_for(
         "all ten accepted events after the restart",
         Duration::from_secs(60),
         || ids(root, "accepted").len() == 10,
+    )
+    .await;
+
+    // Again, with a clean stop (SIGTERM): retries waiting end at once,
+    // unsettled, and are read again after the restart.
+    hook.kill().await.expect("stop the receiver");
+    send(&dev, "third", 5).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let pid = dev.child.id().expect("pid").to_string();
+    let stopped = Instant::now();
+    let term = Command::new("kill").args(["-TERM", &pid]).status().await;
+    assert!(term.expect("kill -TERM").success());
+    let exit = tokio::time::timeout(Duration::from_secs(25), dev.child.wait()).await;
+    assert!(
+        exit.is_ok(),
+        "sluice dev did not stop within 25 s of SIGTERM"
+    );
+    eprintln!(
+        "sluice dev stopped {:.1} s after SIGTERM",
+        stopped.elapsed().as_secs_f64()
+    );
+    assert_eq!(ids(root, "accepted").len(), 10);
+    let _hook = receiver(root, port, 0).await;
+    let dev = start_dev(binary(), &file).await;
+    wait_for(
+        "all fifteen accepted events after the clean restart",
+        Duration::from_secs(60),
+        || ids(root, "accepted").len() == 15,
     )
     .await;
 
@@ -334,8 +362,8 @@ async fn delivery_logs(dev: &Dev, token: &str) {
         };
         let (refused, delivered) = (count(503, "retrying"), count(200, "delivered"));
         let gave_up = dead.iter().any(|a| a.outcome == "gave_up" && a.status == 0);
-        // 10 accepted, 1 bounced and 1 notice delivered at least once each.
-        if refused >= 3 && delivered >= 12 && gave_up {
+        // 15 accepted, 1 bounced and 1 notice delivered at least once each.
+        if refused >= 3 && delivered >= 17 && gave_up {
             let times: Vec<i64> = good
                 .iter()
                 .map(|a| a.at.as_ref().map_or(0, |t| t.seconds))
