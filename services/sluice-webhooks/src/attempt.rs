@@ -66,6 +66,17 @@ impl Shared {
             .collect()
     }
 
+    /// Whether any enabled webhook of any tenant takes events of `kind`
+    /// (a report naming only its message is looked up only then).
+    pub fn any_takes(&self, kind: i32) -> bool {
+        let tenants = self.tenants.borrow();
+        tenants
+            .tenants
+            .values()
+            .flat_map(|t| &t.webhooks)
+            .any(|w| !w.disabled && (w.events.is_empty() || w.events.contains(&kind)))
+    }
+
     /// Webhook `id` of `tenant` as control has it now.
     fn webhook(&self, tenant: &str, id: &str) -> Option<Webhook> {
         let tenants = self.tenants.borrow();

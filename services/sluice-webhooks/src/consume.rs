@@ -208,7 +208,11 @@ async fn from_events(shared: &Shared, payload: &[u8]) -> bool {
         shared.metrics.dropped_one("malformed");
         return true;
     };
-    // Reports that arrive later name only the message (docs/webhooks.md).
+    // Reports that arrive later name only the message (docs/webhooks.md);
+    // their history is read only when some webhook takes their kind.
+    if event.tenant.is_empty() && !shared.any_takes(event.kind) {
+        return true;
+    }
     if event.tenant.is_empty() && !complete(shared, &mut event).await {
         if shared.stop.is_cancelled() {
             return false;
