@@ -265,7 +265,7 @@ async fn main() -> anyhow::Result<()> {
         machine::cpus()
     );
     println!(
-        "method: {} events on {} partitions, appended first; max_concurrent_posts {}; one connection per post (HTTP/1.1, loopback); every signature checked",
+        "method: {} events on {} partitions, appended first; max_concurrent_posts {}; HTTP/1.1 on loopback, connections kept alive; every signature checked",
         args.events, args.partitions, args.concurrency
     );
     println!(

@@ -16,6 +16,7 @@
 mod attempt;
 pub mod body;
 pub mod config;
+mod connect;
 mod consume;
 pub mod health;
 mod history;
@@ -94,7 +95,11 @@ pub async fn run(
     let shared = Arc::new(attempt::Shared {
         history,
         health: health::Health::new(config.max_posts_per_webhook),
-        poster: post::Poster::new(config.timeout.as_duration(), config.allow_private_addresses),
+        poster: post::Poster::new(
+            config.timeout.as_duration(),
+            config.allow_private_addresses,
+            config.max_posts_per_webhook,
+        ),
         delays: config
             .retry_delays
             .iter()
