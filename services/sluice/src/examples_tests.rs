@@ -25,6 +25,9 @@ fn every_role_example_loads() {
     assert_eq!(control.store, sluice_control::StoreKind::Cassandra);
     assert_eq!(control.credentials.len(), 3, "one credential per role");
     crate::dev::DevConfig::load(Some(&example("dev.toml"))).expect("dev.toml");
+    let webhooks = sluice_webhooks::WebhooksConfig::load(Some(&example("webhooks.toml")))
+        .expect("webhooks.toml");
+    assert!(!webhooks.allow_private_addresses);
 }
 
 #[test]
@@ -35,6 +38,7 @@ fn no_example_without_a_role() {
         "recorder.toml",
         "control.toml",
         "dev.toml",
+        "webhooks.toml",
     ];
     for entry in std::fs::read_dir(example("")).expect("deploy/examples") {
         let name = entry
