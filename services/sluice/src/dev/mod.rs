@@ -206,26 +206,18 @@ pub async fn start(mut cfg: DevConfig) -> anyhow::Result<Running> {
         token.clone(),
     );
     roles.spawn("inbound", inbound);
-    if let Some(token_file) = generated {
-        cfg.webhooks.control.addr = format!("http://{}", endpoints.control);
-        cfg.webhooks.control.token_file = Some(token_file.clone());
-        // Late reports take their tenant from this process's Query.
-        cfg.webhooks.query_addr = Some(format!("http://{}", endpoints.query));
-        cfg.webhooks.query_token_file = Some(token_file);
-        cfg.webhooks.events_topic = cfg.ingest.kafka.events_topic.clone();
-        let listeners = sluice_webhooks::WebhooksListeners { metrics: None };
-        let webhooks = sluice_webhooks::run(
-            listeners,
-            cfg.webhooks,
-            log.clone(),
-            metrics.webhooks.clone(),
-            token.clone(),
-        );
-        roles.spawn("webhooks", webhooks);
-    } else {
-        tracing::info!(
+    match generated {
+        Some(token_file) => {
+            let events_topic = cfg.ingest.kafka.events_topic.clone();
+            let config = webhooks_config(cfg.webhooks, &endpoints, token_file, events_topic);
+            let listeners = sluice_webhooks::WebhooksListeners { metrics: None };
+            let (log, metrics) = (log.clone(), metrics.webhooks.clone());
+            let webhooks = sluice_webhooks::run(listeners, config, log, metrics, token.clone());
+            roles.spawn("webhooks", webhooks);
+        }
+        None => tracing::info!(
             "the config names control credentials of its own: dev runs no webhook dispatcher"
-        );
+        ),
     }
     roles.spawn(
         "ingest",
@@ -237,6 +229,23 @@ pub async fn start(mut cfg: DevConfig) -> anyhow::Result<Running> {
         stats,
         roles,
     })
+}
+
+/// The dispatcher's file configuration pointed at this process: its
+/// control and Query (with dev's own token) and ingest's events topic.
+fn webhooks_config(
+    mut config: sluice_webhooks::WebhooksConfig,
+    endpoints: &Endpoints,
+    token_file: std::path::PathBuf,
+    events_topic: String,
+) -> sluice_webhooks::WebhooksConfig {
+    config.control.addr = format!("http://{}", endpoints.control);
+    config.control.token_file = Some(token_file.clone());
+    // Late reports take their tenant from this process's Query.
+    config.query_addr = Some(format!("http://{}", endpoints.query));
+    config.query_token_file = Some(token_file);
+    config.events_topic = events_topic;
+    config
 }
 
 /// Every role's metrics, served together on the sender's endpoint
