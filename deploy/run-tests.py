@@ -123,7 +123,7 @@ class Runner:
                     summary = [l for l in output.splitlines() if l.startswith("test result:")]
                     for line in summary:
                         print(f"    {line}", flush=True)
-            self.done(job, (took, package, name, code))
+            self.done(job, (took, package, name, code, panics(output)))
 
     def run(self):
         lanes = [threading.Thread(target=self.lane) for _ in range(self.jobs)]
@@ -132,6 +132,24 @@ class Runner:
         for lane in lanes:
             lane.join()
         return self.results
+
+
+def panics(output, most=6):
+    """The panic messages in a test binary's output, a few lines each, so the
+    end of a long log (what a CI view shows first) says why it failed."""
+    lines = output.splitlines()
+    found = []
+    for i, line in enumerate(lines):
+        if "panicked at" not in line:
+            continue
+        found.append(line.strip())
+        for follow in lines[i + 1:i + 4]:
+            if follow.startswith(("stack backtrace", "note:")) or not follow.strip():
+                break
+            found.append("  " + follow.strip()[:300])
+        if len(found) >= most * 4:
+            break
+    return found
 
 
 def main():
@@ -144,12 +162,14 @@ def main():
     results = Runner(jobs, work).run()
     failed = [r for r in results if r[3] != 0]
     print(f"\nslowest test binaries (wall {time.monotonic() - started:.0f} s):")
-    for took, package, name, code in sorted(results, reverse=True)[:10]:
+    for took, package, name, code, _ in sorted(results, reverse=True)[:10]:
         print(f"  {took:7.1f} s  {package} {name}{'' if code == 0 else '  FAILED'}")
     doc = subprocess.run(["cargo", "test", "--workspace", "--locked", "--doc", "-q"]).returncode
     if failed or doc != 0:
-        for _, package, name, _ in failed:
+        for _, package, name, _, why in failed:
             print(f"FAILED: {package} {name}", file=sys.stderr)
+            for line in why:
+                print(f"    {line}", file=sys.stderr)
         if doc != 0:
             print("FAILED: doc tests", file=sys.stderr)
         sys.exit(1)

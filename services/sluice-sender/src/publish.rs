@@ -53,28 +53,37 @@ impl Publisher {
         }
     }
 
-    /// Publishes the re-queued envelope (if any), then the event (if any).
-    /// Returns when both are acknowledged.
+    /// Publishes the re-queued envelope (if any) and the event (if any), side
+    /// by side. Returns when both are acknowledged.
     pub async fn publish(&self, fate: &Fate) {
         self.publish_traced(fate, None).await;
     }
 
     /// [`Publisher::publish`], the records carrying `trace` (a
     /// `traceparent`): the event as is, the re-queued envelope under a
-    /// `sender.requeue` span that says where it waits and until when.
+    /// `sender.requeue` span that says where it waits and until when. The
+    /// two appends are independent (a crash between them leaves the record
+    /// without its index entry, so it is handled again either way), so they
+    /// share one round of acknowledgements: the window in which a crash
+    /// makes a delivered record go out again is one append shorter.
     async fn publish_traced(&self, fate: &Fate, trace: Option<&str>) {
-        if let Some((topic, envelope)) = &fate.requeue {
-            let payload = envelope.encode_to_vec();
-            let span = requeue_span(topic, envelope, trace);
-            let trace = traceparent(&span);
-            let sent = self.send(topic, &envelope.message_id, payload, trace.as_deref());
-            sent.instrument(span).await;
-        }
-        if let Some(event) = &fate.event {
-            let payload = event.encode_to_vec();
-            self.send(&self.events_topic, &event.message_id, payload, trace)
-                .await;
-        }
+        let requeue = async {
+            if let Some((topic, envelope)) = &fate.requeue {
+                let payload = envelope.encode_to_vec();
+                let span = requeue_span(topic, envelope, trace);
+                let trace = traceparent(&span);
+                let sent = self.send(topic, &envelope.message_id, payload, trace.as_deref());
+                sent.instrument(span).await;
+            }
+        };
+        let event = async {
+            if let Some(event) = &fate.event {
+                let payload = event.encode_to_vec();
+                self.send(&self.events_topic, &event.message_id, payload, trace)
+                    .await;
+            }
+        };
+        tokio::join!(requeue, event);
     }
 
     /// Publishes an envelope to `topic` (used by tests and tools).

@@ -169,13 +169,7 @@ async fn hard_bounces_pause_the_path_and_the_tenant_and_nothing_else() {
         .expect("recorder task")
         .expect("recorder ran");
     sim.shutdown().await;
-    session
-        .query_unpaged(
-            format!("DROP KEYSPACE IF EXISTS {}", recorder_cfg.keyspace),
-            (),
-        )
-        .await
-        .expect("drop keyspace");
+    sluice_testkit::cql::drop_keyspace(&session, &recorder_cfg.keyspace).await;
 
     assert_eq!(
         to_bad, 0,

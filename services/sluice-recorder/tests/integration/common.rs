@@ -71,10 +71,7 @@ pub async fn fresh_config() -> (RecorderConfig, Session) {
 }
 
 pub async fn drop_keyspace(session: &Session, ks: &str) {
-    session
-        .query_unpaged(format!("DROP KEYSPACE IF EXISTS {ks}"), ())
-        .await
-        .expect("drop keyspace");
+    sluice_testkit::cql::drop_keyspace(session, ks).await;
 }
 
 pub fn now_secs() -> i64 {
