@@ -25,10 +25,14 @@ import time
 # Binaries that must not run at the same time as others of a group:
 # "kafka-cluster" kill a broker of the shared three-broker cluster; "heavy"
 # run many processes and bound timings or duplicates that double load skews
-# (one of them runs at a time; the other lane takes the lighter binaries).
+# (one of them runs at a time; the other lane takes the lighter binaries);
+# "cassandra-ddl": the recorder's integration tests create and drop dozens of
+# keyspaces, and Cassandra runs schema changes one at a time, so the cluster
+# test's own migrations and lease table would queue behind them.
 EXCLUSIVE = {
     ("sluice-log", "kafka_broker_loss"): {"kafka-cluster"},
-    ("sluice", "cluster"): {"kafka-cluster", "heavy"},
+    ("sluice", "cluster"): {"kafka-cluster", "heavy", "cassandra-ddl"},
+    ("sluice-recorder", "integration"): {"cassandra-ddl"},
     ("sluice", "dev_fates"): {"heavy"},
     ("sluice", "dev_crash"): {"heavy"},
     ("sluice", "sender_leases"): {"heavy"},
