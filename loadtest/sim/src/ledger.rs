@@ -24,6 +24,12 @@ pub(crate) struct SourceCounts {
 pub(crate) struct Ledger {
     pub messages: Vec<AcceptedMessage>,
     pub sources: BTreeMap<(String, IpAddr), SourceCounts>,
+    /// Feedback waiting for its time (and for an MX to send it to).
+    pub feedback_due: Vec<crate::feedback::Due>,
+    /// Where feedback goes, once known.
+    pub feedback_mx: Option<std::net::SocketAddr>,
+    /// Feedback mailed, with the MX's answer.
+    pub feedback_sent: Vec<crate::report::SentFeedback>,
 }
 
 impl Ledger {

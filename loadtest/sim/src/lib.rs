@@ -16,9 +16,11 @@
 
 mod conn;
 mod error;
+mod feedback;
 mod ledger;
 mod limits;
 mod message;
+mod outbox;
 mod provider;
 mod reply;
 mod report;
@@ -33,7 +35,7 @@ mod tls;
 
 pub use error::SimError;
 pub use reply::LimitKind;
-pub use report::{AcceptedMessage, Duplicate, ProviderReport, Report, SourceReport};
-pub use scenario::{Limits, ProviderConfig, Scenario, Style};
+pub use report::{AcceptedMessage, Duplicate, ProviderReport, Report, SentFeedback, SourceReport};
+pub use scenario::{Feedback, Limits, ProviderConfig, Scenario, Style};
 pub use sim::{SimHandle, Simulator};
 pub use sluice_smtp::Reply;

@@ -29,6 +29,11 @@ accepted, deferred, rejected, peak messages per minute against the limit,
 violations by limit) and writes the JSON report if --report was given. It
 exits with status 0 even when violations were counted; read the report.
 
+Providers with a [provider.feedback] table later mail delayed bounces (RFC
+3464, to the message's MAIL FROM) and spam complaints (ARF, to the feedback
+address) for a share of the recipients they accepted, to --feedback-mx. The
+report lists each with the MX's answer.
+
 Example:
     sluice-sim --scenario loadtest/scenarios/five-providers.toml --report /tmp/sim.json
 
@@ -42,6 +47,11 @@ struct Args {
     /// recipients, source IP and time; counters and violations).
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
+    /// The sender's inbound MX (host:port), where providers with a
+    /// `feedback` table mail their late bounces and complaints. Without it,
+    /// that feedback waits and is never sent.
+    #[arg(long, value_name = "ADDR")]
+    feedback_mx: Option<std::net::SocketAddr>,
 }
 
 #[tokio::main]
@@ -56,6 +66,9 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let scenario = Scenario::load(&args.scenario)?;
     let sim = Simulator::start(scenario).await?;
+    if let Some(mx) = args.feedback_mx {
+        sim.send_feedback_to(mx);
+    }
     let mut stdout = std::io::stdout();
     for (name, addr) in sim.addrs() {
         writeln!(stdout, "listening provider={name} addr={addr}")?;

@@ -208,4 +208,16 @@ impl Provider {
     pub fn record(&self, message: AcceptedMessage) {
         self.ledger().accepted(message);
     }
+
+    /// Queues the late feedback (scenario `feedback`) `message` will get.
+    pub fn feedback_later(&self, message: &AcceptedMessage, body: &[u8]) {
+        let Some(config) = &self.config.feedback else {
+            return;
+        };
+        let now = crate::session::unix_ms();
+        let due = crate::feedback::reports(config, message, body, &self.host, now);
+        if !due.is_empty() {
+            self.ledger().feedback_due.extend(due);
+        }
+    }
 }

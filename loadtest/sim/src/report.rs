@@ -79,6 +79,33 @@ pub struct Report {
     pub providers: Vec<ProviderReport>,
     /// Every accepted message, in acceptance order.
     pub messages: Vec<AcceptedMessage>,
+    /// Late feedback (bounces, complaints) mailed so far, in sending order.
+    #[serde(default)]
+    pub feedback: Vec<SentFeedback>,
+}
+
+/// What a piece of late feedback was about, and how the MX answered it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SentFeedback {
+    /// `"bounce"` (an RFC 3464 report) or `"complaint"` (an ARF report).
+    pub kind: String,
+    /// The accepted recipient it is about.
+    pub recipient: String,
+    /// The message's `Message-ID`, as in [`AcceptedMessage::message_id`].
+    pub message_id: String,
+    /// Where it was mailed: the message's `MAIL FROM`, or the complaint
+    /// address.
+    pub to: String,
+    /// The MX's last reply: `250 ...` when the report was taken, otherwise
+    /// the refusal (or the connection error) that ended the attempt.
+    pub answer: String,
+}
+
+impl SentFeedback {
+    /// The MX took the report (`250` at the end of DATA).
+    pub fn taken(&self) -> bool {
+        self.answer.starts_with("250")
+    }
 }
 
 /// A (Message-ID, recipient) pair accepted more than once.
@@ -113,6 +140,7 @@ impl Report {
         Report {
             providers,
             messages: ledger.messages.clone(),
+            feedback: ledger.feedback_sent.clone(),
         }
     }
 

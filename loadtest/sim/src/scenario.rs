@@ -89,6 +89,45 @@ pub struct ProviderConfig {
     /// closes. Default: 300.
     #[serde(default = "default_idle")]
     pub idle_timeout_secs: u64,
+    /// Mail the provider sends back later about messages it accepted, as
+    /// real mailbox providers do: delayed bounces and spam complaints.
+    /// Omitted: none.
+    #[serde(default)]
+    pub feedback: Option<Feedback>,
+}
+
+/// Late feedback about accepted mail. Each accepted recipient is picked (or
+/// not) by a hash of its address, so the same recipients are picked in every
+/// run: a recipient whose hash falls below `bounce_share` bounces, one
+/// between `bounce_share` and `bounce_share + complaint_share` complains.
+/// Feedback goes to the MX given at start (`--feedback-mx`, or
+/// `SimHandle::send_feedback_to`); until one is given it waits.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Feedback {
+    /// Fraction (0.0 to 1.0) of accepted recipients whose mailbox turns out
+    /// to be disabled after acceptance: a delivery status notification
+    /// (RFC 3464, `5.1.1`) is mailed to the message's `MAIL FROM` (the
+    /// sender's VERP return path). Default: 0.
+    #[serde(default)]
+    pub bounce_share: f64,
+    /// Fraction (0.0 to 1.0) of accepted recipients who press "this is
+    /// spam": an ARF report (RFC 5965, `Feedback-Type: abuse`) with the
+    /// original headers is mailed to `complaint_to`. Default: 0.
+    #[serde(default)]
+    pub complaint_share: f64,
+    /// The sender's feedback-loop address that complaints go to, e.g.
+    /// `"fbl@sluice.test"`. Required when `complaint_share` is above 0.
+    #[serde(default)]
+    pub complaint_to: Option<String>,
+    /// Milliseconds after acceptance before the feedback is sent.
+    /// Default: 1000.
+    #[serde(default = "default_feedback_delay")]
+    pub delay_ms: u64,
+}
+
+fn default_feedback_delay() -> u64 {
+    1000
 }
 
 /// Per-source-IP limits. A client that goes past one is answered with the
@@ -211,6 +250,42 @@ impl ProviderConfig {
                 "provider {who}: a limit of 0 would refuse all mail"
             ));
         }
+        match &self.feedback {
+            Some(feedback) => feedback.validate(who),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Feedback {
+    /// The feedback `recipient` gets once accepted: `"bounce"`,
+    /// `"complaint"` or none (the same in every run).
+    pub fn kind_for(&self, recipient: &str) -> Option<&'static str> {
+        crate::feedback::pick(self, recipient).map(|kind| kind.name())
+    }
+
+    fn validate(&self, who: &str) -> Result<(), SimError> {
+        for (field, share) in [
+            ("bounce_share", self.bounce_share),
+            ("complaint_share", self.complaint_share),
+        ] {
+            if !(0.0..=1.0).contains(&share) {
+                return invalid(&format!(
+                    "provider {who}: feedback.{field} must be in 0.0..=1.0"
+                ));
+            }
+        }
+        if self.bounce_share + self.complaint_share > 1.0 {
+            return invalid(&format!(
+                "provider {who}: feedback.bounce_share + feedback.complaint_share must be at most 1.0"
+            ));
+        }
+        let address = self.complaint_to.as_deref().unwrap_or("");
+        if self.complaint_share > 0.0 && !address.contains('@') {
+            return invalid(&format!(
+                "provider {who}: feedback.complaint_to must be an address when complaint_share is above 0"
+            ));
+        }
         Ok(())
     }
 }
@@ -271,6 +346,19 @@ mod tests {
                 .to_string()
                 .contains("limit of 0")
         );
+    }
+
+    #[test]
+    fn feedback_tables_are_checked_field_by_field() {
+        let with = |table: &str| format!("{MINIMAL}\n[provider.feedback]\n{table}\n");
+        let refused = |table: &str| Scenario::parse(&with(table)).unwrap_err().to_string();
+        assert!(refused("bounce_share = 1.2").contains("feedback.bounce_share must be in"));
+        assert!(refused("bounce_share = 0.6\ncomplaint_share = 0.6").contains("at most 1.0"));
+        assert!(refused("complaint_share = 0.1").contains("feedback.complaint_to"));
+        assert!(refused("bounce_rate = 0.1").contains("unknown field"));
+        let ok = Scenario::parse(&with("bounce_share = 0.1")).unwrap();
+        let feedback = ok.providers[0].feedback.as_ref().unwrap();
+        assert_eq!((feedback.delay_ms, feedback.complaint_share), (1000, 0.0));
     }
 
     #[test]

@@ -283,7 +283,7 @@ impl Session {
         if let Some(failure) = provider.random_failure() {
             return provider.refuse(self.peer, failure);
         }
-        provider.record(AcceptedMessage {
+        let accepted = AcceptedMessage {
             provider: provider.name().to_string(),
             server: provider.addr(),
             source_ip: self.peer,
@@ -293,7 +293,9 @@ impl Session {
             size: body.bytes.len(),
             tls: self.tls,
             accepted_at_unix_ms: unix_ms(),
-        });
+        };
+        provider.feedback_later(&accepted, &body.bytes);
+        provider.record(accepted);
         Reply::new(250, "2.0.0 OK: queued")
     }
 
@@ -319,7 +321,7 @@ impl Step {
     }
 }
 
-fn unix_ms() -> u64 {
+pub(crate) fn unix_ms() -> u64 {
     let since = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();

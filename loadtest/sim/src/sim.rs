@@ -65,6 +65,9 @@ impl Simulator {
         let ledger = Arc::new(Mutex::new(Ledger::default()));
         let (stop, _) = watch::channel(false);
         let mut servers = JoinSet::new();
+        if scenario.providers.iter().any(|p| p.feedback.is_some()) {
+            servers.spawn(crate::outbox::run(Arc::clone(&ledger), stop.subscribe()));
+        }
         let mut providers = Vec::new();
         let configs = scenario.providers.into_iter().zip(listeners);
         for (index, (config, listener)) in configs.enumerate() {
@@ -132,6 +135,12 @@ impl SimHandle {
             .iter()
             .map(|p| (p.name.clone(), p.addr))
             .collect()
+    }
+
+    /// Where late feedback (scenario `feedback`) is mailed: the sender's
+    /// inbound MX. Feedback waits until this is called.
+    pub fn send_feedback_to(&self, mx: SocketAddr) {
+        lock(&self.ledger).feedback_mx = Some(mx);
     }
 
     /// The report so far: accepted messages, counters and violations.
