@@ -12,6 +12,15 @@ use sluice_log::{KafkaConfig, KafkaLog, Log};
 use sluice_proto::v1::{Envelope, Event, EventKind};
 use sluice_sim::{Scenario, SimHandle, Simulator};
 
+/// One simulated provider, `inbox`, taking mail for `inbox.test` on a free
+/// port of 127.0.0.2: the receiver of the `sluice dev` feedback tests.
+pub const INBOX: &str = r#"
+[[provider]]
+name = "inbox"
+listen = "127.0.0.2:0"
+domains = ["inbox.test"]
+"#;
+
 /// Source IPs of the sender under test.
 pub const IPS: [&str; 8] = [
     "127.0.0.10",

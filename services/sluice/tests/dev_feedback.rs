@@ -16,18 +16,14 @@ use sluice_proto::v1::{
     EventKind, GetMessageRequest, GetReputationRequest, GetStatsRequest, StatsDimension,
 };
 use sluice_testkit::dev::{dev_config, send_request, start_dev, wait_for_suppressions};
-use sluice_testkit::sender::start_sim;
+use sluice_testkit::sender::{INBOX, start_sim};
 
 const FBL: &str = "fbl@sluice.test";
 const RECIPIENTS: usize = 60;
 
 fn scenario() -> String {
     format!(
-        r#"
-[[provider]]
-name = "inbox"
-listen = "127.0.0.2:0"
-domains = ["inbox.test"]
+        r#"{INBOX}
 [provider.feedback]
 bounce_share = 0.2
 complaint_share = 0.1

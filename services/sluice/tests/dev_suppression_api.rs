@@ -14,17 +14,8 @@ use sluice_proto::v1::{
 };
 use sluice_testkit::dev::{dev_config, send_request, start_dev};
 use sluice_testkit::http::{body, request, status};
-use sluice_testkit::sender::start_sim;
+use sluice_testkit::sender::{INBOX, start_sim};
 use sluice_testkit::with_key;
-
-const SCENARIO: &str = r#"
-seed = 11
-
-[[provider]]
-name = "inbox"
-listen = "127.0.0.2:0"
-domains = ["inbox.test"]
-"#;
 
 const DEV_KEY: &str = "sluice-dev-key";
 const OTHER_KEY: &str = "other-tenant-key-0123456789";
@@ -126,7 +117,7 @@ async fn add_other_tenant(dev: &sluice_testkit::dev::Dev, token: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_manages_its_own_suppression_list() {
-    let sim = start_sim(SCENARIO).await;
+    let sim = start_sim(INBOX).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("dev.toml");
     std::fs::write(

@@ -16,14 +16,7 @@ use sluice_testkit::dev::{
     dev_config, send_request, start_dev, suppressions, wait_for_suppressions,
 };
 use sluice_testkit::mx::Client;
-use sluice_testkit::sender::start_sim;
-
-const SCENARIO: &str = r#"
-[[provider]]
-name = "inbox"
-listen = "127.0.0.2:0"
-domains = ["inbox.test"]
-"#;
+use sluice_testkit::sender::{INBOX, start_sim};
 
 const ANN: &str = "ann@inbox.test";
 
@@ -48,7 +41,7 @@ struct Running {
 }
 
 async fn start() -> Running {
-    let sim = start_sim(SCENARIO).await;
+    let sim = start_sim(INBOX).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("dev.toml");
     let config = dev_config(dir.path(), &sim, "inbox", "inbox.test", "");

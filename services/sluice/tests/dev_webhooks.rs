@@ -21,18 +21,9 @@ use sluice_proto::v1::ingest_client::IngestClient;
 use sluice_testkit::cluster::free_addr;
 use sluice_testkit::dev::{Dev, dev_config, send_request, start_dev};
 use sluice_testkit::http::{body, request, status};
-use sluice_testkit::sender::start_sim;
+use sluice_testkit::sender::{INBOX, start_sim};
 use sluice_testkit::webhooks::{SECRET, received, receiver};
 use tokio::process::Command;
-
-const SCENARIO: &str = r#"
-seed = 12
-
-[[provider]]
-name = "inbox"
-listen = "127.0.0.2:0"
-domains = ["inbox.test"]
-"#;
 
 const WEBHOOKS: &str = r#"
 [webhooks]
@@ -186,7 +177,7 @@ async fn tenant_registers(http: &str, url: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_are_signed_retried_kept_across_kill_9_and_disabled_when_dead() {
-    let sim = start_sim(SCENARIO).await;
+    let sim = start_sim(INBOX).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let root = dir.path();
     let port = free_addr().port();

@@ -13,17 +13,8 @@ use sluice_proto::v1::ingest_client::IngestClient;
 use sluice_testkit::cluster::free_addr;
 use sluice_testkit::dev::{dev_config, send_request, start_dev};
 use sluice_testkit::http::{request, status};
-use sluice_testkit::sender::start_sim;
+use sluice_testkit::sender::{INBOX, start_sim};
 use sluice_testkit::webhooks::{SECRET, ids, receiver};
-
-const SCENARIO: &str = r#"
-seed = 13
-
-[[provider]]
-name = "inbox"
-listen = "127.0.0.2:0"
-domains = ["inbox.test"]
-"#;
 
 const WEBHOOKS: &str = r#"
 [webhooks]
@@ -61,7 +52,7 @@ async fn register(http: &str, id: &str, url: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_receiver_does_not_hold_up_another_webhook() {
-    let sim = start_sim(SCENARIO).await;
+    let sim = start_sim(INBOX).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let root = dir.path();
     let port = free_addr().port();

@@ -78,6 +78,7 @@ impl Run {
                 sources: vec![source(IPS[0], 0, 1), source(IPS[1], n as u64, 7)],
             }],
             messages,
+            feedback: Vec::new(),
         };
         // Day 1 cap 20, site cap 12: 2n attempts fit for n <= 6.
         Run {
