@@ -34,6 +34,7 @@ EXCLUSIVE = {
     ("sluice", "cluster"): {"kafka-cluster", "heavy", "cassandra-ddl"},
     ("sluice-recorder", "integration"): {"cassandra-ddl"},
     ("sluice", "dev_fates"): {"heavy"},
+    ("sluice-sender", "deliver_e2e"): {"heavy"},
     ("sluice", "dev_crash"): {"heavy"},
     ("sluice", "sender_leases"): {"heavy"},
     ("sluice", "sender_crash"): {"heavy"},

@@ -30,6 +30,8 @@ pub(crate) struct Ledger {
     pub feedback_mx: Option<std::net::SocketAddr>,
     /// Feedback mailed, with the MX's answer.
     pub feedback_sent: Vec<crate::report::SentFeedback>,
+    /// Accepted messages' recipients and bytes, from providers that keep them.
+    pub bodies: Vec<(Vec<String>, Vec<u8>)>,
 }
 
 impl Ledger {

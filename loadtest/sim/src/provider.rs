@@ -209,6 +209,14 @@ impl Provider {
         self.ledger().accepted(message);
     }
 
+    /// Keeps the bytes of `message` when the scenario asks (`keep_bodies`).
+    pub fn keep_body(&self, message: &AcceptedMessage, body: &[u8]) {
+        if self.config.keep_bodies {
+            let recipients = message.recipients.clone();
+            self.ledger().bodies.push((recipients, body.to_vec()));
+        }
+    }
+
     /// Queues the late feedback (scenario `feedback`) `message` will get.
     pub fn feedback_later(&self, message: &AcceptedMessage, body: &[u8]) {
         let Some(config) = &self.config.feedback else {

@@ -94,6 +94,11 @@ pub struct ProviderConfig {
     /// Omitted: none.
     #[serde(default)]
     pub feedback: Option<Feedback>,
+    /// Keep every accepted message's bytes in memory, for tests that read
+    /// what arrived (`SimHandle::bodies_to`). Default: false (a load run
+    /// would hold every message it took).
+    #[serde(default)]
+    pub keep_bodies: bool,
 }
 
 /// Late feedback about accepted mail. Each accepted recipient is picked (or

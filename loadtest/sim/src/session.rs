@@ -295,6 +295,7 @@ impl Session {
             accepted_at_unix_ms: unix_ms(),
         };
         provider.feedback_later(&accepted, &body.bytes);
+        provider.keep_body(&accepted, &body.bytes);
         provider.record(accepted);
         Reply::new(250, "2.0.0 OK: queued")
     }

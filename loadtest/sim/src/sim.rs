@@ -143,6 +143,19 @@ impl SimHandle {
         lock(&self.ledger).feedback_mx = Some(mx);
     }
 
+    /// The bytes of every accepted message that went to `recipient`, in
+    /// acceptance order, from providers with `keep_bodies`.
+    pub fn bodies_to(&self, recipient: &str) -> Vec<Vec<u8>> {
+        let ledger = lock(&self.ledger);
+        let to = |(rcpts, _): &&(Vec<String>, Vec<u8>)| rcpts.iter().any(|r| r == recipient);
+        ledger
+            .bodies
+            .iter()
+            .filter(to)
+            .map(|(_, b)| b.clone())
+            .collect()
+    }
+
     /// The report so far: accepted messages, counters and violations.
     pub fn snapshot(&self) -> Report {
         Report::build(&self.providers, &lock(&self.ledger))

@@ -88,6 +88,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "webhook_deliveries",
         cql: include_str!("../migrations/0014_webhook_deliveries.cql"),
     },
+    Migration {
+        version: 15,
+        name: "control_tenant_smtp_dsn",
+        cql: include_str!("../migrations/0015_control_tenant_smtp_dsn.cql"),
+    },
 ];
 
 impl Migration {

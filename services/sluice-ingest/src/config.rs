@@ -343,6 +343,11 @@ pub struct TenantConfig {
     /// (when the node exports traces: `--otlp-endpoint`).
     #[serde(default)]
     pub trace: bool,
+    /// Report mail submitted over SMTP that finally bounces or expires to
+    /// the submission's MAIL FROM with a delivery status notification
+    /// (RFC 3464); mail from the null sender `<>` gets none.
+    #[serde(default)]
+    pub smtp_dsn: bool,
 }
 
 /// SMTP AUTH credentials of a tenant.

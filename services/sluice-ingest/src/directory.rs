@@ -160,6 +160,7 @@ pub fn tenant_config(tenant: &pb::Tenant) -> TenantConfig {
         suppressed: Vec::new(),
         paused: tenant.paused,
         trace: tenant.trace,
+        smtp_dsn: tenant.smtp_dsn,
     }
 }
 

@@ -124,6 +124,7 @@ fn one_recipient(from: String, content: Content) -> Submission {
         tags: Default::default(),
         send_at: None,
         trace: Default::default(),
+        dsn_to: String::new(),
         idempotency_key: String::new(),
         priority: 0,
         headers: Default::default(),

@@ -256,5 +256,6 @@ pub fn submission(request: SendRequest) -> Result<Submission, IngestError> {
         priority: request.priority,
         headers: request.headers.into_iter().collect(),
         trace: Default::default(),
+        dsn_to: String::new(),
     })
 }

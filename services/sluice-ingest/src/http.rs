@@ -347,6 +347,7 @@ impl JsonSendRequest {
             priority: priority(self.priority.as_deref())?,
             headers: self.headers,
             trace: Default::default(),
+            dsn_to: String::new(),
         })
     }
 }

@@ -28,6 +28,10 @@ pub struct Submission {
     pub headers: BTreeMap<String, String>,
     /// How the caller asked for the submission to be traced.
     pub trace: TraceRequest,
+    /// Where a delivery status notification goes if a recipient's copy
+    /// finally fails: the SMTP MAIL FROM when the tenant enabled `smtp_dsn`;
+    /// empty otherwise (`Envelope.dsn_to`).
+    pub dsn_to: String,
 }
 
 /// The caller's trace context and wishes (docs/observability.md#traces).

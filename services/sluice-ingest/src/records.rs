@@ -57,6 +57,7 @@ impl Common<'_> {
             priority: self.submission.priority,
             tags: self.tags(),
             accepted_at: Some(self.now.into()),
+            dsn_to: self.submission.dsn_to.clone(),
             ..Default::default()
         };
         OutRecord {

@@ -25,6 +25,7 @@ pub struct Tenant {
     limiter: Option<Arc<QuotaLimiter>>,
     paused: bool,
     traced: bool,
+    smtp_dsn: bool,
 }
 
 /// A tenant's limiter on this node: `share(quota, live nodes)` recipients
@@ -71,6 +72,12 @@ impl Tenant {
     /// Whether every submission of the tenant is traced.
     pub fn traced(&self) -> bool {
         self.traced
+    }
+
+    /// Whether mail it submits over SMTP that finally fails is reported to
+    /// the submitter's MAIL FROM.
+    pub fn smtp_dsn(&self) -> bool {
+        self.smtp_dsn
     }
 
     /// Pool used when a submission names none.
@@ -262,6 +269,7 @@ fn build_tenant(config: &TenantConfig, previous: Option<&Tenant>) -> Tenant {
         limiter,
         paused: config.paused,
         traced: config.trace,
+        smtp_dsn: config.smtp_dsn,
     }
 }
 
@@ -291,6 +299,7 @@ mod tests {
             suppressed: vec!["Gone@Example.com".into()],
             paused: false,
             trace: false,
+            smtp_dsn: false,
         }
     }
 

@@ -30,6 +30,9 @@ pub struct Fate {
     pub requeue: Option<(String, Envelope)>,
     /// Event to publish (none for an overflow, which is not an outcome).
     pub event: Option<Event>,
+    /// A delivery status notification to the submitter, for a final
+    /// failure of a message that asks for one ([`crate::dsn`]).
+    pub notice: Option<crate::dsn::Notice>,
 }
 
 /// Milliseconds since the Unix epoch now (the sender's clock; the shaping

@@ -13,6 +13,7 @@ mod consume;
 pub mod control;
 mod deliver;
 mod dispatch;
+pub mod dsn;
 mod error;
 pub mod fate;
 mod fate_index;

@@ -53,8 +53,9 @@ impl Publisher {
         }
     }
 
-    /// Publishes the re-queued envelope (if any) and the event (if any), side
-    /// by side. Returns when both are acknowledged.
+    /// Publishes the re-queued envelope (if any), the event (if any) and the
+    /// notification to the submitter with its `accepted` event (if any), side
+    /// by side. Returns when all are acknowledged.
     pub async fn publish(&self, fate: &Fate) {
         self.publish_traced(fate, None).await;
     }
@@ -83,7 +84,16 @@ impl Publisher {
                     .await;
             }
         };
-        tokio::join!(requeue, event);
+        let notice = async {
+            if let Some(notice) = &fate.notice {
+                let (dsn, accepted) = (&notice.envelope, &notice.accepted);
+                let id = &dsn.message_id;
+                let envelope = self.send(&notice.topic, id, dsn.encode_to_vec(), None);
+                let event = self.send(&self.events_topic, id, accepted.encode_to_vec(), None);
+                tokio::join!(envelope, event);
+            }
+        };
+        tokio::join!(requeue, event, notice);
     }
 
     /// Publishes an envelope to `topic` (used by tests and tools).

@@ -111,6 +111,8 @@ pub struct Dev {
     pub query: String,
     /// `host:port` of the embedded control service.
     pub control: String,
+    /// `host:port` of SMTP submission; empty when the config turned it off.
+    pub smtp: String,
 }
 
 /// Starts `binary dev --config FILE` (the test passes
@@ -128,7 +130,7 @@ pub async fn start_dev(binary: &Path, config: &Path) -> Dev {
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
     let deadline = Instant::now() + Duration::from_secs(60);
     let (mut ingest, mut query, mut control, mut http) = (None, None, None, None);
-    let mut inbound = None;
+    let (mut inbound, mut smtp) = (None, String::new());
     while ingest.is_none()
         || query.is_none()
         || control.is_none()
@@ -151,6 +153,8 @@ pub async fn start_dev(binary: &Path, config: &Path) -> Dev {
             http = Some(addr.trim().trim_start_matches("http://").to_owned());
         } else if let Some(addr) = line.trim().strip_prefix("control gRPC") {
             control = Some(addr.trim().to_owned());
+        } else if let Some(addr) = line.trim().strip_prefix("SMTP submission") {
+            smtp = addr.trim().to_owned();
         }
     }
     // Keep draining stdout so the child never blocks on it.
@@ -162,6 +166,7 @@ pub async fn start_dev(binary: &Path, config: &Path) -> Dev {
         inbound: inbound.unwrap_or_default(),
         query: query.unwrap_or_default(),
         control: control.unwrap_or_default(),
+        smtp,
     }
 }
 

@@ -229,6 +229,7 @@ pub(super) fn tenant_values(t: &Tenant) -> Vec<CqlValue> {
                 .map(|w| CqlValue::Blob(w.encode_to_vec()))
                 .collect(),
         ),
+        CqlValue::Boolean(t.smtp_dsn),
     ]
 }
 
@@ -263,6 +264,7 @@ pub(super) type TenantRow = (
     Option<String>,
     Option<bool>,
     Option<Vec<Vec<u8>>>,
+    Option<bool>,
 );
 
 pub(super) fn tenant_from(r: TenantRow) -> Result<Tenant, ControlError> {
@@ -297,6 +299,7 @@ pub(super) fn tenant_from(r: TenantRow) -> Result<Tenant, ControlError> {
             .map(|b| Webhook::decode(b.as_slice()))
             .collect::<Result<_, _>>()
             .map_err(|e| ControlError::Corrupt(format!("config_tenants.webhooks: {e}")))?,
+        smtp_dsn: r.11.unwrap_or(false),
     })
 }
 

@@ -51,6 +51,7 @@ fn make_full_tenant() -> Tenant {
         rate_quota: 50,
         paused: false,
         trace: true,
+        smtp_dsn: true,
         api_key_hashes: vec![hash_secret("key-1"), hash_secret("key-2")],
         smtp_users: vec![
             SmtpUser {

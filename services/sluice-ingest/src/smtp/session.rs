@@ -426,6 +426,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 })
                 .collect(),
             content: Content::Raw(body),
+            dsn_to: match tenant.smtp_dsn() {
+                true => self.mail_from.clone().unwrap_or_default(),
+                false => String::new(),
+            },
             ..Default::default()
         };
         let door = crate::metrics::Door::Smtp;

@@ -25,6 +25,7 @@ pub(super) fn scheduled(
     let mut next = envelope.clone();
     fate::hold_in_tier(&mut next, tier.delay, now);
     Fate {
+        notice: None,
         requeue: Some((cfg.delay_topic(&tier.name), next)),
         event: None,
     }
@@ -38,6 +39,7 @@ pub(super) fn final_fate(
     info: &AttemptInfo,
 ) -> Fate {
     Fate {
+        notice: None,
         requeue: None,
         event: Some(fate::event(envelope, kind, reply, class, info, fate_now())),
     }
@@ -50,6 +52,7 @@ pub(super) fn delivered(
     now: Millis,
 ) -> Fate {
     Fate {
+        notice: None,
         requeue: None,
         event: Some(fate::event(
             envelope,
@@ -71,6 +74,7 @@ pub(super) fn bounced(
 ) -> Fate {
     let class = class.unwrap_or(BounceClass::OtherPermanent);
     Fate {
+        notice: None,
         requeue: None,
         event: Some(fate::event(
             envelope,
@@ -90,6 +94,7 @@ pub(super) fn expired(envelope: &Envelope, now: Millis) -> Fate {
         .cloned()
         .unwrap_or_else(|| synthetic(451, "4.4.7", "message expired before it could be delivered"));
     Fate {
+        notice: None,
         requeue: None,
         event: Some(fate::event(
             envelope,
@@ -116,6 +121,7 @@ pub(super) fn overflow(
     envelope.not_before = Some(timestamp(now.after(delay)));
     fate::hold_in_tier(&mut envelope, tier.delay, now);
     Fate {
+        notice: None,
         requeue: Some((cfg.delay_topic(&tier.name), envelope)),
         event: None,
     }
@@ -232,12 +238,23 @@ impl Dispatcher {
                 );
                 event.next_attempt_at = Some(timestamp(at));
                 Fate {
+                    notice: None,
                     requeue: Some((self.cfg.delay_topic(&tier.name), next)),
                     event: Some(event),
                 }
             }
             RetryDecision::Expire => self.expire_with(envelope, reply, now),
         }
+    }
+
+    /// `fate` with the delivery status notification its envelope asks for
+    /// when the fate is a final failure ([`crate::dsn`]).
+    pub(super) fn noticed(&self, envelope: &Envelope, mut fate: Fate) -> Fate {
+        if let (Some(event), false) = (&fate.event, envelope.dsn_to.is_empty()) {
+            let (topic, reporter) = (self.cfg.outbound_topic(), &self.cfg.smtp.ehlo_name);
+            fate.notice = crate::dsn::notice(envelope, event, topic, reporter, fate_now());
+        }
+        fate
     }
 
     fn expire_with(&self, envelope: &Envelope, reply: SmtpReply, now: Millis) -> Fate {

@@ -354,6 +354,7 @@ impl Dispatcher {
             } => {
                 let fate =
                     fates::final_fate(&envelope, kind, Some(reply), class, &Default::default());
+                let fate = self.noticed(&envelope, fate);
                 self.count_fate(&fate);
                 self.spawn_publish(rec, fate);
             }
@@ -368,6 +369,7 @@ impl Dispatcher {
                     Default::default(),
                     sluice_shaping::Span(0),
                 );
+                let fate = self.noticed(&envelope, fate);
                 self.count_fate(&fate);
                 self.spawn_publish(rec, fate);
             }

@@ -29,7 +29,7 @@ impl Dispatcher {
             };
             if fates::is_expired(&front.envelope, now) {
                 let q = self.pop(idx);
-                let fate = fates::expired(&q.envelope, now);
+                let fate = self.noticed(&q.envelope, fates::expired(&q.envelope, now));
                 self.count_fate(&fate);
                 self.spawn_publish(q.rec, fate);
                 continue;
@@ -171,6 +171,7 @@ impl Dispatcher {
                 self.retry_fate(&envelope, wire_reply, info, at_least)
             }
         };
+        let fate = self.noticed(&done.envelope, fate);
         self.count_fate(&fate);
         if !done.transaction_time.is_zero() {
             self.metrics

@@ -54,6 +54,11 @@ pub enum TenantCommand {
         /// ratio, on nodes that export traces (`--otlp-endpoint`).
         #[arg(long)]
         trace: bool,
+        /// Report mail the tenant submits over SMTP that finally bounces or
+        /// expires to the submission's MAIL FROM, with a delivery status
+        /// notification (RFC 3464).
+        #[arg(long)]
+        smtp_dsn: bool,
     },
 }
 
@@ -202,6 +207,7 @@ pub(super) async fn tenant(
         dkim_keys,
         bounce_domain,
         trace,
+        smtp_dsn,
     } = cmd;
     let name_of_put = name.clone();
     let tenant = Tenant {
@@ -215,6 +221,7 @@ pub(super) async fn tenant(
         dkim_keys,
         bounce_domain: bounce_domain.unwrap_or_default(),
         trace,
+        smtp_dsn,
         // Kept: webhooks are managed with `sluice admin webhook`.
         webhooks: super::webhooks::stored(client, &name_of_put).await?,
     };

@@ -286,6 +286,7 @@ fn tenant(t: &sluice_ingest::config::TenantConfig) -> pb::Tenant {
         rate_quota: t.rate_quota,
         paused: t.paused,
         trace: t.trace,
+        smtp_dsn: t.smtp_dsn,
         api_key_hashes: t.api_keys.clone(),
         smtp_users: t
             .smtp_users
