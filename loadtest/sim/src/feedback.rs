@@ -36,7 +36,7 @@ pub(crate) struct Due {
     pub recipient: String,
     pub mail_from: String,
     pub message_id: String,
-    /// The original header section, CRLF line endings, without the blank line.
+    /// The original header section, each line ending in CRLF.
     pub headers: String,
     /// The provider's host name, which reports come from.
     pub reporter: String,
@@ -74,7 +74,7 @@ impl Due {
              Final-Recipient: rfc822; {rcpt}\r\nAction: failed\r\nStatus: 5.1.1\r\n\
              Remote-MTA: dns; {host}\r\n\
              Diagnostic-Code: smtp; 550 5.1.1 <{rcpt}>: mailbox disabled after delivery\r\n\r\n\
-             --{B}\r\nContent-Type: text/rfc822-headers\r\n\r\n{headers}\r\n\r\n--{B}--\r\n",
+             --{B}\r\nContent-Type: text/rfc822-headers\r\n\r\n{headers}\r\n--{B}--\r\n",
             to = self.mail_from,
             id = self.report_id(),
             headers = self.headers,
@@ -95,7 +95,7 @@ impl Due {
              Original-Mail-From: <{from}>\r\nOriginal-Rcpt-To: <{rcpt}>\r\n\
              Reported-Domain: {domain}\r\n\r\n\
              --{B}\r\nContent-Type: text/rfc822-headers\r\n\r\n\
-             Return-Path: <{from}>\r\n{headers}\r\n\r\n--{B}--\r\n",
+             Return-Path: <{from}>\r\n{headers}\r\n--{B}--\r\n",
             id = self.report_id(),
             domain = from.rsplit_once('@').map_or("", |(_, d)| d),
             headers = self.headers,
@@ -149,7 +149,9 @@ pub(crate) fn reports(
         if kind == Kind::Bounce && message.mail_from.is_empty() {
             continue;
         }
-        let headers = headers.get_or_insert_with(|| header_section(body)).clone();
+        let headers = headers
+            .get_or_insert_with(|| sluice_smtp::header_section(body, MAX_QUOTED_HEADERS))
+            .clone();
         due.push(Due {
             kind,
             at_unix_ms: now_ms + config.delay_ms,
@@ -161,24 +163,6 @@ pub(crate) fn reports(
         });
     }
     due
-}
-
-/// The header section of `body` (without the blank line), CRLF endings,
-/// cut at a line end near [`MAX_QUOTED_HEADERS`].
-fn header_section(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let mut out = String::new();
-    for line in text.split('\n') {
-        let line = line.strip_suffix('\r').unwrap_or(line);
-        if line.is_empty() || out.len() + line.len() > MAX_QUOTED_HEADERS {
-            break;
-        }
-        if !out.is_empty() {
-            out.push_str("\r\n");
-        }
-        out.push_str(line);
-    }
-    out
 }
 
 #[cfg(test)]

@@ -118,7 +118,7 @@ fn report(envelope: &Envelope, event: &Event, reporter: &str, id: &str, now: Mil
             status(envelope, event, &reply, reporter, expired),
         ),
     ];
-    let headers = header_section(&envelope.content);
+    let headers = sluice_smtp::header_section(&envelope.content, MAX_QUOTED_HEADERS);
     if !headers.is_empty() {
         parts.push(MimePart::new("text/rfc822-headers", headers));
     }
@@ -211,22 +211,6 @@ fn quoted(reply: &SmtpReply) -> String {
         (code, true) => format!("{code} {text}"),
         (code, false) => format!("{code} {} {text}", reply.enhanced_code),
     }
-}
-
-/// The message's header section without the blank line, cut at a line end
-/// near [`MAX_QUOTED_HEADERS`]; empty when the content is stored elsewhere.
-fn header_section(content: &[u8]) -> String {
-    let text = String::from_utf8_lossy(content);
-    let mut out = String::new();
-    for line in text.split('\n') {
-        let line = line.strip_suffix('\r').unwrap_or(line);
-        if line.is_empty() || out.len() + line.len() > MAX_QUOTED_HEADERS {
-            break;
-        }
-        out.push_str(line);
-        out.push_str("\r\n");
-    }
-    out
 }
 
 #[cfg(test)]

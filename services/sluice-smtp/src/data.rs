@@ -109,9 +109,36 @@ where
     }
 }
 
+/// The header section of a message (everything before the first empty
+/// line), each line ending in CRLF, cut at a line end so that it stays
+/// within `max` bytes: what a delivery or feedback report quotes as
+/// `text/rfc822-headers`. Empty for a message without headers.
+pub fn header_section(message: &[u8], max: usize) -> String {
+    let text = String::from_utf8_lossy(message);
+    let mut out = String::new();
+    for line in text.split('\n') {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.is_empty() || out.len() + line.len() + 2 > max {
+            break;
+        }
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
+
+    #[test]
+    fn the_header_section_stops_at_the_blank_line_and_the_limit() {
+        let message = b"Subject: a\nFrom: b@c.example\r\n\r\nBody: not a header\r\n";
+        let all = super::header_section(message, 1000);
+        assert_eq!(all, "Subject: a\r\nFrom: b@c.example\r\n");
+        assert_eq!(super::header_section(message, 20), "Subject: a\r\n");
+        assert_eq!(super::header_section(b"\r\nbody", 1000), "");
+    }
 
     use super::*;
 

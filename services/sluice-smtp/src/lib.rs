@@ -23,6 +23,6 @@ mod reply;
 
 pub use capabilities::Capabilities;
 pub use command::{Command, Param, ParseError, Path, parse};
-pub use data::{Body, BodyFault, Data, DataLimits, Endings, read_data};
+pub use data::{Body, BodyFault, Data, DataLimits, Endings, header_section, read_data};
 pub use line::{Ending, Line, MAX_COMMAND_LINE, MAX_REPLY_LINE, MAX_TEXT_LINE, read_line};
 pub use reply::{Reply, ReplyError, read_reply};
