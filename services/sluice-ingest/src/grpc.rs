@@ -6,6 +6,7 @@ use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use sluice_proto::v1::ingest_server::{Ingest, IngestServer};
 use sluice_proto::v1::tenant_suppressions_server::TenantSuppressionsServer;
+use sluice_proto::v1::tenant_webhooks_server::TenantWebhooksServer;
 use sluice_proto::v1::{SendBatchResponse, SendRequest, SendResponse, send_request};
 use tonic::metadata::MetadataMap;
 use tonic::service::interceptor::InterceptedService;
@@ -16,11 +17,14 @@ use crate::model::{Content, RecipientInput, Submission, TraceRequest};
 use crate::pipeline::Ingestor;
 use crate::suppression_grpc::SuppressionService;
 use crate::tenant::Tenant;
+use crate::webhook_grpc::WebhookService;
 use crate::{IngestError, error::DURABLE_IDS_METADATA};
 
 /// Largest `TenantSuppressions` request: 10,000 entries of the longest
 /// address with their reasons.
 const SUPPRESSIONS_MAX_BYTES: usize = 4 * 1024 * 1024;
+/// Largest webhook call: one webhook (a URL, a secret, some event kinds).
+const WEBHOOKS_MAX_BYTES: usize = 64 * 1024;
 
 /// Messages of one `SendBatch` stream processed concurrently.
 const BATCH_CONCURRENCY: usize = 16;
@@ -59,6 +63,11 @@ pub async fn serve(
     })
     .max_decoding_message_size(SUPPRESSIONS_MAX_BYTES);
     let suppressions = InterceptedService::new(suppressions, Authenticate(ingestor.clone()));
+    let webhooks = TenantWebhooksServer::new(WebhookService {
+        ingestor: ingestor.clone(),
+    })
+    .max_decoding_message_size(WEBHOOKS_MAX_BYTES);
+    let webhooks = InterceptedService::new(webhooks, Authenticate(ingestor.clone()));
     let service = InterceptedService::new(server, Authenticate(ingestor));
     let reflection = sluice_node::health::reflection(&[sluice_proto::FILE_DESCRIPTOR_SET]);
     Server::builder()
@@ -68,6 +77,7 @@ pub async fn serve(
         .add_service(reflection)
         .add_service(service)
         .add_service(suppressions)
+        .add_service(webhooks)
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
         .await
         .map_err(|err| IngestError::Internal(format!("gRPC server: {err}")))

@@ -40,6 +40,7 @@ mod tenant;
 pub mod unsubscribe;
 mod validate;
 mod webhook_api;
+mod webhook_grpc;
 
 use std::sync::Arc;
 

@@ -4,7 +4,8 @@
 //! /v1/webhooks/{id}` removes one — for the tenant of the API key only. The
 //! webhooks are control's (on the tenant record); this node enters the
 //! tenant's changes there with its control token, and control checks each
-//! field. The API key is checked before the body is read.
+//! field. The API key is checked before the body is read. The same calls
+//! over gRPC are `webhook_grpc.rs`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -151,21 +152,64 @@ fn control_error(status: &tonic::Status) -> IngestError {
     }
 }
 
-async fn list(State(ingestor): State<Arc<Ingestor>>, Authed(tenant): Authed) -> Response {
-    let result = async {
-        let all = on_control(&ingestor, |mut c| async move {
-            c.list_tenants(ListTenantsRequest {}).await
-        })
-        .await?;
-        let webhooks = all
-            .tenants
-            .iter()
-            .find(|t| t.name == tenant.name())
-            .map(|t| t.webhooks.iter().map(Shown::from).collect())
-            .unwrap_or_default();
-        Ok(Listed { webhooks })
+/// Tenant `tenant`'s webhooks, secrets included (callers show them without).
+pub(crate) async fn webhooks_of(
+    ingestor: &Ingestor,
+    tenant: &str,
+) -> Result<Vec<Webhook>, IngestError> {
+    let all = on_control(ingestor, |mut c| async move {
+        c.list_tenants(ListTenantsRequest {}).await
+    })
+    .await?;
+    let found = all.tenants.into_iter().find(|t| t.name == tenant);
+    Ok(found.map(|t| t.webhooks).unwrap_or_default())
+}
+
+/// Adds or replaces `hook` for `tenant` in control; the webhook as stored.
+pub(crate) async fn put_webhook(
+    ingestor: &Ingestor,
+    tenant: &str,
+    hook: Webhook,
+) -> Result<Webhook, IngestError> {
+    let id = hook.id.clone();
+    let request = PutWebhookRequest {
+        tenant: tenant.to_owned(),
+        webhook: Some(hook),
     };
-    answer(result.await)
+    let stored = on_control(ingestor, |mut c| {
+        let request = request.clone();
+        async move { c.put_webhook(request).await }
+    })
+    .await?;
+    let kept = stored.webhooks.into_iter().find(|w| w.id == id);
+    kept.ok_or_else(|| IngestError::ControlUnavailable("control did not keep it".into()))
+}
+
+/// Removes `tenant`'s webhook `id`; whether it existed.
+pub(crate) async fn delete_webhook(
+    ingestor: &Ingestor,
+    tenant: &str,
+    id: String,
+) -> Result<bool, IngestError> {
+    let request = DeleteWebhookRequest {
+        tenant: tenant.to_owned(),
+        id,
+    };
+    let answer = on_control(ingestor, |mut c| {
+        let request = request.clone();
+        async move { c.delete_webhook(request).await }
+    })
+    .await?;
+    Ok(answer.deleted)
+}
+
+async fn list(State(ingestor): State<Arc<Ingestor>>, Authed(tenant): Authed) -> Response {
+    let result = webhooks_of(&ingestor, tenant.name())
+        .await
+        .map(|hooks| Listed {
+            webhooks: hooks.iter().map(Shown::from).collect(),
+        });
+    answer(result)
 }
 
 async fn put(
@@ -177,24 +221,15 @@ async fn put(
     let result = async {
         let body = read_body(&ingestor, body).await?;
         let given: PutBody = parse(&body)?;
-        let request = PutWebhookRequest {
-            tenant: tenant.name().to_owned(),
-            webhook: Some(Webhook {
-                id: id.clone(),
-                url: given.url,
-                events: kinds(&given.events)?,
-                secret: given.secret,
-                ..Webhook::default()
-            }),
+        let hook = Webhook {
+            id,
+            url: given.url,
+            events: kinds(&given.events)?,
+            secret: given.secret,
+            ..Webhook::default()
         };
-        let stored = on_control(&ingestor, |mut c| {
-            let request = request.clone();
-            async move { c.put_webhook(request).await }
-        })
-        .await?;
-        let hook = stored.webhooks.iter().find(|w| w.id == id);
-        hook.map(Shown::from)
-            .ok_or_else(|| IngestError::ControlUnavailable("control did not keep it".into()))
+        let stored = put_webhook(&ingestor, tenant.name(), hook).await?;
+        Ok(Shown::from(&stored))
     };
     answer(result.await)
 }
@@ -204,21 +239,8 @@ async fn remove(
     Authed(tenant): Authed,
     Path(id): Path<String>,
 ) -> Response {
-    let result = async {
-        let request = DeleteWebhookRequest {
-            tenant: tenant.name().to_owned(),
-            id,
-        };
-        let answer = on_control(&ingestor, |mut c| {
-            let request = request.clone();
-            async move { c.delete_webhook(request).await }
-        })
-        .await?;
-        Ok(Deleted {
-            deleted: answer.deleted,
-        })
-    };
-    answer(result.await)
+    let result = delete_webhook(&ingestor, tenant.name(), id).await;
+    answer(result.map(|deleted| Deleted { deleted }))
 }
 
 #[cfg(test)]

@@ -175,6 +175,73 @@ async fn tenant_registers(http: &str, url: &str) {
     assert!(!text.contains(SECRET), "the secret was shown: {text}");
 }
 
+/// `request` with `key` in its `authorization` metadata.
+fn keyed<T>(key: &str, mut request: tonic::Request<T>) -> tonic::Request<T> {
+    let value = format!("Bearer {key}").parse().expect("metadata");
+    request.metadata_mut().insert("authorization", value);
+    request
+}
+
+/// The same through gRPC (`sluice.v1.TenantWebhooks`): the key is checked,
+/// a bad field is refused by name, the secret never comes back, and a
+/// webhook put and deleted there leaves `good` as it was.
+async fn tenant_registers_over_grpc(ingest: &str, url: &str) {
+    use sluice_proto::v1::tenant_webhooks_client::TenantWebhooksClient;
+    use sluice_proto::v1::{
+        DeleteTenantWebhookRequest, EventKind, ListTenantWebhooksRequest, PutTenantWebhookRequest,
+    };
+    let mut client = TenantWebhooksClient::connect(ingest.to_owned())
+        .await
+        .expect("ingest gRPC");
+    let list = || tonic::Request::new(ListTenantWebhooksRequest {});
+    let denied = client.list_webhooks(keyed("not-a-key", list())).await;
+    assert_eq!(
+        denied.expect_err("refused").code(),
+        tonic::Code::Unauthenticated
+    );
+    let put = |url: &str| PutTenantWebhookRequest {
+        id: "grpc".into(),
+        url: url.into(),
+        events: vec![EventKind::Bounced.into()],
+        secret: SECRET.into(),
+    };
+    let bad = client
+        .put_webhook(keyed(DEV_KEY, tonic::Request::new(put("ftp://x.example/"))))
+        .await
+        .expect_err("a bad URL is refused");
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument, "{bad:?}");
+    assert!(bad.message().contains("url"), "{bad:?}");
+    let stored = client
+        .put_webhook(keyed(DEV_KEY, tonic::Request::new(put(url))))
+        .await
+        .expect("put")
+        .into_inner();
+    assert_eq!(
+        (stored.id.as_str(), stored.events.as_slice()),
+        ("grpc", &[EventKind::Bounced as i32][..])
+    );
+    let listed = client
+        .list_webhooks(keyed(DEV_KEY, list()))
+        .await
+        .expect("list");
+    let ids: Vec<String> = listed
+        .into_inner()
+        .webhooks
+        .into_iter()
+        .map(|w| w.id)
+        .collect();
+    assert_eq!(ids, ["good", "grpc"]);
+    for existed in [true, false] {
+        let request = DeleteTenantWebhookRequest { id: "grpc".into() };
+        let answer = client
+            .delete_webhook(keyed(DEV_KEY, tonic::Request::new(request)))
+            .await
+            .expect("delete")
+            .into_inner();
+        assert_eq!(answer.deleted, existed);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_are_signed_retried_kept_across_kill_9_and_disabled_when_dead() {
     let sim = start_sim(INBOX).await;
@@ -196,6 +263,7 @@ async fn webhooks_are_signed_retried_kept_across_kill_9_and_disabled_when_dead()
     let url = format!("http://127.0.0.1:{port}/hook");
     // The tenant registers `good` itself, through ingest's API.
     tenant_registers(&dev.http, &url).await;
+    tenant_registers_over_grpc(&dev.ingest, &url).await;
     let dead_url = format!("http://{dead}/nobody-listens");
     let put = [
         "webhook",
