@@ -5,8 +5,10 @@
 //! complaint (ARF, to the feedback address) for another share, to dev's
 //! inbound MX. Every report is taken; each recipient ends suppressed for the
 //! right reason with the right event in its message's history; the next
-//! submission to a bounced recipient is refused; and the tenant's stats and
-//! reputation count the bounces and complaints.
+//! submission to a bounced recipient is refused; the tenant's webhook (the
+//! example receiver, verifying every signature) gets each `bounced` and
+//! `complained` event; and the tenant's stats and reputation count the
+//! bounces and complaints.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -15,8 +17,11 @@ use sluice_proto::v1::ingest_client::IngestClient;
 use sluice_proto::v1::{
     EventKind, GetMessageRequest, GetReputationRequest, GetStatsRequest, StatsDimension,
 };
+use sluice_testkit::cluster::free_addr;
 use sluice_testkit::dev::{dev_config, send_request, start_dev, wait_for_suppressions};
+use sluice_testkit::http::{request, status};
 use sluice_testkit::sender::{INBOX, start_sim};
+use sluice_testkit::webhooks::{SECRET, received, receiver};
 
 const FBL: &str = "fbl@sluice.test";
 const RECIPIENTS: usize = 60;
@@ -56,6 +61,9 @@ async fn bounces_and_complaints_from_the_simulator_suppress_and_count() {
     );
     std::fs::write(&file, config).expect("write");
     let dev = start_dev(std::path::Path::new(env!("CARGO_BIN_EXE_sluice")), &file).await;
+    let port = free_addr().port();
+    let _hook = receiver(dir.path(), port, 0).await;
+    register_webhook(&dev.http, port).await;
     sim.send_feedback_to(dev.inbound.parse().expect("inbound address"));
     let token = std::fs::read_to_string(dir.path().join("data/control.token")).expect("token");
     let token = token.trim();
@@ -155,6 +163,43 @@ async fn bounces_and_complaints_from_the_simulator_suppress_and_count() {
         );
     }
 
+    // Every report reached the tenant's webhook, signed (the receiver keeps
+    // only posts whose signature holds).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let posted: HashSet<(String, String)> = received(dir.path())
+            .iter()
+            .map(|e| {
+                (
+                    e["type"].as_str().unwrap_or("").to_owned(),
+                    e["recipient"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect();
+        let missing: Vec<_> = expected
+            .iter()
+            .map(|(r, k)| {
+                (
+                    if *k == "bounce" {
+                        "bounced"
+                    } else {
+                        "complained"
+                    },
+                    *r,
+                )
+            })
+            .filter(|(k, r)| !posted.contains(&(k.to_string(), r.to_string())))
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never posted to the webhook: {missing:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     let bounced = expected
         .iter()
         .find(|(_, k)| **k == "bounce")
@@ -219,6 +264,27 @@ async fn bounces_and_complaints_from_the_simulator_suppress_and_count() {
     }
     let report = sim.shutdown().await;
     assert_eq!(report.total_violations(), 0);
+}
+
+/// Tenant `dev` registers the example receiver on `port` for bounces and
+/// complaints through ingest's HTTP API.
+async fn register_webhook(http: &str, port: u16) {
+    let hook = format!(
+        r#"{{"url": "http://127.0.0.1:{port}/hook", "events": ["bounced", "complained"], "secret": "{SECRET}"}}"#
+    );
+    let headers = [
+        "authorization: Bearer sluice-dev-key",
+        "content-type: application/json",
+    ];
+    let answer = request(
+        http,
+        "PUT",
+        "/v1/webhooks/feedback",
+        &headers,
+        hook.as_bytes(),
+    )
+    .await;
+    assert_eq!(status(&answer), 200, "{answer}");
 }
 
 /// The simulator's report once `count` reports were mailed.
