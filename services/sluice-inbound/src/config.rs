@@ -12,8 +12,15 @@ pub struct InboundConfig {
     /// Address the SMTP MX listens on (the tenants' bounce domains' MX
     /// records point here; port 25 in production).
     pub listen: String,
-    /// Name in the greeting and the EHLO reply.
+    /// Name in the greeting and the EHLO reply, and of the generated
+    /// certificate.
     pub hostname: String,
+    /// PEM certificate chain offered with STARTTLS (read again when the
+    /// files change); unset with `key_file`: a self-signed certificate
+    /// generated at start (senders of bounces encrypt without checking it).
+    pub cert_file: Option<std::path::PathBuf>,
+    /// PEM private key of `cert_file`.
+    pub key_file: Option<std::path::PathBuf>,
     /// Kafka bootstrap servers, comma separated.
     pub brokers: String,
     /// Topic the findings are published to as events (the recorder's).
@@ -49,6 +56,8 @@ impl Default for InboundConfig {
         Self {
             listen: "127.0.0.1:2525".into(),
             hostname: "localhost".into(),
+            cert_file: None,
+            key_file: None,
             brokers: "127.0.0.1:9092".into(),
             events_topic: "sluice.events".into(),
             secret: String::new(),

@@ -256,6 +256,9 @@ pub async fn run(
         metrics,
     };
     let cfg = &inbound.config;
+    let (cert, key) = (cfg.cert_file.as_deref(), cfg.key_file.as_deref());
+    let acceptor = sluice_node::tls::smtp_acceptor(cert, key, &cfg.hostname, "inbound")
+        .map_err(|err| InboundError::Config(err.0))?;
     let gate = Gate::new(cfg.max_connections, cfg.max_connections_per_ip);
     tracing::info!(addr = %listener.local_addr()?, "inbound MX listening");
     let mut sessions = JoinSet::new();
@@ -263,9 +266,9 @@ pub async fn run(
         tokio::select! {
             (stream, peer) = gate.accept(&listener, "inbound MX", refuse_smtp) => {
                 inbound.metrics.sessions.inc();
-                let session = session::Session::new(stream, inbound.clone());
+                let (inbound, acceptor) = (inbound.clone(), acceptor.clone());
                 sessions.spawn(async move {
-                    if let Err(err) = session.run().await {
+                    if let Err(err) = connection(stream, inbound, acceptor).await {
                         tracing::debug!(%peer, %err, "inbound session ended with an error");
                     }
                 });
@@ -281,6 +284,30 @@ pub async fn run(
     .await;
     if let Ok(Err(err)) = serving.await {
         tracing::warn!(error = %err, "the metrics endpoint stopped with an error");
+    }
+    Ok(())
+}
+
+/// One MX connection: a plain session, then, after STARTTLS, a session
+/// inside TLS. The handshake gets the idle timeout, like a command.
+async fn connection<S>(
+    stream: S,
+    inbound: Inbound,
+    acceptor: tokio_rustls::TlsAcceptor,
+) -> std::io::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let handshake: std::time::Duration = inbound.config.idle_timeout.into();
+    let plain = session::Session::new(stream, inbound.clone(), false);
+    if let session::Ended::StartTls(stream) = plain.run().await? {
+        let tls = tokio::time::timeout(handshake, acceptor.accept(stream))
+            .await
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out")
+            })??;
+        inbound.metrics.tls_sessions.inc();
+        session::Session::new(tls, inbound, true).run().await?;
     }
     Ok(())
 }

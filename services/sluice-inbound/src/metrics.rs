@@ -25,6 +25,7 @@ pub struct KindLabels {
 pub struct InboundMetrics {
     registry: Registry,
     pub sessions: Counter,
+    pub tls_sessions: Counter,
     pub refused_recipients: Counter,
     pub messages: Family<OutcomeLabels, Counter>,
     pub events: Family<KindLabels, Counter>,
@@ -44,6 +45,12 @@ impl InboundMetrics {
             "sessions",
             "SMTP sessions the MX accepted",
             sessions.clone(),
+        );
+        let tls_sessions = Counter::default();
+        registry.register(
+            "tls_sessions",
+            "SMTP sessions that went on inside TLS after STARTTLS",
+            tls_sessions.clone(),
         );
         let refused_recipients = Counter::default();
         registry.register(
@@ -66,6 +73,7 @@ impl InboundMetrics {
         Self {
             registry,
             sessions,
+            tls_sessions,
             refused_recipients,
             messages,
             events,

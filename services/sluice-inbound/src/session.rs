@@ -13,9 +13,12 @@ use crate::{Inbound, Taken};
 const MAX_ERRORS: usize = 20;
 
 /// How a session ended.
-pub(crate) enum Ended {
+pub(crate) enum Ended<S> {
     Quit,
     Closed,
+    /// The client asked for TLS and was told to start: the bare stream
+    /// (whatever it had sent after STARTTLS is dropped, RFC 3207 §4.2).
+    StartTls(S),
 }
 
 pub(crate) struct Session<S> {
@@ -29,14 +32,18 @@ pub(crate) struct Session<S> {
     unsubscribes: Vec<String>,
     mail: bool,
     errors: usize,
+    /// The session runs inside TLS (after STARTTLS).
+    tls: bool,
 }
 
 impl<S> Session<S>
 where
     S: tokio::io::AsyncRead + AsyncWrite + Unpin,
 {
-    pub(crate) fn new(stream: S, inbound: Inbound) -> Self {
+    /// A session on `stream`; `tls` when it runs inside TLS already.
+    pub(crate) fn new(stream: S, inbound: Inbound, tls: bool) -> Self {
         Self {
+            tls,
             stream: BufReader::new(stream),
             inbound,
             messages: Vec::new(),
@@ -47,10 +54,13 @@ where
         }
     }
 
-    pub(crate) async fn run(mut self) -> std::io::Result<Ended> {
+    /// Greets (unless resuming inside TLS) and serves commands.
+    pub(crate) async fn run(mut self) -> std::io::Result<Ended<S>> {
         let hostname = self.inbound.config.hostname.clone();
-        self.say(&Reply::new(220, format!("{hostname} ESMTP Sluice inbound")))
-            .await?;
+        if !self.tls {
+            self.say(&Reply::new(220, format!("{hostname} ESMTP Sluice inbound")))
+                .await?;
+        }
         loop {
             let idle: Duration = self.inbound.config.idle_timeout.into();
             let max = sluice_smtp::MAX_COMMAND_LINE;
@@ -72,6 +82,11 @@ where
                     Ok(Command::Quit) => {
                         self.say(&Reply::new(221, "2.0.0 Bye")).await?;
                         return Ok(Ended::Quit);
+                    }
+                    Ok(Command::StartTls) if !self.tls => {
+                        self.say(&Reply::new(220, "2.0.0 Ready to start TLS"))
+                            .await?;
+                        return Ok(Ended::StartTls(self.stream.into_inner()));
                     }
                     Ok(command) => self.command(command).await?,
                     Err(err) => err.reply(),
@@ -97,9 +112,13 @@ where
         Ok(match command {
             Command::Ehlo(_) => {
                 self.reset();
+                let starttls = if self.tls { "" } else { "\nSTARTTLS" };
                 Reply::new(
                     250,
-                    format!("{}\nSIZE {}\n8BITMIME", cfg.hostname, cfg.max_message_bytes),
+                    format!(
+                        "{}\nSIZE {}\n8BITMIME{starttls}",
+                        cfg.hostname, cfg.max_message_bytes
+                    ),
                 )
             }
             Command::Helo(_) => {
@@ -120,7 +139,8 @@ where
             Command::Noop => Reply::new(250, "2.0.0 OK"),
             Command::Vrfy => Reply::new(252, "2.5.0 Cannot verify"),
             Command::Help => Reply::new(214, "2.0.0 This server takes bounces for Sluice only"),
-            Command::StartTls | Command::Auth { .. } => Reply::new(502, "5.5.1 Not offered here"),
+            Command::StartTls => Reply::new(503, "5.5.1 TLS is already active"),
+            Command::Auth { .. } => Reply::new(502, "5.5.1 Not offered here"),
             Command::Quit => Reply::new(221, "2.0.0 Bye"),
         })
     }

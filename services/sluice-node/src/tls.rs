@@ -13,6 +13,7 @@
 
 mod client;
 mod reload;
+mod starttls;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -29,6 +30,7 @@ use tokio_rustls::TlsAcceptor;
 
 pub use client::endpoint;
 pub use reload::ReloadingCert;
+pub use starttls::smtp_acceptor;
 
 /// TLS for this node's listeners and for its calls to other Sluice services.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
