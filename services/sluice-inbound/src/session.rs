@@ -274,3 +274,59 @@ where
         stream.flush().await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::{Ended, Session};
+    use crate::Inbound;
+
+    fn inbound(dir: &std::path::Path) -> Inbound {
+        let log = sluice_log::EmbeddedLog::open(dir).expect("embedded log");
+        Inbound {
+            config: Arc::new(crate::InboundConfig::default()),
+            verp: sluice_node::verp::Verp::new(&"s".repeat(32)),
+            log: log.into(),
+            classifier: Arc::default(),
+            metrics: Arc::default(),
+        }
+    }
+
+    /// STARTTLS is offered, answered 220, and what the client pipelined
+    /// after it (a MAIL command meant to land inside TLS) is dropped, not
+    /// handed on with the stream (RFC 3207 §4.2).
+    #[tokio::test]
+    async fn starttls_drops_what_was_pipelined_after_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        client
+            .write_all(b"EHLO a.example\r\nSTARTTLS\r\nMAIL FROM:<x@evil.example>\r\n")
+            .await
+            .expect("write");
+        let ended = Session::new(server, inbound(dir.path()), false).run().await;
+        let Ok(Ended::StartTls(mut stream)) = ended else {
+            panic!("the session did not hand over for TLS");
+        };
+        let mut replies = vec![0; 4096];
+        let n = client.read(&mut replies).await.expect("read");
+        let replies = String::from_utf8_lossy(&replies[..n]).into_owned();
+        assert!(
+            replies.contains("250-STARTTLS") || replies.contains("250 STARTTLS"),
+            "{replies}"
+        );
+        assert!(
+            replies.ends_with("220 2.0.0 Ready to start TLS\r\n"),
+            "{replies}"
+        );
+        let mut left = [0; 64];
+        let read = tokio::time::timeout(Duration::from_millis(100), stream.read(&mut left)).await;
+        assert!(
+            read.is_err(),
+            "the pipelined MAIL reached the TLS layer: {read:?}"
+        );
+    }
+}
