@@ -63,10 +63,11 @@ impl Publisher {
     /// [`Publisher::publish`], the records carrying `trace` (a
     /// `traceparent`): the event as is, the re-queued envelope under a
     /// `sender.requeue` span that says where it waits and until when. The
-    /// two appends are independent (a crash between them leaves the record
+    /// appends are independent (a crash between them leaves the record
     /// without its index entry, so it is handled again either way), so they
     /// share one round of acknowledgements: the window in which a crash
-    /// makes a delivered record go out again is one append shorter.
+    /// makes a delivered record go out again is one append shorter than
+    /// with the copy and the event one after the other.
     async fn publish_traced(&self, fate: &Fate, trace: Option<&str>) {
         let requeue = async {
             if let Some((topic, envelope)) = &fate.requeue {
