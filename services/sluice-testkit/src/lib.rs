@@ -22,6 +22,7 @@ pub mod dev;
 pub mod dns;
 pub mod http;
 pub mod leases;
+pub mod mime;
 pub mod mx;
 pub mod otlp;
 pub mod pki;

@@ -11,7 +11,6 @@
 
 use std::time::{Duration, Instant};
 
-use mail_parser::{MessageParser, MimeHeaders};
 use sluice_proto::v1::ingest_client::IngestClient;
 use sluice_testkit::dev::{dev_config, send_request, start_dev};
 use sluice_testkit::sender::start_sim;
@@ -204,30 +203,8 @@ async fn wait_for_reports(sim: &sluice_sim::SimHandle, count: usize) -> Vec<Vec<
 /// The `message/delivery-status` part of a report, after checking that it
 /// is a `multipart/report` quoting the submitted headers.
 fn delivery_status(raw: &[u8]) -> String {
-    let text = String::from_utf8_lossy(raw);
-    let parsed = MessageParser::default()
-        .parse(raw)
-        .expect("the report parses");
-    let top = parsed.content_type().expect("a content type");
-    assert_eq!(
-        (top.ctype(), top.subtype()),
-        ("multipart", Some("report")),
-        "{text}"
-    );
-    assert_eq!(
-        top.attribute("report-type"),
-        Some("delivery-status"),
-        "{text}"
-    );
-    assert!(text.contains("Auto-Submitted: auto-replied"), "{text}");
-    let part = |subtype: &str| {
-        parsed
-            .parts
-            .iter()
-            .find(|p| p.content_type().and_then(|c| c.subtype()) == Some(subtype))
-            .map(|p| String::from_utf8_lossy(p.contents()).into_owned())
-    };
-    let headers = part("rfc822-headers").unwrap_or_else(|| panic!("no headers part: {text}"));
+    let report = sluice_testkit::mime::delivery_report(raw);
+    let headers = report.headers;
     assert!(headers.contains("Subject: Order 1234 shipped"), "{headers}");
-    part("delivery-status").unwrap_or_else(|| panic!("no delivery-status part: {text}"))
+    report.status
 }
