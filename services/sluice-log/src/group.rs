@@ -161,7 +161,8 @@ pub trait GroupConsumer: Send + 'static {
         self.poll_at_most(wait, POLL_RECORDS)
     }
 
-    /// Stops returning records of `topic`/`partition` until resumed.
+    /// Stops returning records of `topic`/`partition` until resumed, or
+    /// until it is revoked: a partition assigned (again) starts unpaused.
     fn pause(&mut self, topic: &str, partition: i32);
 
     /// Returns records of `topic`/`partition` again, from where it stopped.

@@ -138,6 +138,53 @@ async fn a_second_member_splits_the_partitions() {
     assert!(extra.is_empty(), "the first member read more: {extra:?}");
 }
 
+/// A partition the first member paused, then lost to a rebalance and got
+/// back, is read again: the assignment starts unpaused. (librdkafka keeps
+/// the pause across the revocation; the member, which forgot its paused
+/// partitions at the revocation, would never resume it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_paused_then_assigned_again_is_read() {
+    let log = kafka_log().await;
+    let (topic, group) = (fresh("p"), fresh("g"));
+    log.create_topic(&topic, PARTITIONS).await.expect("create");
+    let topics = [topic.clone()];
+    let mut first = log.subscribe(&group, &topics).await.expect("first member");
+    poll_until_rebalance(&mut first, |e| matches!(e, Rebalance::Assigned(_))).await;
+    for p in 0..PARTITIONS {
+        first.pause(&topic, p);
+    }
+    let mut second = log.subscribe(&group, &topics).await.expect("second member");
+    let (first_events, _) = tokio::join!(
+        revoked_then_assigned(&mut first),
+        poll_until_rebalance(
+            &mut second,
+            |e| matches!(e, Rebalance::Assigned(p) if !p.is_empty())
+        ),
+    );
+    let mine = last_assigned(&first_events);
+    assert!(!mine.is_empty(), "the first member got partitions back");
+    let records: Vec<NewRecord> = (0..40)
+        .map(|i| NewRecord {
+            topic: topic.clone(),
+            key: format!("k{i}").into_bytes(),
+            payload: vec![1],
+            headers: Vec::new(),
+        })
+        .collect();
+    let positions = log.append_batch(records).await.expect("append");
+    let want = positions
+        .iter()
+        .filter(|p| mine.contains(&(topic.clone(), p.partition)))
+        .count();
+    let got = poll_exactly(&mut first, want).await;
+    assert_eq!(
+        got.len(),
+        want,
+        "every record of the partitions it got back"
+    );
+    drop(second);
+}
+
 /// How long the test keeps work in progress after the revocation began.
 const HOLD: Duration = Duration::from_secs(4);
 

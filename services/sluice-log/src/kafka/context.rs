@@ -13,7 +13,7 @@
 //! once). The event reaches the caller right after (the poll returns at
 //! once), and commits for revoked partitions fail from then on.
 
-use rdkafka::consumer::{BaseConsumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::{ClientContext, TopicPartitionList};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -93,9 +93,21 @@ impl ConsumerContext for RebalanceContext {
         }
     }
 
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &rdkafka::consumer::Rebalance<'_>) {
+    fn post_rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        rebalance: &rdkafka::consumer::Rebalance<'_>,
+    ) {
         match rebalance {
             rdkafka::consumer::Rebalance::Assign(tpl) => {
+                // librdkafka keeps a partition's pause across a revocation:
+                // one paused here, revoked and assigned back to this member
+                // would never be read again, while the member (which forgot
+                // it at the revocation) never resumes it. Every assignment
+                // starts unpaused, as on a member that never had it.
+                if let Err(err) = consumer.resume(tpl) {
+                    tracing::warn!(group = %self.group, %err, "could not resume newly assigned partitions");
+                }
                 let assigned = partitions(tpl);
                 self.fence.open(&assigned);
                 self.send(Rebalance::Assigned(assigned));
