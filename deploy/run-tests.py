@@ -29,6 +29,9 @@ import time
 # "cassandra-ddl": the recorder's integration tests create and drop dozens of
 # keyspaces, and Cassandra runs schema changes one at a time, so the cluster
 # test's own migrations and lease table would queue behind them.
+# `isolation` compares two timed runs of its own, so a heavy neighbour that
+# loads one run more than the other fails it (x2.36 beside `cluster`);
+# `throttled_backlog` checks that a site keeps sending at its limit.
 EXCLUSIVE = {
     ("sluice-log", "kafka_broker_loss"): {"kafka-cluster"},
     ("sluice", "cluster"): {"kafka-cluster", "heavy", "cassandra-ddl"},
@@ -40,6 +43,8 @@ EXCLUSIVE = {
     ("sluice", "sender_crash"): {"heavy"},
     ("sluice", "ip_state_handover"): {"heavy"},
     ("sluice", "control_cluster"): {"heavy"},
+    ("sluice-sender", "isolation"): {"heavy"},
+    ("sluice-sender", "throttled_backlog"): {"heavy"},
 }
 # Started first (longest first), so the two lanes end close together.
 LONG_FIRST = [

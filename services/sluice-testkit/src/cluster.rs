@@ -25,6 +25,9 @@ pub fn spawn_role(
     env: &[(&str, &str)],
     log: &str,
 ) -> Child {
+    // `SLUICE_TEST_CHILD_LOG` overrides the test's filter, to look closer
+    // at a failing run.
+    let log = std::env::var("SLUICE_TEST_CHILD_LOG").unwrap_or_else(|_| log.to_owned());
     let mut command = Command::new(binary);
     command
         .args([role, "--config"])
