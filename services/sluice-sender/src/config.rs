@@ -176,8 +176,17 @@ pub struct QueueSection {
     /// Messages waiting in one site's ready queue; beyond it, new messages for
     /// the site go to the first delay tier (overflow).
     pub max_per_site: usize,
-    /// How long overflowed messages wait before they are read again.
+    /// The shortest wait of an overflowed message before it is read again
+    /// (also the wait while the site's drain rate is unknown, and the wait of
+    /// a paused tenant's mail).
     pub overflow_delay: Span,
+    /// The longest wait of an overflowed message. In between, a message waits
+    /// as long as the site needs to send what is ahead of it (its ready
+    /// queue and the messages parked before it, at the rate it drained over
+    /// the last five minutes), so a throttled site's backlog is re-written
+    /// about once per this span. A raised limit reaches parked mail at most
+    /// this late.
+    pub max_overflow_hold: Span,
 }
 
 impl Default for QueueSection {
@@ -186,6 +195,7 @@ impl Default for QueueSection {
             max_in_flight: 20_000,
             max_per_site: 2_000,
             overflow_delay: Span::mins(1),
+            max_overflow_hold: Span::hours(1),
         }
     }
 }
@@ -267,6 +277,12 @@ impl RoleConfig for SenderConfig {
             return Err(invalid(
                 "queues",
                 "max_in_flight and max_per_site must be at least 1",
+            ));
+        }
+        if self.queues.max_overflow_hold < self.queues.overflow_delay {
+            return Err(invalid(
+                "queues.max_overflow_hold",
+                "must be at least queues.overflow_delay",
             ));
         }
         self.leases

@@ -70,6 +70,7 @@ pub struct SenderMetrics {
     registry: Registry,
     pub outcomes: Family<OutcomeLabels, Counter>,
     pub overflowed: Counter,
+    pub hops: Counter,
     pub transaction_seconds: Family<PathLabels, Histogram>,
     pub queued: Gauge,
     pub in_delivery: Gauge,
@@ -104,8 +105,14 @@ impl SenderMetrics {
         let overflowed = Counter::default();
         registry.register(
             "overflowed",
-            "Messages sent to the first delay tier because their site's ready queue was full",
+            "Messages sent to a delay tier because their site's ready queue was full (each a re-write of the message)",
             overflowed.clone(),
+        );
+        let hops = Counter::default();
+        registry.register(
+            "tier_hops",
+            "Messages written to a delay tier because they are not due yet: scheduled mail leaving the outbound topic, and records that came out of a tier before their due time (long retries, parked overflow)",
+            hops.clone(),
         );
         let transaction_seconds = Family::<PathLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.001, 2.0, 16))
@@ -182,6 +189,7 @@ impl SenderMetrics {
             site_oldest_seconds,
             outcomes,
             overflowed,
+            hops,
             transaction_seconds,
             queued,
             in_delivery,

@@ -43,7 +43,7 @@ provider = "{provider}"
 
 /// The start every dev file here shares: a data directory under `dir`,
 /// every listener on a free loopback port, no DNS.
-fn listeners(dir: &Path) -> String {
+pub fn listeners(dir: &Path) -> String {
     format!(
         r#"data_dir = "{}"
 [control]

@@ -107,15 +107,16 @@ pub(super) fn expired(envelope: &Envelope, now: Millis) -> Fate {
     }
 }
 
-/// A message whose site queue is full: back to the first delay tier, with no
-/// event (it is not an outcome) and its attempt count unchanged.
+/// A message whose site queue is full: to the delay tier that fits `delay`
+/// (see [`super::parking`]), with no event (it is not an outcome) and its
+/// attempt count unchanged.
 pub(super) fn overflow(
     cfg: &SenderConfig,
     retry: &RetrySchedule,
     envelope: &Envelope,
     now: Millis,
+    delay: Span,
 ) -> Fate {
-    let delay = cfg.queues.overflow_delay;
     let tier = retry.tier_for(delay);
     let mut envelope = envelope.clone();
     envelope.not_before = Some(timestamp(now.after(delay)));
@@ -136,7 +137,7 @@ pub(super) fn tenant_paused(
     envelope: &Envelope,
     now: Millis,
 ) -> Fate {
-    let mut fate = overflow(cfg, retry, envelope, now);
+    let mut fate = overflow(cfg, retry, envelope, now, cfg.queues.overflow_delay);
     let reply = synthetic(
         451,
         "4.7.1",
@@ -334,13 +335,16 @@ mod scheduled_tests {
             hold_until: Some(timestamp(Millis(now.0 - 5_000))),
             ..Default::default()
         };
-        let fate = overflow(&cfg, &retry, &envelope, now);
-        let (_, next) = fate.requeue.expect("re-queued");
-        let hold = fate::millis(&next.hold_until).expect("held");
-        let due = fate::millis(&next.not_before).expect("due");
-        assert!(hold > now && hold <= due, "hold {hold:?}, due {due:?}");
-        let tier = retry.tier_for(cfg.queues.overflow_delay);
-        assert!(hold.0 - now.0 <= tier.delay.0);
+        for (delay, tier) in [(cfg.queues.overflow_delay, "1m"), (Span::hours(1), "1h")] {
+            let fate = overflow(&cfg, &retry, &envelope, now, delay);
+            let (topic, next) = fate.requeue.expect("re-queued");
+            assert_eq!(topic, format!("sluice.outbound.shared.delay-{tier}"));
+            let hold = fate::millis(&next.hold_until).expect("held");
+            let due = fate::millis(&next.not_before).expect("due");
+            assert_eq!(due, now.after(delay));
+            assert!(hold > now && hold <= due, "hold {hold:?}, due {due:?}");
+            assert!(hold.0 - now.0 <= retry.tier_for(delay).delay.0);
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod connections;
 mod fates;
 mod ipstate;
 mod leased;
+mod parking;
 mod pump;
 mod revoke;
 
@@ -21,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use sluice_proto::v1::{BounceClass, Envelope, EventKind, SmtpReply};
-use sluice_shaping::{Engine, Millis, PathId, PoolKey, Site, SiteKey};
+use sluice_shaping::{Engine, Millis, PathId, PoolKey, Site, SiteKey, Span};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
@@ -89,6 +90,8 @@ pub(crate) struct SiteQueue {
     queue: VecDeque<Queued>,
     /// Do not ask the engine again before this time.
     wake_at: Option<Millis>,
+    /// How fast the queue drains, and how long its overflow waits.
+    parking: parking::Parking,
 }
 
 pub(crate) struct Idle {
@@ -105,6 +108,8 @@ pub struct Stats {
     pub bounced: u64,
     pub expired: u64,
     pub overflowed: u64,
+    /// Messages written to a delay tier because they were not due yet.
+    pub hops: u64,
     pub in_delivery: usize,
     pub queued: usize,
     /// (IP, site) paths currently paused or slowed by reputation.
@@ -374,6 +379,8 @@ impl Dispatcher {
                 self.spawn_publish(rec, fate);
             }
             Intake::Schedule { rec, envelope } => {
+                self.stats.lock().expect("stats lock").hops += 1;
+                self.metrics.hops.inc();
                 let fate = fates::scheduled(&self.cfg, self.engine.retry(), &envelope, fate_now());
                 self.spawn_publish(rec, fate);
             }
@@ -393,13 +400,22 @@ impl Dispatcher {
                     require_tls,
                     queue: VecDeque::new(),
                     wake_at: None,
+                    parking: Default::default(),
                 });
                 self.site_index.insert(key, self.sites.len() - 1);
                 self.sites.len() - 1
             }
         };
         if self.sites[idx].queue.len() >= self.cfg.queues.max_per_site {
-            let fate = fates::overflow(&self.cfg, self.engine.retry(), &envelope, fate_now());
+            let now = fate_now();
+            if fates::is_expired(&envelope, now) {
+                let fate = self.noticed(&envelope, fates::expired(&envelope, now));
+                self.count_fate(&fate);
+                self.spawn_publish(rec, fate);
+                return;
+            }
+            let delay = self.overflow_hold(idx, &envelope, now);
+            let fate = fates::overflow(&self.cfg, self.engine.retry(), &envelope, now, delay);
             self.stats.lock().expect("stats lock").overflowed += 1;
             self.metrics.overflowed.inc();
             self.spawn_publish(rec, fate);
@@ -413,6 +429,19 @@ impl Dispatcher {
         });
         self.sites[idx].wake_at = None;
         self.queued += 1;
+    }
+
+    /// How long a message overflowing the full queue `idx` waits: its drain
+    /// slot ([`parking`]), but never past its expiry.
+    fn overflow_hold(&mut self, idx: usize, envelope: &Envelope, now: Millis) -> Span {
+        let queues = &self.cfg.queues;
+        let (min, max) = (queues.overflow_delay, queues.max_overflow_hold);
+        let queued = self.sites[idx].queue.len();
+        let hold = self.sites[idx].parking.hold(now, queued, min, max);
+        match crate::fate::millis(&envelope.expires_at) {
+            Some(expires) => hold.min(expires.since(now)),
+            None => hold,
+        }
     }
 
     /// Publishes `fate` in its own task and releases the record's offset after.

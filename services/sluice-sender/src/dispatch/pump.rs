@@ -66,6 +66,7 @@ impl Dispatcher {
             match decision {
                 Ok((grant, new_conn)) => {
                     let q = self.pop(idx);
+                    self.sites[idx].parking.on_start(now);
                     self.start(idx, q, grant, new_conn);
                 }
                 Err(Blocked::Until(t)) => {
