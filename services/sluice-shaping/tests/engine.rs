@@ -64,7 +64,8 @@ fn per_second_limit_blocks_and_says_until_when() {
     let Err(Blocked::Until(t)) = e.decide(T0, pool, s, 0) else {
         panic!()
     };
-    assert_eq!(t, Millis(T0.0 + 500));
+    // 2 per second over the second and its receiver guard (60 ms): 530 ms apart.
+    assert_eq!(t, Millis(T0.0 + 530));
     assert!(e.decide(t, pool, s, 0).is_ok());
 }
 
@@ -243,9 +244,10 @@ fn slow_signal_halves_the_rate() {
     let (pool, s) = (e.pool_key("p").unwrap(), e.site_key(&site("x", None)));
     e.set_signal(ip(1), Signal::Slow);
     e.decide(T0, pool, s, 0).unwrap();
+    // 10 per (guarded) second is one per 106 ms; slowed to half, 212 ms.
     assert_eq!(
         e.decide(T0, pool, s, 0),
-        Err(Blocked::Until(Millis(T0.0 + 200)))
+        Err(Blocked::Until(Millis(T0.0 + 212)))
     );
 }
 

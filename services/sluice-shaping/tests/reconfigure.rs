@@ -77,12 +77,13 @@ fn lowered_limit_applies_to_an_existing_path_and_keeps_its_counts() {
 fn lowered_limit_without_burst_counts_sends_spread_over_the_minute() {
     let mut e = Engine::new(config(vec![ipc(1, "p", None)], per_minute(60, 1))).unwrap();
     let (pool, s) = (e.pool_key("p").unwrap(), e.site_key(&Site::new("x", None)));
+    // 1.1 s apart: within 60 a minute and its receiver guard.
     for i in 0..30 {
-        e.decide(at(i), pool, s, 0).unwrap();
+        e.decide(Millis(T0.0 + i * 1_100), pool, s, 0).unwrap();
     }
     e.reconfigure(config(vec![ipc(1, "p", None)], per_minute(31, 1)))
         .unwrap();
-    let sent: Vec<u64> = (30..90)
+    let sent: Vec<u64> = (33..90)
         .filter(|&i| e.decide(at(i), pool, s, 0).is_ok())
         .collect();
     // The rate state of the old limit alone would let one go every two seconds from 30 s on.
