@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use sluice_log::conformance::{poll_exactly, poll_until_rebalance};
 use sluice_log::{
-    GroupConsumer, KafkaConfig, KafkaConsumer, KafkaLog, MessageLog, NewRecord, Rebalance, probe,
+    GroupConsumer, KafkaConfig, KafkaConsumer, KafkaLog, MessageLog, NewRecord, Position,
+    Rebalance, probe,
 };
 
 const PARTITIONS: i32 = 4;
@@ -64,6 +65,19 @@ async fn revoked_then_assigned(member: &mut KafkaConsumer) -> Vec<Rebalance> {
     seen
 }
 
+/// Appends 40 records to `topic`; returns where they went.
+async fn append_forty(log: &KafkaLog, topic: &str) -> Vec<Position> {
+    let records: Vec<NewRecord> = (0..40)
+        .map(|i| NewRecord {
+            topic: topic.to_owned(),
+            key: format!("k{i}").into_bytes(),
+            payload: vec![1],
+            headers: Vec::new(),
+        })
+        .collect();
+    log.append_batch(records).await.expect("append")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_member_splits_the_partitions() {
     let log = kafka_log().await;
@@ -106,15 +120,7 @@ async fn a_second_member_splits_the_partitions() {
     assert_eq!(&mine | &theirs, all, "together they own every partition");
 
     // Each member now reads the records of its own partitions only.
-    let records: Vec<NewRecord> = (0..40)
-        .map(|i| NewRecord {
-            topic: topic.clone(),
-            key: format!("k{i}").into_bytes(),
-            payload: vec![1],
-            headers: Vec::new(),
-        })
-        .collect();
-    let positions = log.append_batch(records).await.expect("append");
+    let positions = append_forty(&log, &topic).await;
     let count = |owned: &Partitions| {
         positions
             .iter()
@@ -163,15 +169,7 @@ async fn a_partition_paused_then_assigned_again_is_read() {
     );
     let mine = last_assigned(&first_events);
     assert!(!mine.is_empty(), "the first member got partitions back");
-    let records: Vec<NewRecord> = (0..40)
-        .map(|i| NewRecord {
-            topic: topic.clone(),
-            key: format!("k{i}").into_bytes(),
-            payload: vec![1],
-            headers: Vec::new(),
-        })
-        .collect();
-    let positions = log.append_batch(records).await.expect("append");
+    let positions = append_forty(&log, &topic).await;
     let want = positions
         .iter()
         .filter(|p| mine.contains(&(topic.clone(), p.partition)))
