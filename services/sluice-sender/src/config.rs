@@ -174,7 +174,7 @@ pub struct QueueSection {
     /// 500 more).
     pub max_in_flight: usize,
     /// Messages waiting in one site's ready queue; beyond it, new messages for
-    /// the site go to the first delay tier (overflow).
+    /// the site go to a delay tier (overflow).
     pub max_per_site: usize,
     /// The shortest wait of an overflowed message before it is read again
     /// (also the wait while the site's drain rate is unknown, and the wait of
@@ -387,6 +387,16 @@ mod tests {
         let text = MINIMAL.replace("dns = false", "dns = false\nspeed = 11");
         let err = SenderConfig::from_toml(&text).unwrap_err().to_string();
         assert!(err.contains("speed"), "{err}");
+    }
+
+    #[test]
+    fn an_overflow_hold_shorter_than_the_overflow_delay_is_refused() {
+        let text =
+            format!("{MINIMAL}\n[queues]\noverflow_delay = \"5m\"\nmax_overflow_hold = \"1m\"\n");
+        let err = SenderConfig::from_toml(&text).unwrap_err().to_string();
+        assert!(err.contains("queues.max_overflow_hold"), "{err}");
+        let c = SenderConfig::from_toml(MINIMAL).unwrap();
+        assert_eq!(c.queues.max_overflow_hold, Span::hours(1));
     }
 
     #[test]
