@@ -65,6 +65,25 @@ async fn revoked_then_assigned(member: &mut KafkaConsumer) -> Vec<Rebalance> {
     seen
 }
 
+/// A second member joins `group`; returns it with both members' events up
+/// to their new assignments.
+async fn second_joins(
+    log: &KafkaLog,
+    group: &str,
+    topics: &[String],
+    first: &mut KafkaConsumer,
+) -> (KafkaConsumer, Vec<Rebalance>, Vec<Rebalance>) {
+    let mut second = log.subscribe(group, topics).await.expect("second member");
+    let (first_events, second_events) = tokio::join!(
+        revoked_then_assigned(first),
+        poll_until_rebalance(
+            &mut second,
+            |e| matches!(e, Rebalance::Assigned(p) if !p.is_empty())
+        ),
+    );
+    (second, first_events, second_events)
+}
+
 /// Appends 40 records to `topic`; returns where they went.
 async fn append_forty(log: &KafkaLog, topic: &str) -> Vec<Position> {
     let records: Vec<NewRecord> = (0..40)
@@ -94,14 +113,8 @@ async fn a_second_member_splits_the_partitions() {
         "alone, the first member owns all"
     );
 
-    let mut second = log.subscribe(&group, &topics).await.expect("second member");
-    let (first_events, second_events) = tokio::join!(
-        revoked_then_assigned(&mut first),
-        poll_until_rebalance(
-            &mut second,
-            |e| matches!(e, Rebalance::Assigned(p) if !p.is_empty())
-        ),
-    );
+    let (mut second, first_events, second_events) =
+        second_joins(&log, &group, &topics, &mut first).await;
     let revoked = first_events
         .iter()
         .find(|e| matches!(e, Rebalance::Revoked(_)))
@@ -159,14 +172,7 @@ async fn a_partition_paused_then_assigned_again_is_read() {
     for p in 0..PARTITIONS {
         first.pause(&topic, p);
     }
-    let mut second = log.subscribe(&group, &topics).await.expect("second member");
-    let (first_events, _) = tokio::join!(
-        revoked_then_assigned(&mut first),
-        poll_until_rebalance(
-            &mut second,
-            |e| matches!(e, Rebalance::Assigned(p) if !p.is_empty())
-        ),
-    );
+    let (second, first_events, _) = second_joins(&log, &group, &topics, &mut first).await;
     let mine = last_assigned(&first_events);
     assert!(!mine.is_empty(), "the first member got partitions back");
     let positions = append_forty(&log, &topic).await;

@@ -409,10 +409,7 @@ impl Dispatcher {
         if self.sites[idx].queue.len() >= self.cfg.queues.max_per_site {
             let now = fate_now();
             if fates::is_expired(&envelope, now) {
-                let fate = self.noticed(&envelope, fates::expired(&envelope, now));
-                self.count_fate(&fate);
-                self.spawn_publish(rec, fate);
-                return;
+                return self.settle_expired(rec, &envelope, now);
             }
             let delay = self.overflow_hold(idx, &envelope, now);
             let fate = fates::overflow(&self.cfg, self.engine.retry(), &envelope, now, delay);
@@ -429,6 +426,14 @@ impl Dispatcher {
         });
         self.sites[idx].wake_at = None;
         self.queued += 1;
+    }
+
+    /// Publishes the `expired` fate (and its notice) of a message past its
+    /// lifetime.
+    pub(super) fn settle_expired(&mut self, rec: RecordRef, envelope: &Envelope, now: Millis) {
+        let fate = self.noticed(envelope, fates::expired(envelope, now));
+        self.count_fate(&fate);
+        self.spawn_publish(rec, fate);
     }
 
     /// How long a message overflowing the full queue `idx` waits: its drain

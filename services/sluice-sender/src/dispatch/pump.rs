@@ -29,9 +29,7 @@ impl Dispatcher {
             };
             if fates::is_expired(&front.envelope, now) {
                 let q = self.pop(idx);
-                let fate = self.noticed(&q.envelope, fates::expired(&q.envelope, now));
-                self.count_fate(&fate);
-                self.spawn_publish(q.rec, fate);
+                self.settle_expired(q.rec, &q.envelope, now);
                 continue;
             }
             if self.fence.is_closed(&front.rec.topic, front.rec.partition) {
