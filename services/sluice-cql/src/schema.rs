@@ -93,6 +93,16 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "control_tenant_smtp_dsn",
         cql: include_str!("../migrations/0015_control_tenant_smtp_dsn.cql"),
     },
+    Migration {
+        version: 16,
+        name: "control_tenant_tracking",
+        cql: include_str!("../migrations/0016_control_tenant_tracking.cql"),
+    },
+    Migration {
+        version: 17,
+        name: "recorder_engagement_counters",
+        cql: include_str!("../migrations/0017_recorder_engagement_counters.cql"),
+    },
 ];
 
 impl Migration {

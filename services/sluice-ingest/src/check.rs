@@ -29,6 +29,32 @@ pub enum Body {
     Raw(RawMessage),
 }
 
+/// Tracking asked for only where it can be done: the tenant allows it,
+/// this node has a `tracking.base_url`, and the content is a template with
+/// an HTML part (raw messages are sent as submitted).
+pub fn tracking(sub: &Submission, tenant: &Tenant, node_tracks: bool) -> Result<(), IngestError> {
+    if !sub.tracking.any() {
+        return Ok(());
+    }
+    let refuse = |reason: String| Err(IngestError::invalid("tracking", reason));
+    if !tenant.tracking() {
+        return refuse(format!(
+            "tenant {} has not enabled tracking (control: the tenant's `tracking` setting)",
+            tenant.name()
+        ));
+    }
+    if !node_tracks {
+        return refuse("this ingest node has no tracking.base_url".into());
+    }
+    match &sub.content {
+        Content::Template { html, .. } if !html.is_empty() => Ok(()),
+        Content::Template { .. } => refuse("needs a template with an html part".into()),
+        Content::Raw(_) => {
+            refuse("applies to templated messages; raw messages are sent as submitted".into())
+        }
+    }
+}
+
 /// Runs every check; the first failure names its field.
 pub fn submission(
     sub: &Submission,

@@ -2,15 +2,13 @@
 //! sender: one-click unsubscribe (RFC 8058) with an HMAC-signed URL and
 //! Feedback-ID (the signed VERP return path is `sluice_node::verp`).
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ring::hmac;
+use crate::token::Sealer;
 
 /// Signs and checks unsubscribe tokens.
 #[derive(Debug, Clone)]
 pub struct Unsubscribe {
     base_url: String,
-    key: hmac::Key,
+    sealer: Sealer,
 }
 
 /// What an unsubscribe token identifies.
@@ -21,14 +19,11 @@ pub struct UnsubscribeTarget {
     pub message_id: String,
 }
 
-/// Bytes of the HMAC kept in a token (128 bits).
-const TAG_LEN: usize = 16;
-
 impl Unsubscribe {
     pub fn new(base_url: &str, secret: &str) -> Self {
         Self {
             base_url: base_url.trim_end_matches('/').to_owned(),
-            key: hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes()),
+            sealer: Sealer::new(secret.as_bytes()),
         }
     }
 
@@ -37,37 +32,18 @@ impl Unsubscribe {
         &self.base_url
     }
 
-    /// `<base>/<payload>.<tag>`, both parts base64url.
+    /// `<base>/<payload>.<tag>` ([`crate::token`]).
     pub fn url(&self, target: &UnsubscribeTarget) -> String {
         let payload = format!(
             "{}\n{}\n{}",
             target.tenant, target.recipient, target.message_id
         );
-        let tag = hmac::sign(&self.key, payload.as_bytes());
-        format!(
-            "{}/{}.{}",
-            self.base_url,
-            URL_SAFE_NO_PAD.encode(payload),
-            URL_SAFE_NO_PAD.encode(&tag.as_ref()[..TAG_LEN])
-        )
+        format!("{}/{}", self.base_url, self.sealer.seal(payload.as_bytes()))
     }
 
     /// Checks a token's signature and returns what it identifies.
     pub fn verify(&self, token: &str) -> Option<UnsubscribeTarget> {
-        let (payload, tag) = token.split_once('.')?;
-        let payload = URL_SAFE_NO_PAD.decode(payload).ok()?;
-        let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
-        let expected = hmac::sign(&self.key, &payload);
-        let same = tag.len() == TAG_LEN
-            && tag
-                .iter()
-                .zip(expected.as_ref())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
-        if !same {
-            return None;
-        }
-        let text = String::from_utf8(payload).ok()?;
+        let text = String::from_utf8(self.sealer.open(token)?).ok()?;
         let mut parts = text.splitn(3, '\n');
         Some(UnsubscribeTarget {
             tenant: parts.next()?.to_owned(),

@@ -21,6 +21,8 @@ pub struct Copy<'a> {
     pub from_domain: &'a str,
     pub now_unix: i64,
     pub extra: ExtraHeaders,
+    /// Open and click tracking of the HTML part, when asked for.
+    pub tracking: Option<crate::tracking_html::Plan<'a>>,
 }
 
 /// A compiled template (subject, text and HTML parts).
@@ -127,7 +129,11 @@ impl Templates {
             builder = builder.text_body(self.render(TEXT, copy.index, &ctx)?);
         }
         if self.has_html {
-            builder = builder.html_body(self.render(HTML, copy.index, &ctx)?);
+            let mut html = self.render(HTML, copy.index, &ctx)?;
+            if let Some(plan) = &copy.tracking {
+                html = crate::tracking_html::rewrite(&html, plan)?;
+            }
+            builder = builder.html_body(html);
         }
         for (name, value) in headers {
             builder = builder.header(name.clone(), Raw::new(value.clone()));
@@ -187,6 +193,7 @@ mod tests {
             from_domain: "acme.example",
             now_unix: 1_700_000_000,
             extra: vec![("Feedback-ID", "a:b:c:sluice".into())],
+            tracking: None,
         }
     }
 

@@ -28,6 +28,9 @@ pub struct IngestConfig {
     pub smtp: SmtpConfig,
     /// One-click unsubscribe links (RFC 8058).
     pub unsubscribe: UnsubscribeConfig,
+    /// Open and click tracking links (docs/feedback.md).
+    #[serde(default)]
+    pub tracking: TrackingConfig,
     /// Replay window of idempotency keys.
     #[serde(default)]
     pub idempotency: IdempotencyConfig,
@@ -213,6 +216,18 @@ pub struct UnsubscribeConfig {
     pub secret: String,
 }
 
+/// Open and click tracking settings.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrackingConfig {
+    /// Base URL of the open pixel and click redirects, e.g.
+    /// `https://t.example.com/t`; the HTTP listener serves `GET <path>/o/..`
+    /// and `GET <path>/c/..` under its path. Empty (the default): this node
+    /// refuses submissions that ask for tracking. Links are signed with a
+    /// key derived from `unsubscribe.secret`.
+    pub base_url: String,
+}
+
 /// Idempotency-key replay settings.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
@@ -348,6 +363,11 @@ pub struct TenantConfig {
     /// (RFC 3464); mail from the null sender `<>` gets none.
     #[serde(default)]
     pub smtp_dsn: bool,
+    /// Allow submissions to ask for open and click tracking
+    /// (`tracking.opens`, `tracking.clicks`); off: such submissions are
+    /// refused.
+    #[serde(default)]
+    pub tracking: bool,
 }
 
 /// SMTP AUTH credentials of a tenant.
@@ -395,6 +415,13 @@ impl RoleConfig for IngestConfig {
             return bad(
                 "unsubscribe.secret".into(),
                 "must be at least 32 characters".into(),
+            );
+        }
+        let base = &self.tracking.base_url;
+        if !(base.is_empty() || base.starts_with("https://") || base.starts_with("http://")) {
+            return bad(
+                "tracking.base_url".into(),
+                "must be an http:// or https:// URL (or empty to turn tracking off)".into(),
             );
         }
         if self.control.enabled() && !self.tenants.is_empty() {

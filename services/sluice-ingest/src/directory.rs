@@ -161,6 +161,7 @@ pub fn tenant_config(tenant: &pb::Tenant) -> TenantConfig {
         paused: tenant.paused,
         trace: tenant.trace,
         smtp_dsn: tenant.smtp_dsn,
+        tracking: tenant.tracking,
     }
 }
 

@@ -101,6 +101,7 @@ impl Harness {
             from_domain: &checked.from_domain,
             now_unix: 0,
             extra: Default::default(),
+            tracking: None,
         };
         templates
             .message(from, &submission.headers, copy)
@@ -125,6 +126,7 @@ fn one_recipient(from: String, content: Content) -> Submission {
         send_at: None,
         trace: Default::default(),
         dsn_to: String::new(),
+        tracking: Default::default(),
         idempotency_key: String::new(),
         priority: 0,
         headers: Default::default(),

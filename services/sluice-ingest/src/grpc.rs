@@ -267,5 +267,12 @@ pub fn submission(request: SendRequest) -> Result<Submission, IngestError> {
         headers: request.headers.into_iter().collect(),
         trace: Default::default(),
         dsn_to: String::new(),
+        tracking: request
+            .tracking
+            .map(|t| crate::model::TrackingRequest {
+                opens: t.opens,
+                clicks: t.clicks,
+            })
+            .unwrap_or_default(),
     })
 }

@@ -58,7 +58,11 @@ pub async fn serve(
     .counting(ingestor.metrics().shed_counter(crate::metrics::Door::Http));
     let base_url = ingestor.unsubscribe().base_url().to_owned();
     let app = router(ingestor.clone())
-        .merge(crate::unsubscribe::routes(ingestor, &base_url))
+        .merge(crate::unsubscribe::routes(ingestor.clone(), &base_url))
+        .merge(match ingestor.tracking() {
+            Some(tracking) => crate::tracking_http::routes(ingestor.clone(), tracking),
+            None => axum::Router::new(),
+        })
         .merge(sluice_node::probes::routes(shutdown.clone(), check));
     sluice_node::listen::serve_http(incoming, app, shed, shutdown)
         .await
@@ -277,6 +281,8 @@ struct JsonSendRequest {
     priority: Option<String>,
     #[serde(default)]
     headers: BTreeMap<String, String>,
+    #[serde(default)]
+    tracking: crate::model::TrackingRequest,
 }
 
 #[derive(Debug, Deserialize)]
@@ -348,6 +354,7 @@ impl JsonSendRequest {
             headers: self.headers,
             trace: Default::default(),
             dsn_to: String::new(),
+            tracking: self.tracking,
         })
     }
 }

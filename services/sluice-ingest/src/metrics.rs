@@ -63,6 +63,16 @@ pub struct TenantRecipientLabels {
     pub outcome: String,
 }
 
+/// Labels of a tracking request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TrackingLabels {
+    /// `o` (open pixel) or `c` (click redirect).
+    pub kind: String,
+    /// `recorded`, `failed` (the log refused the event) or `unconfirmed`
+    /// (the log did not answer within 5 s).
+    pub outcome: String,
+}
+
 /// All metrics of one ingest node.
 #[derive(Debug)]
 pub struct IngestMetrics {
@@ -76,6 +86,7 @@ pub struct IngestMetrics {
     pub log_append_seconds: Histogram,
     pub shed: Family<DoorLabels, Counter>,
     pub tenant_recipients: Family<TenantRecipientLabels, Counter>,
+    pub tracking: Family<TrackingLabels, Counter>,
     /// The tenant names `tenant_recipients` uses as labels.
     tenants: BoundedLabels,
 }
@@ -144,8 +155,15 @@ impl IngestMetrics {
             "Recipients per tenant (other beyond 1000 names): published to the log, suppressed, or refused with their submission",
             tenant_recipients.clone(),
         );
+        let tracking = Family::<TrackingLabels, Counter>::default();
+        registry.register(
+            "tracking_requests",
+            "Valid open-pixel (kind o) and click-redirect (kind c) requests, by whether their event reached the log",
+            tracking.clone(),
+        );
         Self {
             registry,
+            tracking,
             tenant_recipients,
             tenants: BoundedLabels::default(),
             submissions,
@@ -199,6 +217,15 @@ impl IngestMetrics {
         self.tenant_recipients
             .get_or_create(&labels)
             .inc_by(n as u64);
+    }
+
+    /// Counts one valid tracking request of `kind` (`o` or `c`).
+    pub fn tracking(&self, kind: &str, outcome: &str) {
+        let labels = TrackingLabels {
+            kind: kind.to_owned(),
+            outcome: outcome.to_owned(),
+        };
+        self.tracking.get_or_create(&labels).inc();
     }
 
     /// The shed counter of a listener, to hand to its [`sluice_node::shed::Shed`].

@@ -32,6 +32,26 @@ pub struct Submission {
     /// finally fails: the SMTP MAIL FROM when the tenant enabled `smtp_dsn`;
     /// empty otherwise (`Envelope.dsn_to`).
     pub dsn_to: String,
+    /// What to track in the HTML part (templated messages only).
+    pub tracking: TrackingRequest,
+}
+
+/// Open and click tracking asked for by a submission
+/// (`sluice.v1.Tracking`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackingRequest {
+    #[serde(default)]
+    pub opens: bool,
+    #[serde(default)]
+    pub clicks: bool,
+}
+
+impl TrackingRequest {
+    /// True when anything is to be tracked.
+    pub fn any(&self) -> bool {
+        self.opens || self.clicks
+    }
 }
 
 /// The caller's trace context and wishes (docs/observability.md#traces).

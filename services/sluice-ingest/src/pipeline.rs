@@ -32,6 +32,8 @@ pub struct Ingestor {
     directory: RwLock<Arc<Directory>>,
     limits: LimitsConfig,
     unsubscribe: Unsubscribe,
+    /// Signs open and click links; `None` without `tracking.base_url`.
+    tracking: Option<crate::tracking::Tracking>,
     /// Signs the VERP return paths (the inbound role verifies them).
     verp: sluice_node::verp::Verp,
     publisher: Publisher,
@@ -62,6 +64,12 @@ impl Ingestor {
             limits: config.limits.clone(),
             unsubscribe: Unsubscribe::new(&config.unsubscribe.base_url, &config.unsubscribe.secret),
             verp: sluice_node::verp::Verp::new(&config.unsubscribe.secret),
+            tracking: (!config.tracking.base_url.is_empty()).then(|| {
+                crate::tracking::Tracking::new(
+                    &config.tracking.base_url,
+                    &config.unsubscribe.secret,
+                )
+            }),
             publisher: Publisher::new(config, log),
             idempotency: Idempotency::from_config(&config.idempotency, &config.tls)?,
             in_flight: Arc::new(Semaphore::new(budget_kib)),
@@ -184,6 +192,48 @@ impl Ingestor {
         self.publisher.publish(vec![record]).await
     }
 
+    /// Publishes the `opened` or `clicked` event of a verified tracking
+    /// request; returns once the log holds it.
+    pub async fn engaged(
+        &self,
+        tracked: &crate::tracking::Tracked,
+        user_agent: &str,
+    ) -> Result<(), IngestError> {
+        let kind = match tracked.kind {
+            crate::tracking::Kind::Open => EventKind::Opened,
+            crate::tracking::Kind::Click => EventKind::Clicked,
+        };
+        let copy = &tracked.copy;
+        let event = sluice_proto::v1::Event {
+            event_id: ulid::Ulid::new().to_string(),
+            kind: kind.into(),
+            message_id: copy.message_id.clone(),
+            tenant: copy.tenant.clone(),
+            campaign: copy.campaign.clone(),
+            recipient: copy.recipient.clone(),
+            at: Some(SystemTime::now().into()),
+            engagement: Some(sluice_proto::v1::Engagement {
+                user_agent: crate::tracking::kept_user_agent(user_agent),
+                machine: crate::tracking::is_machine(user_agent),
+                url: tracked.url.clone(),
+            }),
+            ..Default::default()
+        };
+        let record = OutRecord {
+            topic: self.publisher.events_topic().to_owned(),
+            key: copy.message_id.clone(),
+            payload: prost::Message::encode_to_vec(&event),
+            marks_durable: true,
+        };
+        self.publisher.publish(vec![record]).await
+    }
+
+    /// Signs and verifies open and click links, when this node has a
+    /// `tracking.base_url`.
+    pub fn tracking(&self) -> Option<&crate::tracking::Tracking> {
+        self.tracking.as_ref()
+    }
+
     /// Signs and verifies one-click unsubscribe tokens.
     pub fn unsubscribe(&self) -> &Unsubscribe {
         &self.unsubscribe
@@ -233,6 +283,7 @@ impl Ingestor {
         tenant.check_active()?;
         let directory = self.directory();
         let checked = check::submission(sub, tenant, directory.pools(), &self.limits)?;
+        check::tracking(sub, tenant, self.tracking.is_some())?;
         tenant.take_quota(sub.recipients.len(), self.live_nodes.get())?;
         let mut budget = self.reserve(checked.size_hint, sub.recipients.len())?;
         let suppressed = self.suppressed(tenant, sub).await?;
@@ -391,6 +442,7 @@ impl Ingestor {
                 "Feedback-ID",
                 compliance::feedback_id(&sub.campaign, tenant.name(), &checked.pool),
             ));
+            let tracking = self.tracking.as_ref().filter(|_| sub.tracking.any());
             let copy = Copy {
                 index,
                 recipient,
@@ -398,6 +450,17 @@ impl Ingestor {
                 from_domain: &checked.from_domain,
                 now_unix,
                 extra,
+                tracking: tracking.map(|tracking| crate::tracking_html::Plan {
+                    tracking,
+                    copy: crate::tracking::Copy {
+                        tenant: tenant.name().to_owned(),
+                        campaign: sub.campaign.clone(),
+                        recipient: recipient.address.clone(),
+                        message_id: ids[index].clone(),
+                    },
+                    opens: sub.tracking.opens,
+                    clicks: sub.tracking.clicks,
+                }),
             };
             let message = match &checked.body {
                 Body::Template { from, templates } => {

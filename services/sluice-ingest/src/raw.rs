@@ -193,6 +193,7 @@ mod tests {
             from_domain: "acme.example",
             now_unix: 1_700_000_000,
             extra: vec![("Feedback-ID", "x:y:z:sluice".into())],
+            tracking: None,
         });
         String::from_utf8(bytes).expect("utf8")
     }

@@ -26,6 +26,7 @@ pub struct Tenant {
     paused: bool,
     traced: bool,
     smtp_dsn: bool,
+    tracking: bool,
 }
 
 /// A tenant's limiter on this node: `share(quota, live nodes)` recipients
@@ -78,6 +79,11 @@ impl Tenant {
     /// the submitter's MAIL FROM.
     pub fn smtp_dsn(&self) -> bool {
         self.smtp_dsn
+    }
+
+    /// Whether its submissions may ask for open and click tracking.
+    pub fn tracking(&self) -> bool {
+        self.tracking
     }
 
     /// Pool used when a submission names none.
@@ -270,6 +276,7 @@ fn build_tenant(config: &TenantConfig, previous: Option<&Tenant>) -> Tenant {
         paused: config.paused,
         traced: config.trace,
         smtp_dsn: config.smtp_dsn,
+        tracking: config.tracking,
     }
 }
 
@@ -300,6 +307,7 @@ mod tests {
             paused: false,
             trace: false,
             smtp_dsn: false,
+            tracking: false,
         }
     }
 

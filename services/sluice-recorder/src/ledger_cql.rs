@@ -9,7 +9,7 @@ use futures::{StreamExt, TryStreamExt};
 use prost::Message;
 use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
-use scylla::value::CqlTimestamp;
+use scylla::value::{CqlTimestamp, CqlValue};
 use sluice_proto::v1::Event;
 
 use crate::RecorderError;
@@ -47,19 +47,26 @@ fn days_to_secs(days: u32) -> i32 {
 /// Statements of one call in flight at once, unless set otherwise.
 const DEFAULT_CONCURRENCY: usize = 128;
 
-/// A part row's eight counters and `through`, as bound values.
-type PartValues = (i64, i64, i64, i64, i64, i64, i64, i64, i64);
+type B = Option<i64>;
+/// A part row's counters and `through` as read; columns added after the
+/// row was written read as null (0).
+type PartRow = (B, B, B, B, B, B, B, B, B, B, i64);
 
-fn part_values(part: &Part) -> PartValues {
-    let [a, b, c, d, e, f, g, h] = part.deltas.0;
-    (a, b, c, d, e, f, g, h, part.through)
-}
-
-fn part_of((a, b, c, d, e, f, g, h, through): PartValues) -> Part {
+fn part_of((a, b, c, d, e, f, g, h, i, j, through): PartRow) -> Part {
     Part {
-        deltas: Deltas([a, b, c, d, e, f, g, h]),
+        deltas: Deltas([a, b, c, d, e, f, g, h, i, j].map(|v| v.unwrap_or(0))),
         through,
     }
+}
+
+/// The bound values of a part's write: the row's key, its counters,
+/// `through` and the write timestamp.
+fn part_write(key: Vec<CqlValue>, part: &Part, stamp: i64) -> Vec<CqlValue> {
+    let mut values = key;
+    values.extend(part.deltas.0.iter().map(|v| CqlValue::BigInt(*v)));
+    values.push(CqlValue::BigInt(part.through));
+    values.push(CqlValue::BigInt(stamp));
+    values
 }
 
 impl CqlLedger {
@@ -315,7 +322,7 @@ impl CqlLedger {
             .map_err(|e| RecorderError::cql("reading a counter part", e))?
             .into_rows_result()
             .map_err(|e| RecorderError::cql("reading a counter part", e))?
-            .maybe_first_row::<PartValues>()
+            .maybe_first_row::<PartRow>()
             .map_err(|e| RecorderError::cql("reading a counter part", e))?;
         Ok(row.map(part_of).unwrap_or_default())
     }
@@ -337,29 +344,19 @@ impl CqlLedger {
         partition: i32,
         part: &Part,
     ) -> Result<(), RecorderError> {
-        let (scope, k, day, detail) = (key.scope, &key.key, &key.day, &key.detail);
-        let (a, b, c, d, e, f, g, h, through) = part_values(part);
+        let text = |v: &str| CqlValue::Text(v.to_owned());
+        let mut row = vec![text(key.scope), text(&key.key), text(&key.day)];
+        if key.granularity == Granularity::Hourly {
+            row.push(text(&key.hour));
+        }
+        row.extend([text(&key.detail), CqlValue::Int(partition)]);
         // Offsets start at 0; write timestamps must be positive.
-        let stamp = through.saturating_add(1);
-        let result = match key.granularity {
-            Granularity::Daily => {
-                let values = (
-                    scope, k, day, detail, partition, a, b, c, d, e, f, g, h, through, stamp,
-                );
-                self.session
-                    .execute_unpaged(&self.write_daily_part, values)
-                    .await
-            }
-            Granularity::Hourly => {
-                let values = (
-                    scope, k, day, &key.hour, detail, partition, a, b, c, d, e, f, g, h, through,
-                    stamp,
-                );
-                self.session
-                    .execute_unpaged(&self.write_hourly_part, values)
-                    .await
-            }
+        let values = part_write(row, part, part.through.saturating_add(1));
+        let statement = match key.granularity {
+            Granularity::Daily => &self.write_daily_part,
+            Granularity::Hourly => &self.write_hourly_part,
         };
+        let result = self.session.execute_unpaged(statement, values).await;
         result
             .map(drop)
             .map_err(|e| RecorderError::cql("writing a counter part", e))

@@ -10,16 +10,21 @@ use sluice_proto::v1::{Event, ReputationRow, TenantReputationRow};
 
 use crate::RecorderError;
 use crate::ledger_cql::CqlLedger;
-use crate::record::{COLUMNS, Deltas};
+use crate::record::{COLUMNS, Deltas, LEGACY_COLUMNS};
 
 type C = Option<Counter>;
 type Counters8 = (C, C, C, C, C, C, C, C);
 type HourlyRow = (String, String, C, C, C, C, C, C, C, C);
 type B = Option<i64>;
-type PartRow = (String, String, B, B, B, B, B, B, B, B);
+type PartRow = (String, String, B, B, B, B, B, B, B, B, B, B);
 
+/// The counters of a row written before version 12 (the first
+/// [`LEGACY_COLUMNS`] columns; the rest are 0).
 fn deltas_of((a, b, c, d, e, f, g, h): Counters8) -> Deltas {
-    Deltas([a, b, c, d, e, f, g, h].map(|v| v.map_or(0, |c| c.0)))
+    let mut deltas = Deltas::default();
+    deltas.0[..LEGACY_COLUMNS]
+        .copy_from_slice(&[a, b, c, d, e, f, g, h].map(|v| v.map_or(0, |c| c.0)));
+    deltas
 }
 
 fn ts(at: CqlTimestamp) -> prost_types::Timestamp {
@@ -148,8 +153,9 @@ impl CqlLedger {
         let (ks, columns) = (&self.ks, COLUMNS.join(", "));
         let filter = "WHERE scope = ? AND key = ? AND day = ?";
         let mut sums: BTreeMap<(String, String), Deltas> = BTreeMap::new();
+        let legacy_columns = COLUMNS[..LEGACY_COLUMNS].join(", ");
         let legacy =
-            format!("SELECT {hour}, detail, {columns} FROM {ks}.{table}_counters {filter}");
+            format!("SELECT {hour}, detail, {legacy_columns} FROM {ks}.{table}_counters {filter}");
         let rows: Vec<HourlyRow> = self.collect(legacy, (scope, key, day)).await?;
         for (hour, detail, a, b, c, d, e, f, g, h) in rows {
             let deltas = deltas_of((a, b, c, d, e, f, g, h));
@@ -158,8 +164,8 @@ impl CqlLedger {
         let parts =
             format!("SELECT {hour}, detail, {columns} FROM {ks}.{table}_counter_parts {filter}");
         let rows: Vec<PartRow> = self.collect(parts, (scope, key, day)).await?;
-        for (hour, detail, a, b, c, d, e, f, g, h) in rows {
-            let deltas = Deltas([a, b, c, d, e, f, g, h].map(|v| v.unwrap_or(0)));
+        for (hour, detail, a, b, c, d, e, f, g, h, i, j) in rows {
+            let deltas = Deltas([a, b, c, d, e, f, g, h, i, j].map(|v| v.unwrap_or(0)));
             sums.entry((hour, detail)).or_default().add(&deltas);
         }
         Ok(sums

@@ -8,7 +8,7 @@
 //! days of a `(scope, key)` are adjacent and sorted, as are the hours of a day.
 
 use crate::RecorderError;
-use crate::record::{Deltas, Part, Position};
+use crate::record::{Deltas, LEGACY_COLUMNS, Part, Position};
 
 /// Builds a key (or a value) component by component.
 #[derive(Debug, Default, Clone)]
@@ -94,34 +94,48 @@ pub(crate) fn live(value: &[u8], now_ms: i64) -> Result<Option<&[u8]>, RecorderE
     Ok((expires > now_ms).then_some(r.0))
 }
 
-/// The eight counters of a row, each an `i64` (order-preserving encoding).
-pub(crate) fn encode_deltas(d: &Deltas) -> Vec<u8> {
-    d.0.iter().fold(Key::new(), |k, v| k.i(*v)).0
+/// Counters of a row, each an `i64` (order-preserving encoding).
+fn encode_counters(counters: &[i64]) -> Vec<u8> {
+    counters.iter().fold(Key::new(), |k, v| k.i(*v)).0
 }
 
+/// The first [`LEGACY_COLUMNS`] counters of a row (the rows written before
+/// the later columns existed hold only those).
+pub(crate) fn encode_deltas(d: &Deltas) -> Vec<u8> {
+    encode_counters(&d.0[..LEGACY_COLUMNS])
+}
+
+/// Reads the first [`LEGACY_COLUMNS`] counters; the rest stay 0.
 pub(crate) fn decode_deltas(bytes: &[u8]) -> Result<Deltas, RecorderError> {
     let mut r = Reader(bytes);
     let mut d = Deltas::default();
-    for slot in &mut d.0 {
+    for slot in &mut d.0[..LEGACY_COLUMNS] {
         *slot = r.i()?;
     }
     Ok(d)
 }
 
-/// A counter part: its eight counters, then `through`.
+/// A counter part: its first [`LEGACY_COLUMNS`] counters, `through`, then
+/// the counters added later (so parts written before them still read,
+/// with those at 0).
 pub(crate) fn encode_part(part: &Part) -> Vec<u8> {
     let mut bytes = encode_deltas(&part.deltas);
     bytes.extend_from_slice(&Key::new().i(part.through).0);
+    bytes.extend_from_slice(&encode_counters(&part.deltas.0[LEGACY_COLUMNS..]));
     bytes
 }
 
 pub(crate) fn decode_part(bytes: &[u8]) -> Result<Part, RecorderError> {
-    let deltas = decode_deltas(bytes)?;
-    let mut r = Reader(bytes.get(64..).unwrap_or_default());
-    Ok(Part {
-        deltas,
-        through: r.i()?,
-    })
+    let mut deltas = decode_deltas(bytes)?;
+    let mut r = Reader(bytes.get(LEGACY_COLUMNS * 8..).unwrap_or_default());
+    let through = r.i()?;
+    for slot in &mut deltas.0[LEGACY_COLUMNS..] {
+        if r.0.is_empty() {
+            break;
+        }
+        *slot = r.i()?;
+    }
+    Ok(Part { deltas, through })
 }
 
 /// A claim's holder: the event id, then the record's partition and offset.
@@ -177,7 +191,7 @@ mod tests {
         let v = expiring(1_000, b"payload");
         assert_eq!(live(&v, 999).expect("ok"), Some(&b"payload"[..]));
         assert_eq!(live(&v, 1_000).expect("ok"), None);
-        let d = Deltas([1, -2, 3, 0, 5, 6, 7, i64::MAX]);
+        let d = Deltas([1, -2, 3, 0, 5, 6, 7, i64::MAX, 0, 0]);
         assert_eq!(decode_deltas(&encode_deltas(&d)).expect("ok"), d);
         assert!(decode_deltas(&[1, 2]).is_err());
         let part = Part {
@@ -185,6 +199,27 @@ mod tests {
             through: 41,
         };
         assert_eq!(decode_part(&encode_part(&part)).expect("ok"), part);
+        let engaged = Part {
+            deltas: Deltas([0, 1, 0, 0, 0, 0, 0, 0, 4, 2]),
+            through: 7,
+        };
+        assert_eq!(decode_part(&encode_part(&engaged)).expect("ok"), engaged);
+        // A part written before opens and clicks were counted: eight
+        // counters and `through`; the later columns read as 0.
+        let old = [
+            encode_counters(&[5, 0, 0, 0, 0, 0, 0, 0]),
+            Key::new().i(9).0,
+        ]
+        .concat();
+        let read = decode_part(&old).expect("old part");
+        assert_eq!(
+            (
+                read.deltas.get("accepted"),
+                read.deltas.get("opened"),
+                read.through
+            ),
+            (5, 0, 9)
+        );
         let at = Position {
             partition: 3,
             offset: 9,

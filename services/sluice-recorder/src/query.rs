@@ -182,6 +182,8 @@ fn stats_row(day: String, key: &str, d: &Deltas) -> StatsRow {
         expired: get("expired"),
         suppressed: get("suppressed"),
         complained: get("complained"),
+        opened: get("opened"),
+        clicked: get("clicked"),
     }
 }
 

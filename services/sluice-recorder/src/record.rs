@@ -5,8 +5,8 @@ use sluice_proto::v1::{BounceClass, Event, EventKind};
 
 use crate::time::{day_of, hour_of};
 
-/// Counter columns of `daily_counters` and `hourly_counters`, in order.
-pub const COLUMNS: [&str; 8] = [
+/// Counter columns of the counter part tables, in order.
+pub const COLUMNS: [&str; 10] = [
     "accepted",
     "delivered",
     "deferred",
@@ -15,11 +15,18 @@ pub const COLUMNS: [&str; 8] = [
     "expired",
     "suppressed",
     "complained",
+    "opened",
+    "clicked",
 ];
+
+/// How many of [`COLUMNS`] the counter tables written before schema
+/// version 12 have (and the embedded ledger's rows of that time): the
+/// rest were added later and read as 0 there.
+pub const LEGACY_COLUMNS: usize = 8;
 
 /// Amounts to add to each column of [`COLUMNS`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Deltas(pub [i64; 8]);
+pub struct Deltas(pub [i64; 10]);
 
 impl Deltas {
     /// Adds `other` column by column.
@@ -105,9 +112,10 @@ pub fn is_hard_bounce(event: &Event) -> bool {
 }
 
 /// Counter deltas of one event; all zero for kinds that are not counted
-/// (opened, clicked, unsubscribed, unspecified).
+/// (unsubscribed, webhook notices, unspecified). Opens and clicks count
+/// once per message (the de-duplication key has no room for a second).
 pub fn deltas(event: &Event) -> Deltas {
-    let mut d = [0_i64; 8];
+    let mut d = [0_i64; 10];
     let column = match event.kind() {
         EventKind::Accepted => Some(0),
         EventKind::Delivered => Some(1),
@@ -116,6 +124,8 @@ pub fn deltas(event: &Event) -> Deltas {
         EventKind::Expired => Some(5),
         EventKind::Suppressed => Some(6),
         EventKind::Complained => Some(7),
+        EventKind::Opened => Some(8),
+        EventKind::Clicked => Some(9),
         _ => None,
     };
     if let Some(i) = column {
@@ -260,11 +270,20 @@ mod tests {
     }
 
     #[test]
-    fn complaint_suppresses_and_opens_are_not_counted() {
+    fn complaint_suppresses_and_opens_and_clicks_count_in_their_columns() {
         let c = event(EventKind::Complained, BounceClass::Unspecified);
         assert_eq!(suppression(&c).map(|s| s.2), Some("complaint"));
+        let opened = deltas(&event(EventKind::Opened, BounceClass::Unspecified));
+        assert_eq!((opened.get("opened"), opened.get("clicked")), (1, 0));
+        assert_eq!(opened.0.iter().sum::<i64>(), 1);
+        let clicked = deltas(&event(EventKind::Clicked, BounceClass::Unspecified));
+        assert_eq!((clicked.get("opened"), clicked.get("clicked")), (0, 1));
         assert_eq!(
-            deltas(&event(EventKind::Opened, BounceClass::Unspecified)),
+            suppression(&event(EventKind::Opened, BounceClass::Unspecified)),
+            None
+        );
+        assert_eq!(
+            deltas(&event(EventKind::Unsubscribed, BounceClass::Unspecified)),
             Deltas::default()
         );
     }

@@ -105,6 +105,7 @@ pub fn event(
         tags: envelope.tags.clone(),
         node: info.node.clone(),
         lease_epoch: info.lease_epoch,
+        engagement: None,
     }
 }
 

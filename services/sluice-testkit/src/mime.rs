@@ -42,3 +42,24 @@ pub fn delivery_report(raw: &[u8]) -> DeliveryReport {
         headers: part("rfc822-headers"),
     }
 }
+
+/// The decoded HTML part of `raw`, as a mail client would show it; panics
+/// when the message has none.
+pub fn html_part(raw: &[u8]) -> String {
+    let parsed = MessageParser::default()
+        .parse(raw)
+        .unwrap_or_else(|| panic!("not a message: {}", String::from_utf8_lossy(raw)));
+    parsed
+        .body_html(0)
+        .unwrap_or_else(|| panic!("no HTML part: {}", String::from_utf8_lossy(raw)))
+        .into_owned()
+}
+
+/// Every URL in `html` that starts with `prefix`, up to its closing quote,
+/// in order.
+pub fn urls_under(html: &str, prefix: &str) -> Vec<String> {
+    html.split(prefix)
+        .skip(1)
+        .map(|rest| format!("{prefix}{}", rest.split('"').next().unwrap_or_default()))
+        .collect()
+}

@@ -57,6 +57,12 @@ pub fn render(event: &Event) -> Vec<u8> {
     if let Some(next) = &event.next_attempt_at {
         map.insert("next_attempt_at".into(), next.to_string().into());
     }
+    if let Some(e) = &event.engagement {
+        map.insert(
+            "engagement".into(),
+            json!({"user_agent": e.user_agent, "machine": e.machine, "url": e.url}),
+        );
+    }
     if !event.tags.is_empty() {
         let tags: Map<String, Value> = event
             .tags
@@ -106,6 +112,27 @@ mod tests {
         assert_eq!(body["tags"]["list"], "news");
         assert!(body.get("campaign").is_none(), "empty fields are left out");
         assert_eq!(render(&event), render(&event), "the same bytes every time");
+    }
+
+    #[test]
+    fn a_click_carries_its_engagement() {
+        let event = Event {
+            event_id: "01JE0000000000000000000001".into(),
+            kind: EventKind::Clicked.into(),
+            message_id: "m1".into(),
+            tenant: "acme".into(),
+            engagement: Some(sluice_proto::v1::Engagement {
+                user_agent: "Mozilla/5.0 (X11)".into(),
+                machine: false,
+                url: "https://shop.example/sale".into(),
+            }),
+            ..Default::default()
+        };
+        let body: Value = serde_json::from_slice(&render(&event)).unwrap();
+        assert_eq!(body["type"], "clicked");
+        assert_eq!(body["engagement"]["url"], "https://shop.example/sale");
+        assert_eq!(body["engagement"]["machine"], false);
+        assert_eq!(body["engagement"]["user_agent"], "Mozilla/5.0 (X11)");
     }
 
     #[test]

@@ -138,7 +138,8 @@ fn render_stats(rows: &[StatsRow], as_json: bool) -> String {
             .map(|r| {
                 json!({"day": r.day, "key": r.key, "accepted": r.accepted, "delivered": r.delivered,
                 "deferred": r.deferred, "bounced": r.bounced, "expired": r.expired,
-                "suppressed": r.suppressed, "complained": r.complained})
+                "suppressed": r.suppressed, "complained": r.complained, "opened": r.opened,
+                "clicked": r.clicked})
             })
             .collect();
         return Value::Array(rows).to_string();
@@ -153,6 +154,8 @@ fn render_stats(rows: &[StatsRow], as_json: bool) -> String {
         "expired",
         "suppressed",
         "complained",
+        "opened",
+        "clicked",
     ];
     let mut t = table(&header);
     for r in rows {
@@ -164,6 +167,8 @@ fn render_stats(rows: &[StatsRow], as_json: bool) -> String {
             r.expired,
             r.suppressed,
             r.complained,
+            r.opened,
+            r.clicked,
         ];
         let mut cells = vec![r.day.clone(), r.key.clone()];
         cells.extend(n.iter().map(u64::to_string));

@@ -258,7 +258,8 @@ fn record_writes(ks: &str, record: &Record, w: &mut Writes, rev: u64, ts: i64) {
             format!(
                 "INSERT INTO {ks}.config_tenants (name, sending_domains, default_pool, rate_quota, \
                  paused, api_key_hashes, smtp_users, dkim_keys, bounce_domain, trace, webhooks, \
-                 smtp_dsn, revision) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
+                 smtp_dsn, tracking, revision) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 USING TIMESTAMP ?"
             ),
             with_rev(rows::tenant_values(t)),
         ),

@@ -230,6 +230,7 @@ pub(super) fn tenant_values(t: &Tenant) -> Vec<CqlValue> {
                 .collect(),
         ),
         CqlValue::Boolean(t.smtp_dsn),
+        CqlValue::Boolean(t.tracking),
     ]
 }
 
@@ -264,6 +265,7 @@ pub(super) type TenantRow = (
     Option<String>,
     Option<bool>,
     Option<Vec<Vec<u8>>>,
+    Option<bool>,
     Option<bool>,
 );
 
@@ -300,6 +302,7 @@ pub(super) fn tenant_from(r: TenantRow) -> Result<Tenant, ControlError> {
             .collect::<Result<_, _>>()
             .map_err(|e| ControlError::Corrupt(format!("config_tenants.webhooks: {e}")))?,
         smtp_dsn: r.11.unwrap_or(false),
+        tracking: r.12.unwrap_or(false),
     })
 }
 

@@ -52,6 +52,7 @@ fn make_full_tenant() -> Tenant {
         paused: false,
         trace: true,
         smtp_dsn: true,
+        tracking: true,
         api_key_hashes: vec![hash_secret("key-1"), hash_secret("key-2")],
         smtp_users: vec![
             SmtpUser {

@@ -23,6 +23,11 @@ pub const SMTP_USER: &str = "acme-smtp";
 pub const SMTP_PASSWORD: &str = "acme-smtp-password";
 pub const SUPPRESSED: &str = "blocked@example.net";
 
+/// `unsubscribe.secret` of the test node (it also keys the tracking links).
+pub const UNSUBSCRIBE_SECRET: &str = "test-secret-test-secret-test-secret";
+/// `tracking.base_url` of the test node; tenant acme may track, globex not.
+pub const TRACKING_BASE: &str = "https://track.test/t";
+
 /// Knobs a test may turn.
 #[derive(Clone)]
 pub struct Options {
@@ -262,7 +267,10 @@ data_timeout = "{data_timeout}"
 
 [unsubscribe]
 base_url = "https://unsub.test/u"
-secret = "test-secret-test-secret-test-secret"
+secret = "{UNSUBSCRIBE_SECRET}"
+
+[tracking]
+base_url = "{TRACKING_BASE}"
 
 [[tenants]]
 name = "acme"
@@ -270,6 +278,7 @@ api_keys = ["{acme_key}"]
 smtp_users = [{{ username = "{user}", password_hash = "{password}" }}]
 default_pool = "shared"
 bounce_domain = "bounces.acme.example"
+tracking = true
 suppressed = ["{suppressed}"]
 domains = [
   {{ name = "acme.example", dkim_selector = "rsa1", dkim_private_key_file = "{dir}/rsa.pem" }},

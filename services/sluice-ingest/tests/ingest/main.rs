@@ -11,3 +11,4 @@ mod shared_keys;
 mod shared_quota;
 mod smtp;
 mod suppressions;
+mod tracking;

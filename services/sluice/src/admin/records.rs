@@ -59,6 +59,10 @@ pub enum TenantCommand {
         /// notification (RFC 3464).
         #[arg(long)]
         smtp_dsn: bool,
+        /// Allow the tenant's submissions to ask for open and click
+        /// tracking (`SendRequest.tracking`); without it they are refused.
+        #[arg(long)]
+        tracking: bool,
     },
 }
 
@@ -208,6 +212,7 @@ pub(super) async fn tenant(
         bounce_domain,
         trace,
         smtp_dsn,
+        tracking,
     } = cmd;
     let name_of_put = name.clone();
     let tenant = Tenant {
@@ -222,6 +227,7 @@ pub(super) async fn tenant(
         bounce_domain: bounce_domain.unwrap_or_default(),
         trace,
         smtp_dsn,
+        tracking,
         // Kept: webhooks are managed with `sluice admin webhook`.
         webhooks: super::webhooks::stored(client, &name_of_put).await?,
     };

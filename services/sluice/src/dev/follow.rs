@@ -287,6 +287,7 @@ fn tenant(t: &sluice_ingest::config::TenantConfig) -> pb::Tenant {
         paused: t.paused,
         trace: t.trace,
         smtp_dsn: t.smtp_dsn,
+        tracking: t.tracking,
         api_key_hashes: t.api_keys.clone(),
         smtp_users: t
             .smtp_users

@@ -21,7 +21,7 @@ const SITE_COLS: &str = "site, messages_per_minute, messages_per_hour, messages_
      max_connections, new_connections_per_minute, messages_per_connection, \
      recipients_per_transaction, require_tls, messages_per_second, burst";
 const TENANT_COLS: &str = "name, sending_domains, default_pool, rate_quota, paused, \
-     api_key_hashes, smtp_users, dkim_keys, bounce_domain, trace, webhooks, smtp_dsn";
+     api_key_hashes, smtp_users, dkim_keys, bounce_domain, trace, webhooks, smtp_dsn, tracking";
 const PROVIDER_COLS: &str = "name, messages_per_minute, messages_per_hour, messages_per_day, \
      max_connections, messages_per_second, burst";
 
