@@ -53,3 +53,21 @@ pub fn ids(dir: &Path, kind: Option<&str>) -> BTreeSet<String> {
         .map(|e| e["id"].as_str().expect("id").to_owned())
         .collect()
 }
+
+/// Tenant `dev` registers the receiver on `port` as webhook `id` for the
+/// event kinds `events` through ingest's HTTP API at `http`.
+pub async fn register(http: &str, id: &str, port: u16, events: &[&str]) {
+    let hook = serde_json::json!({
+        "url": format!("http://127.0.0.1:{port}/hook"),
+        "events": events,
+        "secret": SECRET,
+    });
+    let headers = [
+        "authorization: Bearer sluice-dev-key",
+        "content-type: application/json",
+    ];
+    let path = format!("/v1/webhooks/{id}");
+    let body = hook.to_string();
+    let answer = crate::http::request(http, "PUT", &path, &headers, body.as_bytes()).await;
+    assert_eq!(crate::http::status(&answer), 200, "{answer}");
+}

@@ -19,9 +19,8 @@ use sluice_proto::v1::{
 };
 use sluice_testkit::cluster::free_addr;
 use sluice_testkit::dev::{dev_config, send_request, start_dev, wait_for_suppressions};
-use sluice_testkit::http::{request, status};
 use sluice_testkit::sender::{INBOX, start_sim};
-use sluice_testkit::webhooks::{SECRET, received, receiver};
+use sluice_testkit::webhooks::{received, receiver, register};
 
 const FBL: &str = "fbl@sluice.test";
 const RECIPIENTS: usize = 60;
@@ -63,7 +62,7 @@ async fn bounces_and_complaints_from_the_simulator_suppress_and_count() {
     let dev = start_dev(std::path::Path::new(env!("CARGO_BIN_EXE_sluice")), &file).await;
     let port = free_addr().port();
     let _hook = receiver(dir.path(), port, 0).await;
-    register_webhook(&dev.http, port).await;
+    register(&dev.http, "feedback", port, &["bounced", "complained"]).await;
     sim.send_feedback_to(dev.inbound.parse().expect("inbound address"));
     let token = std::fs::read_to_string(dir.path().join("data/control.token")).expect("token");
     let token = token.trim();
@@ -264,27 +263,6 @@ async fn bounces_and_complaints_from_the_simulator_suppress_and_count() {
     }
     let report = sim.shutdown().await;
     assert_eq!(report.total_violations(), 0);
-}
-
-/// Tenant `dev` registers the example receiver on `port` for bounces and
-/// complaints through ingest's HTTP API.
-async fn register_webhook(http: &str, port: u16) {
-    let hook = format!(
-        r#"{{"url": "http://127.0.0.1:{port}/hook", "events": ["bounced", "complained"], "secret": "{SECRET}"}}"#
-    );
-    let headers = [
-        "authorization: Bearer sluice-dev-key",
-        "content-type: application/json",
-    ];
-    let answer = request(
-        http,
-        "PUT",
-        "/v1/webhooks/feedback",
-        &headers,
-        hook.as_bytes(),
-    )
-    .await;
-    assert_eq!(status(&answer), 200, "{answer}");
 }
 
 /// The simulator's report once `count` reports were mailed.
