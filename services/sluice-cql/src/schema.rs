@@ -100,8 +100,8 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 17,
-        name: "recorder_engagement_counters",
-        cql: include_str!("../migrations/0017_recorder_engagement_counters.cql"),
+        name: "recorder_engagement_and_late_bounce_counters",
+        cql: include_str!("../migrations/0017_recorder_engagement_and_late_bounce_counters.cql"),
     },
 ];
 

@@ -30,10 +30,7 @@ use tokio::task::JoinSet;
 
 pub use config::InboundConfig;
 
-/// The attempt number of events made from reports that arrive later: apart
-/// from the sender's own attempts, so the recorder keeps both, and the same
-/// for every report about a message, so a repeated report counts once.
-pub const LATE_ATTEMPT: u32 = u32::MAX - 1;
+pub use sluice_node::verp::LATE_ATTEMPT;
 
 /// What can stop the role.
 #[derive(Debug, thiserror::Error)]

@@ -8,6 +8,13 @@
 
 use ring::hmac;
 
+/// The attempt number of events made from reports that arrive later (a
+/// bounce or complaint at the MX, an unsubscribe by mail): apart from the
+/// sender's own attempts, so the recorder keeps both, and the same for
+/// every report about a message, so a repeated report counts once. The
+/// recorder counts a `bounced` event with it as a late bounce.
+pub const LATE_ATTEMPT: u32 = u32::MAX - 1;
+
 /// The local part's prefix of return paths.
 const PREFIX: &str = "bounce+";
 

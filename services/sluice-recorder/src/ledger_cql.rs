@@ -50,11 +50,11 @@ const DEFAULT_CONCURRENCY: usize = 128;
 type B = Option<i64>;
 /// A part row's counters and `through` as read; columns added after the
 /// row was written read as null (0).
-type PartRow = (B, B, B, B, B, B, B, B, B, B, i64);
+type PartRow = (B, B, B, B, B, B, B, B, B, B, B, i64);
 
-fn part_of((a, b, c, d, e, f, g, h, i, j, through): PartRow) -> Part {
+fn part_of((a, b, c, d, e, f, g, h, i, j, k, through): PartRow) -> Part {
     Part {
-        deltas: Deltas([a, b, c, d, e, f, g, h, i, j].map(|v| v.unwrap_or(0))),
+        deltas: Deltas([a, b, c, d, e, f, g, h, i, j, k].map(|v| v.unwrap_or(0))),
         through,
     }
 }

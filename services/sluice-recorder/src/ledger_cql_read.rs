@@ -16,7 +16,7 @@ type C = Option<Counter>;
 type Counters8 = (C, C, C, C, C, C, C, C);
 type HourlyRow = (String, String, C, C, C, C, C, C, C, C);
 type B = Option<i64>;
-type PartRow = (String, String, B, B, B, B, B, B, B, B, B, B);
+type PartRow = (String, String, B, B, B, B, B, B, B, B, B, B, B);
 
 /// The counters of a row written before version 12 (the first
 /// [`LEGACY_COLUMNS`] columns; the rest are 0).
@@ -164,8 +164,8 @@ impl CqlLedger {
         let parts =
             format!("SELECT {hour}, detail, {columns} FROM {ks}.{table}_counter_parts {filter}");
         let rows: Vec<PartRow> = self.collect(parts, (scope, key, day)).await?;
-        for (hour, detail, a, b, c, d, e, f, g, h, i, j) in rows {
-            let deltas = Deltas([a, b, c, d, e, f, g, h, i, j].map(|v| v.unwrap_or(0)));
+        for (hour, detail, a, b, c, d, e, f, g, h, i, j, k) in rows {
+            let deltas = Deltas([a, b, c, d, e, f, g, h, i, j, k].map(|v| v.unwrap_or(0)));
             sums.entry((hour, detail)).or_default().add(&deltas);
         }
         Ok(sums

@@ -191,7 +191,7 @@ mod tests {
         let v = expiring(1_000, b"payload");
         assert_eq!(live(&v, 999).expect("ok"), Some(&b"payload"[..]));
         assert_eq!(live(&v, 1_000).expect("ok"), None);
-        let d = Deltas([1, -2, 3, 0, 5, 6, 7, i64::MAX, 0, 0]);
+        let d = Deltas([1, -2, 3, 0, 5, 6, 7, i64::MAX, 0, 0, 0]);
         assert_eq!(decode_deltas(&encode_deltas(&d)).expect("ok"), d);
         assert!(decode_deltas(&[1, 2]).is_err());
         let part = Part {
@@ -200,7 +200,7 @@ mod tests {
         };
         assert_eq!(decode_part(&encode_part(&part)).expect("ok"), part);
         let engaged = Part {
-            deltas: Deltas([0, 1, 0, 0, 0, 0, 0, 0, 4, 2]),
+            deltas: Deltas([0, 1, 0, 0, 0, 0, 0, 0, 4, 2, 1]),
             through: 7,
         };
         assert_eq!(decode_part(&encode_part(&engaged)).expect("ok"), engaged);

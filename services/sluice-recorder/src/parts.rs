@@ -104,7 +104,7 @@ mod tests {
     }
 
     fn one() -> Deltas {
-        Deltas([0, 1, 0, 0, 0, 0, 0, 0, 0, 0])
+        Deltas([0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0])
     }
 
     fn at(partition: i32, offset: i64) -> Position {

@@ -6,7 +6,7 @@ use sluice_proto::v1::{BounceClass, Event, EventKind};
 use crate::time::{day_of, hour_of};
 
 /// Counter columns of the counter part tables, in order.
-pub const COLUMNS: [&str; 10] = [
+pub const COLUMNS: [&str; 11] = [
     "accepted",
     "delivered",
     "deferred",
@@ -17,6 +17,7 @@ pub const COLUMNS: [&str; 10] = [
     "complained",
     "opened",
     "clicked",
+    "late_bounced",
 ];
 
 /// How many of [`COLUMNS`] the counter tables written before schema
@@ -26,7 +27,7 @@ pub const LEGACY_COLUMNS: usize = 8;
 
 /// Amounts to add to each column of [`COLUMNS`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Deltas(pub [i64; 10]);
+pub struct Deltas(pub [i64; 11]);
 
 impl Deltas {
     /// Adds `other` column by column.
@@ -115,7 +116,7 @@ pub fn is_hard_bounce(event: &Event) -> bool {
 /// (unsubscribed, webhook notices, unspecified). Opens and clicks count
 /// once per message (the de-duplication key has no room for a second).
 pub fn deltas(event: &Event) -> Deltas {
-    let mut d = [0_i64; 10];
+    let mut d = [0_i64; 11];
     let column = match event.kind() {
         EventKind::Accepted => Some(0),
         EventKind::Delivered => Some(1),
@@ -133,6 +134,12 @@ pub fn deltas(event: &Event) -> Deltas {
     }
     if is_hard_bounce(event) {
         d[4] = 1;
+    }
+    // A bounce reported after the message was handed over (by mail to the
+    // return path): counted as a bounce and, apart, as late, so reputation
+    // does not count the message as sent twice (delivered and bounced).
+    if event.kind() == EventKind::Bounced && event.attempt == sluice_node::verp::LATE_ATTEMPT {
+        d[10] = 1;
     }
     Deltas(d)
 }
@@ -278,6 +285,13 @@ mod tests {
         assert_eq!(opened.0.iter().sum::<i64>(), 1);
         let clicked = deltas(&event(EventKind::Clicked, BounceClass::Unspecified));
         assert_eq!((clicked.get("opened"), clicked.get("clicked")), (0, 1));
+        let mut late = event(EventKind::Bounced, BounceClass::BadMailbox);
+        late.attempt = sluice_node::verp::LATE_ATTEMPT;
+        let late = deltas(&late);
+        let columns = ["bounced", "hard_bounced", "late_bounced"].map(|c| late.get(c));
+        assert_eq!(columns, [1, 1, 1]);
+        let sender_bounce = deltas(&event(EventKind::Bounced, BounceClass::BadMailbox));
+        assert_eq!(sender_bounce.get("late_bounced"), 0);
         assert_eq!(
             suppression(&event(EventKind::Opened, BounceClass::Unspecified)),
             None

@@ -4,7 +4,9 @@
 //! of the rolling window; senders act on the signal it returns.
 //!
 //! Rates (all 0.0 to 1.0):
-//! - `sent` = delivered + bounced (final outcomes of attempts);
+//! - `sent` = delivered + bounced − late bounces (final outcomes of attempts;
+//!   a late bounce, reported by mail after its message was delivered, is in
+//!   both `delivered` and `bounced` and counts once);
 //! - delivery rate = delivered / sent;
 //! - hard-bounce rate = hard bounces (bad mailbox, bad domain) / sent;
 //! - complaint rate = complaints / delivered (complaints can only follow a
@@ -25,6 +27,9 @@ pub struct Counts {
     pub bounced: u64,
     pub hard_bounced: u64,
     pub complained: u64,
+    /// Bounces reported by mail after the message was delivered (also in
+    /// `bounced`).
+    pub late_bounced: u64,
 }
 
 /// Rates derived from [`Counts`].
@@ -77,7 +82,7 @@ impl Level {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Thresholds {
-    /// Messages sent (delivered + bounced) in the window below which a path
+    /// Messages sent (delivered + bounced − late bounces) in the window below which a path
     /// or tenant is not judged and stays `ok`.
     pub min_volume: u64,
     /// Hard-bounce rate from which a warming IP is held on its day.
@@ -166,7 +171,8 @@ fn ratio(part: u64, whole: u64) -> f64 {
 
 /// Rates of a window's counts.
 pub fn rates(c: &Counts) -> Rates {
-    let sent = c.delivered.saturating_add(c.bounced);
+    let late = c.late_bounced.min(c.bounced).min(c.delivered);
+    let sent = c.delivered.saturating_add(c.bounced) - late;
     Rates {
         sent,
         delivery_rate: if sent == 0 {
@@ -217,7 +223,27 @@ mod tests {
             bounced,
             hard_bounced: hard,
             complained,
+            late_bounced: 0,
         }
+    }
+
+    #[test]
+    fn a_late_bounce_counts_its_message_as_sent_once() {
+        // 60 delivered, 13 of them bounced later by mail: 60 sent, and the
+        // hard-bounce rate is 13 in 60.
+        let c = Counts {
+            late_bounced: 13,
+            ..counts(60, 13, 13, 0, 0)
+        };
+        let r = rates(&c);
+        assert_eq!(r.sent, 60);
+        assert!((r.hard_bounce_rate - 13.0 / 60.0).abs() < 1e-12);
+        // A late count can never take more than it added.
+        let odd = Counts {
+            late_bounced: 50,
+            ..counts(5, 2, 0, 0, 0)
+        };
+        assert_eq!(rates(&odd).sent, 5);
     }
 
     #[test]

@@ -50,6 +50,7 @@ fn counts(d: &Deltas) -> Counts {
         bounced: get("bounced"),
         hard_bounced: get("hard_bounced"),
         complained: get("complained"),
+        late_bounced: get("late_bounced"),
     }
 }
 

@@ -145,24 +145,36 @@ pub async fn counters_sum<L: Ledger>(l: &L) {
         through,
     };
     l.put_parts(&[
-        (daily("gmail"), 0, part([1, 2, 0, 0, 0, 0, 0, 1, 1, 0], 7)),
-        (daily("gmail"), 3, part([2, 4, 0, 0, 0, 0, 0, 2, 3, 1], 90)),
-        (daily("yahoo"), 0, part([0, 0, 5, 0, 0, 0, 0, 0, 0, 0], 7)),
+        (
+            daily("gmail"),
+            0,
+            part([1, 2, 0, 0, 0, 0, 0, 1, 1, 0, 0], 7),
+        ),
+        (
+            daily("gmail"),
+            3,
+            part([2, 4, 0, 0, 0, 0, 0, 2, 3, 1, 1], 90),
+        ),
+        (
+            daily("yahoo"),
+            0,
+            part([0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0], 7),
+        ),
     ])
     .await
     .expect("put parts");
     // Behind the stored part: ignored.
-    l.put_parts(&[(daily("gmail"), 3, part([1; 10], 50))])
+    l.put_parts(&[(daily("gmail"), 3, part([1; 11], 50))])
         .await
         .expect("put parts");
     let other_day = key(Granularity::Daily, &ip, next_day, "", "gmail");
-    l.put_parts(&[(other_day, 0, part([9; 10], 8))])
+    l.put_parts(&[(other_day, 0, part([9; 11], 8))])
         .await
         .expect("put parts");
     assert_eq!(
         l.daily("ip", &ip, day).await.expect("daily"),
         vec![
-            ("gmail".to_owned(), d([3, 6, 0, 0, 0, 0, 0, 3, 4, 1])),
+            ("gmail".to_owned(), d([3, 6, 0, 0, 0, 0, 0, 3, 4, 1, 1])),
             ("yahoo".to_owned(), d([0, 0, 5, 0, 0, 0, 0, 0])),
         ]
     );
@@ -172,7 +184,7 @@ pub async fn counters_sum<L: Ledger>(l: &L) {
         .expect("parts");
     assert_eq!(
         stored,
-        vec![part([2, 4, 0, 0, 0, 0, 0, 2, 3, 1], 90), Part::default()]
+        vec![part([2, 4, 0, 0, 0, 0, 0, 2, 3, 1, 1], 90), Part::default()]
     );
     let hourly = |hour: &str, detail| key(Granularity::Hourly, &ip, day, hour, detail);
     for (hour, n) in [("2026-03-01T13", 2), ("2026-03-01T02", 4)] {

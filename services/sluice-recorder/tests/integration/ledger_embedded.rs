@@ -86,7 +86,7 @@ async fn crash_child_writer() {
         rows(&ledger, &e, now_secs()).await;
         let at = pos(0, i64::try_from(i).expect("offset"));
         assert_eq!(claim_one(&ledger, &e, at).await, Claim::New);
-        let one = Deltas([0, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
+        let one = Deltas([0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
         add(&ledger, &counter("ip-c"), &one).await;
         writeln!(out, "ACK {i}").expect("stdout");
         out.flush().expect("stdout");
