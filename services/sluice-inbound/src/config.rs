@@ -49,6 +49,50 @@ pub struct InboundConfig {
     /// Where `GET /metrics` is served (docs/metrics.md); without a token,
     /// only on a loopback address (the role has no TLS of its own yet).
     pub metrics: sluice_node::metrics::MetricsSection,
+    /// The HTTP listener of the one-click unsubscribe, open and click
+    /// endpoints.
+    pub http: HttpSection,
+}
+
+/// The link endpoints' HTTP listener (docs/feedback.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    /// Address it listens on; empty (the default): not served. A
+    /// non-loopback address needs `http.tls` (or `http.tls.allow_plaintext`
+    /// behind a proxy that terminates TLS).
+    pub listen: String,
+    /// ingest's `unsubscribe.base_url`: its path is where the one-click
+    /// unsubscribe links are answered.
+    pub unsubscribe_base_url: String,
+    /// ingest's `tracking.base_url`; empty: the open and click paths are
+    /// not served.
+    pub tracking_base_url: String,
+    /// Requests in progress at once; more are answered 503 at once.
+    pub max_requests: usize,
+    /// Connections the listener keeps open at once.
+    pub max_connections: usize,
+    /// Connections one client address may keep open.
+    pub max_connections_per_ip: usize,
+    /// Longest a request body may take to arrive.
+    pub body_timeout: Span,
+    /// The listener's certificate.
+    pub tls: sluice_node::tls::TlsConfig,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        Self {
+            listen: String::new(),
+            unsubscribe_base_url: String::new(),
+            tracking_base_url: String::new(),
+            max_requests: 1024,
+            max_connections: 4096,
+            max_connections_per_ip: 64,
+            body_timeout: Span::secs(10),
+            tls: Default::default(),
+        }
+    }
 }
 
 impl Default for InboundConfig {
@@ -70,6 +114,7 @@ impl Default for InboundConfig {
             data_timeout: Span::secs(600),
             drain_timeout: sluice_node::DEFAULT_DRAIN,
             metrics: Default::default(),
+            http: Default::default(),
         }
     }
 }
@@ -107,6 +152,35 @@ impl RoleConfig for InboundConfig {
                 "max_connections",
                 "max_connections and max_connections_per_ip must be above 0",
             ));
+        }
+        self.http.check()
+    }
+}
+
+impl HttpSection {
+    fn check(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, reason: &str| Err(ConfigError::invalid("inbound", key, reason));
+        if self.listen.is_empty() {
+            return Ok(());
+        }
+        let web = |url: &str| url.starts_with("https://") || url.starts_with("http://");
+        if !web(&self.unsubscribe_base_url) {
+            return bad(
+                "http.unsubscribe_base_url",
+                "must be ingest's unsubscribe.base_url (an http:// or https:// URL) when http.listen is set",
+            );
+        }
+        if !(self.tracking_base_url.is_empty() || web(&self.tracking_base_url)) {
+            return bad(
+                "http.tracking_base_url",
+                "must be an http:// or https:// URL, or empty to serve no tracking links",
+            );
+        }
+        if self.max_requests == 0 || self.max_connections == 0 || self.max_connections_per_ip == 0 {
+            return bad(
+                "http.max_requests",
+                "http.max_requests, http.max_connections and http.max_connections_per_ip must be above 0",
+            );
         }
         Ok(())
     }

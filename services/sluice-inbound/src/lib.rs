@@ -13,6 +13,7 @@
 pub mod arf;
 pub mod config;
 pub mod dsn;
+mod links;
 pub mod metrics;
 mod session;
 
@@ -217,6 +218,8 @@ pub struct InboundListeners {
     pub smtp: TcpListener,
     /// `metrics.listen`, when set (and not served elsewhere, as in dev).
     pub metrics: Option<TcpListener>,
+    /// `http.listen`, when set: the link endpoints.
+    pub http: Option<TcpListener>,
 }
 
 /// Serves the MX until `shutdown` is cancelled, then lets open sessions
@@ -244,6 +247,16 @@ pub async fn run(
     )
     .map_err(|(field, reason)| InboundError::Config(format!("{field}: {reason}")))?;
     let serving = tokio::spawn(serving);
+    let links = match listeners.http {
+        Some(listener) => Some(tokio::spawn(links::serve(
+            listener,
+            &config,
+            log.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        )?)),
+        None => None,
+    };
     let listener = listeners.smtp;
     let inbound = Inbound {
         verp: Verp::new(&config.secret),
@@ -281,6 +294,12 @@ pub async fn run(
     .await;
     if let Ok(Err(err)) = serving.await {
         tracing::warn!(error = %err, "the metrics endpoint stopped with an error");
+    }
+    if let Some(Ok(Err(err))) = match links {
+        Some(task) => Some(task.await),
+        None => None,
+    } {
+        tracing::warn!(error = %err, "the link endpoints stopped with an error");
     }
     Ok(())
 }

@@ -20,7 +20,16 @@ pub struct KindLabels {
     pub kind: String,
 }
 
-/// All metrics of one inbound node.
+/// Labels of a request to a link endpoint.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LinkLabels {
+    /// `unsubscribe`, `open` or `click`.
+    pub link: String,
+    /// `recorded`, `refused`, `failed` or `unconfirmed`.
+    pub outcome: String,
+}
+
+/// Every metric of one inbound node.
 #[derive(Debug)]
 pub struct InboundMetrics {
     registry: Registry,
@@ -29,6 +38,7 @@ pub struct InboundMetrics {
     pub refused_recipients: Counter,
     pub messages: Family<OutcomeLabels, Counter>,
     pub events: Family<KindLabels, Counter>,
+    pub links: Family<LinkLabels, Counter>,
 }
 
 impl Default for InboundMetrics {
@@ -70,8 +80,15 @@ impl InboundMetrics {
             "Events published: bounced, deferred (late bounces), complained (ARF) and unsubscribed (mailto: unsubscribes)",
             events.clone(),
         );
+        let links = Family::<LinkLabels, Counter>::default();
+        registry.register(
+            "link_requests",
+            "Requests to the one-click unsubscribe, open-pixel and click-redirect endpoints, by whether their event reached the log (or the link was refused)",
+            links.clone(),
+        );
         Self {
             registry,
+            links,
             sessions,
             tls_sessions,
             refused_recipients,
@@ -94,6 +111,15 @@ impl InboundMetrics {
             kind: kind.to_owned(),
         };
         self.events.get_or_create(&labels).inc();
+    }
+
+    /// Counts one request to a link endpoint.
+    pub fn link(&self, link: &str, outcome: &str) {
+        let labels = LinkLabels {
+            link: link.to_owned(),
+            outcome: outcome.to_owned(),
+        };
+        self.links.get_or_create(&labels).inc();
     }
 
     /// The OpenMetrics text of every metric.

@@ -56,13 +56,8 @@ pub async fn serve(
         sluice_node::shed::Protocol::Http,
     )
     .counting(ingestor.metrics().shed_counter(crate::metrics::Door::Http));
-    let base_url = ingestor.unsubscribe().base_url().to_owned();
     let app = router(ingestor.clone())
-        .merge(crate::unsubscribe::routes(ingestor.clone(), &base_url))
-        .merge(match ingestor.tracking() {
-            Some(tracking) => crate::tracking_http::routes(ingestor.clone(), tracking),
-            None => axum::Router::new(),
-        })
+        .merge(links(&ingestor).routes())
         .merge(sluice_node::probes::routes(shutdown.clone(), check));
     sluice_node::listen::serve_http(incoming, app, shed, shutdown)
         .await
@@ -76,6 +71,33 @@ pub(crate) fn readiness(ingestor: &Arc<Ingestor>) -> sluice_node::probes::Check 
         let ingestor = ingestor.clone();
         Box::pin(async move { ingestor.ready().await })
     })
+}
+
+/// The one-click unsubscribe and tracking endpoints, answered here as on
+/// the inbound role (docs/feedback.md).
+fn links(ingestor: &Arc<Ingestor>) -> Arc<sluice_links::Links> {
+    Arc::new(sluice_links::Links {
+        unsubscribe: ingestor.unsubscribe().clone(),
+        tracking: ingestor.tracking().cloned(),
+        body_timeout: ingestor.limits().body_timeout.into(),
+        sink: Arc::new(LinkEvents(ingestor.clone())),
+    })
+}
+
+/// Publishes the link endpoints' events through the node's publisher.
+struct LinkEvents(Arc<Ingestor>);
+
+impl sluice_links::Sink for LinkEvents {
+    fn publish(
+        &self,
+        event: sluice_proto::v1::Event,
+    ) -> futures::future::BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move { self.0.publish_event(event).await.map_err(|e| e.to_string()) })
+    }
+
+    fn count(&self, what: &str, outcome: &str) {
+        self.0.metrics().link(what, outcome);
+    }
 }
 
 /// The API's routes.

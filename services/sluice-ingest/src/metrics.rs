@@ -63,13 +63,13 @@ pub struct TenantRecipientLabels {
     pub outcome: String,
 }
 
-/// Labels of a tracking request.
+/// Labels of a request to a link endpoint.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct TrackingLabels {
-    /// `o` (open pixel) or `c` (click redirect).
-    pub kind: String,
-    /// `recorded`, `failed` (the log refused the event) or `unconfirmed`
-    /// (the log did not answer within 5 s).
+pub struct LinkLabels {
+    /// `unsubscribe`, `open` or `click`.
+    pub link: String,
+    /// `recorded`, `refused` (forged or altered), `failed` (the log refused
+    /// the event) or `unconfirmed` (the log did not answer within 5 s).
     pub outcome: String,
 }
 
@@ -86,7 +86,7 @@ pub struct IngestMetrics {
     pub log_append_seconds: Histogram,
     pub shed: Family<DoorLabels, Counter>,
     pub tenant_recipients: Family<TenantRecipientLabels, Counter>,
-    pub tracking: Family<TrackingLabels, Counter>,
+    pub links: Family<LinkLabels, Counter>,
     /// The tenant names `tenant_recipients` uses as labels.
     tenants: BoundedLabels,
 }
@@ -155,15 +155,15 @@ impl IngestMetrics {
             "Recipients per tenant (other beyond 1000 names): published to the log, suppressed, or refused with their submission",
             tenant_recipients.clone(),
         );
-        let tracking = Family::<TrackingLabels, Counter>::default();
+        let links = Family::<LinkLabels, Counter>::default();
         registry.register(
-            "tracking_requests",
-            "Valid open-pixel (kind o) and click-redirect (kind c) requests, by whether their event reached the log",
-            tracking.clone(),
+            "link_requests",
+            "Requests to the one-click unsubscribe, open-pixel and click-redirect endpoints, by whether their event reached the log (or the link was refused)",
+            links.clone(),
         );
         Self {
             registry,
-            tracking,
+            links,
             tenant_recipients,
             tenants: BoundedLabels::default(),
             submissions,
@@ -219,13 +219,13 @@ impl IngestMetrics {
             .inc_by(n as u64);
     }
 
-    /// Counts one valid tracking request of `kind` (`o` or `c`).
-    pub fn tracking(&self, kind: &str, outcome: &str) {
-        let labels = TrackingLabels {
-            kind: kind.to_owned(),
+    /// Counts one request to a link endpoint.
+    pub fn link(&self, link: &str, outcome: &str) {
+        let labels = LinkLabels {
+            link: link.to_owned(),
             outcome: outcome.to_owned(),
         };
-        self.tracking.get_or_create(&labels).inc();
+        self.links.get_or_create(&labels).inc();
     }
 
     /// The shed counter of a listener, to hand to its [`sluice_node::shed::Shed`].

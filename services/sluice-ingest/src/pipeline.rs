@@ -167,61 +167,13 @@ impl Ingestor {
         result
     }
 
-    /// Publishes the `unsubscribed` event of a verified one-click unsubscribe;
-    /// returns once the log holds it (the recorder suppresses the recipient
-    /// for the tenant from it).
-    pub async fn unsubscribed(
-        &self,
-        target: &crate::compliance::UnsubscribeTarget,
-    ) -> Result<(), IngestError> {
-        let event = sluice_proto::v1::Event {
-            event_id: ulid::Ulid::new().to_string(),
-            kind: EventKind::Unsubscribed.into(),
-            message_id: target.message_id.clone(),
-            tenant: target.tenant.clone(),
-            recipient: target.recipient.clone(),
-            at: Some(SystemTime::now().into()),
-            ..Default::default()
-        };
+    /// Publishes one event made outside a submission (an unsubscribe, an
+    /// open or a click from the link endpoints); returns once the log
+    /// holds it.
+    pub async fn publish_event(&self, event: sluice_proto::v1::Event) -> Result<(), IngestError> {
         let record = OutRecord {
             topic: self.publisher.events_topic().to_owned(),
-            key: target.message_id.clone(),
-            payload: prost::Message::encode_to_vec(&event),
-            marks_durable: true,
-        };
-        self.publisher.publish(vec![record]).await
-    }
-
-    /// Publishes the `opened` or `clicked` event of a verified tracking
-    /// request; returns once the log holds it.
-    pub async fn engaged(
-        &self,
-        tracked: &crate::tracking::Tracked,
-        user_agent: &str,
-    ) -> Result<(), IngestError> {
-        let kind = match tracked.kind {
-            crate::tracking::Kind::Open => EventKind::Opened,
-            crate::tracking::Kind::Click => EventKind::Clicked,
-        };
-        let copy = &tracked.copy;
-        let event = sluice_proto::v1::Event {
-            event_id: ulid::Ulid::new().to_string(),
-            kind: kind.into(),
-            message_id: copy.message_id.clone(),
-            tenant: copy.tenant.clone(),
-            campaign: copy.campaign.clone(),
-            recipient: copy.recipient.clone(),
-            at: Some(SystemTime::now().into()),
-            engagement: Some(sluice_proto::v1::Engagement {
-                user_agent: crate::tracking::kept_user_agent(user_agent),
-                machine: crate::tracking::is_machine(user_agent),
-                url: tracked.url.clone(),
-            }),
-            ..Default::default()
-        };
-        let record = OutRecord {
-            topic: self.publisher.events_topic().to_owned(),
-            key: copy.message_id.clone(),
+            key: event.message_id.clone(),
             payload: prost::Message::encode_to_vec(&event),
             marks_durable: true,
         };

@@ -56,6 +56,8 @@ smtp_submission = ""
 query_listen = "127.0.0.1:0"
 [inbound]
 listen = "127.0.0.1:0"
+[inbound.http]
+listen = "127.0.0.1:0"
 [sender]
 dns = false
 "#,
@@ -108,6 +110,8 @@ pub struct Dev {
     pub http: String,
     /// `host:port` of the inbound MX.
     pub inbound: String,
+    /// `host:port` of the inbound role's link endpoints; empty when off.
+    pub inbound_http: String,
     pub query: String,
     /// `host:port` of the embedded control service.
     pub control: String,
@@ -130,7 +134,7 @@ pub async fn start_dev(binary: &Path, config: &Path) -> Dev {
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
     let deadline = Instant::now() + Duration::from_secs(60);
     let (mut ingest, mut query, mut control, mut http) = (None, None, None, None);
-    let (mut inbound, mut smtp) = (None, String::new());
+    let (mut inbound, mut smtp, mut inbound_http) = (None, String::new(), String::new());
     while ingest.is_none()
         || query.is_none()
         || control.is_none()
@@ -147,6 +151,8 @@ pub async fn start_dev(binary: &Path, config: &Path) -> Dev {
             ingest = url(addr);
         } else if let Some(addr) = line.trim().strip_prefix("query gRPC") {
             query = url(addr);
+        } else if let Some(addr) = line.trim().strip_prefix("inbound HTTP") {
+            inbound_http = addr.trim().trim_start_matches("http://").to_owned();
         } else if let Some(addr) = line.trim().strip_prefix("inbound MX") {
             inbound = Some(addr.trim().to_owned());
         } else if let Some(addr) = line.trim().strip_prefix("ingest HTTP") {
@@ -164,6 +170,7 @@ pub async fn start_dev(binary: &Path, config: &Path) -> Dev {
         ingest: ingest.unwrap_or_default(),
         http: http.unwrap_or_default(),
         inbound: inbound.unwrap_or_default(),
+        inbound_http,
         query: query.unwrap_or_default(),
         control: control.unwrap_or_default(),
         smtp,

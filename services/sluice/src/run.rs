@@ -52,9 +52,18 @@ pub async fn inbound(args: cli::ServiceArgs) -> anyhow::Result<ExitCode> {
         client_id: "sluice-inbound".into(),
     };
     let log: sluice_log::Log = sluice_log::KafkaLog::connect(kafka).await?.into();
+    let http = match config.http.listen.as_str() {
+        "" => None,
+        addr => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on http.listen = {addr}"))?,
+        ),
+    };
     let listeners = sluice_inbound::InboundListeners {
         smtp: listener,
         metrics: config.metrics.bind().await?,
+        http,
     };
     let shutdown = sluice_node::shutdown_on_signals();
     let metrics = std::sync::Arc::default();

@@ -1,9 +1,9 @@
 //! Open and click tracking on the real `sluice dev` (issue #15 item 5): a
 //! tracked campaign reaches the ISP simulator with its links pointing at
-//! signed redirects and an open pixel; readers fetch them from dev's HTTP
-//! listener as mail clients would. Each valid fetch ends as an `opened` or
-//! `clicked` event in the message's history with the User-Agent and the
-//! machine flag, reaches the tenant's webhook (the example receiver,
+//! signed redirects and an open pixel; readers fetch them from the inbound
+//! role's HTTP listener (`inbound.http`) as mail clients would. Each valid
+//! fetch ends as an `opened` or `clicked` event in the message's history
+//! with the User-Agent and the machine flag, reaches the tenant's webhook (the example receiver,
 //! verifying every signature) once per fetch, and counts once per message
 //! in the tenant's and the campaign's stats. A forged redirect is refused
 //! and records nothing.
@@ -32,7 +32,7 @@ keep_bodies = true
 const ANN: &str = "ann@inbox.test";
 const BOB: &str = "bob@inbox.test";
 /// dev's default `ingest.tracking.base_url`.
-const BASE: &str = "http://127.0.0.1:7080/t";
+const BASE: &str = "http://127.0.0.1:7081/t";
 const SALE: &str = "https://shop.example/sale?id=7&ref=mail";
 const CHROME: &str =
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36";
@@ -95,10 +95,11 @@ async fn links(sim: &sluice_sim::SimHandle, recipient: &str) -> (String, String)
     (opens[0].clone(), clicks[0].clone())
 }
 
-/// Fetches a tracking URL from dev's HTTP listener as `user_agent`.
+/// Fetches a tracking URL from the inbound role's HTTP listener at `http`
+/// as `user_agent`.
 async fn fetch(http: &str, url: &str, user_agent: &str) -> String {
     let path = url
-        .strip_prefix("http://127.0.0.1:7080")
+        .strip_prefix("http://127.0.0.1:7081")
         .expect("dev's base URL");
     let agent = format!("user-agent: {user_agent}");
     request(http, "GET", path, &[&agent], b"").await
@@ -133,17 +134,22 @@ async fn opens_and_clicks_reach_history_webhooks_and_stats() {
     // Ann's click token under Bob's payload: refused, nothing recorded.
     let (bob_payload, _) = bob_click.rsplit_once('.').expect("token");
     let (_, ann_tag) = ann_click.rsplit_once('.').expect("token");
-    let forged = fetch(&dev.http, &format!("{bob_payload}.{ann_tag}"), CHROME).await;
+    let forged = fetch(
+        &dev.inbound_http,
+        &format!("{bob_payload}.{ann_tag}"),
+        CHROME,
+    )
+    .await;
     assert_eq!(status(&forged), 400, "{forged}");
 
-    let pixel = fetch(&dev.http, &ann_open, GMAIL_PROXY).await;
+    let pixel = fetch(&dev.inbound_http, &ann_open, GMAIL_PROXY).await;
     assert_eq!(status(&pixel), 200, "{pixel}");
     for _ in 0..2 {
-        let click = fetch(&dev.http, &ann_click, CHROME).await;
+        let click = fetch(&dev.inbound_http, &ann_click, CHROME).await;
         assert_eq!(status(&click), 302, "{click}");
         assert!(click.contains(&format!("location: {SALE}\r\n")), "{click}");
     }
-    let pixel = fetch(&dev.http, &bob_open, APPLE_PROXY).await;
+    let pixel = fetch(&dev.inbound_http, &bob_open, APPLE_PROXY).await;
     assert_eq!(status(&pixel), 200, "{pixel}");
 
     // Every fetch reaches the webhook: two opens and two clicks.

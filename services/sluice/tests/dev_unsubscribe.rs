@@ -4,9 +4,10 @@
 //! recipient for the tenant and the next submission to it is answered
 //! `suppressed`, well within the minute. Forged and altered links are
 //! refused with a clear page and change nothing; `GET` shows a form that
-//! works without JavaScript and changes nothing by itself. The header's
-//! `mailto:` alternative (RFC 2369), mailed to dev's inbound MX, does the
-//! same; a forged one is refused at RCPT.
+//! works without JavaScript and changes nothing by itself. Both the inbound
+//! role's link listener and ingest's HTTP listener answer the links. The
+//! header's `mailto:` alternative (RFC 2369), mailed to dev's inbound MX,
+//! does the same; a forged one is refused at RCPT.
 
 use std::time::Duration;
 
@@ -112,15 +113,20 @@ async fn a_one_click_unsubscribe_suppresses_the_next_submission() {
         stranger_path.to_owned(),
         format!("{payload}.AAAA"),
     ] {
-        let answer = http(&dev.http, "POST", &forged, "List-Unsubscribe=One-Click").await;
-        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
-        assert!(answer.contains("Nothing was changed"), "{answer}");
+        for listener in [&dev.inbound_http, &dev.http] {
+            let answer = http(listener, "POST", &forged, "List-Unsubscribe=One-Click").await;
+            assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+            assert!(answer.contains("Nothing was changed"), "{answer}");
+        }
     }
-    // A person following the link sees a form; nothing happens yet.
-    let page = http(&dev.http, "GET", path, "").await;
-    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
-    assert!(page.contains("<form method=\"post\">"), "{page}");
-    assert!(page.contains(ANN), "{page}");
+    // A person following the link sees a form, on the inbound role's link
+    // listener as on ingest's; nothing happens yet.
+    for listener in [&dev.inbound_http, &dev.http] {
+        let page = http(listener, "GET", path, "").await;
+        assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+        assert!(page.contains("<form method=\"post\">"), "{page}");
+        assert!(page.contains(ANN), "{page}");
+    }
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
         suppressions(&mut control).await,
@@ -128,7 +134,14 @@ async fn a_one_click_unsubscribe_suppresses_the_next_submission() {
         "forged links and GET change nothing"
     );
 
-    let answer = http(&dev.http, "POST", path, "List-Unsubscribe=One-Click").await;
+    // The mailbox provider's one click, at the inbound role.
+    let answer = http(
+        &dev.inbound_http,
+        "POST",
+        path,
+        "List-Unsubscribe=One-Click",
+    )
+    .await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains("is unsubscribed"), "{answer}");
     let expected = [(ANN.to_owned(), "unsubscribe".to_owned())];

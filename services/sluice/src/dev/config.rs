@@ -63,11 +63,8 @@ impl RoleConfig for DevConfig {
         self.recorder
             .validate()
             .map_err(|e| within("recorder", e))?;
-        // Its secret is ingest's, set at start: checked with that one.
-        let inbound = sluice_inbound::InboundConfig {
-            secret: self.ingest.unsubscribe.secret.clone(),
-            ..self.inbound.clone()
-        };
+        // Its secret and links are ingest's, set at start: checked with those.
+        let inbound = self.inbound_config();
         inbound.validate().map_err(|e| within("inbound", e))?;
         // Its control is this process's, set at start.
         let mut webhooks = self.webhooks.clone();
@@ -77,6 +74,17 @@ impl RoleConfig for DevConfig {
 }
 
 impl DevConfig {
+    /// The inbound role's configuration as dev runs it: ingest's secret,
+    /// events topic and link base URLs.
+    pub fn inbound_config(&self) -> sluice_inbound::InboundConfig {
+        let mut inbound = self.inbound.clone();
+        inbound.secret = self.ingest.unsubscribe.secret.clone();
+        inbound.events_topic = self.ingest.kafka.events_topic.clone();
+        inbound.http.unsubscribe_base_url = self.ingest.unsubscribe.base_url.clone();
+        inbound.http.tracking_base_url = self.ingest.tracking.base_url.clone();
+        inbound
+    }
+
     /// The defaults, overridden by `file` when given, then by `SLUICE_DEV_*`.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
         Ok(sluice_node::config::load(file)?)

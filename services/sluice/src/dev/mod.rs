@@ -30,6 +30,8 @@ pub struct Endpoints {
     pub control: SocketAddr,
     pub metrics: Option<SocketAddr>,
     pub inbound: SocketAddr,
+    /// The inbound role's link endpoints, when `inbound.http.listen` is set.
+    pub inbound_http: Option<SocketAddr>,
 }
 
 impl std::fmt::Display for Endpoints {
@@ -41,6 +43,9 @@ impl std::fmt::Display for Endpoints {
         }
         writeln!(f, "  query gRPC      {}", self.query)?;
         writeln!(f, "  control gRPC    {}", self.control)?;
+        if let Some(http) = self.inbound_http {
+            writeln!(f, "  inbound HTTP    http://{http}")?;
+        }
         writeln!(f, "  inbound MX      {}", self.inbound)?;
         if let Some(metrics) = self.metrics {
             writeln!(f, "  metrics         http://{metrics}/metrics")?;
@@ -67,6 +72,7 @@ struct Listeners {
     ingest: sluice_ingest::IngestListeners,
     sender: sluice_sender::SenderListeners,
     inbound: tokio::net::TcpListener,
+    inbound_http: Option<tokio::net::TcpListener>,
 }
 
 impl Listeners {
@@ -81,6 +87,14 @@ impl Listeners {
                 .with_context(|| {
                     format!("cannot listen on inbound.listen {}", cfg.inbound.listen)
                 })?,
+            inbound_http: match cfg.inbound.http.listen.as_str() {
+                "" => None,
+                addr => Some(
+                    tokio::net::TcpListener::bind(addr)
+                        .await
+                        .with_context(|| format!("cannot listen on inbound.http.listen {addr}"))?,
+                ),
+            },
         })
     }
 
@@ -97,6 +111,7 @@ impl Listeners {
             control: self.control.grpc.local_addr()?,
             metrics: local(&self.sender.metrics),
             inbound: self.inbound.local_addr()?,
+            inbound_http: local(&self.inbound_http),
         })
     }
 }
@@ -129,6 +144,9 @@ pub async fn start(mut cfg: DevConfig) -> anyhow::Result<Running> {
         .file
         .get_or_insert_with(|| dir.join("sender-state.json"));
 
+    // The MX for bounces and the link endpoints: ingest's secret signs the
+    // VERP addresses and the links.
+    let inbound_config = cfg.inbound_config();
     let mut roles = Supervisor::new(CancellationToken::new());
     let token = roles.token();
     // Ingest checks every submission against the ledger's suppressions and
@@ -190,17 +208,15 @@ pub async fn start(mut cfg: DevConfig) -> anyhow::Result<Running> {
         heartbeat: None,
         metrics: metrics.ingest.clone(),
     };
-    // The MX for bounces: ingest's secret signs the VERP addresses.
-    cfg.inbound.secret = cfg.ingest.unsubscribe.secret.clone();
-    cfg.inbound.events_topic = cfg.ingest.kafka.events_topic.clone();
     let inbound_listeners = sluice_inbound::InboundListeners {
         smtp: listeners.inbound,
+        http: listeners.inbound_http,
         // Served with every role's on the sender's endpoint.
         metrics: None,
     };
     let inbound = sluice_inbound::run(
         inbound_listeners,
-        cfg.inbound,
+        inbound_config,
         log.clone(),
         metrics.inbound.clone(),
         token.clone(),

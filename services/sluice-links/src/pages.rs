@@ -16,36 +16,28 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::compliance::UnsubscribeTarget;
-use crate::pipeline::Ingestor;
+use crate::Links;
+use crate::unsubscribe::{UnsubscribeTarget, path_of};
 
 /// Largest request body read (the one-click body is 26 bytes).
 const MAX_BODY: usize = 1024;
 
-/// The path the signed links point at: the path of `unsubscribe.base_url`
-/// (`https://u.example/unsubscribe` → `/unsubscribe`), without a trailing
-/// slash; `""` when the URL has none.
-pub fn path_of(base_url: &str) -> String {
-    let after_scheme = base_url
-        .split_once("://")
-        .map_or(base_url, |(_, rest)| rest);
-    let path = after_scheme.find('/').map_or("", |at| &after_scheme[at..]);
-    path.trim_end_matches('/').to_owned()
-}
-
 /// `GET` and `POST` of `<path>/{token}`.
-pub fn routes(ingestor: Arc<Ingestor>, base_url: &str) -> Router {
-    let route = format!("{}/{{token}}", path_of(base_url));
+pub fn routes(links: Arc<Links>) -> Router {
+    let route = format!("{}/{{token}}", path_of(links.unsubscribe.base_url()));
     Router::new()
         .route(&route, get(page).post(unsubscribe))
-        .with_state(ingestor)
+        .with_state(links)
 }
 
 /// The page a person sees: a button that posts the unsubscribe (works
 /// without JavaScript); a bad link says so and offers nothing.
-async fn page(State(ingestor): State<Arc<Ingestor>>, Path(token): Path<String>) -> Response {
-    match ingestor.unsubscribe().verify(&token) {
-        None => refused(),
+async fn page(State(links): State<Arc<Links>>, Path(token): Path<String>) -> Response {
+    match links.unsubscribe.verify(&token) {
+        None => {
+            links.sink.count("unsubscribe", "refused");
+            refused()
+        }
         Some(target) => html(
             StatusCode::OK,
             &format!(
@@ -62,17 +54,17 @@ async fn page(State(ingestor): State<Arc<Ingestor>>, Path(token): Path<String>) 
 /// Records the unsubscribe of a valid token; a forged or altered one is
 /// refused and changes nothing.
 async fn unsubscribe(
-    State(ingestor): State<Arc<Ingestor>>,
+    State(links): State<Arc<Links>>,
     Path(token): Path<String>,
     body: Body,
 ) -> Response {
-    let Some(target) = ingestor.unsubscribe().verify(&token) else {
+    let Some(target) = links.unsubscribe.verify(&token) else {
+        links.sink.count("unsubscribe", "refused");
         return refused();
     };
     // The body says only "one click"; it is read (bounded, in time too) so
     // the connection stays usable, and not otherwise needed.
-    let timeout: std::time::Duration = ingestor.limits().body_timeout.into();
-    if tokio::time::timeout(timeout, axum::body::to_bytes(body, MAX_BODY))
+    if tokio::time::timeout(links.body_timeout, axum::body::to_bytes(body, MAX_BODY))
         .await
         .is_err()
     {
@@ -81,12 +73,14 @@ async fn unsubscribe(
             "<p>The request took too long.</p>",
         );
     }
-    match ingestor.unsubscribed(&target).await {
+    match links.sink.publish(crate::unsubscribed(&target)).await {
         Ok(()) => {
+            links.sink.count("unsubscribe", "recorded");
             tracing::info!(tenant = %target.tenant, message_id = %target.message_id, "one-click unsubscribe recorded");
             done(&target)
         }
         Err(err) => {
+            links.sink.count("unsubscribe", "failed");
             tracing::warn!(error = %err, "an unsubscribe could not be recorded; the client may retry");
             html(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -148,14 +142,6 @@ fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_route_follows_the_base_url() {
-        assert_eq!(path_of("https://u.example/unsubscribe"), "/unsubscribe");
-        assert_eq!(path_of("https://u.example/a/b/"), "/a/b");
-        assert_eq!(path_of("https://u.example"), "");
-        assert_eq!(path_of("http://127.0.0.1:7080/unsubscribe"), "/unsubscribe");
-    }
 
     #[test]
     fn names_on_the_page_are_escaped() {

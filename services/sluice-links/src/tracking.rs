@@ -222,8 +222,8 @@ mod tests {
         );
         // An unsubscribe token, sealed with the secret itself, is no
         // tracking token (and the reverse).
-        let unsub = crate::compliance::Unsubscribe::new("https://t.example/t/c", SECRET);
-        let target = crate::compliance::UnsubscribeTarget {
+        let unsub = crate::unsubscribe::Unsubscribe::new("https://t.example/t/c", SECRET);
+        let target = crate::unsubscribe::UnsubscribeTarget {
             tenant: "c".into(),
             recipient: "acme".into(),
             message_id: "x".into(),

@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::pipeline::Ingestor;
+use crate::Links;
 use crate::tracking::{Kind, Tracked, Tracking};
 
 /// A transparent 1x1 GIF.
@@ -30,23 +30,23 @@ const RECORD_WAIT: Duration = Duration::from_secs(5);
 
 /// `GET <path>/o/{token}` and `GET <path>/c/{token}` under the path of
 /// `tracking.base_url`.
-pub fn routes(ingestor: Arc<Ingestor>, tracking: &Tracking) -> Router {
+pub fn routes(links: Arc<Links>, tracking: &Tracking) -> Router {
     let path = crate::unsubscribe::path_of(tracking.base_url());
     Router::new()
         .route(&format!("{path}/o/{{token}}"), get(open))
         .route(&format!("{path}/c/{{token}}"), get(click))
-        .with_state(ingestor)
+        .with_state(links)
 }
 
 async fn open(
-    State(ingestor): State<Arc<Ingestor>>,
+    State(links): State<Arc<Links>>,
     Path(token): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(tracked) = verified(&ingestor, Kind::Open, &token) else {
-        return refused();
+    let Some(tracked) = verified(&links, Kind::Open, &token) else {
+        return refused(&links, "open");
     };
-    record(&ingestor, &tracked, &headers).await;
+    record(&links, &tracked, &headers).await;
     (
         StatusCode::OK,
         [
@@ -59,19 +59,19 @@ async fn open(
 }
 
 async fn click(
-    State(ingestor): State<Arc<Ingestor>>,
+    State(links): State<Arc<Links>>,
     Path(token): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(tracked) = verified(&ingestor, Kind::Click, &token) else {
-        return refused();
+    let Some(tracked) = verified(&links, Kind::Click, &token) else {
+        return refused(&links, "click");
     };
     // The target passed the rewrite's checks (no control characters), so
     // it is a valid header value; anything else is refused, not followed.
     let Ok(location) = HeaderValue::from_bytes(tracked.url.as_bytes()) else {
-        return refused();
+        return refused(&links, "click");
     };
-    record(&ingestor, &tracked, &headers).await;
+    record(&links, &tracked, &headers).await;
     (
         StatusCode::FOUND,
         [
@@ -85,35 +85,39 @@ async fn click(
         .into_response()
 }
 
-fn verified(ingestor: &Ingestor, kind: Kind, token: &str) -> Option<Tracked> {
-    ingestor.tracking()?.verify(kind, token)
+fn verified(links: &Links, kind: Kind, token: &str) -> Option<Tracked> {
+    links.tracking.as_ref()?.verify(kind, token)
 }
 
 /// Publishes the event; a log that does not answer in time is logged and
 /// counted, and the reader is answered all the same.
-async fn record(ingestor: &Ingestor, tracked: &Tracked, headers: &HeaderMap) {
+async fn record(links: &Links, tracked: &Tracked, headers: &HeaderMap) {
     let user_agent = headers
         .get(header::USER_AGENT)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         .unwrap_or_default();
-    let outcome = tokio::time::timeout(RECORD_WAIT, ingestor.engaged(tracked, &user_agent)).await;
-    let kind = tracked.kind.letter();
-    match outcome {
-        Ok(Ok(())) => ingestor.metrics().tracking(kind, "recorded"),
+    let event = crate::engaged(tracked, &user_agent);
+    let what = match tracked.kind {
+        Kind::Open => "open",
+        Kind::Click => "click",
+    };
+    match tokio::time::timeout(RECORD_WAIT, links.sink.publish(event)).await {
+        Ok(Ok(())) => links.sink.count(what, "recorded"),
         Ok(Err(err)) => {
-            ingestor.metrics().tracking(kind, "failed");
+            links.sink.count(what, "failed");
             tracing::warn!(error = %err, message_id = %tracked.copy.message_id,
                 "an open or click could not be recorded; the reader was answered anyway")
         }
         Err(_) => {
-            ingestor.metrics().tracking(kind, "unconfirmed");
+            links.sink.count(what, "unconfirmed");
             tracing::warn!(message_id = %tracked.copy.message_id,
                 "the message log took over 5 s to take an open or click; check the log's health")
         }
     }
 }
 
-fn refused() -> Response {
+fn refused(links: &Links, what: &str) -> Response {
+    links.sink.count(what, "refused");
     (
         StatusCode::BAD_REQUEST,
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
