@@ -148,6 +148,12 @@ fn recipients(sub: &Submission, limits: &LimitsConfig) -> Result<(), IngestError
 }
 
 fn labels(sub: &Submission) -> Result<(), IngestError> {
+    if !sub.list.is_empty() && !sluice_links::unsubscribe::valid_list(&sub.list) {
+        return Err(IngestError::invalid(
+            "list",
+            "must be 1 to 64 of A-Z, a-z, 0-9, `.`, `_` and `-`",
+        ));
+    }
     let mut fields = vec![
         ("idempotency_key".to_owned(), sub.idempotency_key.as_str()),
         ("campaign".to_owned(), sub.campaign.as_str()),

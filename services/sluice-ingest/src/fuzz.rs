@@ -127,6 +127,7 @@ fn one_recipient(from: String, content: Content) -> Submission {
         trace: Default::default(),
         dsn_to: String::new(),
         tracking: Default::default(),
+        list: String::new(),
         idempotency_key: String::new(),
         priority: 0,
         headers: Default::default(),

@@ -274,5 +274,6 @@ pub fn submission(request: SendRequest) -> Result<Submission, IngestError> {
                 clicks: t.clicks,
             })
             .unwrap_or_default(),
+        list: request.list,
     })
 }

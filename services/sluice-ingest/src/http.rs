@@ -305,6 +305,8 @@ struct JsonSendRequest {
     headers: BTreeMap<String, String>,
     #[serde(default)]
     tracking: crate::model::TrackingRequest,
+    #[serde(default)]
+    list: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -377,6 +379,7 @@ impl JsonSendRequest {
             trace: Default::default(),
             dsn_to: String::new(),
             tracking: self.tracking,
+            list: self.list,
         })
     }
 }

@@ -34,6 +34,9 @@ pub struct Submission {
     pub dsn_to: String,
     /// What to track in the HTML part (templated messages only).
     pub tracking: TrackingRequest,
+    /// The tenant's list the message belongs to; empty: none
+    /// (`SendRequest.list`).
+    pub list: String,
 }
 
 /// Open and click tracking asked for by a submission

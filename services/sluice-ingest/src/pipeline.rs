@@ -287,7 +287,9 @@ impl Ingestor {
     }
 
     /// Per recipient: suppressed by the tenant's configured list or by the
-    /// recorder's suppressions (one check for the whole submission).
+    /// recorder's suppressions (one check for the whole submission): the
+    /// address itself and, when the submission names a list, the
+    /// address's unsubscribe from that list.
     async fn suppressed(
         &self,
         tenant: &Tenant,
@@ -298,16 +300,21 @@ impl Ingestor {
             .iter()
             .map(|r| tenant.is_suppressed(&r.address))
             .collect();
+        let scoped = |address: &str| {
+            (!sub.list.is_empty())
+                .then(|| sluice_links::unsubscribe::list_suppression(&sub.list, address))
+        };
         let ask: Vec<String> = sub
             .recipients
             .iter()
             .zip(&suppressed)
             .filter(|(_, s)| !**s)
-            .map(|(r, _)| r.address.clone())
+            .flat_map(|(r, _)| std::iter::once(r.address.clone()).chain(scoped(&r.address)))
             .collect();
         let learned = self.suppressions.check(tenant.name(), &ask).await?;
         for (flag, r) in suppressed.iter_mut().zip(&sub.recipients) {
-            *flag = *flag || learned.contains(&r.address.to_lowercase());
+            let in_list = scoped(&r.address).is_some_and(|s| learned.contains(&s));
+            *flag = *flag || in_list || learned.contains(&r.address.to_lowercase());
         }
         Ok(suppressed)
     }
@@ -384,6 +391,7 @@ impl Ingestor {
                 tenant: tenant.name().to_owned(),
                 recipient: recipient.address.clone(),
                 message_id: ids[index].clone(),
+                list: sub.list.clone(),
             };
             let mut extra: Vec<(&'static str, String)> = self.unsubscribe.headers(&target).into();
             // RFC 2369's mail alternative, taken by the inbound MX.

@@ -83,6 +83,7 @@ impl Common<'_> {
             tenant: self.tenant.to_owned(),
             pool: self.pool.to_owned(),
             campaign: self.submission.campaign.clone(),
+            list: self.submission.list.clone(),
             recipient: recipient.to_owned(),
             attempt: 0,
             at: Some(self.now.into()),

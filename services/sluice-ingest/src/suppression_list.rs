@@ -142,7 +142,7 @@ impl SuppressionList {
             return Err(IngestError::invalid("addresses", reason));
         }
         for (i, address) in addresses.iter().enumerate() {
-            crate::validate::address(&format!("addresses[{i}]"), address)?;
+            entry_address(&format!("addresses[{i}]"), address)?;
         }
         let remove = |address: String| {
             let request = RemoveSuppressionRequest {
@@ -188,7 +188,7 @@ pub fn checked_entries(
     }
     let mut out = Vec::with_capacity(entries.len());
     for (i, e) in entries.into_iter().enumerate() {
-        crate::validate::address(&format!("{}.address", name(i)), &e.address)?;
+        entry_address(&format!("{}.address", name(i)), &e.address)?;
         if !e.reason.is_empty() && !REASONS.contains(&e.reason.as_str()) {
             let reason = format!("{:?} is not one of {}", e.reason, REASONS.join(", "));
             return Err(IngestError::invalid(format!("{}.reason", name(i)), reason));
@@ -223,6 +223,26 @@ fn control_error(status: tonic::Status) -> IngestError {
             status.message()
         )),
         _ => IngestError::ListUnavailable(format!("control answered: {}", status.message())),
+    }
+}
+
+/// An entry's address: a mail address, or an unsubscribe from one of the
+/// tenant's lists, `list:<list> <address>` (docs/feedback.md).
+fn entry_address(field: &str, address: &str) -> Result<(), IngestError> {
+    match address
+        .strip_prefix("list:")
+        .and_then(|rest| rest.split_once(' '))
+    {
+        Some((list, mail)) => {
+            if !sluice_links::unsubscribe::valid_list(list) {
+                return Err(IngestError::invalid(
+                    field,
+                    "a list entry is `list:<list> <address>`, the list 1 to 64 of A-Z, a-z, 0-9, `.`, `_` and `-`",
+                ));
+            }
+            crate::validate::address(field, mail).map(drop)
+        }
+        None => crate::validate::address(field, address).map(drop),
     }
 }
 
@@ -276,6 +296,20 @@ mod tests {
         assert_eq!(field(check_all("acme", Vec::new())), "suppressions");
         let too_many = vec![e("a@x.test", ""); MAX_ADD + 1];
         assert_eq!(field(check_all("acme", too_many)), "suppressions");
+        let listed = check_all("acme", vec![e("list:weekly a@x.test", "unsubscribe")]);
+        assert_eq!(listed.expect("a list entry").len(), 1);
+        for bad in [
+            "list:two words a@x.test",
+            "list:weekly a.x.test",
+            "list:weekly",
+        ] {
+            let entries = vec![e("a@x.test", ""), e(bad, "")];
+            assert_eq!(
+                field(check_all("acme", entries)),
+                "suppressions[1].address",
+                "{bad}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -64,6 +64,7 @@ pub fn unsubscribed(target: &UnsubscribeTarget) -> Event {
         message_id: target.message_id.clone(),
         tenant: target.tenant.clone(),
         recipient: target.recipient.clone(),
+        list: target.list.clone(),
         at: Some(SystemTime::now().into()),
         ..Default::default()
     }

@@ -41,10 +41,10 @@ async fn page(State(links): State<Arc<Links>>, Path(token): Path<String>) -> Res
         Some(target) => html(
             StatusCode::OK,
             &format!(
-                "<p>Stop mail from {} to {}?</p>\n<form method=\"post\">\
+                "<p>Stop {} to {}?</p>\n<form method=\"post\">\
                  <input type=\"hidden\" name=\"List-Unsubscribe\" value=\"One-Click\">\
                  <button type=\"submit\">Unsubscribe</button></form>",
-                escape(&target.tenant),
+                what(&target),
                 escape(&target.recipient)
             ),
         ),
@@ -94,11 +94,19 @@ fn done(target: &UnsubscribeTarget) -> Response {
     html(
         StatusCode::OK,
         &format!(
-            "<p>{} is unsubscribed from mail sent by {}.</p>",
+            "<p>{} is unsubscribed from {}.</p>",
             escape(&target.recipient),
-            escape(&target.tenant)
+            what(target)
         ),
     )
+}
+
+/// "mail sent by acme", or "the list weekly of acme", escaped.
+fn what(target: &UnsubscribeTarget) -> String {
+    match target.list.as_str() {
+        "" => format!("mail sent by {}", escape(&target.tenant)),
+        list => format!("the list {} of {}", escape(list), escape(&target.tenant)),
+    }
 }
 
 fn refused() -> Response {

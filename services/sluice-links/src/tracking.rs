@@ -227,6 +227,7 @@ mod tests {
             tenant: "c".into(),
             recipient: "acme".into(),
             message_id: "x".into(),
+            list: String::new(),
         };
         let forged = unsub.url(&target);
         assert_eq!(

@@ -32,6 +32,13 @@ pub fn from_history(event: &mut Event, history: &[Event]) -> bool {
     if event.recipient.is_empty() {
         event.recipient.clone_from(&known.recipient);
     }
+    // Only ingest's events name the list: an unsubscribe by mail is scoped
+    // like the message's own link.
+    if event.list.is_empty()
+        && let Some(listed) = history.iter().find(|e| !e.list.is_empty())
+    {
+        event.list.clone_from(&listed.list);
+    }
     if event.source_ip.is_empty() {
         event.source_ip.clone_from(&known.source_ip);
         event.site.clone_from(&known.site);
@@ -80,6 +87,25 @@ mod tests {
             ("192.0.2.7", "gmail")
         );
         assert!(!needs_history(&late));
+    }
+
+    #[test]
+    fn an_unsubscribe_by_mail_takes_the_messages_list() {
+        let accepted = Event {
+            list: "weekly".into(),
+            ..past(EventKind::Accepted, "")
+        };
+        let history = [accepted, past(EventKind::Delivered, "192.0.2.7")];
+        let mut mailed = Event {
+            kind: EventKind::Unsubscribed.into(),
+            message_id: "m1".into(),
+            ..Default::default()
+        };
+        assert!(from_history(&mut mailed, &history));
+        assert_eq!(
+            (mailed.tenant.as_str(), mailed.list.as_str()),
+            ("acme", "weekly")
+        );
     }
 
     #[test]

@@ -210,7 +210,9 @@ pub fn suppression_address(address: &str) -> String {
 }
 
 /// The suppression an event causes, as `(tenant, address, reason)`; the
-/// address in [`suppression_address`] form.
+/// address in [`suppression_address`] form, or for an unsubscribe from a
+/// list the list's own form (`list:<list> <address>`, which only
+/// submissions naming the list are checked against).
 pub fn suppression(event: &Event) -> Option<(&str, String, &'static str)> {
     let reason = match event.kind() {
         _ if is_hard_bounce(event) => "hard_bounce",
@@ -221,7 +223,13 @@ pub fn suppression(event: &Event) -> Option<(&str, String, &'static str)> {
     if event.tenant.is_empty() || event.recipient.is_empty() {
         return None;
     }
-    Some((&event.tenant, suppression_address(&event.recipient), reason))
+    let address = match event.list.as_str() {
+        list if !list.is_empty() && event.kind() == EventKind::Unsubscribed => {
+            sluice_links::unsubscribe::list_suppression(list, &event.recipient)
+        }
+        _ => suppression_address(&event.recipient),
+    };
+    Some((&event.tenant, address, reason))
 }
 
 #[cfg(test)]
@@ -265,6 +273,32 @@ mod tests {
             suppression(&shouting).map(|s| s.1),
             Some("bob@example.com".to_owned()),
             "stored lowercase"
+        );
+    }
+
+    #[test]
+    fn an_unsubscribe_from_a_list_suppresses_for_that_list_only() {
+        let mut e = event(EventKind::Unsubscribed, BounceClass::Unspecified);
+        e.recipient = "Bob@Example.org".into();
+        assert_eq!(
+            suppression(&e),
+            Some(("acme", "bob@example.org".to_owned(), "unsubscribe"))
+        );
+        e.list = "Weekly".into();
+        assert_eq!(
+            suppression(&e),
+            Some((
+                "acme",
+                "list:weekly bob@example.org".to_owned(),
+                "unsubscribe"
+            ))
+        );
+        // A complaint about a list's message still suppresses everything.
+        let mut c = event(EventKind::Complained, BounceClass::Unspecified);
+        c.list = "weekly".into();
+        assert_eq!(
+            suppression(&c).map(|s| s.1),
+            Some(c.recipient.to_lowercase())
         );
     }
 

@@ -106,6 +106,7 @@ pub fn event(
         node: info.node.clone(),
         lease_epoch: info.lease_epoch,
         engagement: None,
+        list: String::new(),
     }
 }
 

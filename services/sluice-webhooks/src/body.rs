@@ -40,6 +40,7 @@ pub fn render(event: &Event) -> Vec<u8> {
     map.insert("message_id".into(), event.message_id.clone().into());
     put_text(&mut map, "recipient", &event.recipient);
     put_text(&mut map, "campaign", &event.campaign);
+    put_text(&mut map, "list", &event.list);
     put_text(&mut map, "pool", &event.pool);
     map.insert("attempt".into(), event.attempt.into());
     if let Some(reply) = &event.reply {

@@ -34,7 +34,7 @@ async fn http(addr: &str, method: &str, path: &str, body: &str) -> String {
 /// A running `sluice dev` delivering to the simulator, its data directory,
 /// and clients of its ingest and control.
 struct Running {
-    _sim: sluice_sim::SimHandle,
+    sim: sluice_sim::SimHandle,
     dir: tempfile::TempDir,
     dev: sluice_testkit::dev::Dev,
     client: IngestClient<tonic::transport::Channel>,
@@ -42,7 +42,11 @@ struct Running {
 }
 
 async fn start() -> Running {
-    let sim = start_sim(INBOX).await;
+    start_with(INBOX).await
+}
+
+async fn start_with(scenario: &str) -> Running {
+    let sim = start_sim(scenario).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("dev.toml");
     let config = dev_config(dir.path(), &sim, "inbox", "inbox.test", "");
@@ -58,7 +62,7 @@ async fn start() -> Running {
             .await
             .expect("connect control");
     Running {
-        _sim: sim,
+        sim,
         dir,
         dev,
         client,
@@ -89,6 +93,7 @@ async fn a_one_click_unsubscribe_suppresses_the_next_submission() {
         tenant: "dev".into(),
         recipient: ANN.into(),
         message_id: message_id.clone(),
+        list: String::new(),
     };
     let url = signer.url(&target);
     let path = url.strip_prefix("http://unsubscribe.test").expect("path");
@@ -198,4 +203,80 @@ async fn a_mailto_unsubscribe_at_the_mx_suppresses_the_next_submission() {
     let request = send_request("news@sluice.test", &[ANN.to_owned()], "more news");
     let again = client.send(request).await.expect("send").into_inner();
     assert!(again.recipients[0].suppressed, "{again:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsubscribe_from_a_list_stops_that_list_only() {
+    let scenario = format!("{INBOX}keep_bodies = true\n");
+    // The data directory must outlive the test: kept in `_dir`.
+    let Running {
+        sim,
+        dir: _dir,
+        dev,
+        mut client,
+        mut control,
+    } = start_with(&scenario).await;
+    let listed = |list: &str, subject: &str| {
+        let mut request = send_request("news@sluice.test", &[ANN.to_owned()], subject);
+        request.get_mut().list = list.into();
+        request
+    };
+    let bad = client
+        .send(listed("two words", "x"))
+        .await
+        .expect_err("bad list");
+    assert!(bad.message().contains("list"), "{bad:?}");
+    client
+        .send(listed("weekly", "weekly news"))
+        .await
+        .expect("send");
+
+    // The one-click link exactly as the message carries it.
+    let deadline = std::time::Instant::now() + MINUTE;
+    let body = loop {
+        if let Some(body) = sim.bodies_to(ANN).pop() {
+            break String::from_utf8_lossy(&body).into_owned();
+        }
+        assert!(std::time::Instant::now() < deadline, "never delivered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let header = body
+        .split("List-Unsubscribe: <")
+        .nth(1)
+        .and_then(|rest| rest.split('>').next())
+        .unwrap_or_else(|| panic!("no List-Unsubscribe link: {body}"))
+        .replace("\r\n ", "");
+    let path = header
+        .strip_prefix("http://127.0.0.1:7081")
+        .expect("dev's unsubscribe base URL");
+    let answer = http(
+        &dev.inbound_http,
+        "POST",
+        path,
+        "List-Unsubscribe=One-Click",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("the list weekly of dev"), "{answer}");
+    let scoped = "list:weekly ann@inbox.test";
+    wait_for_suppressions(&mut control, &[(scoped, "unsubscribe")], MINUTE).await;
+
+    // The list stops; other lists and mail without a list go on.
+    for (list, stopped) in [
+        ("weekly", true),
+        ("Weekly", true),
+        ("offers", false),
+        ("", false),
+    ] {
+        let sent = client.send(listed(list, "more")).await.expect("send");
+        let recipient = &sent.get_ref().recipients[0];
+        assert_eq!(
+            recipient.suppressed, stopped,
+            "list {list:?}: {recipient:?}"
+        );
+    }
+    assert_eq!(
+        suppressions(&mut control).await,
+        [(scoped.to_owned(), "unsubscribe".to_owned())]
+    );
 }
