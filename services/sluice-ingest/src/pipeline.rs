@@ -402,7 +402,6 @@ impl Ingestor {
                 "Feedback-ID",
                 compliance::feedback_id(&sub.campaign, tenant.name(), &checked.pool),
             ));
-            let tracking = self.tracking.as_ref().filter(|_| sub.tracking.any());
             let copy = Copy {
                 index,
                 recipient,
@@ -410,17 +409,7 @@ impl Ingestor {
                 from_domain: &checked.from_domain,
                 now_unix,
                 extra,
-                tracking: tracking.map(|tracking| crate::tracking_html::Plan {
-                    tracking,
-                    copy: crate::tracking::Copy {
-                        tenant: tenant.name().to_owned(),
-                        campaign: sub.campaign.clone(),
-                        recipient: recipient.address.clone(),
-                        message_id: ids[index].clone(),
-                    },
-                    opens: sub.tracking.opens,
-                    clicks: sub.tracking.clicks,
-                }),
+                tracking: self.tracking_plan(tenant, sub, &recipient.address, &ids[index]),
             };
             let message = match &checked.body {
                 Body::Template { from, templates } => {
@@ -435,6 +424,28 @@ impl Ingestor {
             messages.push(message);
         }
         Ok((sendable, messages))
+    }
+
+    /// What to track in one recipient's copy, when the submission asked.
+    fn tracking_plan(
+        &self,
+        tenant: &Tenant,
+        sub: &Submission,
+        recipient: &str,
+        message_id: &str,
+    ) -> Option<crate::tracking_html::Plan<'_>> {
+        let tracking = self.tracking.as_ref().filter(|_| sub.tracking.any())?;
+        Some(crate::tracking_html::Plan {
+            tracking,
+            copy: crate::tracking::Copy {
+                tenant: tenant.name().to_owned(),
+                campaign: sub.campaign.clone(),
+                recipient: recipient.to_owned(),
+                message_id: message_id.to_owned(),
+            },
+            opens: sub.tracking.opens,
+            clicks: sub.tracking.clicks,
+        })
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
@@ -29,7 +29,8 @@ const PIXEL: &[u8] = &[
 const RECORD_WAIT: Duration = Duration::from_secs(5);
 
 /// `GET <path>/o/{token}` and `GET <path>/c/{token}` under the path of
-/// `tracking.base_url`.
+/// `tracking.base_url`. A `HEAD` (what link scanners often send) gets the
+/// same answer and records nothing.
 pub fn routes(links: Arc<Links>, tracking: &Tracking) -> Router {
     let path = crate::unsubscribe::path_of(tracking.base_url());
     Router::new()
@@ -41,12 +42,15 @@ pub fn routes(links: Arc<Links>, tracking: &Tracking) -> Router {
 async fn open(
     State(links): State<Arc<Links>>,
     Path(token): Path<String>,
+    method: Method,
     headers: HeaderMap,
 ) -> Response {
     let Some(tracked) = verified(&links, Kind::Open, &token) else {
         return refused(&links, "open");
     };
-    record(&links, &tracked, &headers).await;
+    if method == Method::GET {
+        record(&links, &tracked, &headers).await;
+    }
     (
         StatusCode::OK,
         [
@@ -61,6 +65,7 @@ async fn open(
 async fn click(
     State(links): State<Arc<Links>>,
     Path(token): Path<String>,
+    method: Method,
     headers: HeaderMap,
 ) -> Response {
     let Some(tracked) = verified(&links, Kind::Click, &token) else {
@@ -71,7 +76,9 @@ async fn click(
     let Ok(location) = HeaderValue::from_bytes(tracked.url.as_bytes()) else {
         return refused(&links, "click");
     };
-    record(&links, &tracked, &headers).await;
+    if method == Method::GET {
+        record(&links, &tracked, &headers).await;
+    }
     (
         StatusCode::FOUND,
         [

@@ -2,7 +2,8 @@
 //! ingest signs into a message's `List-Unsubscribe` header is posted to the
 //! HTTP listener as a mailbox provider would; the recorder suppresses the
 //! recipient for the tenant and the next submission to it is answered
-//! `suppressed`, well within the minute. Forged and altered links are
+//! `suppressed`, well within the minute, and the tenant's webhook gets the
+//! `unsubscribed` event, signed. Forged and altered links are
 //! refused with a clear page and change nothing; `GET` shows a form that
 //! works without JavaScript and changes nothing by itself. Both the inbound
 //! role's link listener and ingest's HTTP listener answer the links. The
@@ -18,6 +19,7 @@ use sluice_testkit::dev::{
 };
 use sluice_testkit::mx::Client;
 use sluice_testkit::sender::{INBOX, start_sim};
+use sluice_testkit::webhooks::{received, receiver, register};
 
 const ANN: &str = "ann@inbox.test";
 
@@ -29,6 +31,13 @@ const MINUTE: Duration = Duration::from_secs(60);
 async fn http(addr: &str, method: &str, path: &str, body: &str) -> String {
     let form = ["content-type: application/x-www-form-urlencoded"];
     sluice_testkit::http::request(addr, method, path, &form, body.as_bytes()).await
+}
+
+/// The one-click `POST` a mailbox provider sends, answered `200`.
+async fn one_click(listener: &str, path: &str) -> String {
+    let answer = http(listener, "POST", path, "List-Unsubscribe=One-Click").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    answer
 }
 
 /// A running `sluice dev` delivering to the simulator, its data directory,
@@ -79,6 +88,10 @@ async fn a_one_click_unsubscribe_suppresses_the_next_submission() {
         mut control,
         ..
     } = start().await;
+    // The tenant's webhook (the example receiver, checking signatures).
+    let port = sluice_testkit::cluster::free_addr().port();
+    let _hook = receiver(dir.path(), port, 0).await;
+    register(&dev.http, "unsubscribes", port, &["unsubscribed"]).await;
     let request = send_request("news@sluice.test", &[ANN.to_owned()], "spring news");
     let sent = client.send(request).await.expect("send").into_inner();
     let message_id = sent.recipients[0].message_id.clone();
@@ -140,14 +153,7 @@ async fn a_one_click_unsubscribe_suppresses_the_next_submission() {
     );
 
     // The mailbox provider's one click, at the inbound role.
-    let answer = http(
-        &dev.inbound_http,
-        "POST",
-        path,
-        "List-Unsubscribe=One-Click",
-    )
-    .await;
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let answer = one_click(&dev.inbound_http, path).await;
     assert!(answer.contains("is unsubscribed"), "{answer}");
     let expected = [(ANN.to_owned(), "unsubscribe".to_owned())];
     let took = wait_for_suppressions(&mut control, &[(ANN, "unsubscribe")], MINUTE).await;
@@ -161,6 +167,22 @@ async fn a_one_click_unsubscribe_suppresses_the_next_submission() {
     let answer = http(&dev.http, "POST", path, "").await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert_eq!(suppressions(&mut control).await, expected);
+
+    // Both clicks reached the webhook, signed, each as its own event of
+    // the message.
+    let deadline = std::time::Instant::now() + MINUTE;
+    loop {
+        let posted = received(dir.path());
+        let ours = posted
+            .iter()
+            .filter(|e| e["type"] == "unsubscribed" && e["message_id"] == message_id.as_str())
+            .count();
+        if ours == 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "posted: {posted:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -249,14 +271,7 @@ async fn an_unsubscribe_from_a_list_stops_that_list_only() {
     let path = header
         .strip_prefix("http://127.0.0.1:7081")
         .expect("dev's unsubscribe base URL");
-    let answer = http(
-        &dev.inbound_http,
-        "POST",
-        path,
-        "List-Unsubscribe=One-Click",
-    )
-    .await;
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let answer = one_click(&dev.inbound_http, path).await;
     assert!(answer.contains("the list weekly of dev"), "{answer}");
     let scoped = "list:weekly ann@inbox.test";
     wait_for_suppressions(&mut control, &[(scoped, "unsubscribe")], MINUTE).await;

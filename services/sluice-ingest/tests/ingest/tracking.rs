@@ -87,7 +87,8 @@ async fn tracked_links_are_signed_lead_back_and_record_what_the_reader_did() {
     assert_eq!(targets, [SALE, HOME]);
 
     // Forged first: nothing they do may reach the events topic, which holds
-    // only the accepted event so far.
+    // only the accepted event so far (and must hold nothing more than the
+    // two GETs below add).
     let stranger = Tracking::new(TRACKING_BASE, "another-secret-another-secret-9876");
     let copy = signer
         .verify(Kind::Click, &token(&clicks[0]))
@@ -113,6 +114,18 @@ async fn tracked_links_are_signed_lead_back_and_record_what_the_reader_did() {
         assert_eq!(status(&answer), 400, "{forged}: {answer}");
         assert!(!answer.contains("evil.example"), "{answer}");
     }
+
+    // A HEAD, as link scanners send, is answered and records nothing.
+    let agent = format!("user-agent: {CHROME}");
+    let head = request(
+        &node.http.to_string(),
+        "HEAD",
+        path(&clicks[0]),
+        &[&agent],
+        b"",
+    )
+    .await;
+    assert_eq!(status(&head), 302, "{head}");
 
     let pixel = get(&node, path(&opens[0]), "Mozilla/5.0").await;
     assert_eq!(status(&pixel), 200, "{pixel}");

@@ -229,6 +229,8 @@ domains = [{{ name = "example.com" }}, {{ name = "sluice.test" }}]
 query_listen = "127.0.0.1:0"
 [inbound]
 listen = "127.0.0.1:0"
+[inbound.http]
+listen = "127.0.0.1:0"
 
 # smallco greylists every first attempt on purpose: that deferral rate says
 # nothing about the IPs' reputation, so it must not slow their paths.

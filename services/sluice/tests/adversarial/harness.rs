@@ -100,6 +100,8 @@ domains = [{{ name = "rival.test" }}]
 query_listen = "127.0.0.1:0"
 [inbound]
 listen = "127.0.0.1:0"
+[inbound.http]
+listen = "127.0.0.1:0"
 [sender]
 dns = false
 [sender.smtp]
