@@ -92,18 +92,26 @@ fn visible(caller: &Caller, history: &[sluice_proto::v1::Event]) -> bool {
     }
 }
 
-/// Fails unless `caller` may read the stats of `req`: a tenant reads its
-/// own tenant row only (campaign, IP and site counters are not kept per
-/// tenant).
-fn stats_allowed(caller: &Caller, req: &GetStatsRequest) -> Result<(), RecorderError> {
-    if matches!(caller, Caller::Tenant(_)) && req.dimension() != StatsDimension::Tenant {
-        return Err(RecorderError::PermissionDenied(
-            "a tenant's API key reads stats by tenant only (--by tenant --key <its tenant>); \
-             campaign, IP and site counters are not kept per tenant"
+/// The counter key `req` reads, when `caller` may read it: a tenant reads
+/// its own tenant row and its own campaigns (by the campaign's name; IP and
+/// site counters are shared by every tenant); staff read any key, a
+/// campaign as `<tenant>/<campaign>`.
+fn stats_key(caller: &Caller, req: &GetStatsRequest) -> Result<String, RecorderError> {
+    match (caller, req.dimension()) {
+        (Caller::Tenant(own), StatsDimension::Campaign) => {
+            Ok(crate::record::campaign_key(own, &req.key))
+        }
+        (Caller::Tenant(_), StatsDimension::Tenant) | (Caller::Staff(_), _) => {
+            caller.may_see(&req.key)?;
+            Ok(req.key.clone())
+        }
+        (Caller::Tenant(_), _) => Err(RecorderError::PermissionDenied(
+            "a tenant's API key reads stats by tenant (--by tenant --key <its tenant>) or by \
+             its own campaign (--by campaign --key <campaign>); IP and site counters are \
+             shared by every tenant"
                 .into(),
-        ));
+        )),
     }
-    caller.may_see(&req.key)
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> RecorderError {
@@ -217,11 +225,11 @@ impl Query for QueryService {
     ) -> Result<Response<GetStatsResponse>, Status> {
         let caller = self.caller(&request, Call::GetStats)?;
         let req = request.into_inner();
-        stats_allowed(&caller, &req)?;
+        let key = stats_key(&caller, &req)?;
         let (scope, days) = stats_plan(&req)?;
         let mut rows = Vec::new();
         for day in days {
-            let parts = self.ledger.daily(scope, &req.key, &day).await?;
+            let parts = self.ledger.daily(scope, &key, &day).await?;
             if parts.is_empty() {
                 continue;
             }

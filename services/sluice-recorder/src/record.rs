@@ -183,9 +183,22 @@ pub fn counter_keys(event: &Event, fallback_secs: i64) -> Vec<CounterKey> {
         keys.push(key(Granularity::Hourly, "tenant", &event.tenant, ""));
     }
     if !event.campaign.is_empty() {
-        keys.push(key(Granularity::Daily, "campaign", &event.campaign, ""));
+        let campaign = campaign_key(&event.tenant, &event.campaign);
+        keys.push(key(Granularity::Daily, "campaign", &campaign, ""));
     }
     keys
+}
+
+/// The key of a campaign's counters: `<tenant>/<campaign>`, so two
+/// tenants' campaigns of one name never share counters and a tenant reads
+/// its own by the campaign's name. Events without a tenant keep the bare
+/// name (none are counted so: the recorder completes them first).
+pub fn campaign_key(tenant: &str, campaign: &str) -> String {
+    if tenant.is_empty() {
+        campaign.to_owned()
+    } else {
+        format!("{tenant}/{campaign}")
+    }
 }
 
 /// The attempt number of the claim "this message was delivered, whatever
@@ -351,6 +364,14 @@ mod tests {
             ("192.0.2.1", "google")
         );
         assert_eq!(hourly.hour, "2024-02-29T13");
+        let campaign = keys
+            .iter()
+            .find(|k| k.scope == "campaign")
+            .expect("campaign");
+        assert_eq!(
+            campaign.key, "acme/spring",
+            "a campaign is counted within its tenant"
+        );
     }
 
     #[test]

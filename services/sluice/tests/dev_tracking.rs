@@ -5,7 +5,8 @@
 //! fetch ends as an `opened` or `clicked` event in the message's history
 //! with the User-Agent and the machine flag, reaches the tenant's webhook (the example receiver,
 //! verifying every signature) once per fetch, and counts once per message
-//! in the tenant's and the campaign's stats. A forged redirect is refused
+//! in the tenant's and the campaign's stats (which the tenant reads with
+//! its own API key). A forged redirect is refused
 //! and records nothing.
 
 use std::time::{Duration, Instant};
@@ -194,17 +195,24 @@ async fn opens_and_clicks_reach_history_webhooks_and_stats() {
     // Stats count each message once per kind, for the tenant and the
     // campaign.
     let token = std::fs::read_to_string(dir.path().join("data/control.token")).expect("token");
-    let mut query = sluice_testkit::query::client(&dev.query, Some(token.trim()))
+    let query = sluice_testkit::query::client(&dev.query, Some(token.trim()))
         .await
         .expect("query");
     let day = sluice_recorder::client::today();
-    for (dimension, key) in [
-        (StatsDimension::Tenant, "dev"),
-        (StatsDimension::Campaign, "spring"),
+    // The operator reads the campaign as `<tenant>/<campaign>`; the tenant,
+    // with its API key, by the campaign's own name.
+    let tenant = sluice_testkit::query::client(&dev.query, Some("sluice-dev-key"))
+        .await
+        .expect("query with the tenant's key");
+    for (reader, dimension, key) in [
+        (&query, StatsDimension::Tenant, "dev"),
+        (&query, StatsDimension::Campaign, "dev/spring"),
+        (&tenant, StatsDimension::Campaign, "spring"),
     ] {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let rows = query
+            let rows = reader
+                .clone()
                 .get_stats(GetStatsRequest {
                     dimension: dimension.into(),
                     key: key.into(),

@@ -256,14 +256,14 @@ async fn check_access(ledger: AnyLedger) {
         code(tenant_a.get_stats(stats(StatsDimension::Tenant, b)).await),
         Code::PermissionDenied
     );
-    assert_eq!(
-        code(
-            tenant_a
-                .get_stats(stats(StatsDimension::Campaign, "spring"))
-                .await
-        ),
-        Code::PermissionDenied
-    );
+    // Both tenants ran a campaign named `spring`: each reads only its own.
+    let rows = tenant_a
+        .get_stats(stats(StatsDimension::Campaign, "spring"))
+        .await
+        .expect("own campaign")
+        .into_inner()
+        .rows;
+    assert_eq!(rows.iter().map(|r| r.bounced).sum::<u64>(), 1, "{rows:?}");
     assert_eq!(
         code(
             tenant_a
@@ -311,9 +311,13 @@ async fn check_access(ledger: AnyLedger) {
     ops.get_message(message(&world.msg_b))
         .await
         .expect("operator reads a message");
-    ops.get_stats(stats(StatsDimension::Campaign, "spring"))
+    let rows = ops
+        .get_stats(stats(StatsDimension::Campaign, &format!("{b}/spring")))
         .await
-        .expect("operator reads stats");
+        .expect("operator reads stats")
+        .into_inner()
+        .rows;
+    assert_eq!(rows.iter().map(|r| r.bounced).sum::<u64>(), 1, "{rows:?}");
     assert_eq!(
         code(ops.claim_idempotency_key(claim(a, "k-ops")).await),
         Code::PermissionDenied

@@ -87,7 +87,7 @@ async fn records_a_batch_and_answers_over_grpc() {
     );
     assert_eq!(daily(&session, ks, "tenant", "acme", "accepted").await, 1);
     assert_eq!(
-        daily(&session, ks, "campaign", "spring", "delivered").await,
+        daily(&session, ks, "campaign", "acme/spring", "delivered").await,
         3 + 250 - 32
     );
     check_suppressions(&session, ks).await;
@@ -236,10 +236,10 @@ async fn check_typed_client(recorder: &Running) {
     assert_eq!(reputation.rows[0].signal, "pause", "{reputation:?}");
     let today = today();
     let rows = client
-        .stats("campaign", "spring", (&today, &today))
+        .stats("campaign", "acme/spring", (&today, &today))
         .await
         .expect("stats");
-    assert!(rows.iter().any(|r| r.key == "spring"), "{rows:?}");
+    assert!(rows.iter().any(|r| r.key == "acme/spring"), "{rows:?}");
     let err = client
         .stats("pool", "x", (&today, &today))
         .await
