@@ -207,4 +207,21 @@ mod tests {
         let err = sluice_node::config::from_toml::<InboundConfig>(&unknown).unwrap_err();
         assert!(err.to_string().contains("lisen"), "{err}");
     }
+
+    #[test]
+    fn the_example_loads_and_link_endpoints_need_their_base_url() {
+        let example = include_str!("../../../deploy/examples/inbound.toml");
+        let config = sluice_node::config::from_toml::<InboundConfig>(example)
+            .expect("deploy/examples/inbound.toml loads");
+        assert_eq!(config.http.tracking_base_url, "https://links.example.com/t");
+        let ok = "secret = \"0123456789abcdef0123456789abcdef\"";
+        let bare = format!("{ok}\n[http]\nlisten = \"127.0.0.1:0\"");
+        let err = sluice_node::config::from_toml::<InboundConfig>(&bare).unwrap_err();
+        assert_eq!(err.key, "http.unsubscribe_base_url");
+        let bad = format!(
+            "{bare}\nunsubscribe_base_url = \"https://u.example/u\"\ntracking_base_url = \"t\""
+        );
+        let err = sluice_node::config::from_toml::<InboundConfig>(&bad).unwrap_err();
+        assert_eq!(err.key, "http.tracking_base_url");
+    }
 }
