@@ -28,6 +28,12 @@ fn every_role_example_loads() {
     let webhooks = sluice_webhooks::WebhooksConfig::load(Some(&example("webhooks.toml")))
         .expect("webhooks.toml");
     assert!(!webhooks.allow_private_addresses);
+    let inbound =
+        sluice_inbound::InboundConfig::load(Some(&example("inbound.toml"))).expect("inbound.toml");
+    assert!(
+        !inbound.http.listen.is_empty(),
+        "the example serves the links"
+    );
 }
 
 #[test]
@@ -39,6 +45,7 @@ fn no_example_without_a_role() {
         "control.toml",
         "dev.toml",
         "webhooks.toml",
+        "inbound.toml",
     ];
     for entry in std::fs::read_dir(example("")).expect("deploy/examples") {
         let name = entry
