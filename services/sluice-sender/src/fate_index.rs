@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use futures::StreamExt;
 use sluice_log::{Commit, Log, LogError, MessageLog, NewRecord, ReadLimit, partition_for};
 
 use crate::dispatch::RecordRef;
@@ -20,6 +21,11 @@ use crate::dispatch::RecordRef;
 /// How long a load waits for more entries before taking the partition's end
 /// as reached.
 const LOAD_WAIT: Duration = Duration::from_millis(200);
+
+/// Fate partitions read at once when partitions are assigned. Each read of
+/// an empty partition waits [`LOAD_WAIT`] for its end, so one at a time made
+/// a fresh node on 48 partitions wait about 10 s before its first delivery.
+const LOAD_CONCURRENCY: usize = 16;
 
 /// The index of every source partition this node owns.
 pub struct FateIndex {
@@ -158,20 +164,49 @@ impl FateIndex {
     /// of its sources to its end. Entries below a source partition's
     /// committed offset are left out.
     pub async fn load(&self, assigned: &[(String, i32)]) {
-        let mut by_partition: BTreeMap<i32, Vec<&str>> = BTreeMap::new();
+        let mut by_partition: BTreeMap<i32, Vec<String>> = BTreeMap::new();
         for (topic, partition) in assigned {
             if (*partition as usize) < self.keys.len() {
-                by_partition.entry(*partition).or_default().push(topic);
+                by_partition
+                    .entry(*partition)
+                    .or_default()
+                    .push(topic.clone());
             }
         }
-        for (partition, topics) in by_partition {
-            match self.read_partition(partition, &topics).await {
-                Ok(loaded) => self.merge(partition, loaded),
+        let reads: Vec<_> = by_partition
+            .into_iter()
+            .map(|(partition, topics)| self.load_one(partition, topics))
+            .collect();
+        let started = std::time::Instant::now();
+        let (mut loaded_partitions, mut settled) = (0, 0);
+        let mut reads = futures::stream::iter(reads).buffer_unordered(LOAD_CONCURRENCY);
+        while let Some((partition, topics, read)) = reads.next().await {
+            match read {
+                Ok(loaded) => {
+                    loaded_partitions += 1;
+                    settled += self.merge(partition, loaded);
+                }
                 Err(err) => {
                     tracing::warn!(partition, ?topics, %err, "reading the fate index failed; records of these partitions above their committed offsets may be delivered again")
                 }
             }
         }
+        tracing::info!(
+            partitions = loaded_partitions,
+            settled,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "fate index loaded; records it names are skipped"
+        );
+    }
+
+    async fn load_one(
+        &self,
+        partition: i32,
+        topics: Vec<String>,
+    ) -> (i32, Vec<String>, Result<Vec<(String, Part, i64)>, LogError>) {
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        let read = self.read_partition(partition, &names).await;
+        (partition, topics, read)
     }
 
     /// The index of each of `topics`' partition `partition`, read from the
@@ -231,16 +266,20 @@ impl FateIndex {
     }
 
     /// Installs loaded indexes, keeping what this node appended meanwhile.
-    fn merge(&self, partition: i32, loaded: Vec<(String, Part, i64)>) {
+    /// Returns how many settled records they hold.
+    fn merge(&self, partition: i32, loaded: Vec<(String, Part, i64)>) -> usize {
         let mut parts = self.parts.lock().expect("fate index lock");
+        let mut settled = 0;
         for (topic, mut part, _) in loaded {
-            tracing::info!(%topic, partition, settled = part.settled.len(), "fate index loaded");
+            tracing::debug!(%topic, partition, settled = part.settled.len(), "fate index loaded");
+            settled += part.settled.len();
             let slot = parts.entry((topic, partition)).or_default();
             part.appending = slot.appending;
             part.entries.append(&mut slot.entries);
             part.end = part.end.max(slot.end);
             *slot = part;
         }
+        settled
     }
 
     /// After the source offsets in `commits` are durable: forgets entries
