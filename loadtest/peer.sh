@@ -16,6 +16,9 @@ if ! command -v smtp-sink >/dev/null || ! command -v smtp-source >/dev/null; the
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix >/dev/null
 fi
+# Installed with "No configuration", Postfix has no main.cf, and postconf
+# (which the bench uses to allow its own configuration directory) needs one.
+[ -f /etc/postfix/main.cf ] || touch /etc/postfix/main.cf
 command -v openssl >/dev/null || { echo "peer.sh: openssl is needed for the DKIM key" >&2; exit 1; }
 
 target="${CARGO_TARGET_DIR:-$PWD/target}"

@@ -9,6 +9,10 @@
 //! 10 KB with one recipient each, so one signature per recipient; the
 //! default, 100, is a templated campaign send.
 //!
+//! `SLUICE_BENCH_LINGER=<duration>` sets ingest's `kafka.linger` (default
+//! `5ms`, as a node has it): shorter answers sooner at low load, longer
+//! batches more at high load.
+//!
 //! `SLUICE_BENCH_TRACE_SAMPLE=<ratio>` exports traces at that sampling ratio
 //! to an OTLP collector inside the benchmark (the cost of tracing on);
 //! without it no exporter is installed (tracing off, as by default).
@@ -57,7 +61,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let events = format!("sluice.bench.{run}.events");
     sluice_log::create_topic(&kafka, &format!("{prefix}shared"), 4).await?;
     sluice_log::create_topic(&kafka, &events, 4).await?;
-    let config = IngestConfig::from_toml(&config(&kafka.brokers, &prefix, &events, &key))?;
+    let linger = std::env::var("SLUICE_BENCH_LINGER").unwrap_or_else(|_| "5ms".into());
+    let toml = config(&kafka.brokers, &prefix, &events, &key).replace(
+        "[unsubscribe]",
+        &format!("linger = \"{linger}\"\n[unsubscribe]"),
+    );
+    let config = IngestConfig::from_toml(&toml)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let stop = sluice_node::CancellationToken::new();
@@ -91,7 +100,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "method: {total} recipients, {per_message} per templated message (about 10 KB), \
               {clients} concurrent gRPC Send calls, each recipient rendered, \
               RSA-2048 DKIM-signed and acknowledged by Kafka (acks=all, idempotent) \
-              with its accepted event"
+              with its accepted event; producer linger {linger}"
     );
     println!(
         "machine: {}, {} CPUs visible (shared with other builds), {}",

@@ -210,10 +210,7 @@ async fn main() -> anyhow::Result<()> {
 
     let id = uuid::Uuid::new_v4().simple().to_string();
     let topic = format!("sluice.bench.events.{id}");
-    let kafka = KafkaConfig {
-        brokers: args.kafka.clone(),
-        client_id: "webhook-bench".into(),
-    };
+    let kafka = KafkaConfig::new(args.kafka.clone(), "webhook-bench");
     let log: Log = KafkaLog::connect(kafka).await?.into();
     log.create_topic(&topic, args.partitions).await?;
     append_events(&log, &topic, args.events).await?;

@@ -115,6 +115,10 @@ pub struct KafkaSection {
     /// Records this node may have waiting for the log's acknowledgement before
     /// new submissions are refused as backpressure.
     pub max_queued_records: u32,
+    /// How long the Kafka producer waits to fill a request with more records
+    /// (`linger.ms`); every submission waits up to this long for its
+    /// acknowledgement, and a longer wait sends fewer, larger requests.
+    pub linger: Span,
 }
 
 impl Default for KafkaSection {
@@ -125,6 +129,7 @@ impl Default for KafkaSection {
             events_topic: "sluice.events".into(),
             publish_timeout: Span::secs(30),
             max_queued_records: 100_000,
+            linger: Span(5),
         }
     }
 }
@@ -471,8 +476,8 @@ impl IngestConfig {
     /// Kafka client settings of this node.
     pub fn kafka_client(&self) -> sluice_log::KafkaConfig {
         sluice_log::KafkaConfig {
-            brokers: self.kafka.brokers.clone(),
-            client_id: "sluice-ingest".into(),
+            linger: self.kafka.linger.into(),
+            ..sluice_log::KafkaConfig::new(self.kafka.brokers.clone(), "sluice-ingest")
         }
     }
 }

@@ -24,10 +24,7 @@ fn cluster() -> KafkaConfig {
              `deploy/servers/kafka-cluster.sh brokers` prints"
         )
     });
-    KafkaConfig {
-        brokers,
-        client_id: "sluice-broker-loss-test".into(),
-    }
+    KafkaConfig::new(brokers, "sluice-broker-loss-test")
 }
 
 /// Runs `deploy/servers/kafka-cluster.sh ARGS`.

@@ -36,10 +36,7 @@ sluice_log::conformance_tests!(open, fresh);
 
 #[tokio::test]
 async fn an_unreachable_broker_fails_connect_with_how_to_start_it() {
-    let config = KafkaConfig {
-        brokers: "127.0.0.1:1".into(),
-        client_id: "sluice-log-test".into(),
-    };
+    let config = KafkaConfig::new("127.0.0.1:1", "sluice-log-test");
     let err = match KafkaLog::connect_within(config, Duration::from_secs(2)).await {
         Ok(_) => panic!("nothing listens on port 1"),
         Err(err) => err,

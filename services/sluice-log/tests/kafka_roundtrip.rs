@@ -118,10 +118,7 @@ async fn ten_thousand_records_round_trip_without_loss_or_duplicates() {
 
 #[tokio::test]
 async fn unreachable_broker_names_the_server_and_how_to_start_it() {
-    let config = KafkaConfig {
-        brokers: "127.0.0.1:1".into(),
-        client_id: "sluice-log-test".into(),
-    };
+    let config = KafkaConfig::new("127.0.0.1:1", "sluice-log-test");
     let err = probe(&config, Duration::from_secs(2))
         .await
         .expect_err("nothing listens on port 1");

@@ -117,6 +117,12 @@ impl Gate {
             };
             match self.admit(peer.ip()) {
                 Ok(admitted) => {
+                    // Answers go out at once: with Nagle's algorithm a
+                    // response written in pieces (HTTP/2 headers, data,
+                    // trailers) waited for the client's delayed ACK, 40 ms.
+                    if let Err(err) = stream.set_nodelay(true) {
+                        tracing::debug!(%peer, listener = what, %err, "setting TCP_NODELAY failed");
+                    }
                     let gated = GatedStream {
                         stream,
                         _admitted: admitted,

@@ -285,10 +285,7 @@ impl RecorderConfig {
     }
 
     pub(crate) fn kafka(&self) -> sluice_log::KafkaConfig {
-        sluice_log::KafkaConfig {
-            brokers: self.brokers.clone(),
-            client_id: "sluice-recorder".into(),
-        }
+        sluice_log::KafkaConfig::new(self.brokers.clone(), "sluice-recorder")
     }
 
     /// The CQL session configuration (`cassandra`, `connect_timeout_secs`).

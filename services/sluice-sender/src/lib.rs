@@ -95,10 +95,7 @@ impl SenderBackends {
     /// Connects to the Kafka cluster of `config` and opens its lease store
     /// (`leases.kind`: the CQL keyspace, or in process).
     pub async fn open(config: &SenderConfig) -> Result<Self, SenderError> {
-        let kafka = KafkaConfig {
-            brokers: config.kafka.brokers.clone(),
-            client_id: config.node.clone(),
-        };
+        let kafka = KafkaConfig::new(config.kafka.brokers.clone(), config.node.clone());
         Ok(Self {
             log: KafkaLog::connect(kafka).await?.into(),
             telemetry: Telemetry::default(),

@@ -11,10 +11,7 @@ use crate::cli::DoctorArgs;
 
 pub async fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
     let timeout = Duration::from_secs(args.timeout);
-    let kafka = KafkaConfig {
-        brokers: args.kafka.clone(),
-        client_id: "sluice-doctor".into(),
-    };
+    let kafka = KafkaConfig::new(args.kafka.clone(), "sluice-doctor");
     let kafka_ok = match sluice_log::probe(&kafka, timeout).await {
         Ok(brokers) => {
             println!("kafka      ok    {} ({brokers} broker(s))", args.kafka);

@@ -47,10 +47,7 @@ pub async fn inbound(args: cli::ServiceArgs) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("cannot listen on listen = {}", config.listen))?;
-    let kafka = sluice_log::KafkaConfig {
-        brokers: config.brokers.clone(),
-        client_id: "sluice-inbound".into(),
-    };
+    let kafka = sluice_log::KafkaConfig::new(config.brokers.clone(), "sluice-inbound");
     let log: sluice_log::Log = sluice_log::KafkaLog::connect(kafka).await?.into();
     let http = match config.http.listen.as_str() {
         "" => None,
@@ -74,10 +71,7 @@ pub async fn inbound(args: cli::ServiceArgs) -> anyhow::Result<ExitCode> {
 /// `sluice webhooks`: runs a webhook dispatcher until SIGINT or SIGTERM.
 pub async fn webhooks(args: cli::ServiceArgs) -> anyhow::Result<ExitCode> {
     let config = sluice_webhooks::WebhooksConfig::load(args.config.as_deref())?;
-    let kafka = sluice_log::KafkaConfig {
-        brokers: config.brokers.clone(),
-        client_id: "sluice-webhooks".into(),
-    };
+    let kafka = sluice_log::KafkaConfig::new(config.brokers.clone(), "sluice-webhooks");
     let log: sluice_log::Log = sluice_log::KafkaLog::connect(kafka).await?.into();
     let listeners = sluice_webhooks::WebhooksListeners {
         metrics: config.metrics.bind().await?,

@@ -196,10 +196,7 @@ fn spawn_sender(binary: &str, path: &Path, node: &str) -> Child {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_whole_cluster_survives_kills_a_join_a_lost_broker_and_admin_changes() {
     let brokers = cluster_brokers();
-    let kafka = KafkaConfig {
-        brokers: brokers.clone(),
-        client_id: "sluice-whole-cluster-test".into(),
-    };
+    let kafka = KafkaConfig::new(brokers.clone(), "sluice-whole-cluster-test");
     let log: Log = KafkaLog::connect(kafka)
         .await
         .unwrap_or_else(|e| panic!("the three-broker cluster is not reachable: {e}"))

@@ -95,10 +95,10 @@ async fn recorder_counts_exactly_across_kill_9() {
     let brokers = sluice_testkit::servers::kafka("recorder-crash")
         .await
         .brokers;
-    let log: Log = KafkaLog::connect(KafkaConfig {
-        brokers: brokers.clone(),
-        client_id: "sluice-recorder-crash-test".into(),
-    })
+    let log: Log = KafkaLog::connect(KafkaConfig::new(
+        brokers.clone(),
+        "sluice-recorder-crash-test",
+    ))
     .await
     .expect("Kafka")
     .into();

@@ -7,6 +7,9 @@ pub struct KafkaConfig {
     pub brokers: String,
     /// Client id reported to the brokers, shows up in their logs and metrics.
     pub client_id: String,
+    /// How long the producer waits for more records to put in one request
+    /// (`linger.ms`): longer batches more under load, shorter answers sooner.
+    pub linger: std::time::Duration,
 }
 
 impl KafkaConfig {
@@ -14,6 +17,17 @@ impl KafkaConfig {
     pub const BROKERS_ENV: &'static str = "SLUICE_KAFKA_BROKERS";
     /// Bootstrap servers used when nothing else is configured.
     pub const DEFAULT_BROKERS: &'static str = "127.0.0.1:9092";
+    /// Producer linger unless a role's configuration says otherwise.
+    pub const DEFAULT_LINGER: std::time::Duration = std::time::Duration::from_millis(5);
+
+    /// Settings for `brokers` under `client_id`, with the default linger.
+    pub fn new(brokers: impl Into<String>, client_id: impl Into<String>) -> Self {
+        Self {
+            brokers: brokers.into(),
+            client_id: client_id.into(),
+            linger: Self::DEFAULT_LINGER,
+        }
+    }
 
     /// Brokers from `SLUICE_KAFKA_BROKERS`, or the local default.
     pub fn from_env(client_id: &str) -> Self {
@@ -21,24 +35,26 @@ impl KafkaConfig {
             .ok()
             .filter(|b| !b.trim().is_empty())
             .unwrap_or_else(|| Self::DEFAULT_BROKERS.to_owned());
-        Self {
-            brokers,
-            client_id: client_id.to_owned(),
-        }
+        Self::new(brokers, client_id)
     }
 
     fn base(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &self.brokers)
-            .set("client.id", &self.client_id);
+            .set("client.id", &self.client_id)
+            // Nagle's algorithm held the tail of a produce request until the
+            // broker's delayed ACK (40 ms on Linux): 1 % of ingest calls took
+            // 45 ms where the median took 4 ms.
+            .set("socket.nagle.disable", "true");
         config
     }
 
     /// Producer settings under which an acknowledged record is durable and
     /// written exactly once per send call: idempotence, `acks=all`, bounded
     /// in-flight requests, zstd compression, and records up to 32 MiB (a
-    /// 25 MB message plus its envelope; topics are created to match).
+    /// 25 MB message plus its envelope; topics are created to match); the
+    /// configured linger.
     pub fn producer(&self) -> ClientConfig {
         let mut config = self.base();
         config
@@ -46,7 +62,7 @@ impl KafkaConfig {
             .set("acks", "all")
             .set("max.in.flight.requests.per.connection", "5")
             .set("compression.type", "zstd")
-            .set("linger.ms", "5")
+            .set("linger.ms", self.linger.as_millis().to_string())
             .set("message.timeout.ms", "30000")
             .set("message.max.bytes", "33554432");
         config
@@ -96,10 +112,7 @@ mod tests {
     use super::*;
 
     fn cfg() -> KafkaConfig {
-        KafkaConfig {
-            brokers: "b1:9092,b2:9092".into(),
-            client_id: "t".into(),
-        }
+        KafkaConfig::new("b1:9092,b2:9092", "t")
     }
 
     #[test]
@@ -109,6 +122,8 @@ mod tests {
         assert_eq!(p.get("acks"), Some("all"));
         assert_eq!(p.get("compression.type"), Some("zstd"));
         assert_eq!(p.get("bootstrap.servers"), Some("b1:9092,b2:9092"));
+        assert_eq!(p.get("linger.ms"), Some("5"));
+        assert_eq!(p.get("socket.nagle.disable"), Some("true"));
     }
 
     #[test]

@@ -135,10 +135,10 @@ async fn a_node_records_on_the_embedded_ledger_and_serves_it_after_a_restart() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let stop = sluice_node::CancellationToken::new();
-    let kafka = sluice_log::KafkaLog::lazy(sluice_log::KafkaConfig {
-        brokers: config.brokers.clone(),
-        client_id: "recorder-test".into(),
-    })
+    let kafka = sluice_log::KafkaLog::lazy(sluice_log::KafkaConfig::new(
+        config.brokers.clone(),
+        "recorder-test",
+    ))
     .expect("kafka client");
     let backends = sluice_recorder::RecorderBackends {
         log: kafka.into(),
