@@ -86,6 +86,11 @@ struct Args {
     /// postfix user).
     #[arg(long, default_value = "/var/tmp/sluice-peer-bench")]
     work: PathBuf,
+    /// Where the sink appends what it receives (emptied first). Memory
+    /// (tmpfs) by default: on disk the sink's own writes took about a
+    /// quarter of the machine's CPU, which both relays then lacked.
+    #[arg(long, default_value = "/dev/shm/sluice-peer-sink")]
+    sink_work: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, clap::ValueEnum)]
@@ -134,6 +139,7 @@ async fn main() -> anyhow::Result<()> {
         bail!("--messages needs one number per --sizes entry");
     }
     prepare(&args.work)?;
+    prepare(&args.sink_work)?;
     println!(
         "peer-bench: {} cores, {}",
         machine::cpus(),
@@ -172,7 +178,7 @@ fn prepare(work: &Path) -> anyhow::Result<()> {
 }
 
 async fn run_one(args: &Args, relay: Relay, size: usize, messages: usize) -> anyhow::Result<Run> {
-    let mut sink = sink::Sink::start(&args.work)
+    let mut sink = sink::Sink::start(&args.sink_work)
         .await
         .map_err(|e| anyhow!(e))?;
     let limit = Duration::from_secs(900);
