@@ -254,6 +254,8 @@ mod tests {
         let gate = Gate::new(10, 1);
         let _first = TcpStream::connect(addr).await.expect("connect");
         let (held, _) = gate.accept(&listener, "test", |_, _| {}).await;
+        // Answers leave at once (no 40 ms wait for the peer's delayed ACK).
+        assert!(held.stream.nodelay().expect("read TCP_NODELAY"));
         let mut second = TcpStream::connect(addr).await.expect("connect");
         let refused = Arc::new(Mutex::new(Vec::new()));
         let seen = refused.clone();
