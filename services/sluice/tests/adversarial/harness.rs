@@ -84,7 +84,7 @@ max_connections_per_ip = 16
 body_timeout = "2s"
 max_message_bytes = 1048576
 [ingest.smtp]
-idle_timeout = "2s"
+idle_timeout = "4s"
 [[ingest.tenants]]
 name = "dev"
 api_keys = ["{dev_key}"]

@@ -27,19 +27,21 @@ async fn read_until_closed(
 }
 
 /// A client that says nothing after the greeting is closed once
-/// `smtp.idle_timeout` (2 s here) passes.
+/// `smtp.idle_timeout` (4 s here) passes. (The same timeout bounds the wait
+/// for a password check: at 2 s, a loaded CI machine once answered a
+/// guessing probe's AUTH with `454 4.3.2` instead of `535`.)
 pub async fn idle_session(target: &Target) {
     let started = Instant::now();
     let conn = TcpStream::connect(target.smtp).await.expect("connect SMTP");
     let mut reader = BufReader::new(conn);
-    let (lines, closed) = read_until_closed(&mut reader, Duration::from_secs(8)).await;
+    let (lines, closed) = read_until_closed(&mut reader, Duration::from_secs(10)).await;
     assert!(lines[0].starts_with("220"), "{lines:?}");
-    assert!(closed, "an idle session was kept 8 s: {lines:?}");
+    assert!(closed, "an idle session was kept 10 s: {lines:?}");
     assert!(
         lines.iter().any(|l| l.starts_with("421")),
         "closed without a 421: {lines:?}"
     );
-    assert!(started.elapsed() < Duration::from_secs(6));
+    assert!(started.elapsed() < Duration::from_secs(8));
 }
 
 /// A session sending unknown commands is closed at the error limit (20).
