@@ -8,6 +8,7 @@ use std::future::Future;
 use futures::{StreamExt, TryStreamExt};
 use prost::Message;
 use scylla::client::session::Session;
+use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::{CqlTimestamp, CqlValue};
 use sluice_proto::v1::Event;
@@ -15,6 +16,32 @@ use sluice_proto::v1::Event;
 use crate::RecorderError;
 use crate::ledger::Claim;
 use crate::record::{self, COLUMNS, CounterKey, Deltas, Granularity, Part, Position};
+
+/// Campaign rows per unlogged batch: about 200 bytes each, so a batch stays
+/// under Cassandra's 5 KiB warning threshold.
+const CAMPAIGN_BATCH_ROWS: usize = 16;
+
+/// The events that have a campaign, grouped by their campaign row's
+/// partition (campaign, hour) in chunks of at most [`CAMPAIGN_BATCH_ROWS`].
+fn campaign_batches<'a>(events: &[&'a Event], now_secs: i64) -> Vec<Vec<&'a Event>> {
+    let mut by_partition: std::collections::BTreeMap<(&str, String), Vec<&Event>> =
+        std::collections::BTreeMap::new();
+    for event in events.iter().filter(|e| !e.campaign.is_empty()) {
+        let hour = crate::time::hour_of(record::event_secs(event, now_secs));
+        by_partition
+            .entry((event.campaign.as_str(), hour))
+            .or_default()
+            .push(event);
+    }
+    by_partition
+        .into_values()
+        .flat_map(|rows| {
+            rows.chunks(CAMPAIGN_BATCH_ROWS)
+                .map(<[&Event]>::to_vec)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
 
 /// The recorder's ledger in a migrated keyspace: the session and the
 /// prepared statements.
@@ -189,11 +216,46 @@ impl CqlLedger {
             .iter()
             .map(|e| self.event_rows(e, now_secs))
             .collect();
-        self.each(calls).await?;
+        let batches = campaign_batches(events, now_secs)
+            .into_iter()
+            .map(|rows| self.campaign_rows(rows, now_secs))
+            .collect();
+        futures::try_join!(self.each(calls), self.each(batches))?;
         Ok(())
     }
 
-    /// One event's history row, campaign row and suppression.
+    /// Campaign rows of one (campaign, hour) partition in one unlogged batch:
+    /// one mutation where one statement per row cost Cassandra a request each.
+    async fn campaign_rows(&self, rows: Vec<&Event>, now_secs: i64) -> Result<(), RecorderError> {
+        let mut batch = Batch::new(BatchType::Unlogged);
+        let values: Vec<_> = rows
+            .iter()
+            .map(|event| {
+                batch.append_statement(self.insert_campaign.clone());
+                let at = CqlTimestamp(record::event_millis(event, now_secs));
+                (
+                    &event.campaign,
+                    crate::time::hour_of(record::event_secs(event, now_secs)),
+                    at,
+                    &event.event_id,
+                    &event.message_id,
+                    event.kind,
+                    &event.tenant,
+                    &event.recipient,
+                    &event.source_ip,
+                    &event.site,
+                    self.status_ttl,
+                )
+            })
+            .collect();
+        self.session
+            .batch(&batch, values)
+            .await
+            .map_err(|e| RecorderError::cql("writing campaign_events", e))?;
+        Ok(())
+    }
+
+    /// One event's history row and suppression.
     async fn event_rows(&self, event: &Event, now_secs: i64) -> Result<(), RecorderError> {
         let at = CqlTimestamp(record::event_millis(event, now_secs));
         let attempt = i32::try_from(event.attempt).unwrap_or(i32::MAX);
@@ -212,26 +274,6 @@ impl CqlLedger {
         history
             .await
             .map_err(|e| RecorderError::cql("writing message_events", e))?;
-        if !event.campaign.is_empty() {
-            let hour = crate::time::hour_of(record::event_secs(event, now_secs));
-            let values = (
-                &event.campaign,
-                hour,
-                at,
-                &event.event_id,
-                &event.message_id,
-                event.kind,
-                &event.tenant,
-                &event.recipient,
-                &event.source_ip,
-                &event.site,
-                self.status_ttl,
-            );
-            self.session
-                .execute_unpaged(&self.insert_campaign, values)
-                .await
-                .map_err(|e| RecorderError::cql("writing campaign_events", e))?;
-        }
         if let Some((tenant, address, reason)) = record::suppression(event) {
             let values = (tenant, &address, reason, at, &event.message_id);
             self.session
@@ -360,5 +402,63 @@ impl CqlLedger {
         result
             .map(drop)
             .map_err(|e| RecorderError::cql("writing a counter part", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(campaign: &str, secs: i64, id: usize) -> Event {
+        Event {
+            event_id: format!("e{id}"),
+            campaign: campaign.into(),
+            at: Some(prost_types::Timestamp {
+                seconds: secs,
+                nanos: 0,
+            }),
+            ..Event::default()
+        }
+    }
+
+    #[test]
+    fn campaign_rows_are_batched_by_partition_in_bounded_chunks() {
+        let hour = 1_764_000_000 - 1_764_000_000 % 3600;
+        let mut events = Vec::new();
+        for i in 0..40 {
+            events.push(event("spring", hour + 10, i));
+        }
+        for i in 40..45 {
+            events.push(event("spring", hour + 3600, i));
+            events.push(event("", hour, i + 100));
+            events.push(event("autumn", hour, i + 200));
+        }
+        let refs: Vec<&Event> = events.iter().collect();
+        let batches = campaign_batches(&refs, 0);
+        // 40 rows of one partition: 16 + 16 + 8; two partitions of 5.
+        let mut sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
+        sizes.sort_unstable();
+        assert_eq!(sizes, [5, 5, 8, 16, 16]);
+        for batch in &batches {
+            let first = (&batch[0].campaign, record::event_secs(batch[0], 0) / 3600);
+            assert!(
+                batch
+                    .iter()
+                    .all(|e| (&e.campaign, record::event_secs(e, 0) / 3600) == first),
+                "one partition per batch"
+            );
+        }
+        let mut ids: Vec<&str> = batches
+            .iter()
+            .flatten()
+            .map(|e| e.event_id.as_str())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(
+            ids.len(),
+            50,
+            "every campaign event once, none without a campaign"
+        );
     }
 }
