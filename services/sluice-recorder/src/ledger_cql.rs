@@ -423,7 +423,7 @@ mod tests {
 
     #[test]
     fn campaign_rows_are_batched_by_partition_in_bounded_chunks() {
-        let hour = 1_764_000_000 - 1_764_000_000 % 3600;
+        let hour = 1_764_000_000; // 2025-11-24T16:00Z, on the hour
         let mut events = Vec::new();
         for i in 0..40 {
             events.push(event("spring", hour + 10, i));
