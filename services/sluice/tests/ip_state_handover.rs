@@ -162,8 +162,13 @@ async fn a_warmup_cap_holds_across_a_graceful_move_and_a_kill_9() {
             "a graceful move carries the exact count"
         );
     } else {
-        // node-b already claimed the row and wrote over it.
-        assert!(stored_a >= by_a as u64, "{stored_a} < {by_a}");
+        // node-b already claimed the row, wrote over it and is sending: the
+        // simulator's count (read after a exited) includes what b sent since
+        // its last write, at most one state.interval (1 s, on a 200 ms tick)
+        // at RATE plus the burst. (A CI run saw b's write count 24 where 25
+        // had been accepted.)
+        let lag = (RATE * 12 / 10 + BURST) as u64;
+        assert!(stored_a + lag >= by_a as u64, "{stored_a} + {lag} < {by_a}");
     }
 
     // 2. node-b takes the IP over; node-c joins; b is killed with -9.
