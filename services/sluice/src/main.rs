@@ -17,6 +17,11 @@ use clap::Parser;
 
 use cli::{Cli, Command};
 
+/// mimalloc rather than the system allocator: per-thread free lists and
+/// pages returned to the OS (docs/decisions.md, "The allocator").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
