@@ -228,26 +228,24 @@ impl CqlLedger {
     /// one mutation where one statement per row cost Cassandra a request each.
     async fn campaign_rows(&self, rows: Vec<&Event>, now_secs: i64) -> Result<(), RecorderError> {
         let mut batch = Batch::new(BatchType::Unlogged);
-        let values: Vec<_> = rows
-            .iter()
-            .map(|event| {
-                batch.append_statement(self.insert_campaign.clone());
-                let at = CqlTimestamp(record::event_millis(event, now_secs));
-                (
-                    &event.campaign,
-                    crate::time::hour_of(record::event_secs(event, now_secs)),
-                    at,
-                    &event.event_id,
-                    &event.message_id,
-                    event.kind,
-                    &event.tenant,
-                    &event.recipient,
-                    &event.source_ip,
-                    &event.site,
-                    self.status_ttl,
-                )
-            })
-            .collect();
+        let mut values = Vec::with_capacity(rows.len());
+        for event in rows {
+            batch.append_statement(self.insert_campaign.clone());
+            let at = CqlTimestamp(record::event_millis(event, now_secs));
+            values.push((
+                &event.campaign,
+                crate::time::hour_of(record::event_secs(event, now_secs)),
+                at,
+                &event.event_id,
+                &event.message_id,
+                event.kind,
+                &event.tenant,
+                &event.recipient,
+                &event.source_ip,
+                &event.site,
+                self.status_ttl,
+            ));
+        }
         self.session
             .batch(&batch, values)
             .await

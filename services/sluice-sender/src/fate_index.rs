@@ -173,6 +173,9 @@ impl FateIndex {
                     .push(topic.clone());
             }
         }
+        if by_partition.is_empty() {
+            return;
+        }
         let reads: Vec<_> = by_partition
             .into_iter()
             .map(|(partition, topics)| self.load_one(partition, topics))
@@ -204,8 +207,7 @@ impl FateIndex {
         partition: i32,
         topics: Vec<String>,
     ) -> (i32, Vec<String>, Result<Vec<(String, Part, i64)>, LogError>) {
-        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-        let read = self.read_partition(partition, &names).await;
+        let read = self.read_partition(partition, &topics).await;
         (partition, topics, read)
     }
 
@@ -214,10 +216,10 @@ impl FateIndex {
     async fn read_partition(
         &self,
         partition: i32,
-        topics: &[&str],
+        topics: &[String],
     ) -> Result<Vec<(String, Part, i64)>, LogError> {
         let mut loaded = Vec::new();
-        for &topic in topics {
+        for topic in topics {
             let floor = self.log.committed(&self.group, topic, partition).await?;
             let fate_group = fate_group(&self.group, topic);
             let start = self
@@ -229,7 +231,7 @@ impl FateIndex {
                 end: start.unwrap_or(0),
                 ..Part::default()
             };
-            loaded.push((topic.to_owned(), part, floor.unwrap_or(0)));
+            loaded.push((topic.clone(), part, floor.unwrap_or(0)));
         }
         let limit = ReadLimit {
             max_records: 5000,
