@@ -56,6 +56,15 @@ pub struct SiteLabels {
     pub site: String,
 }
 
+/// Labels of a site's wait.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WaitLabels {
+    /// The configured site name, or `other` (see [`site_label`]).
+    pub site: String,
+    /// `rate`, `connections` or `held` (the dispatcher's `Wait`).
+    pub reason: String,
+}
+
 /// Labels of open SMTP sessions.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ConnectionLabels {
@@ -83,6 +92,8 @@ pub struct SenderMetrics {
     /// committed (refreshed by the consumer every few seconds).
     pub consumer_lag: PartitionGauges,
     pub smtp_connections: Family<ConnectionLabels, Gauge>,
+    pub connections_opened: Family<PathLabels, Counter>,
+    pub site_waiting: Family<WaitLabels, Gauge>,
     /// Source IPs `smtp_connections` shows, to remove those that go.
     connection_ips: Mutex<BTreeSet<String>>,
 }
@@ -180,10 +191,24 @@ impl SenderMetrics {
             Unit::Other("connections".into()),
             smtp_connections.clone(),
         );
+        let connections_opened = Family::<PathLabels, Counter>::default();
+        registry.register(
+            "smtp_connections_opened",
+            "SMTP connections opened, per source IP and site (each counted when the shaping engine grants it); next to the deliveries, it shows how often idle connections are reused",
+            connections_opened.clone(),
+        );
+        let site_waiting = Family::<WaitLabels, Gauge>::default();
+        registry.register(
+            "site_waiting",
+            "Sites whose ready queue holds messages that cannot start yet, by reason: rate (a message or connection rate, calendar or warm-up limit, or a suspension), connections (every allowed connection busy) or held (paused); sites no rule names are summed as other",
+            site_waiting.clone(),
+        );
         Self {
             registry,
             consumer_lag,
             smtp_connections,
+            connections_opened,
+            site_waiting,
             connection_ips: Mutex::default(),
             site_queued,
             site_oldest_seconds,
@@ -259,6 +284,18 @@ mod tests {
             site: "google".into(),
         };
         m.site_queued.get_or_create(&google).set(3);
+        m.site_waiting
+            .get_or_create(&WaitLabels {
+                site: "google".into(),
+                reason: "rate".into(),
+            })
+            .set(1);
+        m.connections_opened
+            .get_or_create(&PathLabels {
+                source_ip: "192.0.2.1".into(),
+                site: "google".into(),
+            })
+            .inc();
         m.site_oldest_seconds.get_or_create(&google).set(1.5);
         m.consumer_lag
             .replace([("sluice.outbound.main".to_owned(), 2, 40)]);

@@ -56,9 +56,19 @@ async fn a_throttled_backlog_is_parked_by_the_sites_rate_not_cycled() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let first = Instant::now();
-    tokio::time::sleep(WATCH).await;
+    // While messages are queued the site waits for its rate, and the gauge
+    // (refreshed every 200 ms) says so at some reading.
+    let wait_shown = "sluice_sender_site_waiting{site=\"slow\",reason=\"rate\"} 1";
+    let mut waiting = String::new();
+    while first.elapsed() < WATCH {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if !waiting.contains(wait_shown) {
+            waiting = sender.telemetry.metrics.render();
+        }
+    }
     let delivered = sim.snapshot().messages.len();
     let stats = sender.telemetry.stats.lock().expect("stats").clone();
+    let metrics = sender.telemetry.metrics.render();
     // Every re-write: into a tier from the full queue, or on to the next tier.
     let rewrites = stats.overflowed + stats.hops;
     let watched = first.elapsed().as_secs_f64();
@@ -82,5 +92,23 @@ async fn a_throttled_backlog_is_parked_by_the_sites_rate_not_cycled() {
     assert!(
         delivered as f64 >= expected * 0.8,
         "the site idled while its backlog was parked: {delivered} delivered in {watched:.1} s"
+    );
+    assert!(
+        waiting.contains(wait_shown),
+        "the site's wait for its rate was never shown; last reading:\n{waiting}"
+    );
+    // One connection carries up to 100 messages: far fewer are opened than
+    // messages delivered.
+    let opened: u64 = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("sluice_sender_smtp_connections_opened_total{")
+                && l.contains("site=\"slow\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert!(
+        opened >= 1 && (opened as usize) * 4 <= delivered,
+        "{opened} connections opened for {delivered} deliveries:\n{metrics}"
     );
 }

@@ -83,6 +83,31 @@ pub(crate) struct Queued {
     arrived: Instant,
 }
 
+/// Why a site's queued messages cannot start now (the shaping engine's
+/// [`sluice_shaping::Blocked`], as the `reason` of `site_waiting`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// A rate, calendar or warm-up limit, or a suspension, allows the next
+    /// message (or connection) later.
+    Rate,
+    /// Every connection the limits allow is busy.
+    Connections,
+    /// Every IP that could send is paused.
+    Held,
+}
+
+impl Wait {
+    const ALL: [Wait; 3] = [Wait::Rate, Wait::Connections, Wait::Held];
+
+    fn label(self) -> &'static str {
+        match self {
+            Wait::Rate => "rate",
+            Wait::Connections => "connections",
+            Wait::Held => "held",
+        }
+    }
+}
+
 pub(crate) struct SiteQueue {
     key: SiteKey,
     name: String,
@@ -90,6 +115,8 @@ pub(crate) struct SiteQueue {
     queue: VecDeque<Queued>,
     /// Do not ask the engine again before this time.
     wake_at: Option<Millis>,
+    /// Why the last attempt to start a delivery stopped, while messages wait.
+    waiting: Option<Wait>,
     /// How fast the queue drains, and how long its overflow waits.
     parking: parking::Parking,
 }
@@ -400,6 +427,7 @@ impl Dispatcher {
                     require_tls,
                     queue: VecDeque::new(),
                     wake_at: None,
+                    waiting: None,
                     parking: Default::default(),
                 });
                 self.site_index.insert(key, self.sites.len() - 1);
@@ -497,7 +525,8 @@ impl Dispatcher {
 
     /// Per site (label): messages queued and the oldest one's wait.
     fn publish_site_queues(&self) {
-        let mut by_site: std::collections::BTreeMap<String, (i64, f64)> = Default::default();
+        let mut by_site: std::collections::BTreeMap<String, (i64, f64, [i64; 3])> =
+            Default::default();
         for site in &self.sites {
             let entry = by_site
                 .entry(crate::metrics::site_label(&site.name))
@@ -506,8 +535,18 @@ impl Dispatcher {
             if let Some(front) = site.queue.front() {
                 entry.1 = entry.1.max(front.arrived.elapsed().as_secs_f64());
             }
+            if let Some(wait) = site.waiting.filter(|_| !site.queue.is_empty()) {
+                entry.2[Wait::ALL.iter().position(|w| *w == wait).unwrap_or(0)] += 1;
+            }
         }
-        for (site, (queued, oldest)) in by_site {
+        for (site, (queued, oldest, waits)) in by_site {
+            for (wait, n) in Wait::ALL.iter().zip(waits) {
+                let labels = crate::metrics::WaitLabels {
+                    site: site.clone(),
+                    reason: wait.label().to_owned(),
+                };
+                self.metrics.site_waiting.get_or_create(&labels).set(n);
+            }
             let labels = crate::metrics::SiteLabels { site };
             self.metrics.site_queued.get_or_create(&labels).set(queued);
             self.metrics

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use sluice_shaping::{Blocked, Connection, Grant, Millis, Verdict};
 
-use super::{Dispatcher, Idle, Queued, fate_now, fates};
+use super::{Dispatcher, Idle, Queued, Wait, fate_now, fates};
 use crate::deliver::{self, Attempt, Done, Job, Live, Ticket};
 use crate::fate::AttemptInfo;
 use crate::smtp::ConnectOptions;
@@ -61,23 +61,26 @@ impl Dispatcher {
                     .decide_via_prefer(now, self.pool, key, random, prefer, |path| {
                         idle.get(&path).is_some_and(|v| !v.is_empty())
                     });
+            let site = &mut self.sites[idx];
             match decision {
                 Ok((grant, new_conn)) => {
+                    site.waiting = None;
                     let q = self.pop(idx);
                     self.sites[idx].parking.on_start(now);
                     self.start(idx, q, grant, new_conn);
                 }
                 Err(Blocked::Until(t)) => {
-                    self.sites[idx].wake_at = Some(t);
+                    (site.wake_at, site.waiting) = (Some(t), Some(Wait::Rate));
                     return;
                 }
                 Err(Blocked::Busy) => {
                     // A finished delivery wakes the site again.
-                    self.sites[idx].wake_at = None;
+                    (site.wake_at, site.waiting) = (None, Some(Wait::Connections));
                     return;
                 }
                 Err(Blocked::Held) => {
-                    self.sites[idx].wake_at = Some(now.after(sluice_shaping::Span::secs(1)));
+                    let later = now.after(sluice_shaping::Span::secs(1));
+                    (site.wake_at, site.waiting) = (Some(later), Some(Wait::Held));
                     return;
                 }
             }
@@ -93,6 +96,7 @@ impl Dispatcher {
     }
 
     fn start(&mut self, idx: usize, q: Queued, grant: Grant, new_conn: Option<Connection>) {
+        let new_conn_opened = new_conn.is_some();
         let (conn, live) = match new_conn {
             Some(mut conn) => {
                 conn.take_message();
@@ -109,6 +113,15 @@ impl Dispatcher {
         };
         let ip = grant.ip;
         let site = &self.sites[idx];
+        if new_conn_opened {
+            self.metrics
+                .connections_opened
+                .get_or_create(&crate::metrics::PathLabels {
+                    source_ip: ip.to_string(),
+                    site: crate::metrics::site_label(&site.name),
+                })
+                .inc();
+        }
         let smtp = &self.cfg.smtp;
         let opts = ConnectOptions {
             source_ip: grant.ip,
