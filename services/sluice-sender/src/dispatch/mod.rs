@@ -89,11 +89,11 @@ pub(crate) struct Queued {
 pub(crate) enum Wait {
     /// A rate, calendar or warm-up limit, or a suspension, allows the next
     /// message (or connection) later.
-    Rate,
+    Rate = 0,
     /// Every connection the limits allow is busy.
-    Connections,
+    Connections = 1,
     /// Every IP that could send is paused.
-    Held,
+    Held = 2,
 }
 
 impl Wait {
@@ -523,7 +523,8 @@ impl Dispatcher {
         self.metrics.records_in_flight.set(in_flight as i64);
     }
 
-    /// Per site (label): messages queued and the oldest one's wait.
+    /// Per site (label): messages queued, the oldest one's wait, and how
+    /// many of its sites wait for each [`Wait`] reason.
     fn publish_site_queues(&self) {
         let mut by_site: std::collections::BTreeMap<String, (i64, f64, [i64; 3])> =
             Default::default();
@@ -536,7 +537,7 @@ impl Dispatcher {
                 entry.1 = entry.1.max(front.arrived.elapsed().as_secs_f64());
             }
             if let Some(wait) = site.waiting.filter(|_| !site.queue.is_empty()) {
-                entry.2[Wait::ALL.iter().position(|w| *w == wait).unwrap_or(0)] += 1;
+                entry.2[wait as usize] += 1;
             }
         }
         for (site, (queued, oldest, waits)) in by_site {
