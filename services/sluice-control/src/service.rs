@@ -472,8 +472,13 @@ impl Control for ControlService {
         request: Request<SitePolicy>,
     ) -> Result<Response<SitePolicy>, Status> {
         self.auth.authorize(&request, Need::Admin)?;
-        let policy = request.into_inner();
+        let mut policy = request.into_inner();
         validate::site_policy(&policy)?;
+        let stored = match self.store.get(Kind::SitePolicy, &policy.site).await? {
+            Some(Record::SitePolicy(old)) => Some(old),
+            _ => None,
+        };
+        policy.changed_at = changed_at(stored.as_ref(), &policy);
         self.put(Record::SitePolicy(policy.clone())).await?;
         Ok(Response::new(policy))
     }
@@ -637,6 +642,18 @@ impl Control for ControlService {
             item
         });
         Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// `policy`'s `changed_at`: now, unless it sets what `stored` set.
+fn changed_at(stored: Option<&SitePolicy>, policy: &SitePolicy) -> Option<prost_types::Timestamp> {
+    let limits = |p: &SitePolicy| SitePolicy {
+        changed_at: None,
+        ..p.clone()
+    };
+    match stored {
+        Some(old) if limits(old) == limits(policy) => old.changed_at,
+        _ => Some(prost_types::Timestamp::from(std::time::SystemTime::now())),
     }
 }
 

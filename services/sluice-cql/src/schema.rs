@@ -103,6 +103,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "recorder_engagement_and_late_bounce_counters",
         cql: include_str!("../migrations/0017_recorder_engagement_and_late_bounce_counters.cql"),
     },
+    Migration {
+        version: 18,
+        name: "control_site_policy_changed_at",
+        cql: include_str!("../migrations/0018_control_site_policy_changed_at.cql"),
+    },
 ];
 
 impl Migration {

@@ -26,9 +26,10 @@ use crate::config::SenderConfig;
 use crate::dispatch::{Intake, RecordRef};
 use crate::fate::{self, synthetic};
 use crate::fate_index::FateIndex;
-use crate::offsets::OffsetTracker;
+use crate::offsets::{OffsetTracker, Reached};
 use crate::route::Router;
 use crate::routing::{self, Routing};
+use crate::wake::{self, Wake, Wakes};
 
 /// A message on the outbound topic due later than this is moved to a delay
 /// tier instead of pausing the partition until it is due.
@@ -45,6 +46,31 @@ pub struct Consume {
     outbound: String,
     /// Where the group's lag in this node's partitions is shown.
     lag: Option<sluice_node::metrics::PartitionGauges>,
+    /// Waking parked mail when its site's limits change ([`crate::wake`]).
+    waking: Option<Waking>,
+}
+
+/// The consumer's side of [`crate::wake`].
+pub(crate) struct Waking {
+    log: sluice_log::Log,
+    changes: tokio::sync::mpsc::UnboundedReceiver<Wake>,
+    wakes: Wakes,
+    early: (
+        tokio::sync::mpsc::Sender<wake::Early>,
+        tokio::sync::mpsc::Receiver<wake::Early>,
+    ),
+    reading: tokio::task::JoinSet<()>,
+    woken: prometheus_client::metrics::counter::Counter,
+    /// Bumped by every change; a partition is read ahead once per value.
+    generation: u64,
+    read: HashMap<(String, i32), u64>,
+}
+
+/// What one turn of the consumer's loop brought.
+enum Turn {
+    Records(Result<Vec<Delivery>, sluice_log::LogError>),
+    Wake(Wake),
+    Early(wake::Early),
 }
 
 /// A delay-tier record waiting for its `not_before`, with its due time.
@@ -68,7 +94,30 @@ impl Consume {
             index: None,
             outbound,
             lag: None,
+            waking: None,
         }
+    }
+
+    /// Releases parked mail early when the dispatcher says its site's
+    /// limits changed (`changes`), reading paused tier partitions ahead
+    /// through `log`; `woken` counts the released messages.
+    pub(crate) fn with_wakes(
+        mut self,
+        log: sluice_log::Log,
+        changes: tokio::sync::mpsc::UnboundedReceiver<Wake>,
+        woken: prometheus_client::metrics::counter::Counter,
+    ) -> Self {
+        self.waking = Some(Waking {
+            log,
+            changes,
+            wakes: Wakes::default(),
+            early: tokio::sync::mpsc::channel(64),
+            reading: tokio::task::JoinSet::new(),
+            woken,
+            generation: 0,
+            read: HashMap::new(),
+        });
+        self
     }
 
     /// Measures the group's lag in the partitions this node owns into
@@ -104,27 +153,114 @@ impl Consume {
                 last_commit = tokio::time::Instant::now();
             }
             let full = self.in_flight() >= self.cfg.queues.max_in_flight;
-            let polled = tokio::select! {
+            let waking = self.waking.as_mut();
+            let (changes, early) = match waking {
+                Some(w) => (Some(&mut w.changes), Some(&mut w.early.1)),
+                None => (None, None),
+            };
+            let turn = tokio::select! {
                 _ = &mut shutdown => break,
-                polled = consumer.poll(Duration::from_millis(50)), if !full => polled,
-                _ = tokio::time::sleep(Duration::from_millis(50)), if full => Ok(Vec::new()),
+                polled = consumer.poll(Duration::from_millis(50)), if !full => Turn::Records(polled),
+                _ = tokio::time::sleep(Duration::from_millis(50)), if full => Turn::Records(Ok(Vec::new())),
+                Some(wake) = recv_change(changes) => Turn::Wake(wake),
+                Some(early) = recv(early) => Turn::Early(early),
             };
             self.rebalances(consumer).await;
             if let Some(lag) = &self.lag {
                 lag.refresh(|| consumer.lag());
             }
-            match polled {
-                Ok(records) => {
+            match turn {
+                Turn::Records(Ok(records)) => {
                     for record in records {
                         self.handle(consumer, record);
                     }
                 }
-                Err(err) => {
+                Turn::Records(Err(err)) => {
                     tracing::warn!(%err, "message log read failed; retrying (check that the log is reachable)");
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
+                Turn::Wake(wake) => self.wake(wake),
+                Turn::Early(early) => {
+                    let (rec, envelope) = *early;
+                    self.release(rec, envelope);
+                }
             }
         }
+    }
+
+    /// Records `wake`, releases the site's parked mail held here, and reads
+    /// the paused tier partitions ahead for the rest.
+    fn wake(&mut self, wake: Wake) {
+        let Some(waking) = self.waking.as_mut() else {
+            return;
+        };
+        waking.wakes.add(&wake);
+        waking.generation += 1;
+        let mut released = Vec::new();
+        for queue in self.parked.values_mut() {
+            let (woken, kept) = std::mem::take(queue)
+                .into_iter()
+                .partition(|(_, envelope, _)| waking.wakes.woken(envelope));
+            *queue = kept;
+            released.extend(woken);
+        }
+        let partitions: Vec<_> = self
+            .parked
+            .keys()
+            .filter(|(topic, _)| *topic != self.outbound)
+            .cloned()
+            .collect();
+        if !released.is_empty() {
+            tracing::info!(site = %wake.site, held = released.len(), partitions = partitions.len(), "releasing the site's parked mail");
+        }
+        self.read_ahead(partitions);
+        for (rec, envelope, _) in released {
+            self.release(rec, envelope);
+        }
+    }
+
+    /// Reads `partitions` ahead for woken mail, each once per change.
+    fn read_ahead(&mut self, mut partitions: Vec<(String, i32)>) {
+        let Some(waking) = self.waking.as_mut() else {
+            return;
+        };
+        while waking.reading.try_join_next().is_some() {}
+        let generation = waking.generation;
+        partitions.retain(|key| waking.read.insert(key.clone(), generation) != Some(generation));
+        if partitions.is_empty() {
+            return;
+        }
+        let ahead = wake::ReadAhead {
+            log: waking.log.clone(),
+            tracker: self.tracker.clone(),
+            index: self.index.clone(),
+            wakes: waking.wakes.clone(),
+            cap: self.cfg.queues.max_per_site.max(1),
+            out: waking.early.0.clone(),
+        };
+        waking.reading.spawn(wake::read_ahead(ahead, partitions));
+    }
+
+    /// A tier partition was paused: mail parked behind its head may have
+    /// been woken by a change within the longest hold (one made before
+    /// this node started or took the partition, too), so it is read ahead.
+    fn paused(&mut self, key: &(String, i32)) {
+        let Some(latest) = self.waking.as_ref().and_then(|w| w.wakes.latest()) else {
+            return;
+        };
+        let recent = fate::now().since(latest) <= self.cfg.queues.max_overflow_hold;
+        if recent && key.0 != self.outbound {
+            self.read_ahead(vec![key.clone()]);
+        }
+    }
+
+    /// A woken record: due now, on its way.
+    fn release(&mut self, rec: RecordRef, mut envelope: Envelope) {
+        wake::release(&mut envelope);
+        if let Some(waking) = &self.waking {
+            waking.woken.inc();
+        }
+        self.route(rec, envelope);
     }
 
     fn in_flight(&self) -> usize {
@@ -142,11 +278,16 @@ impl Consume {
             trace: record_trace(&msg.headers),
         };
         tracing::trace!(topic = %rec.topic, partition = rec.partition, offset = rec.offset, "record");
-        self.tracker.lock().expect("offset tracker lock").start(
+        let reached = self.tracker.lock().expect("offset tracker lock").start(
             &rec.topic,
             rec.partition,
             rec.offset,
         );
+        if reached != Reached::Fresh {
+            // Taken early for a woken site: its early handling settles it.
+            tracing::trace!(topic = %rec.topic, partition = rec.partition, offset = rec.offset, ?reached, "taken early");
+            return;
+        }
         if self.index.as_ref().is_some_and(|i| i.is_settled(&rec)) {
             tracing::debug!(topic = %rec.topic, partition = rec.partition, offset = rec.offset, "skipped: its fate is already durable (fate index)");
             self.tracker.lock().expect("offset tracker lock").finish(
@@ -172,6 +313,13 @@ impl Consume {
             tracing::warn!(message_id = %envelope.message_id, topic = %rec.topic, offset = rec.offset, "{}", reply.text);
             return self.final_(rec, envelope, reply, BounceClass::OtherPermanent);
         }
+        if self
+            .waking
+            .as_ref()
+            .is_some_and(|w| w.wakes.woken(&envelope))
+        {
+            return self.release(rec, envelope);
+        }
         let due = fate::millis(&envelope.not_before).unwrap_or(Millis(0));
         let key = (rec.topic.clone(), rec.partition);
         let already_parked = self.parked.get(&key).is_some_and(|q| !q.is_empty());
@@ -190,6 +338,7 @@ impl Consume {
         if already_parked || hold > now {
             if !already_parked {
                 consumer.pause(&rec.topic, rec.partition);
+                self.paused(&key);
             }
             self.parked
                 .entry(key)
@@ -267,8 +416,24 @@ impl Consume {
     }
 }
 
+/// The next item of `rx`; never, without one.
+async fn recv<T>(rx: Option<&mut tokio::sync::mpsc::Receiver<T>>) -> Option<T> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next change of `rx`; never, without one.
+async fn recv_change(rx: Option<&mut tokio::sync::mpsc::UnboundedReceiver<Wake>>) -> Option<Wake> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The `traceparent` a record carries, when this node exports traces.
-fn record_trace(headers: &[(String, Vec<u8>)]) -> Option<String> {
+pub(crate) fn record_trace(headers: &[(String, Vec<u8>)]) -> Option<String> {
     if !sluice_node::trace::enabled() {
         return None;
     }

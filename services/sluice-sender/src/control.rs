@@ -23,6 +23,8 @@ pub struct ControlUpdate {
     pub cfg: Arc<SenderConfig>,
     /// Tenants paused in control.
     pub paused: BTreeSet<String>,
+    /// When each site's policy last changed ([`crate::wake`]).
+    pub wakes: Vec<crate::wake::Wake>,
 }
 
 impl ControlUpdate {
@@ -32,8 +34,24 @@ impl ControlUpdate {
             revision: cluster.revision,
             cfg: Arc::new(overlay(base, cluster)),
             paused: paused_tenants(cluster),
+            wakes: site_changes(cluster),
         }
     }
+}
+
+/// The time each site policy last changed, where control stamped one.
+pub fn site_changes(cluster: &ClusterConfig) -> Vec<crate::wake::Wake> {
+    cluster
+        .site_policies
+        .values()
+        .filter_map(|p| {
+            let at = crate::fate::millis(&p.changed_at)?;
+            Some(crate::wake::Wake {
+                site: p.site.clone(),
+                at,
+            })
+        })
+        .collect()
 }
 
 /// What the node's file may not set when it follows control (control holds

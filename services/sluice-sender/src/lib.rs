@@ -28,6 +28,7 @@ pub mod route;
 mod routing;
 pub mod smtp;
 mod state;
+mod wake;
 
 use std::sync::{Arc, Mutex};
 
@@ -228,6 +229,7 @@ impl Node {
         let mta_sts = mta_sts::from_config(&cfg.smtp, &router, &tls);
 
         let tracker = Arc::new(Mutex::new(OffsetTracker::default()));
+        let wake_log = log.clone();
         let publisher =
             Publisher::new(log, cfg.kafka.events_topic.clone()).with_index(index.clone());
         let telemetry = (self.telemetry.stats.clone(), self.telemetry.metrics.clone());
@@ -241,6 +243,8 @@ impl Node {
         )
         .with_fence(consumer.fence())
         .with_ip_states(leases.ip_states());
+        let (wake_tx, wake_rx) = tokio::sync::mpsc::unbounded_channel();
+        let dispatcher = dispatcher.with_wakes(wake_tx);
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let (ips_tx, ips_rx) = tokio::sync::watch::channel(cfg.source_ips());
         let (control_tx, control_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -283,6 +287,7 @@ impl Node {
             .with_mta_sts(mta_sts)
             .with_index(index.clone())
             .with_lag(self.telemetry.metrics.consumer_lag.clone())
+            .with_wakes(wake_log, wake_rx, self.telemetry.metrics.woken.clone())
             .run(&mut consumer, shutdown.cancelled())
             .await;
         dispatching

@@ -80,6 +80,7 @@ pub struct SenderMetrics {
     pub outcomes: Family<OutcomeLabels, Counter>,
     pub overflowed: Counter,
     pub hops: Counter,
+    pub woken: Counter,
     pub transaction_seconds: Family<PathLabels, Histogram>,
     pub queued: Gauge,
     pub in_delivery: Gauge,
@@ -124,6 +125,12 @@ impl SenderMetrics {
             "tier_hops",
             "Messages written to a delay tier because they are not due yet: scheduled mail leaving the outbound topic, and records that came out of a tier before their due time (long retries, parked overflow)",
             hops.clone(),
+        );
+        let woken = Counter::default();
+        registry.register(
+            "woken",
+            "Parked messages released before their slot because their site's limits changed in control",
+            woken.clone(),
         );
         let transaction_seconds = Family::<PathLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.001, 2.0, 16))
@@ -215,6 +222,7 @@ impl SenderMetrics {
             outcomes,
             overflowed,
             hops,
+            woken,
             transaction_seconds,
             queued,
             in_delivery,

@@ -50,7 +50,9 @@ async fn revocation_drops_waiting_records_and_waits_for_deliveries_in_progress()
     let mut consume = Consume::new(cfg, router, sites, tracker.clone(), tx);
     {
         let mut t = tracker.lock().expect("lock");
-        (0..5).for_each(|o| t.start("out", 0, o));
+        (0..5).for_each(|o| {
+            t.start("out", 0, o);
+        });
         t.finish("out", 0, 0);
         t.finish("out", 0, 4);
     }

@@ -249,8 +249,8 @@ fn record_writes(ks: &str, record: &Record, w: &mut Writes, rev: u64, ts: i64) {
                 "INSERT INTO {ks}.config_site_policies (site, messages_per_minute, \
                  messages_per_hour, messages_per_day, max_connections, new_connections_per_minute, \
                  messages_per_connection, recipients_per_transaction, require_tls, \
-                 messages_per_second, burst, revision) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
+                 messages_per_second, burst, changed_at, revision) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
             ),
             with_rev(rows::site_values(s)),
         ),

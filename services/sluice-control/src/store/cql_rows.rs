@@ -173,6 +173,8 @@ pub(super) fn site_values(s: &SitePolicy) -> Vec<CqlValue> {
         CqlValue::Boolean(s.require_tls),
         int(s.messages_per_second),
         int(s.burst),
+        // 0 (the epoch) stands for "never stamped".
+        CqlValue::Timestamp(CqlTimestamp(timestamp_millis(s.changed_at.as_ref()))),
     ]
 }
 
@@ -188,6 +190,7 @@ pub(super) type SiteRow = (
     Option<bool>,
     Option<i32>,
     Option<i32>,
+    Option<CqlTimestamp>,
 );
 
 pub(super) fn site_from(r: SiteRow) -> SitePolicy {
@@ -203,6 +206,7 @@ pub(super) fn site_from(r: SiteRow) -> SitePolicy {
         require_tls: r.8.unwrap_or(false),
         messages_per_second: unsigned(r.9),
         burst: unsigned(r.10),
+        changed_at: r.11.filter(|t| t.0 != 0).map(|t| timestamp(t.0)),
     }
 }
 

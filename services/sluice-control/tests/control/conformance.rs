@@ -181,6 +181,33 @@ pub async fn put_and_list_each_kind(backend: Backend) {
     );
     assert_eq!((sites[0].messages_per_second, sites[0].burst), (20, 4));
     assert!(sites[0].require_tls);
+    // Control stamps when a policy changed; the same policy again keeps the
+    // stamp, a changed one gets a later one, and a stamp sent is ignored.
+    let stamped = sites[0].changed_at.expect("changed_at set by control");
+    let again = SitePolicy {
+        changed_at: Some(prost_types::Timestamp::default()),
+        ..sites[0].clone()
+    };
+    let kept = c.put_site_policy(again.clone()).await.unwrap().into_inner();
+    assert_eq!(kept.changed_at, Some(stamped), "nothing changed");
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let raised = SitePolicy {
+        messages_per_minute: 6000,
+        ..again
+    };
+    c.put_site_policy(raised).await.unwrap();
+    let listed = c
+        .list_site_policies(ListSitePoliciesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .policies;
+    let restamped = listed[0].changed_at.expect("stamped again");
+    let millis = |t: prost_types::Timestamp| t.seconds * 1000 + i64::from(t.nanos / 1_000_000);
+    assert!(
+        millis(restamped) > millis(stamped),
+        "{restamped:?} after {stamped:?}"
+    );
     let tenants = c
         .list_tenants(ListTenantsRequest {})
         .await

@@ -1,10 +1,12 @@
 //! Applying a configuration from control while running: the engine is
 //! reconfigured in place (paths, connections and counters carry over), site
-//! queues learn whether TLS is now required, and the lease gate follows the
-//! pool's new IPs.
+//! queues learn whether TLS is now required, sites whose policy changed
+//! have their parked mail woken, and the lease gate follows the pool's new
+//! IPs.
 
-use super::Dispatcher;
+use super::{Dispatcher, fate_now};
 use crate::control::ControlUpdate;
+use crate::wake::Wake;
 
 impl Dispatcher {
     /// Puts `update` in force; a configuration the engine refuses leaves
@@ -25,6 +27,7 @@ impl Dispatcher {
             }
         }
         self.cfg = update.cfg;
+        self.wake(update.wakes);
         for site in &mut self.sites {
             site.require_tls = self.cfg.smtp.require_tls_sites.contains(&site.name);
         }
@@ -33,5 +36,27 @@ impl Dispatcher {
         }
         self.control_paused = update.paused;
         self.gate_ips();
+    }
+
+    /// For each site whose policy changed since the last update: forgets
+    /// the drain rate it measured (under the old limits) and tells the
+    /// consumer to release its parked mail.
+    fn wake(&mut self, wakes: Vec<Wake>) {
+        for wake in wakes {
+            if self.woken.get(&wake.site).is_some_and(|at| *at >= wake.at) {
+                continue;
+            }
+            self.woken.insert(wake.site.clone(), wake.at);
+            if let Some(site) = self.sites.iter_mut().find(|s| s.name == wake.site) {
+                site.parking = Default::default();
+            }
+            let max_hold = self.cfg.queues.max_overflow_hold;
+            if fate_now().since(wake.at) <= max_hold {
+                tracing::info!(site = %wake.site, "the site's policy changed in control: its parked mail goes now");
+            }
+            if let Some(wakes) = &self.wakes {
+                let _ = wakes.send(wake);
+            }
+        }
     }
 }

@@ -107,6 +107,14 @@ pub(super) fn expired(envelope: &Envelope, now: Millis) -> Fate {
     }
 }
 
+/// `envelope` marked as parked now for its full site queue `site`: a change
+/// of the site's limits releases it early ([`crate::wake`]).
+pub(super) fn parked(mut envelope: Envelope, site: &str, now: Millis) -> Envelope {
+    envelope.site = site.to_owned();
+    envelope.parked_at = Some(timestamp(now));
+    envelope
+}
+
 /// A message whose site queue is full: to the delay tier that fits `delay`
 /// (see [`super::parking`]), with no event (it is not an outcome) and its
 /// attempt count unchanged.
@@ -138,6 +146,10 @@ pub(super) fn tenant_paused(
     now: Millis,
 ) -> Fate {
     let mut fate = overflow(cfg, retry, envelope, now, cfg.queues.overflow_delay);
+    if let Some((_, waiting)) = &mut fate.requeue {
+        // Waiting for its tenant, not its site: a site's change does not wake it.
+        waiting.parked_at = None;
+    }
     let reply = synthetic(
         451,
         "4.7.1",
@@ -224,6 +236,7 @@ impl Dispatcher {
                 let mut next = envelope.clone();
                 next.attempt += 1;
                 next.not_before = Some(timestamp(at));
+                next.parked_at = None;
                 fate::hold_in_tier(&mut next, tier.delay, now);
                 next.previous_replies.push(reply.clone());
                 if !info.source_ip.is_empty() {

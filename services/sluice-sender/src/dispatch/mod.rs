@@ -184,6 +184,10 @@ pub struct Dispatcher {
     ip_states: Option<ipstate::IpStateSync>,
     /// TLS clients (verified for sites that require TLS).
     tls: Arc<crate::smtp::TlsClients>,
+    /// Where a change of a site's limits is told ([`crate::wake`]).
+    wakes: Option<mpsc::UnboundedSender<crate::wake::Wake>>,
+    /// The latest policy change of each site, as told to the consumer.
+    woken: HashMap<String, Millis>,
 }
 
 impl Dispatcher {
@@ -226,10 +230,19 @@ impl Dispatcher {
             fence: Default::default(),
             ip_states: None,
             tls,
+            wakes: None,
+            woken: HashMap::new(),
         };
         // Nothing is leased until the keeper says so.
         dispatcher.apply_leases(Default::default());
         dispatcher
+    }
+
+    /// Tells `wakes` of every site whose limits control changes, so its
+    /// parked mail goes at once ([`crate::wake`]).
+    pub fn with_wakes(mut self, wakes: mpsc::UnboundedSender<crate::wake::Wake>) -> Self {
+        self.wakes = Some(wakes);
+        self
     }
 
     /// Stops starting deliveries for partitions `fence` closes (the
@@ -440,7 +453,8 @@ impl Dispatcher {
                 return self.settle_expired(rec, &envelope, now);
             }
             let delay = self.overflow_hold(idx, &envelope, now);
-            let fate = fates::overflow(&self.cfg, self.engine.retry(), &envelope, now, delay);
+            let parked = fates::parked(envelope, &site.name, now);
+            let fate = fates::overflow(&self.cfg, self.engine.retry(), &parked, now, delay);
             self.stats.lock().expect("stats lock").overflowed += 1;
             self.metrics.overflowed.inc();
             self.spawn_publish(rec, fate);

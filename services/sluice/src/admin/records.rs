@@ -304,6 +304,7 @@ pub(super) async fn site(
         require_tls,
         messages_per_second: per_second,
         burst,
+        changed_at: None,
     };
     let put = client.put_site_policy(policy).await?.into_inner();
     Ok(render::sites(&[put], json))

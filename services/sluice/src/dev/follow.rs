@@ -413,6 +413,7 @@ fn site_policies(s: &SenderConfig) -> Vec<pb::SitePolicy> {
                 require_tls: s.smtp.require_tls_sites.contains(name),
                 messages_per_second: l.messages_per_second.unwrap_or(0),
                 burst: l.burst.unwrap_or(0),
+                changed_at: None,
             }
         })
         .collect()

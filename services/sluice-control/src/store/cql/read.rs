@@ -19,7 +19,7 @@ const IP_COLS: &str =
 const PLAN_COLS: &str = "name, day, daily_cap, hourly_cap, site_caps";
 const SITE_COLS: &str = "site, messages_per_minute, messages_per_hour, messages_per_day, \
      max_connections, new_connections_per_minute, messages_per_connection, \
-     recipients_per_transaction, require_tls, messages_per_second, burst";
+     recipients_per_transaction, require_tls, messages_per_second, burst, changed_at";
 const TENANT_COLS: &str = "name, sending_domains, default_pool, rate_quota, paused, \
      api_key_hashes, smtp_users, dkim_keys, bounce_domain, trace, webhooks, smtp_dsn, tracking";
 const PROVIDER_COLS: &str = "name, messages_per_minute, messages_per_hour, messages_per_day, \
