@@ -61,6 +61,8 @@ pub(crate) struct Waking {
     ),
     reading: tokio::task::JoinSet<()>,
     woken: prometheus_client::metrics::counter::Counter,
+    /// The delay of each tier topic.
+    tiers: Arc<HashMap<String, sluice_shaping::Span>>,
     /// Bumped by every change; a partition is read ahead once per value.
     generation: u64,
     read: HashMap<(String, i32), u64>,
@@ -99,11 +101,12 @@ impl Consume {
     }
 
     /// Releases parked mail early when the dispatcher says its site's
-    /// limits changed (`changes`), reading paused tier partitions ahead
-    /// through `log`; `woken` counts the released messages.
+    /// policy changed (`changes`), reading paused tier partitions (`tiers`:
+    /// topic and delay) ahead through `log`; `woken` counts the released
+    /// messages.
     pub(crate) fn with_wakes(
         mut self,
-        log: sluice_log::Log,
+        (log, tiers): (sluice_log::Log, HashMap<String, sluice_shaping::Span>),
         changes: tokio::sync::mpsc::UnboundedReceiver<Wake>,
         woken: prometheus_client::metrics::counter::Counter,
     ) -> Self {
@@ -114,6 +117,7 @@ impl Consume {
             early: tokio::sync::mpsc::channel(64),
             reading: tokio::task::JoinSet::new(),
             woken,
+            tiers: Arc::new(tiers),
             generation: 0,
             read: HashMap::new(),
         });
@@ -236,6 +240,7 @@ impl Consume {
             index: self.index.clone(),
             wakes: waking.wakes.clone(),
             cap: self.cfg.queues.max_per_site.max(1),
+            tiers: waking.tiers.clone(),
             out: waking.early.0.clone(),
         };
         waking.reading.spawn(wake::read_ahead(ahead, partitions));

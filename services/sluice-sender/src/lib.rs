@@ -221,6 +221,12 @@ impl Node {
         // The consumer rolls domains up with the engine's own rules.
         let sites = engine.sites().clone();
         let topics = self.topics(&engine);
+        let tiers: std::collections::HashMap<String, sluice_shaping::Span> = engine
+            .retry()
+            .tiers()
+            .iter()
+            .map(|t| (cfg.delay_topic(&t.name), t.delay))
+            .collect();
         log.ensure_topics_as(&self.topic_specs(&topics)).await?;
         let index = FateIndex::open(log.clone(), cfg.fates_topic(), cfg.group(), &topics).await?;
         let index = Arc::new(index);
@@ -287,7 +293,11 @@ impl Node {
             .with_mta_sts(mta_sts)
             .with_index(index.clone())
             .with_lag(self.telemetry.metrics.consumer_lag.clone())
-            .with_wakes(wake_log, wake_rx, self.telemetry.metrics.woken.clone())
+            .with_wakes(
+                (wake_log, tiers),
+                wake_rx,
+                self.telemetry.metrics.woken.clone(),
+            )
             .run(&mut consumer, shutdown.cancelled())
             .await;
         dispatching

@@ -25,7 +25,7 @@ use std::time::Duration;
 use prost::Message as _;
 use sluice_log::{Log, MessageLog, ReadLimit};
 use sluice_proto::v1::Envelope;
-use sluice_shaping::Millis;
+use sluice_shaping::{Millis, Span};
 use tokio::sync::mpsc;
 
 use crate::dispatch::RecordRef;
@@ -83,11 +83,19 @@ pub struct ReadAhead {
     pub wakes: Wakes,
     /// Records of its own in flight at most.
     pub cap: usize,
+    /// The delay of each tier topic; other topics are not read ahead.
+    pub tiers: Arc<HashMap<String, Span>>,
     pub out: mpsc::Sender<Early>,
 }
 
-/// Reads each of `partitions` from the consumer's reading position to its
-/// end and hands over the woken records it may take early.
+/// How long a read-ahead follows one partition at most.
+const READ_AT_MOST: Duration = Duration::from_secs(600);
+/// How long a read waits for the first record (a Kafka fetch).
+const READ_WAIT: Duration = Duration::from_secs(1);
+
+/// Reads each of `partitions` from the consumer's reading position to where
+/// records written after the read-ahead began start (or its end) and hands
+/// over the woken records it may take early.
 pub async fn read_ahead(ahead: ReadAhead, partitions: Vec<(String, i32)>) {
     let mut taken = 0usize;
     for (topic, partition) in partitions {
@@ -107,18 +115,26 @@ pub async fn read_ahead(ahead: ReadAhead, partitions: Vec<(String, i32)>) {
     tracing::info!(taken, "read-ahead for woken mail finished");
 }
 
+/// One partition of [`read_ahead`]. A record held past now plus the tier's
+/// delay was written after the read-ahead began: nothing from there on was
+/// parked before the change, so the read stops.
 async fn read_partition(
     ahead: &ReadAhead,
     topic: &str,
     partition: i32,
     mut from: i64,
 ) -> Result<usize, sluice_log::LogError> {
+    let Some(delay) = ahead.tiers.get(topic) else {
+        return Ok(0);
+    };
+    let horizon = fate::now().after(*delay);
+    let deadline = tokio::time::Instant::now() + READ_AT_MOST;
     let mut taken = 0;
-    loop {
+    while tokio::time::Instant::now() < deadline {
         let limit = ReadLimit::default();
         let records = ahead
             .log
-            .read(topic, partition, from, limit, Duration::ZERO)
+            .read(topic, partition, from, limit, READ_WAIT)
             .await?;
         let Some(last) = records.last() else {
             return Ok(taken);
@@ -128,6 +144,9 @@ async fn read_partition(
             let Ok(envelope) = Envelope::decode(record.payload.as_slice()) else {
                 continue;
             };
+            if fate::millis(&envelope.hold_until).is_some_and(|h| h > horizon) {
+                return Ok(taken);
+            }
             if !ahead.wakes.woken(&envelope) {
                 continue;
             }
@@ -155,6 +174,7 @@ async fn read_partition(
             taken += 1;
         }
     }
+    Ok(taken)
 }
 
 /// Waits while the read-ahead's records in flight reach its cap.
