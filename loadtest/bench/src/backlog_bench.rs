@@ -444,6 +444,11 @@ where
             site: "slow".into(),
             messages_per_minute: args.raise_to,
             max_connections: 4,
+            // Without these the built-in 100 messages per connection and
+            // 60 new connections a minute hold the drain to 100 a second.
+            messages_per_connection: 1000,
+            new_connections_per_minute: 600,
+            burst: 100,
             ..Default::default()
         })
         .await

@@ -97,7 +97,13 @@ fn site_json(s: &SitePolicy) -> Value {
            "messages_per_connection": s.messages_per_connection,
            "recipients_per_transaction": s.recipients_per_transaction,
            "require_tls": s.require_tls,
-           "messages_per_second": s.messages_per_second, "burst": s.burst})
+           "messages_per_second": s.messages_per_second, "burst": s.burst,
+           "changed_at": changed(s)})
+}
+
+/// When control last changed the policy (RFC 3339), empty if never stamped.
+fn changed(s: &SitePolicy) -> String {
+    s.changed_at.map(|t| t.to_string()).unwrap_or_default()
 }
 
 fn tenant_json(t: &Tenant) -> Value {
@@ -289,6 +295,9 @@ pub(super) fn sites(list: &[SitePolicy], json: bool) -> String {
                 limit(s.max_connections),
                 limit(s.burst),
                 if s.require_tls { "required" } else { "-" }.into(),
+                Some(changed(s))
+                    .filter(|c| !c.is_empty())
+                    .unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();
@@ -302,6 +311,7 @@ pub(super) fn sites(list: &[SitePolicy], json: bool) -> String {
             "connections",
             "burst",
             "tls",
+            "changed",
         ],
         rows,
     )
