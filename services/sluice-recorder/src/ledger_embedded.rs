@@ -23,6 +23,12 @@ use crate::ledger::{Claim, decide_claim};
 use crate::ledger_keys::{self as keys, Key, Reader};
 use crate::record::{self, CounterKey, Granularity, Part, Position};
 
+/// The ledger's memtable (fjall's default is 64 MiB): a quarter of it, as
+/// its rows are small and a parked backlog's heap was mostly memtables
+/// (docs/benchmarks.md, "Memory of a parked backlog"). Set when the
+/// keyspace is created.
+const ROWS_MEMTABLE: u64 = 16 << 20;
+
 /// One-byte prefixes of the tables inside the `recorder` keyspace.
 pub(crate) mod table {
     pub const EVENTS: u8 = b'e';
@@ -120,7 +126,9 @@ impl EmbeddedLedger {
         );
         let db = Database::builder(dir).open().map_err(fjall_err(&context))?;
         let rows = db
-            .keyspace("recorder", KeyspaceCreateOptions::default)
+            .keyspace("recorder", || {
+                KeyspaceCreateOptions::default().max_memtable_size(ROWS_MEMTABLE)
+            })
             .map_err(fjall_err(&context))?;
         let ledger = Self {
             inner: Arc::new(Inner {

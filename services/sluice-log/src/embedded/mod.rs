@@ -19,6 +19,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+
+/// The records' memtable (fjall's default is 64 MiB). With the memtables
+/// waiting to be flushed it was the largest share of `sluice dev`'s heap
+/// under a parked backlog (docs/benchmarks.md, "Memory of a parked
+/// backlog"). Set when the keyspace is created: an existing data directory
+/// keeps its size.
+const RECORDS_MEMTABLE: u64 = 32 << 20;
 use tokio::sync::Notify;
 
 use crate::{LogError, NewRecord, Position, ReadLimit, Record, partition_for};
@@ -71,7 +78,9 @@ impl EmbeddedLog {
         };
         let db = Database::builder(&dir).open().map_err(open_err)?;
         let records = db
-            .keyspace("records", KeyspaceCreateOptions::default)
+            .keyspace("records", || {
+                KeyspaceCreateOptions::default().max_memtable_size(RECORDS_MEMTABLE)
+            })
             .map_err(open_err)?;
         let meta = db
             .keyspace("meta", KeyspaceCreateOptions::default)
