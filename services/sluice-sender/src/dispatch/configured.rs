@@ -54,8 +54,12 @@ impl Dispatcher {
             if fate_now().since(wake.at) <= max_hold {
                 tracing::info!(site = %wake.site, "the site's policy changed in control: its parked mail goes now");
             }
+            // Parked times are this node's clock, the stamp control's: a
+            // node whose clock is behind must not wake mail it parks after
+            // it learned of the change (it would wake it again and again).
+            let at = wake.at.min(fate_now());
             if let Some(wakes) = &self.wakes {
-                let _ = wakes.send(wake);
+                let _ = wakes.send(Wake { at, ..wake });
             }
         }
     }
