@@ -83,11 +83,19 @@ impl Limits {
         ]
     }
 
-    /// The new-connection GCRA, if limited.
+    /// The new-connection GCRA, if limited. Its burst is the message
+    /// `burst` but at most a quarter of the limit: the GCRA keeps its window
+    /// bound by spacing sends `W / (N - B + 1)` apart, so a message burst of
+    /// 50 under the built-in 60 new connections a minute allowed only 11 a
+    /// minute sustained. That starved a site of connections once its first
+    /// burst was spent (20 messages a second at 100 per connection need 12
+    /// a minute). Capped, at least three quarters of the limit is
+    /// sustained.
     pub(crate) fn connect_params(&self) -> Option<GcraParams> {
-        let burst = self.burst.unwrap_or(1);
-        self.new_connections_per_minute
-            .map(|n| GcraParams::new(n, MINUTE, burst))
+        self.new_connections_per_minute.map(|n| {
+            let burst = self.burst.unwrap_or(1).min((n / 4).max(1));
+            GcraParams::new(n, MINUTE, burst)
+        })
     }
 }
 

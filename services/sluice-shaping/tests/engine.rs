@@ -546,3 +546,49 @@ fn a_preferred_ip_is_chosen_while_it_qualifies() {
         "once the preferred IP is out of budget, another one sends"
     );
 }
+
+/// A large message burst does not throttle new connections below the
+/// limit: with 60 a minute and a burst of 50, connections opened as soon
+/// as allowed for ten minutes sustain at least three quarters of the limit
+/// and never exceed it in any minute. (The message burst used to be the
+/// connection burst too, which left 11 a minute once the first 50 were
+/// spent.)
+#[test]
+fn a_large_message_burst_leaves_the_new_connection_rate_near_its_limit() {
+    let limits = Limits {
+        new_connections_per_minute: Some(60),
+        burst: Some(50),
+        max_connections: Some(4),
+        ..Limits::default()
+    };
+    let mut e = engine_with(vec![ipc(1, None)], limits, |_| {});
+    let s = e.site_key(&site("x", None));
+    let path = e.path_for(ip(1), s).unwrap();
+    let (mut now, end) = (T0, T0.after(Span::mins(10)));
+    let mut opened = Vec::new();
+    while now < end {
+        match e.open_connection(now, path) {
+            Ok(c) => {
+                opened.push(now);
+                e.on_connection_close(now, c);
+            }
+            Err(Blocked::Until(t)) => now = t,
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    let last_nine = opened
+        .iter()
+        .filter(|t| **t >= T0.after(Span::mins(1)))
+        .count();
+    assert!(last_nine >= 9 * 45, "{last_nine} in the last nine minutes");
+    for (i, t) in opened.iter().enumerate() {
+        let in_minute = opened[i..]
+            .iter()
+            .take_while(|u| u.0 < t.0 + 60_000)
+            .count();
+        assert!(
+            in_minute <= 60,
+            "{in_minute} opened in the minute from {t:?}"
+        );
+    }
+}
