@@ -24,6 +24,7 @@ pub struct Limits {
     /// How many messages (or new connections) may leave back to back within the per-second,
     /// per-minute and new-connection limits. The window bound still holds; a larger burst
     /// lowers the sustained spacing to `window / (limit - burst + 1)`. Default 1 (smooth).
+    /// For new connections it is capped at a quarter of `new_connections_per_minute`.
     pub burst: Option<u32>,
     /// At most this many SMTP connections open at once.
     pub max_connections: Option<u32>,
