@@ -43,6 +43,7 @@ EXCLUSIVE = {
     ("sluice", "sender_crash"): {"heavy"},
     ("sluice", "ip_state_handover"): {"heavy"},
     ("sluice", "control_cluster"): {"heavy"},
+    ("sluice", "cluster_wake"): {"heavy"},
     ("sluice-sender", "isolation"): {"heavy"},
     ("sluice-sender", "throttled_backlog"): {"heavy"},
 }

@@ -29,7 +29,8 @@ use crate::fate_index::FateIndex;
 use crate::offsets::{OffsetTracker, Reached};
 use crate::route::Router;
 use crate::routing::{self, Routing};
-use crate::wake::{self, Wake, Wakes};
+use crate::wake::{self, Wake};
+use crate::waking::Waking;
 
 /// A message on the outbound topic due later than this is moved to a delay
 /// tier instead of pausing the partition until it is due.
@@ -43,29 +44,11 @@ pub struct Consume {
     pub(crate) parked: HashMap<(String, i32), VecDeque<Parked>>,
     pub(crate) index: Option<Arc<FateIndex>>,
     /// The pool's outbound topic (scheduled records there move to a tier).
-    outbound: String,
+    pub(crate) outbound: String,
     /// Where the group's lag in this node's partitions is shown.
     lag: Option<sluice_node::metrics::PartitionGauges>,
     /// Waking parked mail when its site's limits change ([`crate::wake`]).
-    waking: Option<Waking>,
-}
-
-/// The consumer's side of [`crate::wake`].
-pub(crate) struct Waking {
-    log: sluice_log::Log,
-    changes: tokio::sync::mpsc::UnboundedReceiver<Wake>,
-    wakes: Wakes,
-    early: (
-        tokio::sync::mpsc::Sender<wake::Early>,
-        tokio::sync::mpsc::Receiver<wake::Early>,
-    ),
-    reading: tokio::task::JoinSet<()>,
-    woken: prometheus_client::metrics::counter::Counter,
-    /// The delay of each tier topic.
-    tiers: Arc<HashMap<String, sluice_shaping::Span>>,
-    /// Bumped by every change; a partition is read ahead once per value.
-    generation: u64,
-    read: HashMap<(String, i32), u64>,
+    pub(crate) waking: Option<Waking>,
 }
 
 /// What one turn of the consumer's loop brought.
@@ -101,26 +84,9 @@ impl Consume {
     }
 
     /// Releases parked mail early when the dispatcher says its site's
-    /// policy changed (`changes`), reading paused tier partitions (`tiers`:
-    /// topic and delay) ahead through `log`; `woken` counts the released
-    /// messages.
-    pub(crate) fn with_wakes(
-        mut self,
-        (log, tiers): (sluice_log::Log, HashMap<String, sluice_shaping::Span>),
-        changes: tokio::sync::mpsc::UnboundedReceiver<Wake>,
-        woken: prometheus_client::metrics::counter::Counter,
-    ) -> Self {
-        self.waking = Some(Waking {
-            log,
-            changes,
-            wakes: Wakes::default(),
-            early: tokio::sync::mpsc::channel(64),
-            reading: tokio::task::JoinSet::new(),
-            woken,
-            tiers: Arc::new(tiers),
-            generation: 0,
-            read: HashMap::new(),
-        });
+    /// policy changed ([`Waking`]).
+    pub(crate) fn with_wakes(mut self, waking: Waking) -> Self {
+        self.waking = Some(waking);
         self
     }
 
@@ -166,8 +132,8 @@ impl Consume {
                 _ = &mut shutdown => break,
                 polled = consumer.poll(Duration::from_millis(50)), if !full => Turn::Records(polled),
                 _ = tokio::time::sleep(Duration::from_millis(50)), if full => Turn::Records(Ok(Vec::new())),
-                Some(wake) = recv_change(changes) => Turn::Wake(wake),
-                Some(early) = recv(early) => Turn::Early(early),
+                Some(wake) = next(changes.map(|rx| rx.recv())) => Turn::Wake(wake),
+                Some(early) = next(early.map(|rx| rx.recv())) => Turn::Early(early),
             };
             self.rebalances(consumer).await;
             if let Some(lag) = &self.lag {
@@ -190,82 +156,6 @@ impl Consume {
                 }
             }
         }
-    }
-
-    /// Records `wake`, releases the site's parked mail held here, and reads
-    /// the paused tier partitions ahead for the rest.
-    fn wake(&mut self, wake: Wake) {
-        let Some(waking) = self.waking.as_mut() else {
-            return;
-        };
-        waking.wakes.add(&wake);
-        waking.generation += 1;
-        let mut released = Vec::new();
-        for queue in self.parked.values_mut() {
-            let (woken, kept) = std::mem::take(queue)
-                .into_iter()
-                .partition(|(_, envelope, _)| waking.wakes.woken(envelope));
-            *queue = kept;
-            released.extend(woken);
-        }
-        let partitions: Vec<_> = self
-            .parked
-            .keys()
-            .filter(|(topic, _)| *topic != self.outbound)
-            .cloned()
-            .collect();
-        if !released.is_empty() {
-            tracing::info!(site = %wake.site, held = released.len(), partitions = partitions.len(), "releasing the site's parked mail");
-        }
-        self.read_ahead(partitions);
-        for (rec, envelope, _) in released {
-            self.release(rec, envelope);
-        }
-    }
-
-    /// Reads `partitions` ahead for woken mail, each once per change.
-    fn read_ahead(&mut self, mut partitions: Vec<(String, i32)>) {
-        let Some(waking) = self.waking.as_mut() else {
-            return;
-        };
-        while waking.reading.try_join_next().is_some() {}
-        let generation = waking.generation;
-        partitions.retain(|key| waking.read.insert(key.clone(), generation) != Some(generation));
-        if partitions.is_empty() {
-            return;
-        }
-        let ahead = wake::ReadAhead {
-            log: waking.log.clone(),
-            tracker: self.tracker.clone(),
-            index: self.index.clone(),
-            wakes: waking.wakes.clone(),
-            cap: self.cfg.queues.max_per_site.max(1),
-            tiers: waking.tiers.clone(),
-            out: waking.early.0.clone(),
-        };
-        waking.reading.spawn(wake::read_ahead(ahead, partitions));
-    }
-
-    /// A tier partition was paused: mail parked behind its head may have
-    /// been woken by a change within the longest hold (one made before
-    /// this node started or took the partition, too), so it is read ahead.
-    fn paused(&mut self, key: &(String, i32)) {
-        let Some(latest) = self.waking.as_ref().and_then(|w| w.wakes.latest()) else {
-            return;
-        };
-        let recent = fate::now().since(latest) <= self.cfg.queues.max_overflow_hold;
-        if recent && key.0 != self.outbound {
-            self.read_ahead(vec![key.clone()]);
-        }
-    }
-
-    /// A woken record: due now, on its way.
-    fn release(&mut self, rec: RecordRef, mut envelope: Envelope) {
-        wake::release(&mut envelope);
-        if let Some(waking) = &self.waking {
-            waking.woken.inc();
-        }
-        self.route(rec, envelope);
     }
 
     fn in_flight(&self) -> usize {
@@ -318,12 +208,8 @@ impl Consume {
             tracing::warn!(message_id = %envelope.message_id, topic = %rec.topic, offset = rec.offset, "{}", reply.text);
             return self.final_(rec, envelope, reply, BounceClass::OtherPermanent);
         }
-        if self
-            .waking
-            .as_ref()
-            .is_some_and(|w| w.wakes.woken(&envelope))
-        {
-            return self.release(rec, envelope);
+        if self.is_woken(&envelope) {
+            return self.woken_read(consumer, rec, envelope);
         }
         let due = fate::millis(&envelope.not_before).unwrap_or(Millis(0));
         let key = (rec.topic.clone(), rec.partition);
@@ -364,31 +250,47 @@ impl Consume {
         self.route(rec, envelope);
     }
 
-    /// Hands over parked records that are due, in order; resumes a partition
-    /// whose parked records are all gone.
+    /// Hands over parked records that are due, in order (woken ones first,
+    /// as room allows); resumes a partition whose parked records are all
+    /// gone.
     fn release_due(&mut self, consumer: &mut LogConsumer) {
         let now = fate::now();
         let keys: Vec<_> = self.parked.keys().cloned().collect();
         for key in keys {
-            loop {
-                let queue = self.parked.get_mut(&key).expect("key from the map");
-                match queue.front() {
-                    Some((_, _, due)) if *due <= now => {
-                        let (rec, envelope, _) = queue.pop_front().expect("front exists");
-                        self.next_step(rec, envelope);
-                    }
-                    Some(_) => break,
-                    None => {
-                        self.parked.remove(&key);
-                        consumer.resume(&key.0, key.1);
-                        break;
-                    }
-                }
-            }
+            while self.release_front(consumer, &key, now) {}
         }
     }
 
-    fn route(&mut self, rec: RecordRef, envelope: Envelope) {
+    /// Lets the front of `key`'s parked records go if it may; `false` when
+    /// it stays (or the queue is empty, and the partition resumes).
+    fn release_front(
+        &mut self,
+        consumer: &mut LogConsumer,
+        key: &(String, i32),
+        now: Millis,
+    ) -> bool {
+        let front = self.parked.get(key).and_then(VecDeque::front);
+        let Some((woken, due)) = front.map(|(_, envelope, due)| (self.is_woken(envelope), *due))
+        else {
+            self.parked.remove(key);
+            consumer.resume(&key.0, key.1);
+            return false;
+        };
+        let go = if woken { self.room() } else { due <= now };
+        if !go {
+            return false;
+        }
+        let queue = self.parked.get_mut(key).expect("the queue has a front");
+        let (rec, envelope, _) = queue.pop_front().expect("the queue has a front");
+        if woken {
+            self.release_read(rec, envelope);
+        } else {
+            self.next_step(rec, envelope);
+        }
+        true
+    }
+
+    pub(crate) fn route(&mut self, rec: RecordRef, envelope: Envelope) {
         let Some(domain) = fate::recipient_domain(&envelope.recipient) else {
             let reply = synthetic(
                 553,
@@ -421,18 +323,10 @@ impl Consume {
     }
 }
 
-/// The next item of `rx`; never, without one.
-async fn recv<T>(rx: Option<&mut tokio::sync::mpsc::Receiver<T>>) -> Option<T> {
-    match rx {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// The next change of `rx`; never, without one.
-async fn recv_change(rx: Option<&mut tokio::sync::mpsc::UnboundedReceiver<Wake>>) -> Option<Wake> {
-    match rx {
-        Some(rx) => rx.recv().await,
+/// What `next` yields (a channel's next item); never, without a channel.
+async fn next<T>(next: Option<impl Future<Output = Option<T>>>) -> Option<T> {
+    match next {
+        Some(next) => next.await,
         None => std::future::pending().await,
     }
 }

@@ -29,6 +29,7 @@ mod routing;
 pub mod smtp;
 mod state;
 mod wake;
+mod waking;
 
 use std::sync::{Arc, Mutex};
 
@@ -293,11 +294,11 @@ impl Node {
             .with_mta_sts(mta_sts)
             .with_index(index.clone())
             .with_lag(self.telemetry.metrics.consumer_lag.clone())
-            .with_wakes(
+            .with_wakes(waking::Waking::new(
                 (wake_log, tiers),
                 wake_rx,
                 self.telemetry.metrics.woken.clone(),
-            )
+            ))
             .run(&mut consumer, shutdown.cancelled())
             .await;
         dispatching

@@ -336,6 +336,34 @@ pub fn accepted_ids(report: &sluice_sim::Report) -> Vec<String> {
         .collect()
 }
 
+/// How many times the simulator accepted each recipient address.
+pub fn arrivals(report: &sluice_sim::Report) -> HashMap<String, usize> {
+    let mut seen = HashMap::new();
+    for m in &report.messages {
+        for r in &m.recipients {
+            *seen.entry(r.clone()).or_default() += 1;
+        }
+    }
+    seen
+}
+
+/// Waits until the simulator accepted `count` distinct recipients; fails
+/// with `what` and the count reached after `within`.
+pub async fn wait_for_arrivals(sim: &SimHandle, count: usize, within: Duration, what: &str) {
+    let start = Instant::now();
+    loop {
+        let seen = arrivals(&sim.snapshot()).len();
+        if seen >= count {
+            return;
+        }
+        assert!(
+            start.elapsed() < within,
+            "{what}: {seen} of {count} messages arrived within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 pub fn addr_of(sim: &SimHandle, provider: &str) -> SocketAddr {
     sim.addr(provider).expect("provider bound")
 }

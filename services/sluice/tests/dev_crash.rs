@@ -4,13 +4,13 @@
 //! directory. Every recipient whose submission was acknowledged must reach
 //! the simulator; the run reports how many arrived twice.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use sluice_proto::v1::SendRequest;
 use sluice_proto::v1::ingest_client::IngestClient;
 use sluice_testkit::dev::{dev_config, send_request, start_dev};
-use sluice_testkit::sender::start_sim;
+use sluice_testkit::sender::{arrivals, start_sim};
 
 const SCENARIO: &str = r#"
 seed = 11
@@ -46,16 +46,6 @@ fn request(batch: usize) -> tonic::Request<SendRequest> {
 }
 
 /// Recipients the simulator holds, with how many times each arrived.
-fn arrivals(report: &sluice_sim::Report) -> HashMap<String, usize> {
-    let mut seen = HashMap::new();
-    for m in &report.messages {
-        for r in &m.recipients {
-            *seen.entry(r.clone()).or_default() += 1;
-        }
-    }
-    seen
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sluice_dev_killed_with_sigkill_loses_no_accepted_message() {
     let sim = start_sim(SCENARIO).await;

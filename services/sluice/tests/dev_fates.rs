@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use sluice_proto::v1::ingest_client::IngestClient;
 use sluice_testkit::dev::{dev_config, send_request, start_dev};
-use sluice_testkit::sender::start_sim;
+use sluice_testkit::sender::{arrivals, start_sim, wait_for_arrivals};
 use tokio::process::Child;
 
 const SCENARIO: &str = r#"
@@ -66,17 +66,6 @@ burst = 10
 max_connections = 2
 "#;
 
-/// Each recipient is its own message: copies per message, by recipient.
-fn arrivals(report: &sluice_sim::Report) -> HashMap<String, usize> {
-    let mut seen = HashMap::new();
-    for m in &report.messages {
-        for r in &m.recipients {
-            *seen.entry(r.clone()).or_default() += 1;
-        }
-    }
-    seen
-}
-
 fn unix_ms() -> u64 {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
     now.expect("clock after 1970").as_millis() as u64
@@ -123,14 +112,6 @@ fn check_copies_came_from_kills(report: &sluice_sim::Report, kills: &[u64]) {
     );
 }
 
-async fn wait_for_arrivals(sim: &sluice_sim::SimHandle, at_least: usize) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while arrivals(&sim.snapshot()).len() < at_least {
-        assert!(Instant::now() < deadline, "fewer than {at_least} arrived");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 async fn kill(mut dev: Child) {
     dev.start_kill().expect("kill -9");
     dev.wait().await.expect("reaped");
@@ -173,7 +154,7 @@ async fn throttled_backlog_survives_two_kills_with_almost_no_duplicates() {
     let mut kills = Vec::new();
     // At a quarter and at half of the arrivals.
     for kill_at in (1..=KILLS).map(|k| total * k / (2 * KILLS)) {
-        wait_for_arrivals(&sim, kill_at).await;
+        wait_for_arrivals(&sim, kill_at, Duration::from_secs(90), "before a kill").await;
         kills.push(unix_ms());
         kill(dev).await;
         dev = start_dev(binary, &file).await.child;

@@ -8,13 +8,12 @@
 //! message must arrive within a bound far below the 5-minute tier, once
 //! (bar the few in flight at the kill), with no limit violation.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use sluice_proto::v1::ingest_client::IngestClient;
 use sluice_proto::v1::{ListSitePoliciesRequest, SitePolicy};
 use sluice_testkit::dev::{dev_config, send_request, start_dev};
-use sluice_testkit::sender::start_sim;
+use sluice_testkit::sender::{arrivals, start_sim, wait_for_arrivals};
 
 const SCENARIO: &str = r#"
 seed = 21
@@ -45,28 +44,6 @@ const MESSAGES: usize = 60;
 /// the node is back: far below the 5-minute tier it would otherwise sit in.
 const DRAIN_BOUND: Duration = Duration::from_secs(90);
 
-fn arrivals(sim: &sluice_sim::SimHandle) -> HashMap<String, usize> {
-    let mut seen = HashMap::new();
-    for m in &sim.snapshot().messages {
-        for r in &m.recipients {
-            *seen.entry(r.clone()).or_default() += 1;
-        }
-    }
-    seen
-}
-
-async fn wait_for(sim: &sluice_sim::SimHandle, count: usize, within: Duration, what: &str) {
-    let start = Instant::now();
-    while arrivals(sim).len() < count {
-        assert!(
-            start.elapsed() < within,
-            "{what}: {} of {count} messages arrived within {within:?}",
-            arrivals(sim).len()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_raised_limit_releases_parked_mail_at_once_and_after_a_kill() {
     let sim = start_sim(SCENARIO).await;
@@ -91,8 +68,8 @@ async fn a_raised_limit_releases_parked_mail_at_once_and_after_a_kill() {
     }
     // At 6 a minute, 4 sent take 30 s: by then the rest is parked by the
     // measured rate, up to 10 minutes ahead.
-    wait_for(&sim, 4, Duration::from_secs(90), "before the raise").await;
-    let before = arrivals(&sim).len();
+    wait_for_arrivals(&sim, 4, Duration::from_secs(90), "before the raise").await;
+    let before = arrivals(&sim.snapshot()).len();
     assert!(
         before <= 8,
         "the site sent {before}, past its limit of 6 a minute"
@@ -124,11 +101,11 @@ async fn a_raised_limit_releases_parked_mail_at_once_and_after_a_kill() {
     let raised = Instant::now();
 
     // Kill -9 partway through the drain.
-    wait_for(&sim, before + 15, DRAIN_BOUND, "after the raise").await;
+    wait_for_arrivals(&sim, before + 15, DRAIN_BOUND, "after the raise").await;
     let mut child = dev.child;
     child.start_kill().expect("kill -9");
     child.wait().await.expect("reaped");
-    let at_kill = arrivals(&sim).len();
+    let at_kill = arrivals(&sim.snapshot()).len();
     assert!(
         at_kill < MESSAGES,
         "the kill came too late to test the restart ({at_kill} out)"
@@ -140,10 +117,10 @@ async fn a_raised_limit_releases_parked_mail_at_once_and_after_a_kill() {
 
     let dev = start_dev(binary, &file).await;
     let restarted = Instant::now();
-    wait_for(&sim, MESSAGES, DRAIN_BOUND, "after the restart").await;
+    wait_for_arrivals(&sim, MESSAGES, DRAIN_BOUND, "after the restart").await;
     let drained = restarted.elapsed();
     drop(dev);
-    let seen = arrivals(&sim);
+    let seen = arrivals(&sim.snapshot());
     let twice = seen.values().filter(|&&n| n > 1).count();
     println!("all {MESSAGES} out {drained:?} after the restart; {twice} arrived twice");
     let report = sim.shutdown().await;

@@ -50,10 +50,12 @@ impl Dispatcher {
             if let Some(site) = self.sites.iter_mut().find(|s| s.name == wake.site) {
                 site.parking = Default::default();
             }
-            let max_hold = self.cfg.queues.max_overflow_hold;
-            if fate_now().since(wake.at) <= max_hold {
-                tracing::info!(site = %wake.site, "the site's policy changed in control: its parked mail goes now");
+            // Mail parked before a change older than the longest hold has
+            // come back already (a node starting finds such stamps).
+            if fate_now().since(wake.at) > self.cfg.queues.max_overflow_hold {
+                continue;
             }
+            tracing::info!(site = %wake.site, "the site's policy changed in control: its parked mail goes now");
             // Parked times are this node's clock, the stamp control's: a
             // node whose clock is behind must not wake mail it parks after
             // it learned of the change (it would wake it again and again).

@@ -1,0 +1,125 @@
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prost::Message as _;
+use sluice_log::{EmbeddedLog, Log, MessageLog};
+use sluice_proto::v1::Envelope;
+use sluice_shaping::{Millis, Span};
+
+use super::*;
+use crate::config::SenderConfig;
+use crate::dispatch::Intake;
+use crate::offsets::OffsetTracker;
+use crate::route::{Router, StaticRoutes};
+
+/// A site queue holds 5: the most woken records in flight at once.
+const CONFIG: &str = r#"
+    node = "s1"
+    pool = "shared"
+    dns = false
+    [routes]
+    "*" = ["127.0.0.2:2525"]
+    [queues]
+    max_per_site = 5
+    [[shaping.ips]]
+    address = "127.0.0.10"
+    pool = "shared"
+"#;
+
+const PARKED: usize = 20;
+
+/// Message `n` for site `slow`, parked at `at` for an hour.
+fn parked(n: usize, at: Millis) -> Envelope {
+    let slot = Some(fate::timestamp(at.after(Span::hours(1))));
+    Envelope {
+        message_id: format!("m{n}"),
+        recipient: format!("user{n}@slow.test"),
+        pool: "shared".into(),
+        site: "slow".into(),
+        parked_at: Some(fate::timestamp(at)),
+        not_before: slot,
+        hold_until: slot,
+        ..Default::default()
+    }
+}
+
+/// The offsets of the records the consumer hands over within `wait`.
+async fn routed(rx: &mut mpsc::UnboundedReceiver<Intake>, wait: Duration) -> Vec<i64> {
+    let mut offsets = Vec::new();
+    while let Ok(Some(intake)) = tokio::time::timeout(wait, rx.recv()).await {
+        match intake {
+            Intake::Deliver { rec, envelope, .. } => {
+                assert_eq!(envelope.parked_at, None, "a woken record goes as due");
+                offsets.push(rec.offset);
+            }
+            _ => panic!("a woken record must go to delivery"),
+        }
+    }
+    offsets
+}
+
+/// A raised limit wakes 20 records parked for an hour in one tier
+/// partition. They go five at a time: the next five only once the first
+/// five have a durable fate, and none twice.
+#[tokio::test]
+async fn woken_mail_goes_a_site_queue_at_a_time() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log: Log = EmbeddedLog::open(dir.path()).expect("open log").into();
+    log.create_topic("tier", 1).await.expect("topic");
+    let now = fate::now();
+    for n in 0..PARKED {
+        let record = parked(n, Millis(now.0 - 60_000)).encode_to_vec();
+        log.append("tier", b"k", &record).await.expect("append");
+    }
+    let mut consumer = log.subscribe("g", &["tier".into()]).await.expect("join");
+    let cfg = Arc::new(SenderConfig::from_toml(CONFIG).expect("config"));
+    let engine = crate::state::load(None, cfg.shaping.clone()).expect("engine");
+    let tracker = Arc::new(Mutex::new(OffsetTracker::default()));
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let hosts = vec!["127.0.0.2:2525".parse().expect("addr")];
+    let routes = BTreeMap::from([("slow.test".to_owned(), hosts)]);
+    let router = Router::static_only(StaticRoutes::new(routes));
+    let (changes, changes_rx) = mpsc::unbounded_channel();
+    let tiers = HashMap::from([("tier".to_owned(), Span::hours(1))]);
+    let waking = Waking::new((log.clone(), tiers), changes_rx, Default::default());
+    let consume =
+        Consume::new(cfg, router, engine.sites().clone(), tracker.clone(), tx).with_wakes(waking);
+    changes
+        .send(Wake {
+            site: "slow".into(),
+            at: now,
+        })
+        .expect("send the change");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(async move {
+        consume
+            .run(&mut consumer, async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+
+    let mut seen = HashSet::new();
+    let wait = Duration::from_millis(1_500);
+    while seen.len() < PARKED {
+        let wave = routed(&mut rx, wait).await;
+        assert_eq!(
+            wave.len(),
+            5,
+            "after {} released: a site queue's worth goes, the rest waits",
+            seen.len()
+        );
+        let mut t = tracker.lock().expect("lock");
+        for offset in wave {
+            assert!(seen.insert(offset), "offset {offset} went twice");
+            t.finish("tier", 0, offset);
+        }
+    }
+    assert!(
+        routed(&mut rx, wait).await.is_empty(),
+        "nothing more goes once all {PARKED} are out"
+    );
+    let _ = stop.send(());
+    running.await.expect("the consumer stops");
+}
