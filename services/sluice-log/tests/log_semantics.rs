@@ -165,6 +165,28 @@ fn commit_resume_and_retention() {
     assert_eq!(pos.offset, 20, "offsets are never reused after retention");
 }
 
+#[test]
+fn a_group_that_joins_late_holds_retention_where_it_joined() {
+    let (_dir, log) = open();
+    log.create_topic_blocking("t", 1).unwrap();
+    log.join_blocking("early", "t").unwrap();
+    for i in 0..20_u8 {
+        log.append_blocking("t", &[i], &[i]).unwrap();
+    }
+    log.commit_blocking("early", "t", 0, 5).unwrap();
+    assert_eq!(log.watermarks("t", 0).unwrap(), (5, 20), "one group alone");
+    log.join_blocking("late", "t").unwrap();
+    assert_eq!(log.committed_blocking("late", "t", 0).unwrap(), Some(5));
+    log.commit_blocking("early", "t", 0, 20).unwrap();
+    assert_eq!(
+        log.watermarks("t", 0).unwrap(),
+        (5, 20),
+        "the late group has read nothing yet"
+    );
+    log.commit_blocking("late", "t", 0, 12).unwrap();
+    assert_eq!(log.watermarks("t", 0).unwrap(), (12, 20));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_async_trait_waits_for_appends() {
     let (_dir, log) = open();
@@ -208,17 +230,22 @@ enum Op {
         frac: f64,
     },
     Reopen,
+    /// The late group joins (again).
+    Join,
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => (0_u8..32, 0_usize..64).prop_map(|(key, len)| Op::Append { key, len }),
-        3 => (0_usize..2, 0_i32..3, 0.0_f64..=1.0).prop_map(|(group, partition, frac)| Op::Commit { group, partition, frac }),
+        3 => (0_usize..3, 0_i32..3, 0.0_f64..=1.0).prop_map(|(group, partition, frac)| Op::Commit { group, partition, frac }),
         1 => Just(Op::Reopen),
+        1 => Just(Op::Join),
     ]
 }
 
-const GROUPS: [&str; 2] = ["g0", "g1"];
+/// The first two join at the start; the last one ([`Op::Join`]) later.
+const GROUPS: [&str; 3] = ["g0", "g1", "late"];
+const LATE: usize = 2;
 
 /// Every record at or above the lowest commit is readable and unchanged, and
 /// offsets are dense.
@@ -229,8 +256,9 @@ fn check(
 ) -> Result<(), TestCaseError> {
     for (p, records) in model.iter().enumerate() {
         let p = p as i32;
+        // A group that has not joined holds nothing back.
         let lowest = (0..GROUPS.len())
-            .map(|g| commits.get(&(g, p)).copied().unwrap_or(0))
+            .filter_map(|g| commits.get(&(g, p)).copied().or((g != LATE).then_some(0)))
             .min()
             .unwrap_or(0);
         let (low, next) = log.watermarks("t", p).unwrap();
@@ -261,7 +289,7 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let mut log = EmbeddedLog::open(dir.path()).unwrap();
         log.create_topic_blocking("t", 3).unwrap();
-        for g in GROUPS {
+        for g in &GROUPS[..LATE] {
             log.join_blocking(g, "t").unwrap();
         }
         let mut model: Vec<Vec<(u8, Vec<u8>)>> = vec![Vec::new(); 3];
@@ -275,6 +303,7 @@ proptest! {
                     prop_assert_eq!(pos.offset, part.len() as i64, "offsets dense and increasing");
                     part.push((key, payload));
                 }
+                Op::Commit { group, partition, .. } if group == LATE && !commits.contains_key(&(LATE, partition)) => {}
                 Op::Commit { group, partition, frac } => {
                     // Groups commit forwards only, as the services do.
                     let end = model[partition as usize].len() as i64;
@@ -282,6 +311,14 @@ proptest! {
                     let offset = current.max((end as f64 * frac) as i64);
                     log.commit_blocking(GROUPS[group], "t", partition, offset).unwrap();
                     commits.insert((group, partition), offset);
+                }
+                Op::Join => {
+                    log.join_blocking(GROUPS[LATE], "t").unwrap();
+                    for p in 0..3 {
+                        // Joining starts at the earliest record kept.
+                        let low = log.watermarks("t", p).unwrap().0;
+                        commits.entry((LATE, p)).or_insert(low);
+                    }
                 }
                 Op::Reopen => {
                     drop(log);

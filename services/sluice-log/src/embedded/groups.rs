@@ -1,7 +1,17 @@
 //! Consumer groups: committed offsets, and retention below the lowest of them.
 
+use std::collections::HashMap;
+
 use super::{EmbeddedLog, keys, partition_head, topic_heads};
 use crate::{LogError, PartitionLag};
+
+/// Each group's committed offset, by partition. A partition's offsets are
+/// read from the store once, then kept up to date here by every commit and
+/// join (both hold the heads' lock). Reading them from the store on every
+/// commit would walk every version of their keys still in the memtable,
+/// which grows by one per commit until a flush: the cost of a commit grew
+/// for as long as the node ran.
+pub(super) type Commits = HashMap<(String, i32), HashMap<String, i64>>;
 
 /// Most records one commit removes; the rest go with the next commits, so a
 /// commit after a long pause does not build one huge batch.
@@ -24,6 +34,12 @@ impl EmbeddedLog {
         }
         if fresh {
             batch.commit()?;
+            let mut commits = self.commits();
+            for (p, head) in parts.iter().enumerate() {
+                if let Some(known) = commits.get_mut(&(topic.to_owned(), p as i32)) {
+                    known.entry(group.to_owned()).or_insert(head.low);
+                }
+            }
         }
         Ok(())
     }
@@ -78,6 +94,9 @@ impl EmbeddedLog {
             batch.insert(&self.inner.meta, keys::head(topic, partition), value);
         }
         batch.commit()?;
+        if let Some(known) = self.commits().get_mut(&(topic.to_owned(), partition)) {
+            known.insert(group.to_owned(), next_offset);
+        }
         if trim_to > head.low
             && let Some(parts) = heads.get_mut(topic)
         {
@@ -117,14 +136,30 @@ impl EmbeddedLog {
         group: &str,
         offset: i64,
     ) -> Result<i64, LogError> {
+        let mut commits = self.commits();
+        let key = (topic.to_owned(), partition);
+        if !commits.contains_key(&key) {
+            let read = self.read_commits(topic, partition)?;
+            commits.insert(key.clone(), read);
+        }
+        let others = commits[&key].iter().filter(|(g, _)| *g != group);
+        Ok(others.map(|(_, o)| *o).fold(offset, i64::min))
+    }
+
+    /// Every group's committed offset in the partition, from the store.
+    fn read_commits(&self, topic: &str, partition: i32) -> Result<HashMap<String, i64>, LogError> {
         let prefix = keys::commits_prefix(topic, partition);
-        let mut lowest = offset;
+        let mut read = HashMap::new();
         for guard in self.inner.meta.prefix(&prefix) {
             let (k, v) = guard.into_inner()?;
-            if &k[prefix.len()..] != group.as_bytes() {
-                lowest = lowest.min(keys::decode_i64(&v)?);
-            }
+            let group = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            read.insert(group, keys::decode_i64(&v)?);
         }
-        Ok(lowest)
+        Ok(read)
+    }
+
+    fn commits(&self) -> std::sync::MutexGuard<'_, Commits> {
+        // Entries change only after their batch committed.
+        self.inner.commits.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -57,6 +57,8 @@ struct Inner {
     members: Mutex<HashSet<String>>,
     /// Appends waiting to share one durable batch.
     queue: Mutex<group_commit::Queue>,
+    /// Committed offsets, kept here once read ([`groups::Commits`]).
+    commits: Mutex<groups::Commits>,
 }
 
 impl std::fmt::Debug for EmbeddedLog {
@@ -97,6 +99,7 @@ impl EmbeddedLog {
                 appended: Notify::new(),
                 members: Mutex::default(),
                 queue: Mutex::default(),
+                commits: Mutex::default(),
             }),
         })
     }
