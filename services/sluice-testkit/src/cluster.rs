@@ -257,3 +257,20 @@ pub fn follower_sender_toml(
         crate::sender::site_rules_toml(sim),
     )
 }
+
+/// [`follower_sender_toml`] plus leases on Cassandra in `keyspace` (3 s
+/// TTL, renewed every second): a sender that shares its pool's IPs with
+/// others.
+pub fn leased_sender_toml(
+    names: &crate::sender::Names,
+    sim: &sluice_sim::SimHandle,
+    brokers: &str,
+    keyspace: &str,
+    follow: &str,
+) -> String {
+    format!(
+        "{}\n{}",
+        follower_sender_toml(names, sim, brokers, follow),
+        crate::leases::leases_toml(keyspace, "3s", "1s", "1s"),
+    )
+}

@@ -30,9 +30,10 @@ use sluice_proto::v1::ingest_client::IngestClient;
 use sluice_proto::v1::{EventKind, GetStatsRequest, StatsDimension};
 use sluice_testkit::cluster::{
     Tokens, admin, cluster_names, configure, control_toml, follow_toml, free_addr, gmail_policy,
-    ingest_toml, numbered_send, recorder_toml, spawn_role, tenant, wait_listening, write,
+    ingest_toml, leased_sender_toml, numbered_send, recorder_toml, spawn_role, tenant,
+    wait_listening, write,
 };
-use sluice_testkit::leases::{leases_toml, overlaps, uses};
+use sluice_testkit::leases::{overlaps, spawn_sender, uses};
 use sluice_testkit::sender::*;
 use tokio::process::Child;
 use tonic::Code;
@@ -125,23 +126,6 @@ impl Drop for BrokerBack {
 
 const TOPICS: &str = "[topics.outbound]\npartitions = 12\n[topics.delay]\npartitions = 12\n[topics.events]\npartitions = 12\n";
 
-fn sender_toml(
-    names: &Names,
-    sim: &sluice_sim::SimHandle,
-    brokers: &str,
-    keyspace: &str,
-    follow: &str,
-) -> String {
-    let domains: Vec<(&str, &[&str])> = vec![("gmail", &["gmail.test"])];
-    format!(
-        "{}\n{}\n{}\n[shaping.limits.default]\nburst = 5\nmax_connections = 2\n\n{}\n{follow}\n{TOPICS}",
-        base_config(names, brokers),
-        routes_toml(sim, &domains),
-        site_rules_toml(sim),
-        leases_toml(keyspace, "3s", "1s", "1s"),
-    )
-}
-
 type Ingest = IngestClient<tonic::transport::Channel>;
 
 /// Submits messages `range` through `ingest`, retrying refusals (a pause)
@@ -181,16 +165,6 @@ async fn wait_accepted(sim: &sluice_sim::SimHandle, at_least: usize, limit: Dura
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-fn spawn_sender(binary: &str, path: &Path, node: &str) -> Child {
-    spawn_role(
-        binary,
-        "sender",
-        path,
-        &[("SLUICE_SENDER_NODE", node)],
-        "warn,sluice_sender::leases=info",
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -241,7 +215,10 @@ async fn the_whole_cluster_survives_kills_a_join_a_lost_broker_and_admin_changes
     let sender_path = write(
         dir.path(),
         "sender.toml",
-        &sender_toml(&names, &sim, &brokers, &keyspace, &follow),
+        &format!(
+            "{}\n{TOPICS}",
+            leased_sender_toml(&names, &sim, &brokers, &keyspace, &follow)
+        ),
     );
     let mut senders: Vec<Child> = (1..=3)
         .map(|i| spawn_sender(binary, &sender_path, &format!("sender-{i}")))

@@ -12,16 +12,15 @@
 //! arrive within a bound far below the 5-minute tier, at most a few twice
 //! (those on the wire at the kill), with no limit violated.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use sluice_proto::v1::SitePolicy;
 use sluice_proto::v1::ingest_client::IngestClient;
 use sluice_testkit::cluster::{
-    Tokens, admin, cluster_names, configure, control_toml, follow_toml, follower_sender_toml,
-    free_addr, ingest_toml, numbered_send, spawn_role, wait_listening, write,
+    Tokens, admin, cluster_names, configure, control_toml, follow_toml, free_addr, ingest_toml,
+    leased_sender_toml, numbered_send, spawn_role, wait_listening, write,
 };
-use sluice_testkit::leases::leases_toml;
+use sluice_testkit::leases::spawn_sender;
 use sluice_testkit::sender::*;
 use tokio::process::Child;
 
@@ -47,8 +46,9 @@ const PER_MINUTE: u32 = 6;
 /// that holds much of the parked mail.
 const DRAIN_BOUND: Duration = Duration::from_secs(150);
 
-/// A sender following control with a small ready queue, parking for up to
-/// 10 minutes and tiers of 2 s, 30 s and 5 min; leases in `keyspace`.
+/// A sender following control and sharing the pool's IPs through leases in
+/// `keyspace`, with a small ready queue, parking for up to 10 minutes and
+/// tiers of 2 s, 30 s and 5 min.
 fn sender_toml(
     names: &Names,
     sim: &sluice_sim::SimHandle,
@@ -56,7 +56,7 @@ fn sender_toml(
     keyspace: &str,
     follow: &str,
 ) -> String {
-    let file = follower_sender_toml(names, sim, brokers, follow)
+    let file = leased_sender_toml(names, sim, brokers, keyspace, follow)
         .replace(
             "max_per_site = 1500\noverflow_delay = \"1s\"",
             "max_per_site = 5\noverflow_delay = \"2s\"\nmax_overflow_hold = \"10m\"",
@@ -69,10 +69,7 @@ fn sender_toml(
         file.contains("max_overflow_hold") && file.contains("\"5m\""),
         "the base sender file changed: update this test's replacements"
     );
-    format!(
-        "{file}\n{}\n{TOPICS}",
-        leases_toml(keyspace, "3s", "1s", "1s")
-    )
+    format!("{file}\n{TOPICS}")
 }
 
 fn policy(per_minute: u32) -> SitePolicy {
@@ -194,14 +191,4 @@ async fn a_raised_limit_wakes_parked_mail_on_every_sender_and_after_a_takeover()
         twice <= 2,
         "{twice} messages arrived twice: more than the deliveries on the wire at the kill"
     );
-}
-
-fn spawn_sender(binary: &str, path: &Path, node: &str) -> Child {
-    spawn_role(
-        binary,
-        "sender",
-        path,
-        &[("SLUICE_SENDER_NODE", node)],
-        "warn,sluice_sender::leases=info",
-    )
 }
