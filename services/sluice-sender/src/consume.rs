@@ -152,7 +152,7 @@ impl Consume {
                 Turn::Wake(wake) => self.wake(wake),
                 Turn::Early(early) => {
                     let (rec, envelope) = *early;
-                    self.release(rec, envelope);
+                    self.taken_early(rec, envelope);
                 }
             }
         }
@@ -254,6 +254,7 @@ impl Consume {
     /// as room allows); resumes a partition whose parked records are all
     /// gone.
     fn release_due(&mut self, consumer: &mut LogConsumer) {
+        self.release_held();
         let now = fate::now();
         let keys: Vec<_> = self.parked.keys().cloned().collect();
         for key in keys {
@@ -270,20 +271,25 @@ impl Consume {
         now: Millis,
     ) -> bool {
         let front = self.parked.get(key).and_then(VecDeque::front);
-        let Some((woken, due)) = front.map(|(_, envelope, due)| (self.is_woken(envelope), *due))
-        else {
+        let Some((woken, due, site)) = front.map(|(_, envelope, due)| {
+            let woken = self.is_woken(envelope);
+            (woken, *due, woken.then(|| envelope.site.clone()))
+        }) else {
             self.parked.remove(key);
             consumer.resume(&key.0, key.1);
             return false;
         };
-        let go = if woken { self.room() } else { due <= now };
+        let go = match site {
+            Some(site) => self.room(&site),
+            None => due <= now,
+        };
         if !go {
             return false;
         }
         let queue = self.parked.get_mut(key).expect("the queue has a front");
         let (rec, envelope, _) = queue.pop_front().expect("the queue has a front");
         if woken {
-            self.release_read(rec, envelope);
+            self.release(rec, envelope);
         } else {
             self.next_step(rec, envelope);
         }

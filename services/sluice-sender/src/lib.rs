@@ -251,7 +251,8 @@ impl Node {
         .with_fence(consumer.fence())
         .with_ip_states(leases.ip_states());
         let (wake_tx, wake_rx) = tokio::sync::mpsc::unbounded_channel();
-        let dispatcher = dispatcher.with_wakes(wake_tx);
+        let site_queues = Arc::new(wake::SiteQueues::default());
+        let dispatcher = dispatcher.with_wakes(wake_tx, site_queues.clone());
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let (ips_tx, ips_rx) = tokio::sync::watch::channel(cfg.source_ips());
         let (control_tx, control_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -296,7 +297,7 @@ impl Node {
             .with_lag(self.telemetry.metrics.consumer_lag.clone())
             .with_wakes(waking::Waking::new(
                 (wake_log, tiers),
-                wake_rx,
+                (wake_rx, site_queues),
                 self.telemetry.metrics.woken.clone(),
             ))
             .run(&mut consumer, shutdown.cancelled())

@@ -180,14 +180,6 @@ impl OffsetTracker {
             .map_or(0, PartitionOffsets::in_flight)
     }
 
-    /// Whether the record at `offset` was started and has no durable fate
-    /// yet.
-    pub fn is_in_flight(&self, topic: &str, partition: i32, offset: i64) -> bool {
-        self.partitions
-            .get(&(topic.to_owned(), partition))
-            .is_some_and(|p| p.pending.contains(&offset))
-    }
-
     /// Records of all partitions still without a durable fate.
     pub fn in_flight(&self) -> usize {
         self.partitions

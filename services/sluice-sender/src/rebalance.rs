@@ -54,6 +54,7 @@ impl Consume {
                 dropped.extend(parked.into_iter().map(|(rec, _, _)| rec));
             }
         }
+        dropped.extend(self.drop_held(partitions));
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.send(Intake::Revoke(Revocation {
             partitions: partitions.to_vec(),

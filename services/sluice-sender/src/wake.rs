@@ -65,6 +65,27 @@ impl Wakes {
     }
 }
 
+/// How many messages each site's ready queues hold, as the dispatcher last
+/// counted them (every 200 ms). The consumer lets woken mail go into the
+/// room this leaves, once per count.
+#[derive(Debug, Default)]
+pub struct SiteQueues(Mutex<(u64, HashMap<String, usize>)>);
+
+impl SiteQueues {
+    /// A new count of every site's queued messages.
+    pub fn publish(&self, queued: HashMap<String, usize>) {
+        let mut count = self.0.lock().expect("site queues lock");
+        count.0 += 1;
+        count.1 = queued;
+    }
+
+    /// The number of the latest count and `site`'s queued messages in it.
+    pub fn queued(&self, site: &str) -> (u64, usize) {
+        let count = self.0.lock().expect("site queues lock");
+        (count.0, count.1.get(site).copied().unwrap_or(0))
+    }
+}
+
 /// Clears what held a parked message back: it is due now.
 pub fn release(envelope: &mut Envelope) {
     envelope.not_before = None;

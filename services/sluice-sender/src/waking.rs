@@ -1,11 +1,13 @@
 //! The consumer's side of waking parked mail ([`crate::wake`]).
 //!
-//! Woken records go at the pace their site takes them. At most a site
-//! queue's worth (`queues.max_per_site`) of the woken records this consumer
-//! reads is in flight at once; the read-ahead keeps the same number of its
-//! own. A woken record beyond that waits at the front of its tier
-//! partition, which pauses. So a raised limit does not pour a whole backlog
-//! into a queue that overflows and parks it once more.
+//! Woken records go at the pace their site takes them: into the room its
+//! ready queues have left ([`SiteQueues`], counted by the dispatcher every
+//! 200 ms), once per count. A woken record read at the reading position
+//! that finds no room waits at the front of its tier partition, which
+//! pauses; one taken early by the read-ahead waits here, and the
+//! read-ahead stops at `queues.max_per_site` of those. So a raised limit
+//! does not pour a whole backlog into a queue that overflows and parks it
+//! once more.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -18,7 +20,7 @@ use tokio::sync::mpsc;
 use crate::consume::Consume;
 use crate::dispatch::RecordRef;
 use crate::fate;
-use crate::wake::{self, Wake, Wakes};
+use crate::wake::{self, SiteQueues, Wake, Wakes};
 
 /// What the consumer keeps to wake parked mail.
 pub(crate) struct Waking {
@@ -33,11 +35,13 @@ pub(crate) struct Waking {
     /// Bumped by every change; a partition is read ahead once per value.
     generation: u64,
     read: HashMap<(String, i32), u64>,
-    /// Woken records released from the reading position that may still be
-    /// in flight: (topic, partition, offset).
-    released: Vec<(String, i32, i64)>,
-    /// How many more may go before `released` is counted again.
-    budget: usize,
+    /// The sites' queued messages, as the dispatcher counts them.
+    queues: Arc<SiteQueues>,
+    /// Per site: the count last seen, and how many more may go before the
+    /// next one.
+    room: HashMap<String, (u64, usize)>,
+    /// Records taken early that found no room yet.
+    held: VecDeque<(RecordRef, Envelope)>,
 }
 
 impl Waking {
@@ -45,7 +49,7 @@ impl Waking {
     /// `log`; `changes` brings the sites' changes, `woken` counts releases.
     pub(crate) fn new(
         (log, tiers): (sluice_log::Log, HashMap<String, Span>),
-        changes: mpsc::UnboundedReceiver<Wake>,
+        (changes, queues): (mpsc::UnboundedReceiver<Wake>, Arc<SiteQueues>),
         woken: prometheus_client::metrics::counter::Counter,
     ) -> Self {
         Self {
@@ -58,8 +62,9 @@ impl Waking {
             tiers: Arc::new(tiers),
             generation: 0,
             read: HashMap::new(),
-            released: Vec::new(),
-            budget: 0,
+            queues,
+            room: HashMap::new(),
+            held: VecDeque::new(),
         }
     }
 }
@@ -103,16 +108,16 @@ impl Consume {
         self.read_ahead(partitions);
     }
 
-    /// A woken record at the reading position: on its way when there is
-    /// room, else held at the front of its partition, which pauses.
+    /// A woken record at the reading position: on its way when its site
+    /// has room, else held at the front of its partition, which pauses.
     pub(crate) fn woken_read(
         &mut self,
         consumer: &mut LogConsumer,
         rec: RecordRef,
         envelope: Envelope,
     ) {
-        if self.room() {
-            return self.release_read(rec, envelope);
+        if self.room(&envelope.site) {
+            return self.release(rec, envelope);
         }
         let key = (rec.topic.clone(), rec.partition);
         let queue = self.parked.entry(key.clone()).or_default();
@@ -124,35 +129,74 @@ impl Consume {
         }
     }
 
-    /// A woken record from the reading position goes; it takes room until
-    /// its fate is durable.
-    pub(crate) fn release_read(&mut self, rec: RecordRef, envelope: Envelope) {
-        if let Some(waking) = self.waking.as_mut() {
-            waking
-                .released
-                .push((rec.topic.clone(), rec.partition, rec.offset));
+    /// A record the read-ahead took: on its way when its site has room,
+    /// else held until it has.
+    pub(crate) fn taken_early(&mut self, rec: RecordRef, envelope: Envelope) {
+        if self.room(&envelope.site) {
+            return self.release(rec, envelope);
         }
-        self.release(rec, envelope);
+        if let Some(waking) = self.waking.as_mut() {
+            waking.held.push_back((rec, envelope));
+        }
     }
 
-    /// Whether one more woken record may go (and takes its room): fewer
-    /// than a site queue's worth of those released from the reading
-    /// position and of those taken early are in flight.
-    pub(crate) fn room(&mut self) -> bool {
+    /// Releases the records taken early as their sites get room, in the
+    /// order they came.
+    pub(crate) fn release_held(&mut self) {
+        loop {
+            let Some(site) = self
+                .waking
+                .as_ref()
+                .and_then(|w| w.held.front())
+                .map(|(_, envelope)| envelope.site.clone())
+            else {
+                return;
+            };
+            if !self.room(&site) {
+                return;
+            }
+            let waking = self.waking.as_mut().expect("held records");
+            let (rec, envelope) = waking.held.pop_front().expect("a front");
+            self.release(rec, envelope);
+        }
+    }
+
+    /// Drops the records taken early from `partitions` that wait for room
+    /// (the partitions were revoked: their next owner reads them).
+    pub(crate) fn drop_held(&mut self, partitions: &[(String, i32)]) -> Vec<RecordRef> {
+        let Some(waking) = self.waking.as_mut() else {
+            return Vec::new();
+        };
+        let revoked = |rec: &RecordRef| {
+            partitions
+                .iter()
+                .any(|(topic, partition)| *topic == rec.topic && *partition == rec.partition)
+        };
+        let (dropped, kept) = std::mem::take(&mut waking.held)
+            .into_iter()
+            .partition(|(rec, _)| revoked(rec));
+        waking.held = kept;
+        dropped.into_iter().map(|(rec, _)| rec).collect()
+    }
+
+    /// Whether one more woken record of `site` may go (and takes its room):
+    /// each count of the site's queues lets as many go as its queues lack
+    /// of `queues.max_per_site`.
+    pub(crate) fn room(&mut self, site: &str) -> bool {
         let Some(waking) = self.waking.as_mut() else {
             return true;
         };
-        if waking.budget == 0 {
-            let tracker = self.tracker.lock().expect("offset tracker lock");
-            waking.released.retain(|(topic, partition, offset)| {
-                tracker.is_in_flight(topic, *partition, *offset)
-            });
-            let live = waking.released.len() + tracker.early_in_flight();
-            waking.budget = self.cfg.queues.max_per_site.max(1).saturating_sub(live);
+        let (count, queued) = waking.queues.queued(site);
+        // A site seen for the first time takes the latest count.
+        let room = waking.room.entry(site.to_owned()).or_insert((u64::MAX, 0));
+        if room.0 != count {
+            *room = (count, self.cfg.queues.max_per_site.saturating_sub(queued));
         }
-        let room = waking.budget > 0;
-        waking.budget = waking.budget.saturating_sub(1);
-        room
+        if room.1 == 0 {
+            return false;
+        }
+        room.1 -= 1;
+        true
     }
 
     /// Reads `partitions` ahead for woken mail, each once per change.

@@ -12,8 +12,9 @@ use crate::config::SenderConfig;
 use crate::dispatch::Intake;
 use crate::offsets::OffsetTracker;
 use crate::route::{Router, StaticRoutes};
+use crate::wake::SiteQueues;
 
-/// A site queue holds 5: the most woken records in flight at once.
+/// A site queue holds 5.
 const CONFIG: &str = r#"
     node = "s1"
     pool = "shared"
@@ -60,8 +61,9 @@ async fn routed(rx: &mut mpsc::UnboundedReceiver<Intake>, wait: Duration) -> Vec
 }
 
 /// A raised limit wakes 20 records parked for an hour in one tier
-/// partition. They go five at a time: the next five only once the first
-/// five have a durable fate, and none twice.
+/// partition. They go into the room the site's queue has, once per count
+/// of it: five while it is empty, three when it holds two, none while no
+/// new count comes; none twice.
 #[tokio::test]
 async fn woken_mail_goes_a_site_queue_at_a_time() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -82,7 +84,12 @@ async fn woken_mail_goes_a_site_queue_at_a_time() {
     let router = Router::static_only(StaticRoutes::new(routes));
     let (changes, changes_rx) = mpsc::unbounded_channel();
     let tiers = HashMap::from([("tier".to_owned(), Span::hours(1))]);
-    let waking = Waking::new((log.clone(), tiers), changes_rx, Default::default());
+    let queues = Arc::new(SiteQueues::default());
+    let waking = Waking::new(
+        (log.clone(), tiers),
+        (changes_rx, queues.clone()),
+        Default::default(),
+    );
     let consume =
         Consume::new(cfg, router, engine.sites().clone(), tracker.clone(), tx).with_wakes(waking);
     changes
@@ -102,19 +109,35 @@ async fn woken_mail_goes_a_site_queue_at_a_time() {
 
     let mut seen = HashSet::new();
     let wait = Duration::from_millis(1_500);
-    while seen.len() < PARKED {
-        let wave = routed(&mut rx, wait).await;
-        assert_eq!(
-            wave.len(),
-            5,
-            "after {} released: a site queue's worth goes, the rest waits",
-            seen.len()
-        );
-        let mut t = tracker.lock().expect("lock");
-        for offset in wave {
-            assert!(seen.insert(offset), "offset {offset} went twice");
-            t.finish("tier", 0, offset);
+    let mut take = |wave: Vec<i64>| {
+        for offset in &wave {
+            assert!(seen.insert(*offset), "offset {offset} went twice");
         }
+        wave.len()
+    };
+    // Before the dispatcher's first count, the site's queue counts as empty.
+    assert_eq!(
+        take(routed(&mut rx, wait).await),
+        5,
+        "an empty queue's worth"
+    );
+    assert_eq!(
+        take(routed(&mut rx, wait).await),
+        0,
+        "nothing more until the dispatcher counts again"
+    );
+    queues.publish(HashMap::from([("slow".to_owned(), 2)]));
+    assert_eq!(
+        take(routed(&mut rx, wait).await),
+        3,
+        "the room left by 2 queued"
+    );
+    let mut out = 8;
+    while out < PARKED {
+        queues.publish(HashMap::from([("slow".to_owned(), 0)]));
+        let wave = take(routed(&mut rx, wait).await);
+        assert_eq!(wave, 5.min(PARKED - out), "after {out} out");
+        out += wave;
     }
     assert!(
         routed(&mut rx, wait).await.is_empty(),

@@ -186,6 +186,7 @@ pub struct Dispatcher {
     tls: Arc<crate::smtp::TlsClients>,
     /// Where a change of a site's limits is told ([`crate::wake`]).
     wakes: Option<mpsc::UnboundedSender<crate::wake::Wake>>,
+    site_queues: Option<Arc<crate::wake::SiteQueues>>,
     /// The latest policy change of each site, as told to the consumer.
     woken: HashMap<String, Millis>,
 }
@@ -231,6 +232,7 @@ impl Dispatcher {
             ip_states: None,
             tls,
             wakes: None,
+            site_queues: None,
             woken: HashMap::new(),
         };
         // Nothing is leased until the keeper says so.
@@ -239,9 +241,15 @@ impl Dispatcher {
     }
 
     /// Tells `wakes` of every site whose limits control changes, so its
-    /// parked mail goes at once ([`crate::wake`]).
-    pub fn with_wakes(mut self, wakes: mpsc::UnboundedSender<crate::wake::Wake>) -> Self {
+    /// parked mail goes at once, and counts the sites' queues into
+    /// `queues`, so it goes at the pace they drain ([`crate::wake`]).
+    pub fn with_wakes(
+        mut self,
+        wakes: mpsc::UnboundedSender<crate::wake::Wake>,
+        queues: Arc<crate::wake::SiteQueues>,
+    ) -> Self {
         self.wakes = Some(wakes);
+        self.site_queues = Some(queues);
         self
     }
 
@@ -540,6 +548,13 @@ impl Dispatcher {
     /// Per site (label): messages queued, the oldest one's wait, and how
     /// many of its sites wait for each [`Wait`] reason.
     fn publish_site_queues(&self) {
+        if let Some(queues) = &self.site_queues {
+            let mut queued: HashMap<String, usize> = HashMap::new();
+            for site in &self.sites {
+                *queued.entry(site.name.clone()).or_default() += site.queue.len();
+            }
+            queues.publish(queued);
+        }
         let mut by_site: std::collections::BTreeMap<String, (i64, f64, [i64; 3])> =
             Default::default();
         for site in &self.sites {
