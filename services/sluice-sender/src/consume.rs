@@ -276,11 +276,12 @@ impl Consume {
             (woken, *due, woken.then(|| envelope.site.clone()))
         }) else {
             self.parked.remove(key);
+            self.unstuck(key);
             consumer.resume(&key.0, key.1);
             return false;
         };
         let go = match site {
-            Some(site) => self.room(&site),
+            Some(site) => self.front_may_go(key, &site),
             None => due <= now,
         };
         if !go {

@@ -53,6 +53,7 @@ impl Consume {
             if let Some(parked) = self.parked.remove(key) {
                 dropped.extend(parked.into_iter().map(|(rec, _, _)| rec));
             }
+            self.unstuck(key);
         }
         dropped.extend(self.drop_held(partitions));
         let (tx, rx) = tokio::sync::oneshot::channel();

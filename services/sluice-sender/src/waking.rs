@@ -4,8 +4,9 @@
 //! ready queues have left ([`SiteQueues`], counted by the dispatcher every
 //! 200 ms), once per count. A woken record read at the reading position
 //! that finds no room waits at the front of its tier partition, which
-//! pauses; one taken early by the read-ahead waits here, and the
-//! read-ahead stops at `queues.max_per_site` of those. So a raised limit
+//! pauses, for at most [`STUCK_AT_MOST`]; one taken early by the
+//! read-ahead waits here, and the read-ahead stops at
+//! `queues.max_per_site` of those. So a raised limit
 //! does not pour a whole backlog into a queue that overflows and parks it
 //! once more.
 
@@ -42,7 +43,16 @@ pub(crate) struct Waking {
     room: HashMap<String, (u64, usize)>,
     /// Records taken early that found no room yet.
     held: VecDeque<(RecordRef, Envelope)>,
+    /// Paused partitions whose front is a woken record without room, and
+    /// since when.
+    stuck: HashMap<(String, i32), std::time::Instant>,
 }
+
+/// The longest a woken record holds its paused tier partition while its
+/// site has no room (a change that did not raise the site's limits). Then
+/// the partition's woken records go anyway, overflow and are parked again
+/// by the site's rate, so the partition's other mail is not held up.
+const STUCK_AT_MOST: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Waking {
     /// Reads tier partitions (`tiers`: topic and delay) ahead through
@@ -65,6 +75,7 @@ impl Waking {
             queues,
             room: HashMap::new(),
             held: VecDeque::new(),
+            stuck: HashMap::new(),
         }
     }
 }
@@ -158,6 +169,34 @@ impl Consume {
             let waking = self.waking.as_mut().expect("held records");
             let (rec, envelope) = waking.held.pop_front().expect("a front");
             self.release(rec, envelope);
+        }
+    }
+
+    /// Whether the woken record at the front of paused partition `key` may
+    /// go: when its site has room, or once it held the partition for
+    /// [`STUCK_AT_MOST`].
+    pub(crate) fn front_may_go(&mut self, key: &(String, i32), site: &str) -> bool {
+        if self.room(site) {
+            if let Some(waking) = self.waking.as_mut() {
+                waking.stuck.remove(key);
+            }
+            return true;
+        }
+        let Some(waking) = self.waking.as_mut() else {
+            return true;
+        };
+        let since = waking
+            .stuck
+            .entry(key.clone())
+            .or_insert_with(std::time::Instant::now);
+        since.elapsed() >= STUCK_AT_MOST
+    }
+
+    /// Forgets that paused partition `key` waited for room (its queue is
+    /// empty).
+    pub(crate) fn unstuck(&mut self, key: &(String, i32)) {
+        if let Some(waking) = self.waking.as_mut() {
+            waking.stuck.remove(key);
         }
     }
 

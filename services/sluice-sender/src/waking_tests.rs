@@ -60,12 +60,18 @@ async fn routed(rx: &mut mpsc::UnboundedReceiver<Intake>, wait: Duration) -> Vec
     offsets
 }
 
-/// A raised limit wakes 20 records parked for an hour in one tier
-/// partition. They go into the room the site's queue has, once per count
-/// of it: five while it is empty, three when it holds two, none while no
-/// new count comes; none twice.
-#[tokio::test]
-async fn woken_mail_goes_a_site_queue_at_a_time() {
+/// A consumer of one tier partition holding [`PARKED`] records parked for
+/// site `slow` a minute ago, woken by a change now: what it hands over, the
+/// sites' queue counts it reads, and how to stop it.
+struct Woken {
+    rx: mpsc::UnboundedReceiver<Intake>,
+    queues: Arc<SiteQueues>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    running: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+async fn woken_backlog() -> Woken {
     let dir = tempfile::tempdir().expect("temp dir");
     let log: Log = EmbeddedLog::open(dir.path()).expect("open log").into();
     log.create_topic("tier", 1).await.expect("topic");
@@ -78,7 +84,7 @@ async fn woken_mail_goes_a_site_queue_at_a_time() {
     let cfg = Arc::new(SenderConfig::from_toml(CONFIG).expect("config"));
     let engine = crate::state::load(None, cfg.shaping.clone()).expect("engine");
     let tracker = Arc::new(Mutex::new(OffsetTracker::default()));
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (tx, rx) = mpsc::unbounded_channel();
     let hosts = vec!["127.0.0.2:2525".parse().expect("addr")];
     let routes = BTreeMap::from([("slow.test".to_owned(), hosts)]);
     let router = Router::static_only(StaticRoutes::new(routes));
@@ -107,6 +113,28 @@ async fn woken_mail_goes_a_site_queue_at_a_time() {
             .await;
     });
 
+    Woken {
+        rx,
+        queues,
+        stop,
+        running,
+        _dir: dir,
+    }
+}
+
+/// A raised limit wakes 20 records parked for an hour in one tier
+/// partition. They go into the room the site's queue has, once per count
+/// of it: five while it is empty, three when it holds two, none while no
+/// new count comes; none twice.
+#[tokio::test]
+async fn woken_mail_goes_a_site_queue_at_a_time() {
+    let Woken {
+        mut rx,
+        queues,
+        stop,
+        running,
+        ..
+    } = woken_backlog().await;
     let mut seen = HashSet::new();
     let wait = Duration::from_millis(1_500);
     let mut take = |wave: Vec<i64>| {
@@ -143,6 +171,36 @@ async fn woken_mail_goes_a_site_queue_at_a_time() {
         routed(&mut rx, wait).await.is_empty(),
         "nothing more goes once all {PARKED} are out"
     );
+    let _ = stop.send(());
+    running.await.expect("the consumer stops");
+}
+
+/// A change that leaves the site without room (a lowered limit) holds the
+/// partition 10 s at most: then the woken records go anyway (to overflow
+/// and be parked again by the site's rate).
+#[tokio::test]
+async fn a_site_without_room_holds_its_partition_ten_seconds_at_most() {
+    let Woken {
+        mut rx,
+        stop,
+        running,
+        ..
+    } = woken_backlog().await;
+    let first = routed(&mut rx, Duration::from_millis(1_500)).await;
+    assert_eq!(first.len(), 5, "an empty queue's worth");
+    let held = tokio::time::Instant::now();
+    let next = tokio::time::timeout(Duration::from_secs(15), rx.recv()).await;
+    let waited = held.elapsed();
+    assert!(
+        matches!(next, Ok(Some(Intake::Deliver { .. }))),
+        "the rest goes once the hold ends"
+    );
+    assert!(
+        waited >= Duration::from_secs(8) && waited <= Duration::from_secs(12),
+        "the rest began to go after {waited:?}: the hold is 10 s"
+    );
+    let rest = 1 + routed(&mut rx, Duration::from_millis(1_500)).await.len();
+    assert_eq!(rest, PARKED - 5, "all the rest goes");
     let _ = stop.send(());
     running.await.expect("the consumer stops");
 }
