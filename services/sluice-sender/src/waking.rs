@@ -177,9 +177,7 @@ impl Consume {
     /// [`STUCK_AT_MOST`].
     pub(crate) fn front_may_go(&mut self, key: &(String, i32), site: &str) -> bool {
         if self.room(site) {
-            if let Some(waking) = self.waking.as_mut() {
-                waking.stuck.remove(key);
-            }
+            self.unstuck(key);
             return true;
         }
         let Some(waking) = self.waking.as_mut() else {
@@ -265,10 +263,15 @@ impl Consume {
     /// been woken by a change within the longest hold (one made before
     /// this node started or took the partition, too), so it is read ahead.
     pub(crate) fn paused(&mut self, key: &(String, i32)) {
-        let Some(latest) = self.waking.as_ref().and_then(|w| w.wakes.latest()) else {
+        let Some(waking) = self.waking.as_ref() else {
             return;
         };
-        let recent = fate::now().since(latest) <= self.cfg.queues.max_overflow_hold;
+        let Some(latest) = waking.wakes.latest() else {
+            return;
+        };
+        let longest = waking.tiers.values().copied();
+        let longest = longest.fold(self.cfg.queues.max_overflow_hold, Span::max);
+        let recent = fate::now().since(latest) <= longest;
         if recent && key.0 != self.outbound {
             self.read_ahead(vec![key.clone()]);
         }

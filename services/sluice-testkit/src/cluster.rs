@@ -117,6 +117,25 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
+/// A control node on `keyspace` admitting `tokens`, started from
+/// `binary` with its file in `dir`; returns once it listens.
+pub async fn start_control(
+    binary: &str,
+    dir: &Path,
+    keyspace: &str,
+    tokens: &Tokens,
+) -> (SocketAddr, Child) {
+    let control = free_addr();
+    let path = write(
+        dir,
+        "control.toml",
+        &control_toml(control, keyspace, tokens),
+    );
+    let node = spawn_role(binary, "control", &path, &[], "warn");
+    wait_listening(control, "sluice control", Duration::from_secs(60)).await;
+    (control, node)
+}
+
 /// An ingest node's file: gRPC only on `grpc`, publishing to the topics of
 /// `names` (`<prefix><pool>`), following control as `follow` says; `extra`
 /// is appended.

@@ -29,8 +29,8 @@ use sluice_log::{KafkaConfig, KafkaLog, Log};
 use sluice_proto::v1::ingest_client::IngestClient;
 use sluice_proto::v1::{EventKind, GetStatsRequest, StatsDimension};
 use sluice_testkit::cluster::{
-    Tokens, admin, cluster_names, configure, control_toml, follow_toml, free_addr, gmail_policy,
-    ingest_toml, leased_sender_toml, numbered_send, recorder_toml, spawn_role, tenant,
+    Tokens, admin, cluster_names, configure, follow_toml, free_addr, gmail_policy, ingest_toml,
+    leased_sender_toml, numbered_send, recorder_toml, spawn_role, start_control, tenant,
     wait_listening, write,
 };
 use sluice_testkit::leases::{overlaps, spawn_sender, uses};
@@ -182,14 +182,7 @@ async fn the_whole_cluster_survives_kills_a_join_a_lost_broker_and_admin_changes
     let sim = start_sim(&scenario()).await;
     let binary = env!("CARGO_BIN_EXE_sluice");
 
-    let control = free_addr();
-    let path = write(
-        dir.path(),
-        "control.toml",
-        &control_toml(control, &keyspace, &tokens),
-    );
-    let _control = spawn_role(binary, "control", &path, &[], "warn");
-    wait_listening(control, "sluice control", Duration::from_secs(60)).await;
+    let (control, _control) = start_control(binary, dir.path(), &keyspace, &tokens).await;
     configure(control, &tokens, &names.pool, 6, per_minute()).await;
     let follow = follow_toml(&[control], &tokens);
 

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use sluice_proto::v1::SitePolicy;
 use sluice_proto::v1::ingest_client::IngestClient;
 use sluice_testkit::cluster::{
-    Tokens, admin, cluster_names, configure, control_toml, follow_toml, free_addr, ingest_toml,
-    leased_sender_toml, numbered_send, spawn_role, wait_listening, write,
+    Tokens, admin, cluster_names, configure, follow_toml, free_addr, ingest_toml,
+    leased_sender_toml, numbered_send, spawn_role, start_control, wait_listening, write,
 };
 use sluice_testkit::leases::spawn_sender;
 use sluice_testkit::sender::*;
@@ -97,14 +97,7 @@ async fn a_raised_limit_wakes_parked_mail_on_every_sender_and_after_a_takeover()
     let sim = start_sim(SCENARIO).await;
     let binary = env!("CARGO_BIN_EXE_sluice");
 
-    let control = free_addr();
-    let path = write(
-        dir.path(),
-        "control.toml",
-        &control_toml(control, &keyspace, &tokens),
-    );
-    let mut control_node = spawn_role(binary, "control", &path, &[], "warn");
-    wait_listening(control, "sluice control", Duration::from_secs(60)).await;
+    let (control, mut control_node) = start_control(binary, dir.path(), &keyspace, &tokens).await;
     configure(control, &tokens, &names.pool, 2, PER_MINUTE).await;
     let mut admin = admin(control, &tokens).await;
     admin

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use sluice_proto::v1::ingest_client::IngestClient;
 use sluice_testkit::cluster::{
-    Tokens, cluster_names, configure, control_toml, follow_toml, follower_sender_toml, free_addr,
-    ingest_toml, numbered_send, recorder_toml, spawn_role, wait_listening, write,
+    Tokens, cluster_names, configure, follow_toml, follower_sender_toml, free_addr, ingest_toml,
+    numbered_send, recorder_toml, spawn_role, start_control, wait_listening, write,
 };
 use sluice_testkit::otlp::{Collector, Received};
 use sluice_testkit::sender::{kafka, kafka_log, start_sim};
@@ -103,14 +103,7 @@ async fn one_message_is_one_trace_across_ingest_sender_and_recorder() {
         ("SLUICE_TRACE_SAMPLE", "0"),
     ];
 
-    let control = free_addr();
-    let path = write(
-        d,
-        "control.toml",
-        &control_toml(control, &keyspace, &tokens),
-    );
-    let _control = spawn_role(BINARY, "control", &path, &[], "warn");
-    wait_listening(control, "sluice control", Duration::from_secs(60)).await;
+    let (control, _control) = start_control(BINARY, d, &keyspace, &tokens).await;
     configure(control, &tokens, &names.pool, 1, 6000).await;
     let follow = follow_toml(&[control], &tokens);
 

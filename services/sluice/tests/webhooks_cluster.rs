@@ -13,7 +13,7 @@ use prost::Message;
 use sluice_log::MessageLog;
 use sluice_proto::v1::{Event, EventKind, ListTenantsRequest, Webhook};
 use sluice_testkit::cluster::{
-    Tokens, admin, cluster_names, configure, control_toml, follow_toml, free_addr, spawn_role,
+    Tokens, admin, cluster_names, configure, follow_toml, free_addr, spawn_role, start_control,
     wait_listening, write,
 };
 use sluice_testkit::http::{body, request};
@@ -90,14 +90,7 @@ async fn two_dispatchers_share_the_events_and_lose_none_when_one_is_killed() {
         .await
         .expect("events topic");
 
-    let control = free_addr();
-    let path = write(
-        root,
-        "control.toml",
-        &control_toml(control, &keyspace, &tokens),
-    );
-    let control_node = spawn_role(binary, "control", &path, &[], "warn");
-    wait_listening(control, "sluice control", Duration::from_secs(60)).await;
+    let (control, control_node) = start_control(binary, root, &keyspace, &tokens).await;
     configure(control, &tokens, &names.pool, 1, 600).await;
     let port = free_addr().port();
     let _hook = receiver(root, port, 0).await;
