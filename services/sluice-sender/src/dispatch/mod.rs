@@ -487,16 +487,28 @@ impl Dispatcher {
     }
 
     /// How long a message overflowing the full queue `idx` waits: its drain
-    /// slot ([`parking`]), but never past its expiry.
+    /// slot ([`parking`]), as far as a longer tier if it came back from the
+    /// furthest ([`parking::furthest`]), but never past its expiry.
     fn overflow_hold(&mut self, idx: usize, envelope: &Envelope, now: Millis) -> Span {
         let queues = &self.cfg.queues;
-        let (min, max) = (queues.overflow_delay, queues.max_overflow_hold);
+        let min = queues.overflow_delay;
+        let waited = crate::fate::millis(&envelope.parked_at).map(|at| now.since(at));
+        let tiers = self.engine.retry().tiers();
+        let max = parking::furthest(queues.max_overflow_hold, waited, tiers);
         let queued = self.sites[idx].queue.len();
         let hold = self.sites[idx].parking.hold(now, queued, min, max);
         match crate::fate::millis(&envelope.expires_at) {
             Some(expires) => hold.min(expires.since(now)),
             None => hold,
         }
+    }
+
+    /// The longest an overflowed message waits between two reads: the
+    /// longest hold, or the longest tier for mail parked again
+    /// ([`parking::furthest`]).
+    fn longest_hold(&self) -> Span {
+        let tiers = self.engine.retry().tiers().iter().map(|t| t.delay);
+        tiers.fold(self.cfg.queues.max_overflow_hold, Span::max)
     }
 
     /// Publishes `fate` in its own task and releases the record's offset after.

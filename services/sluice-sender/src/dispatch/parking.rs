@@ -10,12 +10,14 @@
 //! `fates::overflow` and the consumer's hop), so it comes back once, when
 //! the site can take it, and a message that comes back early is hopped on
 //! without taking a second slot. Slots lie at most `max` ahead: beyond, the
-//! message comes back at `max` and takes a new slot then. Pure: the caller
-//! passes the time.
+//! message comes back at `max` and takes a new slot then; if it already
+//! waited that long, its slot may lie as far as the next longer delay tier
+//! ([`furthest`]), so a deep backlog is written once per that tier's span,
+//! not once per `max`. Pure: the caller passes the time.
 
 use std::collections::VecDeque;
 
-use sluice_shaping::{Millis, Span};
+use sluice_shaping::{Millis, Span, Tier};
 
 /// How far back deliveries count towards a site's drain rate.
 pub(crate) const WINDOW: Span = Span(5 * 60 * 1000);
@@ -64,11 +66,29 @@ impl Parking {
             .filter(|t| *t > now)
             .map_or(behind_queue, |t| t.after(Span(interval)));
         // Beyond `max` every slot is the same hold: the count stops there,
-        // so messages that come back from a capped hold are not counted twice.
+        // so messages that come back from a capped hold are not counted
+        // twice. A shorter `max` than an earlier message's keeps the count.
         let slot = behind_queue.max(behind_parked).min(now.after(max));
-        self.parked_until = Some(slot);
+        self.parked_until = Some(self.parked_until.map_or(slot, |t| t.max(slot)));
         Span(slot.0 - now.0).max(min).min(max)
     }
+}
+
+/// The furthest ahead a message that overflows after waiting `waited`
+/// since it was parked may be given a slot: `max`, or for one that waited
+/// at least `max` (it came back from the furthest slot and overflows
+/// again), the shortest of `tiers` longer than it waited (the longest if
+/// none is), when that is further. So each write of a long backlog carries
+/// it a tier's span, while the slots within that span are still given in
+/// turn.
+pub(crate) fn furthest(max: Span, waited: Option<Span>, tiers: &[Tier]) -> Span {
+    let Some(waited) = waited.filter(|w| *w >= max) else {
+        return max;
+    };
+    let delays = tiers.iter().map(|t| t.delay);
+    let next = delays.clone().find(|t| *t > waited);
+    let longest = delays.max();
+    next.or(longest).map_or(max, |t| t.max(max))
 }
 
 #[cfg(test)]
@@ -138,7 +158,74 @@ mod tests {
         assert_eq!(p.hold(later, 2000, MIN, HOUR), MIN);
     }
 
+    const SIX: Span = Span(6 * 3_600_000);
+
+    /// The default tiers: 1m, 10m, 1h, 6h.
+    fn tiers() -> Vec<Tier> {
+        [Span(60_000), Span(600_000), HOUR, SIX]
+            .into_iter()
+            .map(|delay| Tier {
+                name: delay.to_string(),
+                delay,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn mail_back_from_the_furthest_slot_may_go_a_tier_further() {
+        let back = Some(Span(HOUR.0 + 5_000));
+        assert_eq!(furthest(HOUR, back, &tiers()), SIX);
+        // After six hours there is no longer tier: the longest again.
+        let six = Some(Span(SIX.0 + 5_000));
+        assert_eq!(furthest(HOUR, six, &tiers()), SIX);
+        // First parked, or woken (no parked time), or back from a nearer slot.
+        assert_eq!(furthest(HOUR, None, &tiers()), HOUR);
+        assert_eq!(furthest(HOUR, Some(Span(HOUR.0 / 2)), &tiers()), HOUR);
+        // A cap longer than every tier is not shortened.
+        let long = Span(12 * 3_600_000);
+        assert_eq!(furthest(long, Some(long), &tiers()), long);
+    }
+
+    #[test]
+    fn a_site_ten_a_minute_gives_slots_up_to_the_next_tier_then_parks_there() {
+        // 2,000 queued at 10/min: 200 minutes of work, beyond six hours
+        // only after 1,600 more slots.
+        let now = 10_000_000;
+        let mut p = draining(6_000, 30, now);
+        let queue_drained = Span(2000 * 6_000);
+        assert_eq!(p.hold(Millis(now), 2000, MIN, SIX), queue_drained);
+        assert_eq!(
+            p.hold(Millis(now), 2000, MIN, SIX),
+            Span(queue_drained.0 + 6_000)
+        );
+        for _ in 0..2000 {
+            p.hold(Millis(now), 2000, MIN, SIX);
+        }
+        assert_eq!(p.hold(Millis(now), 2000, MIN, SIX), SIX);
+        // Mail parked for the first time meanwhile still waits the cap,
+        // and does not pull the count back.
+        assert_eq!(p.hold(Millis(now), 2000, MIN, HOUR), HOUR);
+        assert_eq!(p.parked_until, Some(Millis(now).after(SIX)));
+    }
+
     proptest! {
+        /// The furthest slot is `max` but for mail that waited `max`, and
+        /// then a tier's delay.
+        #[test]
+        fn the_furthest_slot_moves_only_for_mail_back_from_it(
+            max_mins in 1u64..600,
+            waited_mins in proptest::option::of(0u64..1_000),
+        ) {
+            let max = Span(max_mins * 60_000);
+            let waited = waited_mins.map(|m| Span(m * 60_000));
+            let far = furthest(max, waited, &tiers());
+            prop_assert!(far >= max);
+            if far > max {
+                prop_assert!(waited.is_some_and(|w| w >= max));
+                prop_assert!(tiers().iter().any(|t| t.delay == far));
+            }
+        }
+
         /// Holds stay in `[min, max]`; the slots never go backwards nor
         /// beyond `max` from now.
         #[test]
