@@ -105,6 +105,11 @@ impl PartitionOffsets {
         self.early_live
     }
 
+    /// Whether `offset` was taken early and has no fate yet.
+    pub fn is_early(&self, offset: i64) -> bool {
+        self.early.get(&offset) == Some(&false)
+    }
+
     /// Records still without a durable fate.
     pub fn in_flight(&self) -> usize {
         self.pending.len()
@@ -171,6 +176,14 @@ impl OffsetTracker {
         if let Some(p) = self.partitions.get_mut(&(topic.to_owned(), partition)) {
             p.abandon(offset);
         }
+    }
+
+    /// [`PartitionOffsets::is_early`]; `false` for a partition not
+    /// consumed here (revoked since the record was taken).
+    pub fn is_early(&self, topic: &str, partition: i32, offset: i64) -> bool {
+        self.partitions
+            .get(&(topic.to_owned(), partition))
+            .is_some_and(|p| p.is_early(offset))
     }
 
     /// Records of one partition still without a durable fate.

@@ -141,8 +141,15 @@ impl Consume {
     }
 
     /// A record the read-ahead took: on its way when its site has room,
-    /// else held until it has.
+    /// else held until it has. One whose partition was revoked after the
+    /// read-ahead took it is left to the partition's next owner.
     pub(crate) fn taken_early(&mut self, rec: RecordRef, envelope: Envelope) {
+        let tracker = self.tracker.lock().expect("offset tracker lock");
+        if !tracker.is_early(&rec.topic, rec.partition, rec.offset) {
+            tracing::debug!(topic = %rec.topic, partition = rec.partition, offset = rec.offset, "taken early from a partition revoked since: its next owner reads it");
+            return;
+        }
+        drop(tracker);
         if self.room(&envelope.site) {
             return self.release(rec, envelope);
         }

@@ -204,3 +204,49 @@ async fn a_site_without_room_holds_its_partition_ten_seconds_at_most() {
     let _ = stop.send(());
     running.await.expect("the consumer stops");
 }
+
+/// A record the read-ahead took goes when it arrives, unless its partition
+/// was revoked meanwhile: then the next owner reads it, and this node must
+/// not deliver it too.
+#[tokio::test]
+async fn a_record_taken_early_from_a_revoked_partition_is_left_to_the_next_owner() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log: Log = EmbeddedLog::open(dir.path()).expect("open log").into();
+    let cfg = Arc::new(SenderConfig::from_toml(CONFIG).expect("config"));
+    let engine = crate::state::load(None, cfg.shaping.clone()).expect("engine");
+    let tracker = Arc::new(Mutex::new(OffsetTracker::default()));
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let hosts = vec!["127.0.0.2:2525".parse().expect("addr")];
+    let routes = BTreeMap::from([("slow.test".to_owned(), hosts)]);
+    let router = Router::static_only(StaticRoutes::new(routes));
+    let (_changes, changes_rx) = mpsc::unbounded_channel();
+    let tiers = HashMap::from([("tier".to_owned(), Span::hours(1))]);
+    let waking = Waking::new(
+        (log, tiers),
+        (changes_rx, Arc::new(SiteQueues::default())),
+        Default::default(),
+    );
+    let mut consume =
+        Consume::new(cfg, router, engine.sites().clone(), tracker.clone(), tx).with_wakes(waking);
+    let rec = |offset| RecordRef {
+        topic: "tier".into(),
+        partition: 0,
+        offset,
+        trace: None,
+    };
+    {
+        let mut t = tracker.lock().expect("lock");
+        t.start("tier", 0, 0);
+        assert!(t.take_early("tier", 0, 5) && t.take_early("tier", 0, 6));
+    }
+    let now = fate::now();
+    consume.taken_early(rec(5), parked(5, now));
+    assert_eq!(routed(&mut rx, Duration::from_millis(300)).await, vec![5]);
+
+    tracker.lock().expect("lock").revoke("tier", 0);
+    consume.taken_early(rec(6), parked(6, now));
+    assert!(
+        routed(&mut rx, Duration::from_millis(300)).await.is_empty(),
+        "a record of a revoked partition was routed"
+    );
+}
