@@ -42,6 +42,9 @@ pub struct Consume {
     pub tracker: Arc<Mutex<OffsetTracker>>,
     pub intake: UnboundedSender<Intake>,
     pub(crate) parked: HashMap<(String, i32), VecDeque<Parked>>,
+    /// Counts the turns of [`Consume::release_due`] (which paused
+    /// partition goes first).
+    turn: usize,
     pub(crate) index: Option<Arc<FateIndex>>,
     /// The pool's outbound topic (scheduled records there move to a tier).
     pub(crate) outbound: String,
@@ -76,6 +79,7 @@ impl Consume {
             tracker,
             intake,
             parked: HashMap::new(),
+            turn: 0,
             index: None,
             outbound,
             lag: None,
@@ -253,10 +257,19 @@ impl Consume {
     /// Hands over parked records that are due, in order (woken ones first,
     /// as room allows); resumes a partition whose parked records are all
     /// gone.
+    /// Lets go what may of the records taken early and of each paused
+    /// partition's front, starting one partition further each time, so
+    /// partitions holding woken mail of one site share its room.
     fn release_due(&mut self, consumer: &mut LogConsumer) {
         self.release_held();
         let now = fate::now();
-        let keys: Vec<_> = self.parked.keys().cloned().collect();
+        let mut keys: Vec<_> = self.parked.keys().cloned().collect();
+        keys.sort_unstable();
+        if !keys.is_empty() {
+            self.turn = self.turn.wrapping_add(1);
+            let first = self.turn % keys.len();
+            keys.rotate_left(first);
+        }
         for key in keys {
             while self.release_front(consumer, &key, now) {}
         }

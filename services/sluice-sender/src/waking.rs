@@ -4,11 +4,11 @@
 //! ready queues have left ([`SiteQueues`], counted by the dispatcher every
 //! 200 ms), once per count. A woken record read at the reading position
 //! that finds no room waits at the front of its tier partition, which
-//! pauses, for at most [`STUCK_AT_MOST`]; one taken early by the
-//! read-ahead waits here, and the read-ahead stops at
-//! `queues.max_per_site` of those. So a raised limit
-//! does not pour a whole backlog into a queue that overflows and parks it
-//! once more.
+//! pauses, while its site drains (or [`STUCK_AT_MOST`] if the site lets
+//! none go); the paused partitions take turns at the room. One taken early
+//! by the read-ahead waits here, and the read-ahead stops at
+//! `queues.max_per_site` of those. So a raised limit does not pour a whole
+//! backlog into a queue that overflows and parks it once more.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -46,12 +46,15 @@ pub(crate) struct Waking {
     /// Paused partitions whose front is a woken record without room, and
     /// since when.
     stuck: HashMap<(String, i32), std::time::Instant>,
+    /// When each site last let a woken record go.
+    last_room: HashMap<String, std::time::Instant>,
 }
 
 /// The longest a woken record holds its paused tier partition while its
-/// site has no room (a change that did not raise the site's limits). Then
-/// the partition's woken records go anyway, overflow and are parked again
-/// by the site's rate, so the partition's other mail is not held up.
+/// site lets no woken record go (a change that did not raise the site's
+/// limits). Then the partition's woken records go anyway, overflow and are
+/// parked again by the site's rate, so the partition's other mail is not
+/// held up. While the site drains, the partition waits its turn.
 const STUCK_AT_MOST: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Waking {
@@ -76,6 +79,7 @@ impl Waking {
             room: HashMap::new(),
             held: VecDeque::new(),
             stuck: HashMap::new(),
+            last_room: HashMap::new(),
         }
     }
 }
@@ -181,7 +185,7 @@ impl Consume {
 
     /// Whether the woken record at the front of paused partition `key` may
     /// go: when its site has room, or once it held the partition for
-    /// [`STUCK_AT_MOST`].
+    /// [`STUCK_AT_MOST`] in which its site let no woken record go.
     pub(crate) fn front_may_go(&mut self, key: &(String, i32), site: &str) -> bool {
         if self.room(site) {
             self.unstuck(key);
@@ -194,7 +198,11 @@ impl Consume {
             .stuck
             .entry(key.clone())
             .or_insert_with(std::time::Instant::now);
-        since.elapsed() >= STUCK_AT_MOST
+        let draining = waking
+            .last_room
+            .get(site)
+            .is_some_and(|t| t.elapsed() < STUCK_AT_MOST);
+        since.elapsed() >= STUCK_AT_MOST && !draining
     }
 
     /// Forgets that paused partition `key` waited for room (its queue is
@@ -240,6 +248,8 @@ impl Consume {
             return false;
         }
         room.1 -= 1;
+        let now = std::time::Instant::now();
+        waking.last_room.insert(site.to_owned(), now);
         true
     }
 

@@ -72,14 +72,27 @@ struct Woken {
 }
 
 async fn woken_backlog() -> Woken {
+    woken_backlog_in(1, PARKED).await
+}
+
+/// [`woken_backlog`] with `records` in a tier of `partitions`.
+async fn woken_backlog_in(partitions: i32, records: usize) -> Woken {
     let dir = tempfile::tempdir().expect("temp dir");
     let log: Log = EmbeddedLog::open(dir.path()).expect("open log").into();
-    log.create_topic("tier", 1).await.expect("topic");
+    log.create_topic("tier", partitions).await.expect("topic");
     let now = fate::now();
-    for n in 0..PARKED {
+    let mut used = HashSet::new();
+    for n in 0..records {
         let record = parked(n, Millis(now.0 - 60_000)).encode_to_vec();
-        log.append("tier", b"k", &record).await.expect("append");
+        let key = format!("k{n}");
+        let at = log.append("tier", key.as_bytes(), &record).await;
+        used.insert(at.expect("append").partition);
     }
+    assert_eq!(
+        used.len(),
+        partitions as usize,
+        "every partition holds some"
+    );
     let mut consumer = log.subscribe("g", &["tier".into()]).await.expect("join");
     let cfg = Arc::new(SenderConfig::from_toml(CONFIG).expect("config"));
     let engine = crate::state::load(None, cfg.shaping.clone()).expect("engine");
@@ -249,4 +262,50 @@ async fn a_record_taken_early_from_a_revoked_partition_is_left_to_the_next_owner
         routed(&mut rx, Duration::from_millis(300)).await.is_empty(),
         "a record of a revoked partition was routed"
     );
+}
+
+/// While a site drains, its woken mail in several tier partitions waits
+/// for its room however long that takes: with room for one a second and
+/// 60 records in 12 partitions, each partition's turn comes about every
+/// 12 s, and none lets its records go without room after 10 s (they would
+/// only overflow and be parked again).
+#[tokio::test]
+async fn a_draining_site_holds_its_partitions_past_ten_seconds() {
+    let Woken {
+        mut rx,
+        queues,
+        stop,
+        running,
+        ..
+    } = woken_backlog_in(12, 60).await;
+    let mut seen = HashSet::new();
+    let mut counts = 0;
+    let start = tokio::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(16) {
+        while let Ok(intake) = rx.try_recv() {
+            let Intake::Deliver { rec, .. } = intake else {
+                panic!("a woken record must go to delivery");
+            };
+            assert!(
+                seen.insert((rec.partition, rec.offset)),
+                "{rec:?} went twice"
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        queues.publish(HashMap::from([("slow".to_owned(), 4)]));
+        counts += 1;
+    }
+    let room = 5 + counts;
+    assert!(
+        seen.len() <= room,
+        "{} woken records went with room for {room}: a partition let its records go while the site drained",
+        seen.len()
+    );
+    assert!(
+        seen.len() >= 10,
+        "only {} went with room for {room}",
+        seen.len()
+    );
+    let _ = stop.send(());
+    running.await.expect("the consumer stops");
 }
