@@ -183,11 +183,11 @@ pub struct QueueSection {
     /// The longest wait of an overflowed message. In between, a message waits
     /// as long as the site needs to send what is ahead of it (its ready
     /// queue and the messages parked before it, at the rate it drained over
-    /// the last five minutes). A message that waited this long and still
-    /// finds no slot within it waits the next longer delay tier, so a
-    /// throttled site's backlog is re-written about once per this span at
-    /// first, then once per the longest tier. A raised limit wakes parked
-    /// mail at once (docs/sender.md, "Waking parked mail").
+    /// the last five minutes). A message that waited this long and
+    /// overflows again may take a slot as far as the next longer delay
+    /// tier, so a throttled site's backlog is re-written about once per
+    /// this span at first, then once per the longest tier. A raised limit
+    /// wakes parked mail at once (docs/sender.md, "Waking parked mail").
     pub max_overflow_hold: Span,
 }
 

@@ -255,11 +255,10 @@ impl Consume {
     }
 
     /// Hands over parked records that are due, in order (woken ones first,
-    /// as room allows); resumes a partition whose parked records are all
-    /// gone.
-    /// Lets go what may of the records taken early and of each paused
+    /// as room allows: the records taken early, then each paused
     /// partition's front, starting one partition further each time, so
-    /// partitions holding woken mail of one site share its room.
+    /// partitions holding woken mail of one site share its room); resumes
+    /// a partition whose parked records are all gone.
     fn release_due(&mut self, consumer: &mut LogConsumer) {
         self.release_held();
         let now = fate::now();
