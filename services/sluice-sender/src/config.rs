@@ -323,6 +323,14 @@ impl SenderConfig {
         format!("{}.delay-{tier}", self.outbound_topic())
     }
 
+    /// The longest an overflowed message waits between two reads:
+    /// `queues.max_overflow_hold`, or the longest delay tier for mail
+    /// parked again (docs/sender.md, step 3).
+    pub fn longest_hold(&self) -> Span {
+        let tiers = self.shaping.retry.tiers.iter().copied();
+        tiers.fold(self.queues.max_overflow_hold, Span::max)
+    }
+
     /// The pool's fate index topic (docs/fate-index.md).
     pub fn fates_topic(&self) -> String {
         format!("{}.fates", self.outbound_topic())

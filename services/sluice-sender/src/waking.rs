@@ -249,7 +249,12 @@ impl Consume {
         }
         room.1 -= 1;
         let now = std::time::Instant::now();
-        waking.last_room.insert(site.to_owned(), now);
+        match waking.last_room.get_mut(site) {
+            Some(last) => *last = now,
+            None => {
+                waking.last_room.insert(site.to_owned(), now);
+            }
+        }
         true
     }
 
@@ -280,15 +285,10 @@ impl Consume {
     /// been woken by a change within the longest hold (one made before
     /// this node started or took the partition, too), so it is read ahead.
     pub(crate) fn paused(&mut self, key: &(String, i32)) {
-        let Some(waking) = self.waking.as_ref() else {
+        let Some(latest) = self.waking.as_ref().and_then(|w| w.wakes.latest()) else {
             return;
         };
-        let Some(latest) = waking.wakes.latest() else {
-            return;
-        };
-        let longest = waking.tiers.values().copied();
-        let longest = longest.fold(self.cfg.queues.max_overflow_hold, Span::max);
-        let recent = fate::now().since(latest) <= longest;
+        let recent = fate::now().since(latest) <= self.cfg.longest_hold();
         if recent && key.0 != self.outbound {
             self.read_ahead(vec![key.clone()]);
         }

@@ -52,7 +52,7 @@ impl Dispatcher {
             }
             // Mail parked before a change older than the longest hold has
             // come back already (a node starting finds such stamps).
-            if fate_now().since(wake.at) > self.longest_hold() {
+            if fate_now().since(wake.at) > self.cfg.longest_hold() {
                 continue;
             }
             tracing::info!(site = %wake.site, "the site's policy changed in control: its parked mail goes now");

@@ -503,14 +503,6 @@ impl Dispatcher {
         }
     }
 
-    /// The longest an overflowed message waits between two reads: the
-    /// longest hold, or the longest tier for mail parked again
-    /// ([`parking::furthest`]).
-    fn longest_hold(&self) -> Span {
-        let tiers = self.engine.retry().tiers().iter().map(|t| t.delay);
-        tiers.fold(self.cfg.queues.max_overflow_hold, Span::max)
-    }
-
     /// Publishes `fate` in its own task and releases the record's offset after.
     fn spawn_publish(&mut self, rec: RecordRef, fate: Fate) {
         let publisher = self.publisher.clone();
